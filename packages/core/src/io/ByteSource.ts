@@ -1,0 +1,65 @@
+/**
+ * Positional reads of a file: a model's tensors are read by byte range, never as a whole-file
+ * buffer, so a reader's memory is bounded by the tensor it reads.
+ *
+ * @since 0.1.0
+ */
+import { Effect, Scope } from "effect"
+import * as fs from "node:fs"
+import { describe, FormatError, IoError } from "./IoError.ts"
+
+/** An open file read by absolute byte offsets. @category models */
+export interface ByteSource {
+  readonly path: string
+  readonly size: number
+  /** Reads exactly `length` bytes at `offset`; fails with FormatError if the file is shorter. */
+  readonly read: (offset: number, length: number) => Effect.Effect<Uint8Array<ArrayBuffer>, IoError | FormatError>
+}
+
+/** Opens `path` for the lifetime of the current scope. @category constructors */
+export const open = (path: string, format = "file"): Effect.Effect<ByteSource, IoError, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.try({
+      try: () => {
+        const fd = fs.openSync(path, "r")
+        return { fd, size: fs.fstatSync(fd).size }
+      },
+      catch: (cause) => new IoError({ file: path, operation: "open", detail: describe(cause) })
+    }),
+    ({ fd }) => Effect.sync(() => fs.closeSync(fd))
+  ).pipe(Effect.map(({ fd, size }) => fromDescriptor(path, fd, size, format)))
+
+const fromDescriptor = (path: string, fd: number, size: number, format: string): ByteSource => ({
+  path,
+  size,
+  read: (offset, length) =>
+    offset < 0 || length < 0 || offset + length > size
+      ? Effect.fail(new FormatError({ file: path, format, detail: `read of ${length} bytes at offset ${offset} is beyond the end of the file (${size} bytes)` }))
+      : Effect.callback<Uint8Array<ArrayBuffer>, IoError>((resume) => {
+          const buffer = new Uint8Array(length)
+          readFully(fd, buffer, offset, (error) =>
+            resume(error ? Effect.fail(new IoError({ file: path, operation: "read", detail: describe(error) })) : Effect.succeed(buffer))
+          )
+        })
+})
+
+// fs.read may return fewer bytes than asked (large reads are capped at 2 GiB): loop until done.
+const readFully = (fd: number, buffer: Uint8Array, position: number, done: (error: Error | null) => void, filled = 0): void => {
+  if (filled === buffer.byteLength) return done(null)
+  const length = Math.min(buffer.byteLength - filled, 1 << 30)
+  fs.read(fd, buffer, filled, length, position + filled, (error, bytesRead) => {
+    if (error) return done(error)
+    if (bytesRead === 0) return done(new Error("unexpected end of file"))
+    readFully(fd, buffer, position, done, filled + bytesRead)
+  })
+}
+
+/** A byte source over memory, for tests and for formats unpacked in memory. @category constructors */
+export const fromBytes = (path: string, bytes: Uint8Array, format = "file"): ByteSource => ({
+  path,
+  size: bytes.byteLength,
+  read: (offset, length) =>
+    offset < 0 || length < 0 || offset + length > bytes.byteLength
+      ? Effect.fail(new FormatError({ file: path, format, detail: `read of ${length} bytes at offset ${offset} is beyond the end (${bytes.byteLength} bytes)` }))
+      : Effect.succeed(bytes.slice(offset, offset + length))
+})

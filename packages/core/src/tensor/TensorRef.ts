@@ -1,0 +1,56 @@
+/**
+ * A lazy tensor: its name, dtype and shape are known from a header; its bytes are read (or
+ * computed) only when a stage asks for them, and only the element range it asks for.
+ *
+ * @since 0.1.0
+ */
+import { Effect } from "effect"
+import type { ModelIoError } from "../io/IoError.ts"
+import { byteSize, type DType, toFloat32 } from "./DType.ts"
+
+/** A half-open range of elements, in row-major order. @category models */
+export interface ElementRange {
+  readonly start: number
+  readonly end: number
+}
+
+/** Raw little-endian bytes of a tensor's dtype, as every supported format stores them. */
+export type TensorBytes = Uint8Array<ArrayBuffer>
+
+/** @category models */
+export interface TensorRef {
+  readonly name: string
+  readonly dtype: DType
+  readonly shape: ReadonlyArray<number>
+  /** Reads elements `[range.start, range.end)` (all when omitted) as raw bytes of `dtype`. */
+  readonly read: (range?: ElementRange) => Effect.Effect<TensorBytes, ModelIoError>
+}
+
+/** Number of elements of a shape (1 for a 0-dim scalar). */
+export const numel = (shape: ReadonlyArray<number>): number => shape.reduce((n, d) => n * d, 1)
+
+/** Bytes a tensor occupies in its dtype. */
+export const byteLength = (ref: Pick<TensorRef, "dtype" | "shape">): number => numel(ref.shape) * byteSize[ref.dtype]
+
+/** The whole range of a tensor, or the given one. */
+export const rangeOf = (ref: Pick<TensorRef, "shape">, range?: ElementRange): ElementRange =>
+  range ?? { start: 0, end: numel(ref.shape) }
+
+/** A tensor over bytes already in memory. @category constructors */
+export const fromBytes = (name: string, dtype: DType, shape: ReadonlyArray<number>, bytes: TensorBytes): TensorRef => ({
+  name,
+  dtype,
+  shape,
+  read: (range) => {
+    const { start, end } = rangeOf({ shape }, range)
+    const size = byteSize[dtype]
+    return Effect.succeed(range === undefined ? bytes : bytes.slice(start * size, end * size))
+  }
+})
+
+/** Reads a tensor (or a range of it) as float32. */
+export const readFloat32 = (ref: TensorRef, range?: ElementRange): Effect.Effect<Float32Array<ArrayBuffer>, ModelIoError> =>
+  Effect.map(ref.read(range), (bytes) => toFloat32(bytes, ref.dtype))
+
+/** `[2, 3]` → `"2×3"`, `[]` → `"scalar"`. */
+export const formatShape = (shape: ReadonlyArray<number>): string => (shape.length === 0 ? "scalar" : shape.join("×"))

@@ -1,0 +1,11 @@
+import { defineConfig } from "vitest/config"
+
+// One vitest run over every package, so the test command and CI share one report.
+export default defineConfig({
+  test: {
+    projects: ["packages/*", "examples"],
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+    pool: "forks"
+  }
+})
