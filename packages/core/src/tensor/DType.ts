@@ -37,6 +37,17 @@ export type WritableDType = (typeof WritableDTypes)[number]
 /** @category schemas */
 export const WritableDTypeSchema = Schema.Literals(WritableDTypes)
 
+/** A writable dtype in a pipeline (`out_dtype: bfloat16`). @category schemas */
+export const WritableDTypeName = Schema.String.pipe(
+  Schema.check(Schema.makeFilter((s: string) => parseWritable(s) !== undefined || `"${s}" is not a dtype Crucible can write (use F32, F16, BF16, F64, I64, I32, I16, I8, U8, BOOL or torch names like bfloat16)`))
+)
+
+/** Parses a dtype name that a writer can emit. */
+export const parseWritable = (name: string): WritableDType | undefined => {
+  const d = parse(name)
+  return d !== undefined && (WritableDTypes as ReadonlyArray<string>).includes(d) ? (d as WritableDType) : undefined
+}
+
 /** PyTorch-style lower-case aliases accepted in pipelines (`out_dtype: bfloat16`). */
 const aliases: Readonly<Record<string, DType>> = {
   float64: "F64", double: "F64", f64: "F64",
@@ -135,7 +146,7 @@ export const f8e5m2BitsToFloat = (b: number): number => f16BitsToFloat(b << 8)
 const view = (bytes: Uint8Array) => new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
 
 /** Decodes raw little-endian bytes of `dtype` into float64 values (exact for every dtype but I64 beyond 2^53). */
-export const toFloat64 = (bytes: Uint8Array, dtype: DType): Float64Array => {
+export const toFloat64 = (bytes: Uint8Array, dtype: DType): Float64Array<ArrayBuffer> => {
   const n = bytes.byteLength / byteSize[dtype]
   const out = new Float64Array(n)
   decodeInto(bytes, dtype, out)
@@ -143,7 +154,7 @@ export const toFloat64 = (bytes: Uint8Array, dtype: DType): Float64Array => {
 }
 
 /** Decodes raw little-endian bytes of `dtype` into float32 values. */
-export const toFloat32 = (bytes: Uint8Array, dtype: DType): Float32Array => {
+export const toFloat32 = (bytes: Uint8Array, dtype: DType): Float32Array<ArrayBuffer> => {
   if (dtype === "F32") {
     // Copy so the caller owns an aligned array whatever the source's alignment.
     const out = new Float32Array(bytes.byteLength / 4)

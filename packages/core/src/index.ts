@@ -1,0 +1,24 @@
+/**
+ * @crucible/core — the vocabulary of Crucible: dtypes and lazy tensors, model formats, the
+ * pipeline IR (YAML and builder), the stage contract and the registry.
+ *
+ * @since 0.1.0
+ */
+export * as DType from "./tensor/DType.ts"
+export * as TensorRef from "./tensor/TensorRef.ts"
+export * as Model from "./model/Model.ts"
+export * as Cast from "./model/Cast.ts"
+export * as ByteSource from "./io/ByteSource.ts"
+export * as AtomicFile from "./io/AtomicFile.ts"
+export * as IoError from "./io/IoError.ts"
+export * as Safetensors from "./io/safetensors/Safetensors.ts"
+export * as Port from "./pipeline/Port.ts"
+export * as Stage from "./pipeline/Stage.ts"
+export * as Registry from "./pipeline/Registry.ts"
+export * as Ir from "./pipeline/Ir.ts"
+export * as Problem from "./pipeline/Problem.ts"
+export * as PipelineError from "./pipeline/PipelineError.ts"
+export * as Validate from "./pipeline/Validate.ts"
+export * as Yaml from "./pipeline/Yaml.ts"
+export * as Builder from "./pipeline/Builder.ts"
+export * as StageKey from "./pipeline/StageKey.ts"

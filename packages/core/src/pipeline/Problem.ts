@@ -1,0 +1,55 @@
+/**
+ * A problem found in a pipeline, and how it is shown: `file:line:col`, the stage, a message that
+ * says what to do, and a short code frame. All problems of a pipeline are collected and reported
+ * together; nothing runs while there is one.
+ *
+ * @since 0.1.0
+ */
+import { Schema } from "effect"
+
+/** The stable codes of pipeline problems. @category models */
+export const ProblemCodes = [
+  "YamlSyntax", "DuplicateId", "DuplicateKey", "InvalidPipeline", "UnknownKey", "UnknownStageKind",
+  "InvalidParam", "MissingParam", "UnknownParam", "MissingInput", "InvalidReference", "DanglingReference",
+  "PortMismatch", "TooFewInputs", "Cycle", "InvalidInput"
+] as const
+export type ProblemCode = (typeof ProblemCodes)[number]
+
+/** A position in the pipeline file, 1-based. @category models */
+export const Position = Schema.Struct({ line: Schema.Number, col: Schema.Number })
+export type Position = typeof Position.Type
+
+/** @category models */
+export class Problem extends Schema.Class<Problem>("crucible/Problem")({
+  code: Schema.Literals(ProblemCodes),
+  message: Schema.String,
+  /** The stage the problem is in, when it is in one. */
+  stage: Schema.optional(Schema.String),
+  /** The path of the offending value in the document, e.g. ["stages", "avg", "with", "weights"]. */
+  path: Schema.Array(Schema.Union([Schema.String, Schema.Number])),
+  position: Schema.optional(Position),
+  frame: Schema.optional(Schema.String)
+}) {}
+
+/** A short code frame: the offending line with its neighbours and a caret under the column. */
+export const codeFrame = (text: string, position: Position): string => {
+  const lines = text.split(/\r?\n/)
+  const first = Math.max(1, position.line - 1)
+  const last = Math.min(lines.length, position.line + 1)
+  const width = String(last).length
+  const out: Array<string> = []
+  for (let n = first; n <= last; n++) {
+    const marker = n === position.line ? ">" : " "
+    out.push(`${marker} ${String(n).padStart(width)} | ${lines[n - 1] ?? ""}`)
+    if (n === position.line) out.push(`  ${" ".repeat(width)} | ${" ".repeat(Math.max(0, position.col - 1))}^`)
+  }
+  return out.join("\n")
+}
+
+/** `file:line:col: [Code] stage "x": message`, then the frame. */
+export const format = (problem: Problem, file: string | undefined): string => {
+  const where = [file ?? "<pipeline>", problem.position?.line, problem.position?.col].filter((x) => x !== undefined).join(":")
+  const stage = problem.stage === undefined ? "" : `stage "${problem.stage}": `
+  const head = `${where}: [${problem.code}] ${stage}${problem.message}`
+  return problem.frame === undefined ? head : `${head}\n${problem.frame}`
+}

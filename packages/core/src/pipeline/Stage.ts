@@ -1,0 +1,138 @@
+/**
+ * The contract of a stage kind: its identity, its params Schema, its input and output ports, its
+ * resource needs, and a `run` that returns an Effect. Kinds are plain values (no registration by
+ * import side effect): a registry is a literal map of them.
+ *
+ * ```ts
+ * export const Linear = Stage.define({
+ *   kind: "merge/linear", version: 1,
+ *   description: "weighted average of models",
+ *   params: Schema.Struct({ weights: Schema.optional(Schema.Array(Schema.Finite)) }),
+ *   inputs: { models: Port.many(Port.ModelPort, { min: 2 }) },
+ *   output: Port.ModelPort,
+ *   run: Effect.fn("Linear.run")(function* ({ params, inputs }) { … })
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ */
+import { Context, Effect, Schema, Scope } from "effect"
+import type { Input, InputValue, Port, ValueOf } from "./Port.ts"
+
+/** What a stage needs from the machine. The scheduler reads these; they never live in globals. @category models */
+export interface Resources {
+  /** `gpu` stages wait for the GPU slot when one exists; `any` runs where the backend is. */
+  readonly device: "cpu" | "gpu" | "any"
+  /**
+   * A lazy stage only reads headers and composes lazy tensors when it runs: the planner may run
+   * it during `crucible plan`, and its output costs no memory until a consumer reads it.
+   */
+  readonly lazy: boolean
+}
+
+/** What a stage's `run` receives. @category models */
+export interface StageContext<Params, Inputs> {
+  /** The stage's id in the pipeline. */
+  readonly id: string
+  readonly kind: string
+  /** Params decoded by the kind's Schema. */
+  readonly params: Params
+  /** Values of the input ports, from the referenced stages. */
+  readonly inputs: Inputs
+  /** Resolves a path written in the pipeline against the pipeline file's folder. */
+  readonly resolvePath: (path: string) => string
+  /** The run directory, where a stage may put artifacts (plots, checkpoints). */
+  readonly runDir: string
+  /** True during `crucible plan`: report what would be done, write nothing. */
+  readonly dryRun: boolean
+}
+
+/** Any failure a stage reports: a tagged error with a message (its `_tag` is the stable code). @category models */
+export interface StageError {
+  readonly _tag: string
+  readonly message: string
+}
+
+/** The services every stage may use; the runner provides them. */
+export type StageServices = Scope.Scope
+
+/** A stage kind. @category models */
+export interface StageKind<
+  Kind extends string = string,
+  Params extends Schema.Top = Schema.Top,
+  Inputs extends Record<string, Input> = Record<string, Input>,
+  Output extends Port = Port,
+  E extends StageError = StageError,
+  R = never
+> {
+  readonly kind: Kind
+  /** Bumped when a change alters outputs: part of the cache key. */
+  readonly version: number
+  readonly description: string
+  /** The paper or page that defines the method. */
+  readonly reference?: string | undefined
+  readonly params: Params
+  readonly inputs: Inputs
+  readonly output: Output
+  readonly resources: Resources
+  readonly run: (
+    context: StageContext<Params["Type"], { readonly [K in keyof Inputs]: InputValue<Inputs[K]> }>
+  ) => Effect.Effect<ValueOf<Output>, E, R | StageServices>
+}
+
+/** A stage kind of any type, as a registry holds it. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnyStageKind = StageKind<string, any, any, Port, StageError, any>
+
+/** The services a kind's `run` needs beyond the common ones. */
+export type ServicesOf<K> = K extends StageKind<string, Schema.Top, Record<string, Input>, Port, StageError, infer R> ? R : never
+
+/** Defines a stage kind; the identity function that fixes its types. @category constructors */
+export const define = <
+  const Kind extends string,
+  Params extends Schema.Top,
+  const Inputs extends Record<string, Input>,
+  Output extends Port,
+  E extends StageError = never,
+  R = never
+>(definition: {
+  readonly kind: Kind
+  readonly version: number
+  readonly description: string
+  readonly reference?: string
+  readonly params: Params
+  readonly inputs: Inputs
+  readonly output: Output
+  readonly resources?: Partial<Resources>
+  readonly run: StageKind<Kind, Params, Inputs, Output, E, R>["run"]
+}): StageKind<Kind, Params, Inputs, Output, E, R> => ({
+  ...definition,
+  resources: { device: "cpu", lazy: false, ...definition.resources }
+})
+
+/** Progress of a stage's work, reported to whoever watches the run (TTY, JSON lines, dashboard). @category models */
+export interface ProgressEvent {
+  readonly stage: string
+  readonly done: number
+  readonly total: number
+  readonly unit: "tensors" | "bytes" | "steps" | "epochs" | "points"
+  readonly detail?: string
+}
+
+/**
+ * Where stages report progress. The default drops reports, so a stage runs the same with or
+ * without a watcher; the runner provides one that feeds its reporters.
+ *
+ * @category services
+ */
+export const Progress = Context.Reference<{ readonly report: (event: ProgressEvent) => Effect.Effect<void> }>(
+  "crucible/Stage/Progress",
+  { defaultValue: () => ({ report: () => Effect.void }) }
+)
+
+/** Reports progress from inside a stage. */
+export const reportProgress = (event: ProgressEvent): Effect.Effect<void> =>
+  Effect.gen(function* () {
+    const progress = yield* Progress
+    yield* progress.report(event)
+  })

@@ -1,0 +1,162 @@
+import { describe, expect, it } from "vitest"
+import { Effect, Exit } from "effect"
+import type { PipelineInvalid } from "../../src/pipeline/PipelineError.ts"
+import * as Yaml from "../../src/pipeline/Yaml.ts"
+import { registry } from "./kinds.ts"
+
+const problemsOf = (text: string) => {
+  const exit = Effect.runSyncExit(Yaml.decode(text, registry, "p.yaml"))
+  if (Exit.isSuccess(exit)) return []
+  const error = (exit.cause as unknown as { reasons: Array<{ error: PipelineInvalid }> }).reasons[0]!.error
+  return error.problems.map((p) => ({ code: p.code, stage: p.stage, line: p.position?.line, col: p.position?.col, message: p.message }))
+}
+
+const valid = `version: 1
+name: average-two
+stages:
+  a: { uses: test/source, with: { path: a.safetensors } }
+  b: { uses: test/source, with: { path: b.safetensors } }
+  avg: { uses: test/average, with: { models: [a, b], weights: [0.3, 0.7] } }
+  out: { uses: test/sink, with: { model: avg, path: out.safetensors } }
+`
+
+describe("pipeline YAML", () => {
+  it("decodes a valid pipeline into resolved stages with edges from references", () => {
+    const p = Effect.runSync(Yaml.decode(valid, registry, "p.yaml"))
+    expect(p.stages.map((s) => [s.id, s.kind.kind, s.dependsOn])).toEqual([
+      ["a", "test/source", []],
+      ["b", "test/source", []],
+      ["avg", "test/average", ["a", "b"]],
+      ["out", "test/sink", ["avg"]]
+    ])
+    expect(p.stages[2]!.params).toEqual({ weights: [0.3, 0.7] })
+    expect(p.stages[2]!.inputs).toEqual({ models: ["a", "b"], base: [] })
+  })
+
+  it("reports YAML syntax errors with their position", () => {
+    const problems = problemsOf("version: 1\nname: x\nstages:\n  a: { uses: test/source, with: { path: [a }\n")
+    expect(problems[0]).toMatchObject({ code: "YamlSyntax", line: 4 })
+  })
+
+  it("reports unknown top-level and stage keys at the key", () => {
+    const problems = problemsOf(`version: 1
+name: x
+colour: red
+stages:
+  a:
+    uses: test/source
+    whith: { path: a }
+`)
+    expect(problems).toEqual([
+      expect.objectContaining({ code: "UnknownKey", line: 3, col: 1, message: 'unknown key "colour"' })
+    ])
+    const stageProblems = problemsOf(`version: 1
+name: x
+stages:
+  a:
+    uses: test/source
+    whith: { path: a }
+`)
+    expect(stageProblems).toEqual([expect.objectContaining({ code: "UnknownKey", stage: "a", line: 6, col: 5 })])
+  })
+
+  it("reports all problems of all stages at once, each with line:col", () => {
+    const problems = problemsOf(`version: 1
+name: many-problems
+stages:
+  a: { uses: test/source, with: { path: a.safetensors } }
+  b: { uses: test/sorce, with: { path: b.safetensors } }
+  avg:
+    uses: test/average
+    with:
+      models: [a, c]
+      weights: [0.5, "x"]
+      normalise: true
+  m: { uses: test/score, with: { model: a } }
+  out: { uses: test/sink, with: { model: m, path: o } }
+  out2: { uses: test/sink, with: { path: x } }
+`)
+    expect(problems.map((p) => [p.code, p.stage, p.line, p.col])).toEqual([
+      ["UnknownStageKind", "b", 5, 14],
+      ["DanglingReference", "avg", 9, 19],
+      ["InvalidParam", "avg", 10, 22],
+      ["UnknownParam", "avg", 11, 7],
+      ["PortMismatch", "out", 13, 42],
+      ["MissingInput", "out2", 14, 34]
+    ])
+    expect(problems[0]!.message).toContain('did you mean "test/source"?')
+    expect(problems[1]!.message).toContain('refers to "c", but there is no such stage')
+    expect(problems[3]!.message).toContain('unknown parameter "normalise"')
+    expect(problems[3]!.message).toContain('did you mean "normalize"?')
+    expect(problems[4]!.message).toBe('input "model" expects a model, but stage "m" (test/score) outputs metrics')
+  })
+
+  it("reports a missing required parameter at the stage's with:", () => {
+    expect(problemsOf(`version: 1
+name: x
+stages:
+  a: { uses: test/source, with: {} }
+`)).toEqual([expect.objectContaining({ code: "MissingParam", stage: "a", line: 4, col: 33 })])
+  })
+
+  it("reports duplicate stage ids at the second occurrence", () => {
+    const problems = problemsOf(`version: 1
+name: x
+stages:
+  a: { uses: test/source, with: { path: a } }
+  a: { uses: test/source, with: { path: b } }
+`)
+    expect(problems).toEqual([expect.objectContaining({ code: "DuplicateId", stage: "a", line: 5, col: 3 })])
+  })
+
+  it("names the stages of a cycle", () => {
+    const problems = problemsOf(`version: 1
+name: x
+stages:
+  s: { uses: test/source, with: { path: s } }
+  a: { uses: test/average, with: { models: [s, b] } }
+  b: { uses: test/average, with: { models: [a, s] } }
+  m: { uses: test/score, with: { model: a } }
+`)
+    const cycles = problems.filter((p) => p.code === "Cycle")
+    expect(cycles).toHaveLength(1)
+    expect(cycles[0]!.message).toContain("a → b → a")
+    expect(problems).toHaveLength(1)
+    expect(cycles[0]).toMatchObject({ stage: "a", line: 5 })
+  })
+
+  it("rejects too few inputs and wrong reference types", () => {
+    const problems = problemsOf(`version: 1
+name: x
+stages:
+  a: { uses: test/source, with: { path: a } }
+  avg: { uses: test/average, with: { models: [a] } }
+  s: { uses: test/sink, with: { model: [a], path: p } }
+`)
+    expect(problems.map((p) => [p.code, p.line, p.col])).toEqual([["TooFewInputs", 5, 46], ["InvalidReference", 6, 40]])
+  })
+
+  it("rejects a wrong version and a bad stage id with positions", () => {
+    const problems = problemsOf(`version: 2
+name: x
+stages:
+  "bad id": { uses: test/source, with: { path: a } }
+`)
+    expect(problems.map((p) => [p.code, p.line])).toEqual([["InvalidPipeline", 1]])
+    const idProblems = problemsOf(`version: 1
+name: x
+stages:
+  "bad id": { uses: test/source, with: { path: a } }
+`)
+    expect(idProblems.map((p) => [p.code, p.line, p.col])).toEqual([["InvalidPipeline", 4, 3]])
+  })
+
+  it("formats a problem as file:line:col with a code frame", () => {
+    const exit = Effect.runSyncExit(Yaml.decode(valid.replace("test/sink", "test/snk"), registry, "p.yaml"))
+    expect(Exit.isFailure(exit)).toBe(true)
+    const message = Exit.isFailure(exit) ? String((exit.cause as unknown as { reasons: Array<{ error: Error }> }).reasons[0]!.error.message) : ""
+    expect(message).toContain('p.yaml:7:16: [UnknownStageKind] stage "out": unknown stage kind "test/snk"')
+    expect(message).toContain("> 7 |   out: { uses: test/snk, with: { model: avg, path: out.safetensors } }")
+    expect(message).toContain("    |                ^")
+  })
+})

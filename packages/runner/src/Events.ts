@@ -1,0 +1,44 @@
+/**
+ * What a run tells its watchers: a stream of events. Reporters (TTY, plain lines, JSON lines,
+ * the dashboard) are functions of these events, so every view shows the same facts.
+ *
+ * @since 0.1.0
+ */
+import { Context, Effect } from "effect"
+
+/** How a stage ended. @category models */
+export type StageStatus = "succeeded" | "failed" | "skipped" | "interrupted"
+
+/** @category models */
+export type RunEvent =
+  | { readonly type: "run-started"; readonly time: number; readonly runId: string; readonly runDir: string; readonly pipeline: string; readonly stages: ReadonlyArray<string> }
+  | { readonly type: "stage-started"; readonly time: number; readonly stage: string; readonly kind: string }
+  | { readonly type: "stage-progress"; readonly time: number; readonly stage: string; readonly done: number; readonly total: number; readonly unit: string; readonly detail?: string | undefined }
+  | {
+      readonly type: "stage-finished"
+      readonly time: number
+      readonly stage: string
+      readonly kind: string
+      readonly status: StageStatus
+      readonly durationMs: number
+      readonly error?: { readonly tag: string; readonly message: string } | undefined
+      readonly summary?: string | undefined
+    }
+  | { readonly type: "run-finished"; readonly time: number; readonly status: "succeeded" | "failed" | "interrupted"; readonly durationMs: number; readonly runDir: string }
+
+/**
+ * Where events go. The runner emits; the CLI chooses the implementation.
+ *
+ * @category services
+ */
+export class Reporter extends Context.Service<Reporter, { readonly emit: (event: RunEvent) => Effect.Effect<void> }>()("crucible/runner/Reporter") {
+  /** Drops every event. */
+  static readonly silent = { emit: () => Effect.void }
+}
+
+/** Emits an event to the current reporter. */
+export const emit = (event: RunEvent): Effect.Effect<void, never, Reporter> =>
+  Effect.gen(function* () {
+    const reporter = yield* Reporter
+    yield* reporter.emit(event)
+  })

@@ -1,0 +1,223 @@
+/**
+ * Runs a planned pipeline. Every stage is a fiber that waits for its dependencies; at most
+ * `concurrency` stages do work at once. A failed stage fails its dependents with "skipped
+ * because X failed" while independent stages finish. Each stage's output lives in its own
+ * scope, closed once every stage that could read it (directly or through a lazy value) is done:
+ * files are closed and memory freed at the earliest safe moment. Interruption (SIGINT) stops
+ * the stages in flight, whose scopes remove their temporary files.
+ *
+ * @since 0.1.0
+ */
+import { Model, type Port, Stage, StageKey, type Validate } from "@crucible/core"
+import { Cause, Deferred, Effect, Exit, Scope, Semaphore } from "effect"
+import * as path from "node:path"
+import { emit, Reporter, type StageStatus } from "./Events.ts"
+import * as Plan from "./Plan.ts"
+
+/** @category models */
+export interface ExecuteOptions {
+  readonly pipeline: Validate.ResolvedPipeline
+  /** The folder relative paths in the pipeline resolve against. */
+  readonly baseDir: string
+  readonly runDir: string
+  /** Stages doing work at the same time (≥ 1). */
+  readonly concurrency: number
+  /** Plan only: lazy stages run (headers), others are skipped, nothing is written. */
+  readonly dryRun?: boolean
+}
+
+/** How one stage went. @category models */
+export interface StageOutcome {
+  readonly id: string
+  readonly kind: string
+  readonly version: number
+  /** Hash of kind, version, params and input keys: the stage's cache identity. */
+  readonly key: string
+  readonly status: StageStatus | "planned"
+  readonly startedAt?: number | undefined
+  readonly endedAt?: number | undefined
+  readonly error?: { readonly tag: string; readonly message: string } | undefined
+  /** For a skipped stage: the failed stage that caused it. */
+  readonly blockedBy?: string | undefined
+  /** The stage's output while its scope was open; plain values (metrics, files) stay readable. */
+  readonly value?: unknown
+}
+
+// A dependency that did not produce a value: the stage whose failure is the root cause.
+interface Blocked {
+  readonly root: string
+}
+
+/** Runs every stage; never fails — each stage's fate is in its outcome. */
+export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<StageOutcome>, never, Reporter> =>
+  Effect.gen(function* () {
+    const { pipeline } = options
+    const plan = Plan.make(pipeline)
+    const byId = new Map(pipeline.stages.map((s) => [s.id, s] as const))
+    const keys = StageKey.pipelineKeys(pipeline, (_id, params) => normalizePaths(params, options.baseDir))
+    const permits = yield* Semaphore.make(Math.max(1, options.concurrency))
+    const results = new Map<string, Deferred.Deferred<unknown, Blocked>>()
+    for (const s of pipeline.stages) results.set(s.id, yield* Deferred.make<unknown, Blocked>())
+    const outcomes = new Map<string, StageOutcome>()
+    const lifetimes = makeLifetimes(plan, byId)
+    const reporter = yield* Reporter
+
+    const runOne = (stage: Validate.ResolvedStage) =>
+      Effect.gen(function* () {
+        const deferred = results.get(stage.id)!
+        const base = { id: stage.id, kind: stage.kind.kind, version: stage.kind.version, key: keys.get(stage.id)! }
+        const inputs = yield* Effect.exit(Effect.forEach(stage.dependsOn, (d) => Effect.map(Deferred.await(results.get(d)!), (v) => [d, v] as const)))
+        if (Exit.isFailure(inputs)) {
+          const blocked = Cause.findErrorOption(inputs.cause)
+          const root = blocked._tag === "Some" ? blocked.value.root : stage.dependsOn[0]!
+          outcomes.set(stage.id, { ...base, status: "skipped", blockedBy: root })
+          yield* emit({ type: "stage-finished", time: Date.now(), stage: stage.id, kind: base.kind, status: "skipped", durationMs: 0, summary: `skipped because "${root}" failed` })
+          yield* Deferred.fail(deferred, { root })
+          return yield* lifetimes.finished(stage.id)
+        }
+        if (options.dryRun === true && !stage.kind.resources.lazy) {
+          outcomes.set(stage.id, { ...base, status: "planned" })
+          yield* Deferred.fail(deferred, { root: stage.id })
+          return yield* lifetimes.finished(stage.id)
+        }
+        const values = new Map(inputs.value)
+        const scope = lifetimes.scopeOf(stage.id)
+        const startedAt = Date.now()
+        const exit = yield* permits.withPermits(1)(
+          Effect.gen(function* () {
+            yield* emit({ type: "stage-started", time: Date.now(), stage: stage.id, kind: base.kind })
+            return yield* stage.kind.run({
+              id: stage.id,
+              kind: stage.kind.kind,
+              params: stage.params,
+              inputs: inputValues(stage, values),
+              resolvePath: (p: string) => path.resolve(options.baseDir, p),
+              runDir: options.runDir,
+              dryRun: options.dryRun === true
+            }).pipe(
+              Effect.tap((value) => Effect.annotateCurrentSpan(outputAttributes(value))),
+              Scope.provide(scope),
+              Effect.provideService(Stage.Progress, {
+                report: (e) => reporter.emit({ type: "stage-progress", time: Date.now(), ...e })
+              }),
+              Effect.withSpan(`stage ${stage.id}`, {
+                attributes: {
+                  "crucible.stage.id": stage.id,
+                  "crucible.stage.kind": base.kind,
+                  "crucible.stage.version": base.version,
+                  "crucible.stage.key": base.key,
+                  "crucible.stage.params": StageKey.canonicalJson(stage.raw)
+                }
+              })
+            )
+          })
+        ).pipe(Effect.exit)
+        const endedAt = Date.now()
+        const status: StageStatus = Exit.isSuccess(exit) ? "succeeded" : Cause.hasInterruptsOnly(exit.cause) ? "interrupted" : "failed"
+        const error = Exit.isFailure(exit) && status === "failed" ? describeFailure(exit.cause) : undefined
+        outcomes.set(stage.id, { ...base, status, startedAt, endedAt, error, value: Exit.isSuccess(exit) ? exit.value : undefined })
+        yield* emit({ type: "stage-finished", time: endedAt, stage: stage.id, kind: base.kind, status, durationMs: endedAt - startedAt, error, summary: Exit.isSuccess(exit) ? summarize(exit.value) : undefined })
+        if (Exit.isSuccess(exit)) yield* Deferred.succeed(deferred, exit.value)
+        else yield* Deferred.fail(deferred, { root: stage.id })
+        yield* lifetimes.finished(stage.id)
+        if (status === "interrupted") return yield* Effect.interrupt
+      })
+
+    yield* Effect.forEach(pipeline.stages, runOne, { concurrency: "unbounded", discard: true }).pipe(
+      Effect.onInterrupt(() =>
+        Effect.gen(function* () {
+          for (const s of pipeline.stages) {
+            if (!outcomes.has(s.id)) outcomes.set(s.id, { id: s.id, kind: s.kind.kind, version: s.kind.version, key: keys.get(s.id)!, status: "interrupted" })
+          }
+          yield* lifetimes.closeAll
+        })
+      ),
+      Effect.ensuring(lifetimes.closeAll)
+    )
+    return plan.order.map((id) => outcomes.get(id)!)
+  })
+
+/**
+ * Scopes of stage outputs, released by liveness: a stage's scope closes once it has finished and
+ * every consumer's scope has closed (a lazy consumer reads its inputs only when its own consumer
+ * pulls, so an input must outlive the whole chain that can reach it).
+ */
+const makeLifetimes = (plan: Plan.Plan, byId: ReadonlyMap<string, Validate.ResolvedStage>) => {
+  const scopes = new Map<string, Scope.Closeable>()
+  const open = new Map<string, number>([...plan.consumers].map(([id, c]) => [id, c.length]))
+  const done = new Set<string>()
+  const released = new Set<string>()
+  const scopeOf = (id: string): Scope.Closeable => {
+    let scope = scopes.get(id)
+    if (scope === undefined) {
+      scope = Effect.runSync(Scope.make())
+      scopes.set(id, scope)
+    }
+    return scope
+  }
+  const release = (id: string): Effect.Effect<void> =>
+    Effect.gen(function* () {
+      if (released.has(id) || !done.has(id) || (open.get(id) ?? 0) > 0) return
+      released.add(id)
+      const scope = scopes.get(id)
+      if (scope !== undefined) yield* Scope.close(scope, Exit.void)
+      for (const dep of new Set(byId.get(id)?.dependsOn ?? [])) {
+        open.set(dep, (open.get(dep) ?? 1) - byId.get(id)!.dependsOn.filter((d) => d === dep).length)
+        yield* release(dep)
+      }
+    })
+  return {
+    scopeOf,
+    finished: (id: string) => Effect.suspend(() => (done.add(id), release(id))),
+    closeAll: Effect.suspend(() => Effect.forEach([...scopes.values()], (s) => Scope.close(s, Exit.void), { discard: true }))
+  }
+}
+
+const inputValues = (stage: Validate.ResolvedStage, values: ReadonlyMap<string, unknown>): Record<string, unknown> => {
+  const out: Record<string, unknown> = {}
+  for (const [name, input] of Object.entries(stage.kind.inputs as Record<string, Port.Input>)) {
+    const refs = stage.inputs[name] ?? []
+    out[name] = input.arity === "many" ? refs.map((r) => values.get(r)) : refs.length === 0 ? undefined : values.get(refs[0]!)
+  }
+  return out
+}
+
+const describeFailure = (cause: Cause.Cause<unknown>): { readonly tag: string; readonly message: string } => {
+  const error = Cause.findErrorOption(cause)
+  if (error._tag === "Some") {
+    const e = error.value as { _tag?: string; message?: string }
+    return { tag: e._tag ?? "Error", message: e.message ?? String(e) }
+  }
+  const defect = Cause.squash(cause)
+  return { tag: "Defect", message: `a bug in the stage: ${defect instanceof Error ? (defect.stack ?? defect.message) : String(defect)}` }
+}
+
+const isModel = (value: unknown): value is Model.Model =>
+  typeof value === "object" && value !== null && "tensors" in value && (value as Model.Model).tensors instanceof Map
+
+const outputAttributes = (value: unknown): Record<string, number> => {
+  if (isModel(value)) {
+    return { "crucible.tensors.out": value.tensors.size, "crucible.bytes.out": Model.totalBytes(value) }
+  }
+  const files = (value as Port.Files | undefined)?.files
+  if (Array.isArray(files)) return { "crucible.files.out": files.length, "crucible.bytes.written": files.reduce((n, f) => n + f.bytes, 0) }
+  return {}
+}
+
+const summarize = (value: unknown): string | undefined => {
+  if (isModel(value)) return `${value.tensors.size} tensors`
+  const files = (value as Port.Files | undefined)?.files
+  if (Array.isArray(files)) return files.map((f) => `${f.path} (${f.bytes} bytes)`).join(", ")
+  const metrics = (value as Port.Metrics | undefined)?.values
+  if (metrics !== undefined) return Object.entries(metrics).filter(([, v]) => typeof v === "number").slice(0, 4).map(([k, v]) => `${k}=${(v as number).toPrecision(4)}`).join(" ")
+  return undefined
+}
+
+// Cache keys must not depend on the working directory: resolve string params that look like
+// paths against the pipeline's folder.
+const normalizePaths = (params: unknown, baseDir: string): unknown => {
+  if (typeof params !== "object" || params === null) return params
+  const out: Record<string, unknown> = {}
+  for (const [k, v] of Object.entries(params)) out[k] = k === "path" && typeof v === "string" ? path.resolve(baseDir, v) : v
+  return out
+}

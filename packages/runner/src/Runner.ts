@@ -1,0 +1,106 @@
+/**
+ * The programmatic API: `Runner.run` loads a pipeline file (or takes a resolved pipeline),
+ * creates its run directory, executes it under a trace, and records the manifest. The CLI is a
+ * thin layer over this.
+ *
+ * @since 0.1.0
+ */
+import { type PipelineError, Registry, type Validate, Yaml } from "@crucible/core"
+import { builtinRegistry } from "@crucible/strategies"
+import { Effect, Layer } from "effect"
+import { createHash, randomBytes } from "node:crypto"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { emit, Reporter } from "./Events.ts"
+import { execute, type StageOutcome } from "./Executor.ts"
+import * as Manifest from "./Manifest.ts"
+
+/** @category models */
+export interface RunOptions {
+  /** Where run directories are created (default `runs/` in the working directory). */
+  readonly runsDir?: string
+  readonly runId?: string
+  /** Stages doing work at once (default: 2). */
+  readonly concurrency?: number
+  /** Extra stage kinds, added to the built-in ones. */
+  readonly kinds?: Registry.Registry
+  /** Telemetry for the run; given the run's id and directory. */
+  readonly telemetry?: (run: { readonly runId: string; readonly runDir: string }) => Layer.Layer<never>
+}
+
+/** @category models */
+export interface RunResult {
+  readonly runId: string
+  readonly runDir: string
+  readonly status: "succeeded" | "failed" | "interrupted"
+  readonly outcomes: ReadonlyArray<StageOutcome>
+}
+
+/** The registry a run uses: the built-in kinds plus the user's. */
+export const registryFor = (options: Pick<RunOptions, "kinds">): Registry.Registry =>
+  options.kinds === undefined ? builtinRegistry : Registry.extend(builtinRegistry, options.kinds.kinds.values())
+
+/** Loads and validates a pipeline file with the run's registry. */
+export const load = (file: string, options: Pick<RunOptions, "kinds"> = {}): Effect.Effect<Yaml.LoadedPipeline, PipelineError.PipelineInvalid | PipelineError.PipelineUnreadable> =>
+  Yaml.load(file, registryFor(options))
+
+/** Runs a pipeline file. Fails only when the file is invalid; stage failures are in the result. */
+export const run = (file: string, options: RunOptions = {}): Effect.Effect<RunResult, PipelineError.PipelineInvalid | PipelineError.PipelineUnreadable, Reporter> =>
+  Effect.flatMap(load(file, options), (loaded) => runLoaded(loaded, options))
+
+/** A new run id: time, pipeline name, and a random suffix. */
+export const newRunId = (name: string): string => {
+  const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..+$/, "").replace("T", "-")
+  return `${stamp}-${name.replace(/[^A-Za-z0-9_-]+/g, "-").slice(0, 40)}-${randomBytes(2).toString("hex")}`
+}
+
+/** Runs an already loaded pipeline. */
+export const runLoaded = (loaded: Yaml.LoadedPipeline, options: RunOptions = {}): Effect.Effect<RunResult, never, Reporter> =>
+  Effect.gen(function* () {
+    const { pipeline } = loaded
+    const runId = options.runId ?? newRunId(pipeline.ir.name)
+    const runDir = path.resolve(options.runsDir ?? "runs", runId)
+    fs.mkdirSync(runDir, { recursive: true })
+    const startedAt = new Date()
+    const base = {
+      crucible: { manifestVersion: 1 as const },
+      runId,
+      startedAt: startedAt.toISOString(),
+      pipeline: { name: pipeline.ir.name, file: loaded.file, sha256: createHash("sha256").update(loaded.text).digest("hex"), ir: pipeline.ir },
+      tools: Manifest.toolVersions()
+    }
+    const manifestFile = path.join(runDir, "manifest.json")
+    yield* Manifest.write(manifestFile, { ...base, status: "running", stages: [], inputs: [], outputs: [] }).pipe(Effect.ignore)
+    yield* emit({ type: "run-started", time: Date.now(), runId, runDir, pipeline: pipeline.ir.name, stages: pipeline.stages.map((s) => s.id) })
+    const telemetry = options.telemetry?.({ runId, runDir }) ?? Layer.empty
+    const outcomes = yield* execute({ pipeline, baseDir: loaded.baseDir, runDir, concurrency: options.concurrency ?? 2 }).pipe(
+      Effect.withSpan(`run ${pipeline.ir.name}`, { attributes: { "crucible.run.id": runId, "crucible.pipeline.name": pipeline.ir.name, "crucible.pipeline.file": loaded.file } }),
+      Effect.provide(telemetry)
+    )
+    const status = runStatus(outcomes)
+    const files = Manifest.filesOf(outcomes)
+    const inputs = yield* Effect.forEach(files.inputs, Manifest.digestFile, { concurrency: 2 })
+    yield* Manifest.write(manifestFile, {
+      ...base,
+      status,
+      endedAt: new Date().toISOString(),
+      stages: Manifest.stageRecords(pipeline, outcomes),
+      inputs,
+      outputs: files.outputs
+    }).pipe(Effect.ignore)
+    yield* emit({ type: "run-finished", time: Date.now(), status, durationMs: Date.now() - startedAt.getTime(), runDir })
+    return { runId, runDir, status, outcomes }
+  })
+
+const runStatus = (outcomes: ReadonlyArray<StageOutcome>): RunResult["status"] =>
+  outcomes.some((o) => o.status === "interrupted") ? "interrupted" : outcomes.some((o) => o.status === "failed" || o.status === "skipped") ? "failed" : "succeeded"
+
+/** Resolves a pipeline given as text (for tests and embedding). */
+export const decode = (text: string, options: Pick<RunOptions, "kinds"> & { readonly file?: string } = {}): Effect.Effect<Validate.ResolvedPipeline, PipelineError.PipelineInvalid> =>
+  Yaml.decode(text, registryFor(options), options.file)
+
+/** The telemetry of a CLI run: spans to `trace.json` in the run directory, and OTLP when configured. */
+export const defaultTelemetry = (otlpUrl: string | undefined) => (_run: { readonly runId: string; readonly runDir: string }): Layer.Layer<never> => {
+  void otlpUrl
+  return Layer.empty
+}

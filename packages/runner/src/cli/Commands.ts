@@ -1,0 +1,119 @@
+/**
+ * The `crucible` command tree: a thin layer of flags over the programmatic API (`Runner`,
+ * `Planner`, core's formats). Each handler returns its exit code; `main.ts` applies it.
+ *
+ * @since 0.1.0
+ */
+import { Safetensors, TensorRef } from "@crucible/core"
+import { Effect, Option } from "effect"
+import { Argument, Command, Flag } from "effect/cli"
+import { Reporter } from "../Events.ts"
+import * as Planner from "../Planner.ts"
+import * as Runner from "../Runner.ts"
+import { ExitCode, forRun } from "./ExitCode.ts"
+import * as Format from "./Format.ts"
+import * as Reporters from "./Reporters.ts"
+
+/** Where a command's exit code goes. */
+export interface ExitSink {
+  code: number
+}
+
+const out = (text: string) => Effect.sync(() => process.stdout.write(text.endsWith("\n") ? text : `${text}\n`))
+const err = (text: string) => Effect.sync(() => process.stderr.write(text.endsWith("\n") ? text : `${text}\n`))
+
+const pipelineArg = Argument.String("pipeline").pipe(Argument.withDescription("the pipeline file (YAML)"))
+const json = Flag.Boolean("json").pipe(Flag.withDescription("print machine-readable JSON (one event per line for run)"), Flag.withDefault(false))
+
+/** Reports an invalid or unreadable pipeline: human text on stderr, or JSON on stdout. */
+const reportLoadError = (error: { readonly _tag: string; readonly message: string; readonly problems?: ReadonlyArray<unknown> }, asJson: boolean) =>
+  asJson ? out(JSON.stringify({ ok: false, error: error._tag, problems: error.problems ?? [], message: error.message })) : err(error.message)
+
+/** Builds the command tree; `exit` receives the code. */
+export const make = (exit: ExitSink) => {
+  const run = Command.make(
+    "run",
+    {
+      pipeline: pipelineArg,
+      concurrency: Flag.Int("concurrency").pipe(Flag.withDescription("stages doing work at the same time"), Flag.withDefault(2)),
+      runsDir: Flag.String("runs-dir").pipe(Flag.withDescription("where run directories are created"), Flag.withDefault("runs")),
+      runId: Flag.String("run-id").pipe(Flag.withDescription("name of the run directory (default: time-name-random)"), Flag.optional),
+      otlp: Flag.String("otlp").pipe(Flag.withDescription("OTLP endpoint for traces (else OTEL_EXPORTER_OTLP_* variables)"), Flag.optional),
+      json,
+      quiet: Flag.Boolean("quiet").pipe(Flag.withDescription("print nothing but errors"), Flag.withDefault(false))
+    },
+    (flags) =>
+      Effect.gen(function* () {
+        const reporter = Reporters.make(Reporters.choose(flags))
+        const result = yield* Runner.run(flags.pipeline, {
+          concurrency: flags.concurrency,
+          runsDir: flags.runsDir,
+          ...Option.match(flags.runId, { onNone: () => ({}), onSome: (runId) => ({ runId }) }),
+          telemetry: Runner.defaultTelemetry(Option.getOrUndefined(flags.otlp))
+        }).pipe(Effect.provideService(Reporter, reporter), Effect.result)
+        if (result._tag === "Failure") {
+          yield* reportLoadError(result.failure, flags.json)
+          exit.code = ExitCode.invalid
+          return
+        }
+        exit.code = forRun(result.success.status)
+      })
+  ).pipe(Command.withDescription("Run a pipeline: stages, progress, traces, and a run directory with outputs and manifest."))
+
+  const validate = Command.make("validate", { pipeline: pipelineArg, json }, (flags) =>
+    Effect.gen(function* () {
+      const result = yield* Effect.result(Runner.load(flags.pipeline))
+      if (result._tag === "Failure") {
+        yield* reportLoadError(result.failure, flags.json)
+        exit.code = ExitCode.invalid
+        return
+      }
+      const stages = result.success.pipeline.stages.length
+      yield* out(flags.json ? JSON.stringify({ ok: true, pipeline: result.success.pipeline.ir.name, stages }) : `${flags.pipeline}: valid (${stages} stages)`)
+      exit.code = ExitCode.ok
+    })
+  ).pipe(Command.withDescription("Check a pipeline file without running it; every problem with file:line:col."))
+
+  const plan = Command.make("plan", { pipeline: pipelineArg, json }, (flags) =>
+    Effect.gen(function* () {
+      const result = yield* Effect.result(Effect.flatMap(Runner.load(flags.pipeline), Planner.make))
+      if (result._tag === "Failure") {
+        yield* reportLoadError(result.failure, flags.json)
+        exit.code = ExitCode.invalid
+        return
+      }
+      yield* out(flags.json ? JSON.stringify(result.success, null, 2) : Planner.format(result.success))
+      exit.code = result.success.problems.length > 0 ? ExitCode.invalid : ExitCode.ok
+    })
+  ).pipe(Command.withDescription("Show the DAG (text and Mermaid), tensors and bytes to read and write, and the estimated peak memory; runs no heavy work."))
+
+  const inspect = Command.make("inspect", { file: Argument.String("file").pipe(Argument.withDescription("a model file")), json }, (flags) =>
+    Effect.gen(function* () {
+      const result = yield* Effect.result(Effect.scoped(Effect.map(Safetensors.read(flags.file), (model) => ({
+        file: flags.file,
+        format: "safetensors",
+        metadata: model.metadata,
+        tensors: Array.from(model.tensors.values(), (t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, bytes: TensorRef.byteLength(t) }))
+      }))))
+      if (result._tag === "Failure") {
+        yield* err(result.failure.message)
+        exit.code = ExitCode.invalid
+        return
+      }
+      const info = result.success
+      const total = info.tensors.reduce((n, t) => n + t.bytes, 0)
+      yield* out(flags.json ? JSON.stringify({ ...info, totalBytes: total }, null, 2) : [
+        `${info.file} (${info.format}): ${info.tensors.length} tensors, ${Format.bytes(total)}`,
+        ...(Object.keys(info.metadata).length > 0 ? [`metadata: ${JSON.stringify(info.metadata)}`] : []),
+        "",
+        Format.table(["name", "dtype", "shape", "bytes"], info.tensors.map((t) => [t.name, t.dtype, `[${t.shape.join(", ")}]`, Format.bytes(t.bytes)]))
+      ].join("\n"))
+      exit.code = ExitCode.ok
+    })
+  ).pipe(Command.withDescription("List a model file's tensors (name, dtype, shape, bytes) and metadata."))
+
+  return Command.make("crucible").pipe(
+    Command.withDescription("Crucible: fuse neural-network models with typed, traced, resumable pipelines."),
+    Command.withSubcommands([run, validate, plan, inspect])
+  )
+}

@@ -1,0 +1,23 @@
+/**
+ * The built-in stage kinds, as one literal map: `uses:` name → kind. A user adds kinds with
+ * `Registry.extend(builtinRegistry, [MyKind])`.
+ *
+ * @since 0.1.0
+ */
+import { Registry } from "@crucible/core"
+import { Load } from "./io/Load.ts"
+import { Save } from "./io/Save.ts"
+import { Linear } from "./merge/Linear.ts"
+
+/** @category registry */
+export const Builtin = {
+  load: Load,
+  save: Save,
+  "merge/linear": Linear
+} as const
+
+/** The names of the built-in kinds. */
+export type BuiltinKind = keyof typeof Builtin
+
+/** A registry of the built-in kinds. */
+export const builtinRegistry: Registry.Registry = Registry.make(Builtin)

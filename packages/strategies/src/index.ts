@@ -1,0 +1,10 @@
+/**
+ * @crucible/strategies — Crucible's stage kinds and the math behind them.
+ *
+ * @since 0.1.0
+ */
+export { Builtin, type BuiltinKind, builtinRegistry } from "./Builtin.ts"
+export { Load } from "./io/Load.ts"
+export { Save, WouldOverwriteInput } from "./io/Save.ts"
+export { Linear } from "./merge/Linear.ts"
+export { InvalidMergeParams, MergeInputsMismatch } from "./merge/MergeError.ts"
