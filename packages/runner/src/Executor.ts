@@ -24,6 +24,8 @@ export interface ExecuteOptions {
   readonly concurrency: number
   /** Plan only: lazy stages run (headers), others are skipped, nothing is written. */
   readonly dryRun?: boolean
+  /** Called whenever a stage's outcome is known (the manifest is rewritten from it). */
+  readonly onOutcome?: (outcome: StageOutcome) => Effect.Effect<void>
 }
 
 /** How one stage went. @category models */
@@ -59,6 +61,11 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
     const results = new Map<string, Deferred.Deferred<unknown, Blocked>>()
     for (const s of pipeline.stages) results.set(s.id, yield* Deferred.make<unknown, Blocked>())
     const outcomes = new Map<string, StageOutcome>()
+    const record = (outcome: StageOutcome) =>
+      Effect.suspend(() => {
+        outcomes.set(outcome.id, outcome)
+        return options.onOutcome?.(outcome) ?? Effect.void
+      })
     const lifetimes = makeLifetimes(plan, byId)
     const reporter = yield* Reporter
 
@@ -70,13 +77,13 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
         if (Exit.isFailure(inputs)) {
           const blocked = Cause.findErrorOption(inputs.cause)
           const root = blocked._tag === "Some" ? blocked.value.root : stage.dependsOn[0]!
-          outcomes.set(stage.id, { ...base, status: "skipped", blockedBy: root })
+          yield* record({ ...base, status: "skipped", blockedBy: root })
           yield* emit({ type: "stage-finished", time: Date.now(), stage: stage.id, kind: base.kind, status: "skipped", durationMs: 0, summary: `skipped because "${root}" failed` })
           yield* Deferred.fail(deferred, { root })
           return yield* lifetimes.finished(stage.id)
         }
         if (options.dryRun === true && !stage.kind.resources.lazy) {
-          outcomes.set(stage.id, { ...base, status: "planned" })
+          yield* record({ ...base, status: "planned" })
           yield* Deferred.fail(deferred, { root: stage.id })
           return yield* lifetimes.finished(stage.id)
         }
@@ -115,7 +122,7 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
         const endedAt = Date.now()
         const status: StageStatus = Exit.isSuccess(exit) ? "succeeded" : Cause.hasInterruptsOnly(exit.cause) ? "interrupted" : "failed"
         const error = Exit.isFailure(exit) && status === "failed" ? describeFailure(exit.cause) : undefined
-        outcomes.set(stage.id, { ...base, status, startedAt, endedAt, error, value: Exit.isSuccess(exit) ? exit.value : undefined })
+        yield* record({ ...base, status, startedAt, endedAt, error, value: Exit.isSuccess(exit) ? exit.value : undefined })
         yield* emit({ type: "stage-finished", time: endedAt, stage: stage.id, kind: base.kind, status, durationMs: endedAt - startedAt, error, summary: Exit.isSuccess(exit) ? summarize(exit.value) : undefined })
         if (Exit.isSuccess(exit)) yield* Deferred.succeed(deferred, exit.value)
         else yield* Deferred.fail(deferred, { root: stage.id })
@@ -127,7 +134,7 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
       Effect.onInterrupt(() =>
         Effect.gen(function* () {
           for (const s of pipeline.stages) {
-            if (!outcomes.has(s.id)) outcomes.set(s.id, { id: s.id, kind: s.kind.kind, version: s.kind.version, key: keys.get(s.id)!, status: "interrupted" })
+            if (!outcomes.has(s.id)) yield* record({ id: s.id, kind: s.kind.kind, version: s.kind.version, key: keys.get(s.id)!, status: "interrupted" })
           }
           yield* lifetimes.closeAll
         })

@@ -1,7 +1,7 @@
 /**
  * `manifest.json` of a run directory: what ran, with what, how it went, and the digests of every
- * input and output file — enough to audit or reproduce a run. Rewritten atomically after every
- * stage, so a crash leaves the last consistent state on disk.
+ * input and output file — enough to audit or reproduce a run. The runner rewrites it atomically
+ * after every stage, so a crash leaves the last consistent state on disk.
  *
  * @since 0.1.0
  */

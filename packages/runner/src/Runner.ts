@@ -73,7 +73,25 @@ export const runLoaded = (loaded: Yaml.LoadedPipeline, options: RunOptions = {})
     yield* Manifest.write(manifestFile, { ...base, status: "running", stages: [], inputs: [], outputs: [] }).pipe(Effect.ignore)
     yield* emit({ type: "run-started", time: Date.now(), runId, runDir, pipeline: pipeline.ir.name, stages: pipeline.stages.map((s) => s.id) })
     const telemetry = options.telemetry?.({ runId, runDir }) ?? Layer.empty
-    const outcomes = yield* execute({ pipeline, baseDir: loaded.baseDir, runDir, concurrency: options.concurrency ?? 2 }).pipe(
+    // The manifest follows the run stage by stage, so a crash or a kill leaves the last state on disk.
+    const known = new Map<string, StageOutcome>()
+    const snapshot = (status: Manifest.Manifest["status"]) =>
+      Manifest.write(manifestFile, {
+        ...base,
+        status,
+        ...(status === "running" ? {} : { endedAt: new Date().toISOString() }),
+        stages: Manifest.stageRecords(pipeline, pipeline.stages.flatMap((s) => known.get(s.id) ?? [])),
+        inputs: [],
+        outputs: Manifest.filesOf([...known.values()]).outputs
+      }).pipe(Effect.ignore)
+    const outcomes = yield* execute({
+      pipeline,
+      baseDir: loaded.baseDir,
+      runDir,
+      concurrency: options.concurrency ?? 2,
+      onOutcome: (o) => Effect.suspend(() => (known.set(o.id, o), snapshot("running")))
+    }).pipe(
+      Effect.onInterrupt(() => snapshot("interrupted")),
       Effect.withSpan(`run ${pipeline.ir.name}`, { attributes: { "crucible.run.id": runId, "crucible.pipeline.name": pipeline.ir.name, "crucible.pipeline.file": loaded.file } }),
       Effect.provide(telemetry)
     )

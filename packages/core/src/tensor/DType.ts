@@ -153,10 +153,13 @@ export const toFloat64 = (bytes: Uint8Array, dtype: DType): Float64Array<ArrayBu
   return out
 }
 
-/** Decodes raw little-endian bytes of `dtype` into float32 values. */
-export const toFloat32 = (bytes: Uint8Array, dtype: DType): Float32Array<ArrayBuffer> => {
+/**
+ * Decodes raw little-endian bytes of `dtype` into float32 values. For F32 bytes that are
+ * 4-byte aligned the result is a view sharing their memory (no copy: merges stream gigabytes).
+ */
+export const toFloat32 = (bytes: Uint8Array<ArrayBuffer>, dtype: DType): Float32Array<ArrayBuffer> => {
   if (dtype === "F32") {
-    // Copy so the caller owns an aligned array whatever the source's alignment.
+    if (bytes.byteOffset % 4 === 0) return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4)
     const out = new Float32Array(bytes.byteLength / 4)
     new Uint8Array(out.buffer).set(bytes)
     return out
@@ -196,7 +199,7 @@ export const fromNumbers = (values: ArrayLike<number>, dtype: WritableDType): Ui
   switch (dtype) {
     case "F64": for (let i = 0; i < n; i++) dv.setFloat64(i * 8, values[i]!, true); break
     case "F32": {
-      if (values instanceof Float32Array) new Uint8Array(out.buffer).set(new Uint8Array(values.buffer, values.byteOffset, values.byteLength))
+      if (values instanceof Float32Array) out.set(new Uint8Array(values.buffer, values.byteOffset, values.byteLength))
       else for (let i = 0; i < n; i++) dv.setFloat32(i * 4, values[i]!, true)
       break
     }

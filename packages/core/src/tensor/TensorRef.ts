@@ -22,7 +22,7 @@ export interface TensorRef {
   readonly name: string
   readonly dtype: DType
   readonly shape: ReadonlyArray<number>
-  /** Reads elements `[range.start, range.end)` (all when omitted) as raw bytes of `dtype`. */
+  /** Reads elements `[range.start, range.end)` (all when omitted) as raw bytes of `dtype`; the bytes may be shared with the source: treat them as read-only. */
   readonly read: (range?: ElementRange) => Effect.Effect<TensorBytes, ModelIoError>
 }
 

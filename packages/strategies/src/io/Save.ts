@@ -4,7 +4,7 @@
  *
  * @since 0.1.0
  */
-import { Cast, DType, Model, Port, Safetensors, Stage, TensorRef } from "@crucible/core"
+import { Cast, DType, Model, Port, Safetensors, Stage } from "@crucible/core"
 import { Effect, Schema } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -45,7 +45,10 @@ export const Save = Stage.define({
     yield* Effect.annotateCurrentSpan({ "crucible.io.path": target, "crucible.tensors.out": model.tensors.size, "crucible.bytes.out": bytes })
     if (dryRun) return { files: [{ path: target, bytes, sha256: "" }] }
     const metadata = { ...params.metadata, "crucible.stage": id }
-    const written = yield* Safetensors.write(target, withProgress(id, model), { metadata }).pipe(
+    const written = yield* Safetensors.write(target, model, {
+      metadata,
+      onTensorWritten: (t, i, total) => Stage.reportProgress({ stage: id, done: i + 1, total, unit: "tensors", detail: t.name })
+    }).pipe(
       Effect.withSpan("Save.write", { attributes: { "crucible.io.path": target } })
     )
     return { files: [{ path: written.path, bytes: written.bytes, sha256: written.sha256 }] }
@@ -57,24 +60,4 @@ const samePath = (a: string, b: string): boolean => {
     try { return fs.realpathSync(p) } catch { return path.resolve(p) }
   }
   return real(a) === real(b)
-}
-
-// Reports one progress step per tensor written, so a watcher sees tensors and bytes move.
-const withProgress = (stage: string, model: Model.Model): Model.Model => {
-  const total = model.tensors.size
-  let done = 0
-  return Model.make(
-    model.source,
-    Array.from(model.tensors.values(), (t): TensorRef.TensorRef => ({
-      ...t,
-      read: (range) =>
-        Effect.tap(t.read(range), () =>
-          range === undefined || range.end === TensorRef.numel(t.shape)
-            ? Stage.reportProgress({ stage, done: ++done, total, unit: "tensors", detail: t.name })
-            : Effect.void
-        )
-    })),
-    model.metadata,
-    model.files
-  )
 }

@@ -24,7 +24,7 @@ export const Linear = Stage.define({
     normalize: Schema.optional(Schema.Boolean),
     /** Compute dtype: F32 (default) or F64. */
     dtype: Schema.optional(Schema.Literals(["F32", "F64", "float32", "float64"])),
-    /** Output dtype for floating-point tensors; the inputs' dtype by default. */
+    /** Output dtype for floating-point tensors; default: `dtype` when given, else the inputs' dtype. */
     out_dtype: Schema.optional(DType.WritableDTypeName)
   }),
   inputs: { models: Port.many(Port.ModelPort, { min: 1, description: "the models to average" }) },
@@ -45,7 +45,8 @@ export const Linear = Stage.define({
     if (problems.length > 0) return yield* new MergeInputsMismatch({ stage: id, mismatches: problems })
     const scale = weights.map((w) => (normalize ? w / total : w))
     const wide = params.dtype === "F64" || params.dtype === "float64"
-    const outDtype = params.out_dtype === undefined ? undefined : DType.parseWritable(params.out_dtype)
+    // As mergekit: out_dtype, else the compute dtype when one is asked for, else the inputs' own.
+    const outDtype = params.out_dtype !== undefined ? DType.parseWritable(params.out_dtype) : params.dtype === undefined ? undefined : wide ? "F64" : "F32"
     const first = models[0]!
     yield* Effect.annotateCurrentSpan({ "crucible.merge.weights": scale.join(","), "crucible.tensors.out": first.tensors.size })
     const tensors = Array.from(first.tensors.values(), (t): TensorRef.TensorRef =>

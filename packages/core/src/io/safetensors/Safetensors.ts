@@ -56,6 +56,8 @@ export interface WriteOptions {
   readonly metadata?: Readonly<Record<string, string>>
   /** Elements read and written per step: bounds memory for huge tensors. */
   readonly chunkElements?: number
+  /** Called after each tensor is written (for progress reports). */
+  readonly onTensorWritten?: (tensor: TensorRef, index: number, total: number) => Effect.Effect<void>
 }
 
 /** What a write produced. */
@@ -66,7 +68,8 @@ export interface Written {
   readonly tensors: number
 }
 
-const DEFAULT_CHUNK_ELEMENTS = 4 * 1024 * 1024
+// 1M elements (4 MB of f32) per step: large enough for full I/O speed, small enough to bound memory.
+const DEFAULT_CHUNK_ELEMENTS = 1024 * 1024
 
 /**
  * Streams `model` into `path` tensor by tensor (in chunks of `chunkElements`), atomically: the
@@ -92,6 +95,7 @@ export const write = (path: string, model: Model.Model, options: WriteOptions = 
           }
           yield* file.write(bytes)
         }
+        if (options.onTensorWritten !== undefined) yield* options.onTensorWritten(tensor, tensors.indexOf(tensor), tensors.length)
       }
       yield* file.commit
       return { path, bytes: file.written(), sha256: file.digest(), tensors: tensors.length }

@@ -1,0 +1,44 @@
+import { describe, expect, it } from "vitest"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { startCrucible } from "./cli.ts"
+import { writeModel } from "./models.ts"
+
+describe("interruption", () => {
+  it("SIGINT during a save stops the run, leaves no partial output, and exits 130", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "crucible-sigint-"))
+    // 12 tensors of 1M floats per model: enough work that the signal lands mid-write.
+    const specs = Array.from({ length: 12 }, (_, i) => ({ name: `t${i}`, shape: [1024, 1024] }))
+    for (const [i, m] of ["a", "b", "c"].entries()) await writeModel(path.join(dir, `${m}.safetensors`), specs, i)
+    fs.writeFileSync(path.join(dir, "p.yaml"), `version: 1
+name: interrupt
+stages:
+  a: { uses: load, with: { path: a.safetensors } }
+  b: { uses: load, with: { path: b.safetensors } }
+  c: { uses: load, with: { path: c.safetensors } }
+  avg: { uses: merge/linear, with: { models: [a, b, c], dtype: float64 } }
+  out: { uses: save, with: { model: avg, path: out/merged.safetensors, dtype: bf16 } }
+`)
+    const child = startCrucible(["run", path.join(dir, "p.yaml"), "--runs-dir", path.join(dir, "runs"), "--run-id", "r", "--json"])
+    let stdout = ""
+    let signalled = false
+    child.stdout.on("data", (chunk: Buffer) => {
+      stdout += chunk.toString()
+      if (!signalled && /"type":"stage-progress".*"stage":"out"/.test(stdout)) {
+        signalled = true
+        child.kill("SIGINT")
+      }
+    })
+    const code = await new Promise<number | null>((resolve) => child.on("exit", (c) => resolve(c)))
+    expect(signalled).toBe(true)
+    expect(code).toBe(130)
+    expect(stdout).not.toContain('"type":"run-finished"')
+    const manifest = JSON.parse(fs.readFileSync(path.join(dir, "runs/r/manifest.json"), "utf8"))
+    expect(manifest.status).toBe("interrupted")
+    expect(manifest.stages.find((s: { id: string }) => s.id === "out").status).toBe("interrupted")
+    expect(fs.existsSync(path.join(dir, "out/merged.safetensors"))).toBe(false)
+    const leftovers = fs.existsSync(path.join(dir, "out")) ? fs.readdirSync(path.join(dir, "out")) : []
+    expect(leftovers).toEqual([])
+  }, 60_000)
+})

@@ -1,0 +1,182 @@
+import { describe, expect, it } from "vitest"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { DType } from "@crucible/core"
+import { crucible } from "./cli.ts"
+import { readModel, writeModel } from "./models.ts"
+
+const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), "crucible-run-"))
+
+const specs = [
+  { name: "embed.weight", shape: [50, 16] },
+  { name: "layers.0.weight", shape: [32, 16] },
+  { name: "layers.0.bias", shape: [32] },
+  { name: "scalar", shape: [] },
+  { name: "empty", shape: [0, 4] }
+]
+
+describe("crucible run (end to end)", () => {
+  it("merges real safetensors files and matches a float64 reference", async () => {
+    const dir = tmp()
+    const a = await writeModel(path.join(dir, "a.safetensors"), specs, 1)
+    const b = await writeModel(path.join(dir, "b.safetensors"), specs, 2)
+    const c = await writeModel(path.join(dir, "c.safetensors"), specs, 3)
+    fs.writeFileSync(path.join(dir, "p.yaml"), `version: 1
+name: average-three
+stages:
+  a: { uses: load, with: { path: a.safetensors } }
+  b: { uses: load, with: { path: b.safetensors } }
+  c: { uses: load, with: { path: c.safetensors } }
+  avg: { uses: merge/linear, with: { models: [a, b, c], weights: [1, 2, 5] } }
+  out: { uses: save, with: { model: avg, path: out/merged.safetensors } }
+`)
+    const r = crucible(["run", path.join(dir, "p.yaml"), "--runs-dir", path.join(dir, "runs"), "--run-id", "r1"])
+    expect(r.stderr).toBe("")
+    expect(r.code).toBe(0)
+    const merged = await readModel(path.join(dir, "out/merged.safetensors"))
+    expect([...merged.keys()]).toEqual(specs.map((s) => s.name))
+    for (const s of specs) {
+      const got = merged.get(s.name)!
+      expect(got.shape).toEqual(s.shape)
+      expect(got.dtype).toBe("F32")
+      const ref = a.get(s.name)!.map((x, i) => (1 * x + 2 * b.get(s.name)![i]! + 5 * c.get(s.name)![i]!) / 8)
+      for (let i = 0; i < ref.length; i++) expect(Math.abs(got.values[i]! - ref[i]!)).toBeLessThanOrEqual(1e-6 * Math.max(1, Math.abs(ref[i]!)))
+    }
+    const manifest = JSON.parse(fs.readFileSync(path.join(dir, "runs/r1/manifest.json"), "utf8"))
+    expect(manifest.status).toBe("succeeded")
+    expect(manifest.stages.map((s: { id: string; status: string }) => [s.id, s.status])).toEqual([["a", "succeeded"], ["b", "succeeded"], ["c", "succeeded"], ["avg", "succeeded"], ["out", "succeeded"]])
+    expect(manifest.inputs.map((f: { path: string }) => path.basename(f.path)).sort()).toEqual(["a.safetensors", "b.safetensors", "c.safetensors"])
+    expect(manifest.outputs).toHaveLength(1)
+    expect(manifest.outputs[0].sha256).toMatch(/^[0-9a-f]{64}$/)
+    expect(manifest.outputs[0].bytes).toBe(fs.statSync(path.join(dir, "out/merged.safetensors")).size)
+    expect(manifest.tools.node).toBe(process.version)
+    expect(manifest.stages[3].key).toMatch(/^[0-9a-f]{64}$/)
+  })
+
+  it("converts bf16 and f16 inputs exactly and saves the dtype asked for", async () => {
+    const dir = tmp()
+    const a = await writeModel(path.join(dir, "a.safetensors"), [{ name: "w", shape: [64, 8], dtype: "BF16" }], 4)
+    const b = await writeModel(path.join(dir, "b.safetensors"), [{ name: "w", shape: [64, 8], dtype: "BF16" }], 5)
+    fs.writeFileSync(path.join(dir, "p.yaml"), `version: 1
+name: bf16
+stages:
+  a: { uses: load, with: { path: a.safetensors } }
+  b: { uses: load, with: { path: b.safetensors } }
+  avg: { uses: merge/linear, with: { models: [a, b], dtype: float64 } }
+  as_f16: { uses: save, with: { model: avg, path: f16.safetensors, dtype: float16 } }
+  as_bf16: { uses: save, with: { model: avg, path: bf16.safetensors, dtype: bf16 } }
+  as_f32: { uses: save, with: { model: avg, path: f32.safetensors, dtype: F32 } }
+  as_is: { uses: save, with: { model: a, path: same.safetensors } }
+`)
+    const r = crucible(["run", path.join(dir, "p.yaml"), "--runs-dir", path.join(dir, "runs")])
+    expect(r.code).toBe(0)
+    const mean = a.get("w")!.map((x, i) => (x + b.get("w")![i]!) / 2)
+    const f16 = (await readModel(path.join(dir, "f16.safetensors"))).get("w")!
+    const bf16 = (await readModel(path.join(dir, "bf16.safetensors"))).get("w")!
+    const f32 = (await readModel(path.join(dir, "f32.safetensors"))).get("w")!
+    const same = (await readModel(path.join(dir, "same.safetensors"))).get("w")!
+    expect([f16.dtype, bf16.dtype, f32.dtype, same.dtype]).toEqual(["F16", "BF16", "F32", "BF16"])
+    expect(Array.from(same.values)).toEqual(Array.from(a.get("w")!))
+    // The mean of two bf16 values is exact in f32 and f64, so each output is the mean rounded once.
+    expect(Array.from(f32.values)).toEqual(Array.from(mean, (x) => Math.fround(x)))
+    expect(Array.from(f16.values)).toEqual(Array.from(mean, (x) => DType.f16BitsToFloat(DType.float32ToF16Bits(x))))
+    expect(Array.from(bf16.values)).toEqual(Array.from(mean, (x) => DType.bf16BitsToFloat(DType.float32ToBF16Bits(x))))
+  })
+
+  it("fails the dependents of a failed stage, finishes the others, and exits 1", async () => {
+    const dir = tmp()
+    await writeModel(path.join(dir, "a.safetensors"), specs, 1)
+    fs.writeFileSync(path.join(dir, "p.yaml"), `version: 1
+name: partial
+stages:
+  a: { uses: load, with: { path: a.safetensors } }
+  missing: { uses: load, with: { path: nowhere.safetensors } }
+  bad: { uses: merge/linear, with: { models: [a, missing] } }
+  bad_out: { uses: save, with: { model: bad, path: bad.safetensors } }
+  good_out: { uses: save, with: { model: a, path: good.safetensors } }
+`)
+    const r = crucible(["run", path.join(dir, "p.yaml"), "--runs-dir", path.join(dir, "runs"), "--run-id", "r"])
+    expect(r.code).toBe(1)
+    expect(r.stdout).toContain("✗ missing (load) failed")
+    expect(r.stdout).toContain("nowhere.safetensors")
+    expect(r.stdout).toContain('- bad (merge/linear) skipped — skipped because "missing" failed')
+    expect(r.stdout).toContain('- bad_out (save) skipped — skipped because "missing" failed')
+    expect(fs.existsSync(path.join(dir, "good.safetensors"))).toBe(true)
+    expect(fs.existsSync(path.join(dir, "bad.safetensors"))).toBe(false)
+    const manifest = JSON.parse(fs.readFileSync(path.join(dir, "runs/r/manifest.json"), "utf8"))
+    expect(manifest.status).toBe("failed")
+    expect(manifest.stages.find((s: { id: string }) => s.id === "missing").error.tag).toBe("IoError")
+  })
+
+  it("rejects mismatched inputs from their headers, listing every mismatch, before writing", async () => {
+    const dir = tmp()
+    await writeModel(path.join(dir, "a.safetensors"), [{ name: "w", shape: [4, 4] }, { name: "b", shape: [4] }, { name: "x", shape: [2] }], 1)
+    await writeModel(path.join(dir, "b.safetensors"), [{ name: "w", shape: [4, 5] }, { name: "b", shape: [4], dtype: "F16" }, { name: "y", shape: [2] }], 2)
+    fs.writeFileSync(path.join(dir, "p.yaml"), `version: 1
+name: mismatch
+stages:
+  a: { uses: load, with: { path: a.safetensors } }
+  b: { uses: load, with: { path: b.safetensors } }
+  avg: { uses: merge/linear, with: { models: [a, b] } }
+  out: { uses: save, with: { model: avg, path: out.safetensors } }
+`)
+    const plan = crucible(["plan", path.join(dir, "p.yaml")])
+    expect(plan.code).toBe(2)
+    expect(plan.stdout).toContain("MergeInputsMismatch")
+    const r = crucible(["run", path.join(dir, "p.yaml"), "--runs-dir", path.join(dir, "runs")])
+    expect(r.code).toBe(1)
+    for (const m of ['"w" has shape 4×4 in model 1 but 4×5', '"b" is F32 in model 1 but F16', '"x" is missing in model 2', '"y" is in model 2']) expect(r.stdout).toContain(m)
+    expect(fs.existsSync(path.join(dir, "out.safetensors"))).toBe(false)
+  })
+
+  it("refuses to overwrite an input", async () => {
+    const dir = tmp()
+    await writeModel(path.join(dir, "a.safetensors"), specs, 1)
+    const before = fs.readFileSync(path.join(dir, "a.safetensors"))
+    fs.writeFileSync(path.join(dir, "p.yaml"), `version: 1
+name: overwrite
+stages:
+  a: { uses: load, with: { path: a.safetensors } }
+  out: { uses: save, with: { model: a, path: ./a.safetensors } }
+`)
+    const r = crucible(["run", path.join(dir, "p.yaml"), "--runs-dir", path.join(dir, "runs")])
+    expect(r.code).toBe(1)
+    expect(r.stdout).toContain("WouldOverwriteInput")
+    expect(fs.readFileSync(path.join(dir, "a.safetensors")).equals(before)).toBe(true)
+  })
+
+  it("validate exits 2 with file:line:col and a code frame; --json lists the problems", () => {
+    const dir = tmp()
+    const file = path.join(dir, "p.yaml")
+    fs.writeFileSync(file, `version: 1
+name: broken
+stages:
+  a: { uses: lod, with: { path: a.safetensors } }
+`)
+    const r = crucible(["validate", file])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain(`${file}:4:14: [UnknownStageKind] stage "a": unknown stage kind "lod" (did you mean "load"?)`)
+    expect(r.stderr).toContain("> 4 |")
+    const j = crucible(["validate", file, "--json"])
+    expect(j.code).toBe(2)
+    expect(JSON.parse(j.stdout).problems[0]).toMatchObject({ code: "UnknownStageKind", position: { line: 4, col: 14 } })
+  })
+
+  it("emits one JSON event per line with --json", async () => {
+    const dir = tmp()
+    await writeModel(path.join(dir, "a.safetensors"), specs, 1)
+    fs.writeFileSync(path.join(dir, "p.yaml"), `version: 1
+name: json
+stages:
+  a: { uses: load, with: { path: a.safetensors } }
+  out: { uses: save, with: { model: a, path: copy.safetensors, dtype: bf16 } }
+`)
+    const r = crucible(["run", path.join(dir, "p.yaml"), "--runs-dir", path.join(dir, "runs"), "--json"])
+    expect(r.code).toBe(0)
+    const events = r.stdout.trim().split("\n").map((l) => JSON.parse(l))
+    expect(events[0].type).toBe("run-started")
+    expect(events.at(-1)).toMatchObject({ type: "run-finished", status: "succeeded" })
+    expect(events.filter((e) => e.type === "stage-progress" && e.stage === "out").at(-1)).toMatchObject({ done: 5, total: 5, unit: "tensors" })
+  })
+})

@@ -1,0 +1,123 @@
+#!/usr/bin/env node
+// The repository's entry point for people and CI: `npm run demo`, `npm test`, `npm run crucible -- …`,
+// `npm run bench -- [name]`, `npm run typecheck`.
+//
+// It runs on whatever Node the machine has (20 is enough) using only Node's built-ins, and brings
+// what the project needs from the npm registry into .tools/: Node 22 (Effect 4 needs ≥ 22.19) and
+// pnpm 10 (corepack's signature check fails on some registries). Then it installs the workspace
+// from the lockfile and runs the command under Node 22. Nothing is installed globally.
+import { spawnSync } from "node:child_process"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
+const tools = path.join(root, ".tools")
+const TOOLS = { node: "22.23.3", pnpm: "10.34.9" }
+const bin = path.join(tools, "node_modules", ".bin")
+const node22 = path.join(bin, "node")
+const quiet = process.env.CRUCIBLE_QUIET_SETUP === "1"
+
+const say = (text) => { if (!quiet) process.stderr.write(`[crucible] ${text}\n`) }
+
+const run = (command, args, options = {}) => {
+  const result = spawnSync(command, args, { stdio: "inherit", cwd: root, ...options, env: { ...process.env, ...options.env } })
+  if (result.error) throw result.error
+  return result.status ?? (result.signal === "SIGINT" ? 130 : 1)
+}
+
+const env = () => ({
+  PATH: [bin, path.join(root, "node_modules", ".bin"), process.env.PATH].join(path.delimiter),
+  npm_config_update_notifier: "false"
+})
+
+const ensureTools = () => {
+  const stamp = path.join(tools, "versions.json")
+  const wanted = JSON.stringify(TOOLS)
+  if (fs.existsSync(node22) && fs.existsSync(stamp) && fs.readFileSync(stamp, "utf8") === wanted) return
+  say(`installing Node ${TOOLS.node} and pnpm ${TOOLS.pnpm} into .tools/ (once)`)
+  fs.mkdirSync(tools, { recursive: true })
+  fs.writeFileSync(path.join(tools, "package.json"), JSON.stringify({ name: "crucible-tools", private: true }))
+  const npm = process.platform === "win32" ? "npm.cmd" : "npm"
+  const code = run(npm, ["install", "--no-audit", "--no-fund", "--no-save", "--loglevel=error", `node@${TOOLS.node}`, `pnpm@${TOOLS.pnpm}`], { cwd: tools })
+  if (code !== 0 || !fs.existsSync(node22)) throw new Error("could not install Node 22 and pnpm from the npm registry into .tools/")
+  fs.writeFileSync(stamp, wanted)
+}
+
+const ensureDependencies = () => {
+  const lock = path.join(root, "pnpm-lock.yaml")
+  const stamp = path.join(root, "node_modules", ".crucible-lock-stamp")
+  const lockText = fs.readFileSync(lock, "utf8")
+  if (fs.existsSync(stamp) && fs.readFileSync(stamp, "utf8") === lockText) return
+  say("installing the workspace's dependencies (pnpm install --frozen-lockfile)")
+  const code = run(path.join(bin, "pnpm"), ["install", "--frozen-lockfile", "--reporter=silent"], { env: env() })
+  if (code !== 0) throw new Error("pnpm install failed")
+  fs.writeFileSync(stamp, lockText)
+}
+
+const node = (args, options = {}) => run(node22, args, { ...options, env: { ...env(), ...options.env } })
+
+// vitest's JSON report is the source of the one closing line CI reads.
+const test = (args) => {
+  const report = path.join(root, ".vitest-results.json")
+  fs.rmSync(report, { force: true })
+  const code = node([path.join(root, "node_modules", "vitest", "vitest.mjs"), "run", "--reporter=default", "--reporter=json", `--outputFile.json=${report}`, ...args])
+  let summary = "0 passed, 0 failed"
+  if (fs.existsSync(report)) {
+    const r = JSON.parse(fs.readFileSync(report, "utf8"))
+    const skipped = (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0)
+    summary = `${r.numPassedTests} passed, ${r.numFailedTests} failed${skipped > 0 ? `, ${skipped} skipped` : ""}`
+    if (r.numFailedTestSuites > 0 && r.numFailedTests === 0) summary = `${r.numPassedTests} passed, ${r.numFailedTestSuites} failed`
+  }
+  process.stdout.write(`\n${summary}\n`)
+  return code
+}
+
+const bench = (names) => {
+  const dir = path.join(root, "bench")
+  const all = fs.readdirSync(dir).filter((n) => fs.existsSync(path.join(dir, n, "run.ts"))).sort()
+  const chosen = names.length > 0 ? names : all
+  for (const name of chosen) {
+    if (!all.includes(name)) throw new Error(`no benchmark "${name}" (have: ${all.join(", ")})`)
+    say(`bench ${name}`)
+    const code = node(["--expose-gc", path.join(dir, name, "run.ts")])
+    if (code !== 0) return code
+  }
+  return 0
+}
+
+const typecheck = () => {
+  const tsc = path.join(root, "node_modules", "typescript", "bin", "tsc")
+  let failed = 0
+  for (const project of ["packages/core", "packages/strategies", "packages/runner", "examples"]) {
+    say(`typecheck ${project}`)
+    if (node([tsc, "-p", path.join(root, project, "tsconfig.json"), "--noEmit"]) !== 0) failed++
+  }
+  return failed === 0 ? 0 : 1
+}
+
+const commands = {
+  demo: (args) => node([path.join(root, "examples", "quickstart", "demo.ts"), ...args]),
+  test,
+  crucible: (args) => node([path.join(root, "packages", "runner", "src", "cli", "main.ts"), ...args]),
+  bench,
+  typecheck
+}
+
+// Ctrl-C reaches the child too (same process group); we wait for it to clean up and exit 130.
+process.on("SIGINT", () => {})
+
+const [name, ...args] = process.argv.slice(2)
+const command = commands[name]
+if (command === undefined) {
+  process.stderr.write(`usage: node scripts/dev.mjs <${Object.keys(commands).join("|")}> [args]\n`)
+  process.exit(2)
+}
+try {
+  ensureTools()
+  ensureDependencies()
+  process.exitCode = command(args)
+} catch (e) {
+  process.stderr.write(`[crucible] ${e instanceof Error ? e.message : String(e)}\n`)
+  process.exitCode = 1
+}
