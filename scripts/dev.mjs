@@ -37,9 +37,10 @@ const ensureTools = () => {
   if (fs.existsSync(node22) && fs.existsSync(stamp) && fs.readFileSync(stamp, "utf8") === wanted) return
   say(`installing Node ${TOOLS.node} and pnpm ${TOOLS.pnpm} into .tools/ (once)`)
   fs.mkdirSync(tools, { recursive: true })
-  fs.writeFileSync(path.join(tools, "package.json"), JSON.stringify({ name: "crucible-tools", private: true }))
+  const manifest = { name: "crucible-tools", private: true, dependencies: { node: TOOLS.node, pnpm: TOOLS.pnpm } }
+  fs.writeFileSync(path.join(tools, "package.json"), JSON.stringify(manifest, null, 2))
   const npm = process.platform === "win32" ? "npm.cmd" : "npm"
-  const code = run(npm, ["install", "--no-audit", "--no-fund", "--no-save", "--loglevel=error", `node@${TOOLS.node}`, `pnpm@${TOOLS.pnpm}`], { cwd: tools })
+  const code = run(npm, ["install", "--no-audit", "--no-fund", "--no-package-lock", "--loglevel=error"], { cwd: tools })
   if (code !== 0 || !fs.existsSync(node22)) throw new Error("could not install Node 22 and pnpm from the npm registry into .tools/")
   fs.writeFileSync(stamp, wanted)
 }
