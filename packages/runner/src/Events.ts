@@ -13,7 +13,7 @@ export type StageStatus = "succeeded" | "failed" | "skipped" | "interrupted"
 export type RunEvent =
   | { readonly type: "run-started"; readonly time: number; readonly runId: string; readonly runDir: string; readonly pipeline: string; readonly stages: ReadonlyArray<string> }
   | { readonly type: "stage-started"; readonly time: number; readonly stage: string; readonly kind: string }
-  | { readonly type: "stage-progress"; readonly time: number; readonly stage: string; readonly done: number; readonly total: number; readonly unit: string; readonly detail?: string | undefined }
+  | { readonly type: "stage-progress"; readonly time: number; readonly stage: string; readonly done: number; readonly total: number; readonly unit: string; readonly bytes?: number | undefined; readonly totalBytes?: number | undefined; readonly detail?: string | undefined }
   | {
       readonly type: "stage-finished"
       readonly time: number

@@ -116,6 +116,9 @@ export interface ProgressEvent {
   readonly done: number
   readonly total: number
   readonly unit: "tensors" | "bytes" | "steps" | "epochs" | "points"
+  /** Bytes moved so far and in all, when the work is I/O. */
+  readonly bytes?: number
+  readonly totalBytes?: number
   readonly detail?: string
 }
 

@@ -43,7 +43,8 @@ export const progressLine = (event: Extract<RunEvent, { type: "stage-progress" }
   const filled = Math.round(fraction * width)
   const elapsed = now - startedAt
   const eta = fraction > 0 && fraction < 1 ? ` ETA ${duration((elapsed / fraction) * (1 - fraction))}` : ""
-  return `  ${event.stage} [${"█".repeat(filled)}${"░".repeat(width - filled)}] ${event.done}/${event.total} ${event.unit}${eta}${event.detail === undefined ? "" : ` ${event.detail}`}`
+  const moved = event.bytes === undefined ? "" : `, ${bytes(event.bytes)}${event.totalBytes === undefined ? "" : `/${bytes(event.totalBytes)}`}`
+  return `  ${event.stage} [${"█".repeat(filled)}${"░".repeat(width - filled)}] ${event.done}/${event.total} ${event.unit}${moved}${eta}${event.detail === undefined ? "" : ` ${event.detail}`}`
 }
 
 /** A table with left-aligned columns. */

@@ -4,7 +4,7 @@
  *
  * @since 0.1.0
  */
-import { Cast, DType, Model, Port, Safetensors, Stage } from "@crucible/core"
+import { Cast, DType, Model, Port, Safetensors, Stage, TensorRef } from "@crucible/core"
 import { Effect, Schema } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -45,9 +45,13 @@ export const Save = Stage.define({
     yield* Effect.annotateCurrentSpan({ "crucible.io.path": target, "crucible.tensors.out": model.tensors.size, "crucible.bytes.out": bytes })
     if (dryRun) return { files: [{ path: target, bytes, sha256: "" }] }
     const metadata = { ...params.metadata, "crucible.stage": id }
+    let bytesWritten = 0
     const written = yield* Safetensors.write(target, model, {
       metadata,
-      onTensorWritten: (t, i, total) => Stage.reportProgress({ stage: id, done: i + 1, total, unit: "tensors", detail: t.name })
+      onTensorWritten: (t, i, total) => {
+        bytesWritten += TensorRef.byteLength(t)
+        return Stage.reportProgress({ stage: id, done: i + 1, total, unit: "tensors", bytes: bytesWritten, totalBytes: bytes, detail: t.name })
+      }
     }).pipe(
       Effect.withSpan("Save.write", { attributes: { "crucible.io.path": target } })
     )
