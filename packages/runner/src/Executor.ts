@@ -13,6 +13,7 @@ import { Cause, Deferred, Effect, Exit, Scope, Semaphore } from "effect"
 import * as path from "node:path"
 import { emit, Reporter, type StageStatus } from "./Events.ts"
 import * as Plan from "./Plan.ts"
+import { Metrics } from "./telemetry/Metrics.ts"
 
 /** @category models */
 export interface ExecuteOptions {
@@ -120,6 +121,7 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
           })
         ).pipe(Effect.exit)
         const endedAt = Date.now()
+        yield* recordMetrics(stage, exit, endedAt - startedAt)
         const status: StageStatus = Exit.isSuccess(exit) ? "succeeded" : Cause.hasInterruptsOnly(exit.cause) ? "interrupted" : "failed"
         const error = Exit.isFailure(exit) && status === "failed" ? describeFailure(exit.cause) : undefined
         yield* record({ ...base, status, startedAt, endedAt, error, value: Exit.isSuccess(exit) ? exit.value : undefined })
@@ -179,6 +181,19 @@ const makeLifetimes = (plan: Plan.Plan, byId: ReadonlyMap<string, Validate.Resol
     closeAll: Effect.suspend(() => Effect.forEach([...scopes.values()], (s) => Scope.close(s, Exit.void), { discard: true }))
   }
 }
+
+// Stage metrics go to the run's Metrics service when telemetry provides one.
+const recordMetrics = (stage: Validate.ResolvedStage, exit: Exit.Exit<unknown, unknown>, ms: number) =>
+  Effect.gen(function* () {
+    const metrics = yield* Effect.serviceOption(Metrics)
+    if (metrics._tag === "None") return
+    const attributes = { stageId: stage.id, stageKind: stage.kind.kind }
+    yield* metrics.value.stageDuration(ms / 1000, attributes, Exit.isSuccess(exit) ? "success" : "failure")
+    if (!Exit.isSuccess(exit)) return
+    const value = exit.value as (Model.Model & Port.Files) | undefined
+    if (value?.tensors instanceof Map) yield* metrics.value.tensorsProcessed(value.tensors.size, attributes)
+    else if (Array.isArray(value?.files)) yield* metrics.value.bytesWritten(value.files.reduce((n, f) => n + f.bytes, 0), attributes)
+  })
 
 const inputValues = (stage: Validate.ResolvedStage, values: ReadonlyMap<string, unknown>): Record<string, unknown> => {
   const out: Record<string, unknown> = {}

@@ -14,6 +14,8 @@ import * as path from "node:path"
 import { emit, Reporter } from "./Events.ts"
 import { execute, type StageOutcome } from "./Executor.ts"
 import * as Manifest from "./Manifest.ts"
+import * as Telemetry from "./telemetry/Telemetry.ts"
+import type { TelemetryError } from "./telemetry/TelemetryError.ts"
 
 /** @category models */
 export interface RunOptions {
@@ -24,8 +26,8 @@ export interface RunOptions {
   readonly concurrency?: number
   /** Extra stage kinds, added to the built-in ones. */
   readonly kinds?: Registry.Registry
-  /** Telemetry for the run; given the run's id and directory. */
-  readonly telemetry?: (run: { readonly runId: string; readonly runDir: string }) => Layer.Layer<never>
+  /** Telemetry for the run, given the run's id and directory (see {@link defaultTelemetry}). */
+  readonly telemetry?: (run: { readonly runId: string; readonly runDir: string }) => ReturnType<typeof Telemetry.layer>
 }
 
 /** @category models */
@@ -45,7 +47,7 @@ export const load = (file: string, options: Pick<RunOptions, "kinds"> = {}): Eff
   Yaml.load(file, registryFor(options))
 
 /** Runs a pipeline file. Fails only when the file is invalid; stage failures are in the result. */
-export const run = (file: string, options: RunOptions = {}): Effect.Effect<RunResult, PipelineError.PipelineInvalid | PipelineError.PipelineUnreadable, Reporter> =>
+export const run = (file: string, options: RunOptions = {}): Effect.Effect<RunResult, PipelineError.PipelineInvalid | PipelineError.PipelineUnreadable | TelemetryError, Reporter> =>
   Effect.flatMap(load(file, options), (loaded) => runLoaded(loaded, options))
 
 /** A new run id: time, pipeline name, and a random suffix. */
@@ -55,7 +57,7 @@ export const newRunId = (name: string): string => {
 }
 
 /** Runs an already loaded pipeline. */
-export const runLoaded = (loaded: Yaml.LoadedPipeline, options: RunOptions = {}): Effect.Effect<RunResult, never, Reporter> =>
+export const runLoaded = (loaded: Yaml.LoadedPipeline, options: RunOptions = {}): Effect.Effect<RunResult, TelemetryError, Reporter> =>
   Effect.gen(function* () {
     const { pipeline } = loaded
     const runId = options.runId ?? newRunId(pipeline.ir.name)
@@ -117,8 +119,10 @@ const runStatus = (outcomes: ReadonlyArray<StageOutcome>): RunResult["status"] =
 export const decode = (text: string, options: Pick<RunOptions, "kinds"> & { readonly file?: string } = {}): Effect.Effect<Validate.ResolvedPipeline, PipelineError.PipelineInvalid> =>
   Yaml.decode(text, registryFor(options), options.file)
 
-/** The telemetry of a CLI run: spans to `trace.json` in the run directory, and OTLP when configured. */
-export const defaultTelemetry = (otlpUrl: string | undefined) => (_run: { readonly runId: string; readonly runDir: string }): Layer.Layer<never> => {
-  void otlpUrl
-  return Layer.empty
-}
+/**
+ * The telemetry of a CLI run: every span goes to `trace.json` in the run directory (OTLP JSON), and
+ * over OTLP when `otlpUrl` (a base endpoint, like `OTEL_EXPORTER_OTLP_ENDPOINT`) or the standard
+ * `OTEL_*` variables say so.
+ */
+export const defaultTelemetry = (otlpUrl?: string) => (run: { readonly runId: string; readonly runDir: string }) =>
+  Telemetry.layer({ runId: run.runId, traceFile: path.join(run.runDir, "trace.json"), ...(otlpUrl === undefined ? {} : { otlpUrl }) })

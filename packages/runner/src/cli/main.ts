@@ -16,12 +16,12 @@ const exit: Commands.ExitSink = { code: ExitCode.ok }
 
 const program = Command.run(Commands.make(exit), { version }).pipe(Effect.provide(NodeServices.layer))
 
+const codeOf = (result: Exit.Exit<unknown, unknown>): number =>
+  Exit.isSuccess(result) ? exit.code : Cause.hasInterruptsOnly(result.cause) ? ExitCode.interrupted : ExitCode.invalid // a bad command line is invalid input
+
+// The run's telemetry is flushed and its files closed when the program ends; exit then, rather than
+// wait for idle keep-alive sockets of an OTLP exporter to time out.
 NodeRuntime.runMain(program, {
   disableErrorReporting: false,
-  teardown: (result, onExit) => {
-    if (Exit.isSuccess(result)) return onExit(exit.code)
-    if (Cause.hasInterruptsOnly(result.cause)) return onExit(ExitCode.interrupted)
-    // A parse error of the command line is the user's input: 2, like an invalid pipeline.
-    return onExit(ExitCode.invalid)
-  }
+  teardown: (result) => process.exit(codeOf(result))
 })

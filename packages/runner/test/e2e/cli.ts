@@ -20,3 +20,14 @@ export const crucible = (args: ReadonlyArray<string>, options: { readonly cwd?: 
 /** Starts `crucible args…` and returns the child (for signals and streaming output). */
 export const startCrucible = (args: ReadonlyArray<string>, options: { readonly cwd?: string; readonly env?: Record<string, string> } = {}) =>
   spawn(process.execPath, [cliMain, ...args], { cwd: options.cwd, env: { ...process.env, CI: "1", ...options.env }, stdio: ["ignore", "pipe", "pipe"] })
+
+/** Runs `crucible args…` without blocking this process's event loop (a receiver in this process must answer). */
+export const crucibleAsync = (args: ReadonlyArray<string>, options: { readonly cwd?: string; readonly env?: Record<string, string> } = {}): Promise<CliResult> =>
+  new Promise((resolve) => {
+    const child = startCrucible(args, options)
+    let stdout = ""
+    let stderr = ""
+    child.stdout.on("data", (c: Buffer) => (stdout += c.toString()))
+    child.stderr.on("data", (c: Buffer) => (stderr += c.toString()))
+    child.on("exit", (code) => resolve({ code, stdout, stderr }))
+  })
