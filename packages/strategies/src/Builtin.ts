@@ -5,6 +5,7 @@
  * @since 0.1.0
  */
 import { Registry } from "@crucible/core"
+import { Convert } from "./io/Convert.ts"
 import { Load } from "./io/Load.ts"
 import { Save } from "./io/Save.ts"
 import { Linear } from "./merge/Linear.ts"
@@ -12,6 +13,7 @@ import { Linear } from "./merge/Linear.ts"
 /** @category registry */
 export const Builtin = {
   load: Load,
+  convert: Convert,
   save: Save,
   "merge/linear": Linear
 } as const

@@ -5,6 +5,7 @@
  */
 export { Builtin, type BuiltinKind, builtinRegistry } from "./Builtin.ts"
 export { Load } from "./io/Load.ts"
-export { Save, WouldOverwriteInput } from "./io/Save.ts"
+export { Save } from "./io/Save.ts"
+export { Convert } from "./io/Convert.ts"
 export { Linear } from "./merge/Linear.ts"
 export { InvalidMergeParams, MergeInputsMismatch } from "./merge/MergeError.ts"

@@ -1,7 +1,8 @@
 /**
  * Writes that never leave a half-written output: bytes go to a temporary file beside the target,
  * which is fsynced and renamed over the target only when the whole write succeeded. A failure
- * or an interruption (SIGINT) removes the temporary file.
+ * or an interruption (SIGINT) removes the temporary file. A group of files (the shards of a
+ * checkpoint and their index) is published together with {@link commitAll}: all appear, or none.
  *
  * @since 0.1.0
  */
@@ -23,11 +24,21 @@ export interface AtomicFile {
   readonly digest: () => string
 }
 
+/** An atomic file that can be committed: renamed into place, alone or with others. @category models */
+export interface Committable extends AtomicFile {
+  /** fsync, close and rename into place. */
+  readonly commit: Effect.Effect<void, IoError>
+  /** fsync and close, without renaming (the first half of a group commit). */
+  readonly seal: Effect.Effect<void, IoError>
+  /** Rename a sealed file into place (the second half). */
+  readonly publish: Effect.Effect<void, IoError>
+}
+
 /**
- * Opens a temporary file for `target`; when the scope closes with success the file is renamed
- * into place, otherwise it is deleted. Use `commit` for the rename to happen at a chosen point.
+ * Opens a temporary file for `target`. Nothing appears at `target` until `commit` (or `seal`
+ * then `publish`); when the scope closes, a temporary file that was not published is deleted.
  */
-export const open = (target: string): Effect.Effect<AtomicFile & { readonly commit: Effect.Effect<void, IoError> }, IoError, Scope.Scope> =>
+export const open = (target: string): Effect.Effect<Committable, IoError, Scope.Scope> =>
   Effect.gen(function* () {
     const dir = path.dirname(target)
     const temporary = path.join(dir, `.${path.basename(target)}.${randomBytes(6).toString("hex")}.partial`)
@@ -41,36 +52,48 @@ export const open = (target: string): Effect.Effect<AtomicFile & { readonly comm
       }),
       (fd, exit) =>
         Effect.sync(() => {
-          try { fs.closeSync(fd) } catch { /* already closed by commit */ }
+          if (!state.closed) try { fs.closeSync(fd) } catch { /* best effort: the file is removed next */ }
           if (Exit.isFailure(exit) || !state.committed) fs.rmSync(temporary, { force: true })
         })
     )
-    const state = { committed: false, written: 0 }
+    const state = { committed: false, closed: false, written: 0 }
     const hash = createHash("sha256")
     const write = (bytes: Uint8Array) =>
       Effect.callback<void, IoError>((resume) => {
         writeFully(fd, bytes, 0, (error) => {
           if (error) return resume(Effect.fail(new IoError({ file: target, operation: "write", detail: describe(error) })))
-          hash.update(bytes)
           state.written += bytes.byteLength
           resume(Effect.void)
         })
+        // Hash while the thread pool writes: both only read `bytes`, and the digest is only
+        // used after a successful commit.
+        hash.update(bytes)
       })
-    const commit = Effect.try({
+    const seal = Effect.try({
       try: () => {
+        if (state.closed) return
         fs.fsyncSync(fd)
+        state.closed = true
         fs.closeSync(fd)
+      },
+      catch: (cause) => new IoError({ file: target, operation: "flush to disk", detail: describe(cause) })
+    })
+    const publish = Effect.try({
+      try: () => {
         fs.renameSync(temporary, target)
         state.committed = true
       },
       catch: (cause) => new IoError({ file: target, operation: "rename into place", detail: describe(cause) })
     })
+    const commit = Effect.andThen(seal, publish)
     let digest: string | undefined
     return {
       target,
       temporary,
       write,
       commit,
+      seal,
+      publish,
       written: () => state.written,
       digest: () => (digest ??= hash.digest("hex"))
     }
@@ -79,6 +102,51 @@ export const open = (target: string): Effect.Effect<AtomicFile & { readonly comm
 const writeFully = (fd: number, bytes: Uint8Array, offset: number, done: (error: Error | null) => void): void => {
   if (offset === bytes.byteLength) return done(null)
   fs.write(fd, bytes, offset, bytes.byteLength - offset, null, (error, n) => (error ? done(error) : writeFully(fd, bytes, offset + n, done)))
+}
+
+/**
+ * Publishes a group of files together: all are flushed first, then renamed into place; if a
+ * rename fails, the files of the group already renamed are removed again, so a reader never
+ * sees part of the group (a previous version of an overwritten file is not restored).
+ * Uninterruptible: an interruption waits until the group is in place or rolled back.
+ */
+export const commitAll = (files: ReadonlyArray<Committable>): Effect.Effect<void, IoError> =>
+  Effect.uninterruptible(
+    Effect.gen(function* () {
+      for (const file of files) yield* file.seal
+      const published: Array<Committable> = []
+      for (const file of files) {
+        const exit = yield* Effect.exit(file.publish)
+        if (Exit.isFailure(exit)) {
+          for (const done of published) yield* Effect.sync(() => fs.rmSync(done.target, { force: true }))
+          return yield* exit
+        }
+        published.push(file)
+      }
+      for (const dir of new Set(files.map((f) => path.dirname(f.target)))) yield* syncDirectory(dir)
+    })
+  )
+
+/** Makes renames in `dir` durable; directories that cannot be opened for fsync are skipped. */
+const syncDirectory = (dir: string) =>
+  Effect.sync(() => {
+    try {
+      const fd = fs.openSync(dir, "r")
+      try { fs.fsyncSync(fd) } finally { fs.closeSync(fd) }
+    } catch { /* not supported on every filesystem: the rename itself is already atomic */ }
+  })
+
+/**
+ * Fails when a target is one of `inputs` (after resolving links): a model must not be written
+ * over a file its lazy tensors are read from, whose later reads by path would see the output.
+ */
+export const refuseOverwrite = (targets: ReadonlyArray<string>, inputs: ReadonlyArray<string>): Effect.Effect<void, IoError> => {
+  const real = (p: string) => {
+    try { return fs.realpathSync(p) } catch { return path.resolve(p) }
+  }
+  const sources = new Set(inputs.map(real))
+  const clash = targets.find((t) => sources.has(real(t)))
+  return clash === undefined ? Effect.void : Effect.fail(new IoError({ file: clash, operation: "overwrite", detail: "it is one of the files this model is read from; write to another path" }))
 }
 
 /** Writes a whole small file (JSON, an index) atomically. */

@@ -36,7 +36,8 @@ const fromDescriptor = (path: string, fd: number, size: number, format: string):
     offset < 0 || length < 0 || offset + length > size
       ? Effect.fail(new FormatError({ file: path, format, detail: `read of ${length} bytes at offset ${offset} is beyond the end of the file (${size} bytes)` }))
       : Effect.callback<Uint8Array<ArrayBuffer>, IoError>((resume) => {
-          const buffer = new Uint8Array(length)
+          // Not zero-filled: readFully fills every byte or the read fails.
+          const buffer = new Uint8Array(Buffer.allocUnsafeSlow(length).buffer, 0, length)
           readFully(fd, buffer, offset, (error) =>
             resume(error ? Effect.fail(new IoError({ file: path, operation: "read", detail: describe(error) })) : Effect.succeed(buffer))
           )

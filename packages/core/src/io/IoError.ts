@@ -39,8 +39,22 @@ export class UnsafePickle extends Schema.TaggedError<UnsafePickle>()("UnsafePick
   }
 }
 
+/**
+ * An option given to a reader or writer is not usable (an unknown state-dict key, a shard size
+ * that is not a size…): the input files may be fine, the call is not. @category errors
+ */
+export class InvalidArgument extends Schema.TaggedError<InvalidArgument>()("InvalidArgument", {
+  argument: Schema.String,
+  value: Schema.String,
+  detail: Schema.String
+}) {
+  override get message() {
+    return `invalid ${this.argument} ${this.value}: ${this.detail}`
+  }
+}
+
 /** Any error of model I/O. @category errors */
-export type ModelIoError = FormatError | IoError | UnsafePickle
+export type ModelIoError = FormatError | IoError | UnsafePickle | InvalidArgument
 
 /** Formats a Node error for `detail`. */
 export const describe = (cause: unknown): string =>

@@ -4,11 +4,12 @@
  *
  * @since 0.1.0
  */
-import { Safetensors, TensorRef } from "@crucible/core"
+import { Formats } from "@crucible/core"
 import { Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { Reporter } from "../Events.ts"
 import * as Planner from "../Planner.ts"
+import * as Convert from "../Convert.ts"
 import * as Runner from "../Runner.ts"
 import { ExitCode, forRun } from "./ExitCode.ts"
 import * as Format from "./Format.ts"
@@ -87,33 +88,64 @@ export const make = (exit: ExitSink) => {
     })
   ).pipe(Command.withDescription("Show the DAG (text and Mermaid), tensors and bytes to read and write, and the estimated peak memory; runs no heavy work."))
 
-  const inspect = Command.make("inspect", { file: Argument.String("file").pipe(Argument.withDescription("a model file")), json }, (flags) =>
-    Effect.gen(function* () {
-      const result = yield* Effect.result(Effect.scoped(Effect.map(Safetensors.read(flags.file), (model) => ({
-        file: flags.file,
-        format: "safetensors",
-        metadata: model.metadata,
-        tensors: Array.from(model.tensors.values(), (t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, bytes: TensorRef.byteLength(t) }))
-      }))))
-      if (result._tag === "Failure") {
-        yield* err(result.failure.message)
-        exit.code = ExitCode.invalid
-        return
-      }
-      const info = result.success
-      const total = info.tensors.reduce((n, t) => n + t.bytes, 0)
-      yield* out(flags.json ? JSON.stringify({ ...info, totalBytes: total }, null, 2) : [
-        `${info.file} (${info.format}): ${info.tensors.length} tensors, ${Format.bytes(total)}`,
-        ...(Object.keys(info.metadata).length > 0 ? [`metadata: ${JSON.stringify(info.metadata)}`] : []),
-        "",
-        Format.table(["name", "dtype", "shape", "bytes"], info.tensors.map((t) => [t.name, t.dtype, `[${t.shape.join(", ")}]`, Format.bytes(t.bytes)]))
-      ].join("\n"))
-      exit.code = ExitCode.ok
-    })
-  ).pipe(Command.withDescription("List a model file's tensors (name, dtype, shape, bytes) and metadata."))
+  const inspect = Command.make(
+    "inspect",
+    {
+      file: Argument.String("file").pipe(Argument.withDescription("a checkpoint: safetensors, sharded index, HF folder, .pt/.bin, model.json")),
+      key: Flag.String("key").pipe(Flag.withDescription("the state dict's key inside a PyTorch checkpoint"), Flag.optional),
+      json
+    },
+    (flags) =>
+      Effect.gen(function* () {
+        const result = yield* Effect.result(Formats.inspect(flags.file, Option.match(flags.key, { onNone: () => ({}), onSome: (key) => ({ key }) })))
+        if (result._tag === "Failure") {
+          yield* err(result.failure.message)
+          exit.code = ExitCode.invalid
+          return
+        }
+        const info = result.success
+        yield* out(flags.json ? JSON.stringify(info, null, 2) : [
+          `${info.path} (${info.format}): ${info.tensors.length} tensors, ${Format.bytes(info.totalBytes)}${info.files.length > 1 ? ` in ${info.files.length} files` : ""}`,
+          ...(Object.keys(info.metadata).length > 0 ? [`metadata: ${JSON.stringify(info.metadata)}`] : []),
+          "",
+          Format.table(["name", "dtype", "shape", "bytes"], info.tensors.map((t) => [t.name, t.dtype, `[${t.shape.join(", ")}]`, Format.bytes(t.bytes)]))
+        ].join("\n"))
+        exit.code = ExitCode.ok
+      })
+  ).pipe(Command.withDescription("List a checkpoint's tensors (name, dtype, shape, bytes), format and metadata; reads headers only."))
+
+  const convert = Command.make(
+    "convert",
+    {
+      input: Argument.String("input").pipe(Argument.withDescription("any checkpoint crucible reads")),
+      output: Argument.String("output").pipe(Argument.withDescription("the output: .safetensors, or model.json for TF.js")),
+      dtype: Flag.String("dtype").pipe(Flag.withDescription("convert floating-point tensors (F16, BF16, float32, …)"), Flag.optional),
+      shardSize: Flag.String("shard-size").pipe(Flag.withDescription("largest shard, e.g. 2GB (writes shards and an index)"), Flag.optional),
+      format: Flag.Literals("format", ["safetensors", "tfjs"]).pipe(Flag.withDescription("output format (default from the output's name)"), Flag.optional),
+      key: Flag.String("key").pipe(Flag.withDescription("the state dict's key inside a PyTorch checkpoint"), Flag.optional),
+      json
+    },
+    (flags) =>
+      Effect.gen(function* () {
+        const result = yield* Effect.result(Convert.convert(flags.input, flags.output, {
+          dtype: Option.getOrUndefined(flags.dtype),
+          shardSize: Option.getOrUndefined(flags.shardSize),
+          format: Option.getOrUndefined(flags.format),
+          key: Option.getOrUndefined(flags.key)
+        }))
+        if (result._tag === "Failure") {
+          yield* err(result.failure.message)
+          exit.code = ExitCode.invalid
+          return
+        }
+        const files = result.success.files
+        yield* out(flags.json ? JSON.stringify({ ok: true, files }) : files.map((f) => `wrote ${f.path} (${Format.bytes(f.bytes)}, sha256 ${f.sha256.slice(0, 16)}…)`).join("\n"))
+        exit.code = ExitCode.ok
+      })
+  ).pipe(Command.withDescription("Convert a checkpoint: .pt → safetensors, sharded ↔ single, TF.js ↔ safetensors, dtype changes. Atomic; never over the input."))
 
   return Command.make("crucible").pipe(
     Command.withDescription("Crucible: fuse neural-network models with typed, traced, resumable pipelines."),
-    Command.withSubcommands([run, validate, plan, inspect])
+    Command.withSubcommands([run, validate, plan, inspect, convert])
   )
 }

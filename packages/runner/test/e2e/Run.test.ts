@@ -142,7 +142,7 @@ stages:
 `)
     const r = crucible(["run", path.join(dir, "p.yaml"), "--runs-dir", path.join(dir, "runs")])
     expect(r.code).toBe(1)
-    expect(r.stdout).toContain("WouldOverwriteInput")
+    expect(r.stdout).toContain("is one of the files this model is read from")
     expect(fs.readFileSync(path.join(dir, "a.safetensors")).equals(before)).toBe(true)
   })
 

@@ -92,6 +92,7 @@ const parseEntry = (name: string, value: unknown): HeaderEntry | string => {
   const [begin, end] = data_offsets as [number, number]
   if (end < begin) return `tensor "${name}": data_offsets end ${end} is before begin ${begin}`
   const expected = numel(shape) * byteSize[dtype as DType]
+  if (!Number.isSafeInteger(expected)) return `tensor "${name}": shape [${shape.join(", ")}] has more elements than any file can hold`
   if (end - begin !== expected) return `tensor "${name}": ${end - begin} bytes stored but dtype ${dtype} × shape [${shape.join(", ")}] needs ${expected}`
   return { name, dtype: dtype as DType, shape, begin, end }
 }

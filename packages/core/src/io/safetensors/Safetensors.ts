@@ -31,7 +31,12 @@ export const fromSource = (source: ByteSource.ByteSource): Effect.Effect<Model.M
     const length = new DataView(lengthBytes.buffer).getBigUint64(0, true)
     const lengthProblem = Header.checkHeaderLength(length, source.size)
     if (lengthProblem !== undefined) return yield* fail(lengthProblem)
-    const json = new TextDecoder("utf-8", { fatal: false }).decode(yield* source.read(8, Number(length)))
+    let json: string
+    try {
+      json = new TextDecoder("utf-8", { fatal: true }).decode(yield* source.read(8, Number(length)))
+    } catch {
+      return yield* fail("header is not valid UTF-8")
+    }
     const header = Header.parse(json, Number(length), source.size)
     if ("problems" in header) return yield* fail(header.problems.join("; "))
     const tensors = header.entries.map((e): TensorRef => {
@@ -78,26 +83,42 @@ const DEFAULT_CHUNK_ELEMENTS = 1024 * 1024
 export const write = (path: string, model: Model.Model, options: WriteOptions = {}): Effect.Effect<Written, ModelIoError | IoError> =>
   Effect.scoped(
     Effect.gen(function* () {
-      const tensors = [...model.tensors.values()]
-      const metadata = { ...model.metadata, ...options.metadata }
-      const { header } = Header.serialize(tensors, metadata)
+      yield* AtomicFile.refuseOverwrite([path], model.files)
       const file = yield* AtomicFile.open(path)
-      yield* file.write(header)
-      const chunk = options.chunkElements ?? DEFAULT_CHUNK_ELEMENTS
-      for (const tensor of tensors) {
-        const n = numel(tensor.shape)
-        for (let start = 0; start < n; start += chunk) {
-          const end = Math.min(n, start + chunk)
-          const bytes = yield* tensor.read(n <= chunk ? undefined : { start, end })
-          const expected = (end - start) * byteSize[tensor.dtype]
-          if (bytes.byteLength !== expected) {
-            return yield* new FormatError({ file: path, format: FORMAT, tensor: tensor.name, detail: `source produced ${bytes.byteLength} bytes where ${expected} were expected` })
-          }
-          yield* file.write(bytes)
-        }
-        if (options.onTensorWritten !== undefined) yield* options.onTensorWritten(tensor, tensors.indexOf(tensor), tensors.length)
-      }
+      const written = yield* stream(file, [...model.tensors.values()], { ...model.metadata, ...options.metadata }, options)
       yield* file.commit
-      return { path, bytes: file.written(), sha256: file.digest(), tensors: tensors.length }
+      return written
     })
   )
+
+/**
+ * Writes a header and the bytes of `tensors` into an open atomic file without committing it
+ * (the sharded writer commits its shards together). `progress` offsets the indices reported.
+ */
+export const stream = (
+  file: AtomicFile.AtomicFile,
+  tensors: ReadonlyArray<TensorRef>,
+  metadata: Readonly<Record<string, string>>,
+  options: WriteOptions,
+  progress: { readonly first: number; readonly total: number } = { first: 0, total: tensors.length }
+): Effect.Effect<Written, ModelIoError | IoError> =>
+  Effect.gen(function* () {
+    const { header } = Header.serialize(tensors, metadata)
+    yield* file.write(header)
+    const chunk = options.chunkElements ?? DEFAULT_CHUNK_ELEMENTS
+    for (let i = 0; i < tensors.length; i++) {
+      const tensor = tensors[i]!
+      const n = numel(tensor.shape)
+      for (let start = 0; start < n; start += chunk) {
+        const end = Math.min(n, start + chunk)
+        const bytes = yield* tensor.read(n <= chunk ? undefined : { start, end })
+        const expected = (end - start) * byteSize[tensor.dtype]
+        if (bytes.byteLength !== expected) {
+          return yield* new FormatError({ file: file.target, format: FORMAT, tensor: tensor.name, detail: `source produced ${bytes.byteLength} bytes where ${expected} were expected` })
+        }
+        yield* file.write(bytes)
+      }
+      if (options.onTensorWritten !== undefined) yield* options.onTensorWritten(tensor, progress.first + i, progress.total)
+    }
+    return { path: file.target, bytes: file.written(), sha256: file.digest(), tensors: tensors.length }
+  })
