@@ -59,10 +59,22 @@ export const newRunId = (name: string): string => {
 /** Runs an already loaded pipeline. */
 export const runLoaded = (loaded: Yaml.LoadedPipeline, options: RunOptions = {}): Effect.Effect<RunResult, TelemetryError, Reporter> =>
   Effect.gen(function* () {
+    const outer = yield* Reporter
     const { pipeline } = loaded
     const runId = options.runId ?? newRunId(pipeline.ir.name)
     const runDir = path.resolve(options.runsDir ?? "runs", runId)
     fs.mkdirSync(runDir, { recursive: true })
+    // Every event also goes to events.jsonl, which the dashboard follows while the run is live.
+    const eventLog = fs.openSync(path.join(runDir, "events.jsonl"), "a")
+    const reporter: Reporter["Service"] = {
+      emit: (event) => Effect.andThen(Effect.sync(() => fs.writeSync(eventLog, `${JSON.stringify(event)}\n`)), outer.emit(event))
+    }
+    return yield* Effect.ensuring(runIn(loaded, options, runId, runDir), Effect.sync(() => fs.closeSync(eventLog))).pipe(Effect.provideService(Reporter, reporter))
+  })
+
+const runIn = (loaded: Yaml.LoadedPipeline, options: RunOptions, runId: string, runDir: string): Effect.Effect<RunResult, TelemetryError, Reporter> =>
+  Effect.gen(function* () {
+    const { pipeline } = loaded
     const startedAt = new Date()
     const base = {
       crucible: { manifestVersion: 1 as const },
