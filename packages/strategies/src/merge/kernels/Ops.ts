@@ -1,0 +1,81 @@
+/**
+ * The operations a pool worker runs on an element range, as one literal map from name to a pure
+ * function of (arguments, start, end). The worker and the pool's in-thread path call the same
+ * table, so a range gives the same bytes wherever it runs. Arguments are plain data plus
+ * Float32Arrays (shared memory, resolved from `ArrayRef`s by the thread that runs them).
+ *
+ * @since 0.1.0
+ */
+import * as Fisher from "./Fisher.ts"
+import * as Gram from "./Gram.ts"
+import * as ModelStock from "./ModelStock.ts"
+import * as NonFinite from "./NonFinite.ts"
+import * as Select from "./Select.ts"
+import type { SimdKernels } from "./Simd.ts"
+import type { Selector } from "./Sparsify.ts"
+import * as TaskArithmetic from "./TaskArithmetic.ts"
+import * as TaskStatistics from "./TaskStatistics.ts"
+import { weightedSum } from "./WeightedSum.ts"
+
+/** What an op's function receives besides its arguments. @category models */
+export interface Context {
+  /** The SIMD kernels of this thread's arena memory, when there is one. */
+  readonly simd: SimdKernels | undefined
+}
+
+/** The weighted sum of this thread: SIMD when every array is in the arena, else the plain loop (same bits). */
+const sumWith = (ctx: Context): typeof weightedSum => (out, inputs, coefficients, start = 0, end = out.length) => {
+  if (ctx.simd === undefined || !ctx.simd.weightedSum(out, inputs, coefficients, start, end)) weightedSum(out, inputs, coefficients, start, end)
+}
+
+type F32 = Float32Array
+
+/** The operations, by name. @category ops */
+export const ops = {
+  copy: (a: { out: F32; input: F32 }, start: number, end: number): void => a.out.set(a.input.subarray(start, end), start),
+  weightedSum: (a: { out: F32; inputs: ReadonlyArray<F32>; coefficients: ReadonlyArray<number> }, start: number, end: number, ctx: Context): void =>
+    sumWith(ctx)(a.out, a.inputs, a.coefficients, start, end),
+  taskArithmetic: (
+    a: { prepared: TaskArithmetic.Prepared; out: F32; base: F32; models: ReadonlyArray<F32>; offset: number },
+    start: number,
+    end: number,
+    ctx: Context
+  ): void => TaskArithmetic.apply(a.prepared, a.out, a.base, a.models, start, end, a.offset, sumWith(ctx)),
+  modelStock: (a: { plan: ModelStock.ModelStockPlan; out: F32; base: F32; models: ReadonlyArray<F32> }, start: number, end: number, ctx: Context): void =>
+    ModelStock.apply(a.plan, a.out, a.base, a.models, start, end, sumWith(ctx)),
+  fisher: (a: { plan: Fisher.FisherPlan; out: F32; models: ReadonlyArray<F32>; fishers: ReadonlyArray<F32> }, start: number, end: number): void =>
+    Fisher.apply(a.plan, a.out, a.models, a.fishers, start, end),
+  gram: (a: { inputs: ReadonlyArray<F32>; base: F32 | undefined; block: number }, start: number, end: number): Float64Array =>
+    Gram.partials(a.inputs, a.base, start, end, a.block),
+  countHigh: (a: { x: F32; base: F32 }, start: number, end: number): Uint32Array => {
+    const counts = new Uint32Array(Select.HIGH_BUCKETS)
+    Select.countHigh(a.x, a.base, start, end, counts)
+    return counts
+  },
+  countLow: (a: { x: F32; base: F32; highs: ReadonlyArray<number> }, start: number, end: number): Array<Uint32Array> => {
+    const counts = a.highs.map(() => new Uint32Array(Select.LOW_BUCKETS))
+    Select.countLow(a.x, a.base, start, end, a.highs, counts)
+    return counts
+  },
+  nthEqual: (a: { x: F32; base: F32; bits: number; nth: number }, start: number, end: number): number =>
+    Select.nthEqual(a.x, a.base, start, end, a.bits, a.nth),
+  l1: (a: { selector: Selector; x: F32; base: F32; offset: number; block: number }, start: number, end: number): Float64Array =>
+    TaskStatistics.l1Partials(a.selector, a.x, a.base, start, end, a.offset, a.block),
+  nonFinite: (a: { x: F32 }, start: number, end: number): { readonly first: number; readonly count: number } => {
+    const first = NonFinite.firstNonFinite(a.x, start, end)
+    return { first, count: first < 0 ? 0 : NonFinite.countNonFinite(a.x, first, end) }
+  }
+} as const
+
+/** @category ops */
+export type Ops = typeof ops
+/** @category ops */
+export type OpName = keyof Ops
+/** The arguments of an op. @category ops */
+export type OpArgs<K extends OpName> = Parameters<Ops[K]>[0]
+/** What an op returns for one range. @category ops */
+export type OpResult<K extends OpName> = ReturnType<Ops[K]>
+
+/** Runs `name` on `[start, end)` in this thread. @category ops */
+export const run = <K extends OpName>(name: K, args: OpArgs<K>, start: number, end: number, ctx: Context): OpResult<K> =>
+  (ops[name] as (a: OpArgs<K>, s: number, e: number, c: Context) => OpResult<K>)(args, start, end, ctx)
