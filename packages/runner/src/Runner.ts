@@ -24,6 +24,8 @@ export interface RunOptions {
   readonly runId?: string
   /** Stages doing work at once (default: 2). */
   readonly concurrency?: number
+  /** TF.js backend for stages that run models: wasm (default), cpu, tensorflow (tfjs-node[-gpu] when installed). */
+  readonly backend?: string
   /** Extra stage kinds, added to the built-in ones. */
   readonly kinds?: Registry.Registry
   /** Telemetry for the run, given the run's id and directory (see {@link defaultTelemetry}). */
@@ -103,6 +105,7 @@ const runIn = (loaded: Yaml.LoadedPipeline, options: RunOptions, runId: string, 
       baseDir: loaded.baseDir,
       runDir,
       concurrency: options.concurrency ?? 2,
+      ...(options.backend === undefined ? {} : { backend: options.backend }),
       onOutcome: (o) => Effect.suspend(() => (known.set(o.id, o), snapshot("running")))
     }).pipe(
       Effect.onInterrupt(() => snapshot("interrupted")),

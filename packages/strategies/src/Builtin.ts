@@ -9,13 +9,21 @@ import { Convert } from "./io/Convert.ts"
 import { Load } from "./io/Load.ts"
 import { Save } from "./io/Save.ts"
 import { Linear } from "./merge/Linear.ts"
+import { WeightMatchingKind } from "./align/WeightMatchingStage.ts"
+import { EvaluateKind } from "./evaluate/EvaluateStage.ts"
+import { InterpolationKind } from "./evaluate/InterpolationStage.ts"
+import { TrainKind } from "./train/TrainStage.ts"
 
 /** @category registry */
 export const Builtin = {
   load: Load,
   convert: Convert,
   save: Save,
-  "merge/linear": Linear
+  "merge/linear": Linear,
+  train: TrainKind,
+  evaluate: EvaluateKind,
+  "evaluate/interpolation": InterpolationKind,
+  "align/weight-matching": WeightMatchingKind
 } as const
 
 /** The names of the built-in kinds. */

@@ -28,6 +28,8 @@ export interface Resources {
    * it during `crucible plan`, and its output costs no memory until a consumer reads it.
    */
   readonly lazy: boolean
+  /** The stage runs tensors on the TF.js backend, which the runner then initialises and provides. */
+  readonly backend: boolean
 }
 
 /** What a stage's `run` receives. @category models */
@@ -41,8 +43,14 @@ export interface StageContext<Params, Inputs> {
   readonly inputs: Inputs
   /** Resolves a path written in the pipeline against the pipeline file's folder. */
   readonly resolvePath: (path: string) => string
-  /** The run directory, where a stage may put artifacts (plots, checkpoints). */
+  /** The run directory, where a stage may put artifacts (plots, reports). */
   readonly runDir: string
+  /**
+   * A folder private to this stage's key (kind, version, params, inputs), shared by every run
+   * with the same runs directory: checkpoints kept there let an interrupted stage resume, and a
+   * finished one be reused.
+   */
+  readonly cacheDir: string
   /** True during `crucible plan`: report what would be done, write nothing. */
   readonly dryRun: boolean
 }
@@ -107,7 +115,7 @@ export const define = <
   readonly run: StageKind<Kind, Params, Inputs, Output, E, R>["run"]
 }): StageKind<Kind, Params, Inputs, Output, E, R> => ({
   ...definition,
-  resources: { device: "cpu", lazy: false, ...definition.resources }
+  resources: { device: "cpu", lazy: false, backend: false, ...definition.resources }
 })
 
 /** Progress of a stage's work, reported to whoever watches the run (TTY, JSON lines, dashboard). @category models */
@@ -139,3 +147,16 @@ export const reportProgress = (event: ProgressEvent): Effect.Effect<void> =>
     const progress = yield* Progress
     yield* progress.report(event)
   })
+
+/**
+ * Records a decision or milestone of a stage as an event on its current span (an OpenTelemetry
+ * span event once telemetry is on): an epoch's loss, an ingredient a soup kept, a sweep's
+ * objective. Without a span it does nothing.
+ */
+export const event = (name: string, attributes: Readonly<Record<string, unknown>> = {}): Effect.Effect<void> =>
+  Effect.flatMap(Effect.clockWith((clock) => clock.currentTimeNanos), (now) =>
+    Effect.match(Effect.currentSpan, {
+      onFailure: () => undefined,
+      onSuccess: (span) => span.event(name, now, { ...attributes })
+    })
+  )

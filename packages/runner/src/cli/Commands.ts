@@ -38,6 +38,7 @@ export const make = (exit: ExitSink) => {
       pipeline: pipelineArg,
       concurrency: Flag.Int("concurrency").pipe(Flag.withDescription("stages doing work at the same time"), Flag.withDefault(2)),
       runsDir: Flag.String("runs-dir").pipe(Flag.withDescription("where run directories are created"), Flag.withDefault("runs")),
+      backend: Flag.String("backend").pipe(Flag.withDescription("TF.js backend: wasm (default), cpu, tensorflow (needs @tensorflow/tfjs-node[-gpu]); or CRUCIBLE_BACKEND"), Flag.optional),
       runId: Flag.String("run-id").pipe(Flag.withDescription("name of the run directory (default: time-name-random)"), Flag.optional),
       otlp: Flag.String("otlp").pipe(Flag.withDescription("OTLP base endpoint, e.g. http://localhost:4318 (else the OTEL_EXPORTER_OTLP_* variables)"), Flag.optional),
       json,
@@ -50,6 +51,7 @@ export const make = (exit: ExitSink) => {
           concurrency: flags.concurrency,
           runsDir: flags.runsDir,
           ...Option.match(flags.runId, { onNone: () => ({}), onSome: (runId) => ({ runId }) }),
+          ...Option.match(flags.backend, { onNone: () => ({}), onSome: (backend) => ({ backend }) }),
           telemetry: Runner.defaultTelemetry(Option.getOrUndefined(flags.otlp))
         }).pipe(Effect.provideService(Reporter, reporter), Effect.result)
         if (result._tag === "Failure") {

@@ -1,0 +1,52 @@
+import { describe, expect, it } from "vitest"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { crucibleAsync, startCrucible } from "./cli.ts"
+
+const pipeline = `version: 1
+name: train-resume
+stages:
+  m:
+    uses: train
+    with: { arch: { type: mlp, layers: [784, 64, 10] }, data: mnist, seed: 3, epochs: 4, batch_size: 64 }
+  out: { uses: save, with: { model: m, path: out.safetensors } }
+`
+
+const spanEvents = (runDir: string): Array<string> => {
+  const trace = JSON.parse(fs.readFileSync(path.join(runDir, "trace.json"), "utf8"))
+  return trace.resourceSpans.flatMap((r: any) => r.scopeSpans.flatMap((s: any) => s.spans.flatMap((sp: any) => (sp.events ?? []).map((e: any) => e.name))))
+}
+
+describe("train stage", () => {
+  it("resumes an interrupted training from its last checkpoint, ending with the same weights; a finished one is reused", async () => {
+    const uninterrupted = fs.mkdtempSync(path.join(os.tmpdir(), "train-full-"))
+    const interrupted = fs.mkdtempSync(path.join(os.tmpdir(), "train-int-"))
+    for (const dir of [uninterrupted, interrupted]) fs.writeFileSync(path.join(dir, "p.yaml"), pipeline)
+
+    const full = await crucibleAsync(["run", path.join(uninterrupted, "p.yaml"), "--runs-dir", path.join(uninterrupted, "runs"), "--run-id", "full", "--quiet"])
+    expect(full.code).toBe(0)
+
+    // Interrupt after the first epoch's checkpoint.
+    const child = startCrucible(["run", path.join(interrupted, "p.yaml"), "--runs-dir", path.join(interrupted, "runs"), "--run-id", "first", "--json"])
+    let stdout = ""
+    child.stdout.on("data", (c: Buffer) => {
+      stdout += c.toString()
+      if (/"type":"stage-progress".*"unit":"epochs"/.test(stdout) && !child.killed) child.kill("SIGINT")
+    })
+    const code = await new Promise<number | null>((resolve) => child.on("exit", resolve))
+    expect(code).toBe(130)
+    expect(fs.existsSync(path.join(interrupted, "out.safetensors"))).toBe(false)
+
+    const second = await crucibleAsync(["run", path.join(interrupted, "p.yaml"), "--runs-dir", path.join(interrupted, "runs"), "--run-id", "second", "--quiet"])
+    expect(second.code).toBe(0)
+    expect(spanEvents(path.join(interrupted, "runs", "second"))).toContain("train.resumed")
+    expect(fs.readFileSync(path.join(interrupted, "out.safetensors")).equals(fs.readFileSync(path.join(uninterrupted, "out.safetensors")))).toBe(true)
+
+    const third = await crucibleAsync(["run", path.join(interrupted, "p.yaml"), "--runs-dir", path.join(interrupted, "runs"), "--run-id", "third", "--quiet"])
+    expect(third.code).toBe(0)
+    const reusedEvents = spanEvents(path.join(interrupted, "runs", "third"))
+    expect(reusedEvents).toContain("train.reused")
+    expect(reusedEvents).not.toContain("train.epoch") // no epoch was trained again
+  }, 180_000)
+})

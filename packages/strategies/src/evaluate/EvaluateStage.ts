@@ -1,0 +1,36 @@
+/**
+ * `evaluate`: accuracy, loss, per-class accuracy and expected calibration error (15 bins) of a
+ * model on a dataset split.
+ *
+ * @since 0.1.0
+ */
+import { Port, Stage } from "@crucible/core"
+import { Effect, Schema } from "effect"
+import * as DataSource from "../data/Source.ts"
+import * as Runnable from "../models/Runnable.ts"
+import * as Evaluate from "./Evaluate.ts"
+
+/** @category stage kinds */
+export const EvaluateKind = Stage.define({
+  kind: "evaluate",
+  version: 1,
+  description: "Accuracy, loss, per-class accuracy and ECE of a model on a dataset split.",
+  params: Schema.Struct({
+    data: Schema.optional(DataSource.DataParam),
+    /** Default `test`. */
+    split: Schema.optional(DataSource.Split),
+    /** Default: the model's `crucible.arch` metadata. */
+    arch: Schema.optional(Runnable.ArchParam),
+    batch_size: Schema.optional(Schema.Int.check(Schema.isGreaterThan(0)))
+  }),
+  inputs: { model: Port.one(Port.ModelPort, "the model to evaluate") },
+  output: Port.MetricsPort,
+  resources: { backend: true },
+  run: Effect.fn("Evaluate.run")(function* ({ params, inputs, resolvePath }) {
+    const { network, params: weights } = yield* Runnable.load(inputs.model, params.arch, resolvePath)
+    const data = yield* DataSource.load(params.data ?? "mnist", params.split ?? "test", resolvePath)
+    const metrics = yield* Evaluate.evaluate(network, weights, data, params.batch_size === undefined ? {} : { batchSize: params.batch_size })
+    yield* Effect.annotateCurrentSpan({ "crucible.eval.accuracy": metrics.accuracy, "crucible.eval.loss": metrics.loss, "crucible.dataset": data.name })
+    return { values: { dataset: data.name, samples: data.count, ...metrics } }
+  })
+})

@@ -1,0 +1,62 @@
+/**
+ * What makes a model runnable: its architecture. Stages that run models take `arch:` (inline, or a
+ * YAML/JSON file) or read it from the model's metadata (`crucible.arch`), which `train` writes and
+ * merges, alignment and saves carry along — so a merged model can be evaluated without repeating
+ * its architecture. Parameters convert to and from core's lazy `Model` here.
+ *
+ * @since 0.1.0
+ */
+import { type IoError, Model } from "@crucible/core"
+import { Effect, Schema } from "effect"
+import * as fs from "node:fs"
+import { parse as parseYaml } from "yaml"
+import * as Arch from "./Arch.ts"
+import { ArchError } from "./ModelError.ts"
+import * as Network from "./Network.ts"
+import * as Params from "./Params.ts"
+
+/** The metadata key holding a model's architecture as JSON. */
+export const ARCH_KEY = "crucible.arch"
+
+/** `arch:` as written: an architecture, or the path of a YAML/JSON file holding one. @category schemas */
+export const ArchParam = Schema.Union([Schema.String, Schema.Record(Schema.String, Schema.Unknown)])
+export type ArchParam = typeof ArchParam.Type
+
+/** Reads `arch:`; a string is a file relative to the pipeline. */
+export const decodeArch = (param: ArchParam, resolvePath: (p: string) => string): Effect.Effect<Arch.Arch, ArchError> =>
+  Effect.gen(function* () {
+    if (typeof param !== "string") return yield* Arch.decode(param)
+    const file = resolvePath(param)
+    const raw = yield* Effect.try({
+      try: () => parseYaml(fs.readFileSync(file, "utf8")) as unknown,
+      catch: (e) => new ArchError({ path: file, detail: `cannot read the architecture file: ${e instanceof Error ? e.message : String(e)}` })
+    })
+    return yield* Arch.decode(raw, file)
+  })
+
+/** The architecture of `model`: from `arch:` when given, else from its metadata. */
+export const archOf = (model: Model.Model, param: ArchParam | undefined, resolvePath: (p: string) => string): Effect.Effect<Arch.Arch, ArchError> =>
+  Effect.gen(function* () {
+    if (param !== undefined) return yield* decodeArch(param, resolvePath)
+    const stored = model.metadata[ARCH_KEY]
+    if (stored === undefined) {
+      return yield* new ArchError({ path: "arch", detail: `${model.source} carries no architecture (no "${ARCH_KEY}" metadata): give the stage an arch: parameter` })
+    }
+    return yield* Arch.decode(JSON.parse(stored), `${model.source} metadata ${ARCH_KEY}`)
+  })
+
+/** A model's network and parameters (all tensors read). */
+export const load = (model: Model.Model, param: ArchParam | undefined, resolvePath: (p: string) => string) =>
+  Effect.gen(function* () {
+    const arch = yield* archOf(model, param, resolvePath)
+    const network = yield* Network.resolve(arch)
+    const params = yield* Params.fromModel(network, model)
+    return { arch, network, params }
+  })
+
+/** A model of `params` that carries its architecture. */
+export const toModel = (network: Network.Network, params: Params.ParamSet, source: string, metadata: Readonly<Record<string, string>> = {}): Model.Model =>
+  Params.toModel(network, params, source, { ...metadata, [ARCH_KEY]: JSON.stringify(network.arch) })
+
+/** The error types `load` may fail with, for stage signatures. */
+export type LoadError = Effect.Error<ReturnType<typeof load>> | IoError.ModelIoError

@@ -1,0 +1,133 @@
+/**
+ * `train`: trains a model of an architecture on a dataset (seeded: the same params give the same
+ * weights), from PyTorch's default initialisation or from an `init` model. Every epoch is
+ * checkpointed in the stage's cache folder; a run that was interrupted resumes from its last
+ * checkpoint, and a finished one is reused without training again.
+ *
+ * @since 0.1.0
+ */
+import { AtomicFile, type Model, Port, Safetensors, Stage } from "@crucible/core"
+import { Effect, Schema } from "effect"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import * as DataSource from "../data/Source.ts"
+import * as Init from "../models/Init.ts"
+import * as Network from "../models/Network.ts"
+import * as Runnable from "../models/Runnable.ts"
+import * as Checkpoint from "./Checkpoint.ts"
+import * as Optimizer from "./Optimizer.ts"
+import * as Schedule from "./Schedule.ts"
+import * as Train from "./Train.ts"
+
+const Positive = Schema.Int.check(Schema.isGreaterThan(0))
+
+/** @category stage kinds */
+export const TrainKind = Stage.define({
+  kind: "train",
+  version: 1,
+  description: "Trains a model (seeded, checkpointed each epoch, resumable).",
+  params: Schema.Struct({
+    /** The architecture; default: the `init` model's. */
+    arch: Schema.optional(Runnable.ArchParam),
+    data: Schema.optional(DataSource.DataParam),
+    split: Schema.optional(DataSource.Split),
+    /** Evaluate on this split after every epoch. */
+    validation: Schema.optional(DataSource.Split),
+    epochs: Positive,
+    batch_size: Schema.optional(Positive),
+    seed: Schema.optional(Schema.Int),
+    /** Default `{ type: adam, lr: 0.001 }`. */
+    optimizer: Schema.optional(Optimizer.Optimizer),
+    schedule: Schema.optional(Schedule.Schedule),
+    shuffle: Schema.optional(Schema.Boolean),
+    drop_last: Schema.optional(Schema.Boolean),
+    /** ±`shift`-pixel translation of image samples. */
+    augment: Schema.optional(Schema.Struct({ shift: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)) }))
+  }),
+  inputs: { init: Port.optional(Port.ModelPort, "start from these weights instead of a fresh initialisation") },
+  output: Port.ModelPort,
+  resources: { backend: true },
+  run: Effect.fn("Train.run")(function* ({ id, params, inputs, resolvePath, cacheDir }) {
+    const arch = inputs.init === undefined
+      ? yield* Runnable.decodeArch(params.arch ?? {}, resolvePath)
+      : yield* Runnable.archOf(inputs.init, params.arch, resolvePath)
+    const network = yield* Network.resolve(arch)
+    const seed = params.seed ?? 0
+    const start = inputs.init === undefined ? Init.initNetwork(network, seed) : (yield* Runnable.load(inputs.init, params.arch, resolvePath)).params
+    const dataParam = params.data ?? "mnist"
+    const data = yield* DataSource.load(dataParam, params.split ?? "train", resolvePath)
+    const validation = params.validation === undefined ? undefined : yield* DataSource.load(dataParam, params.validation, resolvePath)
+    const config: Train.TrainConfig = {
+      epochs: params.epochs,
+      batchSize: params.batch_size ?? 100,
+      seed,
+      optimizer: params.optimizer ?? { type: "adam", lr: 0.001 },
+      ...(params.schedule === undefined ? {} : { schedule: params.schedule }),
+      ...(params.shuffle === undefined ? {} : { shuffle: params.shuffle }),
+      ...(params.drop_last === undefined ? {} : { dropLast: params.drop_last }),
+      ...(params.augment === undefined ? {} : { augment: params.augment })
+    }
+    const checkpoints = yield* Effect.scoped(latestCheckpoint(network, cacheDir))
+    const history: Array<Record<string, number>> = readHistory(cacheDir).slice(0, checkpoints?.epoch ?? 0)
+    if (checkpoints !== undefined && checkpoints.epoch >= config.epochs) {
+      yield* Stage.event("train.reused", { epoch: checkpoints.epoch, checkpoint: checkpoints.file })
+      return output(id, network, checkpoints.state.params, history, data.name)
+    }
+    if (checkpoints !== undefined) yield* Stage.event("train.resumed", { epoch: checkpoints.epoch, checkpoint: checkpoints.file })
+    const result = yield* Train.train(network, start, data, config, {
+      ...(checkpoints === undefined ? {} : { resume: checkpoints.state }),
+      ...(validation === undefined ? {} : { validation }),
+      onEpoch: (report) =>
+        Effect.gen(function* () {
+          // The history goes into the output's metadata: no timings there, so outputs are deterministic.
+          const record = {
+            epoch: report.epoch,
+            loss: report.loss,
+            accuracy: report.accuracy,
+            lr: report.lr,
+            ...(report.validation === undefined ? {} : { valLoss: report.validation.loss, valAccuracy: report.validation.accuracy })
+          }
+          history.push(record)
+          yield* saveCheckpoint(network, report.state, cacheDir, history)
+          yield* Stage.event("train.epoch", { ...record, seconds: report.seconds })
+          yield* Stage.reportProgress({
+            stage: id, done: report.epoch, total: config.epochs, unit: "epochs",
+            detail: `loss ${report.loss.toFixed(4)} acc ${(100 * report.accuracy).toFixed(1)}%${report.validation === undefined ? "" : ` val ${(100 * report.validation.accuracy).toFixed(1)}%`}`
+          })
+        })
+    })
+    return output(id, network, result.state.params, history, data.name)
+  })
+})
+
+const output = (id: string, network: Network.Network, params: Parameters<typeof Runnable.toModel>[1], history: ReadonlyArray<Record<string, number>>, data: string): Model.Model =>
+  Runnable.toModel(network, params, `${id} (train)`, { "crucible.train.history": JSON.stringify(history), "crucible.train.data": data })
+
+const checkpointFile = (dir: string, epoch: number) => path.join(dir, `epoch-${String(epoch).padStart(4, "0")}.safetensors`)
+const historyFile = (dir: string) => path.join(dir, "history.json")
+
+const readHistory = (dir: string): Array<Record<string, number>> => {
+  try { return JSON.parse(fs.readFileSync(historyFile(dir), "utf8")) as Array<Record<string, number>> } catch { return [] }
+}
+
+// The last complete checkpoint (writes are atomic, so any file present is whole).
+const latestCheckpoint = (network: Network.Network, dir: string) =>
+  Effect.gen(function* () {
+    const files = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => /^epoch-\d+\.safetensors$/.test(f)).sort() : []
+    const last = files.at(-1)
+    if (last === undefined) return undefined
+    const file = path.join(dir, last)
+    const model = yield* Safetensors.read(file)
+    const state = yield* Checkpoint.fromModel(network, model)
+    return { epoch: state.epoch, state, file }
+  })
+
+// Keeps only the newest checkpoint: each holds the whole state.
+const saveCheckpoint = (network: Network.Network, state: Train.TrainState, dir: string, history: ReadonlyArray<Record<string, number>>) =>
+  Effect.gen(function* () {
+    fs.mkdirSync(dir, { recursive: true })
+    const file = checkpointFile(dir, state.epoch)
+    yield* Safetensors.write(file, Checkpoint.toModel(network, state))
+    yield* AtomicFile.writeWhole(historyFile(dir), JSON.stringify(history.slice(0, state.epoch)))
+    for (const f of fs.readdirSync(dir)) if (/^epoch-\d+\.safetensors$/.test(f) && path.join(dir, f) !== file) fs.rmSync(path.join(dir, f), { force: true })
+  })
