@@ -9,6 +9,10 @@ import { Convert } from "./io/Convert.ts"
 import { Load } from "./io/Load.ts"
 import { Save } from "./io/Save.ts"
 import { Linear } from "./merge/Linear.ts"
+import { ModelStock } from "./merge/ModelStock.ts"
+import { Passthrough } from "./merge/Passthrough.ts"
+import { Multislerp, Slerp } from "./merge/Spherical.ts"
+import { Breadcrumbs, BreadcrumbsTies, DareLinear, DareTies, Della, DellaLinear, TaskArithmetic, Ties } from "./merge/TaskArithmetic.ts"
 import { WeightMatchingKind } from "./align/WeightMatchingStage.ts"
 import { EvaluateKind } from "./evaluate/EvaluateStage.ts"
 import { InterpolationKind } from "./evaluate/InterpolationStage.ts"
@@ -20,6 +24,18 @@ export const Builtin = {
   convert: Convert,
   save: Save,
   "merge/linear": Linear,
+  "merge/task-arithmetic": TaskArithmetic,
+  "merge/ties": Ties,
+  "merge/dare-linear": DareLinear,
+  "merge/dare-ties": DareTies,
+  "merge/breadcrumbs": Breadcrumbs,
+  "merge/breadcrumbs-ties": BreadcrumbsTies,
+  "merge/della": Della,
+  "merge/della-linear": DellaLinear,
+  "merge/slerp": Slerp,
+  "merge/multislerp": Multislerp,
+  "merge/model-stock": ModelStock,
+  "merge/passthrough": Passthrough,
   train: TrainKind,
   evaluate: EvaluateKind,
   "evaluate/interpolation": InterpolationKind,

@@ -21,7 +21,7 @@ import * as Legacy from "./torch/Legacy.ts"
 import * as Torch from "./torch/Torch.ts"
 import * as Model from "../model/Model.ts"
 import type { DType } from "../tensor/DType.ts"
-import { byteLength } from "../tensor/TensorRef.ts"
+import { byteLength, type TensorError } from "../tensor/TensorRef.ts"
 
 export { parseByteSize } from "./ByteSize.ts"
 
@@ -140,7 +140,7 @@ export interface WrittenFile {
  * safetensors output records provenance in `__metadata__`: `format: pt` (which transformers
  * requires) unless the model says otherwise, and `crucible.source`, the model's origin.
  */
-export const writeModel: (target: string, model: Model.Model, options?: WriteOptions) => Effect.Effect<{ readonly files: ReadonlyArray<WrittenFile> }, ModelIoError> = Effect.fn("Formats.writeModel")(
+export const writeModel: (target: string, model: Model.Model, options?: WriteOptions) => Effect.Effect<{ readonly files: ReadonlyArray<WrittenFile> }, ModelIoError | TensorError> = Effect.fn("Formats.writeModel")(
   function* (target: string, model: Model.Model, options: WriteOptions = {}) {
     const format = options.format ?? (target.endsWith(".json") ? "tfjs" : "safetensors")
     const provenance = { format: "pt", ...model.metadata, "crucible.source": model.source, ...options.metadata }

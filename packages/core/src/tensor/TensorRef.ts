@@ -5,13 +5,21 @@
  * @since 0.1.0
  */
 import { Effect } from "effect"
-import type { ModelIoError } from "../io/IoError.ts"
 import { byteSize, type DType, toFloat32 } from "./DType.ts"
 
 /** A half-open range of elements, in row-major order. @category models */
 export interface ElementRange {
   readonly start: number
   readonly end: number
+}
+
+/**
+ * Why a tensor could not be read: an I/O error of its file (`ModelIoError`), or the failure of
+ * the computation a derived tensor (a merge) runs on read — any tagged error with a message.
+ */
+export interface TensorError {
+  readonly _tag: string
+  readonly message: string
 }
 
 /** Raw little-endian bytes of a tensor's dtype, as every supported format stores them. */
@@ -23,7 +31,7 @@ export interface TensorRef {
   readonly dtype: DType
   readonly shape: ReadonlyArray<number>
   /** Reads elements `[range.start, range.end)` (all when omitted) as raw bytes of `dtype`; the bytes may be shared with the source: treat them as read-only. */
-  readonly read: (range?: ElementRange) => Effect.Effect<TensorBytes, ModelIoError>
+  readonly read: (range?: ElementRange) => Effect.Effect<TensorBytes, TensorError>
 }
 
 /** Number of elements of a shape (1 for a 0-dim scalar). */
@@ -49,7 +57,7 @@ export const fromBytes = (name: string, dtype: DType, shape: ReadonlyArray<numbe
 })
 
 /** Reads a tensor (or a range of it) as float32. */
-export const readFloat32 = (ref: TensorRef, range?: ElementRange): Effect.Effect<Float32Array<ArrayBuffer>, ModelIoError> =>
+export const readFloat32 = (ref: TensorRef, range?: ElementRange): Effect.Effect<Float32Array<ArrayBuffer>, TensorError> =>
   Effect.map(ref.read(range), (bytes) => toFloat32(bytes, ref.dtype))
 
 /** `[2, 3]` → `"2×3"`, `[]` → `"scalar"`. */

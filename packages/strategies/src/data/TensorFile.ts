@@ -25,7 +25,7 @@ export interface TensorFileOptions {
 }
 
 /** Reads `x` and `y` from a safetensors file into memory. */
-export const read = Effect.fn("TensorFile.read")(function* (file: string, options: TensorFileOptions = {}): Effect.fn.Return<Dataset, DataError | ModelIoError> {
+export const read = Effect.fn("TensorFile.read")(function* (file: string, options: TensorFileOptions = {}): Effect.fn.Return<Dataset, DataError | ModelIoError | TensorRef.TensorError> {
   const xName = options.x ?? "x"
   const yName = options.y ?? "y"
   return yield* Effect.scoped(

@@ -43,7 +43,7 @@ export const validate = (network: Network, params: ParamSet, source?: string): E
   })
 
 /** Reads a network's parameters from a model (any float dtype; `num_batches_tracked` may be int). */
-export const fromModel = (network: Network, model: Model.Model): Effect.Effect<ParamSet, ParamError | ModelIoError> =>
+export const fromModel = (network: Network, model: Model.Model): Effect.Effect<ParamSet, ParamError | ModelIoError | TensorRef.TensorError> =>
   Effect.gen(function* () {
     const params = new Map<string, HostTensor>()
     for (const spec of network.params) {

@@ -36,7 +36,7 @@ export const toModel = (network: Network, state: TrainState, source = "checkpoin
 }
 
 /** Reads a training state written by {@link toModel}. */
-export const fromModel = (network: Network, model: Model.Model): Effect.Effect<TrainState, ParamError | ModelIoError> =>
+export const fromModel = (network: Network, model: Model.Model): Effect.Effect<TrainState, ParamError | ModelIoError | TensorRef.TensorError> =>
   Effect.gen(function* () {
     const fail = (tensor: string, detail: string) => new ParamError({ tensor, detail, source: model.source })
     const counter = (key: string) => {

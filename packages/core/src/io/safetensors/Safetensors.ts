@@ -10,7 +10,7 @@ import * as ByteSource from "../ByteSource.ts"
 import { FormatError, type ModelIoError, type IoError } from "../IoError.ts"
 import * as Model from "../../model/Model.ts"
 import { byteSize } from "../../tensor/DType.ts"
-import { numel, rangeOf, type TensorRef } from "../../tensor/TensorRef.ts"
+import { numel, rangeOf, type TensorError, type TensorRef } from "../../tensor/TensorRef.ts"
 import * as Header from "./Header.ts"
 
 const FORMAT = "safetensors"
@@ -80,7 +80,7 @@ const DEFAULT_CHUNK_ELEMENTS = 1024 * 1024
  * Streams `model` into `path` tensor by tensor (in chunks of `chunkElements`), atomically: the
  * file appears whole at the end, or not at all.
  */
-export const write = (path: string, model: Model.Model, options: WriteOptions = {}): Effect.Effect<Written, ModelIoError | IoError> =>
+export const write = (path: string, model: Model.Model, options: WriteOptions = {}): Effect.Effect<Written, ModelIoError | IoError | TensorError> =>
   Effect.scoped(
     Effect.gen(function* () {
       yield* AtomicFile.refuseOverwrite([path], model.files)
@@ -101,7 +101,7 @@ export const stream = (
   metadata: Readonly<Record<string, string>>,
   options: WriteOptions,
   progress: { readonly first: number; readonly total: number } = { first: 0, total: tensors.length }
-): Effect.Effect<Written, ModelIoError | IoError> =>
+): Effect.Effect<Written, ModelIoError | IoError | TensorError> =>
   Effect.gen(function* () {
     const { header } = Header.serialize(tensors, metadata)
     yield* file.write(header)

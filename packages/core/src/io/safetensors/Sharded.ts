@@ -14,7 +14,7 @@ import * as AtomicFile from "../AtomicFile.ts"
 import * as ByteSource from "../ByteSource.ts"
 import { FormatError, InvalidArgument, type ModelIoError, describe, IoError } from "../IoError.ts"
 import * as Model from "../../model/Model.ts"
-import { byteLength, type TensorRef } from "../../tensor/TensorRef.ts"
+import { byteLength, type TensorError, type TensorRef } from "../../tensor/TensorRef.ts"
 import * as Safetensors from "./Safetensors.ts"
 
 const FORMAT = "safetensors index"
@@ -113,7 +113,7 @@ export interface WriteOptions extends Safetensors.WriteOptions {
  * Writes `model` to `target`: one file when it fits in `shardSize` (or none is given), else
  * shards named after `target` plus an index. All outputs are published together or not at all.
  */
-export const write = (target: string, model: Model.Model, options: WriteOptions = {}): Effect.Effect<ReadonlyArray<Safetensors.Written>, ModelIoError> =>
+export const write = (target: string, model: Model.Model, options: WriteOptions = {}): Effect.Effect<ReadonlyArray<Safetensors.Written>, ModelIoError | TensorError> =>
   Effect.scoped(
     Effect.gen(function* () {
       const shardSize = options.shardSize ?? Infinity

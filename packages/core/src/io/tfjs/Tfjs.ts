@@ -18,7 +18,7 @@ import * as ByteSource from "../ByteSource.ts"
 import { describe, FormatError, InvalidArgument, IoError, type ModelIoError } from "../IoError.ts"
 import * as Model from "../../model/Model.ts"
 import { byteSize, type DType, fromNumbers, toFloat64 } from "../../tensor/DType.ts"
-import { numel, type TensorBytes, type TensorRef } from "../../tensor/TensorRef.ts"
+import { numel, type TensorBytes, type TensorError, type TensorRef } from "../../tensor/TensorRef.ts"
 
 const FORMAT = "tfjs"
 const MAX_MODEL_JSON_BYTES = 256 * 1024 * 1024
@@ -219,7 +219,7 @@ const outputOf = (t: TensorRef): Output => {
  * F16 stays float16 (tfjs's float16 quantization, exact); other floats become float32 (F64
  * rounds); integers become int32, and a value outside int32 is an error naming the tensor.
  */
-export const write = (target: string, model: Model.Model, options: WriteOptions = {}): Effect.Effect<ReadonlyArray<Written>, ModelIoError> =>
+export const write = (target: string, model: Model.Model, options: WriteOptions = {}): Effect.Effect<ReadonlyArray<Written>, ModelIoError | TensorError> =>
   Effect.scoped(
     Effect.gen(function* () {
       const modelJson = target.endsWith(".json") ? target : path.join(target, "model.json")
@@ -259,7 +259,7 @@ export const write = (target: string, model: Model.Model, options: WriteOptions 
 const INT32 = [-(2 ** 31), 2 ** 31 - 1] as const
 
 /** A tensor's bytes as TF.js stores them (whole tensors: TF.js weights are small enough). */
-const encode = (t: TensorRef, out: Output, file: string): Effect.Effect<Uint8Array, ModelIoError> =>
+const encode = (t: TensorRef, out: Output, file: string): Effect.Effect<Uint8Array, ModelIoError | TensorError> =>
   Effect.gen(function* () {
     const bytes = yield* t.read()
     if (bytes.byteLength !== numel(t.shape) * byteSize[t.dtype]) return yield* new FormatError({ file, format: FORMAT, tensor: t.name, detail: `source produced ${bytes.byteLength} bytes where ${numel(t.shape) * byteSize[t.dtype]} were expected` })

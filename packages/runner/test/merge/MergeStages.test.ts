@@ -1,0 +1,134 @@
+// The merge stage kinds end to end: real safetensors files in, a pipeline run, real files out,
+// compared with values PyTorch/numpy computed (strategies/fixtures/merge/reference.json).
+import { describe, expect, it } from "vitest"
+import { DType, Model, Safetensors, TensorRef } from "@crucible/core"
+import { Effect } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import { Reporter } from "../../src/Events.ts"
+import * as Runner from "../../src/Runner.ts"
+import { readModel } from "../e2e/models.ts"
+
+const here = path.dirname(fileURLToPath(import.meta.url))
+const reference = JSON.parse(fs.readFileSync(path.resolve(here, "../../../strategies/fixtures/merge/reference.json"), "utf8")) as {
+  shape: Array<number>
+  inputs: Record<string, Array<number>>
+  cases: Array<{ method: string; params: Record<string, unknown>; inputs: Array<string>; expected: Array<number> }>
+}
+
+const write = (file: string, tensors: Record<string, { shape: ReadonlyArray<number>; values: ArrayLike<number>; dtype?: DType.WritableDType }>) =>
+  Effect.runPromise(Safetensors.write(file, Model.make(file, Object.entries(tensors).map(([name, t]) => TensorRef.fromBytes(name, t.dtype ?? "F32", t.shape, DType.fromNumbers(t.values, t.dtype ?? "F32"))))))
+
+const run = async (dir: string, yaml: string) => {
+  fs.writeFileSync(path.join(dir, "p.yaml"), yaml)
+  const result = await Effect.runPromise(Runner.run(path.join(dir, "p.yaml"), { runsDir: path.join(dir, "runs") }).pipe(Effect.provideService(Reporter, Reporter.silent)))
+  return { result, error: result.outcomes.find((o) => o.error !== undefined)?.error }
+}
+
+// numpy's allclose with rtol 1e-6, atol 1e-7: float32 results of float64-accumulated sums (the
+// absolute term covers entries that cancel to nearly zero).
+const ulpClose = (got: ArrayLike<number>, want: ArrayLike<number>) => {
+  expect(got.length).toBe(want.length)
+  for (let i = 0; i < want.length; i++) expect(Math.abs(got[i]! - want[i]!)).toBeLessThanOrEqual(1e-7 + 1e-6 * Math.abs(want[i]!))
+}
+
+describe("merge stages against PyTorch/numpy", () => {
+  it.each(reference.cases.map((c, i) => [`${i}: ${c.method} ${JSON.stringify(c.params)}`, c] as const))("%s", async (_, c) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "merge-ref-"))
+    for (const [name, values] of Object.entries(reference.inputs)) await write(path.join(dir, `${name}.safetensors`), { w: { shape: reference.shape, values } })
+    const { base, ...params } = c.params as Record<string, unknown> & { base?: boolean }
+    const usesBase = c.method === "task-arithmetic" || c.method === "ties" || base === true
+    const kind = c.method === "ties" ? "merge/ties" : `merge/${c.method}`
+    const loads = [...new Set([...c.inputs, ...(usesBase ? ["base"] : [])])].map((n) => `  ${n}: { uses: load, with: { path: ${n}.safetensors } }`).join("\n")
+    const withParams = { ...params, models: c.inputs, ...(usesBase ? { base: "base" } : {}) }
+    const { result, error } = await run(dir, `version: 1\nname: ref\nstages:\n${loads}\n  m: { uses: ${kind}, with: ${JSON.stringify(withParams)} }\n  out: { uses: save, with: { model: m, path: out.safetensors } }\n`)
+    expect(error).toBeUndefined()
+    expect(result.status).toBe("succeeded")
+    ulpClose((await readModel(path.join(dir, "out.safetensors"))).get("w")!.values, c.expected)
+  })
+})
+
+describe("merge stage parameters and checks", () => {
+  const layered = async (dir: string) => {
+    const specs = { "layers.0.weight": [4, 4], "layers.1.weight": [4, 4], "layers.2.weight": [4, 4], "head.bias": [4], steps: [] }
+    const make = (offset: number) =>
+      Object.fromEntries(Object.entries(specs).map(([name, shape]) => [name, name === "steps"
+        ? { shape, values: [7 + offset], dtype: "I64" as const }
+        : { shape, values: Array.from({ length: shape.reduce((a, b) => a * b, 1) }, (_, i) => Math.sin(i + offset * 10)) }]))
+    for (const [name, offset] of [["base", 0], ["a", 1], ["b", 2]] as const) await write(path.join(dir, `${name}.safetensors`), make(offset))
+    const read = async (n: string) => readModel(path.join(dir, `${n}.safetensors`))
+    return { base: await read("base"), a: await read("a"), b: await read("b") }
+  }
+  const loads = "  base: { uses: load, with: { path: base.safetensors } }\n  a: { uses: load, with: { path: a.safetensors } }\n  b: { uses: load, with: { path: b.safetensors } }\n"
+
+  it("resolves a lambda gradient over layers and filter rules per tensor; integer tensors come from the base", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "merge-rules-"))
+    const m = await layered(dir)
+    const { error } = await run(dir, `version: 1\nname: rules\nstages:\n${loads}  m:\n    uses: merge/task-arithmetic\n    with:\n      base: base\n      models: [a, b]\n      weights: [1, 0.5]\n      lambda: { gradient: [0, 1] }\n      unmatched: base\n  out: { uses: save, with: { model: m, path: out.safetensors } }\n`)
+    expect(error).toBeUndefined()
+    const out = await readModel(path.join(dir, "out.safetensors"))
+    // Layers 0, 1, 2 of 3 sit at positions 0, ½, 1 of the gradient.
+    for (const [layer, lambda] of [[0, 0], [1, 0.5], [2, 1]] as const) {
+      const name = `layers.${layer}.weight`
+      const want = m.base.get(name)!.values.map((x, i) => x + lambda * (1 * (m.a.get(name)!.values[i]! - x) + 0.5 * (m.b.get(name)!.values[i]! - x)))
+      ulpClose(out.get(name)!.values, Array.from(want, Math.fround))
+    }
+    expect(Array.from(out.get("steps")!.values)).toEqual([7])
+  })
+
+  it("with filter rules, unmatched tensors are copied from the base (unmatched: base) or rejected, all listed (unmatched: error)", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "merge-unmatched-"))
+    const m = await layered(dir)
+    const stage = (mode: string) => `version: 1\nname: unmatched\nstages:\n${loads}  m:\n    uses: merge/ties\n    with:\n      base: base\n      models: [a, b]\n      density:\n        - { filter: "layers.*", value: 0.5 }\n      unmatched: ${mode}\n  out: { uses: save, with: { model: m, path: out-${mode}.safetensors } }\n`
+    expect((await run(dir, stage("base"))).error).toBeUndefined()
+    const out = await readModel(path.join(dir, "out-base.safetensors"))
+    expect(Array.from(out.get("head.bias")!.values)).toEqual(Array.from(m.base.get("head.bias")!.values))
+    expect(Array.from(out.get("layers.0.weight")!.values)).not.toEqual(Array.from(m.base.get("layers.0.weight")!.values))
+    const rejected = await run(dir, stage("error"))
+    expect(rejected.error?.tag).toBe("MergeInputsMismatch")
+    expect(rejected.error?.message).toContain('"head.bias" matches no filter of density')
+    expect(fs.existsSync(path.join(dir, "out-error.safetensors"))).toBe(false)
+  })
+
+  it("rejects missing tensors unless on_missing says otherwise, and a method's missing base", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "merge-missing-"))
+    await write(path.join(dir, "a.safetensors"), { w: { shape: [2], values: [1, 2] }, extra: { shape: [1], values: [5] } })
+    await write(path.join(dir, "b.safetensors"), { w: { shape: [2], values: [3, 4] } })
+    const pipeline = (extra: string, kind = "merge/multislerp") => `version: 1\nname: missing\nstages:\n  a: { uses: load, with: { path: a.safetensors } }\n  b: { uses: load, with: { path: b.safetensors } }\n  m: { uses: ${kind}, with: { models: [a, b]${extra} } }\n  out: { uses: save, with: { model: m, path: out.safetensors } }\n`
+    const strict = await run(dir, pipeline(""))
+    expect(strict.error?.message).toContain('"extra" is missing in')
+    expect((await run(dir, pipeline(", on_missing: skip"))).error).toBeUndefined()
+    expect([...(await readModel(path.join(dir, "out.safetensors"))).keys()]).toEqual(["w"])
+    const noBase = await run(dir, pipeline(", on_missing: skip", "merge/ties"))
+    expect(noBase.error?.message).toContain("needs a base")
+  })
+
+  it("fails on a non-finite input naming the tensor, unless allow_nonfinite", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "merge-nan-"))
+    await write(path.join(dir, "a.safetensors"), { good: { shape: [2], values: [1, 2] }, bad: { shape: [3], values: [1, Number.NaN, 3] } })
+    await write(path.join(dir, "b.safetensors"), { good: { shape: [2], values: [3, 4] }, bad: { shape: [3], values: [1, 2, 3] } })
+    const pipeline = (extra: string) => `version: 1\nname: nan\nstages:\n  a: { uses: load, with: { path: a.safetensors } }\n  b: { uses: load, with: { path: b.safetensors } }\n  m: { uses: merge/multislerp, with: { models: [a, b]${extra} } }\n  out: { uses: save, with: { model: m, path: out.safetensors } }\n`
+    const failed = await run(dir, pipeline(""))
+    expect(failed.error?.tag).toBe("NonFiniteTensor")
+    expect(failed.error?.message).toContain('tensor "bad"')
+    expect(fs.existsSync(path.join(dir, "out.safetensors"))).toBe(false)
+    expect((await run(dir, pipeline(", allow_nonfinite: true"))).error).toBeUndefined()
+  })
+
+  it("DARE is seeded by (seed, tensor name): the same bytes whatever the tensor order, different with another seed", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "merge-dare-"))
+    const t = (s: number) => ({ shape: [64], values: Array.from({ length: 64 }, (_, i) => Math.cos(i * s)) })
+    await write(path.join(dir, "base.safetensors"), { x: t(1), y: t(2) })
+    await write(path.join(dir, "a.safetensors"), { x: t(3), y: t(4) })
+    await write(path.join(dir, "a-reordered.safetensors"), { y: t(4), x: t(3) })
+    const pipeline = (model: string, seed: number, out: string) => `version: 1\nname: dare\nstages:\n  base: { uses: load, with: { path: base.safetensors } }\n  a: { uses: load, with: { path: ${model} } }\n  m: { uses: merge/dare-linear, with: { base: base, models: [a], density: 0.3, seed: ${seed} } }\n  out: { uses: save, with: { model: m, path: ${out} } }\n`
+    await run(dir, pipeline("a.safetensors", 1, "one.safetensors"))
+    await run(dir, pipeline("a-reordered.safetensors", 1, "two.safetensors"))
+    await run(dir, pipeline("a.safetensors", 2, "three.safetensors"))
+    const [one, two, three] = await Promise.all(["one", "two", "three"].map((n) => readModel(path.join(dir, `${n}.safetensors`))))
+    for (const name of ["x", "y"]) expect(Array.from(two!.get(name)!.values)).toEqual(Array.from(one!.get(name)!.values))
+    expect(Array.from(three!.get("x")!.values)).not.toEqual(Array.from(one!.get("x")!.values))
+  })
+})

@@ -1,0 +1,193 @@
+/**
+ * What every weight-space merge shares, so that a method is one small definition: inputs `base`
+ * and `models`, mergekit-style parameter rules resolved per tensor (scalars, per-model lists,
+ * `{ gradient: [...] }` over layers, `- filter: … value: …` lists), plan-time checks from headers
+ * only (names, shapes, dtypes, a method's requirements), `on_missing`, `unmatched` (what a tensor
+ * that no rule matches does), non-finite checks, and a lazy output: each tensor is merged when a
+ * consumer reads it, then dropped after its last chunk, so memory holds one tensor's inputs.
+ *
+ * Integer and bool tensors (step counters, masks) are never merged: they come from the base, or
+ * the first model when there is no base.
+ *
+ * @since 0.1.0
+ */
+import { DType, Model, Port, Stage, TensorRef } from "@crucible/core"
+import { Effect, Result, Schema } from "effect"
+import type { MergeKernelError } from "./kernels/KernelError.ts"
+import * as NonFinite from "./kernels/NonFinite.ts"
+import { InvalidMergeParams, MergeInputsMismatch } from "./MergeError.ts"
+import * as Layer from "./rules/Layer.ts"
+import { ParamValue } from "./rules/ParamValue.ts"
+import * as Resolve from "./rules/Resolve.ts"
+
+/** One tensor to merge: its inputs (float32) and its resolved parameters. @category models */
+export interface Job {
+  readonly name: string
+  readonly shape: ReadonlyArray<number>
+  readonly base: Float32Array | undefined
+  readonly models: ReadonlyArray<Float32Array>
+  /** The value of a rule parameter for this tensor (and model), undefined when not given or unmatched. */
+  readonly value: (param: string, model?: number) => number | undefined
+}
+
+/** @category models */
+export interface MethodDefinition<Kind extends string, Fields extends Schema.Struct.Fields> {
+  readonly kind: Kind
+  readonly description: string
+  readonly reference?: string
+  /** Whether the method takes a base model. */
+  readonly base: "required" | "optional" | "none"
+  /** Least number of `models` (besides the base). */
+  readonly minModels: number
+  /** Most number of `models` (e.g. 2 for SLERP). */
+  readonly maxModels?: number
+  /** Parameters that accept rules (per model, per tensor, per layer): resolved into `Job.value`. */
+  readonly rules: ReadonlyArray<string>
+  /** Plain parameters of the method. */
+  readonly fields: Fields
+  /** Merges one tensor. */
+  readonly merge: (job: Job, params: Schema.Struct.Type<Fields>) => Result.Result<Float32Array, MergeKernelError>
+}
+
+const Common = {
+  on_missing: Schema.optional(Schema.Literals(["error", "skip", "base"])),
+  unmatched: Schema.optional(Schema.Literals(["merge", "base", "error"])),
+  allow_nonfinite: Schema.optional(Schema.Boolean),
+  out_dtype: Schema.optional(DType.WritableDTypeName)
+}
+
+/** Defines a merge stage kind from a method. @category constructors */
+export const define = <const Kind extends string, Fields extends Schema.Struct.Fields>(method: MethodDefinition<Kind, Fields>) => {
+  const ruleFields = Object.fromEntries(method.rules.map((r) => [r, Schema.optional(ParamValue)])) as Record<string, Schema.optional<typeof ParamValue>>
+  const params = Schema.Struct({ ...method.fields, ...ruleFields, ...Common })
+  return Stage.define({
+    kind: method.kind,
+    version: 1,
+    description: method.description,
+    ...(method.reference === undefined ? {} : { reference: method.reference }),
+    params,
+    inputs: {
+      base: Port.optional(Port.ModelPort, method.base === "none" ? "not used" : "the model task vectors are taken from"),
+      models: Port.many(Port.ModelPort, { min: method.minModels, description: "the models to merge" })
+    },
+    output: Port.ModelPort,
+    resources: { lazy: true },
+    run: Effect.fn(`${method.kind}.run`)(function* ({ id, params: p, inputs }) {
+      const raw = p as Record<string, unknown>
+      const base = inputs.base
+      const models = inputs.models
+      const fail = (detail: string) => Effect.fail(new InvalidMergeParams({ stage: id, detail }))
+      if (method.base === "required" && base === undefined) return yield* fail(`${method.kind} needs a base: add base: <stage id>`)
+      if (method.base === "none" && base !== undefined) return yield* fail(`${method.kind} takes no base`)
+      if (method.maxModels !== undefined && models.length > method.maxModels) return yield* fail(`${method.kind} takes at most ${method.maxModels} models, got ${models.length}`)
+      const rules = new Map<string, Resolve.Rule>()
+      for (const name of method.rules) {
+        if (raw[name] === undefined) continue
+        const rule = Resolve.compile(name, raw[name] as ParamValue, models.length)
+        if (Result.isFailure(rule)) return yield* fail(rule.failure.message)
+        rules.set(name, rule.success)
+      }
+      const onMissing = (raw.on_missing as string | undefined) ?? "error"
+      const unmatched = (raw.unmatched as string | undefined) ?? "merge"
+      const all = base === undefined ? models : [base, ...models]
+      const { names, problems } = plan(all, onMissing)
+      if (problems.length > 0) return yield* new MergeInputsMismatch({ stage: id, mismatches: problems })
+      const reference = all[0]!
+      const layerCount = Layer.layerCount(names)
+      const unmatchedNames = new Set([...rules.values()].flatMap((r) => r.unmatched(names)))
+      if (unmatched === "error" && unmatchedNames.size > 0) {
+        return yield* new MergeInputsMismatch({ stage: id, mismatches: [...unmatchedNames].map((n) => `"${n}" matches no filter of ${[...rules.values()].filter((r) => r.unmatched([n]).length > 0).map((r) => r.parameter).join(", ")} (unmatched: error)`) })
+      }
+      const outDtype = raw.out_dtype === undefined ? undefined : DType.parseWritable(raw.out_dtype as string)
+      const allowNonFinite = (raw.allow_nonfinite as boolean | undefined) ?? false
+      yield* Effect.annotateCurrentSpan({ "crucible.merge.method": method.kind, "crucible.merge.models": models.length, "crucible.merge.base": base !== undefined, "crucible.tensors.out": names.length })
+      const tensors = names.map((name): TensorRef.TensorRef => {
+        const like = (base ?? models.find((m) => m.tensors.has(name))!).tensors.get(name) ?? reference.tensors.get(name)!
+        const present = models.map((m) => m.tensors.get(name))
+        const copyOf = base?.tensors.get(name) ?? present.find((t) => t !== undefined)!
+        if (!DType.isFloat(like.dtype) || (unmatched === "base" && unmatchedNames.has(name)) || present.some((t) => t === undefined)) {
+          return copyOf
+        }
+        const job = (baseData: Float32Array | undefined, data: ReadonlyArray<Float32Array>): Job => ({
+          name,
+          shape: like.shape,
+          base: baseData,
+          models: data,
+          value: (param, model = 0) => rules.get(param)?.resolve(name, model, Layer.layerIndex(name), layerCount)
+        })
+        return lazyTensor(like, outDtype ?? (DType.parseWritable(like.dtype) ?? "F32"), () =>
+          Effect.gen(function* () {
+            const baseData = base === undefined ? undefined : yield* TensorRef.readFloat32(base.tensors.get(name)!)
+            const data = yield* Effect.forEach(present, (t) => TensorRef.readFloat32(t!))
+            if (!allowNonFinite) yield* checkFinite(name, "input", baseData === undefined ? data : [baseData, ...data])
+            const merged = method.merge(job(baseData, data), p as Schema.Struct.Type<Fields>)
+            if (Result.isFailure(merged)) return yield* Effect.fail(merged.failure)
+            if (!allowNonFinite) yield* checkFinite(name, "output", [merged.success])
+            return merged.success
+          })
+        )
+      })
+      return Model.make(`${id} (${method.kind})`, tensors, reference.metadata, [...new Set(all.flatMap((m) => m.files))])
+    })
+  })
+}
+
+/** The tensor names to produce, and every problem with the inputs' headers. */
+const plan = (models: ReadonlyArray<Model.Model>, onMissing: string): { readonly names: Array<string>; readonly problems: Array<string> } => {
+  const problems: Array<string> = []
+  const reference = models[0]!
+  const names = [...reference.tensors.keys()]
+  for (const m of models.slice(1)) for (const name of m.tensors.keys()) if (!reference.tensors.has(name) && !names.includes(name)) names.push(name)
+  const kept: Array<string> = []
+  for (const name of names) {
+    const present = models.map((m) => m.tensors.get(name))
+    const missingIn = models.filter((_, i) => present[i] === undefined).map((m) => m.source)
+    if (missingIn.length > 0) {
+      if (onMissing === "error") problems.push(`"${name}" is missing in ${missingIn.join(", ")} (on_missing: skip or base to allow it)`)
+      if (onMissing === "skip") continue
+      if (onMissing === "base" && present[0] === undefined) {
+        problems.push(`"${name}" is missing in the base ${models[0]!.source}, so on_missing: base cannot copy it`)
+      }
+    }
+    const first = present.find((t) => t !== undefined)!
+    for (const [i, t] of present.entries()) {
+      if (t === undefined) continue
+      if (t.shape.length !== first.shape.length || t.shape.some((d, k) => d !== first.shape[k])) {
+        problems.push(`"${name}" has shape ${TensorRef.formatShape(first.shape)} in ${models[present.indexOf(first)]!.source} but ${TensorRef.formatShape(t.shape)} in ${models[i]!.source}`)
+      }
+      if (t.dtype !== first.dtype) problems.push(`"${name}" is ${first.dtype} in ${models[present.indexOf(first)]!.source} but ${t.dtype} in ${models[i]!.source}`)
+    }
+    kept.push(name)
+  }
+  return { names: kept, problems }
+}
+
+const checkFinite = (tensor: string, role: "input" | "output", arrays: ReadonlyArray<Float32Array>) => {
+  const report = NonFinite.find(arrays.map((values) => ({ tensor, values })))
+  return report === undefined ? Effect.void : Effect.fail(new NonFinite.NonFiniteTensor({ role, ...report }))
+}
+
+/**
+ * A tensor computed on its first read and kept until its last element range has been read, so a
+ * writer reading it in chunks computes it once.
+ */
+const lazyTensor = (
+  like: TensorRef.TensorRef,
+  dtype: DType.WritableDType,
+  compute: () => Effect.Effect<Float32Array, TensorRef.TensorError>
+): TensorRef.TensorRef => {
+  let cached: Float32Array | undefined
+  const n = TensorRef.numel(like.shape)
+  return {
+    name: like.name,
+    dtype,
+    shape: like.shape,
+    read: (range) =>
+      Effect.gen(function* () {
+        const values = cached ?? (yield* compute())
+        const { start, end } = TensorRef.rangeOf(like, range)
+        cached = end >= n ? undefined : values
+        return DType.fromNumbers(range === undefined ? values : values.subarray(start, end), dtype)
+      })
+  }
+}

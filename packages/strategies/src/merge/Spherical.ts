@@ -1,0 +1,53 @@
+/**
+ * Spherical interpolation:
+ * - `merge/slerp`: θ = sin((1−t)Ω)/sin Ω·a + sin(tΩ)/sin Ω·b, cos Ω = ⟨a,b⟩/(‖a‖‖b‖) per tensor;
+ *   a lerp when nearly colinear; with a base, on task vectors (θ = base + slerp(t, a−base, b−base)).
+ * - `merge/multislerp`: the weighted spherical mean of N models (mergekit's multislerp, in closed form).
+ *
+ * @since 0.1.0
+ */
+import { Result, Schema } from "effect"
+import * as Multi from "./kernels/Multislerp.ts"
+import * as Kernel from "./kernels/Slerp.ts"
+import * as Method from "./Method.ts"
+
+/** @category stage kinds */
+export const Slerp = Method.define({
+  kind: "merge/slerp",
+  description: "Spherical interpolation of two models by t (0 → first, 1 → second); with a base, of their task vectors.",
+  reference: "https://en.wikipedia.org/wiki/Slerp",
+  base: "optional",
+  minModels: 2,
+  maxModels: 2,
+  rules: ["t"],
+  fields: { dot_threshold: Schema.optional(Schema.Finite) },
+  merge: (job, params) => {
+    const [a, b] = job.models as [Float32Array, Float32Array]
+    const t = job.value("t")
+    if (t === undefined) return Result.succeed(a.slice()) // unmatched tensors with unmatched: merge keep the first model
+    const planned = Kernel.plan({ t, ...(params.dot_threshold === undefined ? {} : { dotThreshold: params.dot_threshold }) }, Kernel.statistics(a, b, job.base), job.base !== undefined, job.name)
+    if (Result.isFailure(planned)) return Result.fail(planned.failure)
+    const out = new Float32Array(a.length)
+    Kernel.apply(planned.success, out, a, b, job.base)
+    return Result.succeed(out)
+  }
+})
+
+/** @category stage kinds */
+export const Multislerp = Method.define({
+  kind: "merge/multislerp",
+  description: "Weighted spherical mean of N models (of their task vectors with a base).",
+  reference: "https://github.com/arcee-ai/mergekit",
+  base: "optional",
+  minModels: 2,
+  rules: ["weights"],
+  fields: { normalize_weights: Schema.optional(Schema.Boolean) },
+  merge: (job, params) => {
+    const weights = job.models.map((_, i) => job.value("weights", i) ?? 1)
+    const planned = Multi.plan({ weights, ...(params.normalize_weights === undefined ? {} : { normalizeWeights: params.normalize_weights }) }, Multi.statistics(job.models, job.base), job.base !== undefined, job.name)
+    if (Result.isFailure(planned)) return Result.fail(planned.failure)
+    const out = new Float32Array(job.models[0]!.length)
+    Multi.apply(planned.success, out, job.models, job.base)
+    return Result.succeed(out)
+  }
+})

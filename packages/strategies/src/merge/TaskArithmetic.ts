@@ -1,0 +1,88 @@
+/**
+ * Task arithmetic and its sparsified, sign-consensus variants, all presets of one kernel:
+ * θ = base + λ·Σᵢ mᵢ·wᵢ·S(θᵢ − base) / D (see `kernels/TaskArithmetic.ts`).
+ *
+ * | kind | S (sparsify) | m (consensus) | rescale |
+ * |---|---|---|---|
+ * | `merge/task-arithmetic` | none | none | — |
+ * | `merge/ties` | top-`density` by magnitude | sign by mass (`sum`) | — |
+ * | `merge/dare-linear` | random keep `density` | none | 1/density |
+ * | `merge/dare-ties` | random keep `density` | sum | 1/density |
+ * | `merge/breadcrumbs` | drop top-`gamma`, keep next `density` | none | — |
+ * | `merge/breadcrumbs-ties` | as breadcrumbs | sum | — |
+ * | `merge/della` | magnitude-ranked keep probability (`density` ± `epsilon`) | sum | 1/p |
+ * | `merge/della-linear` | as della | none | 1/p |
+ *
+ * Every preset's switches can be overridden (`consensus: count`, `rescale: l1` for mergekit's
+ * norm-preserving rescale, `normalize`). DARE and DELLA draw from a counter-based PRNG keyed by
+ * (seed, tensor name, model index): results do not depend on tensor order or worker count.
+ *
+ * @since 0.1.0
+ */
+import { Result, Schema } from "effect"
+import * as Kernel from "./kernels/TaskArithmetic.ts"
+import * as TaskStatistics from "./kernels/TaskStatistics.ts"
+import * as Method from "./Method.ts"
+
+const fields = {
+  seed: Schema.optional(Schema.Int),
+  sparsify: Schema.optional(Schema.Literals(["none", "magnitude", "random", "breadcrumbs", "della"])),
+  consensus: Schema.optional(Schema.Literals(["none", "sum", "count"])),
+  rescale: Schema.optional(Schema.Literals(["none", "unbiased", "l1"])),
+  normalize: Schema.optional(Schema.Boolean)
+}
+
+const preset = <const Kind extends string>(kind: Kind, name: Kernel.PresetName, description: string, reference: string) =>
+  Method.define({
+    kind,
+    description,
+    reference,
+    base: "required",
+    minModels: 1,
+    rules: ["weights", "lambda", "density", "gamma", "epsilon"],
+    fields,
+    merge: (job, params) => {
+      const models = job.models.length
+      const perModel = (param: string, fallback: number) => Array.from({ length: models }, (_, i) => job.value(param, i) ?? fallback)
+      const switches = Kernel.presets[name]
+      const planned = Kernel.plan(
+        {
+          weights: perModel("weights", 1),
+          lambda: job.value("lambda") ?? 1,
+          density: perModel("density", 1),
+          gamma: perModel("gamma", 0.01),
+          epsilon: perModel("epsilon", 0.15),
+          seed: params.seed ?? 0,
+          sparsify: params.sparsify ?? switches.sparsify,
+          consensus: params.consensus ?? switches.consensus,
+          rescale: params.rescale ?? switches.rescale,
+          normalize: params.normalize ?? switches.normalize
+        },
+        job.shape,
+        models,
+        job.name,
+        kind
+      )
+      if (Result.isFailure(planned)) return Result.fail(planned.failure)
+      const out = new Float32Array(job.base!.length)
+      Kernel.apply(TaskStatistics.prepare(planned.success, job.base!, job.models), out, job.base!, job.models)
+      return Result.succeed(out)
+    }
+  })
+
+/** @category stage kinds */
+export const TaskArithmetic = preset("merge/task-arithmetic", "task-arithmetic", "base + λ·Σ wᵢ(θᵢ − base); negative weights subtract a task.", "https://arxiv.org/abs/2212.04089")
+/** @category stage kinds */
+export const Ties = preset("merge/ties", "ties", "TIES: trim task vectors to the top-density magnitudes, elect signs, average the agreeing entries.", "https://arxiv.org/abs/2306.01708")
+/** @category stage kinds */
+export const DareLinear = preset("merge/dare-linear", "dare-linear", "DARE: drop task-vector entries with probability 1 − density, rescale survivors, sum.", "https://arxiv.org/abs/2311.03099")
+/** @category stage kinds */
+export const DareTies = preset("merge/dare-ties", "dare-ties", "DARE sparsification with TIES sign consensus.", "https://arxiv.org/abs/2311.03099")
+/** @category stage kinds */
+export const Breadcrumbs = preset("merge/breadcrumbs", "breadcrumbs", "Model breadcrumbs: drop the largest gamma and the smallest entries, keep density.", "https://arxiv.org/abs/2312.06795")
+/** @category stage kinds */
+export const BreadcrumbsTies = preset("merge/breadcrumbs-ties", "breadcrumbs-ties", "Breadcrumbs sparsification with TIES sign consensus.", "https://arxiv.org/abs/2312.06795")
+/** @category stage kinds */
+export const Della = preset("merge/della", "della", "DELLA: magnitude-ranked keep probabilities (density ± epsilon), rescale by 1/p, sign consensus.", "https://arxiv.org/abs/2406.11617")
+/** @category stage kinds */
+export const DellaLinear = preset("merge/della-linear", "della-linear", "DELLA sparsification without sign consensus.", "https://arxiv.org/abs/2406.11617")
