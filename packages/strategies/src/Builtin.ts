@@ -9,7 +9,9 @@ import { Convert } from "./io/Convert.ts"
 import { Load } from "./io/Load.ts"
 import { Save } from "./io/Save.ts"
 import { Linear } from "./merge/Linear.ts"
+import { GramStatistics } from "./merge/GramStage.ts"
 import { ModelStock } from "./merge/ModelStock.ts"
+import { FisherMerge, RegMean } from "./merge/Statistics.ts"
 import { Passthrough } from "./merge/Passthrough.ts"
 import { Multislerp, Slerp } from "./merge/Spherical.ts"
 import { Breadcrumbs, BreadcrumbsTies, DareLinear, DareTies, Della, DellaLinear, TaskArithmetic, Ties } from "./merge/TaskArithmetic.ts"
@@ -36,6 +38,9 @@ export const Builtin = {
   "merge/multislerp": Multislerp,
   "merge/model-stock": ModelStock,
   "merge/passthrough": Passthrough,
+  "merge/fisher": FisherMerge,
+  "merge/regmean": RegMean,
+  "statistics/gram": GramStatistics,
   train: TrainKind,
   evaluate: EvaluateKind,
   "evaluate/interpolation": InterpolationKind,

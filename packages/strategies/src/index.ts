@@ -18,3 +18,5 @@ export { Breadcrumbs, BreadcrumbsTies, DareLinear, DareTies, Della, DellaLinear,
 export { Multislerp, Slerp } from "./merge/Spherical.ts"
 export { ModelStock } from "./merge/ModelStock.ts"
 export { Passthrough } from "./merge/Passthrough.ts"
+export { FisherMerge, RegMean } from "./merge/Statistics.ts"
+export { GramStatistics } from "./merge/GramStage.ts"

