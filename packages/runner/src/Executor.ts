@@ -13,6 +13,7 @@ import { Cause, Deferred, Effect, Exit, Scope, Semaphore } from "effect"
 import * as path from "node:path"
 import { emit, Reporter, type StageStatus } from "./Events.ts"
 import * as Plan from "./Plan.ts"
+import { REPORTED } from "./RunLog.ts"
 import { Metrics } from "./telemetry/Metrics.ts"
 import * as TfBackend from "@crucible/strategies/backend/Backend"
 
@@ -102,7 +103,7 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
         const exit = yield* permits.withPermits(1)(
           Effect.gen(function* () {
             yield* emit({ type: "stage-started", time: Date.now(), stage: stage.id, kind: base.kind })
-            return yield* stage.kind.run({
+            return yield* Effect.logInfo(`stage ${stage.id} (${base.kind}) started`).pipe(Effect.andThen(stage.kind.run({
               id: stage.id,
               kind: stage.kind.kind,
               params: stage.params,
@@ -111,7 +112,9 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
               runDir: options.runDir,
               cacheDir: path.join(cacheRoot, base.key),
               dryRun: options.dryRun === true
-            }).pipe(
+            })),
+              Effect.tapError((e) => Effect.logError(`stage ${stage.id} (${base.kind}) failed: ${(e as { message?: string }).message ?? String(e)}`).pipe(Effect.annotateLogs(REPORTED, true))),
+              Effect.tap(() => Effect.logInfo(`stage ${stage.id} (${base.kind}) succeeded`)),
               stage.kind.resources.backend ? Effect.provideServiceEffect(TfBackend.Backend, backend) : (effect) => effect,
               Effect.tap((value) => Effect.annotateCurrentSpan(outputAttributes(value))),
               Scope.provide(scope),
