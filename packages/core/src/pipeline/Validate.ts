@@ -83,7 +83,7 @@ const resolveInputs = (
     const path: Path = ["stages", s.id, "with", name]
     const value = s.with[name]
     if (value === undefined) {
-      if (input.arity !== "optional") problems.push(problem("MissingInput", `missing input "${name}" (${describeInput(input)}) for ${kind.kind}`, ["stages", s.id, "with"], s.id))
+      if (input.arity === "one" || (input.arity === "many" && input.min > 0)) problems.push(problem("MissingInput", `missing input "${name}" (${describeInput(input)}) for ${kind.kind}`, ["stages", s.id, "with"], s.id))
       out[name] = []
       continue
     }
