@@ -22,6 +22,7 @@ describe("examples/rebasin", () => {
     const values = (id: string) => manifest.stages.find((s: { id: string }) => s.id === id).output.values
     const naive = values("naive_curve") as Curve
     const aligned = values("aligned_curve") as Curve
+    const byActivations = values("act_curve") as Curve
     const a = values("eval_a") as Metrics
     const b = values("eval_b") as Metrics
     console.log(`endpoints ${(100 * a.accuracy).toFixed(1)}% / ${(100 * b.accuracy).toFixed(1)}%; midpoint naive ${(100 * naive.midpoint.accuracy).toFixed(1)}% (barrier ${naive.barrier.loss.toFixed(3)}), aligned ${(100 * aligned.midpoint.accuracy).toFixed(1)}% (barrier ${aligned.barrier.loss.toFixed(3)})`)
@@ -30,6 +31,10 @@ describe("examples/rebasin", () => {
     expect(aligned.midpoint.accuracy).toBeGreaterThanOrEqual(0.9)
     expect(aligned.midpoint.accuracy).toBeGreaterThanOrEqual(naive.midpoint.accuracy + 0.25)
     expect(aligned.barrier.loss).toBeLessThan(naive.barrier.loss / 10)
+    // Activation matching (correlations on 2,000 training images) lands in the same basin, less precisely.
+    console.log(`activation matching: midpoint ${(100 * byActivations.midpoint.accuracy).toFixed(1)}% (barrier ${byActivations.barrier.loss.toFixed(3)})`)
+    expect(byActivations.midpoint.accuracy).toBeGreaterThanOrEqual(naive.midpoint.accuracy + 0.15)
+    expect(byActivations.curve.at(-1)!.accuracy).toBeCloseTo(b.accuracy, 10)
     // Both endpoints of each curve are the trained models themselves.
     expect(naive.curve[0]!.accuracy).toBeCloseTo(a.accuracy, 10)
     expect(aligned.curve.at(-1)!.accuracy).toBeCloseTo(b.accuracy, 10) // a permuted B computes what B computes

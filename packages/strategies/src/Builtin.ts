@@ -15,6 +15,7 @@ import { FisherMerge, RegMean } from "./merge/Statistics.ts"
 import { Passthrough } from "./merge/Passthrough.ts"
 import { Multislerp, Slerp } from "./merge/Spherical.ts"
 import { Breadcrumbs, BreadcrumbsTies, DareLinear, DareTies, Della, DellaLinear, TaskArithmetic, Ties } from "./merge/TaskArithmetic.ts"
+import { ActivationMatchingKind } from "./align/ActivationMatchingStage.ts"
 import { WeightMatchingKind } from "./align/WeightMatchingStage.ts"
 import { EvaluateKind } from "./evaluate/EvaluateStage.ts"
 import { InterpolationKind } from "./evaluate/InterpolationStage.ts"
@@ -44,7 +45,8 @@ export const Builtin = {
   train: TrainKind,
   evaluate: EvaluateKind,
   "evaluate/interpolation": InterpolationKind,
-  "align/weight-matching": WeightMatchingKind
+  "align/weight-matching": WeightMatchingKind,
+  "align/activation-matching": ActivationMatchingKind
 } as const
 
 /** The names of the built-in kinds. */
