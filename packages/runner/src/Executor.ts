@@ -8,7 +8,7 @@
  *
  * @since 0.1.0
  */
-import { Model, type Port, Stage, StageKey, type Validate } from "@crucible/core"
+import { MemoryBudget, Model, type Port, Stage, StageKey, type Validate } from "@crucible/core"
 import { Cause, Deferred, Effect, Exit, Scope, Semaphore } from "effect"
 import * as path from "node:path"
 import { emit, Reporter, type StageStatus } from "./Events.ts"
@@ -29,6 +29,8 @@ export interface ExecuteOptions {
   readonly dryRun?: boolean
   /** Where stages keep state across runs, by stage key (default: `<runDir>/../.cache`). */
   readonly cacheRoot?: string
+  /** Bytes that the stages' tensor working sets may hold at once (default: unlimited). */
+  readonly memoryLimit?: number
   /** The TF.js backend for stages that declare `resources.backend` (default: CRUCIBLE_BACKEND, else wasm). */
   readonly backend?: string
   /** Called whenever a stage's outcome is known (the manifest is rewritten from it). */
@@ -78,6 +80,7 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
     // Initialised once, and only if a stage that runs tensors starts.
     const backend = yield* Effect.cached(TfBackend.initialise(options.backend))
     const cacheRoot = options.cacheRoot ?? path.join(path.dirname(options.runDir), ".cache")
+    const budget = options.memoryLimit === undefined ? undefined : yield* MemoryBudget.make(options.memoryLimit)
 
     const runOne = (stage: Validate.ResolvedStage) =>
       Effect.gen(function* () {
@@ -116,6 +119,7 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
               Effect.tapError((e) => Effect.logError(`stage ${stage.id} (${base.kind}) failed: ${(e as { message?: string }).message ?? String(e)}`).pipe(Effect.annotateLogs(REPORTED, true))),
               Effect.tap(() => Effect.logInfo(`stage ${stage.id} (${base.kind}) succeeded`)),
               stage.kind.resources.backend ? Effect.provideServiceEffect(TfBackend.Backend, backend) : (effect) => effect,
+              budget === undefined ? (effect) => effect : Effect.provideService(MemoryBudget.MemoryBudget, budget),
               Effect.tap((value) => Effect.annotateCurrentSpan(outputAttributes(value))),
               Scope.provide(scope),
               Effect.provideService(Stage.Progress, {
