@@ -20,6 +20,10 @@ import { WeightMatchingKind } from "./align/WeightMatchingStage.ts"
 import { EvaluateKind } from "./evaluate/EvaluateStage.ts"
 import { InterpolationKind } from "./evaluate/InterpolationStage.ts"
 import { TrainKind } from "./train/TrainStage.ts"
+import { EnsembleKind } from "./ensemble/EnsembleStage.ts"
+import { DistillKind } from "./distill/DistillStage.ts"
+import { GreedySoupKind, UniformSoupKind } from "./soup/SoupStage.ts"
+import { IterativeKind } from "./progressive/Iterative.ts"
 
 /** @category registry */
 export const Builtin = {
@@ -46,7 +50,12 @@ export const Builtin = {
   evaluate: EvaluateKind,
   "evaluate/interpolation": InterpolationKind,
   "align/weight-matching": WeightMatchingKind,
-  "align/activation-matching": ActivationMatchingKind
+  "align/activation-matching": ActivationMatchingKind,
+  ensemble: EnsembleKind,
+  distill: DistillKind,
+  "soup/uniform": UniformSoupKind,
+  "soup/greedy": GreedySoupKind,
+  "progressive/iterative": IterativeKind
 } as const
 
 /** The names of the built-in kinds. */

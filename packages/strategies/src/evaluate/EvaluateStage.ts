@@ -1,12 +1,15 @@
 /**
  * `evaluate`: accuracy, loss, per-class accuracy and expected calibration error (15 bins) of a
- * model on a dataset split.
+ * model — or of an ensemble bundle (`ensemble/Ensemble.ts`), through its fused logits — on a
+ * dataset split.
  *
  * @since 0.1.0
  */
 import { Port, Stage } from "@crucible/core"
 import { Effect, Schema } from "effect"
 import * as DataSource from "../data/Source.ts"
+import * as Classifier from "../ensemble/Classifier.ts"
+import * as Ensemble from "../ensemble/Ensemble.ts"
 import * as Runnable from "../models/Runnable.ts"
 import * as Evaluate from "./Evaluate.ts"
 
@@ -27,9 +30,11 @@ export const EvaluateKind = Stage.define({
   output: Port.MetricsPort,
   resources: { backend: true },
   run: Effect.fn("Evaluate.run")(function* ({ params, inputs, resolvePath }) {
-    const { network, params: weights } = yield* Runnable.load(inputs.model, params.arch, resolvePath)
     const data = yield* DataSource.load(params.data ?? "mnist", params.split ?? "test", resolvePath)
-    const metrics = yield* Evaluate.evaluate(network, weights, data, params.batch_size === undefined ? {} : { batchSize: params.batch_size })
+    const metrics = Ensemble.isEnsemble(inputs.model)
+      ? yield* Classifier.evaluate(yield* Classifier.fromModel(inputs.model, params.arch, resolvePath), data, params.batch_size)
+      : yield* Effect.flatMap(Runnable.load(inputs.model, params.arch, resolvePath), ({ network, params: weights }) =>
+        Evaluate.evaluate(network, weights, data, params.batch_size === undefined ? {} : { batchSize: params.batch_size }))
     yield* Effect.annotateCurrentSpan({ "crucible.eval.accuracy": metrics.accuracy, "crucible.eval.loss": metrics.loss, "crucible.dataset": data.name })
     return { values: { dataset: data.name, samples: data.count, ...metrics } }
   })

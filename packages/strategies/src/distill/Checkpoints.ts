@@ -1,0 +1,68 @@
+/**
+ * Per-epoch checkpoints of a distillation in its stage's cache folder (as `train` keeps them):
+ * the newest full training state `epoch-<n>.safetensors` (parameters + optimizer slots), the
+ * per-epoch history `history.json`, and the parameters of the best validation epoch
+ * `best.safetensors` (for early stopping). Writes are atomic, so any file present is whole.
+ *
+ * @since 0.1.0
+ */
+import { AtomicFile, Safetensors } from "@crucible/core"
+import { Effect } from "effect"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import type { Network } from "../models/Network.ts"
+import * as Params from "../models/Params.ts"
+import * as Checkpoint from "../train/Checkpoint.ts"
+import type { TrainState } from "../train/Train.ts"
+
+/** One epoch's record (no timings, so outputs are deterministic). @category models */
+export type EpochRecord = Readonly<Record<string, number>>
+
+const EPOCH_FILE = /^epoch-\d+\.safetensors$/
+const epochFile = (dir: string, epoch: number) => path.join(dir, `epoch-${String(epoch).padStart(4, "0")}.safetensors`)
+const historyFile = (dir: string) => path.join(dir, "history.json")
+const bestFile = (dir: string) => path.join(dir, "best.safetensors")
+
+/** The history of the epochs done so far (empty when none). */
+export const readHistory = (dir: string): Array<EpochRecord> => {
+  try { return JSON.parse(fs.readFileSync(historyFile(dir), "utf8")) as Array<EpochRecord> } catch { return [] }
+}
+
+/** The newest checkpoint's state, if any. */
+export const latest = (network: Network, dir: string) =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const files = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => EPOCH_FILE.test(f)).sort() : []
+      const last = files.at(-1)
+      if (last === undefined) return undefined
+      const file = path.join(dir, last)
+      const state = yield* Checkpoint.fromModel(network, yield* Safetensors.read(file))
+      return { state, file }
+    })
+  )
+
+/** Writes epoch `state.epoch`'s state and the history, then drops older epoch files (each holds everything). */
+export const save = (network: Network, state: TrainState, dir: string, history: ReadonlyArray<EpochRecord>) =>
+  Effect.gen(function* () {
+    fs.mkdirSync(dir, { recursive: true })
+    const file = epochFile(dir, state.epoch)
+    yield* Safetensors.write(file, Checkpoint.toModel(network, state))
+    yield* AtomicFile.writeWhole(historyFile(dir), JSON.stringify(history.slice(0, state.epoch)))
+    for (const f of fs.readdirSync(dir)) if (EPOCH_FILE.test(f) && path.join(dir, f) !== file) fs.rmSync(path.join(dir, f), { force: true })
+  })
+
+/** Keeps `params` as the best epoch's. */
+export const saveBest = (network: Network, params: Params.ParamSet, epoch: number, dir: string) =>
+  Effect.gen(function* () {
+    fs.mkdirSync(dir, { recursive: true })
+    yield* Safetensors.write(bestFile(dir), Params.toModel(network, params, "best", { "crucible.distill.epoch": `${epoch}` }))
+  })
+
+/** The best epoch's parameters, if kept. */
+export const readBest = (network: Network, dir: string) =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      if (!fs.existsSync(bestFile(dir))) return undefined
+      return yield* Params.fromModel(network, yield* Safetensors.read(bestFile(dir)))
+    })
+  )
