@@ -17,6 +17,8 @@ import * as Manifest from "./Manifest.ts"
 import * as RunLog from "./RunLog.ts"
 import * as Telemetry from "./telemetry/Telemetry.ts"
 import type { TelemetryError } from "./telemetry/TelemetryError.ts"
+import * as Report from "./ui/Report.ts"
+import { inputPortsOf } from "./ui/RunData.ts"
 
 /** @category models */
 export interface RunOptions {
@@ -112,7 +114,7 @@ const runIn = (loaded: Yaml.LoadedPipeline, options: RunOptions, runId: string, 
       ...(options.memoryLimit === undefined ? {} : { memoryLimit: options.memoryLimit }),
       onOutcome: (o) => Effect.suspend(() => (known.set(o.id, o), snapshot("running")))
     }).pipe(
-      Effect.onInterrupt(() => snapshot("interrupted")),
+      Effect.onInterrupt(() => Effect.andThen(snapshot("interrupted"), writeReport(runDir, options))),
       Effect.withSpan(`run ${pipeline.ir.name}`, { attributes: { "crucible.run.id": runId, "crucible.pipeline.name": pipeline.ir.name, "crucible.pipeline.file": loaded.file } }),
       Effect.provide(RunLog.layer(path.join(runDir, "log.jsonl"))),
       Effect.provide(telemetry)
@@ -129,8 +131,12 @@ const runIn = (loaded: Yaml.LoadedPipeline, options: RunOptions, runId: string, 
       outputs: files.outputs
     }).pipe(Effect.ignore)
     yield* emit({ type: "run-finished", time: Date.now(), status, durationMs: Date.now() - startedAt.getTime(), runDir })
+    yield* writeReport(runDir, options)
     return { runId, runDir, status, outcomes }
   })
+
+// report.html is a view of the run: failing to write it (or a bug in it) never fails the run.
+const writeReport = (runDir: string, options: Pick<RunOptions, "kinds">) => Effect.ignoreCause(Report.write(runDir, { inputPorts: inputPortsOf(registryFor(options)) }))
 
 const runStatus = (outcomes: ReadonlyArray<StageOutcome>): RunResult["status"] =>
   outcomes.some((o) => o.status === "interrupted") ? "interrupted" : outcomes.some((o) => o.status === "failed" || o.status === "skipped") ? "failed" : "succeeded"

@@ -11,6 +11,7 @@ import { Reporter } from "../Events.ts"
 import * as Planner from "../Planner.ts"
 import * as Convert from "../Convert.ts"
 import * as Runner from "../Runner.ts"
+import * as Server from "../ui/Server.ts"
 import { ExitCode, forRun } from "./ExitCode.ts"
 import * as Format from "./Format.ts"
 import * as Reporters from "./Reporters.ts"
@@ -42,24 +43,42 @@ export const make = (exit: ExitSink) => {
       runId: Flag.String("run-id").pipe(Flag.withDescription("name of the run directory (default: time-name-random)"), Flag.optional),
       otlp: Flag.String("otlp").pipe(Flag.withDescription("OTLP base endpoint, e.g. http://localhost:4318 (else the OTEL_EXPORTER_OTLP_* variables)"), Flag.optional),
       json,
-      quiet: Flag.Boolean("quiet").pipe(Flag.withDescription("print nothing but errors"), Flag.withDefault(false))
+      quiet: Flag.Boolean("quiet").pipe(Flag.withDescription("print nothing but errors"), Flag.withDefault(false)),
+      ui: Flag.Boolean("ui").pipe(Flag.withDescription("serve the live dashboard on a free port of 127.0.0.1 while the run is in progress"), Flag.withDefault(false)),
+      uiKeep: Flag.Boolean("ui-keep").pipe(Flag.withDescription("like --ui, and keep serving after the run until Ctrl-C"), Flag.withDefault(false))
     },
     (flags) =>
       Effect.gen(function* () {
         const reporter = Reporters.make(Reporters.choose(flags))
-        const result = yield* Runner.run(flags.pipeline, {
-          concurrency: flags.concurrency,
-          runsDir: flags.runsDir,
-          ...Option.match(flags.runId, { onNone: () => ({}), onSome: (runId) => ({ runId }) }),
-          ...Option.match(flags.backend, { onNone: () => ({}), onSome: (backend) => ({ backend }) }),
-          telemetry: Runner.defaultTelemetry(Option.getOrUndefined(flags.otlp))
-        }).pipe(Effect.provideService(Reporter, reporter), Effect.result)
-        if (result._tag === "Failure") {
-          yield* reportLoadError(result.failure, flags.json)
+        // The dashboard's lines go to stderr when stdout carries JSON events or is silenced.
+        const note = flags.json || flags.quiet ? err : out
+        const started = flags.ui || flags.uiKeep ? yield* Effect.result(Server.listen({ runsDir: flags.runsDir })) : undefined
+        if (started?._tag === "Failure") {
+          yield* err(started.failure.message)
           exit.code = ExitCode.invalid
           return
         }
-        exit.code = forRun(result.success.status)
+        const dashboard = started?.success
+        const body = Effect.gen(function* () {
+          const result = yield* Runner.run(flags.pipeline, {
+            concurrency: flags.concurrency,
+            runsDir: flags.runsDir,
+            ...Option.match(flags.runId, { onNone: () => ({}), onSome: (runId) => ({ runId }) }),
+            ...Option.match(flags.backend, { onNone: () => ({}), onSome: (backend) => ({ backend }) }),
+            telemetry: Runner.defaultTelemetry(Option.getOrUndefined(flags.otlp))
+          }).pipe(Effect.provideService(Reporter, dashboard === undefined ? reporter : Server.announcing(reporter, dashboard, note)), Effect.result)
+          if (result._tag === "Failure") {
+            yield* reportLoadError(result.failure, flags.json)
+            exit.code = ExitCode.invalid
+            return
+          }
+          exit.code = forRun(result.success.status)
+          if (dashboard !== undefined && flags.uiKeep) {
+            yield* note(`dashboard: the run has ended; still serving ${dashboard.url} (Ctrl-C to stop)`)
+            yield* Effect.never
+          }
+        })
+        yield* dashboard === undefined ? body : Effect.ensuring(body, dashboard.close)
       })
   ).pipe(Command.withDescription("Run a pipeline: stages, progress, traces, and a run directory with outputs and manifest."))
 
@@ -146,8 +165,30 @@ export const make = (exit: ExitSink) => {
       })
   ).pipe(Command.withDescription("Convert a checkpoint: .pt → safetensors, sharded ↔ single, TF.js ↔ safetensors, dtype changes. Atomic; never over the input."))
 
+  const ui = Command.make(
+    "ui",
+    {
+      runsDir: Argument.String("runs-dir").pipe(Argument.withDescription("the folder of run directories (default: runs)"), Argument.withDefault("runs")),
+      port: Flag.Int("port").pipe(Flag.withDescription(`port on 127.0.0.1 (default ${Server.DEFAULT_PORT}; 0: any free port)`), Flag.withDefault(Server.DEFAULT_PORT))
+    },
+    (flags) =>
+      Effect.scoped(
+        Effect.gen(function* () {
+          const started = yield* Effect.result(Server.start({ runsDir: flags.runsDir, port: flags.port }))
+          if (started._tag === "Failure") {
+            yield* err(started.failure.message)
+            exit.code = ExitCode.invalid
+            return
+          }
+          yield* out(`crucible ui: serving ${started.success.runsDir} at ${started.success.url} (Ctrl-C to stop)`)
+          exit.code = ExitCode.ok
+          return yield* Effect.never
+        })
+      )
+  ).pipe(Command.withDescription("Serve the dashboard: the runs, each run's DAG, timeline, params, metrics and charts, live while a run is in progress."))
+
   return Command.make("crucible").pipe(
     Command.withDescription("Crucible: fuse neural-network models with typed, traced, resumable pipelines."),
-    Command.withSubcommands([run, validate, plan, inspect, convert])
+    Command.withSubcommands([run, validate, plan, inspect, convert, ui])
   )
 }

@@ -1,0 +1,114 @@
+/**
+ * A metrics output (`{ values }`) as HTML, whatever its shape: numbers, strings and short lists in
+ * one table (nested objects flattened to dotted names), interpolation paths (`[{ lambda, loss,
+ * accuracy }]`, with a sibling `barrier`) and training curves (`[{ epoch, loss, … }]`) as their
+ * dedicated charts, and any other list of objects with numeric fields as a line chart plus a table.
+ *
+ * @since 0.1.0
+ */
+import * as Charts from "./Charts.ts"
+import { clip, escape, number } from "./Html.ts"
+
+/** What a metrics value renders to. @category models */
+export interface MetricsHtml {
+  /** The scalar table (empty when there are no scalars). */
+  readonly table: string
+  /** Charts (SVG) and tables of row lists, in the order found. */
+  readonly blocks: ReadonlyArray<string>
+}
+
+const isRecord = (v: unknown): v is Readonly<Record<string, unknown>> => typeof v === "object" && v !== null && !Array.isArray(v)
+const isNum = (v: unknown): v is number => typeof v === "number" && Number.isFinite(v)
+
+/** The x field of a list of rows: a conventional name, else the first field that only increases, else the index. */
+const xFieldOf = (rows: ReadonlyArray<Readonly<Record<string, unknown>>>, fields: ReadonlyArray<string>): string | undefined => {
+  const named = ["x", "lambda", "epoch", "step", "round", "iteration", "t"].find((f) => fields.includes(f))
+  if (named !== undefined) return named
+  return fields.find((f) => rows.every((r, i) => i === 0 || (r[f] as number) > (rows[i - 1]![f] as number)))
+}
+
+const numericFields = (rows: ReadonlyArray<Readonly<Record<string, unknown>>>): ReadonlyArray<string> => {
+  const fields: Array<string> = []
+  for (const r of rows) for (const [k, v] of Object.entries(r)) if (isNum(v) && !fields.includes(k)) fields.push(k)
+  return fields.filter((f) => rows.every((r) => r[f] === undefined || r[f] === null || isNum(r[f])))
+}
+
+const rowTable = (name: string, rows: ReadonlyArray<Readonly<Record<string, unknown>>>): string => {
+  const columns = [...new Set(rows.flatMap((r) => Object.keys(r)))].slice(0, 12)
+  const shown = rows.slice(0, 200)
+  const cell = (v: unknown) => (isNum(v) ? number(v) : v === undefined ? "" : clip(typeof v === "string" ? v : JSON.stringify(v), 60))
+  return [
+    `<details class="rows"><summary>${escape(name)}: ${rows.length} rows</summary><table class="rows"><thead><tr>${columns.map((c) => `<th>${escape(c)}</th>`).join("")}</tr></thead><tbody>`,
+    ...shown.map((r) => `<tr>${columns.map((c) => `<td>${escape(cell(r[c]))}</td>`).join("")}</tr>`),
+    `</tbody></table>${rows.length > shown.length ? `<p class="note">${rows.length - shown.length} more rows not shown</p>` : ""}</details>`
+  ].join("")
+}
+
+const epochPoint = (r: Readonly<Record<string, unknown>>): Charts.EpochPoint => {
+  const validation = isRecord(r.validation) ? r.validation : {}
+  const pick = (...vs: ReadonlyArray<unknown>) => vs.find(isNum) ?? null
+  return { epoch: r.epoch as number, loss: pick(r.loss), accuracy: pick(r.accuracy), valLoss: pick(r.valLoss, validation.loss), valAccuracy: pick(r.valAccuracy, validation.accuracy) }
+}
+
+/**
+ * Fields grouped so that one chart never mixes scales: sorted by largest magnitude, a field joins
+ * the current group while its magnitude is within 5× of the group's largest (counts and
+ * accuracies get separate charts).
+ */
+export const byMagnitude = (rows: ReadonlyArray<Readonly<Record<string, unknown>>>, fields: ReadonlyArray<string>): ReadonlyArray<ReadonlyArray<string>> => {
+  const size = (f: string) => Math.max(0, ...rows.map((r) => (isNum(r[f]) ? Math.abs(r[f]) : 0)))
+  const sorted = [...fields].sort((a, b) => size(b) - size(a))
+  const groups: Array<{ top: number; fields: Array<string> }> = []
+  for (const f of sorted) {
+    const last = groups[groups.length - 1]
+    if (last !== undefined && size(f) * 5 >= last.top) last.fields.push(f)
+    else groups.push({ top: size(f), fields: [f] })
+  }
+  // Each group keeps the fields' original order, for stable colours and legends.
+  return groups.map((g) => fields.filter((f) => g.fields.includes(f)))
+}
+
+/** Renders the `values` of a metrics output. */
+export const render = (values: Readonly<Record<string, unknown>>): MetricsHtml => {
+  const scalars: Array<[string, string]> = []
+  const blocks: Array<string> = []
+  const visit = (value: unknown, name: string, parent: Readonly<Record<string, unknown>> | undefined, depth: number) => {
+    if (Array.isArray(value) && value.length > 0 && value.every(isRecord)) {
+      const rows = value as ReadonlyArray<Readonly<Record<string, unknown>>>
+      if (rows.every((r) => isNum(r.lambda) && isNum(r.loss))) {
+        blocks.push(...Charts.interpolationCharts(name, rows as unknown as ReadonlyArray<Charts.CurvePoint>, parent?.barrier as Charts.BarrierValue | undefined))
+      } else if (rows.every((r) => isNum(r.epoch))) {
+        blocks.push(...Charts.epochCharts(name, rows.map(epochPoint)))
+      } else {
+        const fields = numericFields(rows)
+        const x = xFieldOf(rows, fields)
+        const ys = fields.filter((f) => f !== x).slice(0, Charts.COLORS.length)
+        if (rows.length > 1) {
+          for (const group of byMagnitude(rows, ys)) {
+            blocks.push(Charts.lineChart({
+              id: group.length === ys.length ? name : `${name}:${group.join(",")}`,
+              title: group.length === ys.length ? name : `${name}: ${group.join(", ")}`,
+              xLabel: x ?? "index",
+              yLabel: group.length === 1 ? group[0]! : "value",
+              series: group.map((f) => ({ name: f, points: rows.map((r, i) => ({ x: x === undefined ? i : (r[x] as number), y: isNum(r[f]) ? r[f] : null })) }))
+            }))
+          }
+        }
+      }
+      blocks.push(rowTable(name, rows))
+      return
+    }
+    if (Array.isArray(value) && value.length > 8 && value.every(isNum)) {
+      blocks.push(Charts.lineChart({ id: name, title: name, xLabel: "index", yLabel: name, series: [{ name, points: value.map((y, i) => ({ x: i, y })) }] }))
+      return
+    }
+    if (isRecord(value) && depth < 6) {
+      for (const [k, v] of Object.entries(value)) visit(v, name === "" ? k : `${name}.${k}`, value, depth + 1)
+      return
+    }
+    scalars.push([name, isNum(value) ? number(value) : typeof value === "string" ? value : clip(JSON.stringify(value) ?? String(value), 200)])
+  }
+  visit(values, "", undefined, 0)
+  const table = scalars.length === 0 ? "" : `<table class="metrics"><tbody>${scalars.map(([k, v]) => `<tr><th>${escape(k)}</th><td>${escape(v)}</td></tr>`).join("")}</tbody></table>`
+  return { table, blocks }
+}
