@@ -4,8 +4,8 @@
  *
  * @since 0.1.0
  */
-import { Formats } from "@crucible/core"
-import { Effect, Option } from "effect"
+import { ByteSize, Formats } from "@crucible/core"
+import { Effect, Option, Result } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { Reporter } from "../Events.ts"
 import * as Planner from "../Planner.ts"
@@ -39,6 +39,7 @@ export const make = (exit: ExitSink) => {
       pipeline: pipelineArg,
       concurrency: Flag.Int("concurrency").pipe(Flag.withDescription("stages doing work at the same time"), Flag.withDefault(2)),
       runsDir: Flag.String("runs-dir").pipe(Flag.withDescription("where run directories are created"), Flag.withDefault("runs")),
+      memoryLimit: Flag.String("memory-limit").pipe(Flag.withDescription("tensor memory concurrent stages may hold at once, e.g. 4GB (default: unlimited)"), Flag.optional),
       backend: Flag.String("backend").pipe(Flag.withDescription("TF.js backend: wasm (default), cpu, tensorflow (needs @tensorflow/tfjs-node[-gpu]); or CRUCIBLE_BACKEND"), Flag.optional),
       runId: Flag.String("run-id").pipe(Flag.withDescription("name of the run directory (default: time-name-random)"), Flag.optional),
       otlp: Flag.String("otlp").pipe(Flag.withDescription("OTLP base endpoint, e.g. http://localhost:4318 (else the OTEL_EXPORTER_OTLP_* variables)"), Flag.optional),
@@ -59,12 +60,19 @@ export const make = (exit: ExitSink) => {
           return
         }
         const dashboard = started?.success
+        const memoryLimit = Option.map(flags.memoryLimit, ByteSize.parseByteSize)
+        if (memoryLimit._tag === "Some" && Result.isFailure(memoryLimit.value)) {
+          yield* err(`--memory-limit: ${memoryLimit.value.failure.message}`)
+          exit.code = ExitCode.invalid
+          return
+        }
         const body = Effect.gen(function* () {
           const result = yield* Runner.run(flags.pipeline, {
             concurrency: flags.concurrency,
             runsDir: flags.runsDir,
             ...Option.match(flags.runId, { onNone: () => ({}), onSome: (runId) => ({ runId }) }),
             ...Option.match(flags.backend, { onNone: () => ({}), onSome: (backend) => ({ backend }) }),
+            ...(memoryLimit._tag === "Some" && Result.isSuccess(memoryLimit.value) ? { memoryLimit: memoryLimit.value.success } : {}),
             telemetry: Runner.defaultTelemetry(Option.getOrUndefined(flags.otlp))
           }).pipe(Effect.provideService(Reporter, dashboard === undefined ? reporter : Server.announcing(reporter, dashboard, note)), Effect.result)
           if (result._tag === "Failure") {

@@ -190,3 +190,32 @@ stages:
     expect(Array.from(rm.get("layers.0.bias")!.values)).toEqual(Array.from(avg.get("layers.0.bias")!.values))
   }, 120_000)
 })
+
+describe("memory limit", () => {
+  it("a tensor whose working set exceeds --memory-limit fails naming it; within the limit the merge runs", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "merge-budget-"))
+    const big = { shape: [1024, 1024], values: new Float32Array(1024 * 1024).fill(0.5) }
+    await write(path.join(dir, "base.safetensors"), { w: big })
+    await write(path.join(dir, "a.safetensors"), { w: big })
+    await write(path.join(dir, "b.safetensors"), { w: big })
+    fs.writeFileSync(path.join(dir, "p.yaml"), `version: 1
+name: budget
+stages:
+  base: { uses: load, with: { path: base.safetensors } }
+  a: { uses: load, with: { path: a.safetensors } }
+  b: { uses: load, with: { path: b.safetensors } }
+  m: { uses: merge/ties, with: { base: base, models: [a, b], density: 0.5 } }
+  out: { uses: save, with: { model: m, path: out.safetensors } }
+`)
+    const runWith = (memoryLimit: number) =>
+      Effect.runPromise(Runner.run(path.join(dir, "p.yaml"), { runsDir: path.join(dir, "runs"), memoryLimit }).pipe(Effect.provideService(Reporter, Reporter.silent)))
+    // base + 2 models + output, 4 MiB each = 16 MiB.
+    const tight = await runWith(8 * 1024 * 1024)
+    const failure = tight.outcomes.find((o) => o.id === "out")!.error!
+    expect(failure.tag).toBe("MemoryExceeded")
+    expect(failure.message).toContain('tensor "w" needs 16.8 MB')
+    expect(fs.existsSync(path.join(dir, "out.safetensors"))).toBe(false)
+    const roomy = await runWith(64 * 1024 * 1024)
+    expect(roomy.status).toBe("succeeded")
+  })
+})

@@ -11,7 +11,7 @@
  *
  * @since 0.1.0
  */
-import { DType, Model, Port, Stage, TensorRef } from "@crucible/core"
+import { DType, MemoryBudget, Model, Port, Stage, TensorRef } from "@crucible/core"
 import { Effect, Result, Schema } from "effect"
 import type { MergeKernelError } from "./kernels/KernelError.ts"
 import * as NonFinite from "./kernels/NonFinite.ts"
@@ -131,8 +131,10 @@ export const define = <const Kind extends string, Fields extends Schema.Struct.F
         })
         const statName = method.statistics?.tensorFor(name)
         const statRefs = statName === undefined ? [] : statistics.map((m) => m.tensors.get(statName))
+        // The working set: every input (as float32) and the output, held against --memory-limit.
+        const workingSet = (present.length + (base === undefined ? 1 : 2) + statRefs.length) * TensorRef.numel(like.shape) * 4
         return lazyTensor(like, outDtype ?? (DType.parseWritable(like.dtype) ?? "F32"), () =>
-          Effect.gen(function* () {
+          MemoryBudget.hold(name, workingSet)(Effect.gen(function* () {
             const baseData = base === undefined ? undefined : yield* TensorRef.readFloat32(base.tensors.get(name)!)
             const data = yield* Effect.forEach(present, (t) => TensorRef.readFloat32(t!))
             if (!allowNonFinite) yield* checkFinite(name, "input", baseData === undefined ? data : [baseData, ...data])
@@ -141,7 +143,7 @@ export const define = <const Kind extends string, Fields extends Schema.Struct.F
             if (Result.isFailure(merged)) return yield* Effect.fail(merged.failure)
             if (!allowNonFinite) yield* checkFinite(name, "output", [merged.success])
             return merged.success
-          })
+          }))
         )
       })
       return Model.make(`${id} (${method.kind})`, tensors, reference.metadata, [...new Set([...all, ...statistics].flatMap((m) => m.files))])
