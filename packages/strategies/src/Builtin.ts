@@ -8,13 +8,8 @@ import { Registry } from "@crucible/core"
 import { Convert } from "./io/Convert.ts"
 import { Load } from "./io/Load.ts"
 import { Save } from "./io/Save.ts"
-import { Linear } from "./merge/Linear.ts"
 import { GramStatistics } from "./merge/GramStage.ts"
-import { ModelStock } from "./merge/ModelStock.ts"
-import { FisherMerge, RegMean } from "./merge/Statistics.ts"
-import { Passthrough } from "./merge/Passthrough.ts"
-import { Multislerp, Slerp } from "./merge/Spherical.ts"
-import { Breadcrumbs, BreadcrumbsTies, DareLinear, DareTies, Della, DellaLinear, TaskArithmetic, Ties } from "./merge/TaskArithmetic.ts"
+import { MergeKinds } from "./merge/Kinds.ts"
 import { ActivationMatchingKind } from "./align/ActivationMatchingStage.ts"
 import { WeightMatchingKind } from "./align/WeightMatchingStage.ts"
 import { EvaluateKind } from "./evaluate/EvaluateStage.ts"
@@ -30,21 +25,7 @@ export const Builtin = {
   load: Load,
   convert: Convert,
   save: Save,
-  "merge/linear": Linear,
-  "merge/task-arithmetic": TaskArithmetic,
-  "merge/ties": Ties,
-  "merge/dare-linear": DareLinear,
-  "merge/dare-ties": DareTies,
-  "merge/breadcrumbs": Breadcrumbs,
-  "merge/breadcrumbs-ties": BreadcrumbsTies,
-  "merge/della": Della,
-  "merge/della-linear": DellaLinear,
-  "merge/slerp": Slerp,
-  "merge/multislerp": Multislerp,
-  "merge/model-stock": ModelStock,
-  "merge/passthrough": Passthrough,
-  "merge/fisher": FisherMerge,
-  "merge/regmean": RegMean,
+  ...MergeKinds,
   "statistics/gram": GramStatistics,
   train: TrainKind,
   evaluate: EvaluateKind,

@@ -17,23 +17,12 @@ import type { Model } from "@crucible/core"
 import { Effect, Schema } from "effect"
 import * as DataSource from "../data/Source.ts"
 import * as Evaluate from "../evaluate/Evaluate.ts"
-import { Linear } from "../merge/Linear.ts"
-import { Multislerp, Slerp } from "../merge/Spherical.ts"
-import { Breadcrumbs, DareLinear, DareTies, Della, TaskArithmetic, Ties } from "../merge/TaskArithmetic.ts"
+import { MergeKinds } from "../merge/Kinds.ts"
 import * as Runnable from "../models/Runnable.ts"
 
-/** The merge methods a step may use. */
-export const Methods = {
-  "merge/linear": Linear,
-  "merge/task-arithmetic": TaskArithmetic,
-  "merge/ties": Ties,
-  "merge/dare-linear": DareLinear,
-  "merge/dare-ties": DareTies,
-  "merge/breadcrumbs": Breadcrumbs,
-  "merge/della": Della,
-  "merge/slerp": Slerp,
-  "merge/multislerp": Multislerp
-} as const
+/** The merge methods a step may use: every merge kind but those that need per-model statistics or take one model. */
+const { "merge/fisher": _fisher, "merge/regmean": _regmean, "merge/passthrough": _passthrough, ...stepMethods } = MergeKinds
+export const Methods = stepMethods
 
 /** The metadata key of the path taken. */
 export const PATH_KEY = "crucible.progressive"

@@ -6,15 +6,13 @@
  *
  * @since 0.1.0
  */
-import { AtomicFile, type Model, Port, Safetensors, Stage } from "@crucible/core"
+import { type Model, Port, Stage } from "@crucible/core"
 import { Effect, Schema } from "effect"
-import * as fs from "node:fs"
-import * as path from "node:path"
 import * as DataSource from "../data/Source.ts"
 import * as Init from "../models/Init.ts"
 import * as Network from "../models/Network.ts"
 import * as Runnable from "../models/Runnable.ts"
-import * as Checkpoint from "./Checkpoint.ts"
+import * as Checkpoints from "./EpochCheckpoints.ts"
 import * as Optimizer from "./Optimizer.ts"
 import * as Schedule from "./Schedule.ts"
 import * as Train from "./Train.ts"
@@ -67,13 +65,13 @@ export const TrainKind = Stage.define({
       ...(params.drop_last === undefined ? {} : { dropLast: params.drop_last }),
       ...(params.augment === undefined ? {} : { augment: params.augment })
     }
-    const checkpoints = yield* Effect.scoped(latestCheckpoint(network, cacheDir))
-    const history: Array<Record<string, number>> = readHistory(cacheDir).slice(0, checkpoints?.epoch ?? 0)
-    if (checkpoints !== undefined && checkpoints.epoch >= config.epochs) {
-      yield* Stage.event("train.reused", { epoch: checkpoints.epoch, checkpoint: checkpoints.file })
+    const checkpoints = yield* Checkpoints.latest(network, cacheDir)
+    const history: Array<Record<string, number>> = Checkpoints.readHistory(cacheDir).slice(0, checkpoints?.state.epoch ?? 0)
+    if (checkpoints !== undefined && checkpoints.state.epoch >= config.epochs) {
+      yield* Stage.event("train.reused", { epoch: checkpoints.state.epoch, checkpoint: checkpoints.file })
       return output(id, network, checkpoints.state.params, history, data.name)
     }
-    if (checkpoints !== undefined) yield* Stage.event("train.resumed", { epoch: checkpoints.epoch, checkpoint: checkpoints.file })
+    if (checkpoints !== undefined) yield* Stage.event("train.resumed", { epoch: checkpoints.state.epoch, checkpoint: checkpoints.file })
     const result = yield* Train.train(network, start, data, config, {
       ...(checkpoints === undefined ? {} : { resume: checkpoints.state }),
       ...(validation === undefined ? {} : { validation }),
@@ -88,7 +86,7 @@ export const TrainKind = Stage.define({
             ...(report.validation === undefined ? {} : { valLoss: report.validation.loss, valAccuracy: report.validation.accuracy })
           }
           history.push(record)
-          yield* saveCheckpoint(network, report.state, cacheDir, history)
+          yield* Checkpoints.save(network, report.state, cacheDir, history)
           yield* Stage.event("train.epoch", { ...record, seconds: report.seconds })
           yield* Stage.reportProgress({
             stage: id, done: report.epoch, total: config.epochs, unit: "epochs",
@@ -102,32 +100,3 @@ export const TrainKind = Stage.define({
 
 const output = (id: string, network: Network.Network, params: Parameters<typeof Runnable.toModel>[1], history: ReadonlyArray<Record<string, number>>, data: string): Model.Model =>
   Runnable.toModel(network, params, `${id} (train)`, { "crucible.train.history": JSON.stringify(history), "crucible.train.data": data })
-
-const checkpointFile = (dir: string, epoch: number) => path.join(dir, `epoch-${String(epoch).padStart(4, "0")}.safetensors`)
-const historyFile = (dir: string) => path.join(dir, "history.json")
-
-const readHistory = (dir: string): Array<Record<string, number>> => {
-  try { return JSON.parse(fs.readFileSync(historyFile(dir), "utf8")) as Array<Record<string, number>> } catch { return [] }
-}
-
-// The last complete checkpoint (writes are atomic, so any file present is whole).
-const latestCheckpoint = (network: Network.Network, dir: string) =>
-  Effect.gen(function* () {
-    const files = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => /^epoch-\d+\.safetensors$/.test(f)).sort() : []
-    const last = files.at(-1)
-    if (last === undefined) return undefined
-    const file = path.join(dir, last)
-    const model = yield* Safetensors.read(file)
-    const state = yield* Checkpoint.fromModel(network, model)
-    return { epoch: state.epoch, state, file }
-  })
-
-// Keeps only the newest checkpoint: each holds the whole state.
-const saveCheckpoint = (network: Network.Network, state: Train.TrainState, dir: string, history: ReadonlyArray<Record<string, number>>) =>
-  Effect.gen(function* () {
-    fs.mkdirSync(dir, { recursive: true })
-    const file = checkpointFile(dir, state.epoch)
-    yield* Safetensors.write(file, Checkpoint.toModel(network, state))
-    yield* AtomicFile.writeWhole(historyFile(dir), JSON.stringify(history.slice(0, state.epoch)))
-    for (const f of fs.readdirSync(dir)) if (/^epoch-\d+\.safetensors$/.test(f) && path.join(dir, f) !== file) fs.rmSync(path.join(dir, f), { force: true })
-  })

@@ -1,5 +1,5 @@
 /**
- * Per-epoch checkpoints of a distillation in its stage's cache folder (as `train` keeps them):
+ * Per-epoch checkpoints of a training (`train`, `distill`) in its stage's cache folder:
  * the newest full training state `epoch-<n>.safetensors` (parameters + optimizer slots), the
  * per-epoch history `history.json`, and the parameters of the best validation epoch
  * `best.safetensors` (for early stopping). Writes are atomic, so any file present is whole.
@@ -12,8 +12,8 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import type { Network } from "../models/Network.ts"
 import * as Params from "../models/Params.ts"
-import * as Checkpoint from "../train/Checkpoint.ts"
-import type { TrainState } from "../train/Train.ts"
+import * as Checkpoint from "./Checkpoint.ts"
+import type { TrainState } from "./Train.ts"
 
 /** One epoch's record (no timings, so outputs are deterministic). @category models */
 export type EpochRecord = Readonly<Record<string, number>>
