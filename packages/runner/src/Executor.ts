@@ -33,6 +33,8 @@ export interface ExecuteOptions {
   readonly memoryLimit?: number
   /** The TF.js backend for stages that declare `resources.backend` (default: CRUCIBLE_BACKEND, else wasm). */
   readonly backend?: string
+  /** Where each stage is written (`file:line:col`), recorded on its span so an error leads back to the YAML. */
+  readonly positions?: ReadonlyMap<string, string>
   /** Called whenever a stage's outcome is known (the manifest is rewritten from it). */
   readonly onOutcome?: (outcome: StageOutcome) => Effect.Effect<void>
 }
@@ -116,6 +118,7 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
               cacheDir: path.join(cacheRoot, base.key),
               dryRun: options.dryRun === true
             })),
+              Effect.tapError((e) => Effect.annotateCurrentSpan({ "crucible.error.tag": (e as { _tag?: string })._tag ?? "Error", "crucible.error.message": (e as { message?: string }).message ?? String(e) })),
               Effect.tapError((e) => Effect.logError(`stage ${stage.id} (${base.kind}) failed: ${(e as { message?: string }).message ?? String(e)}`).pipe(Effect.annotateLogs(REPORTED, true))),
               Effect.tap(() => Effect.logInfo(`stage ${stage.id} (${base.kind}) succeeded`)),
               stage.kind.resources.backend ? Effect.provideServiceEffect(TfBackend.Backend, backend) : (effect) => effect,
@@ -131,7 +134,8 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
                   "crucible.stage.kind": base.kind,
                   "crucible.stage.version": base.version,
                   "crucible.stage.key": base.key,
-                  "crucible.stage.params": StageKey.canonicalJson(stage.raw)
+                  "crucible.stage.params": StageKey.canonicalJson(stage.raw),
+                  ...(options.positions?.has(stage.id) ? { "crucible.stage.source": options.positions.get(stage.id)! } : {})
                 }
               })
             )

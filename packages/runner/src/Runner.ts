@@ -112,6 +112,7 @@ const runIn = (loaded: Yaml.LoadedPipeline, options: RunOptions, runId: string, 
       concurrency: options.concurrency ?? 2,
       ...(options.backend === undefined ? {} : { backend: options.backend }),
       ...(options.memoryLimit === undefined ? {} : { memoryLimit: options.memoryLimit }),
+      positions: stagePositions(loaded),
       onOutcome: (o) => Effect.suspend(() => (known.set(o.id, o), snapshot("running")))
     }).pipe(
       Effect.onInterrupt(() => Effect.andThen(snapshot("interrupted"), writeReport(runDir, options))),
@@ -137,6 +138,15 @@ const runIn = (loaded: Yaml.LoadedPipeline, options: RunOptions, runId: string, 
 
 // report.html is a view of the run: failing to write it (or a bug in it) never fails the run.
 const writeReport = (runDir: string, options: Pick<RunOptions, "kinds">) => Effect.ignoreCause(Report.write(runDir, { inputPorts: inputPortsOf(registryFor(options)) }))
+
+/** `file:line:col` of every stage's id in the pipeline file. */
+const stagePositions = (loaded: Yaml.LoadedPipeline): ReadonlyMap<string, string> => {
+  const { locate } = Yaml.parse(loaded.text)
+  return new Map(loaded.pipeline.stages.flatMap((s) => {
+    const at = locate(["stages", s.id], { key: true })
+    return at === undefined ? [] : [[s.id, `${loaded.file}:${at.line}:${at.col}`] as const]
+  }))
+}
 
 const runStatus = (outcomes: ReadonlyArray<StageOutcome>): RunResult["status"] =>
   outcomes.some((o) => o.status === "interrupted") ? "interrupted" : outcomes.some((o) => o.status === "failed" || o.status === "skipped") ? "failed" : "succeeded"

@@ -28,6 +28,11 @@ stages:
     const gone = spans.find((s) => s.name === "stage gone")!
     expect(failed.traceId).toBe(gone.traceId)
     expect(failed.spanId).toBe(gone.spanId)
+    const goneSpan = trace.resourceSpans.flatMap((x: any) => x.scopeSpans.flatMap((s: any) => s.spans)).find((s: any) => s.name === "stage gone")
+    const attrOf = (key: string) => goneSpan.attributes.find((a: any) => a.key === key)?.value.stringValue
+    expect(attrOf("crucible.error.tag")).toBe("IoError")
+    expect(attrOf("crucible.stage.source")).toBe(`${path.join(dir, "p.yaml")}:5:3`)
+    expect(goneSpan.status.code).toBe(2) // ERROR
     const started = lines.find((l) => l.message === "stage out (save) started")
     expect(started.spanId).toBe(spans.find((s) => s.name === "stage out")!.spanId)
   })

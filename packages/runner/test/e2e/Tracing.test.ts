@@ -56,6 +56,8 @@ describe("tracing a run", () => {
       expect(stage.parentSpanId).toBe(root.spanId)
       expect(attr(stage, "crucible.stage.id")).toBe(id)
       expect(attr(stage, "crucible.stage.kind")).toBe(id.startsWith("out") ? "save" : "load")
+      const line = pipeline.split("\n").findIndex((l) => l.startsWith(`  ${id}:`)) + 1
+      expect(attr(stage, "crucible.stage.source")).toBe(`${path.join(dir, "p.yaml")}:${line}:3`)
     }
     const save = spans.find((s) => s.name === "stage out_a")!
     const saveRun = spans.find((s) => s.name === "Save.run" && s.parentSpanId === save.spanId)!
