@@ -19,6 +19,7 @@ import { EnsembleKind } from "./ensemble/EnsembleStage.ts"
 import { DistillKind } from "./distill/DistillStage.ts"
 import { GreedySoupKind, UniformSoupKind } from "./soup/SoupStage.ts"
 import { IterativeKind } from "./progressive/Iterative.ts"
+import { CascadeKind } from "./progressive/Cascade.ts"
 
 /** @category registry */
 export const Builtin = {
@@ -36,7 +37,8 @@ export const Builtin = {
   distill: DistillKind,
   "soup/uniform": UniformSoupKind,
   "soup/greedy": GreedySoupKind,
-  "progressive/iterative": IterativeKind
+  "progressive/iterative": IterativeKind,
+  "progressive/cascade": CascadeKind
 } as const
 
 /** The names of the built-in kinds. */

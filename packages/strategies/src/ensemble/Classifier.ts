@@ -2,7 +2,8 @@
  * A classifier is anything that turns input batches into logits: one network, or an ensemble of
  * them (`Ensemble.ts`), whose "logits" are the fused ones of `Combine.ts`. Stages that only need
  * a model's predictions (`evaluate`, the teacher of `distill`, the soups' validation) take a
- * classifier, so each accepts ensembles without knowing about them.
+ * classifier, so each accepts ensembles without knowing about them. A cascade bundle
+ * (`progressive/CascadeBundle.ts`) is one too: its two stages are the members, run in series.
  *
  * @since 0.1.0
  */
@@ -14,11 +15,13 @@ import { type Dataset, sampleSize } from "../data/Dataset.ts"
 import * as Evaluate from "../evaluate/Evaluate.ts"
 import * as Metrics from "../evaluate/Metrics.ts"
 import * as Forward from "../models/Forward.ts"
+import * as Layout from "../models/Layout.ts"
 import type { InputError } from "../models/ModelError.ts"
 import type { Network } from "../models/Network.ts"
 import type { ParamSet } from "../models/Params.ts"
 import * as Runnable from "../models/Runnable.ts"
 import * as Weights from "../models/Weights.ts"
+import * as CascadeBundle from "../progressive/CascadeBundle.ts"
 import * as Combine from "./Combine.ts"
 import * as Ensemble from "./Ensemble.ts"
 import { EnsembleError } from "./EnsembleError.ts"
@@ -35,11 +38,26 @@ export interface Classifier {
   readonly members: ReadonlyArray<{ readonly network: Network; readonly params: ParamSet }>
   /** How members are fused (undefined for a plain model). */
   readonly spec?: Ensemble.Spec
+  /** For a cascade: member 0 runs to `layer`, member 1 on its features (flattened, PyTorch order). */
+  readonly cascade?: CascadeBundle.Spec
 }
 
 /** A classifier of a model or an ensemble bundle (all tensors read). `arch` applies to a plain model only. */
 export const fromModel = (model: Model.Model, arch: Runnable.ArchParam | undefined, resolvePath: (p: string) => string) =>
   Effect.gen(function* () {
+    if (CascadeBundle.isCascade(model)) {
+      if (arch !== undefined) return yield* new CascadeBundle.CascadeError({ reason: "InvalidParams", source: model.source, detail: "arch: cannot be given for a cascade: each stage carries its own" })
+      const { spec, stages } = yield* CascadeBundle.decode(model)
+      const [first, second] = yield* Effect.forEach(stages, (s) => Runnable.load(s, undefined, resolvePath))
+      yield* CascadeBundle.checkStages(model.source, first!.network, second!.network, spec.layer)
+      return {
+        source: model.source,
+        inputShape: first!.network.inputShape,
+        classes: second!.network.outputShape[0]!,
+        members: [first!, second!].map(({ network, params }) => ({ network, params })),
+        cascade: spec
+      } satisfies Classifier
+    }
     if (!Ensemble.isEnsemble(model)) {
       const { network, params } = yield* Runnable.load(model, arch, resolvePath)
       return make(model.source, [{ network, params }])
@@ -79,6 +97,19 @@ export const open = (classifier: Classifier): Effect.Effect<BatchLogits, never, 
     ),
     (uploaded) => (x, n) => {
       const size = sampleSize({ shape: classifier.inputShape })
+      const cascade = classifier.cascade
+      if (cascade !== undefined) {
+        const [first, second] = uploaded as [typeof uploaded[0], typeof uploaded[0]]
+        return tf.tidy(() => {
+          const input = tf.tensor2d(x.subarray(0, n * size), [n, size])
+          const run = Forward.apply(first!.network, first!.weights, input, { training: false, capture: new Set([cascade.layer]) })
+          const at = cascade.layer === CascadeBundle.OUTPUT ? run.output : run.activations.get(cascade.layer)!
+          // Captured image activations are NHWC; stage 1 was trained on them flattened in PyTorch's NCHW order.
+          const torch = at.rank === 4 ? tf.transpose(at, Layout.NHWC_TO_NCHW as Array<number>) : at
+          const features = tf.reshape(torch, [n, torch.size / n])
+          return Forward.apply(second!.network, second!.weights, features, { training: false }).output.dataSync() as Float32Array
+        })
+      }
       const each = uploaded.map((u) =>
         tf.tidy(() => Forward.apply(u.network, u.weights, tf.tensor2d(x.subarray(0, n * size), [n, size]), { training: false }).output.dataSync() as Float32Array)
       )
@@ -105,7 +136,10 @@ export const logits = (classifier: Classifier, data: Dataset, batchSize = 512): 
 
 /** The dataset fits every member. */
 export const check = (classifier: Classifier, data: Dataset): Effect.Effect<void, InputError> =>
-  Effect.forEach(classifier.members, (m) => Evaluate.checkDataset(m.network, data), { discard: true })
+  classifier.cascade !== undefined
+    // Samples go into stage 0, classes come out of stage 1.
+    ? Effect.asVoid(Evaluate.checkDataset({ ...classifier.members[0]!.network, outputShape: classifier.members[1]!.network.outputShape }, data))
+    : Effect.forEach(classifier.members, (m) => Evaluate.checkDataset(m.network, data), { discard: true })
 
 /** Accuracy, loss, per-class accuracy and ECE of the classifier on `data`. */
 export const evaluate = Effect.fn("Classifier.evaluate")(function* (classifier: Classifier, data: Dataset, batchSize?: number) {

@@ -11,6 +11,7 @@ import * as DataSource from "../data/Source.ts"
 import * as Classifier from "../ensemble/Classifier.ts"
 import * as Ensemble from "../ensemble/Ensemble.ts"
 import * as Runnable from "../models/Runnable.ts"
+import * as CascadeBundle from "../progressive/CascadeBundle.ts"
 import * as Evaluate from "./Evaluate.ts"
 
 /** @category stage kinds */
@@ -31,7 +32,7 @@ export const EvaluateKind = Stage.define({
   resources: { backend: true },
   run: Effect.fn("Evaluate.run")(function* ({ params, inputs, resolvePath }) {
     const data = yield* DataSource.load(params.data ?? "mnist", params.split ?? "test", resolvePath)
-    const metrics = Ensemble.isEnsemble(inputs.model)
+    const metrics = Ensemble.isEnsemble(inputs.model) || CascadeBundle.isCascade(inputs.model)
       ? yield* Classifier.evaluate(yield* Classifier.fromModel(inputs.model, params.arch, resolvePath), data, params.batch_size)
       : yield* Effect.flatMap(Runnable.load(inputs.model, params.arch, resolvePath), ({ network, params: weights }) =>
         Evaluate.evaluate(network, weights, data, params.batch_size === undefined ? {} : { batchSize: params.batch_size }))
