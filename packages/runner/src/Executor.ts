@@ -125,6 +125,13 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
               budget === undefined ? (effect) => effect : Effect.provideService(MemoryBudget.MemoryBudget, budget),
               Effect.tap((value) => Effect.annotateCurrentSpan(outputAttributes(value))),
               Scope.provide(scope),
+              Effect.provideService(Stage.Measurements, {
+                epoch: (m) =>
+                  Effect.flatMap(Effect.serviceOption(Metrics), (metrics) =>
+                    metrics._tag === "None"
+                      ? Effect.void
+                      : metrics.value.epoch({ stage: { stageId: m.stage, stageKind: base.kind }, epoch: m.epoch, loss: m.loss, ...(m.accuracy === undefined ? {} : { accuracy: m.accuracy }), ...(m.split === undefined ? {} : { split: m.split }) }))
+              }),
               Effect.provideService(Stage.Progress, {
                 report: (e) => reporter.emit({ type: "stage-progress", time: Date.now(), ...e })
               }),

@@ -160,3 +160,34 @@ export const event = (name: string, attributes: Readonly<Record<string, unknown>
       onSuccess: (span) => span.event(name, now, { ...attributes })
     })
   )
+
+/** One epoch's numbers, for the run's metrics (OpenTelemetry gauges when telemetry is on). @category models */
+export interface EpochMeasurement {
+  readonly stage: string
+  readonly epoch: number
+  readonly loss: number
+  readonly accuracy?: number | undefined
+  readonly split?: "train" | "validation"
+}
+
+/**
+ * Where stages record measurements that become metrics. The default drops them; the runner
+ * provides one that feeds the OpenTelemetry meter.
+ *
+ * @category services
+ */
+export const Measurements = Context.Reference<{ readonly epoch: (m: EpochMeasurement) => Effect.Effect<void> }>(
+  "crucible/Stage/Measurements",
+  { defaultValue: () => ({ epoch: () => Effect.void }) }
+)
+
+/** Records an epoch's loss and accuracy (and the validation's, when given) as run metrics. */
+export const recordEpoch = (
+  stage: string,
+  record: { readonly epoch: number; readonly loss: number; readonly accuracy?: number; readonly valLoss?: number; readonly valAccuracy?: number }
+): Effect.Effect<void> =>
+  Effect.gen(function* () {
+    const measurements = yield* Measurements
+    yield* measurements.epoch({ stage, epoch: record.epoch, loss: record.loss, accuracy: record.accuracy, split: "train" })
+    if (record.valLoss !== undefined) yield* measurements.epoch({ stage, epoch: record.epoch, loss: record.valLoss, accuracy: record.valAccuracy, split: "validation" })
+  })

@@ -103,4 +103,26 @@ describe("tracing a run", () => {
       expect(stages.find((s) => s.name === "stage out_b")!.attributes["crucible.stage.kind"]).toBe("save")
     })
   }
+
+  it("exports training loss and accuracy per epoch, stage durations and bytes written as OTLP metrics", async () => {
+    const runId = "metrics"
+    fs.writeFileSync(path.join(dir, "train.yaml"), `version: 1
+name: train-metrics
+stages:
+  m: { uses: train, with: { arch: { type: mlp, layers: [4, 8, 3] }, data: iris, seed: 1, epochs: 3, batch_size: 16, validation: test } }
+  out: { uses: save, with: { model: m, path: out/iris.safetensors } }
+`)
+    const r = await crucibleAsync(["run", path.join(dir, "train.yaml"), "--runs-dir", path.join(dir, "runs"), "--run-id", runId, "--quiet"], {
+      env: { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.httpUrl, OTEL_EXPORTER_OTLP_PROTOCOL: "http/json" }
+    })
+    expect(r.stderr).toBe("")
+    expect(r.code).toBe(0)
+    const mine = () => receiver.metrics.filter((m) => m.resource["crucible.run.id"] === runId)
+    await receiver.waitFor(() => mine().some((m) => m.name === "crucible.training.loss"), 10_000)
+    const loss = mine().filter((m) => m.name === "crucible.training.loss").flatMap((m) => m.points as ReadonlyArray<{ attributes: Record<string, unknown>; value: number }>)
+    expect(loss.some((p) => p.attributes["crucible.stage.id"] === "m" && p.value > 0)).toBe(true)
+    expect(mine().some((m) => m.name === "crucible.training.accuracy")).toBe(true)
+    expect(mine().some((m) => m.name === "crucible.stage.duration")).toBe(true)
+    expect(mine().some((m) => m.name === "crucible.io.written")).toBe(true)
+  })
 })

@@ -167,6 +167,7 @@ export const DistillKind = Stage.define({
           if (standing?.bestEpoch === report.epoch) yield* Checkpoints.saveBest(network, report.state.params, report.epoch, cacheDir)
           yield* Checkpoints.save(network, report.state, cacheDir, history)
           yield* Stage.event("distill.epoch", { ...record, seconds: report.seconds })
+          yield* Stage.recordEpoch(id, record)
           yield* Stage.reportProgress({
             stage: id, done: report.epoch, total: config.epochs, unit: "epochs",
             detail: `loss ${report.loss.toFixed(4)}${report.validation === undefined ? "" : ` val ${(100 * report.validation.accuracy).toFixed(1)}%`}`

@@ -169,6 +169,7 @@ export const CascadeKind = Stage.define({
           history.push(record)
           yield* Checkpoints.save(network, report.state, cacheDir, history)
           yield* Stage.event("cascade.epoch", { ...record, seconds: report.seconds })
+          yield* Stage.recordEpoch(id, record)
           yield* Stage.reportProgress({
             stage: id, done: report.epoch, total: config.epochs, unit: "epochs",
             detail: `loss ${report.loss.toFixed(4)} acc ${(100 * report.accuracy).toFixed(1)}%${report.validation === undefined ? "" : ` val ${(100 * report.validation.accuracy).toFixed(1)}%`}`
