@@ -109,5 +109,31 @@ export const digestFile = (file: string): Effect.Effect<FileRecord> =>
       })
   )
 
+/**
+ * Digests of input files remembered by (path, size, mtime) in `<runs>/.cache/digests.json`, so a
+ * pipeline re-run over the same multi-gigabyte checkpoints does not hash them again (as git's index
+ * does; a file rewritten in place with the same size within the same millisecond would be missed).
+ */
+export const digestInputs = (files: ReadonlyArray<string>, cacheFile: string): Effect.Effect<ReadonlyArray<FileRecord>> =>
+  Effect.gen(function* () {
+    type Entry = { readonly size: number; readonly mtimeMs: number; readonly sha256: string }
+    let known: Record<string, Entry> = {}
+    try { known = JSON.parse(fs.readFileSync(cacheFile, "utf8")) as Record<string, Entry> } catch { /* no cache yet */ }
+    const records = yield* Effect.forEach(files, (file) => {
+      const stat = (() => { try { return fs.statSync(file) } catch { return undefined } })()
+      const hit = stat === undefined ? undefined : known[file]
+      if (stat !== undefined && hit !== undefined && hit.size === stat.size && hit.mtimeMs === stat.mtimeMs) {
+        return Effect.succeed({ path: file, bytes: hit.size, sha256: hit.sha256 })
+      }
+      return Effect.tap(digestFile(file), (r) =>
+        Effect.sync(() => {
+          if (stat !== undefined && r.sha256 !== "unreadable") known[file] = { size: stat.size, mtimeMs: stat.mtimeMs, sha256: r.sha256 }
+        })
+      )
+    }, { concurrency: 2 })
+    yield* AtomicFile.writeWhole(cacheFile, JSON.stringify(known)).pipe(Effect.ignore)
+    return records
+  })
+
 /** Writes the manifest atomically. */
 export const write = (file: string, manifest: Manifest) => AtomicFile.writeWhole(file, `${JSON.stringify(manifest, null, 2)}\n`)

@@ -122,7 +122,7 @@ const runIn = (loaded: Yaml.LoadedPipeline, options: RunOptions, runId: string, 
     )
     const status = runStatus(outcomes)
     const files = Manifest.filesOf(outcomes)
-    const inputs = yield* Effect.forEach(files.inputs, Manifest.digestFile, { concurrency: 2 })
+    const inputs = yield* Manifest.digestInputs(files.inputs, path.join(path.dirname(runDir), ".cache", "digests.json"))
     yield* Manifest.write(manifestFile, {
       ...base,
       status,

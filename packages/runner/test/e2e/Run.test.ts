@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest"
+import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -178,5 +179,28 @@ stages:
     expect(events[0].type).toBe("run-started")
     expect(events.at(-1)).toMatchObject({ type: "run-finished", status: "succeeded" })
     expect(events.filter((e) => e.type === "stage-progress" && e.stage === "out").at(-1)).toMatchObject({ done: 5, total: 5, unit: "tensors" })
+  })
+
+  it("remembers input digests across runs by size and mtime, and notices a changed input", async () => {
+    const dir = tmp()
+    await writeModel(path.join(dir, "a.safetensors"), specs, 1)
+    fs.writeFileSync(path.join(dir, "p.yaml"), `version: 1
+name: digests
+stages:
+  a: { uses: load, with: { path: a.safetensors } }
+  out: { uses: save, with: { model: a, path: out.safetensors } }
+`)
+    const digestOf = (runId: string) => {
+      expect(crucible(["run", path.join(dir, "p.yaml"), "--runs-dir", path.join(dir, "runs"), "--run-id", runId, "--quiet"]).code).toBe(0)
+      return JSON.parse(fs.readFileSync(path.join(dir, "runs", runId, "manifest.json"), "utf8")).inputs[0].sha256 as string
+    }
+    const first = digestOf("one")
+    expect(first).toBe(createHash("sha256").update(fs.readFileSync(path.join(dir, "a.safetensors"))).digest("hex"))
+    expect(Object.keys(JSON.parse(fs.readFileSync(path.join(dir, "runs/.cache/digests.json"), "utf8")))).toEqual([path.join(dir, "a.safetensors")])
+    expect(digestOf("two")).toBe(first)
+    await writeModel(path.join(dir, "a.safetensors"), specs, 2)
+    const changed = digestOf("three")
+    expect(changed).not.toBe(first)
+    expect(changed).toBe(createHash("sha256").update(fs.readFileSync(path.join(dir, "a.safetensors"))).digest("hex"))
   })
 })
