@@ -95,19 +95,32 @@ export const filesOf = (outcomes: ReadonlyArray<StageOutcome>): { readonly input
   return { inputs: [...inputs].filter((f) => !written.has(f)), outputs }
 }
 
-/** sha256 and size of a file, streamed. */
+/**
+ * sha256 and size of a file, read through one reused 4 MiB buffer: no garbage per chunk (a
+ * 64 KiB read stream allocates 16,000 buffers per GiB, and V8 then runs a full collection every
+ * few dozen of them on a large heap).
+ */
 export const digestFile = (file: string): Effect.Effect<FileRecord> =>
-  Effect.promise(
-    () =>
-      new Promise<FileRecord>((resolve) => {
-        const hash = createHash("sha256")
-        let bytes = 0
-        fs.createReadStream(file)
-          .on("data", (chunk) => { bytes += chunk.length; hash.update(chunk) })
-          .on("end", () => resolve({ path: file, bytes, sha256: hash.digest("hex") }))
-          .on("error", () => resolve({ path: file, bytes: 0, sha256: "unreadable" }))
-      })
-  )
+  Effect.promise(async () => {
+    const hash = createHash("sha256")
+    const buffer = Buffer.allocUnsafeSlow(4 * 1024 * 1024)
+    let bytes = 0
+    let handle: fs.promises.FileHandle | undefined
+    try {
+      handle = await fs.promises.open(file, "r")
+      for (;;) {
+        const { bytesRead } = await handle.read(buffer, 0, buffer.length, bytes)
+        if (bytesRead === 0) break
+        hash.update(bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead))
+        bytes += bytesRead
+      }
+      return { path: file, bytes, sha256: hash.digest("hex") }
+    } catch {
+      return { path: file, bytes: 0, sha256: "unreadable" }
+    } finally {
+      await handle?.close().catch(() => undefined)
+    }
+  })
 
 /**
  * Digests of input files remembered by (path, size, mtime) in `<runs>/.cache/digests.json`, so a
