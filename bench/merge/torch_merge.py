@@ -56,9 +56,11 @@ class SafeTensors:
 
 
 def encode(t, dtype):
+    """The bytes of `t` in `dtype`, without a copy when it is already a contiguous float32."""
     if dtype == "BF16":
         return t.to(torch.bfloat16).view(torch.int16).numpy().tobytes()
-    return t.numpy().astype(NUMPY[dtype]).tobytes()
+    a = t.contiguous().numpy()
+    return memoryview(a if a.dtype == NUMPY[dtype] else a.astype(NUMPY[dtype])).cast("B")
 
 
 def linear(tensors, weights):

@@ -6,10 +6,11 @@
  *
  * @since 0.1.0
  */
-import { DType, Model, Port, Stage, type TensorRef } from "@crucible/core"
+import { DType, Model, Port, Stage, TensorRef } from "@crucible/core"
 import { Effect, Schema } from "effect"
 import { mismatches } from "./Alignment.ts"
 import { InvalidMergeParams, MergeInputsMismatch } from "./MergeError.ts"
+import * as StreamSum from "./StreamSum.ts"
 
 /** @category stage kinds */
 export const Linear = Stage.define({
@@ -49,39 +50,49 @@ export const Linear = Stage.define({
     const outDtype = params.out_dtype !== undefined ? DType.parseWritable(params.out_dtype) : params.dtype === undefined ? undefined : wide ? "F64" : "F32"
     const first = models[0]!
     yield* Effect.annotateCurrentSpan({ "crucible.merge.weights": scale.join(","), "crucible.tensors.out": first.tensors.size })
-    const tensors = Array.from(first.tensors.values(), (t): TensorRef.TensorRef =>
-      DType.isFloat(t.dtype) ? averaged(t, models.map((m) => m.tensors.get(t.name)!), scale, wide, outDtype ?? writable(t.dtype)) : t
-    )
+    const merged = Array.from(first.tensors.values()).filter((t) => DType.isFloat(t.dtype))
+    const sources = merged.map((t) => models.map((m) => m.tensors.get(t.name)!))
+    const stream = wide ? undefined : StreamSum.make(sources, scale, yield* Effect.scope)
+    const index = new Map(merged.map((t, i) => [t.name, i]))
+    const tensors = Array.from(first.tensors.values(), (t): TensorRef.TensorRef => {
+      const i = index.get(t.name)
+      return i === undefined ? t : averaged(t, i, sources[i]!, scale, stream, outDtype ?? writable(t.dtype))
+    })
     return Model.make(`${id} (merge/linear)`, tensors, first.metadata, [...new Set(models.flatMap((m) => m.files))])
   })
 })
 
 const writable = (dtype: DType.DType): DType.WritableDType => DType.parseWritable(dtype) ?? "F32"
 
+// The compute dtypes differ in what they keep: F32 sums each element in float64 and rounds it
+// once to float32 (the weighted-sum kernel: the same bits for any chunking, JS or SIMD, streamed
+// with read-ahead); F64 keeps the float64 sums for a float64 output.
 const averaged = (
   like: TensorRef.TensorRef,
+  index: number,
   sources: ReadonlyArray<TensorRef.TensorRef>,
   scale: ReadonlyArray<number>,
-  wide: boolean,
+  stream: StreamSum.StreamSum | undefined,
   dtype: DType.WritableDType
 ): TensorRef.TensorRef => ({
   name: like.name,
   dtype,
   shape: like.shape,
   read: (range) =>
-    Effect.gen(function* () {
-      let acc: Float32Array | Float64Array | undefined
-      for (const [i, source] of sources.entries()) {
-        const bytes = yield* source.read(range)
-        const values = wide ? DType.toFloat64(bytes, source.dtype) : DType.toFloat32(bytes, source.dtype)
-        acc ??= wide ? new Float64Array(values.length) : new Float32Array(values.length)
-        axpy(acc, values, scale[i]!)
-      }
-      return DType.fromNumbers(acc ?? new Float32Array(0), dtype)
-    })
+    stream !== undefined
+      ? stream.sum(index, TensorRef.rangeOf(like, range), dtype)
+      : Effect.gen(function* () {
+        let acc: Float64Array | undefined
+        for (const [i, source] of sources.entries()) {
+          const values = DType.toFloat64(yield* source.read(range), source.dtype)
+          acc ??= new Float64Array(values.length)
+          axpy(acc, values, scale[i]!)
+        }
+        return DType.fromNumbers(acc ?? new Float64Array(0), dtype)
+      })
 })
 
 /** acc += w · x, in place. */
-const axpy = (acc: Float32Array | Float64Array, x: Float32Array | Float64Array, w: number): void => {
+const axpy = (acc: Float64Array, x: Float64Array, w: number): void => {
   for (let j = 0; j < acc.length; j++) acc[j]! += w * x[j]!
 }

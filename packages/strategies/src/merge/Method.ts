@@ -15,10 +15,14 @@ import { DType, MemoryBudget, Model, Port, Stage, TensorRef } from "@crucible/co
 import { Effect, Result, Schema } from "effect"
 import type { MergeKernelError } from "./kernels/KernelError.ts"
 import * as NonFinite from "./kernels/NonFinite.ts"
+import * as Parallel from "./kernels/Parallel.ts"
+import type * as Pool from "./kernels/Pool.ts"
 import { InvalidMergeParams, MergeInputsMismatch } from "./MergeError.ts"
 import * as Layer from "./rules/Layer.ts"
 import { ParamValue } from "./rules/ParamValue.ts"
 import * as Resolve from "./rules/Resolve.ts"
+import * as StagePool from "./StagePool.ts"
+import * as TensorBuffers from "./TensorBuffers.ts"
 
 /** One tensor to merge: its inputs (float32) and its resolved parameters. @category models */
 export interface Job {
@@ -54,6 +58,12 @@ export interface MethodDefinition<Kind extends string, Fields extends Schema.Str
   readonly statistics?: { readonly description: string; readonly tensorFor: (name: string) => string }
   /** Merges one tensor. */
   readonly merge: (job: Job, params: Schema.Struct.Type<Fields>) => Result.Result<Float32Array, MergeKernelError>
+  /**
+   * The same merge on a worker pool, writing into `out` (the job's arrays and `out` are in shared
+   * memory). It must give the bytes `merge` gives (the `Parallel` kernels do, for any worker
+   * count). When present, large tensors run on the stage's pool; `merge` runs the others.
+   */
+  readonly parallel?: (pool: Pool.Pool, job: Job, params: Schema.Struct.Type<Fields>, out: Float32Array) => Effect.Effect<void, MergeKernelError | Pool.PoolError>
 }
 
 const Common = {
@@ -114,6 +124,14 @@ export const define = <const Kind extends string, Fields extends Schema.Struct.F
       const outDtype = raw.out_dtype === undefined ? undefined : DType.parseWritable(raw.out_dtype as string)
       const allowNonFinite = (raw.allow_nonfinite as boolean | undefined) ?? false
       yield* Effect.annotateCurrentSpan({ "crucible.merge.method": method.kind, "crucible.merge.models": models.length, "crucible.merge.base": base !== undefined, "crucible.tensors.out": names.length })
+      // Inputs are read into buffers reused from tensor to tensor (see TensorBuffers), dropped
+      // after the last tensor, after each one under a memory limit (so that only the working set
+      // it holds is in use), and when the stage's scope closes.
+      const scope = yield* Effect.scope
+      const workers = method.parallel === undefined ? undefined : StagePool.make(scope)
+      const buffers = TensorBuffers.make({ shared: workers?.enabled ?? false })
+      yield* Effect.addFinalizer(() => Effect.sync(buffers.release))
+      const mergedNames: Array<string> = []
       const tensors = names.map((name): TensorRef.TensorRef => {
         const like = (base ?? models.find((m) => m.tensors.has(name))!).tensors.get(name) ?? reference.tensors.get(name)!
         const present = models.map((m) => m.tensors.get(name))
@@ -133,17 +151,31 @@ export const define = <const Kind extends string, Fields extends Schema.Struct.F
         const statRefs = statName === undefined ? [] : statistics.map((m) => m.tensors.get(statName))
         // The working set: every input (as float32) and the output, held against --memory-limit.
         const workingSet = (present.length + (base === undefined ? 1 : 2) + statRefs.length) * TensorRef.numel(like.shape) * 4
+        const inputs = base === undefined ? present.map((t) => t!) : [base.tensors.get(name)!, ...present.map((t) => t!)]
+        mergedNames.push(name)
         return lazyTensor(like, outDtype ?? (DType.parseWritable(like.dtype) ?? "F32"), () =>
-          MemoryBudget.hold(name, workingSet)(Effect.gen(function* () {
-            const baseData = base === undefined ? undefined : yield* TensorRef.readFloat32(base.tensors.get(name)!)
-            const data = yield* Effect.forEach(present, (t) => TensorRef.readFloat32(t!))
-            if (!allowNonFinite) yield* checkFinite(name, "input", baseData === undefined ? data : [baseData, ...data])
+          MemoryBudget.hold(name, workingSet)(buffers.read(inputs, (arrays) => Effect.gen(function* () {
+            const baseData = base === undefined ? undefined : arrays[0]!
+            const data = base === undefined ? arrays : arrays.slice(1)
+            const pool = workers === undefined ? undefined : yield* workers.forTensor(TensorRef.numel(like.shape))
+            if (!allowNonFinite) yield* checkFinite(name, "input", arrays, pool)
             const stats = statRefs.length > 0 && statRefs.every((t) => t !== undefined) ? yield* Effect.forEach(statRefs, (t) => TensorRef.readFloat32(t!)) : undefined
-            const merged = method.merge(job(baseData, data, stats), p as Schema.Struct.Type<Fields>)
-            if (Result.isFailure(merged)) return yield* Effect.fail(merged.failure)
-            if (!allowNonFinite) yield* checkFinite(name, "output", [merged.success])
-            return merged.success
-          }))
+            const params = p as Schema.Struct.Type<Fields>
+            let result: Float32Array
+            if (pool !== undefined && method.parallel !== undefined && arrays.every((a) => a.buffer instanceof SharedArrayBuffer)) {
+              result = new Float32Array(new SharedArrayBuffer(TensorRef.numel(like.shape) * 4))
+              yield* method.parallel(pool, job(baseData, data, stats), params, result)
+            } else {
+              const merged = method.merge(job(baseData, data, stats), params)
+              if (Result.isFailure(merged)) return yield* Effect.fail(merged.failure)
+              result = merged.success
+            }
+            if (!allowNonFinite) yield* checkFinite(name, "output", [result], pool)
+            // A result that is an input (or a view of one) must outlive the reused buffers.
+            return buffers.owns(result) ? result.slice() : result
+          }))).pipe(Effect.ensuring(Effect.gen(function* () {
+            if (name === mergedNames.at(-1) || (yield* MemoryBudget.MemoryBudget).limit !== undefined) buffers.release()
+          })))
         )
       })
       return Model.make(`${id} (${method.kind})`, tensors, reference.metadata, [...new Set([...all, ...statistics].flatMap((m) => m.files))])
@@ -181,10 +213,14 @@ const plan = (models: ReadonlyArray<Model.Model>, onMissing: string): { readonly
   return { names: kept, problems }
 }
 
-const checkFinite = (tensor: string, role: "input" | "output", arrays: ReadonlyArray<Float32Array>) => {
-  const report = NonFinite.find(arrays.map((values) => ({ tensor, values })))
-  return report === undefined ? Effect.void : Effect.fail(new NonFinite.NonFiniteTensor({ role, ...report }))
-}
+// On a pool when the arrays are shared (the report is the same: first index, total count).
+const checkFinite = (tensor: string, role: "input" | "output", arrays: ReadonlyArray<Float32Array>, pool?: Pool.Pool) =>
+  Effect.flatMap(
+    pool !== undefined && arrays.every((a) => a.buffer instanceof SharedArrayBuffer)
+      ? Parallel.findNonFinite(pool, arrays.map((values) => ({ tensor, values })))
+      : Effect.sync(() => NonFinite.find(arrays.map((values) => ({ tensor, values })))),
+    (report) => (report === undefined ? Effect.void : Effect.fail(new NonFinite.NonFiniteTensor({ role, ...report })))
+  )
 
 /**
  * A tensor computed on its first read and kept until its last element range has been read, so a
@@ -206,6 +242,8 @@ const lazyTensor = (
         const values = cached ?? (yield* compute())
         const { start, end } = TensorRef.rangeOf(like, range)
         cached = end >= n ? undefined : values
+        // float32 output is a view of the merged tensor (never written again), not a copy.
+        if (dtype === "F32" && values.buffer instanceof ArrayBuffer) return new Uint8Array(values.buffer, values.byteOffset + start * 4, (end - start) * 4)
         return DType.fromNumbers(range === undefined ? values : values.subarray(start, end), dtype)
       })
   }

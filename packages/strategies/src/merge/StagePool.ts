@@ -1,0 +1,41 @@
+/**
+ * The worker pool of one merge stage (`kernels/Pool.ts`), started when the first tensor large
+ * enough to pay for it is merged and stopped when the stage's scope closes. A stage that merges
+ * only small tensors never starts threads, and a machine with one core gets none. If the workers
+ * cannot start, the merge runs in the calling thread (the kernels give the same bytes).
+ *
+ * @since 0.1.0
+ */
+import { Effect, Exit, Scope } from "effect"
+import { availableParallelism } from "node:os"
+import * as Pool from "./kernels/Pool.ts"
+
+/** Tensors with fewer elements merge in the calling thread: a pool round trip costs more. @category constants */
+export const MIN_ELEMENTS = 1 << 18
+
+/** @category models */
+export interface StagePool {
+  /** Whether this stage would use workers at all (more than one core). */
+  readonly enabled: boolean
+  /** The pool for a tensor of `elements`, or undefined to merge it in the calling thread. */
+  readonly forTensor: (elements: number) => Effect.Effect<Pool.Pool | undefined>
+}
+
+/** A pool of `workers` threads (default: the cores available) in `scope`. @category constructors */
+export const make = (scope: Scope.Scope, workers = availableParallelism()): StagePool => {
+  const enabled = workers > 1
+  let started: Promise<Pool.Pool | undefined> | undefined
+  const start = (): Promise<Pool.Pool | undefined> =>
+    Effect.runPromise(Effect.gen(function* () {
+      const own = yield* Scope.fork(scope)
+      const exit = yield* Effect.exit(Scope.provide(own)(Pool.make({ workers, inlineBelow: 0 })))
+      if (Exit.isSuccess(exit)) return exit.value
+      yield* Scope.close(own, Exit.void)
+      return undefined
+    }))
+  return {
+    enabled,
+    forTensor: (elements) =>
+      !enabled || elements < MIN_ELEMENTS ? Effect.succeed(undefined) : Effect.promise(() => (started ??= start()))
+  }
+}

@@ -1,0 +1,90 @@
+// A Method with a `parallel` form: large tensors merge on the stage's worker pool, small ones in
+// the calling thread, and the output bytes and non-finite reports are those of `merge` alone.
+import { DType, Model, TensorRef } from "@crucible/core"
+import { Effect, Result, Schema } from "effect"
+import { describe, expect, it } from "vitest"
+import * as Parallel from "../../src/merge/kernels/Parallel.ts"
+import * as Kernel from "../../src/merge/kernels/TaskArithmetic.ts"
+import * as TaskStatistics from "../../src/merge/kernels/TaskStatistics.ts"
+import * as Method from "../../src/merge/Method.ts"
+import { MIN_ELEMENTS } from "../../src/merge/StagePool.ts"
+
+const plan = (job: Method.Job) =>
+  Kernel.plan({ weights: job.models.map(() => 1), ...Kernel.presets.ties, density: job.value("density") ?? 1 }, job.shape, job.models.length, job.name)
+
+const ties = (onPool: Array<string> | undefined) =>
+  Method.define({
+    kind: "test/ties",
+    description: "TIES, with or without a parallel form",
+    base: "required",
+    minModels: 1,
+    rules: ["density"],
+    fields: { unused: Schema.optional(Schema.Boolean) },
+    merge: (job) => {
+      const p = plan(job)
+      if (Result.isFailure(p)) return Result.fail(p.failure)
+      const out = new Float32Array(job.base!.length)
+      Kernel.apply(TaskStatistics.prepare(p.success, job.base!, job.models), out, job.base!, job.models)
+      return Result.succeed(out)
+    },
+    ...(onPool === undefined ? {} : {
+      parallel: (pool, job, _params, out) => {
+        onPool.push(job.name)
+        return Effect.flatMap(Effect.fromResult(plan(job)), (p) => Parallel.taskArithmetic(pool, p, out, job.base!, job.models))
+      }
+    })
+  })
+
+const wave = (seed: number, n: number, around?: Float32Array) =>
+  Float32Array.from({ length: n }, (_, i) => (around?.[i] ?? 0) + Math.sin(seed * 7919 + i * 0.013) * (around === undefined ? 1 : 0.05))
+
+const SHAPES: Record<string, Array<number>> = { "layers.0.weight": [640, 520], "layers.0.bias": [640], "norm.weight": [1000, 300] }
+const modelOf = (name: string, data: Record<string, Float32Array>) =>
+  Model.make(name, [
+    ...Object.entries(data).map(([t, v]) => TensorRef.fromBytes(t, "F32", SHAPES[t]!, DType.fromNumbers(v, "F32"))),
+    TensorRef.fromBytes("steps", "I64", [], DType.fromNumbers([3], "I64"))
+  ])
+
+const base = Object.fromEntries(Object.entries(SHAPES).map(([t, s], k) => [t, wave(k, s.reduce((a, b) => a * b, 1))]))
+const fineTunes = [1, 2, 3].map((m) => Object.fromEntries(Object.entries(base).map(([t, v], k) => [t, wave(10 * m + k, v.length, v)])))
+
+const context = { id: "m", kind: "test/ties", resolvePath: (p: string) => p, runDir: "/nonexistent", cacheDir: "/nonexistent", dryRun: false }
+
+/** Runs the stage and reads every output tensor in the writer's chunks. */
+const mergeWith = (kind: ReturnType<typeof ties>, models: ReadonlyArray<Model.Model>) =>
+  Effect.runPromise(Effect.scoped(Effect.gen(function* () {
+    const merged = yield* kind.run({ ...context, params: { density: 0.3, on_missing: undefined, unmatched: undefined, allow_nonfinite: undefined, out_dtype: undefined }, inputs: { base: modelOf("base", base), models, statistics: [] } })
+    const out: Record<string, Uint8Array> = {}
+    for (const t of merged.tensors.values()) {
+      const n = TensorRef.numel(t.shape)
+      const parts: Array<Uint8Array> = []
+      for (let start = 0; start < n; start += 100_000) parts.push(yield* t.read({ start, end: Math.min(n, start + 100_000) }))
+      out[t.name] = Uint8Array.from(parts.flatMap((p) => Array.from(p)))
+    }
+    return out
+  })))
+
+describe("Method with a parallel form", () => {
+  it("merges tensors of at least MIN_ELEMENTS on the pool with the bytes of the in-thread merge", async () => {
+    const models = fineTunes.map((d, m) => modelOf(`ft${m}`, d))
+    const onPool: Array<string> = []
+    const pooled = await mergeWith(ties(onPool), models)
+    const inThread = await mergeWith(ties(undefined), models)
+    expect(onPool.sort()).toEqual(Object.keys(SHAPES).filter((t) => SHAPES[t]!.reduce((a, b) => a * b, 1) >= MIN_ELEMENTS).sort())
+    expect(onPool.length).toBe(2)
+    expect(Object.keys(pooled).sort()).toEqual([...Object.keys(SHAPES), "steps"].sort())
+    for (const name of Object.keys(inThread)) expect(pooled[name]).toEqual(inThread[name])
+  }, 60_000)
+
+  it("reports a non-finite input found on the pool as the in-thread check does", async () => {
+    const broken = fineTunes.map((d) => ({ ...d, "layers.0.weight": d["layers.0.weight"]!.slice() }))
+    broken[1]!["layers.0.weight"]![4321] = Number.NaN
+    broken[1]!["layers.0.weight"]![9999] = Number.POSITIVE_INFINITY
+    const models = broken.map((d, m) => modelOf(`ft${m}`, d))
+    const failure = (kind: ReturnType<typeof ties>) => mergeWith(kind, models).then(() => undefined, (e: unknown) => e)
+    const pooled = await failure(ties([]))
+    const inThread = await failure(ties(undefined))
+    expect(String(pooled)).toContain("2 non-finite values in the input (first: NaN at element 4321)")
+    expect(String(pooled)).toBe(String(inThread))
+  }, 60_000)
+})
