@@ -1,3 +1,3 @@
 import { defineProject } from "vitest/config"
 
-export default defineProject({ test: { name: "strategies", include: ["test/**/*.test.ts"], testTimeout: 60_000, hookTimeout: 60_000 } })
+export default defineProject({ test: { name: "strategies", include: ["test/**/*.test.ts"], setupFiles: ["../../vitest.setup.ts"], testTimeout: 60_000, hookTimeout: 60_000 } })

@@ -115,7 +115,9 @@ describe("edge cases", () => {
       fc.property(
         fc.constantFrom(...(Object.keys(TaskArithmetic.presets) as Array<TaskArithmetic.PresetName>)),
         fc.integer({ min: 1, max: 5 }),
-        fc.double({ min: 0.05, max: 1, noNaN: true }),
+        // Density 1 keeps everything; below it DELLA needs density ± epsilon strictly inside (0, 1),
+        // which floating point loses within 1e-16 of 1.
+        fc.oneof(fc.constant(1), fc.double({ min: 0.05, max: 0.99, noNaN: true })),
         (preset, copies, density) => {
           const x = models[0]!
           const { out } = run({ weights: Array(copies).fill(1 / copies), ...TaskArithmetic.presets[preset], density, epsilon: Math.min(density, 1 - density) / 2 }, x, Array(copies).fill(x))
