@@ -26,17 +26,15 @@ import * as Init from "../models/Init.ts"
 import * as Layers from "../models/Layers.ts"
 import * as Network from "../models/Network.ts"
 import * as Runnable from "../models/Runnable.ts"
-import * as Optimizer from "../train/Optimizer.ts"
-import * as Schedule from "../train/Schedule.ts"
 import * as Train from "../train/Train.ts"
 import type * as Trainer from "../train/Trainer.ts"
 import * as Checkpoints from "../train/EpochCheckpoints.ts"
+import * as TrainParams from "../train/TrainParams.ts"
 import * as EarlyStopping from "./EarlyStopping.ts"
 import * as Hint from "./Hint.ts"
 import * as KdLoss from "./KdLoss.ts"
 import * as TeacherOutputs from "./TeacherOutputs.ts"
 
-const Positive = Schema.Int.check(Schema.isGreaterThan(0))
 
 /** Signals the end of training from `onEpoch`; never escapes the stage. */
 class EarlyStop extends Schema.TaggedError<EarlyStop>()("EarlyStop", { epoch: Schema.Number }) {}
@@ -50,20 +48,8 @@ export const DistillKind = Stage.define({
   params: Schema.Struct({
     /** The student's architecture; default: the `init` model's. */
     arch: Schema.optional(Runnable.ArchParam),
-    data: Schema.optional(DataSource.DataParam),
-    /** Default `train`. */
-    split: Schema.optional(DataSource.Split),
-    /** Evaluated after every epoch (needed by `early_stopping`). */
-    validation: Schema.optional(DataSource.Split),
-    epochs: Positive,
-    batch_size: Schema.optional(Positive),
-    seed: Schema.optional(Schema.Int),
-    /** Default `{ type: adam, lr: 0.001 }`. */
-    optimizer: Schema.optional(Optimizer.Optimizer),
-    schedule: Schema.optional(Schedule.Schedule),
-    shuffle: Schema.optional(Schema.Boolean),
-    drop_last: Schema.optional(Schema.Boolean),
-    augment: Schema.optional(Schema.Struct({ shift: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)) })),
+    ...TrainParams.TrainingFields,
+    ...TrainParams.AugmentField,
     /** T (default 4). */
     temperature: Schema.optional(Schema.Finite.check(Schema.isGreaterThan(0))),
     /** α, the weight of the distillation term (default 0.9). */
@@ -91,16 +77,7 @@ export const DistillKind = Stage.define({
     const data = yield* DataSource.load(dataParam, params.split ?? "train", resolvePath)
     const validation = params.validation === undefined ? undefined : yield* DataSource.load(dataParam, params.validation, resolvePath)
     if (params.early_stopping !== undefined && validation === undefined) return yield* fail("early_stopping needs a validation: split")
-    const config: Train.TrainConfig = {
-      epochs: params.epochs,
-      batchSize: params.batch_size ?? 100,
-      seed,
-      optimizer: params.optimizer ?? { type: "adam", lr: 0.001 },
-      ...(params.schedule === undefined ? {} : { schedule: params.schedule }),
-      ...(params.shuffle === undefined ? {} : { shuffle: params.shuffle }),
-      ...(params.drop_last === undefined ? {} : { dropLast: params.drop_last }),
-      ...(params.augment === undefined ? {} : { augment: params.augment })
-    }
+    const config = TrainParams.config(params)
     const temperature = params.temperature ?? 4
     const alpha = params.alpha ?? 0.9
     const shift = config.augment?.shift ?? 0

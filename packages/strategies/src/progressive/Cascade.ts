@@ -24,13 +24,11 @@ import * as Init from "../models/Init.ts"
 import * as Network from "../models/Network.ts"
 import type { ParamSet } from "../models/Params.ts"
 import * as Runnable from "../models/Runnable.ts"
+import * as TrainParams from "../train/TrainParams.ts"
 import * as Checkpoints from "../train/EpochCheckpoints.ts"
-import * as Optimizer from "../train/Optimizer.ts"
-import * as Schedule from "../train/Schedule.ts"
 import * as Train from "../train/Train.ts"
 import * as CascadeBundle from "./CascadeBundle.ts"
 
-const Positive = Schema.Int.check(Schema.isGreaterThan(0))
 
 /** An architecture's layers as `sequential` layers (an MLP's widths become dense, norm, relu). */
 export const sequentialLayers = (arch: Arch.Arch): ReadonlyArray<Arch.Layer> => {
@@ -74,19 +72,7 @@ export const CascadeKind = Stage.define({
     layer: Schema.optional(Schema.String),
     /** The second model's architecture; default: the `init` model's. */
     arch: Schema.optional(Runnable.ArchParam),
-    data: Schema.optional(DataSource.DataParam),
-    /** Default `train`. */
-    split: Schema.optional(DataSource.Split),
-    /** Evaluate the second model on this split's features after every epoch. */
-    validation: Schema.optional(DataSource.Split),
-    epochs: Positive,
-    batch_size: Schema.optional(Positive),
-    seed: Schema.optional(Schema.Int),
-    /** Default `{ type: adam, lr: 0.001 }`. */
-    optimizer: Schema.optional(Optimizer.Optimizer),
-    schedule: Schema.optional(Schedule.Schedule),
-    shuffle: Schema.optional(Schema.Boolean),
-    drop_last: Schema.optional(Schema.Boolean)
+    ...TrainParams.TrainingFields
   }),
   inputs: {
     first: Port.one(Port.ModelPort, "the first model (frozen)"),
@@ -133,15 +119,7 @@ export const CascadeKind = Stage.define({
     const data = yield* Effect.flatMap(DataSource.load(dataParam, params.split ?? "train", resolvePath), featuresOf)
     const validation = params.validation === undefined ? undefined : yield* Effect.flatMap(DataSource.load(dataParam, params.validation, resolvePath), featuresOf)
     yield* Stage.event("cascade.features", { layer, features, samples: data.count, adapter })
-    const config: Train.TrainConfig = {
-      epochs: params.epochs,
-      batchSize: params.batch_size ?? 100,
-      seed,
-      optimizer: params.optimizer ?? { type: "adam", lr: 0.001 },
-      ...(params.schedule === undefined ? {} : { schedule: params.schedule }),
-      ...(params.shuffle === undefined ? {} : { shuffle: params.shuffle }),
-      ...(params.drop_last === undefined ? {} : { dropLast: params.drop_last })
-    }
+    const config = TrainParams.config(params)
 
     const output = (trained: ParamSet, history: ReadonlyArray<Record<string, number>>): Effect.Effect<Model.Model, CascadeBundle.CascadeError> =>
       CascadeBundle.make(

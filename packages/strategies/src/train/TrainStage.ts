@@ -13,11 +13,9 @@ import * as Init from "../models/Init.ts"
 import * as Network from "../models/Network.ts"
 import * as Runnable from "../models/Runnable.ts"
 import * as Checkpoints from "./EpochCheckpoints.ts"
-import * as Optimizer from "./Optimizer.ts"
-import * as Schedule from "./Schedule.ts"
+import * as TrainParams from "./TrainParams.ts"
 import * as Train from "./Train.ts"
 
-const Positive = Schema.Int.check(Schema.isGreaterThan(0))
 
 /** @category stage kinds */
 export const TrainKind = Stage.define({
@@ -27,20 +25,8 @@ export const TrainKind = Stage.define({
   params: Schema.Struct({
     /** The architecture; default: the `init` model's. */
     arch: Schema.optional(Runnable.ArchParam),
-    data: Schema.optional(DataSource.DataParam),
-    split: Schema.optional(DataSource.Split),
-    /** Evaluate on this split after every epoch. */
-    validation: Schema.optional(DataSource.Split),
-    epochs: Positive,
-    batch_size: Schema.optional(Positive),
-    seed: Schema.optional(Schema.Int),
-    /** Default `{ type: adam, lr: 0.001 }`. */
-    optimizer: Schema.optional(Optimizer.Optimizer),
-    schedule: Schema.optional(Schedule.Schedule),
-    shuffle: Schema.optional(Schema.Boolean),
-    drop_last: Schema.optional(Schema.Boolean),
-    /** ±`shift`-pixel translation of image samples. */
-    augment: Schema.optional(Schema.Struct({ shift: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)) }))
+    ...TrainParams.TrainingFields,
+    ...TrainParams.AugmentField
   }),
   inputs: { init: Port.optional(Port.ModelPort, "start from these weights instead of a fresh initialisation") },
   output: Port.ModelPort,
@@ -55,16 +41,7 @@ export const TrainKind = Stage.define({
     const dataParam = params.data ?? "mnist"
     const data = yield* DataSource.load(dataParam, params.split ?? "train", resolvePath)
     const validation = params.validation === undefined ? undefined : yield* DataSource.load(dataParam, params.validation, resolvePath)
-    const config: Train.TrainConfig = {
-      epochs: params.epochs,
-      batchSize: params.batch_size ?? 100,
-      seed,
-      optimizer: params.optimizer ?? { type: "adam", lr: 0.001 },
-      ...(params.schedule === undefined ? {} : { schedule: params.schedule }),
-      ...(params.shuffle === undefined ? {} : { shuffle: params.shuffle }),
-      ...(params.drop_last === undefined ? {} : { dropLast: params.drop_last }),
-      ...(params.augment === undefined ? {} : { augment: params.augment })
-    }
+    const config = TrainParams.config(params)
     const checkpoints = yield* Checkpoints.latest(network, cacheDir)
     const history: Array<Record<string, number>> = Checkpoints.readHistory(cacheDir).slice(0, checkpoints?.state.epoch ?? 0)
     if (checkpoints !== undefined && checkpoints.state.epoch >= config.epochs) {
