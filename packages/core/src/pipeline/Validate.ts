@@ -6,8 +6,9 @@
  *
  * @since 0.1.0
  */
-import { Exit, Schema, SchemaIssue } from "effect"
+import { Exit, Schema } from "effect"
 import { didYouMean } from "../internal/suggest.ts"
+import * as Issues from "./Issues.ts"
 import type { IrStage, PipelineIR } from "./Ir.ts"
 import type { Input } from "./Port.ts"
 import { Problem, type ProblemCode } from "./Problem.ts"
@@ -117,34 +118,19 @@ const decodeParams = (s: IrStage, kind: AnyStageKind, problems: Array<Problem>):
   const raw = Object.fromEntries(Object.entries(s.with).filter(([k]) => !inputNames.has(k)))
   const exit = Schema.decodeUnknownExit(kind.params as Schema.Codec<unknown, unknown>)(raw, { errors: "all", onExcessProperty: "error" })
   if (Exit.isSuccess(exit)) return exit.value
-  const error = findSchemaError(exit.cause)
-  const issues = error === undefined ? [{ path: [], message: String(exit.cause) }] : formatIssues(error.issue)
+  const issues = Issues.fromCause(exit.cause)
   const known = [...Object.keys(structFields(kind.params)), ...inputNames]
   for (const issue of issues) {
     const path: Path = ["stages", s.id, "with", ...issue.path]
     const key = String(issue.path[0] ?? "")
-    if (/excess property/i.test(issue.message)) {
+    if (Issues.isExcess(issue.message)) {
       problems.push(problem("UnknownParam", `unknown parameter "${key}" for ${kind.kind}${didYouMean(key, known)}; it takes: ${known.join(", ") || "nothing"}`, path, s.id))
-    } else if (/missing key/i.test(issue.message)) {
+    } else if (Issues.isMissing(issue.message)) {
       problems.push(problem("MissingParam", `missing required parameter "${issue.path.join(".")}" for ${kind.kind}`, ["stages", s.id, "with"], s.id))
     } else {
       problems.push(problem("InvalidParam", `parameter "${issue.path.join(".") || "with"}": ${issue.message}`, path, s.id))
     }
   }
-  return undefined
-}
-
-const formatIssue = SchemaIssue.makeFormatterStandardSchemaV1()
-
-const formatIssues = (issue: SchemaIssue.Issue): ReadonlyArray<{ readonly path: ReadonlyArray<string | number>; readonly message: string }> =>
-  formatIssue(issue).issues.map((i) => ({
-    message: i.message,
-    path: (i.path ?? []).map((p) => (typeof p === "object" && p !== null && "key" in p ? (p.key as string | number) : (p as string | number)))
-  }))
-
-const findSchemaError = (cause: unknown): Schema.SchemaError | undefined => {
-  const reasons = (cause as { reasons?: ReadonlyArray<{ error?: unknown }> }).reasons ?? []
-  for (const r of reasons) if (Schema.isSchemaError(r.error)) return r.error
   return undefined
 }
 

@@ -5,10 +5,11 @@
  *
  * @since 0.1.0
  */
-import { Effect, Exit, Schema, SchemaIssue } from "effect"
+import { Effect, Exit, Schema } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { isMap, isNode, isPair, isScalar, LineCounter, parseDocument, type Document, type Node, type Pair } from "yaml"
+import * as Issues from "./Issues.ts"
 import { FORMAT_VERSION, type IrStage, type PipelineIR, StageId, StageNode } from "./Ir.ts"
 import { PipelineInvalid, PipelineUnreadable } from "./PipelineError.ts"
 import { codeFrame, type Position, Problem, type ProblemCode } from "./Problem.ts"
@@ -135,34 +136,14 @@ const withPosition = (p: Problem, position: Position | undefined, text: string):
 const sortByPosition = (problems: ReadonlyArray<Problem>): Array<Problem> =>
   [...problems].sort((a, b) => (a.position?.line ?? 0) - (b.position?.line ?? 0) || (a.position?.col ?? 0) - (b.position?.col ?? 0))
 
-const formatter = SchemaIssue.makeFormatterStandardSchemaV1()
-
-interface FlatIssue {
-  readonly path: ReadonlyArray<string | number>
-  readonly message: string
-}
-
-const issuesOf = (cause: unknown): ReadonlyArray<FlatIssue> => {
-  const reasons = (cause as { reasons?: ReadonlyArray<{ error?: unknown }> }).reasons ?? []
-  for (const r of reasons) {
-    if (Schema.isSchemaError(r.error)) {
-      return formatter(r.error.issue).issues.map((i) => ({
-        message: i.message,
-        path: (i.path ?? []).map((k) => (typeof k === "object" && k !== null && "key" in k ? (k.key as string | number) : (k as string | number)))
-      }))
-    }
-  }
-  return [{ path: [], message: String(cause) }]
-}
-
-const isExcess = (message: string) => /excess property/i.test(message)
+const { fromCause: issuesOf, isExcess } = Issues
 
 const issueCode = (message: string, otherwise: ProblemCode): ProblemCode => (isExcess(message) ? "UnknownKey" : otherwise)
 
-const issueMessage = (issue: FlatIssue): string => {
+const issueMessage = (issue: Issues.FlatIssue): string => {
   const where = issue.path.length === 0 ? "the pipeline" : `"${issue.path.join(".")}"`
   if (isExcess(issue.message)) return `unknown key "${String(issue.path[issue.path.length - 1])}"`
-  if (/missing key/i.test(issue.message)) return `missing required key ${where}`
+  if (Issues.isMissing(issue.message)) return `missing required key ${where}`
   return `${where}: ${issue.message}`
 }
 
