@@ -14,8 +14,9 @@ import * as Forward from "../models/Forward.ts"
 import type { HostTensor } from "../models/Layout.ts"
 import * as Runnable from "../models/Runnable.ts"
 import * as ActivationMatching from "./ActivationMatching.ts"
-import { InvalidParams, SpecMismatch } from "./AlignError.ts"
+import { SpecMismatch } from "./AlignError.ts"
 import { specOf } from "./FromNetwork.ts"
+import * as Pair from "./Pair.ts"
 import * as PermutationSpec from "./PermutationSpec.ts"
 import * as Permute from "./Permute.ts"
 
@@ -38,11 +39,7 @@ export const ActivationMatchingKind = Stage.define({
   output: Port.ModelPort,
   resources: { backend: true },
   run: Effect.fn("ActivationMatching.run")(function* ({ id, params, inputs, resolvePath }) {
-    const a = yield* Runnable.load(inputs.reference, params.arch, resolvePath)
-    const b = yield* Runnable.load(inputs.model, params.arch, resolvePath)
-    if (JSON.stringify(a.arch) !== JSON.stringify(b.arch)) {
-      return yield* new InvalidParams({ model: inputs.model.source, tensor: "(all)", detail: `stage "${id}": reference and model have different architectures` })
-    }
+    const { a, b } = yield* Pair.load(id, inputs, params.arch, resolvePath)
     const spec = params.spec ?? (yield* specOf(a.network))
     const layers = new Map(Object.keys(spec).map((perm) => [perm, perm.replace(/^P_/, "")] as const))
     for (const [perm, layer] of layers) {

@@ -9,8 +9,8 @@
 import { Port, Stage } from "@crucible/core"
 import { Effect, Schema } from "effect"
 import * as Runnable from "../models/Runnable.ts"
-import { InvalidParams } from "./AlignError.ts"
 import { specOf } from "./FromNetwork.ts"
+import * as Pair from "./Pair.ts"
 import * as PermutationSpec from "./PermutationSpec.ts"
 import * as Permute from "./Permute.ts"
 import * as WeightMatching from "./WeightMatching.ts"
@@ -34,11 +34,7 @@ export const WeightMatchingKind = Stage.define({
   inputs: { reference: Port.one(Port.ModelPort, "the model whose basin to align to (A)"), model: Port.one(Port.ModelPort, "the model to permute (B)") },
   output: Port.ModelPort,
   run: Effect.fn("WeightMatching.run")(function* ({ id, params, inputs, resolvePath }) {
-    const a = yield* Runnable.load(inputs.reference, params.arch, resolvePath)
-    const b = yield* Runnable.load(inputs.model, params.arch, resolvePath)
-    if (JSON.stringify(a.arch) !== JSON.stringify(b.arch)) {
-      return yield* new InvalidParams({ model: inputs.model.source, tensor: "(all)", detail: `stage "${id}": reference and model have different architectures` })
-    }
+    const { a, b } = yield* Pair.load(id, inputs, params.arch, resolvePath)
     const spec = params.spec ?? (yield* specOf(a.network))
     const result = yield* WeightMatching.match(a.params, b.params, spec, {
       ...(params.seed === undefined ? {} : { seed: params.seed }),
