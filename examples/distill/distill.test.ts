@@ -6,9 +6,9 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import { cli } from "../cli.ts"
 
 const here = path.dirname(fileURLToPath(import.meta.url))
-const cli = path.resolve(here, "../../packages/runner/src/cli/main.ts")
 const mean = (xs: ReadonlyArray<number>) => xs.reduce((a, b) => a + b, 0) / xs.length
 const pct = (x: number) => `${(100 * x).toFixed(2)}%`
 

@@ -5,9 +5,9 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import { cli } from "../cli.ts"
 
 const here = path.dirname(fileURLToPath(import.meta.url))
-const cli = path.resolve(here, "../../packages/runner/src/cli/main.ts")
 
 interface Metrics { accuracy: number; loss: number }
 interface Curve { midpoint: Metrics & { lambda: number }; barrier: { loss: number }; curve: Array<Metrics & { lambda: number }> }

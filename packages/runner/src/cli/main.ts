@@ -7,11 +7,11 @@
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Cause, Effect, Exit } from "effect"
 import { Command } from "effect/cli"
-import { createRequire } from "node:module"
+import packageJson from "../../package.json" with { type: "json" }
 import * as Commands from "./Commands.ts"
 import { ExitCode } from "./ExitCode.ts"
 
-const version = (createRequire(import.meta.url)("../../package.json") as { version: string }).version
+const version = packageJson.version
 const exit: Commands.ExitSink = { code: ExitCode.ok }
 
 const program = Command.run(Commands.make(exit), { version }).pipe(Effect.provide(NodeServices.layer))

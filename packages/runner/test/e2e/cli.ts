@@ -1,9 +1,10 @@
-// Runs the real `crucible` CLI in a child process under the same Node (22) as the tests.
+// Runs the real `crucible` CLI in a child process under the same Node (22) as the tests: the
+// installed command (bin/crucible.mjs, the bundle the root vitest setup builds).
 import { spawn, spawnSync } from "node:child_process"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 
-export const cliMain = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../src/cli/main.ts")
+export const cliMain = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../bin/crucible.mjs")
 
 export interface CliResult {
   readonly code: number | null

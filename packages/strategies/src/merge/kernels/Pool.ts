@@ -59,7 +59,9 @@ export interface PoolOptions {
   readonly inlineBelow?: number
 }
 
-const WORKER_URL = new URL("./worker.ts", import.meta.url)
+// From the sources, the worker is worker.ts beside this module; in the CLI bundle (every module
+// is a file in dist/, see scripts/build-cli.mjs) it is the bundle's merge-worker.mjs.
+const WORKER_URL = new URL(import.meta.url.endsWith(".ts") ? "./worker.ts" : "./merge-worker.mjs", import.meta.url)
 
 interface Slot {
   readonly worker: Worker
