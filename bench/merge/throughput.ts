@@ -1,8 +1,9 @@
 /**
  * The merge kernels' own throughput, in this process, on the tensor sizes of the end-to-end
- * bench: the linear merge as `merge/linear` runs it (`StreamSum` over in-memory tensors whose
- * reads hand out views, 1M elements at a time: the read-ahead, the copy into the SIMD arena, the
- * sum and the copy into fresh output bytes — everything but the file reads), the bare SIMD
+ * bench: the linear merge as `merge/linear` runs it (`StreamSum` over in-memory tensors, 1M
+ * elements at a time, pulled as the safetensors writer pulls them: `readInto` copies each input
+ * range into the SIMD arena — the copy a file read makes from the page cache — then the read-ahead,
+ * the sum, and the copy into the writer's reused buffer, `sumInto`), the bare SIMD
  * kernel on arena arrays, and the TIES kernel on one [4096, 4096] tensor. GB/s count the bytes a
  * merge must move: every input read once and the output written once.
  */
@@ -11,7 +12,7 @@ import * as Simd from "../../packages/strategies/src/merge/kernels/Simd.ts"
 import * as TaskArithmetic from "../../packages/strategies/src/merge/kernels/TaskArithmetic.ts"
 import * as TaskStatistics from "../../packages/strategies/src/merge/kernels/TaskStatistics.ts"
 import * as StreamSum from "../../packages/strategies/src/merge/StreamSum.ts"
-import type * as TensorRef from "../../packages/core/src/tensor/TensorRef.ts"
+import * as TensorRef from "../../packages/core/src/tensor/TensorRef.ts"
 import { Effect, Exit, Result, Scope } from "./effect.ts"
 
 /** Throughput of one kernel. */
@@ -32,13 +33,12 @@ const best = async (fn: () => unknown, repeats: number): Promise<number> => {
   return t
 }
 
-// A tensor over an array in memory whose reads are views (no copy), as a file read's fresh buffer.
-const inMemory = (name: string, values: Float32Array<ArrayBuffer>): TensorRef.TensorRef => ({
-  name,
-  dtype: "F32",
-  shape: [values.length],
-  read: (range) => Effect.succeed(new Uint8Array(values.buffer, (range?.start ?? 0) * 4, ((range?.end ?? values.length) - (range?.start ?? 0)) * 4))
-})
+// A tensor over an array in memory: `readInto` copies, as a file read copies from the page cache.
+const inMemory = (name: string, values: Float32Array<ArrayBuffer>): TensorRef.TensorRef => {
+  const view = (range?: TensorRef.ElementRange) => new Uint8Array(values.buffer, (range?.start ?? 0) * 4, ((range?.end ?? values.length) - (range?.start ?? 0)) * 4)
+  const tensor: TensorRef.TensorRef = { name, dtype: "F32", shape: [values.length], read: (range) => Effect.succeed(view(range)) }
+  return TensorRef.withReadInto(tensor, (range, target) => Effect.sync(() => target.set(view(range))))
+}
 
 const fill = <A extends Float32Array>(a: A, seed: number, around?: Float32Array): A => {
   let s = seed >>> 0
@@ -57,8 +57,12 @@ export const linear = async (n: number, models: number, chunk: number, repeats: 
   const bytes = (models + 1) * n * 4
   const scope = Effect.runSync(Scope.make())
   const stream = StreamSum.make([inputs.map((x, i) => inMemory(`m${i}`, x))], weights, scope)
+  const targets = [new Uint8Array(new SharedArrayBuffer(chunk * 4)), new Uint8Array(new SharedArrayBuffer(chunk * 4))]
   const streamed = await best(() => Effect.runPromise(Effect.gen(function* () {
-    for (let start = 0; start < n; start += chunk) yield* stream.sum(0, { start, end: Math.min(n, start + chunk) }, "F32")
+    for (let start = 0, k = 0; start < n; start += chunk, k++) {
+      const end = Math.min(n, start + chunk)
+      yield* stream.sumInto(0, { start, end }, "F32", targets[k & 1]!.subarray(0, (end - start) * 4))
+    }
   })), repeats)
   await Effect.runPromise(Scope.close(scope, Exit.void))
   const arena = Arena.make({ maxBytes: (models + 1) * n * 4 + (1 << 20) })
@@ -71,7 +75,7 @@ export const linear = async (n: number, models: number, chunk: number, repeats: 
   const simd = Simd.make(arena.memory, arena.owns)
   const bare = await best(() => simd.weightedSum(out, inArena, weights, 0, n), repeats)
   return [
-    { kernel: "linear as merge/linear runs it (copy in, SIMD, copy out)", seconds: streamed, gbps: bytes / streamed / 1e9 },
+    { kernel: "linear as merge/linear runs it (read copy, SIMD, copy to writer)", seconds: streamed, gbps: bytes / streamed / 1e9 },
     { kernel: "linear, bare SIMD kernel on arena arrays", seconds: bare, gbps: bytes / bare / 1e9 }
   ]
 }

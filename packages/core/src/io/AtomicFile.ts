@@ -7,21 +7,28 @@
  * @since 0.1.0
  */
 import { Effect, Exit, Scope } from "effect"
-import { createHash, randomBytes } from "node:crypto"
+import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import * as Digest from "./Digest.ts"
 import { describe, IoError } from "./IoError.ts"
 
 /** An output being written. @category models */
 export interface AtomicFile {
   readonly target: string
   readonly temporary: string
-  /** Appends bytes. */
+  /** Appends bytes; completes when they are written and hashed (the caller may then reuse them). */
   readonly write: (bytes: Uint8Array) => Effect.Effect<void, IoError>
   /** Bytes written so far. */
   readonly written: () => number
-  /** The sha256 of everything written so far, hex. */
-  readonly digest: () => string
+  /** The sha256 of everything written, hex; no write may follow. */
+  readonly digest: Effect.Effect<string>
+}
+
+/** Options of {@link open}. @category models */
+export interface OpenOptions {
+  /** The size the file will have, when known: large files are hashed on a worker thread (`Digest.ts`). */
+  readonly expectedBytes?: number
 }
 
 /** An atomic file that can be committed: renamed into place, alone or with others. @category models */
@@ -38,7 +45,7 @@ export interface Committable extends AtomicFile {
  * Opens a temporary file for `target`. Nothing appears at `target` until `commit` (or `seal`
  * then `publish`); when the scope closes, a temporary file that was not published is deleted.
  */
-export const open = (target: string): Effect.Effect<Committable, IoError, Scope.Scope> =>
+export const open = (target: string, options: OpenOptions = {}): Effect.Effect<Committable, IoError, Scope.Scope> =>
   Effect.gen(function* () {
     const dir = path.dirname(target)
     const temporary = path.join(dir, `.${path.basename(target)}.${randomBytes(6).toString("hex")}.partial`)
@@ -57,19 +64,39 @@ export const open = (target: string): Effect.Effect<Committable, IoError, Scope.
         })
     )
     const state = { committed: false, closed: false, written: 0 }
-    const hash = createHash("sha256")
-    const write = (bytes: Uint8Array) =>
+    const digest = (options.expectedBytes ?? 0) >= Digest.WORKER_MIN_BYTES ? yield* Digest.onWorker() : Digest.inThread()
+    const writeBytes = (bytes: Uint8Array) =>
       Effect.callback<void, IoError>((resume) => {
         writeFully(fd, bytes, 0, (error) => {
           if (error) return resume(Effect.fail(new IoError({ file: target, operation: "write", detail: describe(error) })))
           state.written += bytes.byteLength
+          flushBehind()
           resume(Effect.void)
         })
-        // Hash while the thread pool writes: both only read `bytes`, and the digest is only
-        // used after a successful commit.
-        hash.update(bytes)
       })
-    const seal = Effect.try({
+    // Large files are flushed to disk while they are written (one fdatasync in the thread pool
+    // at a time, every FLUSH_BEHIND bytes), so the fsync of `seal` finds little left to write.
+    // Only the final fsync is relied on: these are just early starts of the same work.
+    let flushing: Array<() => void> | undefined
+    let flushedAt = 0
+    const flushBehind = () => {
+      if (flushing !== undefined || state.closed || state.written - flushedAt < FLUSH_BEHIND) return
+      const waiting: Array<() => void> = (flushing = [])
+      flushedAt = state.written
+      fs.fdatasync(fd, () => {
+        flushing = undefined
+        for (const resume of waiting) resume()
+      })
+    }
+    // The descriptor stays open until an early flush is done with it.
+    const flushed = Effect.callback<void>((resume) => {
+      if (flushing === undefined) resume(Effect.void)
+      else flushing.push(() => resume(Effect.void))
+    })
+    // Hashed while the thread pool writes: both only read `bytes`, and the digest is only used
+    // after a successful commit.
+    const write = (bytes: Uint8Array) => Effect.asVoid(Effect.all([writeBytes(bytes), digest.update(bytes)], { concurrency: 2 }))
+    const seal = Effect.andThen(flushed, Effect.try({
       try: () => {
         if (state.closed) return
         fs.fsyncSync(fd)
@@ -77,7 +104,7 @@ export const open = (target: string): Effect.Effect<Committable, IoError, Scope.
         fs.closeSync(fd)
       },
       catch: (cause) => new IoError({ file: target, operation: "flush to disk", detail: describe(cause) })
-    })
+    }))
     const publish = Effect.try({
       try: () => {
         fs.renameSync(temporary, target)
@@ -86,7 +113,6 @@ export const open = (target: string): Effect.Effect<Committable, IoError, Scope.
       catch: (cause) => new IoError({ file: target, operation: "rename into place", detail: describe(cause) })
     })
     const commit = Effect.andThen(seal, publish)
-    let digest: string | undefined
     return {
       target,
       temporary,
@@ -95,9 +121,11 @@ export const open = (target: string): Effect.Effect<Committable, IoError, Scope.
       seal,
       publish,
       written: () => state.written,
-      digest: () => (digest ??= hash.digest("hex"))
+      digest: digest.hex
     }
   })
+
+const FLUSH_BEHIND = 32 * 1024 * 1024
 
 const writeFully = (fd: number, bytes: Uint8Array, offset: number, done: (error: Error | null) => void): void => {
   if (offset === bytes.byteLength) return done(null)

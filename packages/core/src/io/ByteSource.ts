@@ -14,6 +14,12 @@ export interface ByteSource {
   readonly size: number
   /** Reads exactly `length` bytes at `offset`; fails with FormatError if the file is shorter. */
   readonly read: (offset: number, length: number) => Effect.Effect<Uint8Array<ArrayBuffer>, IoError | FormatError>
+  /**
+   * Reads exactly `target.byteLength` bytes at `offset` into `target` (memory the caller reuses,
+   * e.g. a WebAssembly arena): no fresh buffer per read. `target` must not be moved, resized or
+   * read until the effect completes.
+   */
+  readonly readInto: (offset: number, target: Uint8Array) => Effect.Effect<void, IoError | FormatError>
 }
 
 /** Opens `path` for the lifetime of the current scope. @category constructors */
@@ -29,20 +35,26 @@ export const open = (path: string, format = "file"): Effect.Effect<ByteSource, I
     ({ fd }) => Effect.sync(() => fs.closeSync(fd))
   ).pipe(Effect.map(({ fd, size }) => fromDescriptor(path, fd, size, format)))
 
-const fromDescriptor = (path: string, fd: number, size: number, format: string): ByteSource => ({
-  path,
-  size,
-  read: (offset, length) =>
-    offset < 0 || length < 0 || offset + length > size
-      ? Effect.fail(new FormatError({ file: path, format, detail: `read of ${length} bytes at offset ${offset} is beyond the end of the file (${size} bytes)` }))
-      : Effect.callback<Uint8Array<ArrayBuffer>, IoError>((resume) => {
-          // Not zero-filled: readFully fills every byte or the read fails.
-          const buffer = new Uint8Array(Buffer.allocUnsafeSlow(length).buffer, 0, length)
-          readFully(fd, buffer, offset, (error) =>
-            resume(error ? Effect.fail(new IoError({ file: path, operation: "read", detail: describe(error) })) : Effect.succeed(buffer))
-          )
-        })
-})
+const fromDescriptor = (path: string, fd: number, size: number, format: string): ByteSource => {
+  const beyondEnd = (offset: number, length: number) =>
+    new FormatError({ file: path, format, detail: `read of ${length} bytes at offset ${offset} is beyond the end of the file (${size} bytes)` })
+  const into = (offset: number, target: Uint8Array) =>
+    Effect.callback<void, IoError>((resume) =>
+      readFully(fd, target, offset, (error) => resume(error ? Effect.fail(new IoError({ file: path, operation: "read", detail: describe(error) })) : Effect.void))
+    )
+  const outside = (offset: number, length: number) => offset < 0 || length < 0 || offset + length > size
+  return {
+    path,
+    size,
+    read: (offset, length) => {
+      if (outside(offset, length)) return Effect.fail(beyondEnd(offset, length))
+      // Not zero-filled: readFully fills every byte or the read fails.
+      const buffer = new Uint8Array(Buffer.allocUnsafeSlow(length).buffer, 0, length)
+      return Effect.as(into(offset, buffer), buffer)
+    },
+    readInto: (offset, target) => (outside(offset, target.byteLength) ? Effect.fail(beyondEnd(offset, target.byteLength)) : into(offset, target))
+  }
+}
 
 // fs.read may return fewer bytes than asked (large reads are capped at 2 GiB): loop until done.
 const readFully = (fd: number, buffer: Uint8Array, position: number, done: (error: Error | null) => void, filled = 0): void => {
@@ -56,11 +68,15 @@ const readFully = (fd: number, buffer: Uint8Array, position: number, done: (erro
 }
 
 /** A byte source over memory, for tests and for formats unpacked in memory. @category constructors */
-export const fromBytes = (path: string, bytes: Uint8Array, format = "file"): ByteSource => ({
-  path,
-  size: bytes.byteLength,
-  read: (offset, length) =>
+export const fromBytes = (path: string, bytes: Uint8Array, format = "file"): ByteSource => {
+  const check = (offset: number, length: number) =>
     offset < 0 || length < 0 || offset + length > bytes.byteLength
       ? Effect.fail(new FormatError({ file: path, format, detail: `read of ${length} bytes at offset ${offset} is beyond the end (${bytes.byteLength} bytes)` }))
-      : Effect.succeed(bytes.slice(offset, offset + length))
-})
+      : Effect.void
+  return {
+    path,
+    size: bytes.byteLength,
+    read: (offset, length) => Effect.as(check(offset, length), bytes.slice(offset, offset + length)),
+    readInto: (offset, target) => Effect.andThen(check(offset, target.byteLength), Effect.sync(() => target.set(bytes.subarray(offset, offset + target.byteLength))))
+  }
+}

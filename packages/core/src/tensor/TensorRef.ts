@@ -34,6 +34,26 @@ export interface TensorRef {
   readonly read: (range?: ElementRange) => Effect.Effect<TensorBytes, TensorError>
 }
 
+/** A fast path of `read`: the same bytes written into `target` (exactly the range's byte length). */
+export type ReadInto = (range: ElementRange | undefined, target: Uint8Array) => Effect.Effect<void, TensorError>
+
+// Fast paths are kept beside the tensors, not on them: a tensor derived with `{ ...t, read }`
+// (a user's stage that transforms the bytes) must not inherit `t`'s way of reading its bytes.
+const fastReads = new WeakMap<TensorRef, ReadInto>()
+
+/**
+ * Gives `ref` a fast path for {@link readInto}: bytes go straight into memory the caller reuses
+ * (a file read into a buffer, a merge computed into it) instead of a fresh buffer per read.
+ * It must produce exactly the bytes `read` produces. Returns `ref`.
+ */
+export const withReadInto = <T extends TensorRef>(ref: T, readInto: ReadInto): T => {
+  fastReads.set(ref, readInto)
+  return ref
+}
+
+/** Whether `ref` was given a fast {@link readInto} path. */
+export const hasReadInto = (ref: TensorRef): boolean => fastReads.has(ref)
+
 /** Number of elements of a shape (1 for a 0-dim scalar). */
 export const numel = (shape: ReadonlyArray<number>): number => shape.reduce((n, d) => n * d, 1)
 
@@ -55,6 +75,18 @@ export const fromBytes = (name: string, dtype: DType, shape: ReadonlyArray<numbe
     return Effect.succeed(range === undefined ? bytes : bytes.slice(start * size, end * size))
   }
 })
+
+/**
+ * Reads elements `range` of `ref` as raw bytes into `target` (its byte length must be the range's):
+ * by the fast path of {@link withReadInto} where the tensor has one, else through `read` and one copy.
+ */
+export const readInto = (ref: TensorRef, range: ElementRange | undefined, target: Uint8Array): Effect.Effect<void, TensorError> => {
+  const { start, end } = rangeOf(ref, range)
+  const expected = (end - start) * byteSize[ref.dtype]
+  if (target.byteLength !== expected) return Effect.die(new RangeError(`readInto ${ref.name}: target has ${target.byteLength} bytes, the range ${start}..${end} has ${expected}`))
+  const fast = fastReads.get(ref)
+  return fast !== undefined ? fast(range, target) : Effect.map(ref.read(range), (bytes) => target.set(bytes))
+}
 
 /** Reads a tensor (or a range of it) as float32. */
 export const readFloat32 = (ref: TensorRef, range?: ElementRange): Effect.Effect<Float32Array<ArrayBuffer>, TensorError> =>

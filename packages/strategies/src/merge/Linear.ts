@@ -74,7 +74,8 @@ const averaged = (
   scale: ReadonlyArray<number>,
   stream: StreamSum.StreamSum | undefined,
   dtype: DType.WritableDType
-): TensorRef.TensorRef => ({
+): TensorRef.TensorRef => {
+  const tensor: TensorRef.TensorRef = {
   name: like.name,
   dtype,
   shape: like.shape,
@@ -90,7 +91,9 @@ const averaged = (
         }
         return DType.fromNumbers(acc ?? new Float64Array(0), dtype)
       })
-})
+  }
+  return stream === undefined ? tensor : TensorRef.withReadInto(tensor, (range, target) => stream.sumInto(index, TensorRef.rangeOf(like, range), dtype, target))
+}
 
 /** acc += w · x, in place. */
 const axpy = (acc: Float64Array, x: Float64Array, w: number): void => {

@@ -9,11 +9,13 @@
  *   A request that matches takes those values; any other is read on the spot, so a consumer with
  *   another pattern gets the same bytes, only without the overlap. A read-ahead that fails
  *   matters only if its range is then requested (it is the read the request would have made).
- * - **Reused memory.** Read bytes are copied at once into one of two sets of arrays in a
- *   WebAssembly memory (one set being summed, one being filled), where the SIMD kernel
- *   (`kernels/Simd.ts`) sums them; the fresh buffers a read returns die young. Keeping fresh
- *   read buffers alive across a write instead makes V8 promote them and run a full collection
- *   every few chunks (measured: 57 against 2 per 256 MiB merge, twice the CPU time).
+ * - **Reused memory.** Inputs are read straight into one of two sets of arrays in a WebAssembly
+ *   memory (one set being summed, one being filled; `TensorRef.readInto`, a copy for tensors
+ *   without it or of another dtype), where the SIMD kernel (`kernels/Simd.ts`) sums them; a
+ *   consumer with its own buffer (`sumInto`, the safetensors writer) gets the sum copied into
+ *   it. No fresh buffer per chunk: fresh read buffers kept alive across a write made V8 promote
+ *   them and run a full collection every few chunks (measured: 57 against 2 per 256 MiB merge,
+ *   twice the CPU time), and each fresh buffer is page-faulted memory.
  * - **Same bits on every path.** Requests larger than the arrays, requests that arrive while
  *   another is being served (two consumers at once), and more inputs than the SIMD kernel takes
  *   are read directly and summed by the JavaScript loop, which computes the same bits.
@@ -33,6 +35,8 @@ import { weightedSum } from "./kernels/WeightedSum.ts"
 export interface StreamSum {
   /** `Σᵢ cᵢ·inputs[index][i][range]`, encoded as `dtype` in fresh bytes. */
   readonly sum: (index: number, range: TensorRef.ElementRange, dtype: DType.WritableDType) => Effect.Effect<TensorRef.TensorBytes, TensorRef.TensorError>
+  /** The same bytes, written into `target` (the consumer's reused memory: no fresh output). */
+  readonly sumInto: (index: number, range: TensorRef.ElementRange, dtype: DType.WritableDType, target: Uint8Array) => Effect.Effect<void, TensorRef.TensorError>
 }
 
 /** The writer's default chunk (`Safetensors.write`): the first guess for a tensor larger than it. */
@@ -77,13 +81,14 @@ export const make = (inputs: ReadonlyArray<ReadonlyArray<TensorRef.TensorRef>>, 
   const read = (index: number, start: number, end: number) =>
     Effect.forEach(inputs[index]!, (t) => Effect.map(t.read(start === 0 && end === sizes[index]! ? undefined : { start, end }), (bytes) => DType.toFloat32(bytes, t.dtype)), { concurrency: "unbounded" })
 
-  // Reads a range into a set; the bytes are copied as each read arrives.
+  // Reads a range into a set: float32 straight into the arena, other dtypes converted.
   const fill = (index: number, start: number, end: number, set: ReadonlyArray<Float32Array>) =>
-    Effect.forEach(inputs[index]!, (t, i) =>
-      Effect.map(t.read(start === 0 && end === sizes[index]! ? undefined : { start, end }), (bytes) => {
-        if (t.dtype === "F32") bytesOf(set[i]!).set(bytes)
-        else set[i]!.set(DType.toFloat32(bytes, t.dtype))
-      }), { concurrency: "unbounded", discard: true })
+    Effect.forEach(inputs[index]!, (t, i) => {
+      const range = start === 0 && end === sizes[index]! ? undefined : { start, end }
+      return t.dtype === "F32"
+        ? TensorRef.readInto(t, range, bytesOf(set[i]!.subarray(0, end - start)))
+        : Effect.map(t.read(range), (bytes) => set[i]!.set(DType.toFloat32(bytes, t.dtype)))
+    }, { concurrency: "unbounded", discard: true })
 
   const allocate = (capacity: number): Slots => {
     const arena = Arena.make({ maxBytes: (2 * count + 1) * capacity * 4 + (1 << 20), initialBytes: (2 * count + 1) * capacity * 4 + (1 << 16) })
@@ -97,19 +102,27 @@ export const make = (inputs: ReadonlyArray<ReadonlyArray<TensorRef.TensorRef>>, 
     return { index: index + 1, start: 0, end: Math.min(sizes[index + 1]!, chunk) }
   }
 
-  const encode = (values: Float32Array, dtype: DType.WritableDType): TensorRef.TensorBytes => {
-    if (dtype !== "F32") return DType.fromNumbers(values, dtype)
-    const out = new Uint8Array(values.length * 4)
+  // The sum as `dtype` bytes: into the consumer's target, else into fresh bytes.
+  const encode = (values: Float32Array, dtype: DType.WritableDType, target: Uint8Array | undefined): TensorRef.TensorBytes | undefined => {
+    if (dtype !== "F32") {
+      const bytes = DType.fromNumbers(values, dtype)
+      if (target === undefined) return bytes
+      target.set(bytes)
+      return undefined
+    }
+    const out = target ?? new Uint8Array(values.length * 4)
     out.set(bytesOf(values))
-    return out
+    return target === undefined ? (out as TensorRef.TensorBytes) : undefined
   }
 
   // Direct path: fresh reads, the JavaScript loop, no read-ahead.
-  const direct = (index: number, start: number, end: number, dtype: DType.WritableDType) =>
+  const direct = (index: number, start: number, end: number, dtype: DType.WritableDType, target: Uint8Array | undefined) =>
     Effect.map(read(index, start, end), (values) => {
       const out = new Float32Array(end - start)
       weightedSum(out, values, coefficients)
-      return dtype === "F32" ? new Uint8Array(out.buffer) : DType.fromNumbers(out, dtype)
+      if (target === undefined) return dtype === "F32" ? new Uint8Array(out.buffer) : DType.fromNumbers(out, dtype)
+      target.set(dtype === "F32" ? new Uint8Array(out.buffer) : DType.fromNumbers(out, dtype))
+      return undefined
     })
 
   const cancelPending = Effect.suspend(() => {
@@ -118,7 +131,7 @@ export const make = (inputs: ReadonlyArray<ReadonlyArray<TensorRef.TensorRef>>, 
     return p === undefined ? Effect.void : Fiber.interrupt(p.fiber)
   })
 
-  const viaArena = (index: number, start: number, end: number, dtype: DType.WritableDType) =>
+  const viaArena = (index: number, start: number, end: number, dtype: DType.WritableDType, target: Uint8Array | undefined) =>
     Effect.gen(function* () {
       const m = end - start
       const hit = pending !== undefined && pending.index === index && pending.start === start && pending.end === end ? pending : undefined
@@ -141,18 +154,21 @@ export const make = (inputs: ReadonlyArray<ReadonlyArray<TensorRef.TensorRef>>, 
       const values = s.sets[current]!.map((a) => a.subarray(0, m))
       const out = s.out.subarray(0, m)
       if (s.simd === undefined || !s.simd.weightedSum(out, values, coefficients, 0, m)) weightedSum(out, values, coefficients)
-      return encode(out, dtype)
+      return encode(out, dtype, target)
+    })
+
+  const serve = (index: number, range: TensorRef.ElementRange, dtype: DType.WritableDType, target: Uint8Array | undefined) =>
+    Effect.suspend(() => {
+      const { start, end } = TensorRef.rangeOf(inputs[index]![0]!, range)
+      // A range that ends before its tensor does is a full chunk (the last one may be shorter).
+      if (end < sizes[index]!) chunk = end - start
+      if (busy || end - start > MAX_RANGE) return direct(index, start, end, dtype, target)
+      busy = true
+      return Effect.ensuring(viaArena(index, start, end, dtype, target), Effect.sync(() => { busy = false }))
     })
 
   return {
-    sum: (index, range, dtype) =>
-      Effect.suspend(() => {
-        const { start, end } = TensorRef.rangeOf(inputs[index]![0]!, range)
-        // A range that ends before its tensor does is a full chunk (the last one may be shorter).
-        if (end < sizes[index]!) chunk = end - start
-        if (busy || end - start > MAX_RANGE) return direct(index, start, end, dtype)
-        busy = true
-        return Effect.ensuring(viaArena(index, start, end, dtype), Effect.sync(() => { busy = false }))
-      })
+    sum: (index, range, dtype) => Effect.map(serve(index, range, dtype, undefined), (bytes) => bytes!),
+    sumInto: (index, range, dtype, target) => Effect.asVoid(serve(index, range, dtype, target))
   }
 }

@@ -3,7 +3,8 @@
  * that need a whole tensor at once (TIES and every `Method` kind). Reading a 64 MiB tensor as
  * one fresh buffer per input per tensor makes V8 run a full garbage collection for nearly every
  * read (each is external memory that lives through several young-generation collections);
- * reading it in chunks that are copied into the same buffers at once leaves only short-lived
+ * reading it in chunks straight into the same buffers (`TensorRef.readInto`; float32 tensors
+ * without it, and other dtypes, are read and copied or converted) leaves at most short-lived
  * chunks behind, which the young generation frees.
  *
  * The buffers grow to the largest tensor seen and are dropped by `release` (a merge calls it after
@@ -48,8 +49,9 @@ export const make = (options: { readonly shared?: boolean } = {}): TensorBuffers
       const n = into.length
       for (let start = 0; start < n; start += CHUNK) {
         const end = Math.min(n, start + CHUNK)
-        const bytes = yield* tensor.read(n <= CHUNK ? undefined : { start, end })
-        into.set(DType.toFloat32(bytes, tensor.dtype), start)
+        const range = n <= CHUNK ? undefined : { start, end }
+        if (tensor.dtype === "F32") yield* TensorRef.readInto(tensor, range, new Uint8Array(into.buffer, into.byteOffset + start * 4, (end - start) * 4))
+        else into.set(DType.toFloat32(yield* tensor.read(range), tensor.dtype), start)
       }
     })
 

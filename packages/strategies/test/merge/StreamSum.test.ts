@@ -85,6 +85,39 @@ describe("StreamSum", () => {
     }
   })
 
+  it("reads inputs with readInto straight into its arena and sums into the consumer's reused buffer (sumInto)", async () => {
+    const c = [0.25, -1.5, 0.125]
+    const n = 2_500_003
+    const calls = { read: 0, readInto: 0 }
+    // File-like inputs: readInto copies into the given memory, as a read from the page cache does.
+    const inputs = c.map((_, i) => {
+      const s = source(`m${i}`, rand(40 + i, n))
+      const bytes = DType.fromNumbers(s.decoded, "F32")
+      const ref = TensorRef.withReadInto({ ...s.ref, read: (range) => ((calls.read += 1), s.ref.read(range)) }, (range, target) => Effect.sync(() => {
+        calls.readInto += 1
+        const r = TensorRef.rangeOf(s.ref, range)
+        target.set(bytes.subarray(r.start * 4, r.end * 4))
+      }))
+      return { ref, decoded: s.decoded }
+    })
+    const targets = [new Uint8Array(new SharedArrayBuffer(CHUNK * 4)), new Uint8Array(new SharedArrayBuffer(CHUNK * 4))]
+    await withScope((scope) => Effect.gen(function* () {
+      const stream = StreamSum.make([inputs.map((x) => x.ref)], c, scope)
+      for (let start = 0, k = 0; start < n; start += CHUNK, k++) {
+        const end = Math.min(n, start + CHUNK)
+        const target = targets[k & 1]!.subarray(0, (end - start) * 4)
+        target.fill(0xff)
+        yield* stream.sumInto(0, { start, end }, "F32", target)
+        expect(f32(target.slice())).toEqual(expected(inputs.map((x) => x.decoded), c, start, end))
+      }
+      const bf16 = new Uint8Array(2 * 1000)
+      yield* stream.sumInto(0, { start: 5000, end: 6000 }, "BF16", bf16)
+      expect(bf16).toEqual(DType.fromNumbers(expected(inputs.map((x) => x.decoded), c, 5000, 6000), "BF16"))
+    }))
+    expect(calls.read).toBe(0)
+    expect(calls.readInto).toBeGreaterThanOrEqual(3 * Math.ceil(n / CHUNK))
+  })
+
   it("gives the same bytes for any request pattern: random ranges, whole tensors, repeats", async () => {
     const c = [0.7, 0.3]
     const n = 300_001

@@ -4,13 +4,13 @@
  *
  * @since 0.1.0
  */
-import { Effect, Scope } from "effect"
+import { Effect, Fiber, Scope } from "effect"
 import * as AtomicFile from "../AtomicFile.ts"
 import * as ByteSource from "../ByteSource.ts"
 import { FormatError, type ModelIoError, type IoError } from "../IoError.ts"
 import * as Model from "../../model/Model.ts"
 import { byteSize } from "../../tensor/DType.ts"
-import { numel, rangeOf, type TensorError, type TensorRef } from "../../tensor/TensorRef.ts"
+import { byteLength, hasReadInto, numel, rangeOf, readInto, type TensorError, type TensorRef, withReadInto } from "../../tensor/TensorRef.ts"
 import * as Header from "./Header.ts"
 
 const FORMAT = "safetensors"
@@ -42,7 +42,7 @@ export const fromSource = (source: ByteSource.ByteSource): Effect.Effect<Model.M
     const tensors = header.entries.map((e): TensorRef => {
       const size = byteSize[e.dtype]
       const at = header.dataStart + e.begin
-      return {
+      const tensor: TensorRef = {
         name: e.name,
         dtype: e.dtype,
         shape: e.shape,
@@ -51,6 +51,7 @@ export const fromSource = (source: ByteSource.ByteSource): Effect.Effect<Model.M
           return source.read(at + start * size, (end - start) * size)
         }
       }
+      return withReadInto(tensor, (range, target) => source.readInto(at + rangeOf(e, range).start * size, target))
     })
     return Model.make(source.path, tensors, header.metadata, [source.path])
   })
@@ -84,7 +85,7 @@ export const write = (path: string, model: Model.Model, options: WriteOptions = 
   Effect.scoped(
     Effect.gen(function* () {
       yield* AtomicFile.refuseOverwrite([path], model.files)
-      const file = yield* AtomicFile.open(path)
+      const file = yield* AtomicFile.open(path, { expectedBytes: [...model.tensors.values()].reduce((n, t) => n + byteLength(t), 0) })
       const written = yield* stream(file, [...model.tensors.values()], { ...model.metadata, ...options.metadata }, options)
       yield* file.commit
       return written
@@ -94,6 +95,12 @@ export const write = (path: string, model: Model.Model, options: WriteOptions = 
 /**
  * Writes a header and the bytes of `tensors` into an open atomic file without committing it
  * (the sharded writer commits its shards together). `progress` offsets the indices reported.
+ *
+ * Chunks go through two reused buffers in shared memory: chunk k+1 is read (or computed, for a
+ * merge's lazy tensor) into one while chunk k is written and hashed from the other, and a
+ * tensor with a fast path (`TensorRef.withReadInto`) is read straight into the buffer. Reused buffers also spare the fresh,
+ * page-faulted buffer per chunk that would otherwise be garbage; shared ones let the hash run on
+ * a worker thread without a copy (`Digest.ts`).
  */
 export const stream = (
   file: AtomicFile.AtomicFile,
@@ -106,19 +113,59 @@ export const stream = (
     const { header } = Header.serialize(tensors, metadata)
     yield* file.write(header)
     const chunk = options.chunkElements ?? DEFAULT_CHUNK_ELEMENTS
+    const buffers = chunkBuffers()
+    let writing: Fiber.Fiber<void, IoError> | undefined
+    // The tensor whose last chunk is being written: reported written once that write is done.
+    let finishing: number | undefined
+    const report = (i: number) => (options.onTensorWritten === undefined ? Effect.void : options.onTensorWritten(tensors[i]!, progress.first + i, progress.total))
+    // Writes are appends: one at a time, in order.
+    const settle = Effect.gen(function* () {
+      if (writing !== undefined) yield* Fiber.join(writing)
+      writing = undefined
+      if (finishing !== undefined) yield* report(finishing)
+      finishing = undefined
+    })
     for (let i = 0; i < tensors.length; i++) {
       const tensor = tensors[i]!
       const n = numel(tensor.shape)
       for (let start = 0; start < n; start += chunk) {
         const end = Math.min(n, start + chunk)
-        const bytes = yield* tensor.read(n <= chunk ? undefined : { start, end })
-        const expected = (end - start) * byteSize[tensor.dtype]
-        if (bytes.byteLength !== expected) {
-          return yield* new FormatError({ file: file.target, format: FORMAT, tensor: tensor.name, detail: `source produced ${bytes.byteLength} bytes where ${expected} were expected` })
+        const range = n <= chunk ? undefined : { start, end }
+        const into = buffers.next((end - start) * byteSize[tensor.dtype])
+        if (hasReadInto(tensor)) {
+          yield* readInto(tensor, range, into)
+        } else {
+          const bytes = yield* tensor.read(range)
+          if (bytes.byteLength !== into.byteLength) {
+            return yield* new FormatError({ file: file.target, format: FORMAT, tensor: tensor.name, detail: `source produced ${bytes.byteLength} bytes where ${into.byteLength} were expected` })
+          }
+          into.set(bytes)
         }
-        yield* file.write(bytes)
+        yield* settle
+        writing = yield* Effect.forkChild(file.write(into), { startImmediately: true })
+        if (end === n) finishing = i
       }
-      if (options.onTensorWritten !== undefined) yield* options.onTensorWritten(tensor, progress.first + i, progress.total)
+      if (n === 0) {
+        yield* settle
+        yield* report(i)
+      }
     }
-    return { path: file.target, bytes: file.written(), sha256: file.digest(), tensors: tensors.length }
+    yield* settle
+    return { path: file.target, bytes: file.written(), sha256: yield* file.digest, tensors: tensors.length }
   })
+
+/**
+ * Two byte buffers in shared memory, handed out in turn: the one handed out is not the one
+ * handed out just before (which may still be being written). Each grows to the largest chunk.
+ */
+const chunkBuffers = () => {
+  const buffers: [Uint8Array, Uint8Array] = [new Uint8Array(0), new Uint8Array(0)]
+  let turn = 0
+  return {
+    next: (bytes: number): Uint8Array => {
+      turn ^= 1
+      if (buffers[turn]!.byteLength < bytes) buffers[turn] = new Uint8Array(new SharedArrayBuffer(bytes))
+      return buffers[turn]!.subarray(0, bytes)
+    }
+  }
+}

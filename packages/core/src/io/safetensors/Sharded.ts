@@ -123,7 +123,7 @@ export const write = (target: string, model: Model.Model, options: WriteOptions 
       const metadata = { ...model.metadata, ...options.metadata }
       if (groups.length === 1) {
         yield* AtomicFile.refuseOverwrite([target], model.files)
-        const file = yield* AtomicFile.open(target)
+        const file = yield* AtomicFile.open(target, { expectedBytes: tensors.reduce((n, t) => n + byteLength(t), 0) })
         const written = yield* Safetensors.stream(file, tensors, metadata, options)
         yield* AtomicFile.commitAll([file])
         return [written]
@@ -137,7 +137,7 @@ export const write = (target: string, model: Model.Model, options: WriteOptions 
       const written: Array<Safetensors.Written> = []
       let first = 0
       for (let i = 0; i < groups.length; i++) {
-        const file = yield* AtomicFile.open(names[i]!)
+        const file = yield* AtomicFile.open(names[i]!, { expectedBytes: groups[i]!.reduce((n, t) => n + byteLength(t), 0) })
         written.push(yield* Safetensors.stream(file, groups[i]!, metadata, options, { first, total: tensors.length }))
         files.push(file)
         first += groups[i]!.length
@@ -148,7 +148,7 @@ export const write = (target: string, model: Model.Model, options: WriteOptions 
       const indexFile = yield* AtomicFile.open(index)
       yield* indexFile.write(new TextEncoder().encode(`${JSON.stringify({ metadata: { total_size: totalSize, ...metadata }, weight_map: weightMap }, null, 2)}\n`))
       yield* AtomicFile.commitAll([...files, indexFile])
-      return [...written, { path: index, bytes: indexFile.written(), sha256: indexFile.digest(), tensors: 0 }]
+      return [...written, { path: index, bytes: indexFile.written(), sha256: yield* indexFile.digest, tensors: 0 }]
     })
   )
 

@@ -233,7 +233,7 @@ export const write = (target: string, model: Model.Model, options: WriteOptions 
       const dir = path.dirname(modelJson)
       yield* AtomicFile.refuseOverwrite([modelJson, ...names.map((n) => path.join(dir, n))], model.files)
       const shards: Array<AtomicFile.Committable> = []
-      for (const name of names) shards.push(yield* AtomicFile.open(path.join(dir, name)))
+      for (const [i, name] of names.entries()) shards.push(yield* AtomicFile.open(path.join(dir, name), { expectedBytes: Math.min(shardSize, total - i * shardSize) }))
       let position = 0
       const emit = (bytes: Uint8Array) =>
         Effect.gen(function* () {
@@ -252,7 +252,7 @@ export const write = (target: string, model: Model.Model, options: WriteOptions 
       const jsonFile = yield* AtomicFile.open(modelJson)
       yield* jsonFile.write(new TextEncoder().encode(JSON.stringify(json)))
       yield* AtomicFile.commitAll([jsonFile, ...shards])
-      return [jsonFile, ...shards].map((f) => ({ path: f.target, bytes: f.written(), sha256: f.digest() }))
+      return yield* Effect.forEach([jsonFile, ...shards], (f) => Effect.map(f.digest, (sha256) => ({ path: f.target, bytes: f.written(), sha256 })))
     })
   )
 

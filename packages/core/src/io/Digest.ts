@@ -1,0 +1,112 @@
+/**
+ * The running sha256 of an output being written (the manifest records every output's digest).
+ * Hashing costs about as much as writing (≈ 2.3 GB/s here), so for large outputs it runs on a
+ * worker thread, beside the writes and the computation that produces the bytes, instead of on
+ * the thread that produces them.
+ *
+ * - {@link inThread}: `node:crypto` on this thread; for small files, where a thread costs more.
+ * - {@link onWorker}: the same hash on a worker thread. Bytes in a `SharedArrayBuffer` are
+ *   hashed where they are (the writer's chunk buffers are shared, see `safetensors/Safetensors.ts`);
+ *   other bytes are copied once to the worker. `update` completes when the worker has hashed the
+ *   bytes, so the caller may then reuse them.
+ *
+ * The worker is a few lines of code evaluated from a string (no module of its own to find), so
+ * it starts the same from the sources and from the CLI bundle.
+ *
+ * @since 0.1.0
+ */
+import { Effect, type Scope } from "effect"
+import { createHash } from "node:crypto"
+import { Worker } from "node:worker_threads"
+
+/** A sha256 being computed over bytes given in order. @category models */
+export interface Digest {
+  /** Adds `bytes`; completes when they have been hashed (they may be reused after). */
+  readonly update: (bytes: Uint8Array) => Effect.Effect<void>
+  /** The hex digest of everything added; no update may follow. */
+  readonly hex: Effect.Effect<string>
+}
+
+/** Outputs at least this large are hashed on a worker thread. @category constants */
+export const WORKER_MIN_BYTES = 32 * 1024 * 1024
+
+/** A digest computed on the calling thread. @category constructors */
+export const inThread = (): Digest => {
+  const hash = createHash("sha256")
+  let hex: string | undefined
+  return {
+    update: (bytes) => Effect.sync(() => void hash.update(bytes)),
+    hex: Effect.sync(() => (hex ??= hash.digest("hex")))
+  }
+}
+
+const WORKER_SOURCE = `
+const { parentPort } = require("node:worker_threads")
+const hash = require("node:crypto").createHash("sha256")
+parentPort.on("message", (m) => {
+  if (m.bytes !== undefined) {
+    hash.update(m.bytes)
+    parentPort.postMessage({ seq: m.seq })
+  } else {
+    parentPort.postMessage({ seq: m.seq, hex: hash.digest("hex") })
+  }
+})
+`
+
+/**
+ * A digest computed on a worker thread that lives as long as the scope. If the thread cannot
+ * start, the digest is computed on this thread instead (same result).
+ *
+ * @category constructors
+ */
+export const onWorker = (): Effect.Effect<Digest, never, Scope.Scope> =>
+  Effect.map(
+    Effect.acquireRelease(
+      Effect.sync(() => {
+        try {
+          const worker = new Worker(WORKER_SOURCE, { eval: true })
+          worker.unref()
+          return worker
+        } catch {
+          return undefined
+        }
+      }),
+      (worker) => Effect.promise(async () => void (await worker?.terminate()))
+    ),
+    (worker) => (worker === undefined ? inThread() : viaWorker(worker))
+  )
+
+const viaWorker = (worker: Worker): Digest => {
+  const waiting = new Map<number, (reply: { readonly hex?: string }) => void>()
+  let seq = 0
+  let failure: Error | undefined
+  const fail = (error: Error) => {
+    failure = error
+    for (const resume of waiting.values()) resume({})
+    waiting.clear()
+  }
+  worker.on("message", (reply: { readonly seq: number; readonly hex?: string }) => {
+    const resume = waiting.get(reply.seq)
+    waiting.delete(reply.seq)
+    resume?.(reply)
+  })
+  worker.on("error", fail)
+  worker.on("exit", () => fail(new Error("the sha256 worker exited")))
+  const ask = (message: { readonly bytes?: Uint8Array }, transfer: ReadonlyArray<ArrayBuffer>) =>
+    Effect.callback<{ readonly hex?: string }>((resume) => {
+      if (failure !== undefined) return resume(Effect.die(failure))
+      const id = seq++
+      waiting.set(id, (reply) => resume(failure !== undefined ? Effect.die(failure) : Effect.succeed(reply)))
+      worker.postMessage({ ...message, seq: id }, transfer as Array<ArrayBuffer>)
+    })
+  return {
+    update: (bytes) => {
+      if (bytes.byteLength === 0) return Effect.void
+      if (bytes.buffer instanceof SharedArrayBuffer) return Effect.asVoid(ask({ bytes }, []))
+      // A copy of just the view (posting the view would clone its whole buffer), handed over.
+      const copy = bytes.slice()
+      return Effect.asVoid(ask({ bytes: copy }, [copy.buffer]))
+    },
+    hex: Effect.map(ask({}, []), (reply) => reply.hex!)
+  }
+}
