@@ -19,7 +19,8 @@
  *
  * @since 0.1.0
  */
-import { Result, Schema } from "effect"
+import { Effect, Result, Schema } from "effect"
+import * as Parallel from "./kernels/Parallel.ts"
 import * as Kernel from "./kernels/TaskArithmetic.ts"
 import * as TaskStatistics from "./kernels/TaskStatistics.ts"
 import * as Method from "./Method.ts"
@@ -32,6 +33,30 @@ const fields = {
   normalize: Schema.optional(Schema.Boolean)
 }
 
+const planOf = (kind: string, name: Kernel.PresetName, job: Method.Job, params: Schema.Struct.Type<typeof fields>) => {
+  const models = job.models.length
+  const perModel = (param: string, fallback: number) => Array.from({ length: models }, (_, i) => job.value(param, i) ?? fallback)
+  const switches = Kernel.presets[name]
+  return Kernel.plan(
+    {
+      weights: perModel("weights", 1),
+      lambda: job.value("lambda") ?? 1,
+      density: perModel("density", 1),
+      gamma: perModel("gamma", 0.01),
+      epsilon: perModel("epsilon", 0.15),
+      seed: params.seed ?? 0,
+      sparsify: params.sparsify ?? switches.sparsify,
+      consensus: params.consensus ?? switches.consensus,
+      rescale: params.rescale ?? switches.rescale,
+      normalize: params.normalize ?? switches.normalize
+    },
+    job.shape,
+    models,
+    job.name,
+    kind
+  )
+}
+
 const preset = <const Kind extends string>(kind: Kind, name: Kernel.PresetName, description: string, reference: string) =>
   Method.define({
     kind,
@@ -42,32 +67,14 @@ const preset = <const Kind extends string>(kind: Kind, name: Kernel.PresetName, 
     rules: ["weights", "lambda", "density", "gamma", "epsilon"],
     fields,
     merge: (job, params) => {
-      const models = job.models.length
-      const perModel = (param: string, fallback: number) => Array.from({ length: models }, (_, i) => job.value(param, i) ?? fallback)
-      const switches = Kernel.presets[name]
-      const planned = Kernel.plan(
-        {
-          weights: perModel("weights", 1),
-          lambda: job.value("lambda") ?? 1,
-          density: perModel("density", 1),
-          gamma: perModel("gamma", 0.01),
-          epsilon: perModel("epsilon", 0.15),
-          seed: params.seed ?? 0,
-          sparsify: params.sparsify ?? switches.sparsify,
-          consensus: params.consensus ?? switches.consensus,
-          rescale: params.rescale ?? switches.rescale,
-          normalize: params.normalize ?? switches.normalize
-        },
-        job.shape,
-        models,
-        job.name,
-        kind
-      )
+      const planned = planOf(kind, name, job, params)
       if (Result.isFailure(planned)) return Result.fail(planned.failure)
       const out = new Float32Array(job.base!.length)
       Kernel.apply(TaskStatistics.prepare(planned.success, job.base!, job.models), out, job.base!, job.models)
       return Result.succeed(out)
-    }
+    },
+    parallel: (pool, job, params, out) =>
+      Effect.flatMap(Effect.fromResult(planOf(kind, name, job, params)), (plan) => Parallel.taskArithmetic(pool, plan, out, job.base!, job.models))
   })
 
 /** @category stage kinds */

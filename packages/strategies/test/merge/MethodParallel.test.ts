@@ -8,6 +8,7 @@ import * as Kernel from "../../src/merge/kernels/TaskArithmetic.ts"
 import * as TaskStatistics from "../../src/merge/kernels/TaskStatistics.ts"
 import * as Method from "../../src/merge/Method.ts"
 import { MIN_ELEMENTS } from "../../src/merge/StagePool.ts"
+import { Ties } from "../../src/merge/TaskArithmetic.ts"
 
 const plan = (job: Method.Job) =>
   Kernel.plan({ weights: job.models.map(() => 1), ...Kernel.presets.ties, density: job.value("density") ?? 1 }, job.shape, job.models.length, job.name)
@@ -74,6 +75,32 @@ describe("Method with a parallel form", () => {
     expect(onPool.length).toBe(2)
     expect(Object.keys(pooled).sort()).toEqual([...Object.keys(SHAPES), "steps"].sort())
     for (const name of Object.keys(inThread)) expect(pooled[name]).toEqual(inThread[name])
+  }, 60_000)
+
+  it("merge/ties itself runs large tensors on the pool with the in-thread bytes, through read and readInto, for consumers that interleave", async () => {
+    const models = fineTunes.map((d, m) => modelOf(`ft${m}`, d))
+    const inThread = await mergeWith(ties(undefined), models)
+    const interleaved = await Effect.runPromise(Effect.scoped(Effect.gen(function* () {
+      const merged = yield* Ties.run({ ...context, kind: "merge/ties", params: { density: 0.3 } as never, inputs: { base: modelOf("base", base), models, statistics: [] } })
+      // Two pooled tensors pulled in turns: the first holds the reused output array while the
+      // second is computed (it must get its own), then each is read to its end.
+      const a = merged.tensors.get("layers.0.weight")!, b = merged.tensors.get("norm.weight")!
+      const na = TensorRef.numel(a.shape), nb = TensorRef.numel(b.shape)
+      const headA = new Uint8Array(1000 * 4)
+      yield* TensorRef.readInto(a, { start: 0, end: 1000 }, headA)
+      const wholeB = yield* b.read()
+      const restA = new Uint8Array((na - 1000) * 4)
+      yield* TensorRef.readInto(a, { start: 1000, end: na }, restA)
+      // Then again in the writer's order (the reused array now serves both in turn).
+      const againA = yield* a.read({ start: 0, end: na })
+      const againB = new Uint8Array(nb * 4)
+      yield* TensorRef.readInto(b, undefined, againB)
+      return { a: Uint8Array.from([...headA, ...restA]), b: wholeB, againA, againB }
+    })))
+    expect(interleaved.a).toEqual(inThread["layers.0.weight"])
+    expect(interleaved.b).toEqual(inThread["norm.weight"])
+    expect(interleaved.againA).toEqual(inThread["layers.0.weight"])
+    expect(interleaved.againB).toEqual(inThread["norm.weight"])
   }, 60_000)
 
   it("reports a non-finite input found on the pool as the in-thread check does", async () => {
