@@ -5,8 +5,9 @@
  *
  * @since 0.1.0
  */
-import { Result, Schema } from "effect"
+import { Effect, Result, Schema } from "effect"
 import * as Kernel from "./kernels/ModelStock.ts"
+import * as Parallel from "./kernels/Parallel.ts"
 import * as Method from "./Method.ts"
 
 /** @category stage kinds */
@@ -25,5 +26,6 @@ export const ModelStock = Method.define({
     const out = new Float32Array(job.base!.length)
     Kernel.apply(planned.success, out, job.base!, job.models)
     return Result.succeed(out)
-  }
+  },
+  parallel: (pool, job, params, out) => Effect.asVoid(Parallel.modelStock(pool, { filterWise: params.filter_wise ?? false }, job.shape, out, job.base!, job.models, job.name))
 })

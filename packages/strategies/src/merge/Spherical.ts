@@ -6,8 +6,9 @@
  *
  * @since 0.1.0
  */
-import { Result, Schema } from "effect"
+import { Effect, Result, Schema } from "effect"
 import * as Multi from "./kernels/Multislerp.ts"
+import * as Parallel from "./kernels/Parallel.ts"
 import * as Kernel from "./kernels/Slerp.ts"
 import * as Method from "./Method.ts"
 
@@ -25,13 +26,20 @@ export const Slerp = Method.define({
     const [a, b] = job.models as [Float32Array, Float32Array]
     const t = job.value("t")
     if (t === undefined) return Result.succeed(a.slice()) // unmatched tensors with unmatched: merge keep the first model
-    const planned = Kernel.plan({ t, ...(params.dot_threshold === undefined ? {} : { dotThreshold: params.dot_threshold }) }, Kernel.statistics(a, b, job.base), job.base !== undefined, job.name)
+    const planned = Kernel.plan(slerpParams(t, params.dot_threshold), Kernel.statistics(a, b, job.base), job.base !== undefined, job.name)
     if (Result.isFailure(planned)) return Result.fail(planned.failure)
     const out = new Float32Array(a.length)
     Kernel.apply(planned.success, out, a, b, job.base)
     return Result.succeed(out)
+  },
+  parallel: (pool, job, params, out) => {
+    const [a, b] = job.models as [Float32Array, Float32Array]
+    const t = job.value("t")
+    return t === undefined ? Parallel.copy(pool, out, a) : Effect.asVoid(Parallel.slerp(pool, slerpParams(t, params.dot_threshold), out, a, b, job.base, job.name))
   }
 })
+
+const slerpParams = (t: number, dotThreshold: number | undefined): Kernel.SlerpParams => ({ t, ...(dotThreshold === undefined ? {} : { dotThreshold }) })
 
 /** @category stage kinds */
 export const Multislerp = Method.define({
@@ -43,11 +51,16 @@ export const Multislerp = Method.define({
   rules: ["weights"],
   fields: { normalize_weights: Schema.optional(Schema.Boolean) },
   merge: (job, params) => {
-    const weights = job.models.map((_, i) => job.value("weights", i) ?? 1)
-    const planned = Multi.plan({ weights, ...(params.normalize_weights === undefined ? {} : { normalizeWeights: params.normalize_weights }) }, Multi.statistics(job.models, job.base), job.base !== undefined, job.name)
+    const planned = Multi.plan(multislerpParams(job, params.normalize_weights), Multi.statistics(job.models, job.base), job.base !== undefined, job.name)
     if (Result.isFailure(planned)) return Result.fail(planned.failure)
     const out = new Float32Array(job.models[0]!.length)
     Multi.apply(planned.success, out, job.models, job.base)
     return Result.succeed(out)
-  }
+  },
+  parallel: (pool, job, params, out) => Effect.asVoid(Parallel.multislerp(pool, multislerpParams(job, params.normalize_weights), out, job.models, job.base, job.name))
+})
+
+const multislerpParams = (job: Method.Job, normalizeWeights: boolean | undefined): Multi.MultislerpParams => ({
+  weights: job.models.map((_, i) => job.value("weights", i) ?? 1),
+  ...(normalizeWeights === undefined ? {} : { normalizeWeights })
 })

@@ -21,8 +21,19 @@ export interface StagePool {
   readonly forTensor: (elements: number) => Effect.Effect<Pool.Pool | undefined>
 }
 
-/** A pool of `workers` threads (default: the cores available) in `scope`. @category constructors */
-export const make = (scope: Scope.Scope, workers = availableParallelism()): StagePool => {
+/**
+ * Threads a merge stage uses: `CRUCIBLE_MERGE_THREADS` when set to a positive integer (1 merges in
+ * the calling thread, as `OMP_NUM_THREADS=1` does for PyTorch), else the cores available.
+ *
+ * @category constants
+ */
+export const defaultWorkers = (): number => {
+  const wanted = Number(process.env.CRUCIBLE_MERGE_THREADS)
+  return Number.isInteger(wanted) && wanted >= 1 ? wanted : availableParallelism()
+}
+
+/** A pool of `workers` threads (default: {@link defaultWorkers}) in `scope`. @category constructors */
+export const make = (scope: Scope.Scope, workers = defaultWorkers()): StagePool => {
   const enabled = workers > 1
   let started: Promise<Pool.Pool | undefined> | undefined
   const start = (): Promise<Pool.Pool | undefined> =>

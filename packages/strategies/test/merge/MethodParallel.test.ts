@@ -8,7 +8,9 @@ import * as Kernel from "../../src/merge/kernels/TaskArithmetic.ts"
 import * as TaskStatistics from "../../src/merge/kernels/TaskStatistics.ts"
 import * as Method from "../../src/merge/Method.ts"
 import { MIN_ELEMENTS } from "../../src/merge/StagePool.ts"
-import { Ties } from "../../src/merge/TaskArithmetic.ts"
+import { ModelStock } from "../../src/merge/ModelStock.ts"
+import { Multislerp, Slerp } from "../../src/merge/Spherical.ts"
+import { DareTies, Della, Ties } from "../../src/merge/TaskArithmetic.ts"
 
 const plan = (job: Method.Job) =>
   Kernel.plan({ weights: job.models.map(() => 1), ...Kernel.presets.ties, density: job.value("density") ?? 1 }, job.shape, job.models.length, job.name)
@@ -114,4 +116,34 @@ describe("Method with a parallel form", () => {
     expect(String(pooled)).toContain("2 non-finite values in the input (first: NaN at element 4321)")
     expect(String(pooled)).toBe(String(inThread))
   }, 60_000)
+
+  // Every built-in kind with a pool form, run once in the calling thread (CRUCIBLE_MERGE_THREADS=1)
+  // and once on the pool: the same bytes for every tensor.
+  const kinds = [
+    ["merge/ties", Ties, { density: 0.3 }, true],
+    ["merge/dare-ties", DareTies, { density: 0.4, seed: 3 }, true],
+    ["merge/della", Della, { density: 0.5, epsilon: 0.1 }, true],
+    ["merge/slerp", Slerp, { t: 0.3 }, false],
+    ["merge/slerp with a base", Slerp, { t: [0.2, 0.8] }, true],
+    ["merge/multislerp", Multislerp, { weights: [1, 2, 3] }, true],
+    ["merge/model-stock", ModelStock, {}, true],
+    ["merge/model-stock filter_wise", ModelStock, { filter_wise: true }, true]
+  ] as const
+  for (const [label, kind, params, withBase] of kinds) {
+    it(`${label}: the pool and one thread give the same bytes`, async () => {
+      const models = fineTunes.map((d, m) => modelOf(`ft${m}`, d)).slice(0, label.startsWith("merge/slerp") ? 2 : 3)
+      const run = (threads: string) =>
+        Effect.runPromise(Effect.scoped(Effect.gen(function* () {
+          process.env.CRUCIBLE_MERGE_THREADS = threads
+          const merged = yield* (kind as typeof Ties).run({ ...context, kind: label, params: params as never, inputs: { base: withBase ? modelOf("base", base) : undefined, models, statistics: [] } })
+          const out: Record<string, Uint8Array> = {}
+          for (const t of merged.tensors.values()) out[t.name] = yield* t.read()
+          return out
+        }))).finally(() => delete process.env.CRUCIBLE_MERGE_THREADS)
+      const one = await run("1")
+      const pooled = await run("2")
+      expect(Object.keys(pooled).sort()).toEqual(Object.keys(one).sort())
+      for (const name of Object.keys(one)) expect(pooled[name], name).toEqual(one[name])
+    }, 60_000)
+  }
 })
