@@ -218,4 +218,33 @@ stages:
     const roomy = await runWith(64 * 1024 * 1024)
     expect(roomy.status).toBe("succeeded")
   })
+
+  it("merge/linear holds each chunk's working set: a limit below it fails naming the tensor, one above it merges", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "merge-budget-linear-"))
+    const n = 1536 * 1024 // 1.5 chunks of the writer's 1M elements
+    const a = new Float32Array(n).map((_, i) => (i % 97) / 97)
+    const b = new Float32Array(n).map((_, i) => (i % 89) / 89)
+    await write(path.join(dir, "a.safetensors"), { w: { shape: [1536, 1024], values: a } })
+    await write(path.join(dir, "b.safetensors"), { w: { shape: [1536, 1024], values: b } })
+    fs.writeFileSync(path.join(dir, "p.yaml"), `version: 1
+name: budget-linear
+stages:
+  a: { uses: load, with: { path: a.safetensors } }
+  b: { uses: load, with: { path: b.safetensors } }
+  m: { uses: merge/linear, with: { models: [a, b] } }
+  out: { uses: save, with: { model: m, path: out.safetensors } }
+`)
+    const runWith = (memoryLimit: number) =>
+      Effect.runPromise(Runner.run(path.join(dir, "p.yaml"), { runsDir: path.join(dir, "runs"), memoryLimit }).pipe(Effect.provideService(Reporter, Reporter.silent)))
+    // A 1M-element chunk: two sets of 2 inputs and the output, 4 MiB each = 20 MiB.
+    const tight = await runWith(16 * 1024 * 1024)
+    const failure = tight.outcomes.find((o) => o.id === "out")!.error!
+    expect(failure.tag).toBe("MemoryExceeded")
+    expect(failure.message).toContain('tensor "w" needs 21.0 MB')
+    expect(fs.existsSync(path.join(dir, "out.safetensors"))).toBe(false)
+    const roomy = await runWith(24 * 1024 * 1024)
+    expect(roomy.status).toBe("succeeded")
+    const merged = await readModel(path.join(dir, "out.safetensors"))
+    expect(Array.from(merged.get("w")!.values.subarray(n - 3))).toEqual(Array.from(a.subarray(n - 3), (x, k) => Math.fround(0.5 * x + 0.5 * b[n - 3 + k]!)))
+  })
 })

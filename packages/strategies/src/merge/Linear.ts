@@ -1,12 +1,13 @@
 /**
  * `merge/linear`: the weighted average of models, θ = Σ wᵢ θᵢ / Σ wᵢ (or Σ wᵢ θᵢ with
  * `normalize: false`). Streams: each output tensor (or element range of one) is computed from the
- * same range of the inputs when a consumer reads it, so memory is bounded by a few tensors.
+ * same range of the inputs when a consumer reads it, so memory is bounded by a few chunks; under
+ * `--memory-limit` each read holds its range's working set from the budget.
  * Integer and bool tensors (step counters, masks) are copied from the first model.
  *
  * @since 0.1.0
  */
-import { DType, Model, Port, Stage, TensorRef } from "@crucible/core"
+import { DType, MemoryBudget, Model, Port, Stage, TensorRef } from "@crucible/core"
 import { Effect, Schema } from "effect"
 import { mismatches } from "./Alignment.ts"
 import { InvalidMergeParams, MergeInputsMismatch } from "./MergeError.ts"
@@ -81,8 +82,8 @@ const averaged = (
   shape: like.shape,
   read: (range) =>
     stream !== undefined
-      ? stream.sum(index, TensorRef.rangeOf(like, range), dtype)
-      : Effect.gen(function* () {
+      ? held(like.name, sources.length, range, like, stream.sum(index, TensorRef.rangeOf(like, range), dtype))
+      : held(like.name, sources.length, range, like, Effect.gen(function* () {
         let acc: Float64Array | undefined
         for (const [i, source] of sources.entries()) {
           const values = DType.toFloat64(yield* source.read(range), source.dtype)
@@ -90,9 +91,18 @@ const averaged = (
           axpy(acc, values, scale[i]!)
         }
         return DType.fromNumbers(acc ?? new Float64Array(0), dtype)
-      })
+      }), 8)
   }
-  return stream === undefined ? tensor : TensorRef.withReadInto(tensor, (range, target) => stream.sumInto(index, TensorRef.rangeOf(like, range), dtype, target))
+  return stream === undefined ? tensor : TensorRef.withReadInto(tensor, (range, target) => held(like.name, sources.length, range, like, stream.sumInto(index, TensorRef.rangeOf(like, range), dtype, target)))
+}
+
+// Under --memory-limit a read holds the working set of its range: for the streamed sum, two sets
+// of inputs (the range and its read-ahead) and the output, as float32; for F64, the inputs and the
+// sum as float64.
+const held = <A, E>(name: string, inputs: number, range: TensorRef.ElementRange | undefined, like: TensorRef.TensorRef, effect: Effect.Effect<A, E>, bytesPerElement = 4) => {
+  const { start, end } = TensorRef.rangeOf(like, range)
+  const copies = bytesPerElement === 4 ? 2 * inputs + 1 : inputs + 1
+  return MemoryBudget.hold(name, copies * (end - start) * bytesPerElement)(effect)
 }
 
 /** acc += w · x, in place. */
