@@ -5,9 +5,8 @@
  *
  * @since 0.1.0
  */
-import { AtomicFile, Model, type Port, type Validate } from "@crucible/core"
+import { AtomicFile, Digest, Model, type Port, type Validate } from "@crucible/core"
 import { Effect } from "effect"
-import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import { createRequire } from "node:module"
 import type { StageOutcome } from "./Executor.ts"
@@ -96,57 +95,76 @@ export const filesOf = (outcomes: ReadonlyArray<StageOutcome>): { readonly input
 }
 
 /**
- * sha256 and size of a file, read through one reused 4 MiB buffer: no garbage per chunk (a
- * 64 KiB read stream allocates 16,000 buffers per GiB, and V8 then runs a full collection every
- * few dozen of them on a large heap).
+ * Digests of the run's input files for the manifest, remembered by (path, size, mtime) in
+ * `<runs>/.cache/digests.json`, so a re-run over the same multi-gigabyte checkpoints does not hash
+ * them again (as git's index does; a file rewritten in place with the same size within the same
+ * millisecond would be missed).
+ *
+ * A file is hashed on a worker thread (`Digest.ofFile`, two at a time) from the moment a stage's
+ * outcome names it (`start`: a `load` finishes long before the merge that reads it), beside the
+ * stages instead of after them; `finish` waits for those, uses a started digest only if the file
+ * still has the size and mtime it had when hashing started, and hashes what is left.
  */
-export const digestFile = (file: string): Effect.Effect<FileRecord> =>
-  Effect.promise(async () => {
-    const hash = createHash("sha256")
-    const buffer = Buffer.allocUnsafeSlow(4 * 1024 * 1024)
-    let bytes = 0
-    let handle: fs.promises.FileHandle | undefined
-    try {
-      handle = await fs.promises.open(file, "r")
-      for (;;) {
-        const { bytesRead } = await handle.read(buffer, 0, buffer.length, bytes)
-        if (bytesRead === 0) break
-        hash.update(bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead))
-        bytes += bytesRead
-      }
-      return { path: file, bytes, sha256: hash.digest("hex") }
-    } catch {
-      return { path: file, bytes: 0, sha256: "unreadable" }
-    } finally {
-      await handle?.close().catch(() => undefined)
-    }
-  })
+export interface InputDigests {
+  readonly start: (file: string) => void
+  readonly finish: (files: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<FileRecord>>
+}
 
-/**
- * Digests of input files remembered by (path, size, mtime) in `<runs>/.cache/digests.json`, so a
- * pipeline re-run over the same multi-gigabyte checkpoints does not hash them again (as git's index
- * does; a file rewritten in place with the same size within the same millisecond would be missed).
- */
-export const digestInputs = (files: ReadonlyArray<string>, cacheFile: string): Effect.Effect<ReadonlyArray<FileRecord>> =>
-  Effect.gen(function* () {
-    type Entry = { readonly size: number; readonly mtimeMs: number; readonly sha256: string }
-    let known: Record<string, Entry> = {}
-    try { known = JSON.parse(fs.readFileSync(cacheFile, "utf8")) as Record<string, Entry> } catch { /* no cache yet */ }
-    const records = yield* Effect.forEach(files, (file) => {
-      const stat = (() => { try { return fs.statSync(file) } catch { return undefined } })()
-      const hit = stat === undefined ? undefined : known[file]
-      if (stat !== undefined && hit !== undefined && hit.size === stat.size && hit.mtimeMs === stat.mtimeMs) {
-        return Effect.succeed({ path: file, bytes: hit.size, sha256: hit.sha256 })
-      }
-      return Effect.tap(digestFile(file), (r) =>
-        Effect.sync(() => {
-          if (stat !== undefined && r.sha256 !== "unreadable") known[file] = { size: stat.size, mtimeMs: stat.mtimeMs, sha256: r.sha256 }
+/** Files hashed at once (each on its own worker thread). */
+const HASHING_AT_ONCE = 2
+
+/** @category constructors */
+export const inputDigests = (cacheFile: string): InputDigests => {
+  type Entry = { readonly size: number; readonly mtimeMs: number; readonly sha256: string }
+  let known: Record<string, Entry> = {}
+  try { known = JSON.parse(fs.readFileSync(cacheFile, "utf8")) as Record<string, Entry> } catch { /* no cache yet */ }
+  const statOf = (file: string) => {
+    try { return fs.statSync(file) } catch { return undefined }
+  }
+  const started = new Map<string, { readonly size: number; readonly mtimeMs: number; readonly digest: Promise<Digest.FileDigest | undefined> }>()
+  let running = 0
+  const queue: Array<() => void> = []
+  const limited = (file: string) =>
+    new Promise<Digest.FileDigest | undefined>((resolve) => {
+      const go = () => {
+        running++
+        void Effect.runPromise(Digest.ofFile(file)).then((d) => {
+          running--
+          queue.shift()?.()
+          resolve(d)
         })
-      )
-    }, { concurrency: 2 })
-    yield* AtomicFile.writeWhole(cacheFile, JSON.stringify(known)).pipe(Effect.ignore)
-    return records
-  })
+      }
+      if (running < HASHING_AT_ONCE) go()
+      else queue.push(go)
+    })
+  const cached = (file: string, stat: fs.Stats | undefined) => {
+    const hit = stat === undefined ? undefined : known[file]
+    return stat !== undefined && hit !== undefined && hit.size === stat.size && hit.mtimeMs === stat.mtimeMs ? hit : undefined
+  }
+  const start = (file: string) => {
+    const stat = statOf(file)
+    if (stat === undefined || started.has(file) || cached(file, stat) !== undefined) return
+    started.set(file, { size: stat.size, mtimeMs: stat.mtimeMs, digest: limited(file) })
+  }
+  const finish = (files: ReadonlyArray<string>) =>
+    Effect.gen(function* () {
+      const records = yield* Effect.forEach(files, (file) =>
+        Effect.promise(async (): Promise<FileRecord> => {
+          const stat = statOf(file)
+          const hit = cached(file, stat)
+          if (hit !== undefined) return { path: file, bytes: hit.size, sha256: hit.sha256 }
+          const early = started.get(file)
+          const same = early !== undefined && stat !== undefined && early.size === stat.size && early.mtimeMs === stat.mtimeMs
+          const digest = await (same ? early.digest : limited(file))
+          if (digest === undefined) return { path: file, bytes: 0, sha256: "unreadable" }
+          if (stat !== undefined) known[file] = { size: stat.size, mtimeMs: stat.mtimeMs, sha256: digest.sha256 }
+          return { path: file, ...digest }
+        }), { concurrency: "unbounded" })
+      yield* AtomicFile.writeWhole(cacheFile, JSON.stringify(known)).pipe(Effect.ignore)
+      return records
+    })
+  return { start, finish }
+}
 
 /** Writes the manifest atomically. */
 export const write = (file: string, manifest: Manifest) => AtomicFile.writeWhole(file, `${JSON.stringify(manifest, null, 2)}\n`)

@@ -96,6 +96,8 @@ const runIn = (loaded: Yaml.LoadedPipeline, options: RunOptions, runId: string, 
     const telemetry = options.telemetry?.({ runId, runDir }) ?? Layer.empty
     // The manifest follows the run stage by stage, so a crash or a kill leaves the last state on disk.
     const known = new Map<string, StageOutcome>()
+    // Input checkpoints are hashed for the manifest while the stages run (Manifest.inputDigests).
+    const digests = Manifest.inputDigests(path.join(path.dirname(runDir), ".cache", "digests.json"))
     const snapshot = (status: Manifest.Manifest["status"]) =>
       Manifest.write(manifestFile, {
         ...base,
@@ -113,7 +115,11 @@ const runIn = (loaded: Yaml.LoadedPipeline, options: RunOptions, runId: string, 
       ...(options.backend === undefined ? {} : { backend: options.backend }),
       ...(options.memoryLimit === undefined ? {} : { memoryLimit: options.memoryLimit }),
       positions: stagePositions(loaded),
-      onOutcome: (o) => Effect.suspend(() => (known.set(o.id, o), snapshot("running")))
+      onOutcome: (o) => Effect.suspend(() => {
+        known.set(o.id, o)
+        for (const file of Manifest.filesOf([o]).inputs) digests.start(file)
+        return snapshot("running")
+      })
     }).pipe(
       Effect.onInterrupt(() => Effect.andThen(snapshot("interrupted"), writeReport(runDir, options))),
       Effect.withSpan(`run ${pipeline.ir.name}`, { attributes: { "crucible.run.id": runId, "crucible.pipeline.name": pipeline.ir.name, "crucible.pipeline.file": loaded.file } }),
@@ -122,7 +128,7 @@ const runIn = (loaded: Yaml.LoadedPipeline, options: RunOptions, runId: string, 
     )
     const status = runStatus(outcomes)
     const files = Manifest.filesOf(outcomes)
-    const inputs = yield* Manifest.digestInputs(files.inputs, path.join(path.dirname(runDir), ".cache", "digests.json"))
+    const inputs = yield* digests.finish(files.inputs)
     yield* Manifest.write(manifestFile, {
       ...base,
       status,

@@ -4,6 +4,8 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { DType } from "@crucible/core"
+import { Effect } from "effect"
+import * as Manifest from "../../src/Manifest.ts"
 import { crucible } from "./cli.ts"
 import { readModel, writeModel } from "./models.ts"
 
@@ -202,5 +204,22 @@ stages:
     const changed = digestOf("three")
     expect(changed).not.toBe(first)
     expect(changed).toBe(createHash("sha256").update(fs.readFileSync(path.join(dir, "a.safetensors"))).digest("hex"))
+  })
+
+  it("hashes inputs ahead on worker threads, and rehashes one changed after its hashing started", async () => {
+    const dir = tmp()
+    const files = ["x.bin", "y.bin", "z.bin"].map((n) => path.join(dir, n))
+    files.forEach((f, i) => fs.writeFileSync(f, Buffer.alloc(3_000_000 + i, i + 1)))
+    const digests = Manifest.inputDigests(path.join(dir, "cache", "digests.json"))
+    for (const f of files) digests.start(f)
+    // y changes after its hashing started: its size (and mtime) no longer match.
+    fs.writeFileSync(files[1]!, Buffer.alloc(1000, 9))
+    const records = await Effect.runPromise(digests.finish([...files, path.join(dir, "missing.bin")]))
+    const sha = (f: string) => createHash("sha256").update(fs.readFileSync(f)).digest("hex")
+    expect(records.slice(0, 3)).toEqual(files.map((f) => ({ path: f, bytes: fs.statSync(f).size, sha256: sha(f) })))
+    expect(records[3]).toEqual({ path: path.join(dir, "missing.bin"), bytes: 0, sha256: "unreadable" })
+    // The next run takes them from the cache.
+    const again = await Effect.runPromise(Manifest.inputDigests(path.join(dir, "cache", "digests.json")).finish(files))
+    expect(again).toEqual(records.slice(0, 3))
   })
 })
