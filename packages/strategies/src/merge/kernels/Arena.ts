@@ -42,6 +42,7 @@ export const make = (options: { readonly maxBytes?: number; readonly initialByte
   const buffers = new Set<ArrayBufferLike>([memory.buffer])
   let capacity = initialPages * PAGE
   let inUse = 0
+  let everUsed = 0
 
   const grow = (bytes: number): boolean => {
     const last = free[free.length - 1]
@@ -71,7 +72,10 @@ export const make = (options: { readonly maxBytes?: number; readonly initialByte
     taken.set(start, bytes)
     inUse += bytes
     const array = new Float32Array(memory.buffer as unknown as SharedArrayBuffer, start, length)
-    array.fill(0)
+    // Memory above everything ever handed out is still as WebAssembly created it: zero. Filling
+    // it anyway would touch (page-fault) every page before the first real write.
+    if (start < everUsed) array.fill(0)
+    everUsed = Math.max(everUsed, start + bytes)
     return array
   }
 
