@@ -157,16 +157,25 @@ export const define = <const Kind extends string, Fields extends Schema.Struct.F
         const workingSet = (present.length + (base === undefined ? 1 : 2) + statRefs.length) * TensorRef.numel(like.shape) * 4
         const inputs = base === undefined ? present.map((t) => t!) : [base.tensors.get(name)!, ...present.map((t) => t!)]
         mergedNames.push(name)
+        // Statistics of the tensor's own shape (Fisher diagonals) are read with the inputs, into the
+        // same reused (shared) buffers; others (Gram matrices) on their own.
+        const n = TensorRef.numel(like.shape)
+        const statsAlongside = statRefs.length > 0 && statRefs.every((t) => t !== undefined && TensorRef.numel(t.shape) === n)
+        const toRead = statsAlongside ? [...inputs, ...statRefs.map((t) => t!)] : inputs
+        const isShared = (a: Float32Array) => a.buffer instanceof SharedArrayBuffer
         return lazyTensor(like, outDtype ?? (DType.parseWritable(like.dtype) ?? "F32"), outputs.giveBack, () =>
-          MemoryBudget.hold(name, workingSet)(buffers.read(inputs, (arrays) => Effect.gen(function* () {
+          MemoryBudget.hold(name, workingSet)(buffers.read(toRead, (read) => Effect.gen(function* () {
+            const arrays = read.slice(0, inputs.length)
             const baseData = base === undefined ? undefined : arrays[0]!
             const data = base === undefined ? arrays : arrays.slice(1)
-            const pool = workers === undefined ? undefined : yield* workers.forTensor(TensorRef.numel(like.shape))
+            const pool = workers === undefined ? undefined : yield* workers.forTensor(n)
             if (!allowNonFinite) yield* checkFinite(name, "input", arrays, pool)
-            const stats = statRefs.length > 0 && statRefs.every((t) => t !== undefined) ? yield* Effect.forEach(statRefs, (t) => TensorRef.readFloat32(t!)) : undefined
+            const stats = statsAlongside
+              ? read.slice(inputs.length)
+              : statRefs.length > 0 && statRefs.every((t) => t !== undefined) ? yield* Effect.forEach(statRefs, (t) => TensorRef.readFloat32(t!)) : undefined
             const params = p as Schema.Struct.Type<Fields>
             let result: Float32Array
-            if (pool !== undefined && method.parallel !== undefined && arrays.every((a) => a.buffer instanceof SharedArrayBuffer)) {
+            if (pool !== undefined && method.parallel !== undefined && arrays.every(isShared) && (stats === undefined || stats.every(isShared))) {
               result = outputs.take(TensorRef.numel(like.shape))
               yield* method.parallel(pool, job(baseData, data, stats), params, result)
             } else {

@@ -10,15 +10,21 @@
  *
  * @since 0.1.0
  */
-import { Result, Schema } from "effect"
+import { Effect, Result, Schema } from "effect"
 import * as Fisher from "./kernels/Fisher.ts"
 import * as Linear from "./kernels/Linear.ts"
+import * as Parallel from "./kernels/Parallel.ts"
 import * as RegMeanKernel from "./kernels/RegMean.ts"
 import type { Job } from "./Method.ts"
 import * as Method from "./Method.ts"
 
+const averagePlan = (job: Job) => Linear.plan({ weights: job.models.map((_, i) => job.value("weights", i) ?? 1), normalize: true }, job.models.length, job.name)
+
+const fisherPlan = (job: Job, statistics: ReadonlyArray<Float32Array>, epsilon: number | undefined) =>
+  Fisher.plan({ weights: job.models.map((_, i) => job.value("weights", i) ?? 1), ...(epsilon === undefined ? {} : { epsilon }) }, job.models, statistics, job.name)
+
 const average = (job: Job) => {
-  const planned = Linear.plan({ weights: job.models.map((_, i) => job.value("weights", i) ?? 1), normalize: true }, job.models.length, job.name)
+  const planned = averagePlan(job)
   if (Result.isFailure(planned)) return Result.fail(planned.failure)
   const out = new Float32Array(job.models[0]!.length)
   Linear.apply(planned.success, out, job.models)
@@ -37,17 +43,16 @@ export const FisherMerge = Method.define({
   statistics: { description: "the diagonal Fisher of each model, tensors named as its parameters", tensorFor: (name) => name },
   merge: (job, params) => {
     if (job.statistics === undefined) return average(job)
-    const planned = Fisher.plan(
-      { weights: job.models.map((_, i) => job.value("weights", i) ?? 1), ...(params.epsilon === undefined ? {} : { epsilon: params.epsilon }) },
-      job.models,
-      job.statistics,
-      job.name
-    )
+    const planned = fisherPlan(job, job.statistics, params.epsilon)
     if (Result.isFailure(planned)) return Result.fail(planned.failure)
     const out = new Float32Array(job.models[0]!.length)
     Fisher.apply(planned.success, out, job.models, job.statistics)
     return Result.succeed(out)
-  }
+  },
+  parallel: (pool, job, params, out) =>
+    job.statistics === undefined
+      ? Effect.flatMap(Effect.fromResult(averagePlan(job)), (plan) => Parallel.weightedSum(pool, out, job.models, plan.coefficients))
+      : Effect.flatMap(Effect.fromResult(fisherPlan(job, job.statistics, params.epsilon)), (plan) => Parallel.fisher(pool, plan, out, job.models, job.statistics!))
 })
 
 /** @category stage kinds */

@@ -9,6 +9,7 @@ import * as TaskStatistics from "../../src/merge/kernels/TaskStatistics.ts"
 import * as Method from "../../src/merge/Method.ts"
 import { MIN_ELEMENTS } from "../../src/merge/StagePool.ts"
 import { ModelStock } from "../../src/merge/ModelStock.ts"
+import { FisherMerge } from "../../src/merge/Statistics.ts"
 import { Multislerp, Slerp } from "../../src/merge/Spherical.ts"
 import { DareTies, Della, Ties } from "../../src/merge/TaskArithmetic.ts"
 
@@ -146,4 +147,23 @@ describe("Method with a parallel form", () => {
       for (const name of Object.keys(one)) expect(pooled[name], name).toEqual(one[name])
     }, 60_000)
   }
+
+  it("merge/fisher: the pool and one thread give the same bytes, for tensors with Fisher statistics and without (the weighted average)", async () => {
+    const models = fineTunes.map((d, m) => modelOf(`ft${m}`, d))
+    // Fisher diagonals: positive, of each parameter's shape, some below epsilon; none for
+    // norm.weight (a large tensor), which is then the weighted average.
+    const fishers = fineTunes.map((d, m) => modelOf(`fisher${m}`, Object.fromEntries(Object.entries(d).filter(([t]) => t !== "norm.weight").map(([t, v]) => [t, v.map((x, i) => (i % 17 === 0 ? 0 : Math.abs(x) * (m + 1)))]))))
+    const run = (threads: string, statistics: ReadonlyArray<Model.Model>) =>
+      Effect.runPromise(Effect.scoped(Effect.gen(function* () {
+        process.env.CRUCIBLE_MERGE_THREADS = threads
+        const merged = yield* FisherMerge.run({ ...context, kind: "merge/fisher", params: { weights: [1, 2, 1], epsilon: 1e-6 } as never, inputs: { base: undefined, models, statistics } })
+        const out: Record<string, Uint8Array> = {}
+        for (const t of merged.tensors.values()) out[t.name] = yield* t.read()
+        return out
+      }))).finally(() => delete process.env.CRUCIBLE_MERGE_THREADS)
+    const one = await run("1", fishers)
+    const pooled = await run("2", fishers)
+    expect(Object.keys(pooled).sort()).toEqual(Object.keys(one).sort())
+    for (const name of Object.keys(one)) expect(pooled[name], name).toEqual(one[name])
+  }, 60_000)
 })
