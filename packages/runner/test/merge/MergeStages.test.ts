@@ -117,6 +117,33 @@ describe("merge stage parameters and checks", () => {
     expect((await run(dir, pipeline(", allow_nonfinite: true"))).error).toBeUndefined()
   })
 
+  it("merge/linear fails on a non-finite input or an overflowing sum, naming the tensor and the element, unless allow_nonfinite (F32 and F64)", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "merge-nan-linear-"))
+    const n = 3 * 1024 * 1024 + 5 // three chunks and a bit: the NaN sits in the third
+    const clean = new Float32Array(n).map((_, i) => (i % 13) / 13)
+    const dirty = clean.slice()
+    dirty[2 * 1024 * 1024 + 17] = Number.NaN
+    dirty[n - 1] = Number.POSITIVE_INFINITY
+    const huge = new Float32Array(8).fill(3e38)
+    await write(path.join(dir, "a.safetensors"), { w: { shape: [n], values: clean }, big: { shape: [8], values: huge } })
+    await write(path.join(dir, "b.safetensors"), { w: { shape: [n], values: dirty }, big: { shape: [8], values: huge } })
+    const pipeline = (extra: string) => `version: 1\nname: nan-linear\nstages:\n  a: { uses: load, with: { path: a.safetensors } }\n  b: { uses: load, with: { path: b.safetensors } }\n  m: { uses: merge/linear, with: { models: [a, b]${extra} } }\n  out: { uses: save, with: { model: m, path: out.safetensors } }\n`
+    for (const dtype of ["", ", dtype: F64"]) {
+      const failed = await run(dir, pipeline(dtype))
+      expect(failed.error?.tag).toBe("NonFiniteTensor")
+      expect(failed.error?.message).toContain('tensor "w"')
+      expect(failed.error?.message).toContain(`the input (first: NaN at element ${2 * 1024 * 1024 + 17})`)
+      expect(fs.existsSync(path.join(dir, "out.safetensors"))).toBe(false)
+    }
+    expect((await run(dir, pipeline(", weights: [1, 0]"))).error?.message).toContain("in the input") // 0·NaN is still NaN
+    // Finite inputs whose weighted sum overflows float32 (normalize: false, 3e38 + 3e38).
+    await write(path.join(dir, "b.safetensors"), { w: { shape: [n], values: clean }, big: { shape: [8], values: huge } })
+    const overflow = await run(dir, pipeline(", normalize: false"))
+    expect(overflow.error?.message).toContain('tensor "big": 8 non-finite values in the output (first: Infinity at element 0)')
+    expect((await run(dir, pipeline(", normalize: false, allow_nonfinite: true"))).error).toBeUndefined()
+    expect(Array.from((await readModel(path.join(dir, "out.safetensors"))).get("big")!.values)).toEqual(Array(8).fill(Number.POSITIVE_INFINITY))
+  })
+
   it("DARE is seeded by (seed, tensor name): the same bytes whatever the tensor order, different with another seed", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "merge-dare-"))
     const t = (s: number) => ({ shape: [64], values: Array.from({ length: 64 }, (_, i) => Math.cos(i * s)) })

@@ -3,13 +3,15 @@
  * `normalize: false`). Streams: each output tensor (or element range of one) is computed from the
  * same range of the inputs when a consumer reads it, so memory is bounded by a few chunks; under
  * `--memory-limit` each read holds its range's working set from the budget.
- * Integer and bool tensors (step counters, masks) are copied from the first model.
+ * Integer and bool tensors (step counters, masks) are copied from the first model. NaN/±Inf in an
+ * input or the output is an error naming the tensor (`allow_nonfinite: true` to merge anyway).
  *
  * @since 0.1.0
  */
 import { DType, MemoryBudget, Model, Port, Stage, TensorRef } from "@crucible/core"
 import { Effect, Schema } from "effect"
 import { mismatches } from "./Alignment.ts"
+import * as NonFinite from "./kernels/NonFinite.ts"
 import { InvalidMergeParams, MergeInputsMismatch } from "./MergeError.ts"
 import * as StreamSum from "./StreamSum.ts"
 
@@ -27,7 +29,9 @@ export const Linear = Stage.define({
     /** Compute dtype: F32 (default) or F64. */
     dtype: Schema.optional(Schema.Literals(["F32", "F64", "float32", "float64"])),
     /** Output dtype for floating-point tensors; default: `dtype` when given, else the inputs' dtype. */
-    out_dtype: Schema.optional(DType.WritableDTypeName)
+    out_dtype: Schema.optional(DType.WritableDTypeName),
+    /** NaN/±Inf in an input or the output is an error naming the tensor unless this is true. */
+    allow_nonfinite: Schema.optional(Schema.Boolean)
   }),
   inputs: { models: Port.many(Port.ModelPort, { min: 1, description: "the models to average" }) },
   output: Port.ModelPort,
@@ -53,11 +57,12 @@ export const Linear = Stage.define({
     yield* Effect.annotateCurrentSpan({ "crucible.merge.weights": scale.join(","), "crucible.tensors.out": first.tensors.size })
     const merged = Array.from(first.tensors.values()).filter((t) => DType.isFloat(t.dtype))
     const sources = merged.map((t) => models.map((m) => m.tensors.get(t.name)!))
-    const stream = wide ? undefined : StreamSum.make(sources, scale, yield* Effect.scope)
+    const checkFinite = params.allow_nonfinite !== true
+    const stream = wide ? undefined : StreamSum.make(sources, scale, yield* Effect.scope, { checkFinite })
     const index = new Map(merged.map((t, i) => [t.name, i]))
     const tensors = Array.from(first.tensors.values(), (t): TensorRef.TensorRef => {
       const i = index.get(t.name)
-      return i === undefined ? t : averaged(t, i, sources[i]!, scale, stream, outDtype ?? writable(t.dtype))
+      return i === undefined ? t : averaged(t, sources[i]!, scale, stream === undefined ? { checkFinite } : { stream, index: i }, outDtype ?? writable(t.dtype))
     })
     return Model.make(`${id} (merge/linear)`, tensors, first.metadata, [...new Set(models.flatMap((m) => m.files))])
   })
@@ -70,12 +75,13 @@ const writable = (dtype: DType.DType): DType.WritableDType => DType.parseWritabl
 // with read-ahead); F64 keeps the float64 sums for a float64 output.
 const averaged = (
   like: TensorRef.TensorRef,
-  index: number,
   sources: ReadonlyArray<TensorRef.TensorRef>,
   scale: ReadonlyArray<number>,
-  stream: StreamSum.StreamSum | undefined,
+  how: { readonly stream: StreamSum.StreamSum; readonly index: number } | { readonly checkFinite: boolean },
   dtype: DType.WritableDType
 ): TensorRef.TensorRef => {
+  const stream = "stream" in how ? how.stream : undefined
+  const index = "stream" in how ? how.index : 0
   const tensor: TensorRef.TensorRef = {
   name: like.name,
   dtype,
@@ -85,12 +91,19 @@ const averaged = (
       ? held(like.name, sources.length, range, like, stream.sum(index, TensorRef.rangeOf(like, range), dtype))
       : held(like.name, sources.length, range, like, Effect.gen(function* () {
         let acc: Float64Array | undefined
+        const checked: Array<{ readonly tensor: string; readonly values: Float64Array; readonly offset: number }> = []
         for (const [i, source] of sources.entries()) {
           const values = DType.toFloat64(yield* source.read(range), source.dtype)
+          if ("checkFinite" in how && how.checkFinite) checked.push({ tensor: like.name, values, offset: TensorRef.rangeOf(like, range).start })
           acc ??= new Float64Array(values.length)
           axpy(acc, values, scale[i]!)
         }
-        return DType.fromNumbers(acc ?? new Float64Array(0), dtype)
+        const input = NonFinite.find(checked)
+        if (input !== undefined) return yield* new NonFinite.NonFiniteTensor({ role: "input", ...input })
+        const result = DType.fromNumbers(acc ?? new Float64Array(0), dtype)
+        const output = checked.length === 0 ? undefined : NonFinite.find([{ tensor: like.name, values: DType.toFloat64(result, dtype), offset: TensorRef.rangeOf(like, range).start }])
+        if (output !== undefined) return yield* new NonFinite.NonFiniteTensor({ role: "output", ...output })
+        return result
       }), 8)
   }
   return stream === undefined ? tensor : TensorRef.withReadInto(tensor, (range, target) => held(like.name, sources.length, range, like, stream.sumInto(index, TensorRef.rangeOf(like, range), dtype, target)))

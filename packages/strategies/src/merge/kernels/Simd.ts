@@ -21,6 +21,8 @@ export interface SimdKernels {
   readonly memory: WebAssembly.Memory
   /** Same contract as `WeightedSum.weightedSum`; returns false (and does nothing) when an array is not in `memory` or there are more than 8 inputs. */
   readonly weightedSum: (out: Float32Array, inputs: ReadonlyArray<Float32Array>, coefficients: ArrayLike<number>, start: number, end: number) => boolean
+  /** Whether `x[start, end)` holds NaN or ±Inf (all exponent bits set); undefined when `x` is not in `memory`. */
+  readonly hasNonFinite: (x: Float32Array, start: number, end: number) => boolean | undefined
 }
 
 /** Whether this runtime validates WebAssembly SIMD (Node ≥ 16.4 does). @category predicates */
@@ -44,6 +46,7 @@ export const isSupported = (): boolean => {
 export const make = (memory: WebAssembly.Memory, owns?: (array: Float32Array) => boolean): SimdKernels => {
   const instance = new WebAssembly.Instance(compiled(), { env: { memory } })
   const fns = Array.from({ length: MAX_INPUTS }, (_, i) => instance.exports[`wsum${i + 1}`] as (...args: Array<number>) => void)
+  const nonfinite = instance.exports.nonfinite as (pointer: number, bytes: number) => number
   const buffers = new Set<ArrayBufferLike>()
   const inMemory = owns ?? ((a: Float32Array): boolean => {
     if (buffers.has(a.buffer)) return true
@@ -68,6 +71,13 @@ export const make = (memory: WebAssembly.Memory, owns?: (array: Float32Array) =>
       const tail = start + vectors * 4
       if (tail < end) weightedSumJs(out, inputs, coefficients, tail, end)
       return true
+    },
+    hasNonFinite: (x, start, end) => {
+      if (!inMemory(x)) return undefined
+      const vectors = Math.max(0, end - start) >>> 2
+      if (vectors > 0 && nonfinite(x.byteOffset + start * 4, vectors * 16) !== 0) return true
+      for (let j = start + vectors * 4; j < end; j++) if (x[j]! - x[j]! !== 0) return true
+      return false
     }
   }
 }
@@ -113,7 +123,12 @@ const op = {
   f32x4DemoteF64x2Zero: () => op.simd(0x5e),
   f64x2PromoteLowF32x4: () => op.simd(0x5f),
   f64x2Add: () => op.simd(0xf0),
-  f64x2Mul: () => op.simd(0xf2)
+  f64x2Mul: () => op.simd(0xf2),
+  v128Const: (bytes: ReadonlyArray<number>) => op.simd(0x0c, ...bytes),
+  v128And: () => op.simd(0x4e),
+  v128Or: () => op.simd(0x50),
+  i32x4Eq: () => op.simd(0x37),
+  v128AnyTrue: () => op.simd(0x53)
 }
 
 const HIGH_HALF = [8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7]
@@ -147,20 +162,39 @@ const functionBody = (n: number): Array<number> => {
   return [...locals, ...code]
 }
 
+// nonfinite(pointer, bytes) → i32: ORs, lane by lane, "all 8 exponent bits set" (NaN, ±Inf) over
+// the 16-byte steps, then asks whether any lane was ever set. The merge/linear stream runs it on
+// each summed chunk while it is in cache.
+const EXPONENT = Array.from({ length: 4 }, () => [0x00, 0x00, 0x80, 0x7f]).flat()
+const nonFiniteBody = (): Array<number> => {
+  const pointer = 0, bytes = 1, i = 2, acc = 3, mask = 4
+  const code: Array<number> = [...op.v128Const(EXPONENT), ...op.localSet(mask)]
+  code.push(...op.block, ...op.loop)
+  code.push(...op.localGet(i), ...op.localGet(bytes), ...op.i32GeU, ...op.brIf(1))
+  code.push(...op.localGet(acc))
+  code.push(...op.localGet(pointer), ...op.localGet(i), ...op.i32Add, ...op.v128Load(), ...op.localGet(mask), ...op.v128And(), ...op.localGet(mask), ...op.i32x4Eq())
+  code.push(...op.v128Or(), ...op.localSet(acc))
+  code.push(...op.localGet(i), ...op.i32Const(16), ...op.i32Add, ...op.localSet(i), ...op.br(0))
+  code.push(...op.end, ...op.end)
+  code.push(...op.localGet(acc), ...op.v128AnyTrue(), ...op.end)
+  const locals = vec([[1, I32], [2, V128]])
+  return [...locals, ...code]
+}
+
 const moduleBytes = (): Uint8Array<ArrayBuffer> => {
   const counts = Array.from({ length: MAX_INPUTS }, (_, k) => k + 1)
-  const types = counts.map((n) => [0x60, ...vec([I32, ...Array(n).fill(I32), I32, ...Array(n).fill(F64)].map((t) => [t])), 0x00])
+  const types = [
+    ...counts.map((n) => [0x60, ...vec([I32, ...Array(n).fill(I32), I32, ...Array(n).fill(F64)].map((t) => [t])), 0x00]),
+    [0x60, ...vec([[I32], [I32]]), ...vec([[I32]])]
+  ]
   const memoryImport = [...name("env"), ...name("memory"), 0x02, 0x03, ...uleb(0), ...uleb(65536)]
-  const bodies = counts.map((n) => {
-    const body = functionBody(n)
-    return [...uleb(body.length), ...body]
-  })
+  const bodies = [...counts.map((n) => functionBody(n)), nonFiniteBody()].map((body) => [...uleb(body.length), ...body])
   return new Uint8Array([
     0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
     ...section(1, vec(types)),
     ...section(2, vec([memoryImport])),
-    ...section(3, vec(counts.map((n) => uleb(n - 1)))),
-    ...section(7, vec(counts.map((n) => [...name(`wsum${n}`), 0x00, ...uleb(n - 1)]))),
+    ...section(3, vec([...counts.map((n) => uleb(n - 1)), uleb(MAX_INPUTS)])),
+    ...section(7, vec([...counts.map((n) => [...name(`wsum${n}`), 0x00, ...uleb(n - 1)]), [...name("nonfinite"), 0x00, ...uleb(MAX_INPUTS)]])),
     ...section(10, vec(bodies))
   ])
 }

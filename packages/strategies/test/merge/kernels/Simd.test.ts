@@ -7,6 +7,27 @@ import { expectSameBits, normal } from "./helpers.ts"
 describe("SIMD weighted sum", () => {
   it("is supported here", () => expect(Simd.isSupported()).toBe(true))
 
+  it("finds NaN and ±Inf in any lane, vector or tail, within the asked range only; float32's largest finite is finite", () => {
+    const arena = Arena.make({ maxBytes: 1 << 22 })
+    const simd = Simd.make(arena.memory, arena.owns)
+    const x = arena.alloc(1003)!
+    x.set(normal(5, 1003, 1e30))
+    x[10] = 3.4028234663852886e38
+    x[11] = -3.4028234663852886e38
+    expect(simd.hasNonFinite(x, 0, 1003)).toBe(false)
+    for (const at of [0, 1, 2, 3, 500, 999, 1000, 1002]) {
+      for (const bad of [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY]) {
+        const kept = x[at]!
+        x[at] = bad
+        expect(simd.hasNonFinite(x, 0, 1003), `${bad} at ${at}`).toBe(true)
+        expect(simd.hasNonFinite(x, at, at + 1)).toBe(true)
+        expect(simd.hasNonFinite(x, at + 1, 1003)).toBe(false)
+        x[at] = kept
+      }
+    }
+    expect(simd.hasNonFinite(new Float32Array(8), 0, 8)).toBeUndefined() // not in the arena's memory
+  })
+
   it("gives the JavaScript loop's bits for 1–8 inputs, any range (unaligned, with tails), across arena growth", () => {
     const arena = Arena.make({ initialBytes: 65536, maxBytes: 1 << 24 })
     const simd = Simd.make(arena.memory, arena.owns)
