@@ -43,6 +43,31 @@ const inputsNewestMtime = () => {
 
 export const isFresh = () => fs.existsSync(stamp) && fs.existsSync(cliBundle) && fs.statSync(stamp).mtimeMs >= inputsNewestMtime()
 
+// TF.js core costs ~50 ms and ~35 MB to load, and only the stages that run models use it. In the
+// bundle, the sources' `import * as tf from "@tensorflow/tfjs-core"` becomes a proxy that loads the
+// package on the first property read (every use is inside a function: types are stripped, values
+// like `tf.matMul` or `tf.Tensor` resolve through the proxy to the package's own). The backends are
+// already imported dynamically (strategies' backend/Backend.ts). The library sources are unchanged.
+const TFJS_IMPORT = 'import * as tf from "@tensorflow/tfjs-core"'
+const LAZY_TFJS = `
+import { createRequire } from "node:module"
+const load = createRequire(import.meta.url)
+let real
+export const tf = new Proxy({}, { get: (_, key) => (real ??= load("@tensorflow/tfjs-core"))[key] })
+`
+const lazyTfjs = {
+  name: "lazy-tfjs-core",
+  setup(build) {
+    build.onResolve({ filter: /^crucible:lazy-tfjs-core$/ }, () => ({ path: "lazy-tfjs-core", namespace: "crucible" }))
+    build.onLoad({ filter: /.*/, namespace: "crucible" }, () => ({ contents: LAZY_TFJS, loader: "js", resolveDir: distDir }))
+    build.onLoad({ filter: /[\\/]packages[\\/][a-z]+[\\/]src[\\/].*\.ts$/ }, async (args) => {
+      const source = await fs.promises.readFile(args.path, "utf8")
+      if (!source.includes(TFJS_IMPORT)) return undefined
+      return { contents: source.replace(TFJS_IMPORT, 'import { tf } from "crucible:lazy-tfjs-core"'), loader: "ts" }
+    })
+  }
+}
+
 /** Builds the bundle (always). */
 export const build = async () => {
   const esbuild = await import(path.join(root, "node_modules", "esbuild", "lib", "main.js"))
@@ -66,7 +91,8 @@ export const build = async () => {
     banner: { js: "import { createRequire as __crucibleRequire } from 'node:module'; const require = __crucibleRequire(import.meta.url);" },
     sourcemap: "linked",
     logLevel: "warning",
-    legalComments: "none"
+    legalComments: "none",
+    plugins: [lazyTfjs]
   })
   fs.writeFileSync(path.join(temporary, ".stamp"), "")
   // The stamp's time is the newest input's as seen when the build started: an edit during the
