@@ -17,7 +17,10 @@ import { describe, IoError } from "./IoError.ts"
 export interface AtomicFile {
   readonly target: string
   readonly temporary: string
-  /** Appends bytes; completes when they are written and hashed (the caller may then reuse them). */
+  /**
+   * Appends bytes; completes when they are written and hashed (the caller may then reuse them).
+   * Several writes may be in flight: each lands after the ones started before it.
+   */
   readonly write: (bytes: Uint8Array) => Effect.Effect<void, IoError>
   /** Bytes written so far. */
   readonly written: () => number
@@ -63,11 +66,13 @@ export const open = (target: string, options: OpenOptions = {}): Effect.Effect<C
           if (Exit.isFailure(exit) || !state.committed) fs.rmSync(temporary, { force: true })
         })
     )
-    const state = { committed: false, closed: false, written: 0 }
+    // `reserved`: where the next write goes, taken when the write starts; writes are positional,
+    // so several may be in flight and land in the order they were started.
+    const state = { committed: false, closed: false, written: 0, reserved: 0 }
     const digest = (options.expectedBytes ?? 0) >= Digest.WORKER_MIN_BYTES ? yield* Digest.onWorker() : Digest.inThread()
-    const writeBytes = (bytes: Uint8Array) =>
+    const writeBytes = (bytes: Uint8Array, at: number) =>
       Effect.callback<void, IoError>((resume) => {
-        writeFully(fd, bytes, 0, (error) => {
+        writeFully(fd, bytes, at, (error) => {
           if (error) return resume(Effect.fail(new IoError({ file: target, operation: "write", detail: describe(error) })))
           state.written += bytes.byteLength
           flushBehind()
@@ -94,8 +99,13 @@ export const open = (target: string, options: OpenOptions = {}): Effect.Effect<C
       else flushing.push(() => resume(Effect.void))
     })
     // Hashed while the thread pool writes: both only read `bytes`, and the digest is only used
-    // after a successful commit.
-    const write = (bytes: Uint8Array) => Effect.asVoid(Effect.all([writeBytes(bytes), digest.update(bytes)], { concurrency: 2 }))
+    // after a successful commit. The hash sees the bytes in the order the writes were started.
+    const write = (bytes: Uint8Array) =>
+      Effect.suspend(() => {
+        const at = state.reserved
+        state.reserved += bytes.byteLength
+        return Effect.asVoid(Effect.all([writeBytes(bytes, at), digest.update(bytes)], { concurrency: 2 }))
+      })
     const seal = Effect.andThen(flushed, Effect.try({
       try: () => {
         if (state.closed) return
@@ -127,9 +137,10 @@ export const open = (target: string, options: OpenOptions = {}): Effect.Effect<C
 
 const FLUSH_BEHIND = 32 * 1024 * 1024
 
-const writeFully = (fd: number, bytes: Uint8Array, offset: number, done: (error: Error | null) => void): void => {
+// Writes all of `bytes` at file position `at` (fs.write may write fewer bytes than asked).
+const writeFully = (fd: number, bytes: Uint8Array, at: number, done: (error: Error | null) => void, offset = 0): void => {
   if (offset === bytes.byteLength) return done(null)
-  fs.write(fd, bytes, offset, bytes.byteLength - offset, null, (error, n) => (error ? done(error) : writeFully(fd, bytes, offset + n, done)))
+  fs.write(fd, bytes, offset, bytes.byteLength - offset, at + offset, (error, n) => (error ? done(error) : writeFully(fd, bytes, at, done, offset + n)))
 }
 
 /**

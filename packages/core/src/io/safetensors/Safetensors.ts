@@ -96,8 +96,8 @@ export const write = (path: string, model: Model.Model, options: WriteOptions = 
  * Writes a header and the bytes of `tensors` into an open atomic file without committing it
  * (the sharded writer commits its shards together). `progress` offsets the indices reported.
  *
- * Chunks go through two reused buffers in shared memory: chunk k+1 is read (or computed, for a
- * merge's lazy tensor) into one while chunk k is written and hashed from the other, and a
+ * Chunks go through three reused buffers in shared memory: chunk k+2 is read (or computed, for a
+ * merge's lazy tensor) into one while chunks k and k+1 are written and hashed from the others, and a
  * tensor with a fast path (`TensorRef.withReadInto`) is read straight into the buffer. Reused buffers also spare the fresh,
  * page-faulted buffer per chunk that would otherwise be garbage; shared ones let the hash run on
  * a worker thread without a copy (`Digest.ts`).
@@ -114,23 +114,24 @@ export const stream = (
     yield* file.write(header)
     const chunk = options.chunkElements ?? DEFAULT_CHUNK_ELEMENTS
     const buffers = chunkBuffers()
-    let writing: Fiber.Fiber<void, IoError> | undefined
-    // The tensor whose last chunk is being written: reported written once that write is done.
-    let finishing: number | undefined
+    // Up to two writes in flight (each chunk's write and hash overlap the next chunk's); a
+    // tensor is reported written once the write of its last chunk is done.
+    const inFlight: Array<{ readonly fiber: Fiber.Fiber<void, IoError>; readonly last: number | undefined }> = []
     const report = (i: number) => (options.onTensorWritten === undefined ? Effect.void : options.onTensorWritten(tensors[i]!, progress.first + i, progress.total))
-    // Writes are appends: one at a time, in order.
-    const settle = Effect.gen(function* () {
-      if (writing !== undefined) yield* Fiber.join(writing)
-      writing = undefined
-      if (finishing !== undefined) yield* report(finishing)
-      finishing = undefined
+    const settleOldest = Effect.gen(function* () {
+      const oldest = inFlight.shift()
+      if (oldest === undefined) return
+      yield* Fiber.join(oldest.fiber)
+      if (oldest.last !== undefined) yield* report(oldest.last)
     })
+    const settleAll = Effect.whileLoop({ while: () => inFlight.length > 0, body: () => settleOldest, step: () => {} })
     for (let i = 0; i < tensors.length; i++) {
       const tensor = tensors[i]!
       const n = numel(tensor.shape)
       for (let start = 0; start < n; start += chunk) {
         const end = Math.min(n, start + chunk)
         const range = n <= chunk ? undefined : { start, end }
+        // The buffer the write before the two in flight used: that write is done.
         const into = buffers.next((end - start) * byteSize[tensor.dtype])
         if (hasReadInto(tensor)) {
           yield* readInto(tensor, range, into)
@@ -141,29 +142,32 @@ export const stream = (
           }
           into.set(bytes)
         }
-        yield* settle
-        writing = yield* Effect.forkChild(file.write(into), { startImmediately: true })
-        if (end === n) finishing = i
+        if (inFlight.length === BUFFERS - 1) yield* settleOldest
+        inFlight.push({ fiber: yield* Effect.forkChild(file.write(into), { startImmediately: true }), last: end === n ? i : undefined })
       }
       if (n === 0) {
-        yield* settle
+        yield* settleAll
         yield* report(i)
       }
     }
-    yield* settle
+    yield* settleAll
     return { path: file.target, bytes: file.written(), sha256: yield* file.digest, tensors: tensors.length }
   })
 
+/** Chunk buffers of the writer: one being filled, up to two being written. */
+const BUFFERS = 3
+
 /**
- * Two byte buffers in shared memory, handed out in turn: the one handed out is not the one
- * handed out just before (which may still be being written). Each grows to the largest chunk.
+ * {@link BUFFERS} byte buffers in shared memory, handed out in turn: the one handed out is not
+ * one of the two handed out just before (which may still be being written). Each grows to the
+ * largest chunk.
  */
 const chunkBuffers = () => {
-  const buffers: [Uint8Array, Uint8Array] = [new Uint8Array(0), new Uint8Array(0)]
+  const buffers: Array<Uint8Array> = Array.from({ length: BUFFERS }, () => new Uint8Array(0))
   let turn = 0
   return {
     next: (bytes: number): Uint8Array => {
-      turn ^= 1
+      turn = (turn + 1) % BUFFERS
       if (buffers[turn]!.byteLength < bytes) buffers[turn] = new Uint8Array(new SharedArrayBuffer(bytes))
       return buffers[turn]!.subarray(0, bytes)
     }
