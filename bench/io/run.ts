@@ -60,6 +60,7 @@ try {
   const write = best(() => node("write", file, String(GIB)))
   const diskWrite = best(() => node("write", path.join(dir, "disk.safetensors"), String(GIB)))
   const read = (node("read", file), best(() => node("read", file))) // one warm-up read: the page cache
+  const readInto = best(() => node("read-into", file))
   const peerWrite = peer ? best(() => python("write", path.join(shm, "peer.safetensors"), String(GIB))) : undefined
   const peerDiskWrite = peer ? best(() => python("write", path.join(dir, "peer-disk.safetensors"), String(GIB))) : undefined
   const peerRead = peer ? (python("read", file), best(() => python("read", file))) : undefined
@@ -80,11 +81,12 @@ try {
       write: { gbps: write.gbps, seconds: write.seconds, peakRssMB: write.sample.peakRss / MB, note: "into tmpfs; includes sha256 of every byte" },
       diskWrite: { gbps: diskWrite.gbps, seconds: diskWrite.seconds, note: "onto the temporary folder's disk, fsync included" },
       read: { gbps: read.gbps, seconds: read.seconds, peakRssMB: read.sample.peakRss / MB, note: "page cache warm; every tensor read whole, 16 MiB each" },
+      readInto: { gbps: readInto.gbps, seconds: readInto.seconds, peakRssMB: readInto.sample.peakRss / MB, note: "as read, but each tensor into one reused buffer (TensorRef.readInto: the merges' and the writer's path)" },
       peer: peerWrite && peerRead ? {
         write: { gbps: peerWrite.gbps, peakRssMB: peerWrite.sample.peakRss / MB, note: "numpy f.write + sha256 + fsync, into tmpfs" },
         diskWrite: { gbps: peerDiskWrite!.gbps },
         read: { gbps: peerRead.gbps, peakRssMB: peerRead.sample.peakRss / MB, note: "json header + readinto per tensor" },
-        ratios: { write: write.gbps / peerWrite.gbps, diskWrite: diskWrite.gbps / peerDiskWrite!.gbps, read: read.gbps / peerRead.gbps }
+        ratios: { write: write.gbps / peerWrite.gbps, diskWrite: diskWrite.gbps / peerDiskWrite!.gbps, read: read.gbps / peerRead.gbps, readInto: readInto.gbps / peerRead.gbps }
       } : null
     },
     convertPt: convert && peerConvert && torchLoad && made ? {
@@ -107,6 +109,7 @@ try {
     `  write to tmpfs (+sha256)  ${f(write.gbps)} GB/s       ${f(peerWrite?.gbps)} GB/s       ${f(peerWrite && write.gbps / peerWrite.gbps)}×`,
     `  write to disk (+fsync)    ${f(diskWrite.gbps)} GB/s       ${f(peerDiskWrite?.gbps)} GB/s       ${f(peerDiskWrite && diskWrite.gbps / peerDiskWrite.gbps)}×`,
     `  read (page cache)         ${f(read.gbps)} GB/s       ${f(peerRead?.gbps)} GB/s       ${f(peerRead && read.gbps / peerRead.gbps)}×`,
+    `  read into a reused buffer ${f(readInto.gbps)} GB/s       ${f(peerRead?.gbps)} GB/s       ${f(peerRead && readInto.gbps / peerRead.gbps)}×`,
     `  peak RSS write / read     ${f(write.sample.peakRss / MB, 0)} / ${f(read.sample.peakRss / MB, 0)} MB   ${f(peerWrite && peerWrite.sample.peakRss / MB, 0)} / ${f(peerRead && peerRead.sample.peakRss / MB, 0)} MB`,
     "",
     ".pt → safetensors           Crucible        torch.load+write",

@@ -14,6 +14,7 @@ import * as Formats from "../../packages/core/src/io/Formats.ts"
 import * as Safetensors from "../../packages/core/src/io/safetensors/Safetensors.ts"
 import * as Model from "../../packages/core/src/model/Model.ts"
 import type { TensorRef } from "../../packages/core/src/tensor/TensorRef.ts"
+import * as TensorRefs from "../../packages/core/src/tensor/TensorRef.ts"
 
 // bench/ has no package.json: take Effect from @crucible/core, the instance its modules use.
 const ROOT = path.resolve(import.meta.dirname, "..", "..")
@@ -64,6 +65,24 @@ if (mode === "write") {
     return { bytes, check }
   })))
   report({ mode, seconds: seconds(), ...result }, baseline)
+} else if (mode === "read-into") {
+  // The path merges and the writer use: each tensor read straight into one reused buffer.
+  const result = await Effect.runPromise(Effect.scoped(Effect.gen(function* () {
+    const model = yield* Safetensors.read(a!)
+    let bytes = 0
+    let check = 0
+    let buffer = new Uint8Array(0)
+    for (const t of model.tensors.values()) {
+      const size = TensorRefs.byteLength(t)
+      if (buffer.byteLength < size) buffer = new Uint8Array(size)
+      const into = buffer.subarray(0, size)
+      yield* TensorRefs.readInto(t, undefined, into)
+      bytes += size
+      check ^= into[size - 1]!
+    }
+    return { bytes, check }
+  })))
+  report({ mode, seconds: seconds(), ...result }, baseline)
 } else if (mode === "convert") {
   const result = await Effect.runPromise(Effect.scoped(Effect.gen(function* () {
     const model = yield* Formats.readModel(a!)
@@ -71,6 +90,6 @@ if (mode === "write") {
   })))
   report({ mode, seconds: seconds(), bytes: result.files.reduce((n, f) => n + f.bytes, 0) }, baseline)
 } else {
-  console.error("usage: worker.ts write FILE GIB | read FILE | convert PT OUT")
+  console.error("usage: worker.ts write FILE GIB | read FILE | read-into FILE | convert PT OUT")
   process.exit(2)
 }
