@@ -70,9 +70,9 @@ export const onWorker = (): Effect.Effect<Digest, never, Scope.Scope> =>
     Effect.acquireRelease(
       Effect.sync(() => {
         try {
-          const worker = new Worker(WORKER_SOURCE, { eval: true })
-          worker.unref()
-          return worker
+          // Not unref'd: while a digest is awaited the worker may be all that keeps the process
+          // alive; the scope's release terminates it.
+          return new Worker(WORKER_SOURCE, { eval: true })
         } catch {
           return undefined
         }
