@@ -246,6 +246,46 @@ stages:
     expect(roomy.status).toBe("succeeded")
   })
 
+  it("a merge of a merge under a limit: fails at once when both working sets cannot fit (no wait for memory its reader holds), merges when they can", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "merge-budget-nested-"))
+    const n = 1024 * 1024
+    for (const [i, name] of ["base", "a", "b", "c", "d"].entries()) {
+      await write(path.join(dir, `${name}.safetensors`), { w: { shape: [1024, 1024], values: new Float32Array(n).map((_, j) => Math.sin(j * 0.001 + i)) } })
+    }
+    // Two saves, each pulling linear(ties(base, a, b), c or d): per chain the linear chunk holds
+    // 21 MB while the TIES tensor it reads needs 16.8 MB.
+    fs.writeFileSync(path.join(dir, "p.yaml"), `version: 1
+name: budget-nested
+stages:
+  base: { uses: load, with: { path: base.safetensors } }
+  a: { uses: load, with: { path: a.safetensors } }
+  b: { uses: load, with: { path: b.safetensors } }
+  c: { uses: load, with: { path: c.safetensors } }
+  d: { uses: load, with: { path: d.safetensors } }
+  t: { uses: merge/ties, with: { base: base, models: [a, b], density: 0.5 } }
+  mc: { uses: merge/linear, with: { models: [t, c] } }
+  md: { uses: merge/linear, with: { models: [t, d] } }
+  out_c: { uses: save, with: { model: mc, path: out-c.safetensors } }
+  out_d: { uses: save, with: { model: md, path: out-d.safetensors } }
+`)
+    const runWith = (memoryLimit: number | undefined, concurrency = 2) =>
+      Effect.runPromise(Runner.run(path.join(dir, "p.yaml"), { runsDir: path.join(dir, "runs"), concurrency, ...(memoryLimit === undefined ? {} : { memoryLimit }) }).pipe(Effect.provideService(Reporter, Reporter.silent)))
+    const MiB = 1024 * 1024
+    const tight = await runWith(24 * MiB)
+    expect(tight.status).toBe("failed")
+    const error = tight.outcomes.find((o) => o.id === "out_c")!.error!
+    expect(error.tag).toBe("MemoryExceeded")
+    expect(error.message).toContain('tensor "w" needs 16.8 MB of working memory while the stage reading it holds 21.0 MB')
+    expect(fs.existsSync(path.join(dir, "out-c.safetensors"))).toBe(false)
+    // One chain at a time fits in 40 MiB.
+    const serial = await runWith(40 * MiB, 1)
+    expect(serial.status).toBe("succeeded")
+    const limited = [await readModel(path.join(dir, "out-c.safetensors")), await readModel(path.join(dir, "out-d.safetensors"))]
+    expect((await runWith(undefined)).status).toBe("succeeded")
+    expect(Array.from(limited[0]!.get("w")!.values)).toEqual(Array.from((await readModel(path.join(dir, "out-c.safetensors"))).get("w")!.values))
+    expect(Array.from(limited[1]!.get("w")!.values)).toEqual(Array.from((await readModel(path.join(dir, "out-d.safetensors"))).get("w")!.values))
+  }, 60_000)
+
   it("merge/linear holds each chunk's working set: a limit below it fails naming the tensor, one above it merges", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "merge-budget-linear-"))
     const n = 1536 * 1024 // 1.5 chunks of the writer's 1M elements

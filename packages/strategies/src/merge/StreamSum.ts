@@ -7,8 +7,9 @@
  *   consumer's chunk size; it guesses the next request from the last one (the next range of the
  *   same length, else the start of the next tensor) and reads it in a fiber of the stage's scope.
  *   A request that matches takes those values; any other is read on the spot, so a consumer with
- *   another pattern gets the same bytes, only without the overlap. A read-ahead that fails
- *   matters only if its range is then requested (it is the read the request would have made).
+ *   another pattern gets the same bytes, only without the overlap. A read-ahead that fails is
+ *   retried by the request for its range (whose failure then is the request's), and ignored
+ *   otherwise.
  * - **Reused memory.** Inputs are read straight into one of two sets of arrays in a WebAssembly
  *   memory (one set being summed, one being filled; `TensorRef.readInto`, a copy for tensors
  *   without it or of another dtype), where the SIMD kernel (`kernels/Simd.ts`) sums them; a
@@ -31,7 +32,7 @@
  * @since 0.1.0
  */
 import { DType, TensorRef } from "@crucible/core"
-import { Effect, Fiber, type Scope } from "effect"
+import { Effect, Exit, Fiber, type Scope } from "effect"
 import * as Arena from "./kernels/Arena.ts"
 import * as NonFinite from "./kernels/NonFinite.ts"
 import * as Simd from "./kernels/Simd.ts"
@@ -167,8 +168,10 @@ export const make = (
       const s = slots
       if (hit !== undefined) {
         pending = undefined
-        yield* Fiber.join(hit.fiber)
         current = hit.set
+        // A read-ahead that failed is read again here, in this request's own context (under
+        // --memory-limit a read-ahead may find no memory free that the request then has).
+        if (Exit.isFailure(yield* Effect.exit(Fiber.join(hit.fiber)))) yield* fill(index, start, end, s.sets[current]!)
       } else {
         yield* fill(index, start, end, s.sets[current]!)
       }
