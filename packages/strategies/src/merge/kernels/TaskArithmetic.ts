@@ -227,6 +227,42 @@ const mix = (v: ReadonlyArray<Float64Array>, m: number, mixed: Float64Array): vo
   }
 }
 
+// The same election by mass for up to 4 models in one pass per element (same operations, same
+// order, so the same bits): the multi-pass form walks the chunk eight times.
+const electBySum = (v: ReadonlyArray<Float64Array>, weights: ReadonlyArray<number>, m: number, mixed: Float64Array, divisor: Float64Array): void => {
+  const n = v.length
+  const a = v[0]!, b = v[n > 1 ? 1 : 0]!, c = v[n > 2 ? 2 : 0]!, d = v[n > 3 ? 3 : 0]!
+  const wa = weights[0]!, wb = weights[1] ?? 0, wc = weights[2] ?? 0, wd = weights[3] ?? 0
+  for (let k = 0; k < m; k++) {
+    const xa = a[k]!, xb = n > 1 ? b[k]! : 0, xc = n > 2 ? c[k]! : 0, xd = n > 3 ? d[k]! : 0
+    let s = xa
+    if (n > 1) s = s + xb
+    if (n > 2) s = s + xc
+    if (n > 3) s = s + xd
+    const sign = 1 - 2 * +(s < 0)
+    let agree = +(xa * sign > 0)
+    let mix = agree * xa
+    let div = agree * wa
+    if (n > 1) {
+      agree = +(xb * sign > 0)
+      mix = mix + agree * xb
+      div = div + agree * wb
+    }
+    if (n > 2) {
+      agree = +(xc * sign > 0)
+      mix = mix + agree * xc
+      div = div + agree * wc
+    }
+    if (n > 3) {
+      agree = +(xd * sign > 0)
+      mix = mix + agree * xd
+      div = div + agree * wd
+    }
+    mixed[k] = mix
+    divisor[k] = div + +(div === 0)
+  }
+}
+
 // Sign election: `sign` gets the elected sign (+1/−1, ties +), `mixed` the sum of the entries
 // that agree with it, `divisor` the sum of their weights (1 where none agree). Agreement is
 // close to a coin flip, so it is a 0/1 factor rather than a branch.
@@ -240,6 +276,7 @@ const elect = (
   sign: Float64Array
 ): void => {
   const first = v[0]!
+  if (consensus === "sum" && v.length <= 4) return electBySum(v, weights, m, mixed, divisor)
   if (consensus === "sum") {
     sign.set(first.subarray(0, m))
     for (let i = 1; i < v.length; i++) {
