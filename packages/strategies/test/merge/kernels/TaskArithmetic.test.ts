@@ -53,6 +53,17 @@ describe("generalized task arithmetic against the float64 reference", () => {
     expectClose(out, generalized(base, models, refOptions(params, 3)), 2, 1e-7)
   })
 
+  it("the one-pass sign election (≤ 4 models) gives the bytes of the general one (models equal to the base, padding to 5, never agree: they change nothing but the path)", () => {
+    for (const count of [1, 2, 3, 4]) {
+      const { base, models } = family(900 + count, N, count)
+      const weights = models.map((_, i) => 1 - 0.6 * i)
+      const padding = Array.from({ length: 5 - count }, () => base.slice())
+      const fused = run({ weights, ...TaskArithmetic.presets.ties, density: 0.4 }, base, models).out
+      const general = run({ weights: [...weights, ...padding.map(() => 1)], ...TaskArithmetic.presets.ties, density: 0.4 }, base, [...models, ...padding]).out
+      expectSameBits(fused, general)
+    }
+  })
+
   it("a 1-D tensor is one DELLA row; a 3-D tensor has numel/shape[0] per row", () => {
     for (const shape of [[N], [10, 20, 10]]) {
       const params = { weights: [1, 1, 1], ...TaskArithmetic.presets.della, density: 0.4, epsilon: 0.3, seed: 5 }
