@@ -6,7 +6,7 @@
  * @since 0.1.0
  */
 import { AtomicFile, Digest, Model, type Port, type Validate } from "@crucible/core"
-import { Effect } from "effect"
+import { Effect, Fiber, type Scope, Semaphore } from "effect"
 import * as fs from "node:fs"
 import { createRequire } from "node:module"
 import type { StageOutcome } from "./Executor.ts"
@@ -106,65 +106,55 @@ export const filesOf = (outcomes: ReadonlyArray<StageOutcome>): { readonly input
  * still has the size and mtime it had when hashing started, and hashes what is left.
  */
 export interface InputDigests {
-  readonly start: (file: string) => void
+  readonly start: (file: string) => Effect.Effect<void>
   readonly finish: (files: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<FileRecord>>
 }
 
 /** Files hashed at once (each on its own worker thread). */
 const HASHING_AT_ONCE = 2
 
-/** @category constructors */
-export const inputDigests = (cacheFile: string): InputDigests => {
-  type Entry = { readonly size: number; readonly mtimeMs: number; readonly sha256: string }
-  let known: Record<string, Entry> = {}
-  try { known = JSON.parse(fs.readFileSync(cacheFile, "utf8")) as Record<string, Entry> } catch { /* no cache yet */ }
-  const statOf = (file: string) => {
-    try { return fs.statSync(file) } catch { return undefined }
-  }
-  const started = new Map<string, { readonly size: number; readonly mtimeMs: number; readonly digest: Promise<Digest.FileDigest | undefined> }>()
-  let running = 0
-  const queue: Array<() => void> = []
-  const limited = (file: string) =>
-    new Promise<Digest.FileDigest | undefined>((resolve) => {
-      const go = () => {
-        running++
-        void Effect.runPromise(Digest.ofFile(file)).then((d) => {
-          running--
-          queue.shift()?.()
-          resolve(d)
-        })
-      }
-      if (running < HASHING_AT_ONCE) go()
-      else queue.push(go)
-    })
-  const cached = (file: string, stat: fs.Stats | undefined) => {
-    const hit = stat === undefined ? undefined : known[file]
-    return stat !== undefined && hit !== undefined && hit.size === stat.size && hit.mtimeMs === stat.mtimeMs ? hit : undefined
-  }
-  const start = (file: string) => {
-    const stat = statOf(file)
-    if (stat === undefined || started.has(file) || cached(file, stat) !== undefined) return
-    started.set(file, { size: stat.size, mtimeMs: stat.mtimeMs, digest: limited(file) })
-  }
-  const finish = (files: ReadonlyArray<string>) =>
-    Effect.gen(function* () {
-      const records = yield* Effect.forEach(files, (file) =>
-        Effect.promise(async (): Promise<FileRecord> => {
-          const stat = statOf(file)
-          const hit = cached(file, stat)
-          if (hit !== undefined) return { path: file, bytes: hit.size, sha256: hit.sha256 }
-          const early = started.get(file)
-          const same = early !== undefined && stat !== undefined && early.size === stat.size && early.mtimeMs === stat.mtimeMs
-          const digest = await (same ? early.digest : limited(file))
-          if (digest === undefined) return { path: file, bytes: 0, sha256: "unreadable" }
-          if (stat !== undefined) known[file] = { size: stat.size, mtimeMs: stat.mtimeMs, sha256: digest.sha256 }
-          return { path: file, ...digest }
-        }), { concurrency: "unbounded" })
-      yield* AtomicFile.writeWhole(cacheFile, JSON.stringify(known)).pipe(Effect.ignore)
-      return records
-    })
-  return { start, finish }
-}
+/** Digests started in the current scope; those still running when it closes are interrupted. @category constructors */
+export const inputDigests = (cacheFile: string): Effect.Effect<InputDigests, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    type Entry = { readonly size: number; readonly mtimeMs: number; readonly sha256: string }
+    let known: Record<string, Entry> = {}
+    try { known = JSON.parse(fs.readFileSync(cacheFile, "utf8")) as Record<string, Entry> } catch { /* no cache yet */ }
+    const scope = yield* Effect.scope
+    const hashing = yield* Semaphore.make(HASHING_AT_ONCE)
+    const hash = (file: string) => hashing.withPermits(1)(Digest.ofFile(file))
+    const started = new Map<string, { readonly stat: fs.Stats; readonly digest: Fiber.Fiber<Digest.FileDigest | undefined> }>()
+    const statOf = (file: string) => {
+      try { return fs.statSync(file) } catch { return undefined }
+    }
+    const same = (a: { readonly size: number; readonly mtimeMs: number }, b: fs.Stats) => a.size === b.size && a.mtimeMs === b.mtimeMs
+    const cached = (file: string, stat: fs.Stats | undefined) => {
+      const hit = known[file]
+      return stat !== undefined && hit !== undefined && same(hit, stat) ? hit : undefined
+    }
+    const start = (file: string) =>
+      Effect.suspend(() => {
+        const stat = statOf(file)
+        if (stat === undefined || started.has(file) || cached(file, stat) !== undefined) return Effect.void
+        return Effect.map(Effect.forkIn(hash(file), scope), (digest) => void started.set(file, { stat, digest }))
+      })
+    const finish = (files: ReadonlyArray<string>) =>
+      Effect.gen(function* () {
+        const records = yield* Effect.forEach(files, (file) =>
+          Effect.gen(function* () {
+            const stat = statOf(file)
+            const hit = cached(file, stat)
+            if (hit !== undefined) return { path: file, bytes: hit.size, sha256: hit.sha256 }
+            const early = started.get(file)
+            const digest = early !== undefined && stat !== undefined && same(early.stat, stat) ? yield* Fiber.join(early.digest) : yield* hash(file)
+            if (digest === undefined) return { path: file, bytes: 0, sha256: "unreadable" }
+            if (stat !== undefined) known[file] = { size: stat.size, mtimeMs: stat.mtimeMs, sha256: digest.sha256 }
+            return { path: file, ...digest }
+          }), { concurrency: "unbounded" })
+        yield* AtomicFile.writeWhole(cacheFile, JSON.stringify(known)).pipe(Effect.ignore)
+        return records
+      })
+    return { start, finish }
+  })
 
 /** Writes the manifest atomically. */
 export const write = (file: string, manifest: Manifest) => AtomicFile.writeWhole(file, `${JSON.stringify(manifest, null, 2)}\n`)

@@ -80,7 +80,7 @@ export const runLoaded = (loaded: Yaml.LoadedPipeline, options: RunOptions = {})
   })
 
 const runIn = (loaded: Yaml.LoadedPipeline, options: RunOptions, runId: string, runDir: string): Effect.Effect<RunResult, TelemetryError, Reporter> =>
-  Effect.gen(function* () {
+  Effect.scoped(Effect.gen(function* () {
     const { pipeline } = loaded
     const startedAt = new Date()
     const base = {
@@ -97,7 +97,7 @@ const runIn = (loaded: Yaml.LoadedPipeline, options: RunOptions, runId: string, 
     // The manifest follows the run stage by stage, so a crash or a kill leaves the last state on disk.
     const known = new Map<string, StageOutcome>()
     // Input checkpoints are hashed for the manifest while the stages run (Manifest.inputDigests).
-    const digests = Manifest.inputDigests(path.join(path.dirname(runDir), ".cache", "digests.json"))
+    const digests = yield* Manifest.inputDigests(path.join(path.dirname(runDir), ".cache", "digests.json"))
     const snapshot = (status: Manifest.Manifest["status"]) =>
       Manifest.write(manifestFile, {
         ...base,
@@ -115,11 +115,11 @@ const runIn = (loaded: Yaml.LoadedPipeline, options: RunOptions, runId: string, 
       ...(options.backend === undefined ? {} : { backend: options.backend }),
       ...(options.memoryLimit === undefined ? {} : { memoryLimit: options.memoryLimit }),
       positions: stagePositions(loaded),
-      onOutcome: (o) => Effect.suspend(() => {
-        known.set(o.id, o)
-        for (const file of Manifest.filesOf([o]).inputs) digests.start(file)
-        return snapshot("running")
-      })
+      onOutcome: (o) =>
+        Effect.suspend(() => {
+          known.set(o.id, o)
+          return Effect.andThen(Effect.forEach(Manifest.filesOf([o]).inputs, digests.start, { discard: true }), snapshot("running"))
+        })
     }).pipe(
       Effect.onInterrupt(() => Effect.andThen(snapshot("interrupted"), writeReport(runDir, options))),
       Effect.withSpan(`run ${pipeline.ir.name}`, { attributes: { "crucible.run.id": runId, "crucible.pipeline.name": pipeline.ir.name, "crucible.pipeline.file": loaded.file } }),
@@ -140,7 +140,7 @@ const runIn = (loaded: Yaml.LoadedPipeline, options: RunOptions, runId: string, 
     yield* emit({ type: "run-finished", time: Date.now(), status, durationMs: Date.now() - startedAt.getTime(), runDir })
     yield* writeReport(runDir, options)
     return { runId, runDir, status, outcomes }
-  })
+  }))
 
 // report.html is a view of the run: failing to write it (or a bug in it) never fails the run.
 const writeReport = (runDir: string, options: Pick<RunOptions, "kinds">) => Effect.ignoreCause(Report.write(runDir, { inputPorts: inputPortsOf(registryFor(options)) }))

@@ -10,18 +10,18 @@
  *   other bytes are copied once to the worker. `update` completes when the worker has hashed the
  *   bytes, so the caller may then reuse them.
  *
- * - {@link ofFile}: the digest of a whole file, read and hashed on a worker thread (the run's
+ * - {@link ofFile}: the digest of a whole file, streamed through {@link onWorker} (the run's
  *   input checkpoints, hashed for the manifest while the stages run).
  *
- * The workers are a few lines of code evaluated from a string (no module of its own to find), so
+ * The worker is a few lines of code evaluated from a string (no module of its own to find), so
  * it starts the same from the sources and from the CLI bundle.
  *
  * @since 0.1.0
  */
-import { Effect, type Scope } from "effect"
+import { Effect, Fiber, type Scope } from "effect"
 import { createHash } from "node:crypto"
-import { closeSync, openSync, readSync } from "node:fs"
 import { Worker } from "node:worker_threads"
+import * as ByteSource from "./ByteSource.ts"
 
 /** A sha256 being computed over bytes given in order. @category models */
 export interface Digest {
@@ -129,74 +129,30 @@ export interface FileDigest {
   readonly sha256: string
 }
 
-const FILE_WORKER_SOURCE = `
-const { parentPort, workerData } = require("node:worker_threads")
-const fs = require("node:fs")
-const hash = require("node:crypto").createHash("sha256")
-// One reused 4 MiB buffer: no garbage per chunk.
-const buffer = Buffer.allocUnsafeSlow(4 * 1024 * 1024)
-let fd
-try {
-  fd = fs.openSync(workerData.path, "r")
-  let bytes = 0
-  for (;;) {
-    const n = fs.readSync(fd, buffer, 0, buffer.length, bytes)
-    if (n === 0) break
-    hash.update(n === buffer.length ? buffer : buffer.subarray(0, n))
-    bytes += n
-  }
-  parentPort.postMessage({ bytes, sha256: hash.digest("hex") })
-} catch (e) {
-  parentPort.postMessage({ error: String(e && e.message || e) })
-} finally {
-  if (fd !== undefined) fs.closeSync(fd)
-}
-`
+/** Bytes of the file read per step by {@link ofFile}. */
+const FILE_CHUNK = 4 * 1024 * 1024
 
 /**
- * The digest of the file at `path`, read and hashed on a worker thread (the calling thread only
- * waits); undefined when the file cannot be read. Falls back to this thread if no worker starts.
+ * The size and digest of the file at `path`: read into two reused shared buffers in turn (chunk
+ * k+1 is read while chunk k is hashed) and hashed on a worker thread ({@link onWorker}), so the
+ * calling thread only dispatches; undefined when the file cannot be read.
  *
  * @category constructors
  */
 export const ofFile = (path: string): Effect.Effect<FileDigest | undefined> =>
-  Effect.callback<FileDigest | undefined>((resume) => {
-    let worker: Worker
-    try {
-      worker = new Worker(FILE_WORKER_SOURCE, { eval: true, workerData: { path } })
-    } catch {
-      return resume(Effect.sync(() => ofFileInThread(path)))
-    }
-    let settled = false
-    const settle = (result: FileDigest | undefined) => {
-      if (settled) return
-      settled = true
-      void worker.terminate()
-      resume(Effect.succeed(result))
-    }
-    worker.on("message", (m: { readonly bytes?: number; readonly sha256?: string }) => settle(m.sha256 === undefined ? undefined : { bytes: m.bytes!, sha256: m.sha256 }))
-    worker.on("error", () => settle(undefined))
-    worker.on("exit", () => settle(undefined))
-    return Effect.sync(() => void worker.terminate())
-  })
-
-const ofFileInThread = (path: string): FileDigest | undefined => {
-  const hash = createHash("sha256")
-  const buffer = Buffer.allocUnsafeSlow(4 * 1024 * 1024)
-  let fd: number | undefined
-  try {
-    fd = openSync(path, "r")
-    let bytes = 0
-    for (;;) {
-      const n = readSync(fd, buffer, 0, buffer.length, bytes)
-      if (n === 0) break
-      hash.update(n === buffer.length ? buffer : buffer.subarray(0, n))
-      bytes += n
-    }
-    return { bytes, sha256: hash.digest("hex") }
-  } catch {
-    return undefined
-  } finally {
-    if (fd !== undefined) closeSync(fd)
-  }
-}
+  Effect.scoped(
+    Effect.gen(function* () {
+      const source = yield* ByteSource.open(path)
+      const digest = yield* onWorker()
+      const buffers = [0, 1].map(() => new Uint8Array(new SharedArrayBuffer(Math.min(FILE_CHUNK, source.size))))
+      let hashing: Fiber.Fiber<void> | undefined
+      for (let offset = 0, k = 0; offset < source.size; offset += FILE_CHUNK, k++) {
+        const chunk = buffers[k & 1]!.subarray(0, Math.min(FILE_CHUNK, source.size - offset))
+        yield* source.readInto(offset, chunk)
+        if (hashing !== undefined) yield* Fiber.join(hashing)
+        hashing = yield* Effect.forkChild(digest.update(chunk), { startImmediately: true })
+      }
+      if (hashing !== undefined) yield* Fiber.join(hashing)
+      return { bytes: source.size, sha256: yield* digest.hex }
+    })
+  ).pipe(Effect.catch(() => Effect.succeed(undefined)))

@@ -210,16 +210,19 @@ stages:
     const dir = tmp()
     const files = ["x.bin", "y.bin", "z.bin"].map((n) => path.join(dir, n))
     files.forEach((f, i) => fs.writeFileSync(f, Buffer.alloc(3_000_000 + i, i + 1)))
-    const digests = Manifest.inputDigests(path.join(dir, "cache", "digests.json"))
-    for (const f of files) digests.start(f)
-    // y changes after its hashing started: its size (and mtime) no longer match.
-    fs.writeFileSync(files[1]!, Buffer.alloc(1000, 9))
-    const records = await Effect.runPromise(digests.finish([...files, path.join(dir, "missing.bin")]))
+    const cache = path.join(dir, "cache", "digests.json")
+    const records = await Effect.runPromise(Effect.scoped(Effect.gen(function* () {
+      const digests = yield* Manifest.inputDigests(cache)
+      yield* Effect.forEach(files, digests.start, { discard: true })
+      // y changes after its hashing started: its size (and mtime) no longer match.
+      fs.writeFileSync(files[1]!, Buffer.alloc(1000, 9))
+      return yield* digests.finish([...files, path.join(dir, "missing.bin")])
+    })))
     const sha = (f: string) => createHash("sha256").update(fs.readFileSync(f)).digest("hex")
     expect(records.slice(0, 3)).toEqual(files.map((f) => ({ path: f, bytes: fs.statSync(f).size, sha256: sha(f) })))
     expect(records[3]).toEqual({ path: path.join(dir, "missing.bin"), bytes: 0, sha256: "unreadable" })
     // The next run takes them from the cache.
-    const again = await Effect.runPromise(Manifest.inputDigests(path.join(dir, "cache", "digests.json")).finish(files))
+    const again = await Effect.runPromise(Effect.scoped(Effect.flatMap(Manifest.inputDigests(cache), (d) => d.finish(files))))
     expect(again).toEqual(records.slice(0, 3))
   })
 })
