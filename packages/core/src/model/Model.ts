@@ -5,7 +5,7 @@
  * @since 0.1.0
  */
 import type { TensorRef } from "../tensor/TensorRef.ts"
-import { byteLength } from "../tensor/TensorRef.ts"
+import { byteLength, totalByteLength } from "../tensor/TensorRef.ts"
 
 /** @category models */
 export interface Model {
@@ -33,11 +33,7 @@ export const make = (
 })
 
 /** Total bytes of all tensors in their stored dtypes. */
-export const totalBytes = (model: Model): number => {
-  let total = 0
-  for (const t of model.tensors.values()) total += byteLength(t)
-  return total
-}
+export const totalBytes = (model: Model): number => totalByteLength(model.tensors.values())
 
 /** The largest tensor's bytes: the unit that bounds a streaming stage's memory. */
 export const largestTensorBytes = (model: Model): number => {

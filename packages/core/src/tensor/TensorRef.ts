@@ -88,6 +88,22 @@ export const readInto = (ref: TensorRef, range: ElementRange | undefined, target
   return fast !== undefined ? fast(range, target) : Effect.map(ref.read(range), (bytes) => target.set(bytes))
 }
 
+/**
+ * Reads elements `range` of `ref` as float32 into `target` (exactly the range's length): float32
+ * tensors by {@link readInto} (straight from the file where they can), others read and converted.
+ */
+export const readFloat32Into = (ref: TensorRef, range: ElementRange | undefined, target: Float32Array): Effect.Effect<void, TensorError> =>
+  ref.dtype === "F32"
+    ? readInto(ref, range, new Uint8Array(target.buffer, target.byteOffset, target.byteLength))
+    : Effect.map(ref.read(range), (bytes) => target.set(toFloat32(bytes, ref.dtype)))
+
+/** Bytes that `refs` occupy in their dtypes. */
+export const totalByteLength = (refs: Iterable<Pick<TensorRef, "dtype" | "shape">>): number => {
+  let total = 0
+  for (const ref of refs) total += byteLength(ref)
+  return total
+}
+
 /** Reads a tensor (or a range of it) as float32. */
 export const readFloat32 = (ref: TensorRef, range?: ElementRange): Effect.Effect<Float32Array<ArrayBuffer>, TensorError> =>
   Effect.map(ref.read(range), (bytes) => toFloat32(bytes, ref.dtype))

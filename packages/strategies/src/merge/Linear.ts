@@ -62,7 +62,9 @@ export const Linear = Stage.define({
     const index = new Map(merged.map((t, i) => [t.name, i]))
     const tensors = Array.from(first.tensors.values(), (t): TensorRef.TensorRef => {
       const i = index.get(t.name)
-      return i === undefined ? t : averaged(t, sources[i]!, scale, stream === undefined ? { checkFinite } : { stream, index: i }, outDtype ?? writable(t.dtype))
+      if (i === undefined) return t
+      const dtype = outDtype ?? writable(t.dtype)
+      return stream === undefined ? summedWide(t, sources[i]!, scale, checkFinite, dtype) : streamed(t, models.length, stream, i, dtype)
     })
     return Model.make(`${id} (merge/linear)`, tensors, first.metadata, [...new Set(models.flatMap((m) => m.files))])
   })
@@ -73,49 +75,46 @@ const writable = (dtype: DType.DType): DType.WritableDType => DType.parseWritabl
 // The compute dtypes differ in what they keep: F32 sums each element in float64 and rounds it
 // once to float32 (the weighted-sum kernel: the same bits for any chunking, JS or SIMD, streamed
 // with read-ahead); F64 keeps the float64 sums for a float64 output.
-const averaged = (
-  like: TensorRef.TensorRef,
-  sources: ReadonlyArray<TensorRef.TensorRef>,
-  scale: ReadonlyArray<number>,
-  how: { readonly stream: StreamSum.StreamSum; readonly index: number } | { readonly checkFinite: boolean },
-  dtype: DType.WritableDType
-): TensorRef.TensorRef => {
-  const stream = "stream" in how ? how.stream : undefined
-  const index = "stream" in how ? how.index : 0
+
+/** A tensor summed by the stream (F32): reads and the writer's `readInto` hold two input sets and the output, as float32. */
+const streamed = (like: TensorRef.TensorRef, inputs: number, stream: StreamSum.StreamSum, index: number, dtype: DType.WritableDType): TensorRef.TensorRef => {
+  const hold = holding(like, (2 * inputs + 1) * 4)
   const tensor: TensorRef.TensorRef = {
-  name: like.name,
-  dtype,
-  shape: like.shape,
-  read: (range) =>
-    stream !== undefined
-      ? held(like.name, sources.length, range, like, stream.sum(index, TensorRef.rangeOf(like, range), dtype))
-      : held(like.name, sources.length, range, like, Effect.gen(function* () {
-        let acc: Float64Array | undefined
-        const checked: Array<{ readonly tensor: string; readonly values: Float64Array; readonly offset: number }> = []
-        for (const [i, source] of sources.entries()) {
-          const values = DType.toFloat64(yield* source.read(range), source.dtype)
-          if ("checkFinite" in how && how.checkFinite) checked.push({ tensor: like.name, values, offset: TensorRef.rangeOf(like, range).start })
-          acc ??= new Float64Array(values.length)
-          axpy(acc, values, scale[i]!)
-        }
-        const input = NonFinite.find(checked)
-        if (input !== undefined) return yield* new NonFinite.NonFiniteTensor({ role: "input", ...input })
-        const result = DType.fromNumbers(acc ?? new Float64Array(0), dtype)
-        const output = checked.length === 0 ? undefined : NonFinite.find([{ tensor: like.name, values: DType.toFloat64(result, dtype), offset: TensorRef.rangeOf(like, range).start }])
-        if (output !== undefined) return yield* new NonFinite.NonFiniteTensor({ role: "output", ...output })
-        return result
-      }), 8)
+    name: like.name,
+    dtype,
+    shape: like.shape,
+    read: (range) => hold(range, stream.sum(index, TensorRef.rangeOf(like, range), dtype))
   }
-  return stream === undefined ? tensor : TensorRef.withReadInto(tensor, (range, target) => held(like.name, sources.length, range, like, stream.sumInto(index, TensorRef.rangeOf(like, range), dtype, target)))
+  return TensorRef.withReadInto(tensor, (range, target) => hold(range, stream.sumInto(index, TensorRef.rangeOf(like, range), dtype, target)))
 }
 
-// Under --memory-limit a read holds the working set of its range: for the streamed sum, two sets
-// of inputs (the range and its read-ahead) and the output, as float32; for F64, the inputs and the
-// sum as float64.
-const held = <A, E>(name: string, inputs: number, range: TensorRef.ElementRange | undefined, like: TensorRef.TensorRef, effect: Effect.Effect<A, E>, bytesPerElement = 4) => {
+/** A tensor summed in float64 (F64), range by range; a read holds the inputs and the sum as float64. */
+const summedWide = (like: TensorRef.TensorRef, sources: ReadonlyArray<TensorRef.TensorRef>, scale: ReadonlyArray<number>, checkFinite: boolean, dtype: DType.WritableDType): TensorRef.TensorRef => {
+  const hold = holding(like, (sources.length + 1) * 8)
+  return {
+    name: like.name,
+    dtype,
+    shape: like.shape,
+    read: (range) =>
+      hold(range, Effect.gen(function* () {
+        const offset = TensorRef.rangeOf(like, range).start
+        const inputs = yield* Effect.forEach(sources, (source) => Effect.map(source.read(range), (bytes) => DType.toFloat64(bytes, source.dtype)))
+        const input = checkFinite ? NonFinite.find(inputs.map((values) => ({ tensor: like.name, values, offset }))) : undefined
+        if (input !== undefined) return yield* new NonFinite.NonFiniteTensor({ role: "input", ...input })
+        const acc = new Float64Array(inputs[0]?.length ?? 0)
+        inputs.forEach((values, i) => axpy(acc, values, scale[i]!))
+        const result = DType.fromNumbers(acc, dtype)
+        const output = checkFinite ? NonFinite.find([{ tensor: like.name, values: DType.toFloat64(result, dtype), offset }]) : undefined
+        if (output !== undefined) return yield* new NonFinite.NonFiniteTensor({ role: "output", ...output })
+        return result
+      }))
+  }
+}
+
+// Under --memory-limit a read of a range holds `bytesPerElement` × its elements of the budget.
+const holding = (like: TensorRef.TensorRef, bytesPerElement: number) => <A, E>(range: TensorRef.ElementRange | undefined, effect: Effect.Effect<A, E>) => {
   const { start, end } = TensorRef.rangeOf(like, range)
-  const copies = bytesPerElement === 4 ? 2 * inputs + 1 : inputs + 1
-  return MemoryBudget.hold(name, copies * (end - start) * bytesPerElement)(effect)
+  return MemoryBudget.hold(like.name, bytesPerElement * (end - start))(effect)
 }
 
 /** acc += w · x, in place. */

@@ -32,6 +32,8 @@ export interface Job {
   readonly models: ReadonlyArray<Float32Array>
   /** The value of a rule parameter for this tensor (and model), undefined when not given or unmatched. */
   readonly value: (param: string, model?: number) => number | undefined
+  /** `value(param, i) ?? fallback` for every model i (weights, densities…). */
+  readonly perModel: (param: string, fallback: number) => Array<number>
   /** For methods with `statistics`: each model's statistic for this tensor (undefined when absent). */
   readonly statistics: ReadonlyArray<Float32Array> | undefined
 }
@@ -143,12 +145,14 @@ export const define = <const Kind extends string, Fields extends Schema.Struct.F
         if (!DType.isFloat(like.dtype) || (unmatched === "base" && unmatchedNames.has(name)) || present.some((t) => t === undefined)) {
           return copyOf
         }
+        const value = (param: string, model = 0) => rules.get(param)?.resolve(name, model, Layer.layerIndex(name), layerCount)
         const job = (baseData: Float32Array | undefined, data: ReadonlyArray<Float32Array>, stats: ReadonlyArray<Float32Array> | undefined): Job => ({
           name,
           shape: like.shape,
           base: baseData,
           models: data,
-          value: (param, model = 0) => rules.get(param)?.resolve(name, model, Layer.layerIndex(name), layerCount),
+          value,
+          perModel: (param, fallback) => data.map((_, i) => value(param, i) ?? fallback),
           statistics: stats
         })
         const statName = method.statistics?.tensorFor(name)
@@ -247,35 +251,30 @@ const lazyTensor = (
 ): TensorRef.TensorRef => {
   let cached: Float32Array | undefined
   const n = TensorRef.numel(like.shape)
-  const finish = (values: Float32Array, end: number) => {
-    cached = end >= n ? undefined : values
-    if (cached === undefined) done(values)
-  }
+  // The merged values for `range`, handed to `use`; after the last range the tensor lets go of them.
+  const withValues = <A>(range: TensorRef.ElementRange | undefined, use: (values: Float32Array, start: number, end: number) => A) =>
+    Effect.gen(function* () {
+      const values = cached ?? (yield* compute())
+      const { start, end } = TensorRef.rangeOf(like, range)
+      const result = use(values, start, end)
+      cached = end >= n ? undefined : values
+      if (cached === undefined) done(values)
+      return result
+    })
+  const f32View = (values: Float32Array, start: number, end: number) => new Uint8Array(values.buffer, values.byteOffset + start * 4, (end - start) * 4)
   const tensor: TensorRef.TensorRef = {
     name: like.name,
     dtype,
     shape: like.shape,
+    // float32 output is a view of the merged tensor (never written again), not a copy; shared
+    // memory is reused for the next tensor (`sharedOutput`), so it is copied.
     read: (range) =>
-      Effect.gen(function* () {
-        const values = cached ?? (yield* compute())
-        const { start, end } = TensorRef.rangeOf(like, range)
-        // float32 output is a view of the merged tensor (never written again), not a copy; shared
-        // memory is reused for the next tensor (`sharedOutput`), so it is copied.
-        const bytes = dtype === "F32" && values.buffer instanceof ArrayBuffer
-          ? new Uint8Array(values.buffer, values.byteOffset + start * 4, (end - start) * 4)
-          : DType.fromNumbers(range === undefined ? values : values.subarray(start, end), dtype)
-        finish(values, end)
-        return bytes
-      })
+      withValues(range, (values, start, end) =>
+        dtype === "F32" && values.buffer instanceof ArrayBuffer ? f32View(values, start, end) as TensorRef.TensorBytes : DType.fromNumbers(values.subarray(start, end), dtype))
   }
-  // The writer's path: float32 bytes copied once into its buffer (the merged tensor may be shared memory).
+  // The writer's path: the bytes copied once into its buffer.
   return TensorRef.withReadInto(tensor, (range, target) =>
-    Effect.gen(function* () {
-      const values = cached ?? (yield* compute())
-      const { start, end } = TensorRef.rangeOf(like, range)
-      target.set(dtype === "F32" ? new Uint8Array(values.buffer, values.byteOffset + start * 4, (end - start) * 4) : DType.fromNumbers(values.subarray(start, end), dtype))
-      finish(values, end)
-    }))
+    withValues(range, (values, start, end) => target.set(dtype === "F32" ? f32View(values, start, end) : DType.fromNumbers(values.subarray(start, end), dtype))))
 }
 
 /**

@@ -61,6 +61,6 @@ export const Multislerp = Method.define({
 })
 
 const multislerpParams = (job: Method.Job, normalizeWeights: boolean | undefined): Multi.MultislerpParams => ({
-  weights: job.models.map((_, i) => job.value("weights", i) ?? 1),
+  weights: job.perModel("weights", 1),
   ...(normalizeWeights === undefined ? {} : { normalizeWeights })
 })

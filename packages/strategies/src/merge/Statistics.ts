@@ -18,10 +18,10 @@ import * as RegMeanKernel from "./kernels/RegMean.ts"
 import type { Job } from "./Method.ts"
 import * as Method from "./Method.ts"
 
-const averagePlan = (job: Job) => Linear.plan({ weights: job.models.map((_, i) => job.value("weights", i) ?? 1), normalize: true }, job.models.length, job.name)
+const averagePlan = (job: Job) => Linear.plan({ weights: job.perModel("weights", 1), normalize: true }, job.models.length, job.name)
 
 const fisherPlan = (job: Job, statistics: ReadonlyArray<Float32Array>, epsilon: number | undefined) =>
-  Fisher.plan({ weights: job.models.map((_, i) => job.value("weights", i) ?? 1), ...(epsilon === undefined ? {} : { epsilon }) }, job.models, statistics, job.name)
+  Fisher.plan({ weights: job.perModel("weights", 1), ...(epsilon === undefined ? {} : { epsilon }) }, job.models, statistics, job.name)
 
 const average = (job: Job) => {
   const planned = averagePlan(job)

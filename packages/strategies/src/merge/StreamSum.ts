@@ -96,12 +96,10 @@ export const make = (
 
   // Reads a range into a set: float32 straight into the arena, other dtypes converted.
   const fill = (index: number, start: number, end: number, set: ReadonlyArray<Float32Array>) =>
-    Effect.forEach(inputs[index]!, (t, i) => {
-      const range = start === 0 && end === sizes[index]! ? undefined : { start, end }
-      return t.dtype === "F32"
-        ? TensorRef.readInto(t, range, bytesOf(set[i]!.subarray(0, end - start)))
-        : Effect.map(t.read(range), (bytes) => set[i]!.set(DType.toFloat32(bytes, t.dtype)))
-    }, { concurrency: "unbounded", discard: true })
+    Effect.forEach(inputs[index]!, (t, i) => TensorRef.readFloat32Into(t, start === 0 && end === sizes[index]! ? undefined : { start, end }, set[i]!.subarray(0, end - start)), {
+      concurrency: "unbounded",
+      discard: true
+    })
 
   const allocate = (capacity: number): Slots => {
     const arena = Arena.make({ maxBytes: (2 * count + 1) * capacity * 4 + (1 << 20), initialBytes: (2 * count + 1) * capacity * 4 + (1 << 16) })
@@ -115,17 +113,18 @@ export const make = (
     return { index: index + 1, start: 0, end: Math.min(sizes[index + 1]!, chunk) }
   }
 
-  // The sum as `dtype` bytes: into the consumer's target, else into fresh bytes.
-  const encode = (values: Float32Array, dtype: DType.WritableDType, target: Uint8Array | undefined): TensorRef.TensorBytes | undefined => {
-    if (dtype !== "F32") {
-      const bytes = DType.fromNumbers(values, dtype)
-      if (target === undefined) return bytes
+  // The sum as `dtype` bytes, into the consumer's target or else as fresh bytes: float32 sums in
+  // the reused arena are copied out, a fresh float32 sum is handed over as it is.
+  const deliver = (sum: Float32Array, reused: boolean, dtype: DType.WritableDType, target: Uint8Array | undefined): TensorRef.TensorBytes | undefined => {
+    const bytes = dtype === "F32" ? bytesOf(sum) : DType.fromNumbers(sum, dtype)
+    if (target !== undefined) {
       target.set(bytes)
       return undefined
     }
-    const out = target ?? new Uint8Array(values.length * 4)
-    out.set(bytesOf(values))
-    return target === undefined ? (out as TensorRef.TensorBytes) : undefined
+    if (dtype !== "F32" || !reused) return bytes as TensorRef.TensorBytes
+    const fresh = new Uint8Array(bytes.byteLength)
+    fresh.set(bytes)
+    return fresh
   }
 
   // Direct path: fresh reads, the JavaScript loop, no read-ahead.
@@ -133,10 +132,7 @@ export const make = (
     Effect.flatMap(read(index, start, end), (values) => {
       const out = new Float32Array(end - start)
       weightedSum(out, values, coefficients)
-      if (checkFinite && NonFinite.firstNonFinite(out) >= 0) return nonFinite(index)
-      if (target === undefined) return Effect.succeed(dtype === "F32" ? new Uint8Array(out.buffer) : DType.fromNumbers(out, dtype))
-      target.set(dtype === "F32" ? new Uint8Array(out.buffer) : DType.fromNumbers(out, dtype))
-      return Effect.succeed(undefined)
+      return checkFinite && NonFinite.firstNonFinite(out) >= 0 ? nonFinite(index) : Effect.succeed(deliver(out, false, dtype, target))
     })
 
   // Which input of the tensor holds the first non-finite value, or else where the sum overflowed.
@@ -150,7 +146,9 @@ export const make = (
       const out = new Float32Array(sizes[index]!)
       weightedSum(out, whole, coefficients)
       const output = NonFinite.find([{ tensor: name, values: out }])
-      return yield* new NonFinite.NonFiniteTensor({ role: "output", ...(output ?? { tensor: name, index: 0, value: Number.NaN, count: 0 }) })
+      // The scan that sent us here saw a non-finite sum; not finding it again is a bug.
+      if (output === undefined) return yield* Effect.die(new Error(`StreamSum: "${name}" was reported non-finite, but its sum is finite`))
+      return yield* new NonFinite.NonFiniteTensor({ role: "output", ...output })
     })
 
   const cancelPending = Effect.suspend(() => {
@@ -185,7 +183,7 @@ export const make = (
       const out = s.out.subarray(0, m)
       if (s.simd === undefined || !s.simd.weightedSum(out, values, coefficients, 0, m)) weightedSum(out, values, coefficients)
       if (checkFinite && (s.simd?.hasNonFinite(out, 0, m) ?? NonFinite.firstNonFinite(out) >= 0)) return yield* nonFinite(index)
-      return encode(out, dtype, target)
+      return deliver(out, true, dtype, target)
     })
 
   const serve = (index: number, range: TensorRef.ElementRange, dtype: DType.WritableDType, target: Uint8Array | undefined) =>

@@ -34,16 +34,14 @@ const fields = {
 }
 
 const planOf = (kind: string, name: Kernel.PresetName, job: Method.Job, params: Schema.Struct.Type<typeof fields>) => {
-  const models = job.models.length
-  const perModel = (param: string, fallback: number) => Array.from({ length: models }, (_, i) => job.value(param, i) ?? fallback)
   const switches = Kernel.presets[name]
   return Kernel.plan(
     {
-      weights: perModel("weights", 1),
+      weights: job.perModel("weights", 1),
       lambda: job.value("lambda") ?? 1,
-      density: perModel("density", 1),
-      gamma: perModel("gamma", 0.01),
-      epsilon: perModel("epsilon", 0.15),
+      density: job.perModel("density", 1),
+      gamma: job.perModel("gamma", 0.01),
+      epsilon: job.perModel("epsilon", 0.15),
       seed: params.seed ?? 0,
       sparsify: params.sparsify ?? switches.sparsify,
       consensus: params.consensus ?? switches.consensus,
@@ -51,7 +49,7 @@ const planOf = (kind: string, name: Kernel.PresetName, job: Method.Job, params: 
       normalize: params.normalize ?? switches.normalize
     },
     job.shape,
-    models,
+    job.models.length,
     job.name,
     kind
   )

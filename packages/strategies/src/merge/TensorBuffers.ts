@@ -15,7 +15,7 @@
  *
  * @since 0.1.0
  */
-import { DType, TensorRef } from "@crucible/core"
+import { TensorRef } from "@crucible/core"
 import { Effect } from "effect"
 
 /** @category models */
@@ -49,9 +49,7 @@ export const make = (options: { readonly shared?: boolean } = {}): TensorBuffers
       const n = into.length
       for (let start = 0; start < n; start += CHUNK) {
         const end = Math.min(n, start + CHUNK)
-        const range = n <= CHUNK ? undefined : { start, end }
-        if (tensor.dtype === "F32") yield* TensorRef.readInto(tensor, range, new Uint8Array(into.buffer, into.byteOffset + start * 4, (end - start) * 4))
-        else into.set(DType.toFloat32(yield* tensor.read(range), tensor.dtype), start)
+        yield* TensorRef.readFloat32Into(tensor, n <= CHUNK ? undefined : { start, end }, into.subarray(start, end))
       }
     })
 

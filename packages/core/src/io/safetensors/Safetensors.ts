@@ -10,7 +10,7 @@ import * as ByteSource from "../ByteSource.ts"
 import { FormatError, type ModelIoError, type IoError } from "../IoError.ts"
 import * as Model from "../../model/Model.ts"
 import { byteSize } from "../../tensor/DType.ts"
-import { byteLength, hasReadInto, numel, rangeOf, readInto, type TensorError, type TensorRef, withReadInto } from "../../tensor/TensorRef.ts"
+import { hasReadInto, numel, rangeOf, readInto, type TensorError, type TensorRef, withReadInto } from "../../tensor/TensorRef.ts"
 import * as Header from "./Header.ts"
 
 const FORMAT = "safetensors"
@@ -85,7 +85,7 @@ export const write = (path: string, model: Model.Model, options: WriteOptions = 
   Effect.scoped(
     Effect.gen(function* () {
       yield* AtomicFile.refuseOverwrite([path], model.files)
-      const file = yield* AtomicFile.open(path, { expectedBytes: [...model.tensors.values()].reduce((n, t) => n + byteLength(t), 0) })
+      const file = yield* AtomicFile.open(path, { expectedBytes: Model.totalBytes(model) })
       const written = yield* stream(file, [...model.tensors.values()], { ...model.metadata, ...options.metadata }, options)
       yield* file.commit
       return written

@@ -14,7 +14,7 @@ import * as AtomicFile from "../AtomicFile.ts"
 import * as ByteSource from "../ByteSource.ts"
 import { FormatError, InvalidArgument, type ModelIoError, describe, IoError } from "../IoError.ts"
 import * as Model from "../../model/Model.ts"
-import { byteLength, type TensorError, type TensorRef } from "../../tensor/TensorRef.ts"
+import { byteLength, type TensorError, type TensorRef, totalByteLength } from "../../tensor/TensorRef.ts"
 import * as Safetensors from "./Safetensors.ts"
 
 const FORMAT = "safetensors index"
@@ -123,7 +123,7 @@ export const write = (target: string, model: Model.Model, options: WriteOptions 
       const metadata = { ...model.metadata, ...options.metadata }
       if (groups.length === 1) {
         yield* AtomicFile.refuseOverwrite([target], model.files)
-        const file = yield* AtomicFile.open(target, { expectedBytes: tensors.reduce((n, t) => n + byteLength(t), 0) })
+        const file = yield* AtomicFile.open(target, { expectedBytes: Model.totalBytes(model) })
         const written = yield* Safetensors.stream(file, tensors, metadata, options)
         yield* AtomicFile.commitAll([file])
         return [written]
@@ -137,14 +137,14 @@ export const write = (target: string, model: Model.Model, options: WriteOptions 
       const written: Array<Safetensors.Written> = []
       let first = 0
       for (let i = 0; i < groups.length; i++) {
-        const file = yield* AtomicFile.open(names[i]!, { expectedBytes: groups[i]!.reduce((n, t) => n + byteLength(t), 0) })
+        const file = yield* AtomicFile.open(names[i]!, { expectedBytes: totalByteLength(groups[i]!) })
         written.push(yield* Safetensors.stream(file, groups[i]!, metadata, options, { first, total: tensors.length }))
         files.push(file)
         first += groups[i]!.length
       }
       const weightMap: Record<string, string> = {}
       groups.forEach((group, i) => group.forEach((t) => (weightMap[t.name] = path.basename(names[i]!))))
-      const totalSize = tensors.reduce((n, t) => n + byteLength(t), 0)
+      const totalSize = Model.totalBytes(model)
       const indexFile = yield* AtomicFile.open(index)
       yield* indexFile.write(new TextEncoder().encode(`${JSON.stringify({ metadata: { total_size: totalSize, ...metadata }, weight_map: weightMap }, null, 2)}\n`))
       yield* AtomicFile.commitAll([...files, indexFile])
