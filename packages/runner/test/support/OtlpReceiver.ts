@@ -13,12 +13,15 @@
 import * as grpc from "@grpc/grpc-js"
 import * as protoLoader from "@grpc/proto-loader"
 import { Effect, type Scope } from "effect"
+import * as fs from "node:fs"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
+import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { gunzipSync } from "node:zlib"
 import protobuf from "protobufjs"
+import { afterEach, beforeEach } from "vitest"
 import { metricsOf, spansOf, type ReceivedMetric, type ReceivedSpan, type Via } from "./OtlpDecode.ts"
 
 export type { ReceivedMetric, ReceivedSpan } from "./OtlpDecode.ts"
@@ -187,3 +190,20 @@ export const acquire: Effect.Effect<OtlpReceiver, never, Scope.Scope> = Effect.a
   Effect.promise(start),
   (receiver) => Effect.promise(receiver.close)
 )
+
+/**
+ * For each test of the calling `describe` block: a receiver on loopback and a fresh temporary
+ * folder, both gone after the test. Read them through the returned object (they change per test).
+ */
+export const eachTest = (): { readonly receiver: OtlpReceiver; readonly directory: string } => {
+  const current = { receiver: undefined as unknown as OtlpReceiver, directory: "" }
+  beforeEach(async () => {
+    current.receiver = await start()
+    current.directory = fs.mkdtempSync(path.join(os.tmpdir(), "crucible-otel-"))
+  })
+  afterEach(async () => {
+    await current.receiver.close()
+    fs.rmSync(current.directory, { recursive: true, force: true })
+  })
+  return current
+}

@@ -2,7 +2,7 @@ import { Effect } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { afterEach, beforeEach, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import type { Protocol } from "../../src/telemetry/Config.ts"
 import { names, stageDurationBuckets } from "../../src/telemetry/Metrics.ts"
 import * as Telemetry from "../../src/telemetry/Telemetry.ts"
@@ -53,21 +53,12 @@ const numberPoints = (metrics: ReadonlyArray<ReceivedMetric>, name: string): Rea
 }
 
 describe.each(Object.keys(environments) as Array<Protocol>)("export over %s", (protocol) => {
-  let receiver: OtlpReceiver.OtlpReceiver
-  let directory: string
-  beforeEach(async () => {
-    receiver = await OtlpReceiver.start()
-    directory = fs.mkdtempSync(path.join(os.tmpdir(), "crucible-otel-"))
-  })
-  afterEach(async () => {
-    await receiver.close()
-    fs.rmSync(directory, { recursive: true, force: true })
-  })
+  const otlp = OtlpReceiver.eachTest()
 
   it("delivers one trace with its links, attributes, event and error, and the same spans to the trace file", async () => {
-    const traceFile = path.join(directory, "run", "trace.json")
+    const traceFile = path.join(otlp.directory, "run", "trace.json")
     const env = {
-      ...environments[protocol](receiver),
+      ...environments[protocol](otlp.receiver),
       OTEL_SERVICE_NAME: `crucible-test-${protocol}`,
       OTEL_RESOURCE_ATTRIBUTES: "deployment.environment=ci,team=fusion%20lab",
       OTEL_EXPORTER_OTLP_HEADERS: "x-crucible-token=s3cret%2Fvalue"
@@ -75,10 +66,10 @@ describe.each(Object.keys(environments) as Array<Protocol>)("export over %s", (p
     const result = await Effect.runPromise(sampleRun.pipe(Effect.provide(Telemetry.layer({ env, traceFile, runId: "run-42" }))))
     expect(result).toEqual({ tensors: 3, mergeFailed: true })
 
-    await receiver.waitFor((r) => r.spans.length >= 3)
-    expect(receiver.errors).toEqual([])
-    expect(new Set(receiver.spans.map((span) => span.via))).toEqual(new Set([protocol]))
-    const spans = receiver.spans
+    await otlp.receiver.waitFor((r) => r.spans.length >= 3)
+    expect(otlp.receiver.errors).toEqual([])
+    expect(new Set(otlp.receiver.spans.map((span) => span.via))).toEqual(new Set([protocol]))
+    const spans = otlp.receiver.spans
     expect(spans).toHaveLength(3)
     const run = byName(spans, spanNames.run)
     const load = byName(spans, spanNames.load)
@@ -118,7 +109,7 @@ describe.each(Object.keys(environments) as Array<Protocol>)("export over %s", (p
       "deployment.environment": "ci",
       team: "fusion lab"
     })
-    for (const request of receiver.requests) expect(request.headers["x-crucible-token"]).toBe("s3cret/value")
+    for (const request of otlp.receiver.requests) expect(request.headers["x-crucible-token"]).toBe("s3cret/value")
 
     // The trace file: OTLP/JSON, the same spans, nothing half-written left beside it.
     expect(fs.readdirSync(path.dirname(traceFile))).toEqual(["trace.json"])
@@ -128,14 +119,14 @@ describe.each(Object.keys(environments) as Array<Protocol>)("export over %s", (p
   })
 
   it("delivers the counters, the stage histogram, the gauges and resident memory", async () => {
-    const env = { ...environments[protocol](receiver), OTEL_SERVICE_NAME: "crucible-metrics", OTEL_EXPORTER_OTLP_METRICS_HEADERS: "x-signal=metrics" }
+    const env = { ...environments[protocol](otlp.receiver), OTEL_SERVICE_NAME: "crucible-metrics", OTEL_EXPORTER_OTLP_METRICS_HEADERS: "x-signal=metrics" }
     await Effect.runPromise(sampleRun.pipe(Effect.provide(Telemetry.layer({ env }))))
-    await receiver.waitFor((r) => r.metrics.some((metric) => metric.name === names.stageDuration))
-    expect(receiver.errors).toEqual([])
-    const metrics = receiver.metrics
+    await otlp.receiver.waitFor((r) => r.metrics.some((metric) => metric.name === names.stageDuration))
+    expect(otlp.receiver.errors).toEqual([])
+    const metrics = otlp.receiver.metrics
     expect(new Set(metrics.map((metric) => metric.via))).toEqual(new Set([protocol]))
     expect(metrics[0]!.resource["service.name"]).toBe("crucible-metrics")
-    const metricRequests = receiver.requests.filter((request) => request.signal === "metrics")
+    const metricRequests = otlp.receiver.requests.filter((request) => request.signal === "metrics")
     expect(metricRequests.length).toBeGreaterThan(0)
     for (const request of metricRequests) expect(request.headers["x-signal"]).toBe("metrics")
 

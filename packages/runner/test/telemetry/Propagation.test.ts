@@ -1,9 +1,8 @@
 import { Effect, Option } from "effect"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
 import { Worker } from "node:worker_threads"
-import { afterEach, beforeEach, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import * as Propagation from "../../src/telemetry/Propagation.ts"
 import * as Telemetry from "../../src/telemetry/Telemetry.ts"
 import * as WorkerSpans from "../../src/telemetry/WorkerSpans.ts"
@@ -62,16 +61,7 @@ describe("traceparent", () => {
 })
 
 describe("spans from a worker thread", () => {
-  let receiver: OtlpReceiver.OtlpReceiver
-  let directory: string
-  beforeEach(async () => {
-    receiver = await OtlpReceiver.start()
-    directory = fs.mkdtempSync(path.join(os.tmpdir(), "crucible-otel-"))
-  })
-  afterEach(async () => {
-    await receiver.close()
-    fs.rmSync(directory, { recursive: true, force: true })
-  })
+  const otlp = OtlpReceiver.eachTest()
 
   interface WorkerResult {
     readonly sum: number
@@ -91,8 +81,8 @@ describe("spans from a worker thread", () => {
   const runInWorker = dispatch()
 
   it("land in the parent's trace, under the span that dispatched them, with the run's resource", async () => {
-    const traceFile = path.join(directory, "trace.json")
-    const env = { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.httpUrl, OTEL_EXPORTER_OTLP_PROTOCOL: "http/json", OTEL_SERVICE_NAME: "crucible-main" }
+    const traceFile = path.join(otlp.directory, "trace.json")
+    const env = { OTEL_EXPORTER_OTLP_ENDPOINT: otlp.receiver.httpUrl, OTEL_EXPORTER_OTLP_PROTOCOL: "http/json", OTEL_SERVICE_NAME: "crucible-main" }
     const program = Effect.gen(function* () {
       const result = yield* runInWorker
       const span = yield* Effect.currentSpan
@@ -102,7 +92,7 @@ describe("spans from a worker thread", () => {
     expect(result.sum).toBe(10)
     expect(result.threadId).toBeGreaterThan(0)
 
-    await receiver.waitFor((r) => r.spans.length >= 4)
+    await otlp.receiver.waitFor((r) => r.spans.length >= 4)
     const check = (spans: ReadonlyArray<ReceivedSpan>) => {
       const named = (name: string) => spans.find((span) => span.name === name)!
       const run = named("run with worker")
@@ -122,22 +112,22 @@ describe("spans from a worker thread", () => {
       // The worker's own carrier named its task span: propagation works from inside the worker too.
       expect(result.carrier?.traceparent).toBe(`00-${task.traceId}-${task.spanId}-01`)
     }
-    expect(receiver.errors).toEqual([])
-    check(receiver.spans)
+    expect(otlp.receiver.errors).toEqual([])
+    check(otlp.receiver.spans)
     check(spansOf(JSON.parse(fs.readFileSync(traceFile, "utf8")), "file"))
   })
 
   it("keep the spans that ended when the worker dies, and the channel closes with the worker, not at the drain timeout", async () => {
-    const env = { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.httpUrl, OTEL_EXPORTER_OTLP_PROTOCOL: "http/json" }
+    const env = { OTEL_EXPORTER_OTLP_ENDPOINT: otlp.receiver.httpUrl, OTEL_EXPORTER_OTLP_PROTOCOL: "http/json" }
     // A drain timeout longer than this test's own timeout: only the worker's exit can end the wait.
     const program = dispatch({ crash: true, drainTimeoutMillis: 120_000 }).pipe(Effect.flip, Effect.withSpan("run crashing worker"))
     const error = await Effect.runPromise(program.pipe(Effect.provide(Telemetry.layer({ env }))))
     expect(error.message).toBe("worker crashed on purpose")
-    await receiver.waitFor((r) => r.spans.length >= 3)
-    const names = receiver.spans.map((span) => span.name).sort()
+    await otlp.receiver.waitFor((r) => r.spans.length >= 3)
+    const names = otlp.receiver.spans.map((span) => span.name).sort()
     expect(names).toEqual(["dispatch", "run crashing worker", "worker kernel"])
-    const kernel = receiver.spans.find((span) => span.name === "worker kernel")!
-    const dispatchSpan = receiver.spans.find((span) => span.name === "dispatch")!
+    const kernel = otlp.receiver.spans.find((span) => span.name === "worker kernel")!
+    const dispatchSpan = otlp.receiver.spans.find((span) => span.name === "dispatch")!
     expect(kernel.traceId).toBe(dispatchSpan.traceId)
     expect(dispatchSpan.status.code).toBe("ERROR")
   }, 20_000)

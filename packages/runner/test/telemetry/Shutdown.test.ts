@@ -4,7 +4,7 @@ import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
-import { afterEach, beforeEach, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import * as Telemetry from "../../src/telemetry/Telemetry.ts"
 import { InvalidSetting, TraceFileUnwritable } from "../../src/telemetry/TelemetryError.ts"
 import { spansOf } from "../support/OtlpDecode.ts"
@@ -14,24 +14,15 @@ import { StageBroke } from "../support/SampleRun.ts"
 const readTrace = (file: string) => spansOf(JSON.parse(fs.readFileSync(file, "utf8")), "file")
 
 describe("the layer's release", () => {
-  let receiver: OtlpReceiver.OtlpReceiver
-  let directory: string
-  beforeEach(async () => {
-    receiver = await OtlpReceiver.start()
-    directory = fs.mkdtempSync(path.join(os.tmpdir(), "crucible-otel-"))
-  })
-  afterEach(async () => {
-    await receiver.close()
-    fs.rmSync(directory, { recursive: true, force: true })
-  })
+  const otlp = OtlpReceiver.eachTest()
 
   const options = (traceFile: string): Telemetry.TelemetryOptions => ({
     traceFile,
-    env: { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.httpUrl, OTEL_EXPORTER_OTLP_PROTOCOL: "http/json" }
+    env: { OTEL_EXPORTER_OTLP_ENDPOINT: otlp.receiver.httpUrl, OTEL_EXPORTER_OTLP_PROTOCOL: "http/json" }
   })
 
   it("exports and writes every span when the program fails, and the program's error is what fails", async () => {
-    const traceFile = path.join(directory, "trace.json")
+    const traceFile = path.join(otlp.directory, "trace.json")
     const failing = Effect.gen(function* () {
       yield* Effect.void.pipe(Effect.withSpan("stage ok"))
       return yield* new StageBroke({ stage: "last" }).pipe(Effect.withSpan("stage last"))
@@ -39,14 +30,14 @@ describe("the layer's release", () => {
     const exit = await Effect.runPromiseExit(failing.pipe(Effect.provide(Telemetry.layer(options(traceFile)))))
     expect(Exit.isFailure(exit) && Cause.squash(exit.cause)).toBeInstanceOf(StageBroke)
 
-    await receiver.waitFor((r) => r.spans.length >= 3)
-    const statuses = Object.fromEntries(receiver.spans.map((span) => [span.name, span.status.code]))
+    await otlp.receiver.waitFor((r) => r.spans.length >= 3)
+    const statuses = Object.fromEntries(otlp.receiver.spans.map((span) => [span.name, span.status.code]))
     expect(statuses).toEqual({ "stage ok": "OK", "stage last": "ERROR", "run failing": "ERROR" })
     expect(readTrace(traceFile).map((span) => span.name).sort()).toEqual(["run failing", "stage last", "stage ok"])
   })
 
   it("exports and writes the interrupted spans when the run is interrupted from outside", async () => {
-    const traceFile = path.join(directory, "trace.json")
+    const traceFile = path.join(otlp.directory, "trace.json")
     let started!: () => void
     const running = new Promise<void>((resolve) => (started = resolve))
     const stuck = Effect.gen(function* () {
@@ -58,13 +49,13 @@ describe("the layer's release", () => {
     await running
     await Effect.runPromise(Fiber.interrupt(fiber))
 
-    await receiver.waitFor((r) => r.spans.length >= 3)
-    const interrupted = receiver.spans.find((span) => span.name === "stage stuck")
+    await otlp.receiver.waitFor((r) => r.spans.length >= 3)
+    const interrupted = otlp.receiver.spans.find((span) => span.name === "stage stuck")
     expect(interrupted?.attributes["effect.fiber.interrupted"]).toBe(true)
     const fromFile = readTrace(traceFile)
     expect(fromFile.map((span) => span.name).sort()).toEqual(["run interrupted", "stage done", "stage stuck"])
     expect(new Set(fromFile.map((span) => span.traceId)).size).toBe(1)
-    expect(fs.readdirSync(directory)).toEqual(["trace.json"])
+    expect(fs.readdirSync(otlp.directory)).toEqual(["trace.json"])
   })
 
   it("still finishes and writes the trace file when the collector is down", async () => {
@@ -74,7 +65,7 @@ describe("the layer's release", () => {
     const port = (closed.address() as AddressInfo).port
     await new Promise<void>((resolve) => closed.close(() => resolve()))
 
-    const traceFile = path.join(directory, "trace.json")
+    const traceFile = path.join(otlp.directory, "trace.json")
     const env = { OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`, OTEL_EXPORTER_OTLP_TIMEOUT: "500" }
     const logged: Array<string> = []
     const capture = Logger.make(({ logLevel, message }) => logged.push(`${logLevel}: ${[message].flat().join(" ")}`))
