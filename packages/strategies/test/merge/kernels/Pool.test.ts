@@ -40,22 +40,22 @@ const withPool = async <A, E>(workers: number, f: (pool: Pool.Pool) => Effect.Ef
   return Effect.runPromise(f(pool))
 }
 
+/** The task-arithmetic presets both runs merge, each with its own parameters. */
+const taskArithmeticPlans = ([
+  ["ties", { density: 0.3 }],
+  ["dare-ties", { density: 0.4, seed: 5 }],
+  ["breadcrumbs-ties", { density: 0.5, gamma: 0.05 }],
+  ["della", { density: 0.5, epsilon: 0.2, seed: 6 }],
+  ["dare-linear", { density: 0.3, rescale: "l1" }]
+] as const).map(([name, extra]) => [name, Result.getOrThrow(TaskArithmetic.plan({ weights: [1, 0.5, 0.25], ...TaskArithmetic.presets[name], ...extra }, SHAPE, 3, TENSOR))] as const)
+
 /** Every merge the pool drives, on fresh outputs. */
 const allMerges = (pool: Pool.Pool) =>
   Effect.gen(function* () {
     const outs: Record<string, Float32Array> = {}
     const fresh = (name: string) => (outs[name] = arena.alloc(N)!)
     yield* Parallel.weightedSum(pool, fresh("linear"), models, [0.2, 0.3, 0.5])
-    for (const [name, extra] of [
-      ["ties", { density: 0.3 }],
-      ["dare-ties", { density: 0.4, seed: 5 }],
-      ["breadcrumbs-ties", { density: 0.5, gamma: 0.05 }],
-      ["della", { density: 0.5, epsilon: 0.2, seed: 6 }],
-      ["dare-linear", { density: 0.3, rescale: "l1" }]
-    ] as const) {
-      const plan = Result.getOrThrow(TaskArithmetic.plan({ weights: [1, 0.5, 0.25], ...TaskArithmetic.presets[name], ...extra }, SHAPE, 3, TENSOR))
-      yield* Parallel.taskArithmetic(pool, plan, fresh(name), base, models)
-    }
+    for (const [name, plan] of taskArithmeticPlans) yield* Parallel.taskArithmetic(pool, plan, fresh(name), base, models)
     yield* Parallel.slerp(pool, { t: 0.3 }, fresh("slerp"), models[0]!, models[1]!, base, TENSOR)
     yield* Parallel.multislerp(pool, { weights: [1, 2, 3] }, fresh("multislerp"), models, base, TENSOR)
     yield* Parallel.modelStock(pool, { filterWise: true }, SHAPE, fresh("model-stock"), base, models, TENSOR)
@@ -68,16 +68,7 @@ const singleThreaded = (): Record<string, Float32Array> => {
   const outs: Record<string, Float32Array> = {}
   const fresh = (name: string) => (outs[name] = new Float32Array(N))
   weightedSum(fresh("linear"), models, [0.2, 0.3, 0.5])
-  for (const [name, extra] of [
-    ["ties", { density: 0.3 }],
-    ["dare-ties", { density: 0.4, seed: 5 }],
-    ["breadcrumbs-ties", { density: 0.5, gamma: 0.05 }],
-    ["della", { density: 0.5, epsilon: 0.2, seed: 6 }],
-    ["dare-linear", { density: 0.3, rescale: "l1" }]
-  ] as const) {
-    const plan = Result.getOrThrow(TaskArithmetic.plan({ weights: [1, 0.5, 0.25], ...TaskArithmetic.presets[name], ...extra }, SHAPE, 3, TENSOR))
-    TaskArithmetic.apply(TaskStatistics.prepare(plan, base, models), fresh(name), base, models)
-  }
+  for (const [name, plan] of taskArithmeticPlans) TaskArithmetic.apply(TaskStatistics.prepare(plan, base, models), fresh(name), base, models)
   const slerpPlan = Result.getOrThrow(Slerp.plan({ t: 0.3 }, Slerp.statistics(models[0]!, models[1]!, base), true, TENSOR))
   Slerp.apply(slerpPlan, fresh("slerp"), models[0]!, models[1]!, base)
   const rowLength = ModelStock.rowLength(SHAPE, { filterWise: true })
