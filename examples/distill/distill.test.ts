@@ -1,12 +1,10 @@
 // examples/distill as an end-to-end test: the real CLI trains three augmented teachers, fuses them into an
 // ensemble and distills it into 784-128-10 students (3 seeds), beside students trained on hard labels.
 import { describe, expect, it } from "vitest"
-import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { cli } from "../cli.ts"
+import { inspect, runPipeline, stageValues } from "../cli.ts"
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const mean = (xs: ReadonlyArray<number>) => xs.reduce((a, b) => a + b, 0) / xs.length
@@ -14,12 +12,11 @@ const pct = (x: number) => `${(100 * x).toFixed(2)}%`
 
 describe("examples/distill", () => {
   it("a KD student beats the hard-label student by at least 0.5 points (mean of 3 seeds)", () => {
-    const runs = fs.mkdtempSync(path.join(os.tmpdir(), "distill-"))
-    const r = spawnSync(process.execPath, [cli, "run", path.join(here, "pipeline.yaml"), "--runs-dir", runs, "--run-id", "test", "--quiet"], { encoding: "utf8", timeout: 300_000 })
+    const r = runPipeline(here)
     expect(r.stderr).toBe("")
     expect(r.status).toBe(0)
-    const manifest = JSON.parse(fs.readFileSync(path.join(runs, "test", "manifest.json"), "utf8"))
-    const accuracy = (id: string): number => manifest.stages.find((s: { id: string }) => s.id === id).output.values.accuracy
+    const values = stageValues(r)
+    const accuracy = (id: string): number => values(id).accuracy
     const teachers = accuracy("eval_teachers")
     const hard = [0, 1, 2].map((s) => accuracy(`eval_hard${s}`))
     const kd = [0, 1, 2].map((s) => accuracy(`eval_kd${s}`))
@@ -28,7 +25,7 @@ describe("examples/distill", () => {
     expect(teachers).toBeGreaterThan(Math.max(...kd))
 
     // The teacher outputs were computed once and reused by the other two students.
-    const events = JSON.parse(fs.readFileSync(path.join(runs, "test", "trace.json"), "utf8")).resourceSpans
+    const events = JSON.parse(fs.readFileSync(path.join(r.runDir, "trace.json"), "utf8")).resourceSpans
       .flatMap((r: any) => r.scopeSpans.flatMap((s: any) => s.spans.flatMap((sp: any) => sp.events ?? [])))
       .filter((e: any) => e.name === "distill.teacher")
     const reused = events.map((e: any) => e.attributes.find((a: any) => a.key === "reused").value.boolValue)
@@ -36,12 +33,12 @@ describe("examples/distill", () => {
     expect(reused).toHaveLength(3)
 
     // Outputs are PyTorch state dicts; the ensemble bundle holds its members.
-    const inspect = (file: string) => JSON.parse(spawnSync(process.execPath, [cli, "inspect", path.join(here, "out", file), "--json"], { encoding: "utf8" }).stdout)
-    expect(inspect("student-kd.safetensors").tensors.map((t: { name: string; shape: Array<number> }) => [t.name, t.shape])).toEqual([
+    const inspectOut = (file: string) => inspect(path.join(here, "out", file))
+    expect(inspectOut("student-kd.safetensors").tensors.map((t: { name: string; shape: Array<number> }) => [t.name, t.shape])).toEqual([
       ["layers.0.weight", [128, 784]], ["layers.0.bias", [128]], ["layers.1.weight", [10, 128]], ["layers.1.bias", [10]]
     ])
-    expect(inspect("student-hard.safetensors").tensors).toHaveLength(4)
-    const bundle = inspect("teacher-ensemble.safetensors").tensors.map((t: { name: string }) => t.name)
+    expect(inspectOut("student-hard.safetensors").tensors).toHaveLength(4)
+    const bundle = inspectOut("teacher-ensemble.safetensors").tensors.map((t: { name: string }) => t.name)
     expect(bundle).toHaveLength(18)
     expect(bundle).toContain("members.2.layers.2.weight")
   })

@@ -1,34 +1,29 @@
 // examples/progressive as an end-to-end test: iterative fusion of four fine-tunes and a cascade of two
 // architectures, each evaluated against its inputs. The pipeline runs once for both tests.
 import { beforeAll, describe, expect, it } from "vitest"
-import { spawnSync } from "node:child_process"
-import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { cli } from "../cli.ts"
+import { inspect, runPipeline, stageValues } from "../cli.ts"
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const pct = (x: number) => `${(100 * x).toFixed(2)}%`
 
-const inspect = (file: string) => JSON.parse(spawnSync(process.execPath, [cli, "inspect", path.join(here, "out", file), "--json"], { encoding: "utf8" }).stdout)
+const inspectOut = (file: string) => inspect(path.join(here, "out", file))
 
 describe("examples/progressive", () => {
-  let manifest: { stages: Array<{ id: string; output: { values: Record<string, number> } }> }
-  const values = (id: string): Record<string, number> => manifest.stages.find((s) => s.id === id)!.output.values
+  let values: (id: string) => Record<string, number>
   const accuracy = (id: string): number => values(id).accuracy!
   beforeAll(() => {
-    const runs = fs.mkdtempSync(path.join(os.tmpdir(), "progressive-"))
-    const r = spawnSync(process.execPath, [cli, "run", path.join(here, "pipeline.yaml"), "--runs-dir", runs, "--run-id", "test", "--quiet"], { encoding: "utf8", timeout: 300_000 })
+    const r = runPipeline(here)
     expect(r.stderr).toBe("")
     expect(r.status).toBe(0)
-    manifest = JSON.parse(fs.readFileSync(path.join(runs, "test", "manifest.json"), "utf8"))
+    values = stageValues(r)
   }, 300_000)
 
   it("iterative fusion records its path and ends at least as good on validation as its first model (test accuracies are reported)", () => {
     const inputs = [0, 1, 2, 3].map((i) => accuracy(`test_ft${i}`))
     const fused = accuracy("test_fused")
-    const record = JSON.parse(inspect("iterative-fusion.safetensors").metadata["crucible.progressive"])
+    const record = JSON.parse(inspectOut("iterative-fusion.safetensors").metadata["crucible.progressive"])
     console.log(`base ${pct(accuracy("test_base"))}; inputs ${inputs.map(pct).join(" / ")}; iterative fusion ${pct(fused)} (kept ${record.kept.map((i: number) => `ft${i}`).join(", ")})`)
     expect(record.path).toHaveLength(4)
     expect(record.kept[0]).toBe(0)
@@ -43,7 +38,7 @@ describe("examples/progressive", () => {
   })
 
   it("the cascade (784-128-64-10's act.1 → adapter 64→32 → 32-32-10) comes within 2 points of its first model; evaluate agrees with training's validation", () => {
-    const saved = inspect("cascade.safetensors")
+    const saved = inspectOut("cascade.safetensors")
     const deep = accuracy("test_deep")
     const cascade = accuracy("test_cascade")
     console.log(`cascade: first model 784-128-64-10 ${pct(deep)}; cascade ${pct(cascade)}`)

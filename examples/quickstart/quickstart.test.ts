@@ -4,7 +4,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { cli } from "../cli.ts"
+import { cli, inspect } from "../cli.ts"
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 
@@ -14,7 +14,7 @@ describe("examples/quickstart", () => {
     const r = spawnSync(process.execPath, [cli, "run", path.join(here, "pipeline.yaml"), "--runs-dir", runs, "--quiet"], { encoding: "utf8" })
     expect(r.stderr).toBe("")
     expect(r.status).toBe(0)
-    const info = JSON.parse(spawnSync(process.execPath, [cli, "inspect", path.join(here, "out/merged-bf16.safetensors"), "--json"], { encoding: "utf8" }).stdout)
+    const info = inspect(path.join(here, "out/merged-bf16.safetensors"))
     expect(info.tensors.every((t: { dtype: string }) => t.dtype === "BF16")).toBe(true)
     const expected = JSON.parse(fs.readFileSync(path.resolve(here, "../../packages/core/fixtures/merge_expected.json"), "utf8"))
     expect(info.tensors.map((t: { name: string }) => t.name).sort()).toEqual(Object.keys(expected.tensors).sort())

@@ -1,11 +1,9 @@
 // examples/rebasin as an end-to-end test: the real CLI trains, aligns, merges and evaluates on MNIST.
 import { describe, expect, it } from "vitest"
-import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { cli } from "../cli.ts"
+import { inspect, runPipeline, stageValues } from "../cli.ts"
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 
@@ -14,12 +12,10 @@ interface Curve { midpoint: Metrics & { lambda: number }; barrier: { loss: numbe
 
 describe("examples/rebasin", () => {
   it("weight matching turns a poor naive midpoint into a good one", () => {
-    const runs = fs.mkdtempSync(path.join(os.tmpdir(), "rebasin-"))
-    const r = spawnSync(process.execPath, [cli, "run", path.join(here, "pipeline.yaml"), "--runs-dir", runs, "--run-id", "test", "--quiet"], { encoding: "utf8", timeout: 300_000 })
+    const r = runPipeline(here)
     expect(r.stderr).toBe("")
     expect(r.status).toBe(0)
-    const manifest = JSON.parse(fs.readFileSync(path.join(runs, "test", "manifest.json"), "utf8"))
-    const values = (id: string) => manifest.stages.find((s: { id: string }) => s.id === id).output.values
+    const values = stageValues(r)
     const naive = values("naive_curve") as Curve
     const aligned = values("aligned_curve") as Curve
     const byActivations = values("act_curve") as Curve
@@ -38,11 +34,10 @@ describe("examples/rebasin", () => {
     // Both endpoints of each curve are the trained models themselves.
     expect(naive.curve[0]!.accuracy).toBeCloseTo(a.accuracy, 10)
     expect(aligned.curve.at(-1)!.accuracy).toBeCloseTo(b.accuracy, 10) // a permuted B computes what B computes
-    expect(fs.readFileSync(path.join(runs, "test", "aligned_curve.svg"), "utf8")).toMatch(/^<svg/)
+    expect(fs.readFileSync(path.join(r.runDir, "aligned_curve.svg"), "utf8")).toMatch(/^<svg/)
 
     // The saved midpoints are PyTorch state dicts: layers.i.weight [out, in].
-    const inspect = spawnSync(process.execPath, [cli, "inspect", path.join(here, "out", "aligned-mid.safetensors"), "--json"], { encoding: "utf8" })
-    const tensors = JSON.parse(inspect.stdout).tensors.map((t: { name: string; shape: Array<number> }) => [t.name, t.shape])
+    const tensors = inspect(path.join(here, "out", "aligned-mid.safetensors")).tensors.map((t: { name: string; shape: Array<number> }) => [t.name, t.shape])
     expect(tensors).toEqual([
       ["layers.0.weight", [128, 784]], ["layers.0.bias", [128]], ["layers.1.weight", [128, 128]], ["layers.1.bias", [128]],
       ["layers.2.weight", [128, 128]], ["layers.2.bias", [128]], ["layers.3.weight", [10, 128]], ["layers.3.bias", [10]]

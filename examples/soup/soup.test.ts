@@ -1,23 +1,19 @@
 // examples/soup as an end-to-end test: a base, 12 fine-tunes, the uniform and greedy soups and the ensemble.
 import { describe, expect, it } from "vitest"
-import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { cli } from "../cli.ts"
+import { inspect, runPipeline, stageValues } from "../cli.ts"
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const pct = (x: number) => `${(100 * x).toFixed(2)}%`
 
 describe("examples/soup", () => {
   it("the greedy soup is at least as good as the best single ingredient", () => {
-    const runs = fs.mkdtempSync(path.join(os.tmpdir(), "soup-"))
-    const r = spawnSync(process.execPath, [cli, "run", path.join(here, "pipeline.yaml"), "--runs-dir", runs, "--run-id", "test", "--quiet"], { encoding: "utf8", timeout: 300_000 })
+    const r = runPipeline(here)
     expect(r.stderr).toBe("")
     expect(r.status).toBe(0)
-    const manifest = JSON.parse(fs.readFileSync(path.join(runs, "test", "manifest.json"), "utf8"))
-    const values = (id: string) => manifest.stages.find((s: { id: string }) => s.id === id).output.values
+    const values = stageValues(r)
     const names = Array.from({ length: 12 }, (_, i) => `ft${String(i).padStart(2, "0")}`)
     const test = names.map((n) => values(`test_${n}`).accuracy as number)
     const valLoss = names.map((n) => values(`val_${n}`).loss as number)
@@ -29,7 +25,7 @@ describe("examples/soup", () => {
     console.log(`base ${pct(values("test_base").accuracy)}; ingredients ${pct(Math.min(...test))}–${pct(Math.max(...test))}; best single (by validation) ${names[best]} ${pct(test[best]!)}; uniform soup ${pct(uniform)}; greedy soup ${pct(greedy)}; ensemble of 12 ${pct(ensemble)}`)
     expect(greedy).toBeGreaterThanOrEqual(test[best]!)
 
-    const recipe = JSON.parse(JSON.parse(spawnSync(process.execPath, [cli, "inspect", path.join(here, "out", "greedy-soup.safetensors"), "--json"], { encoding: "utf8" }).stdout).metadata["crucible.soup"])
+    const recipe = JSON.parse(inspect(path.join(here, "out", "greedy-soup.safetensors")).metadata["crucible.soup"])
     expect(recipe.method).toBe("greedy")
     expect(recipe.chosen[0]).toBe(best)
     console.log(`greedy soup ingredients: ${recipe.chosen.map((i: number) => names[i]).join(", ")}`)
