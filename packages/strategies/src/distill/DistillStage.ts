@@ -22,9 +22,7 @@ import * as Batches from "../data/Batches.ts"
 import * as DataSource from "../data/Source.ts"
 import * as Classifier from "../ensemble/Classifier.ts"
 import { EnsembleError } from "../ensemble/EnsembleError.ts"
-import * as Init from "../models/Init.ts"
 import * as Layers from "../models/Layers.ts"
-import * as Network from "../models/Network.ts"
 import * as Runnable from "../models/Runnable.ts"
 import * as Train from "../train/Train.ts"
 import type * as Trainer from "../train/Trainer.ts"
@@ -65,12 +63,8 @@ export const DistillKind = Stage.define({
   resources: { backend: true },
   run: Effect.fn("Distill.run")(function* ({ id, params, inputs, resolvePath, cacheDir }) {
     const fail = (detail: string) => new EnsembleError({ reason: "InvalidParams", source: id, detail })
-    const arch = inputs.init === undefined
-      ? yield* Runnable.decodeArch(params.arch ?? {}, resolvePath)
-      : yield* Runnable.archOf(inputs.init, params.arch, resolvePath)
-    const network = yield* Network.resolve(arch)
     const seed = params.seed ?? 0
-    const start = inputs.init === undefined ? Init.initNetwork(network, seed) : (yield* Runnable.load(inputs.init, params.arch, resolvePath)).params
+    const { network, params: start } = yield* Runnable.startingPoint(inputs.init, params.arch, seed, resolvePath)
     const teacher = yield* Classifier.fromModel(inputs.teacher, undefined, resolvePath)
     if (network.outputShape[0] !== teacher.classes) return yield* fail(`the student outputs [${network.outputShape.join(", ")}], the teacher ${teacher.classes} classes`)
     const dataParam = params.data ?? "mnist"

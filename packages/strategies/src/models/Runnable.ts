@@ -14,6 +14,7 @@ import { Effect, Schema } from "effect"
 import * as fs from "node:fs"
 import { parse as parseYaml } from "yaml"
 import * as Arch from "./Arch.ts"
+import * as Init from "./Init.ts"
 import { ArchError } from "./ModelError.ts"
 import * as Network from "./Network.ts"
 import * as Params from "./Params.ts"
@@ -55,6 +56,18 @@ export const archOf = (model: Model.Model, param: ArchParam | undefined, resolve
       return yield* new ArchError({ path: "arch", detail: `${model.source} carries no architecture (no "${ARCH_KEY}" metadata nor TF.js topology): give the stage an arch: parameter` })
     }
     return yield* Arch.decode(JSON.parse(stored), `${model.source} metadata ${ARCH_KEY}`)
+  })
+
+/** The architecture a training stage builds: `init`'s (with `arch` over it) when it starts from a model, else `arch`. */
+export const archFor = (init: Model.Model | undefined, param: ArchParam | undefined, resolvePath: (p: string) => string) =>
+  init === undefined ? decodeArch(param ?? {}, resolvePath) : archOf(init, param, resolvePath)
+
+/** A training stage's network and first weights: `init`'s when it is given, else fresh ones drawn from `seed`. */
+export const startingPoint = (init: Model.Model | undefined, param: ArchParam | undefined, seed: number, resolvePath: (p: string) => string) =>
+  Effect.gen(function* () {
+    const network = yield* Network.resolve(yield* archFor(init, param, resolvePath))
+    const params = init === undefined ? Init.initNetwork(network, seed) : (yield* load(init, param, resolvePath)).params
+    return { network, params }
   })
 
 /** A model's network and parameters (all tensors read). */

@@ -87,9 +87,7 @@ export const CascadeKind = Stage.define({
     const layer = params.layer ?? CascadeBundle.OUTPUT
     const features = Network.sampleSize(yield* CascadeBundle.featureShape(first.network, layer, id))
 
-    const arch = inputs.init === undefined
-      ? yield* Runnable.decodeArch(params.arch ?? {}, resolvePath)
-      : yield* Runnable.archOf(inputs.init, params.arch, resolvePath)
+    const arch = yield* Runnable.archFor(inputs.init, params.arch, resolvePath)
     const second = yield* Network.resolve(arch)
     const inputSize = Network.sampleSize(second.inputShape)
     const adapter = inputSize !== features

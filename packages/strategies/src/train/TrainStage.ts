@@ -9,7 +9,6 @@
 import { type Model, Port, Stage } from "@crucible/core"
 import { Effect, Schema } from "effect"
 import * as DataSource from "../data/Source.ts"
-import * as Init from "../models/Init.ts"
 import * as Network from "../models/Network.ts"
 import * as Runnable from "../models/Runnable.ts"
 import * as Checkpoints from "./EpochCheckpoints.ts"
@@ -32,12 +31,8 @@ export const TrainKind = Stage.define({
   output: Port.ModelPort,
   resources: { backend: true },
   run: Effect.fn("Train.run")(function* ({ id, params, inputs, resolvePath, cacheDir }) {
-    const arch = inputs.init === undefined
-      ? yield* Runnable.decodeArch(params.arch ?? {}, resolvePath)
-      : yield* Runnable.archOf(inputs.init, params.arch, resolvePath)
-    const network = yield* Network.resolve(arch)
     const seed = params.seed ?? 0
-    const start = inputs.init === undefined ? Init.initNetwork(network, seed) : (yield* Runnable.load(inputs.init, params.arch, resolvePath)).params
+    const { network, params: start } = yield* Runnable.startingPoint(inputs.init, params.arch, seed, resolvePath)
     const dataParam = params.data ?? "mnist"
     const data = yield* DataSource.load(dataParam, params.split ?? "train", resolvePath)
     const validation = params.validation === undefined ? undefined : yield* DataSource.load(dataParam, params.validation, resolvePath)
