@@ -18,7 +18,14 @@ export interface Manifest {
   readonly status: "running" | "succeeded" | "failed" | "interrupted"
   readonly startedAt: string
   readonly endedAt?: string | undefined
-  readonly pipeline: { readonly name: string; readonly file?: string | undefined; readonly sha256?: string | undefined; readonly ir: unknown }
+  readonly pipeline: {
+    readonly name: string
+    readonly file?: string | undefined
+    readonly sha256?: string | undefined
+    readonly ir: unknown
+    /** The input port names of each kind the pipeline uses (so views need not know the kinds). */
+    readonly inputPorts?: Readonly<Record<string, ReadonlyArray<string>>> | undefined
+  }
   readonly tools: Readonly<Record<string, string>>
   readonly stages: ReadonlyArray<{
     readonly id: string

@@ -6,7 +6,7 @@
  * @since 0.1.0
  */
 import { Cast, Model, type Port, type Yaml } from "@crucible/core"
-import { Effect } from "effect"
+import { Effect, References } from "effect"
 import * as os from "node:os"
 import * as path from "node:path"
 import { Reporter } from "./Events.ts"
@@ -42,8 +42,10 @@ export const make = (loaded: Yaml.LoadedPipeline): Effect.Effect<PlanReport> =>
   Effect.gen(function* () {
     const { pipeline } = loaded
     const plan = Plan.make(pipeline)
+    // A dry run's "stage started/succeeded" lines say nothing about the plan: only warnings and errors are logged.
     const outcomes = yield* execute({ pipeline, baseDir: loaded.baseDir, runDir: path.join(os.tmpdir(), "crucible-plan"), concurrency: 4, dryRun: true }).pipe(
-      Effect.provideService(Reporter, Reporter.silent)
+      Effect.provideService(Reporter, Reporter.silent),
+      Effect.provideService(References.MinimumLogLevel, "Warn")
     )
     const levelOf = new Map(plan.levels.flatMap((ids, level) => ids.map((id) => [id, level] as const)))
     const byId = new Map(pipeline.stages.map((s) => [s.id, s] as const))

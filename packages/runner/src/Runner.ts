@@ -1,19 +1,26 @@
 /**
- * The programmatic API: `Runner.run` loads a pipeline file (or takes a resolved pipeline),
- * creates its run directory, executes it under a trace, and records the manifest. The CLI is a
- * thin layer over this.
+ * The programmatic API: `Runner.run` takes a pipeline — a YAML or TypeScript file, a `Builder`,
+ * or its IR — creates its run directory, executes it under a trace, and records the manifest,
+ * `trace.json`, the event and log files and `report.html`. The CLI is a thin layer over this.
+ *
+ * ```ts
+ * import { Runner } from "@crucible/runner"
+ * const result = await Runner.runPromise("pipeline.yaml", { runsDir: "runs" })
+ * console.log(result.status, result.runDir)
+ * ```
  *
  * @since 0.1.0
  */
 import { type PipelineError, Registry, type Validate, Yaml } from "@crucible/core"
 import { builtinRegistry } from "@crucible/strategies"
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Option } from "effect"
 import { createHash, randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { emit, Reporter } from "./Events.ts"
+import { emit, Reporter, type RunEvent } from "./Events.ts"
 import { execute, type StageOutcome } from "./Executor.ts"
 import * as Manifest from "./Manifest.ts"
+import * as PipelineSource from "./PipelineSource.ts"
 import * as RunLog from "./RunLog.ts"
 import * as Telemetry from "./telemetry/Telemetry.ts"
 import type { TelemetryError } from "./telemetry/TelemetryError.ts"
@@ -33,8 +40,18 @@ export interface RunOptions {
   readonly backend?: string
   /** Extra stage kinds, added to the built-in ones. */
   readonly kinds?: Registry.Registry
-  /** Telemetry for the run, given the run's id and directory (see {@link defaultTelemetry}). */
-  readonly telemetry?: (run: { readonly runId: string; readonly runDir: string }) => ReturnType<typeof Telemetry.layer>
+  /** Modules of stage kinds to import (the CLI's `--kinds`), relative to the working directory. */
+  readonly kindModules?: ReadonlyArray<string>
+  /** For a pipeline given as a builder or an IR: the folder its relative paths resolve against (default: the working directory). */
+  readonly baseDir?: string
+  /**
+   * Telemetry for the run, given the run's id and directory. Default: {@link defaultTelemetry}
+   * (`trace.json` in the run directory, and OTLP when the `OTEL_*` variables say so); `"none"`
+   * records no trace.
+   */
+  readonly telemetry?: ((run: { readonly runId: string; readonly runDir: string }) => ReturnType<typeof Telemetry.layer>) | "none"
+  /** Called with every event of the run (besides the `Reporter` service, when one is provided). */
+  readonly onEvent?: (event: RunEvent) => void
 }
 
 /** @category models */
@@ -49,13 +66,25 @@ export interface RunResult {
 export const registryFor = (options: Pick<RunOptions, "kinds">): Registry.Registry =>
   options.kinds === undefined ? builtinRegistry : Registry.extend(builtinRegistry, options.kinds.kinds.values())
 
-/** Loads and validates a pipeline file with the run's registry. */
-export const load = (file: string, options: Pick<RunOptions, "kinds"> = {}): Effect.Effect<Yaml.LoadedPipeline, PipelineError.PipelineInvalid | PipelineError.PipelineUnreadable> =>
-  Yaml.load(file, registryFor(options))
+/** A pipeline as `run` takes it: a file (YAML, `.ts`, `.mts`, `.js`, `.mjs`), a `Builder`, or its IR. */
+export type PipelineInput = PipelineSource.PipelineInput
 
-/** Runs a pipeline file. Fails only when the file is invalid; stage failures are in the result. */
-export const run = (file: string, options: RunOptions = {}): Effect.Effect<RunResult, PipelineError.PipelineInvalid | PipelineError.PipelineUnreadable | TelemetryError, Reporter> =>
-  Effect.flatMap(load(file, options), (loaded) => runLoaded(loaded, options))
+/** Why a pipeline could not be loaded: invalid (every problem listed), unreadable, or a kinds module that failed. */
+export type LoadError = PipelineSource.LoadError
+
+/** Loads and validates a pipeline with the run's registry. */
+export const load = (pipeline: PipelineInput, options: Pick<RunOptions, "kinds" | "kindModules" | "baseDir"> = {}): Effect.Effect<PipelineSource.LoadedPipeline, LoadError> =>
+  PipelineSource.load(pipeline, options)
+
+/**
+ * Runs a pipeline. Fails only when it cannot be loaded; stage failures are in the result. Events
+ * go to the `Reporter` service when one is provided, and to `onEvent`.
+ */
+export const run = (pipeline: PipelineInput, options: RunOptions = {}): Effect.Effect<RunResult, LoadError | TelemetryError> =>
+  Effect.flatMap(load(pipeline, options), (loaded) => runLoaded(loaded, options))
+
+/** `run` as a Promise, for code outside Effect. It rejects with the tagged error when the pipeline cannot be loaded. */
+export const runPromise = (pipeline: PipelineInput, options: RunOptions = {}): Promise<RunResult> => Effect.runPromise(run(pipeline, options))
 
 /** A new run id: time, pipeline name, and a random suffix. */
 export const newRunId = (name: string): string => {
@@ -64,9 +93,12 @@ export const newRunId = (name: string): string => {
 }
 
 /** Runs an already loaded pipeline. */
-export const runLoaded = (loaded: Yaml.LoadedPipeline, options: RunOptions = {}): Effect.Effect<RunResult, TelemetryError, Reporter> =>
+export const runLoaded = (loaded: PipelineSource.LoadedPipeline, options: RunOptions = {}): Effect.Effect<RunResult, TelemetryError> =>
   Effect.gen(function* () {
-    const outer = yield* Reporter
+    const provided = Option.getOrElse(yield* Effect.serviceOption(Reporter), () => Reporter.silent)
+    const outer: Reporter["Service"] = options.onEvent === undefined
+      ? provided
+      : { emit: (event) => Effect.andThen(Effect.sync(() => options.onEvent!(event)), provided.emit(event)) }
     const { pipeline } = loaded
     const runId = options.runId ?? newRunId(pipeline.ir.name)
     const runDir = path.resolve(options.runsDir ?? "runs", runId)
@@ -79,7 +111,7 @@ export const runLoaded = (loaded: Yaml.LoadedPipeline, options: RunOptions = {})
     return yield* Effect.ensuring(runIn(loaded, options, runId, runDir), Effect.sync(() => fs.closeSync(eventLog))).pipe(Effect.provideService(Reporter, reporter))
   })
 
-const runIn = (loaded: Yaml.LoadedPipeline, options: RunOptions, runId: string, runDir: string): Effect.Effect<RunResult, TelemetryError, Reporter> =>
+const runIn = (loaded: PipelineSource.LoadedPipeline, options: RunOptions, runId: string, runDir: string): Effect.Effect<RunResult, TelemetryError, Reporter> =>
   Effect.scoped(Effect.gen(function* () {
     const { pipeline } = loaded
     const startedAt = new Date()
@@ -87,13 +119,19 @@ const runIn = (loaded: Yaml.LoadedPipeline, options: RunOptions, runId: string, 
       crucible: { manifestVersion: 1 as const },
       runId,
       startedAt: startedAt.toISOString(),
-      pipeline: { name: pipeline.ir.name, file: loaded.file, sha256: createHash("sha256").update(loaded.text).digest("hex"), ir: pipeline.ir },
+      pipeline: {
+        name: pipeline.ir.name,
+        file: loaded.file,
+        sha256: createHash("sha256").update(loaded.text).digest("hex"),
+        ir: pipeline.ir,
+        inputPorts: Object.fromEntries(pipeline.stages.map((s) => [s.kind.kind, Object.keys(s.kind.inputs as Record<string, unknown>)]))
+      },
       tools: Manifest.toolVersions()
     }
     const manifestFile = path.join(runDir, "manifest.json")
     yield* Manifest.write(manifestFile, { ...base, status: "running", stages: [], inputs: [], outputs: [] }).pipe(Effect.ignore)
     yield* emit({ type: "run-started", time: Date.now(), runId, runDir, pipeline: pipeline.ir.name, stages: pipeline.stages.map((s) => s.id) })
-    const telemetry = options.telemetry?.({ runId, runDir }) ?? Layer.empty
+    const telemetry = options.telemetry === "none" ? Layer.empty : (options.telemetry ?? defaultTelemetry())({ runId, runDir })
     // The manifest follows the run stage by stage, so a crash or a kill leaves the last state on disk.
     const known = new Map<string, StageOutcome>()
     // Input checkpoints are hashed for the manifest while the stages run (Manifest.inputDigests).
@@ -114,14 +152,14 @@ const runIn = (loaded: Yaml.LoadedPipeline, options: RunOptions, runId: string, 
       concurrency: options.concurrency ?? 2,
       ...(options.backend === undefined ? {} : { backend: options.backend }),
       ...(options.memoryLimit === undefined ? {} : { memoryLimit: options.memoryLimit }),
-      positions: stagePositions(loaded),
+      positions: loaded.positions,
       onOutcome: (o) =>
         Effect.suspend(() => {
           known.set(o.id, o)
           return Effect.andThen(Effect.forEach(Manifest.filesOf([o]).inputs, digests.start, { discard: true }), snapshot("running"))
         })
     }).pipe(
-      Effect.onInterrupt(() => Effect.andThen(snapshot("interrupted"), writeReport(runDir, options))),
+      Effect.onInterrupt(() => Effect.andThen(snapshot("interrupted"), writeReport(runDir, loaded.registry))),
       Effect.withSpan(`run ${pipeline.ir.name}`, { attributes: { "crucible.run.id": runId, "crucible.pipeline.name": pipeline.ir.name, "crucible.pipeline.file": loaded.file } }),
       Effect.provide(RunLog.layer(path.join(runDir, "log.jsonl"))),
       Effect.provide(telemetry)
@@ -138,21 +176,12 @@ const runIn = (loaded: Yaml.LoadedPipeline, options: RunOptions, runId: string, 
       outputs: files.outputs
     }).pipe(Effect.ignore)
     yield* emit({ type: "run-finished", time: Date.now(), status, durationMs: Date.now() - startedAt.getTime(), runDir })
-    yield* writeReport(runDir, options)
+    yield* writeReport(runDir, loaded.registry)
     return { runId, runDir, status, outcomes }
   }))
 
 // report.html is a view of the run: failing to write it (or a bug in it) never fails the run.
-const writeReport = (runDir: string, options: Pick<RunOptions, "kinds">) => Effect.ignoreCause(Report.write(runDir, { inputPorts: inputPortsOf(registryFor(options)) }))
-
-/** `file:line:col` of every stage's id in the pipeline file. */
-const stagePositions = (loaded: Yaml.LoadedPipeline): ReadonlyMap<string, string> => {
-  const { locate } = Yaml.parse(loaded.text)
-  return new Map(loaded.pipeline.stages.flatMap((s) => {
-    const at = locate(["stages", s.id], { key: true })
-    return at === undefined ? [] : [[s.id, `${loaded.file}:${at.line}:${at.col}`] as const]
-  }))
-}
+const writeReport = (runDir: string, registry: Registry.Registry) => Effect.ignoreCause(Report.write(runDir, { inputPorts: inputPortsOf(registry) }))
 
 const runStatus = (outcomes: ReadonlyArray<StageOutcome>): RunResult["status"] =>
   outcomes.some((o) => o.status === "interrupted") ? "interrupted" : outcomes.some((o) => o.status === "failed" || o.status === "skipped") ? "failed" : "succeeded"

@@ -29,7 +29,11 @@ type RefFor<I> = I extends Input<Port<infer N>, "many"> ? ReadonlyArray<Ref<N>> 
 type RequiredInputs<I> = { [K in keyof I]: I[K] extends Input<Port, "optional"> ? never : K }[keyof I]
 type OptionalInputs<I> = { [K in keyof I]: I[K] extends Input<Port, "optional"> ? K : never }[keyof I]
 
-/** What `stage(id, kind, args)` takes for `kind`: its params as written in YAML, and references for its inputs. */
+/**
+ * What `stage(id, kind, args)` takes for `kind`: its params as written in YAML (the Schema's
+ * encoded side), and references for its inputs: required for `one` and `many` inputs, optional for
+ * `optional` ones; a key the kind has neither as a param nor as an input does not compile.
+ */
 export type StageArgs<K extends AnyStageKind> =
   & K["params"]["Encoded"]
   & { readonly [P in RequiredInputs<K["inputs"]>]: RefFor<K["inputs"][P]> }
@@ -46,11 +50,22 @@ export interface PipelineBuilder {
   ) => Ref<K["output"]["name"]>
   /** The IR of the stages added so far. */
   readonly build: () => PipelineIR
+  /**
+   * The kinds the stages use, one per name: the runner validates the IR with them, so a
+   * pipeline composed in code may use kinds of its own without registering them.
+   */
+  readonly kinds: () => ReadonlyArray<AnyStageKind>
 }
+
+/** Whether `value` is a pipeline builder (a `.ts` pipeline's default export may be one). @category guards */
+export const isBuilder = (value: unknown): value is PipelineBuilder =>
+  typeof value === "object" && value !== null && typeof (value as PipelineBuilder).stage === "function" &&
+  typeof (value as PipelineBuilder).build === "function" && typeof (value as PipelineBuilder).kinds === "function"
 
 /** Starts a pipeline. @category constructors */
 export const make = (name: string, options: { readonly description?: string } = {}): PipelineBuilder => {
   const stages: Array<IrStage> = []
+  const kinds = new Map<string, AnyStageKind>()
   return {
     stage: (id, kind, args, stageOptions = {}) => {
       if (stages.some((s) => s.id === id)) throw new Error(`stage id "${id}" is used twice`)
@@ -60,6 +75,9 @@ export const make = (name: string, options: { readonly description?: string } = 
         if (value === undefined) continue
         withValues[key] = inputNames.has(key) ? refIds(value) : value
       }
+      const known = kinds.get(kind.kind)
+      if (known !== undefined && known !== kind) throw new Error(`two different stage kinds are named "${kind.kind}"`)
+      kinds.set(kind.kind, kind)
       stages.push({ id, uses: kind.kind, with: withValues, needs: (stageOptions.needs ?? []).map((r) => r.id) })
       return { id, port: kind.output.name }
     },
@@ -68,7 +86,8 @@ export const make = (name: string, options: { readonly description?: string } = 
       name,
       ...(options.description === undefined ? {} : { description: options.description }),
       stages: [...stages]
-    })
+    }),
+    kinds: () => [...kinds.values()]
   }
 }
 

@@ -29,6 +29,7 @@ export const PipelineFile = Schema.Struct({
   version: Schema.Literal(FORMAT_VERSION),
   name: Schema.String,
   description: Schema.optional(Schema.String),
+  kinds: Schema.optional(Schema.Array(Schema.String)),
   stages: Schema.Record(StageId, StageNode)
 })
 export type PipelineFile = typeof PipelineFile.Type
@@ -38,6 +39,11 @@ export interface PipelineIR {
   readonly version: typeof FORMAT_VERSION
   readonly name: string
   readonly description?: string | undefined
+  /**
+   * Modules of the user's own stage kinds (`kinds: [./my-kinds.ts]`), as written: paths relative
+   * to the pipeline file. The runner imports them before it validates the stages.
+   */
+  readonly kinds?: ReadonlyArray<string> | undefined
   readonly stages: ReadonlyArray<IrStage>
 }
 
@@ -54,5 +60,6 @@ export const fromFile = (file: PipelineFile): PipelineIR => ({
   version: FORMAT_VERSION,
   name: file.name,
   ...(file.description === undefined ? {} : { description: file.description }),
+  ...(file.kinds === undefined ? {} : { kinds: file.kinds }),
   stages: Object.entries(file.stages).map(([id, s]) => ({ id, uses: s.uses, with: s.with ?? {}, needs: s.needs ?? [] }))
 })

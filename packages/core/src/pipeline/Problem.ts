@@ -11,7 +11,7 @@ import { Schema } from "effect"
 export const ProblemCodes = [
   "YamlSyntax", "DuplicateId", "DuplicateKey", "InvalidPipeline", "UnknownKey", "UnknownStageKind",
   "InvalidParam", "MissingParam", "UnknownParam", "MissingInput", "InvalidReference", "DanglingReference",
-  "PortMismatch", "TooFewInputs", "Cycle", "InvalidInput"
+  "PortMismatch", "TooFewInputs", "Cycle", "InvalidInput", "KindModule", "KindClash"
 ] as const
 export type ProblemCode = (typeof ProblemCodes)[number]
 

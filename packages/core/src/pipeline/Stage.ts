@@ -118,6 +118,20 @@ export const define = <
   resources: { device: "cpu", lazy: false, backend: false, ...definition.resources }
 })
 
+/**
+ * Whether `value` is a stage kind (what `define` returns): how the runner finds the kinds a
+ * user's module exports among its other exports.
+ *
+ * @category guards
+ */
+export const isStageKind = (value: unknown): value is AnyStageKind => {
+  if (typeof value !== "object" || value === null) return false
+  const k = value as Partial<Record<keyof AnyStageKind, unknown>>
+  // A Schema may be a function (classes are): only its presence is checked there.
+  return typeof k.kind === "string" && typeof k.version === "number" && typeof k.run === "function" && k.params != null &&
+    typeof k.inputs === "object" && typeof k.output === "object" && typeof k.resources === "object"
+}
+
 /** Progress of a stage's work, reported to whoever watches the run (TTY, JSON lines, dashboard). @category models */
 export interface ProgressEvent {
   readonly stage: string

@@ -29,6 +29,7 @@ const TopLevel = Schema.Struct({
   version: Schema.Literal(FORMAT_VERSION),
   name: Schema.String,
   description: Schema.optional(Schema.String),
+  kinds: Schema.optional(Schema.Array(Schema.String)),
   stages: Schema.Record(Schema.String, Schema.Unknown)
 })
 
@@ -84,19 +85,25 @@ export const parse = (text: string): Parsed => {
     version: FORMAT_VERSION,
     name: top.value.name,
     ...(top.value.description === undefined ? {} : { description: top.value.description }),
+    ...(top.value.kinds === undefined ? {} : { kinds: top.value.kinds }),
     stages
   }
   return { ir, problems, locate }
 }
 
-/** Parses and validates pipeline YAML against a registry. */
+/**
+ * Parses and validates pipeline YAML against a registry. `found` are problems the caller found
+ * on its own (a `kinds:` module that failed to load): they are positioned by their path and
+ * reported with the others.
+ */
 export const decode = (
   text: string,
   registry: Registry.Registry,
-  file?: string
+  file?: string,
+  found: ReadonlyArray<Problem> = []
 ): Effect.Effect<ResolvedPipeline, PipelineInvalid> => {
   const parsed = parse(text)
-  const problems = [...parsed.problems]
+  const problems = [...parsed.problems, ...found.map((p) => withPosition(p, parsed.locate(p.path), text))]
   let resolved: ResolvedPipeline | undefined
   if (parsed.ir !== undefined) {
     const result = validate(parsed.ir, registry)

@@ -24,7 +24,13 @@ export interface ExitSink {
 const out = (text: string) => Effect.sync(() => process.stdout.write(text.endsWith("\n") ? text : `${text}\n`))
 const err = (text: string) => Effect.sync(() => process.stderr.write(text.endsWith("\n") ? text : `${text}\n`))
 
-const pipelineArg = Argument.String("pipeline").pipe(Argument.withDescription("the pipeline file (YAML)"))
+const pipelineArg = Argument.String("pipeline").pipe(Argument.withDescription("the pipeline: a YAML file, or a .ts/.mts/.js/.mjs module whose default export is a built pipeline"))
+
+/** `--kinds FILE` (repeatable): modules of the user's own stage kinds, added to the built-in ones. */
+export const kindsFlag = Flag.String("kinds").pipe(
+  Flag.withDescription("a module of your own stage kinds (exports of Stage.define); repeat for more"),
+  Flag.atLeast(0)
+)
 const json = Flag.Boolean("json").pipe(Flag.withDescription("print machine-readable JSON (one event per line for run)"), Flag.withDefault(false))
 
 /** Reports an invalid or unreadable pipeline: human text on stderr, or JSON on stdout. */
@@ -43,6 +49,7 @@ export const make = (exit: ExitSink) => {
       backend: Flag.String("backend").pipe(Flag.withDescription("TF.js backend: wasm (default), cpu, tensorflow (needs @tensorflow/tfjs-node[-gpu]); or CRUCIBLE_BACKEND"), Flag.optional),
       runId: Flag.String("run-id").pipe(Flag.withDescription("name of the run directory (default: time-name-random)"), Flag.optional),
       otlp: Flag.String("otlp").pipe(Flag.withDescription("OTLP base endpoint, e.g. http://localhost:4318 (else the OTEL_EXPORTER_OTLP_* variables)"), Flag.optional),
+      kinds: kindsFlag,
       json,
       quiet: Flag.Boolean("quiet").pipe(Flag.withDescription("print nothing but errors"), Flag.withDefault(false)),
       ui: Flag.Boolean("ui").pipe(Flag.withDescription("serve the live dashboard on a free port of 127.0.0.1 while the run is in progress"), Flag.withDefault(false)),
@@ -70,6 +77,7 @@ export const make = (exit: ExitSink) => {
           const result = yield* Runner.run(flags.pipeline, {
             concurrency: flags.concurrency,
             runsDir: flags.runsDir,
+            kindModules: flags.kinds,
             ...Option.match(flags.runId, { onNone: () => ({}), onSome: (runId) => ({ runId }) }),
             ...Option.match(flags.backend, { onNone: () => ({}), onSome: (backend) => ({ backend }) }),
             ...(memoryLimit._tag === "Some" && Result.isSuccess(memoryLimit.value) ? { memoryLimit: memoryLimit.value.success } : {}),
@@ -90,9 +98,9 @@ export const make = (exit: ExitSink) => {
       })
   ).pipe(Command.withDescription("Run a pipeline: stages, progress, traces, and a run directory with outputs and manifest."))
 
-  const validate = Command.make("validate", { pipeline: pipelineArg, json }, (flags) =>
+  const validate = Command.make("validate", { pipeline: pipelineArg, kinds: kindsFlag, json }, (flags) =>
     Effect.gen(function* () {
-      const result = yield* Effect.result(Runner.load(flags.pipeline))
+      const result = yield* Effect.result(Runner.load(flags.pipeline, { kindModules: flags.kinds }))
       if (result._tag === "Failure") {
         yield* reportLoadError(result.failure, flags.json)
         exit.code = ExitCode.invalid
@@ -104,9 +112,9 @@ export const make = (exit: ExitSink) => {
     })
   ).pipe(Command.withDescription("Check a pipeline file without running it; every problem with file:line:col."))
 
-  const plan = Command.make("plan", { pipeline: pipelineArg, json }, (flags) =>
+  const plan = Command.make("plan", { pipeline: pipelineArg, kinds: kindsFlag, json }, (flags) =>
     Effect.gen(function* () {
-      const result = yield* Effect.result(Effect.flatMap(Runner.load(flags.pipeline), Planner.make))
+      const result = yield* Effect.result(Effect.flatMap(Runner.load(flags.pipeline, { kindModules: flags.kinds }), Planner.make))
       if (result._tag === "Failure") {
         yield* reportLoadError(result.failure, flags.json)
         exit.code = ExitCode.invalid

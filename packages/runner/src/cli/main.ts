@@ -5,7 +5,7 @@
  * @since 0.1.0
  */
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
-import { Cause, Effect, Exit } from "effect"
+import { Cause, Effect, Exit, Logger } from "effect"
 import { Command } from "effect/cli"
 import packageJson from "../../package.json" with { type: "json" }
 import * as Commands from "./Commands.ts"
@@ -14,7 +14,8 @@ import { ExitCode } from "./ExitCode.ts"
 const version = packageJson.version
 const exit: Commands.ExitSink = { code: ExitCode.ok }
 
-const program = Command.run(Commands.make(exit), { version }).pipe(Effect.provide(NodeServices.layer))
+// Logs go to stderr: stdout carries what a command answers (`--json` documents and event lines).
+const program = Command.run(Commands.make(exit), { version }).pipe(Effect.provide(NodeServices.layer), Effect.provideService(Logger.LogToStderr, true))
 
 const codeOf = (result: Exit.Exit<unknown, unknown>): number =>
   Exit.isSuccess(result) ? exit.code : Cause.hasInterruptsOnly(result.cause) ? ExitCode.interrupted : ExitCode.invalid // a bad command line is invalid input

@@ -112,7 +112,9 @@ export const ManifestView = Schema.Struct({
   pipeline: Schema.Struct({
     name: Schema.String,
     file: Schema.optional(Schema.String),
-    ir: Schema.optional(Schema.Struct({ description: Schema.optional(Schema.String), stages: Schema.Array(IrStage) }))
+    ir: Schema.optional(Schema.Struct({ description: Schema.optional(Schema.String), stages: Schema.Array(IrStage) })),
+    /** The input port names of each kind the pipeline uses, as the run knew them (a user's kinds too). */
+    inputPorts: Schema.optional(Schema.Record(Schema.String, Schema.Array(Schema.String)))
   }),
   tools: Schema.optional(Schema.Record(Schema.String, Schema.String)),
   stages: Schema.Array(
@@ -216,7 +218,9 @@ export const make = (input: {
 }): RunView => {
   const { manifest, events } = input
   const ir = manifest.pipeline.ir?.stages ?? []
-  const edges = edgesOf(ir, input.inputPorts)
+  // The run's own record first: a dashboard started without the user's kinds still draws their edges.
+  const recorded = manifest.pipeline.inputPorts
+  const edges = edgesOf(ir, (uses) => recorded?.[uses] ?? input.inputPorts?.(uses))
   const stages = new Map<string, Mutable>()
   const blank = (id: string, kind: string, params: unknown): Mutable => ({ id, kind, state: "pending", dependsOn: [], params, events: [], progressEvents: 0, spanEvents: [] })
   for (const s of ir) stages.set(s.id, blank(s.id, s.uses, s.with ?? {}))

@@ -1,0 +1,165 @@
+/**
+ * Where a pipeline comes from, made one thing for the runner: a YAML file, a TypeScript (or
+ * JavaScript) module whose default export is a built pipeline, a `Builder` or its IR in the
+ * caller's hands. Each is validated with the same registry — the built-in kinds, the caller's,
+ * the `--kinds` modules, the file's own `kinds:` modules, and the kinds a builder used — and
+ * becomes the same `LoadedPipeline`: plan, run, manifest, trace and dashboard cannot tell them
+ * apart.
+ *
+ * @since 0.1.0
+ */
+import { Builder, type Ir, PipelineError, Problem, Registry, type Stage, Validate, Yaml } from "@crucible/core"
+import { builtinRegistry } from "@crucible/strategies"
+import { Effect } from "effect"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import * as KindModules from "./KindModules.ts"
+import * as UserModules from "./UserModules.ts"
+
+/** A pipeline as the runner accepts it: a file (YAML, `.ts`, `.mts`, `.js`, `.mjs`), a builder, or an IR. @category models */
+export type PipelineInput = string | Builder.PipelineBuilder | Ir.PipelineIR
+
+/** @category models */
+export interface LoadOptions {
+  /** Extra stage kinds, added to the built-in ones. */
+  readonly kinds?: Registry.Registry | undefined
+  /** Modules of stage kinds (the CLI's `--kinds`), relative to the working directory. */
+  readonly kindModules?: ReadonlyArray<string> | undefined
+  /** For a builder or an IR: the folder its relative paths resolve against (default: the working directory). */
+  readonly baseDir?: string | undefined
+}
+
+/** A validated pipeline, the registry it was validated with, and where its stages are written. @category models */
+export interface LoadedPipeline extends Yaml.LoadedPipeline {
+  readonly format: "yaml" | "module" | "code"
+  readonly registry: Registry.Registry
+  /** `file:line:col` of each stage's definition, where the source has one. */
+  readonly positions: ReadonlyMap<string, string>
+}
+
+/** The errors of loading a pipeline. @category errors */
+export type LoadError = PipelineError.PipelineInvalid | PipelineError.PipelineUnreadable | KindModules.KindModuleError
+
+const MODULE_EXTENSIONS = new Set([".ts", ".mts", ".js", ".mjs"])
+
+/** Whether `file` is a pipeline module (rather than YAML), by its extension. */
+export const isModule = (file: string): boolean => MODULE_EXTENSIONS.has(path.extname(file).toLowerCase())
+
+/** Loads and validates a pipeline from any of its sources. */
+export const load = (input: PipelineInput, options: LoadOptions = {}): Effect.Effect<LoadedPipeline, LoadError> =>
+  Effect.gen(function* () {
+    const base = yield* baseRegistry(options)
+    if (typeof input !== "string") {
+      const ir = Builder.isBuilder(input) ? input.build() : input
+      return yield* fromIr(ir, Builder.isBuilder(input) ? input.kinds() : [], base, {
+        format: "code", file: "<code>", baseDir: path.resolve(options.baseDir ?? "."), text: JSON.stringify(ir)
+      })
+    }
+    return yield* (isModule(input) ? fromModule(input, base) : fromYaml(input, base))
+  })
+
+/** The built-in kinds, the caller's, and those of the `--kinds` modules. */
+const baseRegistry = (options: LoadOptions): Effect.Effect<Registry.Registry, KindModules.KindModuleError> =>
+  Effect.gen(function* () {
+    const withCallers = options.kinds === undefined ? builtinRegistry : Registry.extend(builtinRegistry, options.kinds.kinds.values())
+    if (options.kindModules === undefined || options.kindModules.length === 0) return withCallers
+    const loaded = yield* KindModules.load(options.kindModules, process.cwd(), withCallers)
+    return Registry.extend(withCallers, loaded.kinds.values())
+  })
+
+const readText = (file: string) =>
+  Effect.try({ try: () => fs.readFileSync(file, "utf8"), catch: (e) => new PipelineError.PipelineUnreadable({ file, detail: (e as Error).message }) })
+
+/** A YAML file: its `kinds:` modules are loaded one by one, so each failure is a problem at its own line. */
+const fromYaml = (file: string, base: Registry.Registry): Effect.Effect<LoadedPipeline, LoadError> =>
+  Effect.gen(function* () {
+    const text = yield* readText(file)
+    const baseDir = path.dirname(path.resolve(file))
+    const parsed = Yaml.parse(text)
+    let registry = base
+    const problems: Array<Problem.Problem> = []
+    for (const [i, module] of (parsed.ir?.kinds ?? []).entries()) {
+      const loaded = yield* Effect.result(KindModules.load([module], baseDir, registry))
+      if (loaded._tag === "Success") registry = Registry.extend(registry, loaded.success.kinds.values())
+      else problems.push(new Problem.Problem({ code: loaded.failure.reason === "Clash" ? "KindClash" : "KindModule", message: loaded.failure.message, path: ["kinds", i] }))
+    }
+    const pipeline = yield* Yaml.decode(text, registry, file, problems)
+    return { format: "yaml" as const, file, baseDir, text, pipeline, registry, positions: yamlPositions(file, text, pipeline) }
+  })
+
+/** A module whose default export is a builder or an IR. */
+const fromModule = (file: string, base: Registry.Registry): Effect.Effect<LoadedPipeline, LoadError> =>
+  Effect.gen(function* () {
+    const text = yield* readText(file)
+    const absolute = path.resolve(file)
+    const unreadable = (detail: string) => new PipelineError.PipelineUnreadable({ file, detail })
+    const exports = yield* UserModules.importFile(absolute).pipe(Effect.mapError((e) => unreadable(`importing it failed: ${e.detail}`)))
+    const value = exports.default
+    const context = { format: "module" as const, file, baseDir: path.dirname(absolute), text }
+    if (Builder.isBuilder(value)) return yield* fromIr(value.build(), value.kinds(), base, context)
+    if (isIr(value)) return yield* fromIr(value, [], base, context)
+    return yield* unreadable(`its default export must be a pipeline: \`export default p\` where \`const p = Builder.make("name")\` (or \`p.build()\`); it is ${describeValue(value)}`)
+  })
+
+/** Validates an IR with the registry, the kinds a builder used, and the IR's own `kinds` modules. */
+const fromIr = (
+  ir: Ir.PipelineIR,
+  used: ReadonlyArray<Stage.AnyStageKind>,
+  base: Registry.Registry,
+  context: { readonly format: LoadedPipeline["format"]; readonly file: string; readonly baseDir: string; readonly text: string }
+): Effect.Effect<LoadedPipeline, LoadError> =>
+  Effect.gen(function* () {
+    const invalid = (problems: ReadonlyArray<Problem.Problem>) =>
+      new PipelineError.PipelineInvalid({ ...(context.file === "<code>" ? {} : { file: context.file }), problems: problems.map((p) => positioned(p, context)) })
+    const clashes = used.flatMap((kind) => {
+      const known = Registry.get(base, kind.kind)
+      return known === undefined || known === kind ? [] : [new Problem.Problem({
+        code: "KindClash",
+        message: `the pipeline uses its own stage kind named "${kind.kind}", which is a built-in kind; give it another name`,
+        path: []
+      })]
+    })
+    if (clashes.length > 0) return yield* invalid(clashes)
+    let registry = Registry.extend(base, used.filter((k) => Registry.get(base, k.kind) === undefined))
+    if (ir.kinds !== undefined && ir.kinds.length > 0) registry = Registry.extend(registry, (yield* KindModules.load(ir.kinds, context.baseDir, registry)).kinds.values())
+    const result = Validate.validate(ir, registry)
+    if (result._tag === "Invalid") return yield* invalid(result.problems)
+    const pipeline = result.pipeline
+    const positions = new Map(pipeline.stages.flatMap((s) => {
+      const at = stageOffset(context, s.id)
+      return at === undefined ? [] : [[s.id, `${context.file}:${at.line}:${at.col}`] as const]
+    }))
+    return { ...context, pipeline, registry, positions }
+  })
+
+const isIr = (value: unknown): value is Ir.PipelineIR =>
+  typeof value === "object" && value !== null && (value as Ir.PipelineIR).version === 1 &&
+  typeof (value as Ir.PipelineIR).name === "string" && Array.isArray((value as Ir.PipelineIR).stages)
+
+const describeValue = (value: unknown): string =>
+  value === undefined ? "missing (the module has no default export)" : value === null ? "null" : Array.isArray(value) ? "an array" : `a ${typeof value}`
+
+/** Where `p.stage("id", …)` is written in a module's source (1-based), for messages and the dashboard. */
+const stageOffset = (context: { readonly format: string; readonly text: string }, id: string): Problem.Position | undefined => {
+  if (context.format !== "module") return undefined
+  const match = new RegExp(`\\.stage\\(\\s*(["'\`])${id.replace(/[-]/g, "\\-")}\\1`).exec(context.text)
+  if (match === null) return undefined
+  const before = context.text.slice(0, match.index + match[0].indexOf(match[1]!))
+  const line = before.split("\n").length
+  return { line, col: before.length - before.lastIndexOf("\n") }
+}
+
+/** A problem of a module's pipeline, at the stage's line with a code frame when the source shows it. */
+const positioned = (p: Problem.Problem, context: { readonly format: string; readonly text: string }): Problem.Problem => {
+  const at = p.stage === undefined ? undefined : stageOffset(context, p.stage)
+  return at === undefined ? p : new Problem.Problem({ ...p, position: at, frame: Problem.codeFrame(context.text, at) })
+}
+
+/** `file:line:col` of every stage's id in a YAML file. */
+const yamlPositions = (file: string, text: string, pipeline: Validate.ResolvedPipeline): ReadonlyMap<string, string> => {
+  const { locate } = Yaml.parse(text)
+  return new Map(pipeline.stages.flatMap((s) => {
+    const at = locate(["stages", s.id], { key: true })
+    return at === undefined ? [] : [[s.id, `${file}:${at.line}:${at.col}`] as const]
+  }))
+}
