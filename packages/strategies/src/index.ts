@@ -1,5 +1,6 @@
 /**
- * @crucible/strategies — Crucible's stage kinds and the math behind them.
+ * @crucible/strategies — Crucible's stage kinds and the math behind them. Every kind in `Builtin`
+ * is exported here by name, for `Builder.stage` (test/Builder.types.test.ts checks that none is missing).
  *
  * @since 0.1.0
  */

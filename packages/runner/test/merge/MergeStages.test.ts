@@ -92,7 +92,7 @@ describe("merge stage parameters and checks", () => {
     expect(fs.existsSync(path.join(dir, "out-error.safetensors"))).toBe(false)
   })
 
-  it("rejects missing tensors unless on_missing says otherwise, and a method's missing base", async () => {
+  it("rejects missing tensors unless on_missing says otherwise", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "merge-missing-"))
     await write(path.join(dir, "a.safetensors"), { w: { shape: [2], values: [1, 2] }, extra: { shape: [1], values: [5] } })
     await write(path.join(dir, "b.safetensors"), { w: { shape: [2], values: [3, 4] } })
@@ -101,8 +101,19 @@ describe("merge stage parameters and checks", () => {
     expect(strict.error?.message).toContain('"extra" is missing in')
     expect((await run(dir, pipeline(", on_missing: skip"))).error).toBeUndefined()
     expect([...(await readModel(path.join(dir, "out.safetensors"))).keys()]).toEqual(["w"])
-    const noBase = await run(dir, pipeline(", on_missing: skip", "merge/ties"))
-    expect(noBase.error?.message).toContain("needs a base")
+  })
+
+  it("validation, before anything runs, reports a missing base or statistics, and a base or statistics a method does not take", async () => {
+    const problems = (merge: string) => {
+      const yaml = `version: 1\nname: inputs\nstages:\n  a: { uses: load, with: { path: a.safetensors } }\n  b: { uses: load, with: { path: b.safetensors } }\n  m: ${merge}\n`
+      return Effect.runPromise(Effect.match(Runner.decode(yaml), { onFailure: (e) => e.problems.map((p) => `${p.code} ${p.message}`), onSuccess: () => [] }))
+    }
+    expect(await problems("{ uses: merge/ties, with: { models: [a, b], density: 0.5 } }")).toEqual([expect.stringMatching(/^MissingInput missing input "base" .* for merge\/ties$/)])
+    expect(await problems("{ uses: merge/fisher, with: { models: [a, b] } }")).toEqual([expect.stringMatching(/^MissingInput missing input "statistics" .* for merge\/fisher$/)])
+    expect(await problems("{ uses: merge/passthrough, with: { base: a, models: [b] } }")).toEqual([expect.stringMatching(/^UnknownParam unknown parameter "base" for merge\/passthrough/)])
+    expect(await problems("{ uses: merge/ties, with: { base: a, models: [b], statistics: [a] } }")).toEqual([expect.stringMatching(/^UnknownParam unknown parameter "statistics" for merge\/ties/)])
+    // An optional base may be given or left out.
+    expect(await problems("{ uses: merge/slerp, with: { base: a, models: [a, b], t: 0.5 } }")).toEqual([])
   })
 
   it("fails on a non-finite input naming the tensor, unless allow_nonfinite", async () => {

@@ -38,26 +38,49 @@ export interface Job {
   readonly statistics: ReadonlyArray<Float32Array> | undefined
 }
 
+/** Whether a method takes a base model. @category models */
+export type BaseRequirement = "required" | "optional" | "none"
+
+/**
+ * The statistics a method reads: one model per merged model on its `statistics` input.
+ * `Description` is a type parameter only so that `define` can tell, from the type alone, whether a
+ * method has statistics (inferring the whole object would fail on the untyped `tensorFor` arrow).
+ *
+ * @category models
+ */
+export interface StatisticsSpec<Description extends string = string> {
+  readonly description: Description
+  /** The statistic's tensor name for a parameter tensor's name. */
+  readonly tensorFor: (name: string) => string
+}
+
 /** @category models */
-export interface MethodDefinition<Kind extends string, Fields extends Schema.Struct.Fields> {
+export interface MethodDefinition<
+  Kind extends string,
+  Fields extends Schema.Struct.Fields,
+  Rules extends string = never,
+  Base extends BaseRequirement = BaseRequirement,
+  // The `description` of `statistics` (never: the method has none), which decides the `statistics` input.
+  StatisticsDescription extends string = never
+> {
   readonly kind: Kind
   readonly description: string
   readonly reference?: string
-  /** Whether the method takes a base model. */
-  readonly base: "required" | "optional" | "none"
+  /** Whether the method takes a base model: `base` is then a required, an optional or no input. */
+  readonly base: Base
   /** Least number of `models` (besides the base). */
   readonly minModels: number
   /** Most number of `models` (e.g. 2 for SLERP). */
   readonly maxModels?: number
   /** Parameters that accept rules (per model, per tensor, per layer): resolved into `Job.value`. */
-  readonly rules: ReadonlyArray<string>
+  readonly rules: ReadonlyArray<Rules>
   /** Plain parameters of the method. */
   readonly fields: Fields
   /**
    * Per-model statistics the method reads (Fisher diagonals, Gram matrices), given as one model per
-   * merged model on the `statistics` input; `tensorFor` names the statistic of a parameter tensor.
+   * merged model on the `statistics` input, which only such methods have.
    */
-  readonly statistics?: { readonly description: string; readonly tensorFor: (name: string) => string }
+  readonly statistics?: StatisticsSpec<StatisticsDescription>
   /** Merges one tensor. */
   readonly merge: (job: Job, params: Schema.Struct.Type<Fields>) => Result.Result<Float32Array, MergeKernelError>
   /**
@@ -68,6 +91,24 @@ export interface MethodDefinition<Kind extends string, Fields extends Schema.Str
   readonly parallel?: (pool: Pool.Pool, job: Job, params: Schema.Struct.Type<Fields>, out: Float32Array) => Effect.Effect<void, MergeKernelError | Pool.PoolError>
 }
 
+/** A rule parameter as users write it (see `rules/ParamValue.ts`), optional like every rule. */
+type RuleFields<Rules extends string> = { readonly [R in Rules]: Schema.optional<typeof ParamValue> }
+
+type ModelInput<Arity extends "one" | "many" | "optional"> = Port.Input<typeof Port.ModelPort, Arity>
+
+/**
+ * A method's inputs, by type as at run time: `base` is required, optional or absent as the method
+ * says, and `statistics` exists only on methods that read them. So the builder demands exactly
+ * the inputs a method needs, and YAML validation reports a missing base (`MissingInput`) or a
+ * base given to a method without one (`UnknownParam`) before anything runs.
+ *
+ * @category models
+ */
+export type MethodInputs<Base extends BaseRequirement, StatisticsDescription extends string> =
+  & { readonly models: ModelInput<"many"> }
+  & (Base extends "required" ? { readonly base: ModelInput<"one"> } : Base extends "optional" ? { readonly base: ModelInput<"optional"> } : unknown)
+  & ([StatisticsDescription] extends [never] ? unknown : { readonly statistics: ModelInput<"many"> })
+
 const Common = {
   on_missing: Schema.optional(Schema.Literals(["error", "skip", "base"])),
   unmatched: Schema.optional(Schema.Literals(["merge", "base", "error"])),
@@ -76,8 +117,15 @@ const Common = {
 }
 
 /** Defines a merge stage kind from a method. @category constructors */
-export const define = <const Kind extends string, Fields extends Schema.Struct.Fields>(method: MethodDefinition<Kind, Fields>) => {
-  const ruleFields = Object.fromEntries(method.rules.map((r) => [r, Schema.optional(ParamValue)])) as Record<string, Schema.optional<typeof ParamValue>>
+export const define = <
+  const Kind extends string,
+  Fields extends Schema.Struct.Fields,
+  const Rules extends string = never,
+  const Base extends BaseRequirement = BaseRequirement,
+  const StatisticsDescription extends string = never
+>(method: MethodDefinition<Kind, Fields, Rules, Base, StatisticsDescription>) => {
+  // Typed by the rule names (a `const` type parameter), so `density`, `t`… are keys of the params.
+  const ruleFields = Object.fromEntries(method.rules.map((r) => [r, Schema.optional(ParamValue)])) as RuleFields<Rules>
   const params = Schema.Struct({ ...method.fields, ...ruleFields, ...Common })
   return Stage.define({
     kind: method.kind,
@@ -85,18 +133,17 @@ export const define = <const Kind extends string, Fields extends Schema.Struct.F
     description: method.description,
     ...(method.reference === undefined ? {} : { reference: method.reference }),
     params,
-    inputs: {
-      base: Port.optional(Port.ModelPort, method.base === "none" ? "not used" : "the model task vectors are taken from"),
-      models: Port.many(Port.ModelPort, { min: method.minModels, description: "the models to merge" }),
-      statistics: Port.many(Port.ModelPort, { min: 0, description: method.statistics?.description ?? "not used" })
-    },
+    inputs: inputsOf(method),
     output: Port.ModelPort,
     resources: { lazy: true },
-    run: Effect.fn(`${method.kind}.run`)(function* ({ id, params: p, inputs }) {
+    run: Effect.fn(`${method.kind}.run`)(function* ({ id, params: p, inputs: given }) {
       const raw = p as Record<string, unknown>
+      // The inputs the method lacks are absent; `progressive/iterative` also calls `run` directly
+      // (no statistics, maybe no base), so the checks below stay.
+      const inputs = given as { readonly base?: Model.Model | undefined; readonly models: ReadonlyArray<Model.Model>; readonly statistics?: ReadonlyArray<Model.Model> }
       const base = inputs.base
       const models = inputs.models
-      const statistics = inputs.statistics
+      const statistics = inputs.statistics ?? []
       const fail = (detail: string) => Effect.fail(new InvalidMergeParams({ stage: id, detail }))
       if (method.base === "required" && base === undefined) return yield* fail(`${method.kind} needs a base: add base: <stage id>`)
       if (method.base === "none" && base !== undefined) return yield* fail(`${method.kind} takes no base`)
@@ -177,7 +224,8 @@ export const define = <const Kind extends string, Fields extends Schema.Struct.F
             const stats = statsAlongside
               ? read.slice(inputs.length)
               : statRefs.length > 0 && statRefs.every((t) => t !== undefined) ? yield* Effect.forEach(statRefs, (t) => TensorRef.readFloat32(t!)) : undefined
-            const params = p as Schema.Struct.Type<Fields>
+            // The method sees its own fields; the rules reach it through `Job.value`.
+            const params = p as unknown as Schema.Struct.Type<Fields>
             let result: Float32Array
             if (pool !== undefined && method.parallel !== undefined && arrays.every(isShared) && (stats === undefined || stats.every(isShared))) {
               result = outputs.take(TensorRef.numel(like.shape))
@@ -198,6 +246,24 @@ export const define = <const Kind extends string, Fields extends Schema.Struct.F
       return Model.make(`${id} (${method.kind})`, tensors, reference.metadata, [...new Set([...all, ...statistics].flatMap((m) => m.files))])
     })
   })
+}
+
+/** The input ports of a method, as {@link MethodInputs} types them. */
+const inputsOf = <Base extends BaseRequirement, StatisticsDescription extends string>(
+  method: { readonly base: Base; readonly minModels: number; readonly statistics?: StatisticsSpec<StatisticsDescription> }
+): MethodInputs<Base, StatisticsDescription> => {
+  const models = Port.many(Port.ModelPort, { min: method.minModels, description: "the models to merge" })
+  const base = method.base === "none" ? {} : {
+    base: method.base === "required"
+      ? Port.one(Port.ModelPort, "the model task vectors are taken from")
+      : Port.optional(Port.ModelPort, "the model task vectors are taken from")
+  }
+  // One statistics model per merged model: at least `minModels`, the exact count checked at run time.
+  const statistics = method.statistics === undefined ? {} : {
+    statistics: Port.many(Port.ModelPort, { min: method.minModels, description: method.statistics.description })
+  }
+  // The conditional type follows the same three tests; TypeScript cannot narrow it from values.
+  return { models, ...base, ...statistics } as unknown as MethodInputs<Base, StatisticsDescription>
 }
 
 /** The tensor names to produce, and every problem with the inputs' headers. */

@@ -57,7 +57,7 @@ const context = { id: "m", kind: "test/ties", resolvePath: (p: string) => p, run
 /** Runs the stage and reads every output tensor in the writer's chunks. */
 const mergeWith = (kind: ReturnType<typeof ties>, models: ReadonlyArray<Model.Model>) =>
   Effect.runPromise(Effect.scoped(Effect.gen(function* () {
-    const merged = yield* kind.run({ ...context, params: { density: 0.3, on_missing: undefined, unmatched: undefined, allow_nonfinite: undefined, out_dtype: undefined }, inputs: { base: modelOf("base", base), models, statistics: [] } })
+    const merged = yield* kind.run({ ...context, params: { density: 0.3, on_missing: undefined, unmatched: undefined, allow_nonfinite: undefined, out_dtype: undefined }, inputs: { base: modelOf("base", base), models } })
     const out: Record<string, Uint8Array> = {}
     for (const t of merged.tensors.values()) {
       const n = TensorRef.numel(t.shape)
@@ -84,7 +84,7 @@ describe("Method with a parallel form", () => {
     const models = fineTunes.map((d, m) => modelOf(`ft${m}`, d))
     const inThread = await mergeWith(ties(undefined), models)
     const interleaved = await Effect.runPromise(Effect.scoped(Effect.gen(function* () {
-      const merged = yield* Ties.run({ ...context, kind: "merge/ties", params: { density: 0.3 } as never, inputs: { base: modelOf("base", base), models, statistics: [] } })
+      const merged = yield* Ties.run({ ...context, kind: "merge/ties", params: { density: 0.3 } as never, inputs: { base: modelOf("base", base), models } })
       // Two pooled tensors pulled in turns: the first holds the reused output array while the
       // second is computed (it must get its own), then each is read to its end.
       const a = merged.tensors.get("layers.0.weight")!, b = merged.tensors.get("norm.weight")!
@@ -136,7 +136,8 @@ describe("Method with a parallel form", () => {
       const run = (threads: string) =>
         Effect.runPromise(Effect.scoped(Effect.gen(function* () {
           process.env.CRUCIBLE_MERGE_THREADS = threads
-          const merged = yield* (kind as typeof Ties).run({ ...context, kind: label, params: params as never, inputs: { base: withBase ? modelOf("base", base) : undefined, models, statistics: [] } })
+          // Typed as a kind with an optional base, so one call covers the presets that require one.
+          const merged = yield* (kind as typeof Slerp).run({ ...context, kind: label, params: params as never, inputs: { base: withBase ? modelOf("base", base) : undefined, models } })
           const out: Record<string, Uint8Array> = {}
           for (const t of merged.tensors.values()) out[t.name] = yield* t.read()
           return out
@@ -156,7 +157,7 @@ describe("Method with a parallel form", () => {
     const run = (threads: string, statistics: ReadonlyArray<Model.Model>) =>
       Effect.runPromise(Effect.scoped(Effect.gen(function* () {
         process.env.CRUCIBLE_MERGE_THREADS = threads
-        const merged = yield* FisherMerge.run({ ...context, kind: "merge/fisher", params: { weights: [1, 2, 1], epsilon: 1e-6 } as never, inputs: { base: undefined, models, statistics } })
+        const merged = yield* FisherMerge.run({ ...context, kind: "merge/fisher", params: { weights: [1, 2, 1], epsilon: 1e-6 } as never, inputs: { models, statistics } })
         const out: Record<string, Uint8Array> = {}
         for (const t of merged.tensors.values()) out[t.name] = yield* t.read()
         return out

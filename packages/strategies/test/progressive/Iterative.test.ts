@@ -37,6 +37,15 @@ layer(Backend.layer())("iterative fusion", (it) => {
     })
   )
 
+  it.effect("a step may use a merge method that reads no statistics (the step passes none)", () =>
+    Effect.gen(function* () {
+      const network = yield* Network.resolve({ type: "mlp", layers: [4, 8, 3] })
+      const models = [1, 2].map((s) => Runnable.toModel(network, randomParams(network, s), `m${s}`))
+      const out = yield* IterativeKind.run({ ...context, params: { data: "iris", method: "merge/multislerp" }, inputs: { models, base: undefined } })
+      assert.strictEqual(JSON.parse(out.metadata[PATH_KEY]!).path.length, 2)
+    })
+  )
+
   it.effect("invalid method parameters are a typed error naming the method", () =>
     Effect.gen(function* () {
       const network = yield* Network.resolve({ type: "mlp", layers: [4, 8, 3] })
