@@ -14,7 +14,9 @@ import * as Runner from "../Runner.ts"
 import * as Server from "../ui/Server.ts"
 import { ExitCode, forRun } from "./ExitCode.ts"
 import * as Format from "./Format.ts"
+import * as KindsCommand from "./KindsCommand.ts"
 import * as Reporters from "./Reporters.ts"
+import * as SchemaCommand from "./SchemaCommand.ts"
 
 /** Where a command's exit code goes. */
 export interface ExitSink {
@@ -205,6 +207,6 @@ export const make = (exit: ExitSink) => {
 
   return Command.make("crucible").pipe(
     Command.withDescription("Crucible: fuse neural-network models with typed, traced, resumable pipelines."),
-    Command.withSubcommands([run, validate, plan, inspect, convert, ui])
+    Command.withSubcommands([run, validate, plan, inspect, convert, ui, KindsCommand.make(exit, kindsFlag), SchemaCommand.make(exit, kindsFlag)])
   )
 }

@@ -12,28 +12,28 @@ import type * as Train from "./Train.ts"
 
 const Positive = Schema.Int.check(Schema.isGreaterThan(0))
 
-/** @category schemas */
+/**
+ * The fields, with their defaults and descriptions as annotations: `crucible kinds` and the
+ * editor schema (`crucible schema`) show them; `config` below applies the same defaults.
+ *
+ * @category schemas
+ */
 export const TrainingFields = {
-  data: Schema.optional(DataSource.DataParam),
-  /** Default `train`. */
-  split: Schema.optional(DataSource.Split),
-  /** Evaluated after every epoch. */
-  validation: Schema.optional(DataSource.Split),
-  epochs: Positive,
-  /** Default 100. */
-  batch_size: Schema.optional(Positive),
-  /** Default 0: initialisation and batch order. */
-  seed: Schema.optional(Schema.Int),
-  /** Default `{ type: adam, lr: 0.001 }`. */
-  optimizer: Schema.optional(Optimizer.Optimizer),
-  schedule: Schema.optional(Schedule.Schedule),
-  shuffle: Schema.optional(Schema.Boolean),
-  drop_last: Schema.optional(Schema.Boolean)
+  data: Schema.optional(DataSource.DataParam.annotate({ description: "the dataset", default: "mnist" })),
+  split: Schema.optional(DataSource.Split.annotate({ description: "the samples to train on", default: "train" })),
+  validation: Schema.optional(DataSource.Split.annotate({ description: "a split evaluated after every epoch" })),
+  epochs: Positive.annotate({ description: "passes over the training split" }),
+  batch_size: Schema.optional(Positive.annotate({ description: "samples per step", default: 100 })),
+  seed: Schema.optional(Schema.Int.annotate({ description: "initialisation and batch order", default: 0 })),
+  optimizer: Schema.optional(Optimizer.Optimizer.annotate({ description: "sgd, adam or adamw, and its settings", default: { type: "adam", lr: 0.001 } })),
+  schedule: Schema.optional(Schedule.Schedule.annotate({ description: "the learning rate over the steps (default: constant)" })),
+  shuffle: Schema.optional(Schema.Boolean.annotate({ description: "reshuffle the samples every epoch", default: true })),
+  drop_last: Schema.optional(Schema.Boolean.annotate({ description: "drop the last batch when it is smaller", default: false }))
 }
 
 /** ±`shift`-pixel translation of image samples. @category schemas */
 export const AugmentField = {
-  augment: Schema.optional(Schema.Struct({ shift: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)) }))
+  augment: Schema.optional(Schema.Struct({ shift: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)) }).annotate({ description: "±shift-pixel random translations of image samples" }))
 }
 
 type Written = Schema.Struct.Type<typeof TrainingFields> & Partial<Schema.Struct.Type<typeof AugmentField>>

@@ -22,7 +22,11 @@ import { FilterPattern } from "./Filter.ts"
 import { InvalidRule } from "./RuleError.ts"
 
 /** `{ gradient: [v₀, v₁, …] }`: v₀ at the first layer, the last value at the last, linear in between. @category schemas */
-export const Gradient = Schema.Struct({ gradient: Schema.NonEmptyArray(Schema.Finite) })
+export const Gradient = Schema.Struct({ gradient: Schema.NonEmptyArray(Schema.Finite) }).annotate({
+  // Named so that generated JSON Schemas define it once (`crucible schema`) and messages say "Gradient".
+  identifier: "Gradient",
+  description: "interpolated over the layer index: the first value at the first layer, the last at the last"
+})
 /** @category models */
 export type Gradient = typeof Gradient.Type
 
@@ -35,7 +39,7 @@ export type Single = typeof Single.Type
 export const FilterRule = Schema.Struct({
   filter: FilterPattern,
   value: Schema.Union([Single, Schema.NonEmptyArray(Single)])
-})
+}).annotate({ identifier: "FilterRule", description: "a glob or /regex/ over tensor names, and the value for the tensors it matches" })
 /** @category models */
 export type FilterRule = typeof FilterRule.Type
 

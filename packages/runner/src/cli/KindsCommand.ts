@@ -1,0 +1,47 @@
+/**
+ * `crucible kinds [--json] [--kinds FILE …]`: every stage kind the CLI knows — the built-in ones
+ * and those of the given modules — with its inputs, params and output (see `KindCatalog`).
+ *
+ * @since 0.1.0
+ */
+import { Registry } from "@crucible/core"
+import { builtinRegistry } from "@crucible/strategies"
+import { Effect } from "effect"
+import { Command, Flag } from "effect/cli"
+import * as KindCatalog from "../KindCatalog.ts"
+import * as KindModules from "../KindModules.ts"
+import type { ExitSink } from "./Commands.ts"
+import { ExitCode } from "./ExitCode.ts"
+import { print } from "./Print.ts"
+
+/**
+ * The built-in kinds plus those of `modules` (paths relative to the working directory, as the
+ * user typed them). A module that fails to load, or a name clash, fails with its message.
+ */
+export const registryWith = (modules: ReadonlyArray<string>): Effect.Effect<Registry.Registry, KindModules.KindModuleError> =>
+  modules.length === 0
+    ? Effect.succeed(builtinRegistry)
+    : Effect.map(KindModules.load(modules, process.cwd()), (user) => Registry.extend(builtinRegistry, user.kinds.values()))
+
+/** The `kinds` command; `kindsFlag` is the CLI's shared `--kinds FILE` flag. @category commands */
+export const make = (exit: ExitSink, kindsFlag: Flag.Flag<ReadonlyArray<string>>) =>
+  Command.make(
+    "kinds",
+    {
+      kinds: kindsFlag,
+      json: Flag.Boolean("json").pipe(Flag.withDescription("print a JSON array of the kinds"), Flag.withDefault(false))
+    },
+    (flags) =>
+      Effect.gen(function* () {
+        const registry = yield* Effect.result(registryWith(flags.kinds))
+        if (registry._tag === "Failure") {
+          const error = registry.failure
+          yield* flags.json ? print(JSON.stringify({ ok: false, error: error._tag, reason: error.reason, message: error.message })) : print(error.message, process.stderr)
+          exit.code = ExitCode.invalid
+          return
+        }
+        const catalog = KindCatalog.make(registry.success)
+        yield* print(flags.json ? JSON.stringify(catalog, null, 2) : KindCatalog.format(catalog))
+        exit.code = ExitCode.ok
+      })
+  ).pipe(Command.withDescription("List the stage kinds (built-in, and those of --kinds modules): inputs, params (type, default, range) and output."))
