@@ -14,6 +14,7 @@ import * as Runner from "../Runner.ts"
 import * as Server from "../ui/Server.ts"
 import { ExitCode, forRun } from "./ExitCode.ts"
 import * as Format from "./Format.ts"
+import { print } from "./Print.ts"
 import * as KindsCommand from "./KindsCommand.ts"
 import * as Reporters from "./Reporters.ts"
 import * as SchemaCommand from "./SchemaCommand.ts"
@@ -23,8 +24,9 @@ export interface ExitSink {
   code: number
 }
 
-const out = (text: string) => Effect.sync(() => process.stdout.write(text.endsWith("\n") ? text : `${text}\n`))
-const err = (text: string) => Effect.sync(() => process.stderr.write(text.endsWith("\n") ? text : `${text}\n`))
+// Flushed before the command returns: main.ts exits right after, and `plan --json | jq` must get it all.
+const out = (text: string) => print(text)
+const err = (text: string) => print(text, process.stderr)
 
 const pipelineArg = Argument.String("pipeline").pipe(Argument.withDescription("the pipeline: a YAML file, or a .ts/.mts/.js/.mjs module whose default export is a built pipeline"))
 
