@@ -106,6 +106,44 @@ describe("installed crucible (npm pack, npm install -g into a temporary prefix)"
     expect(info.tensors.map((t) => [t.name, t.dtype, t.shape]).sort()).toEqual([["layer.bias", "F32", [3]], ["layer.weight", "F32", [4, 3]]])
   })
 
+  it("runs a TypeScript pipeline with a kind of the user's: @crucible/* and effect come from the installed command", async () => {
+    const work = path.join(tmp, "ts-project")
+    fs.mkdirSync(work, { recursive: true })
+    const a = await writeModel(path.join(work, "a.safetensors"), [{ name: "w", shape: [2, 3] }], 3)
+    fs.writeFileSync(path.join(work, "kinds.ts"), [
+      "import { DType, Model, Port, Stage, type TensorRef } from \"@crucible/core\"",
+      "import { Effect, Schema } from \"effect\"",
+      "export const Negate = Stage.define({",
+      "  kind: \"user/negate\", version: 1, description: \"θ' = −θ\", params: Schema.Struct({}),",
+      "  inputs: { model: Port.one(Port.ModelPort) }, output: Port.ModelPort, resources: { lazy: true },",
+      "  run: ({ id, inputs }) => Effect.succeed(Model.make(id, Array.from(inputs.model.tensors.values(), (t): TensorRef.TensorRef => ({",
+      "    name: t.name, dtype: \"F32\", shape: t.shape,",
+      "    read: (range) => Effect.map(t.read(range), (bytes) => DType.fromNumbers(DType.toFloat64(bytes, t.dtype).map((x) => -x), \"F32\"))",
+      "  })), {}, inputs.model.files))",
+      "})",
+      ""
+    ].join("\n"))
+    fs.writeFileSync(path.join(work, "pipeline.ts"), [
+      "import { Builder } from \"@crucible/core\"",
+      "import { Load, Save } from \"@crucible/strategies\"",
+      "import { Negate } from \"./kinds.ts\"",
+      "const p = Builder.make(\"installed-ts\")",
+      "const a = p.stage(\"a\", Load, { path: \"a.safetensors\" })",
+      "p.stage(\"out\", Save, { model: p.stage(\"neg\", Negate, { model: a }), path: \"neg.safetensors\" })",
+      "export default p",
+      ""
+    ].join("\n"))
+    const run = spawnSync(bin, ["run", "pipeline.ts", "--quiet"], { cwd: work, encoding: "utf8", env: userEnv(), timeout: 60_000 })
+    expect(run.stderr).toBe("")
+    expect(run.status).toBe(0)
+    expect(Array.from((await readModel(path.join(work, "neg.safetensors"))).get("w")!.values)).toEqual(Array.from(a.get("w")!, (x) => -x))
+    // The same kind from YAML, by --kinds.
+    fs.writeFileSync(path.join(work, "p.yaml"), "version: 1\nname: y\nstages:\n  a: { uses: load, with: { path: a.safetensors } }\n  n: { uses: user/negate, with: { model: a } }\n")
+    const validated = spawnSync(bin, ["validate", "p.yaml", "--kinds", "kinds.ts"], { cwd: work, encoding: "utf8", env: userEnv() })
+    expect(validated.stderr).toBe("")
+    expect(validated.status).toBe(0)
+  })
+
   it("says which Node it needs when an older one starts it", () => {
     const older = olderNode()
     // Without an older Node on the machine, Node 22 plays one.
