@@ -9,7 +9,7 @@
 import type { PushMetricExporter } from "@opentelemetry/sdk-metrics"
 import type { SpanExporter } from "@opentelemetry/sdk-trace-base"
 import { Effect } from "effect"
-import type { Endpoint } from "./Config.ts"
+import type { Endpoint, Signal } from "./Config.ts"
 import * as GrpcMetricExporter from "./GrpcMetricExporter.ts"
 
 const httpConfig = (endpoint: Endpoint) => ({
@@ -110,3 +110,27 @@ export const watchMetrics = (exporter: PushMetricExporter, failures: ExportFailu
 
 /** Records a rejected flush or shutdown. @category combinators */
 export const recordFailure = record
+
+/** A signal exported over OTLP, and its failed exports. @category models */
+export interface SignalExport {
+  readonly signal: Signal
+  readonly endpoint: Endpoint
+  readonly failures: ExportFailures
+}
+
+/**
+ * The one warning of a run whose exports failed, naming every endpoint that lost data and the
+ * last error of each; undefined when none did. One line for the run, whatever the number of
+ * batches or signals, so an unreachable collector is one line of stderr, not a stream.
+ *
+ * @category formatting
+ */
+export const failureLine = (exports: ReadonlyArray<SignalExport>): string | undefined => {
+  const failed = exports.filter((e) => e.failures.count > 0)
+  if (failed.length === 0) return undefined
+  const what = failed.map((e) => (e.signal === "traces" ? "spans" : "metrics")).join(" and ")
+  const where = [...new Set(failed.map((e) => `${e.endpoint.url} (${e.endpoint.protocol})`))].join(" and ")
+  const count = failed.reduce((n, e) => n + e.failures.count, 0)
+  const last = [...new Set(failed.flatMap((e) => (e.failures.last === undefined ? [] : [e.failures.last])))].join("; ")
+  return `telemetry: ${what} could not be exported to ${where}: ${count} failed export(s), last: ${last}`
+}

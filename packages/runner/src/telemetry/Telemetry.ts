@@ -10,10 +10,11 @@
  * ```
  *
  * Provide the layer outermost: spans started outside it are not OpenTelemetry spans. Its
- * release — on success, failure or interruption alike — flushes and shuts down the span
- * processors and the meter provider (each bounded by `shutdownTimeoutMillis`), then writes the
- * trace file, so no span that ended is lost. A failed export or trace-file write is logged, never
- * turned into a failure of the run.
+ * release — on success, failure or interruption alike — shuts down the span processors and the
+ * meter provider at once (each exports what it still holds), waits for them together for at most
+ * `shutdownTimeoutMillis`, then writes the trace file, so no span that ended is lost from it. A
+ * failed export is one warning for the whole run, naming the endpoint; neither it nor a failed
+ * trace-file write fails the run.
  *
  * @since 0.1.0
  */
@@ -22,10 +23,11 @@ import * as Resource from "@effect/opentelemetry/Resource"
 import { createNoopMeter } from "@opentelemetry/api"
 import { MeterProvider, PeriodicExportingMetricReader } from "@opentelemetry/sdk-metrics"
 import { BatchSpanProcessor, type SpanProcessor } from "@opentelemetry/sdk-trace-base"
-import { ConfigProvider, Context, Duration, Effect, Layer, Option } from "effect"
+import { ConfigProvider, Context, Duration, Effect, Layer } from "effect"
 import * as Config from "./Config.ts"
 import * as Exporters from "./Exporters.ts"
 import { Metrics, fromMeter } from "./Metrics.ts"
+import * as Shutdown from "./Shutdown.ts"
 import * as SpanTransfer from "./SpanTransfer.ts"
 import type { TelemetryError } from "./TelemetryError.ts"
 import * as TraceFile from "./TraceFile.ts"
@@ -57,13 +59,18 @@ export const layer = (options: TelemetryOptions = {}): Layer.Layer<Telemetry | M
       const env = options.env ?? process.env
       const settings = yield* Config.resolve(options, env)
       const processors: Array<SpanProcessor> = []
+      const shutdown = Shutdown.make(settings.shutdownTimeoutMillis)
+      const exports: Array<Exporters.SignalExport> = []
+      // Registered before the SDK is built, so it runs after every signal's release.
+      yield* Effect.addFinalizer(() => reportFailures(shutdown, exports))
       if (settings.traces !== undefined) {
         const endpoint = settings.traces
         const failures = Exporters.noFailures()
+        exports.push({ signal: "traces", endpoint, failures })
         const exporter = Exporters.watchSpans(yield* Exporters.spanExporter(endpoint), failures)
-        processors.push(neverRejecting(new BatchSpanProcessor(exporter, { exportTimeoutMillis: endpoint.timeoutMillis }), failures))
-        // Registered before the SDK is built, so it runs after the SDK's release has flushed.
-        yield* Effect.addFinalizer(() => reportFailures("spans", endpoint, failures))
+        const batch = new BatchSpanProcessor(exporter, { exportTimeoutMillis: endpoint.timeoutMillis })
+        shutdown.add("traces", () => batch.shutdown())
+        processors.push(joiningShutdown(batch, shutdown))
       }
       if (settings.traceFile !== undefined) {
         const file = settings.traceFile
@@ -103,28 +110,42 @@ export const layer = (options: TelemetryOptions = {}): Layer.Layer<Telemetry | M
           }
         })
       )
-      return Layer.mergeAll(telemetry, metricsLayer(settings)).pipe(Layer.provideMerge(sdk))
+      return Layer.mergeAll(telemetry, metricsLayer(settings, shutdown, exports)).pipe(Layer.provideMerge(sdk))
     })
   )
 
 /**
- * A span processor whose flush and shutdown never reject. `NodeSdk` awaits them with
- * `Effect.promise`, where a rejection — an unreachable collector — would become a defect of the
- * layer's release and fail a run whose work succeeded.
+ * The exporting span processor as `NodeSdk` sees it: its flush and shutdown, which the SDK's
+ * release calls, join the run's one bounded shutdown of every signal (which never rejects: a
+ * rejection would become a defect of the release and fail a run whose work succeeded).
  */
-const neverRejecting = (processor: SpanProcessor, failures: Exporters.ExportFailures): SpanProcessor => ({
+const joiningShutdown = (processor: SpanProcessor, shutdown: Shutdown.Shutdown): SpanProcessor => ({
   onStart: (span, context) => processor.onStart(span, context),
   onEnd: (span) => processor.onEnd(span),
-  forceFlush: () => processor.forceFlush().catch((error) => Exporters.recordFailure(failures, error)),
-  shutdown: () => processor.shutdown().catch((error) => Exporters.recordFailure(failures, error))
+  forceFlush: () => shutdown.run().then(() => undefined),
+  shutdown: () => shutdown.run().then(() => undefined)
 })
 
-const reportFailures = (what: string, endpoint: Config.Endpoint, failures: Exporters.ExportFailures): Effect.Effect<void> =>
-  failures.count === 0
-    ? Effect.void
-    : Effect.logWarning(`telemetry: ${what} could not be exported to ${endpoint.url} (${endpoint.protocol}): ${failures.count} failed export(s), last: ${failures.last}`)
+/** Waits for the shutdown (started by whichever release came first), then warns once if any export failed. */
+const reportFailures = (shutdown: Shutdown.Shutdown, exports: ReadonlyArray<Exporters.SignalExport>): Effect.Effect<void> =>
+  Effect.gen(function* () {
+    const outcomes = yield* Effect.promise(() => shutdown.run())
+    for (const outcome of outcomes) {
+      const failures = exports.find((e) => e.signal === outcome.signal)?.failures
+      if (failures === undefined) continue
+      if (outcome.result === "timed out") Exporters.recordFailure(failures, `the last export did not finish within ${outcome.afterMillis} ms`)
+      // A failed export was counted as it failed; a shutdown that failed without one is counted here.
+      else if (outcome.result === "failed" && failures.count === 0) Exporters.recordFailure(failures, outcome.error)
+    }
+    const line = Exporters.failureLine(exports)
+    if (line !== undefined) yield* Effect.logWarning(line)
+  })
 
-const metricsLayer = (settings: Config.Settings): Layer.Layer<Metrics, never, Resource.Resource> =>
+const metricsLayer = (
+  settings: Config.Settings,
+  shutdown: Shutdown.Shutdown,
+  exports: Array<Exporters.SignalExport>
+): Layer.Layer<Metrics, never, Resource.Resource> =>
   Layer.effect(
     Metrics,
     Effect.gen(function* () {
@@ -132,8 +153,8 @@ const metricsLayer = (settings: Config.Settings): Layer.Layer<Metrics, never, Re
       const endpoint = settings.metrics
       const resource = yield* Resource.Resource
       const failures = Exporters.noFailures()
+      exports.push({ signal: "metrics", endpoint, failures })
       const exporter = Exporters.watchMetrics(yield* Exporters.metricExporter(endpoint), failures)
-      yield* Effect.addFinalizer(() => reportFailures("metrics", endpoint, failures))
       const provider = yield* Effect.acquireRelease(
         Effect.sync(() =>
           new MeterProvider({
@@ -147,16 +168,11 @@ const metricsLayer = (settings: Config.Settings): Layer.Layer<Metrics, never, Re
             ]
           })
         ),
-        (provider) =>
-          // Shutting down collects and exports one last time.
-          Effect.tryPromise(() => provider.shutdown()).pipe(
-            Effect.timeoutOption(Duration.millis(settings.shutdownTimeoutMillis)),
-            Effect.map((done) => {
-              if (Option.isNone(done)) Exporters.recordFailure(failures, `the last export did not finish within ${settings.shutdownTimeoutMillis} ms`)
-            }),
-            Effect.catch((error) => Effect.sync(() => Exporters.recordFailure(failures, error.cause)))
-          )
+        // Released before the SDK: this starts every signal's shutdown, spans included.
+        () => Effect.promise(() => shutdown.run())
       )
+      // Shutting down collects and exports one last time.
+      shutdown.add("metrics", () => provider.shutdown())
       return fromMeter(provider.getMeter("crucible", settings.resource["service.version"]))
     })
   )

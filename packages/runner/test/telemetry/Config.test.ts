@@ -22,7 +22,7 @@ describe("Config.resolve: endpoints", () => {
 
   it("appends /v1/<signal> to the generic endpoint for HTTP, with or without a trailing slash, and defaults to http/protobuf", () => {
     const plain = resolve({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318" })
-    expect(plain.traces).toEqual({ signal: "traces", protocol: "http/protobuf", url: "http://collector:4318/v1/traces", headers: {}, timeoutMillis: 10_000 })
+    expect(plain.traces).toEqual({ signal: "traces", protocol: "http/protobuf", url: "http://collector:4318/v1/traces", headers: {}, timeoutMillis: Config.defaultTimeoutMillis })
     expect(plain.metrics?.url).toBe("http://collector:4318/v1/metrics")
     expect(resolve({ OTEL_EXPORTER_OTLP_ENDPOINT: "https://otel.example/base/" }).traces?.url).toBe("https://otel.example/base/v1/traces")
   })
@@ -77,6 +77,9 @@ describe("Config.resolve: endpoints", () => {
     expect(settings.metrics?.timeoutMillis).toBe(700)
     expect(settings.metricIntervalMillis).toBe(15_000)
     expect(resolve({}).metricIntervalMillis).toBe(60_000)
+    // The release waits for both signals at once: the longer timeout, and a little more.
+    expect(settings.shutdownTimeoutMillis).toBe(2500 + Config.shutdownGraceMillis)
+    expect(resolve({ OTEL_EXPORTER_OTLP_ENDPOINT: "http://c:4318" }).shutdownTimeoutMillis).toBe(Config.defaultTimeoutMillis + Config.shutdownGraceMillis)
   })
 
   it("turns every exporter off with OTEL_SDK_DISABLED=true but keeps the trace file", () => {

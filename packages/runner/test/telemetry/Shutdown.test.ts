@@ -5,6 +5,7 @@ import type { AddressInfo } from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
+import * as Shutdown from "../../src/telemetry/Shutdown.ts"
 import * as Telemetry from "../../src/telemetry/Telemetry.ts"
 import { InvalidSetting, TraceFileUnwritable } from "../../src/telemetry/TelemetryError.ts"
 import { spansOf } from "../support/OtlpDecode.ts"
@@ -78,10 +79,11 @@ describe("the layer's release", () => {
     )
     expect(value).toBe(7)
     expect(readTrace(traceFile).map((span) => span.name)).toEqual(["run offline"])
-    for (const signal of ["spans", "metrics"]) {
-      const url = `http://127.0.0.1:${port}/v1/${signal === "spans" ? "traces" : "metrics"}`
-      expect(logged).toContainEqual(expect.stringMatching(new RegExp(`^Warn: telemetry: ${signal} could not be exported to ${url} \\(http/protobuf\\): \\d+ failed export\\(s\\), last: .*ECONNREFUSED`)))
-    }
+    // One warning for the run, naming both signals' URLs.
+    const base = `http://127.0.0.1:${port}`
+    expect(logged.filter((line) => line.startsWith("Warn:"))).toEqual([
+      expect.stringMatching(new RegExp(`^Warn: telemetry: spans and metrics could not be exported to ${base}/v1/traces \\(http/protobuf\\) and ${base}/v1/metrics \\(http/protobuf\\): \\d+ failed export\\(s\\), last: .*ECONNREFUSED`))
+    ])
   })
 })
 
@@ -106,5 +108,33 @@ describe("the layer fails before any work", () => {
     } finally {
       fs.rmSync(directory, { recursive: true, force: true })
     }
+  })
+})
+
+describe("Shutdown.make: every signal at once, one deadline", () => {
+  it("runs every part at once and stops waiting at the deadline", async () => {
+    const shutdown = Shutdown.make(300)
+    const started: Array<string> = []
+    shutdown.add("traces", () => (started.push("traces"), new Promise<void>(() => {})))
+    shutdown.add("metrics", () => (started.push("metrics"), Promise.reject(new Error("refused"))))
+    const before = Date.now()
+    const outcomes = await shutdown.run()
+    expect(Date.now() - before).toBeGreaterThanOrEqual(290)
+    expect(Date.now() - before).toBeLessThan(2_000)
+    expect(started).toEqual(["traces", "metrics"])
+    expect(outcomes).toEqual([
+      { signal: "traces", result: "timed out", afterMillis: 300 },
+      { signal: "metrics", result: "failed", error: new Error("refused") }
+    ])
+    // Later calls join the same shutdown.
+    expect(await shutdown.run()).toBe(outcomes)
+  })
+
+  it("resolves as soon as every part is done", async () => {
+    const shutdown = Shutdown.make(60_000)
+    shutdown.add("traces", () => Promise.resolve())
+    const before = Date.now()
+    expect(await shutdown.run()).toEqual([{ signal: "traces", result: "done" }])
+    expect(Date.now() - before).toBeLessThan(1_000)
   })
 })
