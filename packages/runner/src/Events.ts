@@ -6,6 +6,12 @@
  */
 import { Context, Effect } from "effect"
 
+/** A stage and its kind. @category models */
+export interface StageRef {
+  readonly stage: string
+  readonly kind: string
+}
+
 /** How a stage ended. @category models */
 export type StageStatus = "succeeded" | "failed" | "skipped" | "interrupted"
 
@@ -25,6 +31,28 @@ export type RunEvent =
       readonly summary?: string | undefined
     }
   | { readonly type: "run-finished"; readonly time: number; readonly status: "succeeded" | "failed" | "interrupted"; readonly durationMs: number; readonly runDir: string }
+  | {
+      /** Instead of `run-finished` when the run is interrupted (Ctrl-C): what was done, and what a re-run picks up. */
+      readonly type: "run-interrupted"
+      readonly time: number
+      readonly runDir: string
+      readonly durationMs: number
+      /** Stages that succeeded before the interruption. */
+      readonly finished: ReadonlyArray<StageRef>
+      /** Stages that failed, or were skipped because a dependency failed. */
+      readonly failed: ReadonlyArray<StageRef>
+      /** Stages that were running and were stopped. */
+      readonly interrupted: ReadonlyArray<StageRef>
+      readonly notStarted: ReadonlyArray<StageRef>
+      /**
+       * Stages with state in the runs folder's cache (`<runs>/.cache/<stage key>/`, checkpoints of
+       * stages that train) that running the pipeline again picks up: `reused` as it is (the stage
+       * finished), or `resumed` from its last checkpoint.
+       */
+      readonly saved: ReadonlyArray<StageRef & { readonly dir: string; readonly use: "reused" | "resumed" }>
+      /** The command that runs the pipeline again, where the caller knows it (the CLI does). */
+      readonly resume?: string | undefined
+    }
 
 /**
  * Where events go. The runner emits; the CLI chooses the implementation.

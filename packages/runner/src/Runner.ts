@@ -19,6 +19,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { emit, Reporter, type RunEvent } from "./Events.ts"
 import { execute, type StageOutcome } from "./Executor.ts"
+import * as Interruption from "./Interruption.ts"
 import * as Manifest from "./Manifest.ts"
 import * as PipelineSource from "./PipelineSource.ts"
 import * as RunLog from "./RunLog.ts"
@@ -134,8 +135,10 @@ const runIn = (loaded: PipelineSource.LoadedPipeline, options: RunOptions, runId
     const telemetry = options.telemetry === "none" ? Layer.empty : (options.telemetry ?? defaultTelemetry())({ runId, runDir })
     // The manifest follows the run stage by stage, so a crash or a kill leaves the last state on disk.
     const known = new Map<string, StageOutcome>()
+    // Where stages keep state across runs, by stage key (training checkpoints), shared by the runs of one runs folder.
+    const cacheRoot = path.join(path.dirname(runDir), ".cache")
     // Input checkpoints are hashed for the manifest while the stages run (Manifest.inputDigests).
-    const digests = yield* Manifest.inputDigests(path.join(path.dirname(runDir), ".cache", "digests.json"))
+    const digests = yield* Manifest.inputDigests(path.join(cacheRoot, "digests.json"))
     const snapshot = (status: Manifest.Manifest["status"]) =>
       Manifest.write(manifestFile, {
         ...base,
@@ -145,10 +148,17 @@ const runIn = (loaded: PipelineSource.LoadedPipeline, options: RunOptions, runId
         inputs: [],
         outputs: Manifest.filesOf([...known.values()]).outputs
       }).pipe(Effect.ignore)
+    // An interrupted stage's outcome does not say whether it was running: the events do.
+    const started = Interruption.startedStages()
+    const reporter = yield* Reporter
+    const interrupted = Effect.suspend(() =>
+      emit(Interruption.event({ outcomes: pipeline.stages.flatMap((s) => known.get(s.id) ?? []), started, runDir, cacheRoot, durationMs: Date.now() - startedAt.getTime(), time: Date.now() }))
+    )
     const outcomes = yield* execute({
       pipeline,
       baseDir: loaded.baseDir,
       runDir,
+      cacheRoot,
       concurrency: options.concurrency ?? 2,
       ...(options.backend === undefined ? {} : { backend: options.backend }),
       ...(options.memoryLimit === undefined ? {} : { memoryLimit: options.memoryLimit }),
@@ -159,8 +169,9 @@ const runIn = (loaded: PipelineSource.LoadedPipeline, options: RunOptions, runId
           return Effect.andThen(Effect.forEach(Manifest.filesOf([o]).inputs, digests.start, { discard: true }), snapshot("running"))
         })
     }).pipe(
-      Effect.onInterrupt(() => Effect.andThen(snapshot("interrupted"), writeReport(runDir, loaded.registry))),
+      Effect.onInterrupt(() => Effect.andThen(snapshot("interrupted"), Effect.andThen(interrupted, writeReport(runDir, loaded.registry)))),
       Effect.withSpan(`run ${pipeline.ir.name}`, { attributes: { "crucible.run.id": runId, "crucible.pipeline.name": pipeline.ir.name, "crucible.pipeline.file": loaded.file } }),
+      Effect.provideService(Reporter, { emit: (event) => Effect.andThen(Effect.sync(() => started.observe(event)), reporter.emit(event)) }),
       Effect.provide(RunLog.layer(path.join(runDir, "log.jsonl"))),
       Effect.provide(telemetry)
     )

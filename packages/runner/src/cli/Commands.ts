@@ -14,6 +14,7 @@ import * as Runner from "../Runner.ts"
 import * as Server from "../ui/Server.ts"
 import { ExitCode, forRun } from "./ExitCode.ts"
 import * as Format from "./Format.ts"
+import * as Interrupted from "./Interrupted.ts"
 import { print } from "./Print.ts"
 import * as KindsCommand from "./KindsCommand.ts"
 import * as Reporters from "./Reporters.ts"
@@ -61,7 +62,9 @@ export const make = (exit: ExitSink) => {
     },
     (flags) =>
       Effect.gen(function* () {
-        const reporter = Reporters.make(Reporters.choose(flags))
+        const chosen = Reporters.choose(flags)
+        // Ctrl-C is told on stderr whatever the reporter; on a TTY, below the progress line it cuts.
+        const reporter = Interrupted.reporting(Reporters.make(chosen), Interrupted.resumeCommand(process.argv.slice(2)), (text) => err(chosen === "tty" ? `\n${text}` : text))
         // The dashboard's lines go to stderr when stdout carries JSON events or is silenced.
         const note = flags.json || flags.quiet ? err : out
         const started = flags.ui || flags.uiKeep ? yield* Effect.result(Server.listen({ runsDir: flags.runsDir })) : undefined

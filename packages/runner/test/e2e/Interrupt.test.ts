@@ -22,7 +22,9 @@ stages:
 `)
     const child = startCrucible(["run", path.join(dir, "p.yaml"), "--runs-dir", path.join(dir, "runs"), "--run-id", "r", "--json"])
     let stdout = ""
+    let stderr = ""
     let signalled = false
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()))
     child.stdout.on("data", (chunk: Buffer) => {
       stdout += chunk.toString()
       if (!signalled && /"type":"stage-progress".*"stage":"out"/.test(stdout)) {
@@ -34,6 +36,28 @@ stages:
     expect(signalled).toBe(true)
     expect(code).toBe(130)
     expect(stdout).not.toContain('"type":"run-finished"')
+    // What was interrupted and how to run it again: a --json event, and the same on stderr.
+    const told = stdout.split("\n").filter((line) => line.includes('"type":"run-interrupted"')).map((line) => JSON.parse(line))
+    expect(told).toHaveLength(1)
+    const runDir = path.join(dir, "runs", "r")
+    expect(told[0]).toMatchObject({
+      runDir,
+      failed: [],
+      notStarted: [],
+      saved: [],
+      // The same command, without --run-id (a new run, not the interrupted one's directory).
+      resume: `crucible run ${path.join(dir, "p.yaml")} --runs-dir ${path.join(dir, "runs")} --json`
+    })
+    // The loads had finished and the save was stopped; the lazy merge counts as whichever it was.
+    expect(told[0].finished.slice(0, 3)).toEqual([{ stage: "a", kind: "load" }, { stage: "b", kind: "load" }, { stage: "c", kind: "load" }])
+    expect(told[0].interrupted).toContainEqual({ stage: "out", kind: "save" })
+    expect([...told[0].finished, ...told[0].interrupted].map((s: { stage: string }) => s.stage).sort()).toEqual(["a", "avg", "b", "c", "out"])
+    expect(stderr).toContain("interrupted after ")
+    expect(stderr).toMatch(/\n {2}finished: {4}a \(load\), b \(load\), c \(load\)/)
+    expect(stderr).toMatch(/\n {2}stopped: {5}(avg \(merge\/linear\), )?out \(save\)\n/)
+    expect(stderr).toContain(`  run directory: ${runDir} (manifest.json has each stage's state)\n`)
+    expect(stderr).toContain("  no stage kept state to resume from: a re-run runs every stage again\n")
+    expect(stderr).toContain(`  to run it again: crucible run ${path.join(dir, "p.yaml")} --runs-dir ${path.join(dir, "runs")} --json\n`)
     const manifest = JSON.parse(fs.readFileSync(path.join(dir, "runs/r/manifest.json"), "utf8"))
     expect(manifest.status).toBe("interrupted")
     expect(manifest.stages.find((s: { id: string }) => s.id === "out").status).toBe("interrupted")

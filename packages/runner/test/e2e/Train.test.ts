@@ -30,6 +30,8 @@ describe("train stage", () => {
     // Interrupt after the first epoch's checkpoint.
     const child = startCrucible(["run", path.join(interrupted, "p.yaml"), "--runs-dir", path.join(interrupted, "runs"), "--run-id", "first", "--json"])
     let stdout = ""
+    let stderr = ""
+    child.stderr.on("data", (c: Buffer) => (stderr += c.toString()))
     child.stdout.on("data", (c: Buffer) => {
       stdout += c.toString()
       if (/"type":"stage-progress".*"unit":"epochs"/.test(stdout) && !child.killed) child.kill("SIGINT")
@@ -37,6 +39,13 @@ describe("train stage", () => {
     const code = await new Promise<number | null>((resolve) => child.on("exit", resolve))
     expect(code).toBe(130)
     expect(fs.existsSync(path.join(interrupted, "out.safetensors"))).toBe(false)
+    // The interruption names the checkpoint the next run resumes from (checked just below).
+    const told = JSON.parse(stdout.split("\n").find((line) => line.includes('"type":"run-interrupted"'))!)
+    expect(told.interrupted).toEqual([{ stage: "m", kind: "train" }])
+    expect(told.notStarted).toEqual([{ stage: "out", kind: "save" }])
+    expect(told.saved).toEqual([{ stage: "m", kind: "train", dir: expect.stringContaining(path.join(interrupted, "runs", ".cache")), use: "resumed" }])
+    expect(fs.readdirSync(told.saved[0].dir)).toContainEqual(expect.stringMatching(/^epoch-\d+\.safetensors$/))
+    expect(stderr).toMatch(/\n {4}m \(train\): resumes from its last checkpoint \(.*\.cache.*\)\n/)
 
     const second = await crucibleAsync(["run", path.join(interrupted, "p.yaml"), "--runs-dir", path.join(interrupted, "runs"), "--run-id", "second", "--quiet"])
     expect(second.code).toBe(0)
