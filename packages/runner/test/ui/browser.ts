@@ -13,13 +13,19 @@ export const screenshotDir = path.join(os.tmpdir(), "crucible-ui-screenshots")
 const flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 /**
- * Starts chromium with a fresh profile. Fails, never skips, when chromium is missing: CI installs
- * it, and a developer is told how to.
+ * Why the browser tests cannot run here, or undefined when they can: chromium is not at
+ * `executable`. The tests are then skipped with this reason, so `npm test` passes on a machine
+ * without chromium and says what it did not test; `.ci/run` installs chromium, so CI runs them.
  */
+export const missingChromium = (executable = chromiumPath): string | undefined =>
+  fs.existsSync(executable)
+    ? undefined
+    : `chromium not found at ${executable}: the dashboard's browser tests are skipped. Install Debian's package (apt-get install chromium), or point CRUCIBLE_CHROMIUM at a Chromium/Chrome binary.`
+
+/** Starts chromium with a fresh profile; fails with {@link missingChromium}'s reason when it is not there. */
 export const launch = async (executable = chromiumPath): Promise<{ readonly context: BrowserContext; readonly close: () => Promise<void> }> => {
-  if (!fs.existsSync(executable)) {
-    throw new Error(`chromium not found at ${executable}: the dashboard's browser tests need it. Install Debian's package (sudo apt-get install chromium), or point CRUCIBLE_CHROMIUM at a Chromium/Chrome binary.`)
-  }
+  const missing = missingChromium(executable)
+  if (missing !== undefined) throw new Error(missing)
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), "crucible-chromium-"))
   const context = await chromium.launchPersistentContext(profile, { executablePath: executable, headless: true, args: flags, viewport: { width: 1280, height: 900 } })
   return {
