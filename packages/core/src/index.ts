@@ -6,9 +6,11 @@
  */
 export * as DType from "./tensor/DType.ts"
 export * as TensorRef from "./tensor/TensorRef.ts"
+export * as Lineage from "./tensor/Lineage.ts"
 export * as Model from "./model/Model.ts"
 export * as Cast from "./model/Cast.ts"
 export * as ByteSource from "./io/ByteSource.ts"
+export * as ReadCounter from "./io/ReadCounter.ts"
 export * as AtomicFile from "./io/AtomicFile.ts"
 export * as Digest from "./io/Digest.ts"
 export * as IoError from "./io/IoError.ts"

@@ -5,7 +5,7 @@
  *
  * @since 0.1.0
  */
-import { AtomicFile, Digest, Model, type Port, type Validate } from "@crucible/core"
+import { AtomicFile, Digest, Model, type Port, ReadCounter, type Validate } from "@crucible/core"
 import { Effect, Fiber, type Scope, Semaphore } from "effect"
 import effectPackage from "effect/package.json" with { type: "json" }
 import * as fs from "node:fs"
@@ -50,6 +50,8 @@ export interface FileRecord {
   readonly path: string
   readonly bytes: number
   readonly sha256: string
+  /** Inputs: the bytes the run's stages read from the file (headers and the tensor data they used). */
+  readonly bytesRead?: number | undefined
 }
 
 /** Versions of the tools that shaped the outputs (read when bundled: the installed CLI has no packages to ask). */
@@ -100,6 +102,10 @@ export const filesOf = (outcomes: ReadonlyArray<StageOutcome>): { readonly input
   return { inputs: [...inputs].filter((f) => !written.has(f)), outputs }
 }
 
+/** Input records with the bytes the stages read from each (counted by a `ReadCounter.tally`). */
+export const withBytesRead = (records: ReadonlyArray<FileRecord>, totals: ReadonlyMap<string, number>): ReadonlyArray<FileRecord> =>
+  records.map((r) => ({ ...r, bytesRead: totals.get(r.path) ?? 0 }))
+
 /**
  * Digests of the run's input files for the manifest, remembered by (path, size, mtime) in
  * `<runs>/.cache/digests.json`, so a re-run over the same multi-gigabyte checkpoints does not hash
@@ -127,7 +133,8 @@ export const inputDigests = (cacheFile: string): Effect.Effect<InputDigests, nev
     try { known = JSON.parse(fs.readFileSync(cacheFile, "utf8")) as Record<string, Entry> } catch { /* no cache yet */ }
     const scope = yield* Effect.scope
     const hashing = yield* Semaphore.make(HASHING_AT_ONCE)
-    const hash = (file: string) => hashing.withPermits(1)(Digest.ofFile(file))
+    // Hashing for the manifest is not a read of the pipeline's: it is kept out of the run's counts.
+    const hash = (file: string) => hashing.withPermits(1)(Digest.ofFile(file)).pipe(Effect.provideService(ReadCounter.ReadCounter, ReadCounter.none))
     const started = new Map<string, { readonly stat: fs.Stats; readonly digest: Fiber.Fiber<Digest.FileDigest | undefined> }>()
     const statOf = (file: string) => {
       try { return fs.statSync(file) } catch { return undefined }

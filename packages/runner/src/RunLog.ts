@@ -36,6 +36,11 @@ const loud = new Set(["Fatal", "Error", "Warn"])
 /** Annotate a log with this key when a reporter already shows the same fact to the user. */
 export const REPORTED = "crucible.reported"
 
+/** The terminal keeps only warnings and errors, and not those the reporters (or a plan) already show. */
+export const consoleLogger = Logger.make((options) =>
+  loud.has(options.logLevel) && options.fiber.getRef(References.CurrentLogAnnotations)[REPORTED] === undefined ? Logger.defaultLogger.log(options) : undefined
+)
+
 /** Every log line to `file`; warnings and errors also to the console. */
 export const layer = (file: string): Layer.Layer<never> =>
   Layer.unwrap(
@@ -57,10 +62,6 @@ export const layer = (file: string): Layer.Layer<never> =>
         }
         fs.writeSync(fd, `${JSON.stringify(line)}\n`)
       })
-      // The terminal keeps only warnings and errors, and not those the reporters already show.
-      const console = Logger.make((options) =>
-        loud.has(options.logLevel) && options.fiber.getRef(References.CurrentLogAnnotations)[REPORTED] === undefined ? Logger.defaultLogger.log(options) : undefined
-      )
-      return Logger.layer([logger, console], { mergeWithExisting: false })
+      return Logger.layer([logger, consoleLogger], { mergeWithExisting: false })
     })
   )

@@ -11,7 +11,7 @@
  *
  * @since 0.1.0
  */
-import { type PipelineError, Registry, type Validate, Yaml } from "@crucible/core"
+import { type PipelineError, ReadCounter, Registry, type Validate, Yaml } from "@crucible/core"
 import { builtinRegistry } from "@crucible/strategies"
 import { Effect, Layer, Option } from "effect"
 import { createHash, randomBytes } from "node:crypto"
@@ -139,6 +139,8 @@ const runIn = (loaded: PipelineSource.LoadedPipeline, options: RunOptions, runId
     const cacheRoot = path.join(path.dirname(runDir), ".cache")
     // Input checkpoints are hashed for the manifest while the stages run (Manifest.inputDigests).
     const digests = yield* Manifest.inputDigests(path.join(cacheRoot, "digests.json"))
+    // Bytes the stages read from each file, for the manifest (what `crucible plan` predicts).
+    const reads = ReadCounter.tally()
     const snapshot = (status: Manifest.Manifest["status"]) =>
       Manifest.write(manifestFile, {
         ...base,
@@ -173,11 +175,12 @@ const runIn = (loaded: PipelineSource.LoadedPipeline, options: RunOptions, runId
       Effect.withSpan(`run ${pipeline.ir.name}`, { attributes: { "crucible.run.id": runId, "crucible.pipeline.name": pipeline.ir.name, "crucible.pipeline.file": loaded.file } }),
       Effect.provideService(Reporter, { emit: (event) => Effect.andThen(Effect.sync(() => started.observe(event)), reporter.emit(event)) }),
       Effect.provide(RunLog.layer(path.join(runDir, "log.jsonl"))),
-      Effect.provide(telemetry)
+      Effect.provide(telemetry),
+      Effect.provideService(ReadCounter.ReadCounter, reads)
     )
     const status = runStatus(outcomes)
     const files = Manifest.filesOf(outcomes)
-    const inputs = yield* digests.finish(files.inputs)
+    const inputs = Manifest.withBytesRead(yield* digests.finish(files.inputs), reads.totals())
     yield* Manifest.write(manifestFile, {
       ...base,
       status,

@@ -7,6 +7,7 @@
 import { Effect, Scope } from "effect"
 import * as fs from "node:fs"
 import { describe, FormatError, IoError } from "./IoError.ts"
+import { ReadCounter } from "./ReadCounter.ts"
 
 /** An open file read by absolute byte offsets. @category models */
 export interface ByteSource {
@@ -22,25 +23,31 @@ export interface ByteSource {
   readonly readInto: (offset: number, target: Uint8Array) => Effect.Effect<void, IoError | FormatError>
 }
 
-/** Opens `path` for the lifetime of the current scope. @category constructors */
+/**
+ * Opens `path` for the lifetime of the current scope. Its reads are reported to the
+ * `ReadCounter` in effect now, whichever fiber makes them later. @category constructors
+ */
 export const open = (path: string, format = "file"): Effect.Effect<ByteSource, IoError, Scope.Scope> =>
-  Effect.acquireRelease(
-    Effect.try({
-      try: () => {
-        const fd = fs.openSync(path, "r")
-        return { fd, size: fs.fstatSync(fd).size }
-      },
-      catch: (cause) => new IoError({ file: path, operation: "open", detail: describe(cause) })
-    }),
-    ({ fd }) => Effect.sync(() => fs.closeSync(fd))
-  ).pipe(Effect.map(({ fd, size }) => fromDescriptor(path, fd, size, format)))
+  Effect.gen(function* () {
+    const counter = yield* ReadCounter
+    return yield* Effect.acquireRelease(
+      Effect.try({
+        try: () => {
+          const fd = fs.openSync(path, "r")
+          return { fd, size: fs.fstatSync(fd).size }
+        },
+        catch: (cause) => new IoError({ file: path, operation: "open", detail: describe(cause) })
+      }),
+      ({ fd }) => Effect.sync(() => fs.closeSync(fd))
+    ).pipe(Effect.map(({ fd, size }) => fromDescriptor(path, fd, size, format, counter)))
+  })
 
-const fromDescriptor = (path: string, fd: number, size: number, format: string): ByteSource => {
+const fromDescriptor = (path: string, fd: number, size: number, format: string, counter: ReadCounter): ByteSource => {
   const beyondEnd = (offset: number, length: number) =>
     new FormatError({ file: path, format, detail: `read of ${length} bytes at offset ${offset} is beyond the end of the file (${size} bytes)` })
   const into = (offset: number, target: Uint8Array) =>
     Effect.callback<void, IoError>((resume) =>
-      readFully(fd, target, offset, (error) => resume(error ? Effect.fail(new IoError({ file: path, operation: "read", detail: describe(error) })) : Effect.void))
+      readFully(fd, target, offset, (n) => counter.add(path, n), (error) => resume(error ? Effect.fail(new IoError({ file: path, operation: "read", detail: describe(error) })) : Effect.void))
     )
   const outside = (offset: number, length: number) => offset < 0 || length < 0 || offset + length > size
   return {
@@ -57,13 +64,15 @@ const fromDescriptor = (path: string, fd: number, size: number, format: string):
 }
 
 // fs.read may return fewer bytes than asked (large reads are capped at 2 GiB): loop until done.
-const readFully = (fd: number, buffer: Uint8Array, position: number, done: (error: Error | null) => void, filled = 0): void => {
+// `counted` hears of every byte the file gave, so a read cut short by an error still counts.
+const readFully = (fd: number, buffer: Uint8Array, position: number, counted: (bytes: number) => void, done: (error: Error | null) => void, filled = 0): void => {
   if (filled === buffer.byteLength) return done(null)
   const length = Math.min(buffer.byteLength - filled, 1 << 30)
   fs.read(fd, buffer, filled, length, position + filled, (error, bytesRead) => {
     if (error) return done(error)
     if (bytesRead === 0) return done(new Error("unexpected end of file"))
-    readFully(fd, buffer, position, done, filled + bytesRead)
+    counted(bytesRead)
+    readFully(fd, buffer, position, counted, done, filled + bytesRead)
   })
 }
 

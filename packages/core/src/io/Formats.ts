@@ -142,19 +142,46 @@ export interface WrittenFile {
  */
 export const writeModel: (target: string, model: Model.Model, options?: WriteOptions) => Effect.Effect<{ readonly files: ReadonlyArray<WrittenFile> }, ModelIoError | TensorError> = Effect.fn("Formats.writeModel")(
   function* (target: string, model: Model.Model, options: WriteOptions = {}) {
-    const format = options.format ?? (target.endsWith(".json") ? "tfjs" : "safetensors")
-    const provenance = { format: "pt", ...model.metadata, "crucible.source": model.source, ...options.metadata }
-    const shardSize = options.shardSize === undefined ? {} : { shardSize: options.shardSize }
-    const written = format === "tfjs"
-      ? yield* Tfjs.write(target, model, { ...shardSize, metadata: { "crucible.source": model.source, ...options.metadata } })
-      : yield* Sharded.write(target, Model.make(model.source, model.tensors.values(), {}, model.files), {
-          ...shardSize,
-          metadata: provenance,
+    const write = writerOptions(target, model, options)
+    const written = write.format === "tfjs"
+      ? yield* Tfjs.write(target, model, write.tfjs)
+      : yield* Sharded.write(target, write.safetensors.model, {
+          ...write.safetensors.options,
           ...(options.onTensorWritten === undefined ? {} : { onTensorWritten: options.onTensorWritten })
         })
     return { files: written.map(({ path, bytes, sha256 }) => ({ path, bytes, sha256 })) }
   }
 )
+
+/** What {@link writeModel} would write: every file with its exact size, and the writer's own memory. @category models */
+export interface PlannedWrite {
+  readonly files: ReadonlyArray<{ readonly path: string; readonly bytes: number }>
+  readonly workingSetBytes: number
+}
+
+/**
+ * Plans {@link writeModel} from the tensors' headers alone (no tensor is read, nothing is written):
+ * the files (each shard and the index; model.json and its shards) and their sizes, failing where
+ * the write would fail before it starts.
+ */
+export const planWrite = (target: string, model: Model.Model, options: Omit<WriteOptions, "onTensorWritten"> = {}): Effect.Effect<PlannedWrite, ModelIoError> => {
+  const write = writerOptions(target, model, options)
+  return write.format === "tfjs" ? Tfjs.planWrite(target, model, write.tfjs) : Sharded.planWrite(target, write.safetensors.model, write.safetensors.options)
+}
+
+// The one translation of writeModel's options for each writer, shared by the write and its plan.
+const writerOptions = (target: string, model: Model.Model, options: WriteOptions) => {
+  const format = options.format ?? (target.endsWith(".json") ? "tfjs" : "safetensors")
+  const shardSize = options.shardSize === undefined ? {} : { shardSize: options.shardSize }
+  return {
+    format,
+    tfjs: { ...shardSize, metadata: { "crucible.source": model.source, ...options.metadata } },
+    safetensors: {
+      model: Model.make(model.source, model.tensors.values(), {}, model.files),
+      options: { ...shardSize, metadata: { format: "pt", ...model.metadata, "crucible.source": model.source, ...options.metadata } }
+    }
+  } as const
+}
 
 /** A plain summary of a model file, for `crucible inspect`. @category models */
 export interface Inspection {

@@ -6,15 +6,22 @@
  * @since 0.1.0
  */
 import { Effect } from "effect"
-import { fromNumbers, isFloat, toFloat64, type WritableDType } from "../tensor/DType.ts"
+import { byteSize, fromNumbers, isFloat, toFloat64, type WritableDType } from "../tensor/DType.ts"
+import * as Lineage from "../tensor/Lineage.ts"
 import type { TensorRef } from "../tensor/TensorRef.ts"
 import * as Model from "./Model.ts"
 
-/** A tensor converted to `dtype` on read. */
+/** A tensor converted to `dtype` on read (a read holds the input range, its float64 values and the output). */
 export const castTensor = (tensor: TensorRef, dtype: WritableDType): TensorRef =>
   tensor.dtype === dtype
     ? tensor
-    : { name: tensor.name, dtype, shape: tensor.shape, read: (range) => Effect.map(tensor.read(range), (bytes) => fromNumbers(toFloat64(bytes, tensor.dtype), dtype)) }
+    : {
+      name: tensor.name,
+      dtype,
+      shape: tensor.shape,
+      read: (range) => Effect.map(tensor.read(range), (bytes) => fromNumbers(toFloat64(bytes, tensor.dtype), dtype)),
+      lineage: Lineage.derived([tensor], { perElement: byteSize[tensor.dtype] + 8 + byteSize[dtype] })
+    }
 
 /** A model whose floating-point tensors read as `dtype`. */
 export const cast = (model: Model.Model, dtype: WritableDType, options: { readonly includeIntegers?: boolean } = {}): Model.Model =>

@@ -31,6 +31,11 @@ export interface Metrics {
 /** Files a stage wrote (a save, a report): their paths, sizes and digests. @category models */
 export interface Files {
   readonly files: ReadonlyArray<{ readonly path: string; readonly bytes: number; readonly sha256: string }>
+  /**
+   * In a plan (`dryRun`), from a stage that would write a model: that model, whose tensors'
+   * lineage tells what writing it reads, and the writer's own memory (its buffers).
+   */
+  readonly planned?: { readonly model: Model; readonly workingSetBytes: number } | undefined
 }
 
 /** @category ports */

@@ -6,6 +6,7 @@
  */
 import { Effect } from "effect"
 import { byteSize, type DType, toFloat32 } from "./DType.ts"
+import type { Lineage } from "./Lineage.ts"
 
 /** A half-open range of elements, in row-major order. @category models */
 export interface ElementRange {
@@ -32,6 +33,11 @@ export interface TensorRef {
   readonly shape: ReadonlyArray<number>
   /** Reads elements `[range.start, range.end)` (all when omitted) as raw bytes of `dtype`; the bytes may be shared with the source: treat them as read-only. */
   readonly read: (range?: ElementRange) => Effect.Effect<TensorBytes, TensorError>
+  /**
+   * Where its bytes come from (files, or other tensors), for `crucible plan`; see `Lineage.ts`.
+   * A tensor derived with `{ ...t, read }` keeps `t`'s, which is right when its `read` reads `t`.
+   */
+  readonly lineage?: Lineage | undefined
 }
 
 /** A fast path of `read`: the same bytes written into `target` (exactly the range's byte length). */
@@ -51,6 +57,17 @@ export const withReadInto = <T extends TensorRef>(ref: T, readInto: ReadInto): T
   return ref
 }
 
+/**
+ * `ref` with `lineage`: the same tensor (its fast {@link readInto} path included), described for
+ * the planner. @category constructors
+ */
+export const withLineage = <T extends TensorRef>(ref: T, lineage: Lineage): T => {
+  const described = { ...ref, lineage }
+  const fast = fastReads.get(ref)
+  if (fast !== undefined) fastReads.set(described, fast)
+  return described
+}
+
 /** Whether `ref` was given a fast {@link readInto} path. */
 export const hasReadInto = (ref: TensorRef): boolean => fastReads.has(ref)
 
@@ -64,11 +81,12 @@ export const byteLength = (ref: Pick<TensorRef, "dtype" | "shape">): number => n
 export const rangeOf = (ref: Pick<TensorRef, "shape">, range?: ElementRange): ElementRange =>
   range ?? { start: 0, end: numel(ref.shape) }
 
-/** A tensor over bytes already in memory. @category constructors */
+/** A tensor over bytes already in memory (reading it reads no file). @category constructors */
 export const fromBytes = (name: string, dtype: DType, shape: ReadonlyArray<number>, bytes: TensorBytes): TensorRef => ({
   name,
   dtype,
   shape,
+  lineage: { _tag: "Stored", reads: [] },
   read: (range) => {
     const { start, end } = rangeOf({ shape }, range)
     const size = byteSize[dtype]

@@ -35,7 +35,7 @@ export type Spec = typeof Spec.Type
 /** Whether a model is an ensemble bundle. */
 export const isEnsemble = (model: Model.Model): boolean => model.metadata[ENSEMBLE_KEY] !== undefined
 
-const renamed = (ref: TensorRef.TensorRef, name: string): TensorRef.TensorRef => ({ name, dtype: ref.dtype, shape: ref.shape, read: ref.read })
+const renamed = (ref: TensorRef.TensorRef, name: string): TensorRef.TensorRef => ({ name, dtype: ref.dtype, shape: ref.shape, read: ref.read, lineage: ref.lineage })
 
 /**
  * The bundle of `members` (each carrying `crucible.arch`, i.e. runnable) fused with `mode` and

@@ -32,7 +32,8 @@ export const Save = Stage.define({
   }),
   inputs: { model: Port.one(Port.ModelPort, "the model to write") },
   output: Port.FilesPort,
-  // In a plan (dryRun) it only reports what it would write, so the planner may run it.
+  // In a plan (dryRun) it only reports what it would write (every file, sized from the headers)
+  // and the model it would read, so the planner may run it.
   resources: { lazy: true },
   run: Effect.fn("Save.run")(function* ({ id, params, inputs, resolvePath, dryRun }) {
     const target = resolvePath(params.path)
@@ -40,12 +41,18 @@ export const Save = Stage.define({
     const model = dtype === undefined ? inputs.model : Cast.cast(inputs.model, dtype)
     const bytes = Model.totalBytes(model)
     yield* Effect.annotateCurrentSpan({ "crucible.io.path": target, "crucible.tensors.out": model.tensors.size, "crucible.bytes.out": bytes })
-    if (dryRun) return { files: [{ path: target, bytes, sha256: "" }] }
-    let bytesWritten = 0
-    return yield* Formats.writeModel(target, model, {
+    const options = {
       ...(params.format === undefined ? {} : { format: params.format }),
       ...(params.shard_size === undefined ? {} : { shardSize: Result.getOrThrow(ByteSize.parseByteSize(params.shard_size)) }),
-      metadata: { ...params.metadata, "crucible.stage": id },
+      metadata: { ...params.metadata, "crucible.stage": id }
+    }
+    if (dryRun) {
+      const planned = yield* Formats.planWrite(target, model, options)
+      return { files: planned.files.map((f) => ({ ...f, sha256: "" })), planned: { model, workingSetBytes: planned.workingSetBytes } }
+    }
+    let bytesWritten = 0
+    return yield* Formats.writeModel(target, model, {
+      ...options,
       onTensorWritten: (t, i, total) => {
         bytesWritten += TensorRef.byteLength(t)
         return Stage.reportProgress({ stage: id, done: i + 1, total, unit: "tensors", bytes: bytesWritten, totalBytes: bytes, detail: t.name })

@@ -8,7 +8,7 @@
  *
  * @since 0.1.0
  */
-import { DType, MemoryBudget, Model, Port, Stage, TensorRef } from "@crucible/core"
+import { DType, Lineage, MemoryBudget, Model, Port, Stage, TensorRef } from "@crucible/core"
 import { Effect, Schema } from "effect"
 import { mismatches } from "./Alignment.ts"
 import * as NonFinite from "./kernels/NonFinite.ts"
@@ -64,7 +64,7 @@ export const Linear = Stage.define({
       const i = index.get(t.name)
       if (i === undefined) return t
       const dtype = outDtype ?? writable(t.dtype)
-      return stream === undefined ? summedWide(t, sources[i]!, scale, checkFinite, dtype) : streamed(t, models.length, stream, i, dtype)
+      return stream === undefined ? summedWide(t, sources[i]!, scale, checkFinite, dtype) : streamed(t, sources[i]!, stream, i, dtype)
     })
     return Model.make(`${id} (merge/linear)`, tensors, first.metadata, [...new Set(models.flatMap((m) => m.files))])
   })
@@ -77,24 +77,28 @@ const writable = (dtype: DType.DType): DType.WritableDType => DType.parseWritabl
 // with read-ahead); F64 keeps the float64 sums for a float64 output.
 
 /** A tensor summed by the stream (F32): reads and the writer's `readInto` hold two input sets and the output, as float32. */
-const streamed = (like: TensorRef.TensorRef, inputs: number, stream: StreamSum.StreamSum, index: number, dtype: DType.WritableDType): TensorRef.TensorRef => {
-  const hold = holding(like, (2 * inputs + 1) * 4)
+const streamed = (like: TensorRef.TensorRef, sources: ReadonlyArray<TensorRef.TensorRef>, stream: StreamSum.StreamSum, index: number, dtype: DType.WritableDType): TensorRef.TensorRef => {
+  const perElement = (2 * sources.length + 1) * 4
+  const hold = holding(like, perElement)
   const tensor: TensorRef.TensorRef = {
     name: like.name,
     dtype,
     shape: like.shape,
-    read: (range) => hold(range, stream.sum(index, TensorRef.rangeOf(like, range), dtype))
+    read: (range) => hold(range, stream.sum(index, TensorRef.rangeOf(like, range), dtype)),
+    lineage: Lineage.derived(sources, { perElement })
   }
   return TensorRef.withReadInto(tensor, (range, target) => hold(range, stream.sumInto(index, TensorRef.rangeOf(like, range), dtype, target)))
 }
 
 /** A tensor summed in float64 (F64), range by range; a read holds the inputs and the sum as float64. */
 const summedWide = (like: TensorRef.TensorRef, sources: ReadonlyArray<TensorRef.TensorRef>, scale: ReadonlyArray<number>, checkFinite: boolean, dtype: DType.WritableDType): TensorRef.TensorRef => {
-  const hold = holding(like, (sources.length + 1) * 8)
+  const perElement = (sources.length + 1) * 8
+  const hold = holding(like, perElement)
   return {
     name: like.name,
     dtype,
     shape: like.shape,
+    lineage: Lineage.derived(sources, { perElement }),
     read: (range) =>
       hold(range, Effect.gen(function* () {
         const offset = TensorRef.rangeOf(like, range).start

@@ -11,7 +11,7 @@
  *
  * @since 0.1.0
  */
-import { DType, MemoryBudget, Model, Port, Stage, TensorRef } from "@crucible/core"
+import { DType, Lineage, MemoryBudget, Model, Port, Stage, TensorRef } from "@crucible/core"
 import { Effect, Result, Schema } from "effect"
 import type { MergeKernelError } from "./kernels/KernelError.ts"
 import * as NonFinite from "./kernels/NonFinite.ts"
@@ -214,7 +214,9 @@ export const define = <
         const statsAlongside = statRefs.length > 0 && statRefs.every((t) => t !== undefined && TensorRef.numel(t.shape) === n)
         const toRead = statsAlongside ? [...inputs, ...statRefs.map((t) => t!)] : inputs
         const isShared = (a: Float32Array) => a.buffer instanceof SharedArrayBuffer
-        return lazyTensor(like, outDtype ?? (DType.parseWritable(like.dtype) ?? "F32"), outputs.giveBack, () =>
+        // For `crucible plan`: a merged tensor reads each input (and statistic) whole, once, holding the working set.
+        const lineage = Lineage.derived(statsAlongside || !statRefs.every((t) => t !== undefined) ? toRead : [...toRead, ...statRefs.map((t) => t!)], { bytes: workingSet })
+        return TensorRef.withLineage(lazyTensor(like, outDtype ?? (DType.parseWritable(like.dtype) ?? "F32"), outputs.giveBack, () =>
           MemoryBudget.hold(name, workingSet)(buffers.read(toRead, (read) => Effect.gen(function* () {
             const arrays = read.slice(0, inputs.length)
             const baseData = base === undefined ? undefined : arrays[0]!
@@ -241,7 +243,7 @@ export const define = <
           }))).pipe(Effect.ensuring(Effect.gen(function* () {
             if (name === mergedNames.at(-1) || (yield* MemoryBudget.MemoryBudget).limit !== undefined) buffers.release()
           })))
-        )
+        ), lineage)
       })
       return Model.make(`${id} (${method.kind})`, tensors, reference.metadata, [...new Set([...all, ...statistics].flatMap((m) => m.files))])
     })

@@ -10,6 +10,7 @@ import * as ByteSource from "../ByteSource.ts"
 import { FormatError, type ModelIoError, type IoError } from "../IoError.ts"
 import * as Model from "../../model/Model.ts"
 import { byteSize } from "../../tensor/DType.ts"
+import * as Lineage from "../../tensor/Lineage.ts"
 import { hasReadInto, numel, rangeOf, readInto, type TensorError, type TensorRef, withReadInto } from "../../tensor/TensorRef.ts"
 import * as Header from "./Header.ts"
 
@@ -49,7 +50,8 @@ export const fromSource = (source: ByteSource.ByteSource): Effect.Effect<Model.M
         read: (range) => {
           const { start, end } = rangeOf(e, range)
           return source.read(at + start * size, (end - start) * size)
-        }
+        },
+        lineage: Lineage.stored(source.path, e.end - e.begin)
       }
       return withReadInto(tensor, (range, target) => source.readInto(at + rangeOf(e, range).start * size, target))
     })
@@ -74,8 +76,11 @@ export interface Written {
   readonly tensors: number
 }
 
-// 1M elements (4 MB of f32) per step: large enough for full I/O speed, small enough to bound memory.
-const DEFAULT_CHUNK_ELEMENTS = 1024 * 1024
+/**
+ * Elements the writer reads per step by default: 1M (4 MB of f32), large enough for full I/O
+ * speed, small enough to bound memory. @category constants
+ */
+export const DEFAULT_CHUNK_ELEMENTS = 1024 * 1024
 
 /**
  * Streams `model` into `path` tensor by tensor (in chunks of `chunkElements`), atomically: the
@@ -156,6 +161,13 @@ export const stream = (
 
 /** Chunk buffers of the writer: one being filled, up to two being written. */
 const BUFFERS = 3
+
+/** The memory the writer's chunk buffers reach for `tensors`: {@link BUFFERS} × the largest chunk's bytes. */
+export const bufferBytes = (tensors: Iterable<TensorRef>, chunkElements = DEFAULT_CHUNK_ELEMENTS): number => {
+  let largest = 0
+  for (const t of tensors) largest = Math.max(largest, Math.min(numel(t.shape), chunkElements) * byteSize[t.dtype])
+  return BUFFERS * largest
+}
 
 /**
  * {@link BUFFERS} byte buffers in shared memory, handed out in turn: the one handed out is not

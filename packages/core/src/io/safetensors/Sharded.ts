@@ -13,8 +13,10 @@ import * as path from "node:path"
 import * as AtomicFile from "../AtomicFile.ts"
 import * as ByteSource from "../ByteSource.ts"
 import { FormatError, InvalidArgument, type ModelIoError, describe, IoError } from "../IoError.ts"
+import { ReadCounter } from "../ReadCounter.ts"
 import * as Model from "../../model/Model.ts"
 import { byteLength, type TensorError, type TensorRef, totalByteLength } from "../../tensor/TensorRef.ts"
+import * as Header from "./Header.ts"
 import * as Safetensors from "./Safetensors.ts"
 
 const FORMAT = "safetensors index"
@@ -81,7 +83,10 @@ export const readIndex = (index: string, format = FORMAT): Effect.Effect<Index, 
     const fail = (detail: string) => new FormatError({ file: index, format, detail })
     const size = yield* Effect.try({ try: () => fs.statSync(index).size, catch: (e) => new IoError({ file: index, operation: "open", detail: describe(e) }) })
     if (size > MAX_INDEX_BYTES) return yield* fail(`${size} bytes is too large for an index (limit ${MAX_INDEX_BYTES})`)
-    const text = yield* Effect.try({ try: () => fs.readFileSync(index, "utf8"), catch: (e) => new IoError({ file: index, operation: "read", detail: describe(e) }) })
+    const bytes = yield* Effect.try({ try: () => fs.readFileSync(index), catch: (e) => new IoError({ file: index, operation: "read", detail: describe(e) }) })
+    const counter = yield* ReadCounter
+    counter.add(index, bytes.byteLength)
+    const text = bytes.toString("utf8")
     let raw: unknown
     try {
       raw = JSON.parse(text)
@@ -116,44 +121,81 @@ export interface WriteOptions extends Safetensors.WriteOptions {
 export const write = (target: string, model: Model.Model, options: WriteOptions = {}): Effect.Effect<ReadonlyArray<Safetensors.Written>, ModelIoError | TensorError> =>
   Effect.scoped(
     Effect.gen(function* () {
-      const shardSize = options.shardSize ?? Infinity
-      if (!(shardSize > 0)) return yield* new InvalidArgument({ argument: "shard size", value: String(options.shardSize), detail: "must be a positive number of bytes" })
       const tensors = [...model.tensors.values()]
-      const groups = plan(tensors, shardSize)
       const metadata = { ...model.metadata, ...options.metadata }
-      if (groups.length === 1) {
-        yield* AtomicFile.refuseOverwrite([target], model.files)
-        const file = yield* AtomicFile.open(target, { expectedBytes: Model.totalBytes(model) })
-        const written = yield* Safetensors.stream(file, tensors, metadata, options)
-        yield* AtomicFile.commitAll([file])
-        return [written]
-      }
-      const stem = target.endsWith(".safetensors") ? target.slice(0, -".safetensors".length) : target
-      const width = Math.max(5, String(groups.length).length)
-      const names = groups.map((_, i) => `${stem}-${String(i + 1).padStart(width, "0")}-of-${String(groups.length).padStart(width, "0")}.safetensors`)
-      const index = indexPath(target)
-      yield* AtomicFile.refuseOverwrite([...names, index], model.files)
+      const { shards, index } = yield* layoutChecked(target, model, tensors, metadata, options.shardSize)
       const files: Array<AtomicFile.Committable> = []
       const written: Array<Safetensors.Written> = []
       let first = 0
-      for (let i = 0; i < groups.length; i++) {
-        const file = yield* AtomicFile.open(names[i]!, { expectedBytes: totalByteLength(groups[i]!) })
-        written.push(yield* Safetensors.stream(file, groups[i]!, metadata, options, { first, total: tensors.length }))
+      for (const shard of shards) {
+        const file = yield* AtomicFile.open(shard.path, { expectedBytes: totalByteLength(shard.tensors) })
+        written.push(yield* Safetensors.stream(file, shard.tensors, metadata, options, { first, total: tensors.length }))
         files.push(file)
-        first += groups[i]!.length
+        first += shard.tensors.length
       }
-      const weightMap: Record<string, string> = {}
-      groups.forEach((group, i) => group.forEach((t) => (weightMap[t.name] = path.basename(names[i]!))))
-      const totalSize = Model.totalBytes(model)
-      const indexFile = yield* AtomicFile.open(index)
-      yield* indexFile.write(new TextEncoder().encode(`${JSON.stringify({ metadata: { total_size: totalSize, ...metadata }, weight_map: weightMap }, null, 2)}\n`))
+      if (index === undefined) {
+        yield* AtomicFile.commitAll(files)
+        return written
+      }
+      const indexFile = yield* AtomicFile.open(index.path)
+      yield* indexFile.write(index.bytes)
       yield* AtomicFile.commitAll([...files, indexFile])
-      return [...written, { path: index, bytes: indexFile.written(), sha256: yield* indexFile.digest, tensors: 0 }]
+      return [...written, { path: index.path, bytes: indexFile.written(), sha256: yield* indexFile.digest, tensors: 0 }]
     })
   )
 
+/** The files a write makes: the safetensors files with their tensors, and the index beside shards. @category models */
+export interface Layout {
+  readonly shards: ReadonlyArray<{ readonly path: string; readonly tensors: ReadonlyArray<TensorRef> }>
+  readonly index?: { readonly path: string; readonly bytes: Uint8Array } | undefined
+}
+
+/** What {@link write} would write, from the tensors' headers alone: each file and its exact size. @category models */
+export interface PlannedWrite {
+  readonly files: ReadonlyArray<{ readonly path: string; readonly bytes: number }>
+  /** The writer's own memory: its chunk buffers (`Safetensors.bufferBytes`). */
+  readonly workingSetBytes: number
+}
+
+/** Plans {@link write}: fails where the write would before writing (a bad shard size, an input overwritten). */
+export const planWrite = (target: string, model: Model.Model, options: WriteOptions = {}): Effect.Effect<PlannedWrite, ModelIoError> =>
+  Effect.gen(function* () {
+    const tensors = [...model.tensors.values()]
+    const metadata = { ...model.metadata, ...options.metadata }
+    const { shards, index } = yield* layoutChecked(target, model, tensors, metadata, options.shardSize)
+    // A file is its header (as the writer serialises it) followed by its tensors' bytes.
+    const files = shards.map((s) => ({ path: s.path, bytes: Header.serialize(s.tensors, metadata).header.byteLength + totalByteLength(s.tensors) }))
+    return {
+      files: index === undefined ? files : [...files, { path: index.path, bytes: index.bytes.byteLength }],
+      workingSetBytes: Safetensors.bufferBytes(tensors, options.chunkElements)
+    }
+  })
+
+// The layout, after the checks a write makes before it opens a file.
+const layoutChecked = (target: string, model: Model.Model, tensors: ReadonlyArray<TensorRef>, metadata: Readonly<Record<string, string>>, shardSize: number | undefined) =>
+  Effect.gen(function* () {
+    const size = shardSize ?? Infinity
+    if (!(size > 0)) return yield* new InvalidArgument({ argument: "shard size", value: String(shardSize), detail: "must be a positive number of bytes" })
+    const planned = layout(target, tensors, metadata, size)
+    yield* AtomicFile.refuseOverwrite([...planned.shards.map((s) => s.path), ...(planned.index === undefined ? [] : [planned.index.path])], model.files)
+    return planned
+  })
+
+/** The files of a write of `tensors` to `target` in shards of at most `shardSize` bytes (one file when they fit). */
+export const layout = (target: string, tensors: ReadonlyArray<TensorRef>, metadata: Readonly<Record<string, string>>, shardSize: number): Layout => {
+  const groups = pack(tensors, shardSize)
+  if (groups.length === 1) return { shards: [{ path: target, tensors: groups[0]! }] }
+  const stem = target.endsWith(".safetensors") ? target.slice(0, -".safetensors".length) : target
+  const width = Math.max(5, String(groups.length).length)
+  const names = groups.map((_, i) => `${stem}-${String(i + 1).padStart(width, "0")}-of-${String(groups.length).padStart(width, "0")}.safetensors`)
+  const weightMap: Record<string, string> = {}
+  groups.forEach((group, i) => group.forEach((t) => (weightMap[t.name] = path.basename(names[i]!))))
+  const text = `${JSON.stringify({ metadata: { total_size: totalByteLength(tensors), ...metadata }, weight_map: weightMap }, null, 2)}\n`
+  return { shards: groups.map((group, i) => ({ path: names[i]!, tensors: group })), index: { path: indexPath(target), bytes: new TextEncoder().encode(text) } }
+}
+
 /** Greedy packing in model order, as transformers' `shard_checkpoint` does. */
-const plan = (tensors: ReadonlyArray<TensorRef>, shardSize: number): Array<Array<TensorRef>> => {
+const pack = (tensors: ReadonlyArray<TensorRef>, shardSize: number): Array<Array<TensorRef>> => {
   const groups: Array<Array<TensorRef>> = [[]]
   let size = 0
   for (const t of tensors) {

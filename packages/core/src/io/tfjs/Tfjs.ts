@@ -16,8 +16,10 @@ import * as path from "node:path"
 import * as AtomicFile from "../AtomicFile.ts"
 import * as ByteSource from "../ByteSource.ts"
 import { describe, FormatError, InvalidArgument, IoError, type ModelIoError } from "../IoError.ts"
+import { ReadCounter } from "../ReadCounter.ts"
 import * as Model from "../../model/Model.ts"
 import { byteSize, type DType, fromNumbers, toFloat64 } from "../../tensor/DType.ts"
+import type * as Lineage from "../../tensor/Lineage.ts"
 import { numel, type TensorBytes, type TensorError, type TensorRef } from "../../tensor/TensorRef.ts"
 
 const FORMAT = "tfjs"
@@ -65,7 +67,7 @@ export const read = (modelJson: string): Effect.Effect<Model.Model, ModelIoError
         const layout = storedLayout(spec)
         if (typeof layout === "string") return yield* fail(layout, spec.name)
         const bytes = numel(spec.shape) * layout.stored
-        tensors.push(weight(spec, layout, concat(shards), offset, fail))
+        tensors.push({ ...weight(spec, layout, concat(shards), offset, fail), lineage: storedIn(shards, offset, bytes) })
         offset += bytes
       }
       if (offset !== available) return yield* fail(`weight group ${g + 1}: its shards hold ${available} bytes but its weights need ${offset}${offset > available ? " (a shard is truncated or missing?)" : ""}`)
@@ -78,7 +80,10 @@ const readJson = (file: string): Effect.Effect<unknown, ModelIoError> =>
     const fail = (detail: string) => new FormatError({ file, format: FORMAT, detail })
     const size = yield* Effect.try({ try: () => fs.statSync(file).size, catch: (e) => new IoError({ file, operation: "open", detail: describe(e) }) })
     if (size > MAX_MODEL_JSON_BYTES) return yield* fail(`${size} bytes is too large for a model.json (limit ${MAX_MODEL_JSON_BYTES})`)
-    const text = yield* Effect.try({ try: () => fs.readFileSync(file, "utf8"), catch: (e) => new IoError({ file, operation: "read", detail: describe(e) }) })
+    const bytes = yield* Effect.try({ try: () => fs.readFileSync(file), catch: (e) => new IoError({ file, operation: "read", detail: describe(e) }) })
+    const counter = yield* ReadCounter
+    counter.add(file, bytes.byteLength)
+    const text = bytes.toString("utf8")
     let json: unknown
     try {
       json = JSON.parse(text)
@@ -143,6 +148,18 @@ const concat = (shards: ReadonlyArray<ByteSource.ByteSource>) => (offset: number
     }
     return out
   })
+
+/** The bytes `[offset, offset + length)` of a group occupy in each of its shards. */
+const storedIn = (shards: ReadonlyArray<ByteSource.ByteSource>, offset: number, length: number): Lineage.Stored => {
+  const reads: Array<{ readonly file: string; readonly bytes: number }> = []
+  let start = 0
+  for (const shard of shards) {
+    const bytes = Math.min(offset + length, start + shard.size) - Math.max(offset, start)
+    if (bytes > 0) reads.push({ file: shard.path, bytes })
+    start += shard.size
+  }
+  return { _tag: "Stored", reads }
+}
 
 const weight = (spec: WeightSpec, layout: Layout, bytesAt: ReturnType<typeof concat>, offset: number, fail: (detail: string, tensor?: string) => FormatError): TensorRef => {
   const count = numel(spec.shape)
@@ -222,18 +239,9 @@ const outputOf = (t: TensorRef): Output => {
 export const write = (target: string, model: Model.Model, options: WriteOptions = {}): Effect.Effect<ReadonlyArray<Written>, ModelIoError | TensorError> =>
   Effect.scoped(
     Effect.gen(function* () {
-      const modelJson = target.endsWith(".json") ? target : path.join(target, "model.json")
-      const shardSize = options.shardSize ?? DEFAULT_SHARD_BYTES
-      if (!(Number.isSafeInteger(shardSize) && shardSize > 0)) return yield* new InvalidArgument({ argument: "shard size", value: String(options.shardSize), detail: "must be a positive whole number of bytes" })
-      const tensors = [...model.tensors.values()]
-      const outputs = tensors.map(outputOf)
-      const total = tensors.reduce((n, t, i) => n + numel(t.shape) * outputs[i]!.size, 0)
-      const count = Math.max(1, Math.ceil(total / shardSize))
-      const names = Array.from({ length: count }, (_, i) => `group1-shard${i + 1}of${count}.bin`)
-      const dir = path.dirname(modelJson)
-      yield* AtomicFile.refuseOverwrite([modelJson, ...names.map((n) => path.join(dir, n))], model.files)
+      const { modelJson, shardSize, tensors, outputs, names, dir, shardBytes } = yield* layoutChecked(target, model, options)
       const shards: Array<AtomicFile.Committable> = []
-      for (const [i, name] of names.entries()) shards.push(yield* AtomicFile.open(path.join(dir, name), { expectedBytes: Math.min(shardSize, total - i * shardSize) }))
+      for (const [i, name] of names.entries()) shards.push(yield* AtomicFile.open(path.join(dir, name), { expectedBytes: shardBytes[i]! }))
       let position = 0
       const emit = (bytes: Uint8Array) =>
         Effect.gen(function* () {
@@ -255,6 +263,36 @@ export const write = (target: string, model: Model.Model, options: WriteOptions 
       return yield* Effect.forEach([jsonFile, ...shards], (f) => Effect.map(f.digest, (sha256) => ({ path: f.target, bytes: f.written(), sha256 })))
     })
   )
+
+// The files of a write, after the checks it makes before it opens one.
+const layoutChecked = (target: string, model: Model.Model, options: WriteOptions) =>
+  Effect.gen(function* () {
+    const modelJson = target.endsWith(".json") ? target : path.join(target, "model.json")
+    const shardSize = options.shardSize ?? DEFAULT_SHARD_BYTES
+    if (!(Number.isSafeInteger(shardSize) && shardSize > 0)) return yield* new InvalidArgument({ argument: "shard size", value: String(options.shardSize), detail: "must be a positive whole number of bytes" })
+    const tensors = [...model.tensors.values()]
+    const outputs = tensors.map(outputOf)
+    const total = tensors.reduce((n, t, i) => n + numel(t.shape) * outputs[i]!.size, 0)
+    const count = Math.max(1, Math.ceil(total / shardSize))
+    const names = Array.from({ length: count }, (_, i) => `group1-shard${i + 1}of${count}.bin`)
+    const dir = path.dirname(modelJson)
+    yield* AtomicFile.refuseOverwrite([modelJson, ...names.map((n) => path.join(dir, n))], model.files)
+    return { modelJson, shardSize, tensors, outputs, names, dir, shardBytes: names.map((_, i) => Math.min(shardSize, total - i * shardSize)) }
+  })
+
+/** What {@link write} would write, from the headers alone: model.json and each shard with their exact sizes. */
+export const planWrite = (target: string, model: Model.Model, options: WriteOptions = {}): Effect.Effect<{
+  readonly files: ReadonlyArray<{ readonly path: string; readonly bytes: number }>
+  /** The writer's own memory: the largest tensor read whole, and its encoding. */
+  readonly workingSetBytes: number
+}, ModelIoError> =>
+  Effect.map(layoutChecked(target, model, options), ({ modelJson, tensors, outputs, names, dir, shardBytes }) => ({
+    files: [
+      { path: modelJson, bytes: new TextEncoder().encode(JSON.stringify(modelJsonFor({ ...model.metadata, ...options.metadata }, names, tensors, outputs))).byteLength },
+      ...names.map((name, i) => ({ path: path.join(dir, name), bytes: shardBytes[i]! }))
+    ],
+    workingSetBytes: tensors.reduce((m, t, i) => Math.max(m, numel(t.shape) * (byteSize[t.dtype] + outputs[i]!.size)), 0)
+  }))
 
 const INT32 = [-(2 ** 31), 2 ** 31 - 1] as const
 

@@ -11,6 +11,7 @@
 import { Effect } from "effect"
 import { FormatError, type ModelIoError } from "../IoError.ts"
 import { byteSize } from "../../tensor/DType.ts"
+import * as Lineage from "../../tensor/Lineage.ts"
 import { type ElementRange, numel, type TensorBytes, type TensorRef } from "../../tensor/TensorRef.ts"
 import type { StorageRef, TensorView } from "./Globals.ts"
 
@@ -50,7 +51,7 @@ export const tensors = (views: ReadonlyArray<readonly [string, TensorView]>, sto
     if (!Number.isSafeInteger(needed) || needed > storage.byteLength) {
       return fail(`view (offset ${view.offset}, shape [${view.shape.join(", ")}], stride [${view.stride.join(", ")}]) reaches byte ${needed} of a ${storage.byteLength}-byte storage "${view.storage.key}"`)
     }
-    out.push(makeTensor(name, view, storage, shared, fail))
+    out.push(makeTensor(name, view, storage, shared, storages, fail))
   }
   return out
 }
@@ -86,7 +87,7 @@ class SharedStorages {
   }
 }
 
-const makeTensor = (name: string, view: TensorView, storage: StorageBytes, shared: SharedStorages, fail: (detail: string) => FormatError): TensorRef => {
+const makeTensor = (name: string, view: TensorView, storage: StorageBytes, shared: SharedStorages, storages: Storages, fail: (detail: string) => FormatError): TensorRef => {
   const dtype = view.storage.dtype
   const size = byteSize[dtype]
   const count = numel(view.shape)
@@ -115,7 +116,10 @@ const makeTensor = (name: string, view: TensorView, storage: StorageBytes, share
     return Effect.map(bytesAt(view.offset * size, (last - view.offset + 1) * size, whole), (span) =>
       gather(span, view.shape, view.stride, start, end, size))
   }
-  return { name, dtype, shape: view.shape, read }
+  // Close, not exact: a zip storage's first read also reads its entry's local header, a shared
+  // storage is read whole once for all its tensors, and a strided view reads its span per range.
+  const lineage = Lineage.stored(storages.file, contiguous ? count * size : (last - view.offset + 1) * size, { exact: false })
+  return { name, dtype, shape: view.shape, read, lineage }
 }
 
 /** Row-major strides, ignoring dimensions of size 1 (whose stride torch leaves arbitrary). */
