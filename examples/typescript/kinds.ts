@@ -2,7 +2,7 @@
 // pipeline names it (`kinds: [./kinds.ts]` in YAML, `--kinds kinds.ts` on the command line) or
 // when a TypeScript pipeline uses the kind; `crucible validate`, `plan`, `run`, the cache keys,
 // the traces and the dashboard then treat it as a built-in kind.
-import { DType, Model, Port, Stage, type TensorRef } from "@crucible/core"
+import { DType, Lineage, Model, Port, Stage, type TensorRef } from "@crucible/core"
 import { Effect, Schema } from "effect"
 
 /** θ' = factor · θ for every floating-point tensor (others are passed through), computed lazily as a consumer reads. */
@@ -21,7 +21,14 @@ export const Scale = Stage.define({
         id,
         Array.from(inputs.model.tensors.values(), (t): TensorRef.TensorRef =>
           DType.isFloat(t.dtype)
-            ? { name: t.name, dtype: "F32", shape: t.shape, read: (range) => Effect.map(t.read(range), (bytes) => DType.fromNumbers(DType.toFloat64(bytes, t.dtype).map((x) => x * params.factor), "F32")) }
+            ? {
+                name: t.name,
+                dtype: "F32",
+                shape: t.shape,
+                read: (range) => Effect.map(t.read(range), (bytes) => DType.fromNumbers(DType.toFloat64(bytes, t.dtype).map((x) => x * params.factor), "F32")),
+                // For `crucible plan`: a range of it reads the same range of t, holding t's bytes, float64 and float32 per element.
+                lineage: Lineage.derived([t], { perElement: DType.byteSize[t.dtype] + 8 + 4 })
+              }
             : t
         ),
         inputs.model.metadata,
