@@ -6,12 +6,17 @@
  * files are closed and memory freed at the earliest safe moment. Interruption (SIGINT) stops
  * the stages in flight, whose scopes remove their temporary files.
  *
+ * A lazy stage's output is computed as its consumers read it: such a stage stays running, its span
+ * open, until that work is done, which then counts as its own (see `LazyOutput.ts`): its progress,
+ * its time, its failures — a consumer whose read failed there is "failed because X failed".
+ *
  * @since 0.1.0
  */
 import { MemoryBudget, Model, type Port, Stage, StageKey, type Validate } from "@crucible/core"
-import { Cause, Deferred, Effect, Exit, Scope, Semaphore } from "effect"
+import { Cause, Deferred, Effect, Exit, Scope, Semaphore, type Tracer } from "effect"
 import * as path from "node:path"
 import { emit, Reporter, type StageStatus } from "./Events.ts"
+import * as LazyOutput from "./LazyOutput.ts"
 import * as Plan from "./Plan.ts"
 import { REPORTED } from "./RunLog.ts"
 import { Metrics } from "./telemetry/Metrics.ts"
@@ -50,7 +55,7 @@ export interface StageOutcome {
   readonly startedAt?: number | undefined
   readonly endedAt?: number | undefined
   readonly error?: { readonly tag: string; readonly message: string } | undefined
-  /** For a skipped stage: the failed stage that caused it. */
+  /** For a skipped stage, or one that failed reading a lazy stage's output: the failed stage that caused it. */
   readonly blockedBy?: string | undefined
   /** The stage's output while its scope was open; plain values (metrics, files) stay readable. */
   readonly value?: unknown
@@ -83,6 +88,8 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
     const backend = yield* Effect.cached(TfBackend.initialise(options.backend))
     const cacheRoot = options.cacheRoot ?? path.join(path.dirname(options.runDir), ".cache")
     const budget = options.memoryLimit === undefined ? undefined : yield* MemoryBudget.make(options.memoryLimit)
+    const origins: LazyOutput.Origins = new WeakMap()
+    const progress = (e: Stage.ProgressEvent) => reporter.emit({ type: "stage-progress", time: Date.now(), ...e })
 
     const runOne = (stage: Validate.ResolvedStage) =>
       Effect.gen(function* () {
@@ -105,9 +112,23 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
         const values = new Map(inputs.value)
         const scope = lifetimes.scopeOf(stage.id)
         const startedAt = Date.now()
+        // A lazy stage that reads models leaves work in its output: it is tracked, not finished, when `run` returns.
+        const defers = (value: unknown) => options.dryRun !== true && stage.kind.resources.lazy && isModel(value) && modelsIn(values).length > 0
+        let span: Tracer.Span | undefined
         const exit = yield* permits.withPermits(1)(
           Effect.gen(function* () {
             yield* emit({ type: "stage-started", time: Date.now(), stage: stage.id, kind: base.kind })
+            span = yield* Effect.makeSpan(`stage ${stage.id}`, {
+              attributes: {
+                "crucible.stage.id": stage.id,
+                "crucible.stage.kind": base.kind,
+                "crucible.stage.version": base.version,
+                "crucible.stage.key": base.key,
+                "crucible.stage.params": StageKey.canonicalJson(stage.raw),
+                ...(options.positions?.has(stage.id) ? { "crucible.stage.source": options.positions.get(stage.id)! } : {})
+              }
+            })
+            const stageSpan = span
             return yield* Effect.logInfo(`stage ${stage.id} (${base.kind}) started`).pipe(Effect.andThen(stage.kind.run({
               id: stage.id,
               kind: stage.kind.kind,
@@ -120,7 +141,6 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
             })),
               Effect.tapError((e) => Effect.annotateCurrentSpan({ "crucible.error.tag": (e as { _tag?: string })._tag ?? "Error", "crucible.error.message": (e as { message?: string }).message ?? String(e) })),
               Effect.tapError((e) => Effect.logError(`stage ${stage.id} (${base.kind}) failed: ${(e as { message?: string }).message ?? String(e)}`).pipe(Effect.annotateLogs(REPORTED, true))),
-              Effect.tap(() => Effect.logInfo(`stage ${stage.id} (${base.kind}) succeeded`)),
               stage.kind.resources.backend ? Effect.provideServiceEffect(TfBackend.Backend, backend) : (effect) => effect,
               budget === undefined ? (effect) => effect : Effect.provideService(MemoryBudget.MemoryBudget, budget),
               Effect.tap((value) => Effect.annotateCurrentSpan(outputAttributes(value))),
@@ -132,31 +152,44 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
                       ? Effect.void
                       : metrics.value.epoch({ stage: { stageId: m.stage, stageKind: base.kind }, epoch: m.epoch, loss: m.loss, ...(m.accuracy === undefined ? {} : { accuracy: m.accuracy }), ...(m.split === undefined ? {} : { split: m.split }) }))
               }),
-              Effect.provideService(Stage.Progress, {
-                report: (e) => reporter.emit({ type: "stage-progress", time: Date.now(), ...e })
-              }),
-              Effect.withSpan(`stage ${stage.id}`, {
-                attributes: {
-                  "crucible.stage.id": stage.id,
-                  "crucible.stage.kind": base.kind,
-                  "crucible.stage.version": base.version,
-                  "crucible.stage.key": base.key,
-                  "crucible.stage.params": StageKey.canonicalJson(stage.raw),
-                  ...(options.positions?.has(stage.id) ? { "crucible.stage.source": options.positions.get(stage.id)! } : {})
-                }
-              })
+              Effect.provideService(Stage.Progress, { report: progress }),
+              Effect.withParentSpan(stageSpan),
+              // The span of a stage whose work goes on in its output ends when that work does.
+              Effect.onExit((exit) => (Exit.isSuccess(exit) && defers(exit.value) ? Effect.void : LazyOutput.endSpan(stageSpan, exit)))
             )
           })
         ).pipe(Effect.exit)
+        const tracked = span !== undefined && Exit.isSuccess(exit) && defers(exit.value)
+          ? yield* LazyOutput.track({ stage: stage.id, span, output: exit.value as Model.Model, inputs: modelsIn(values), origins, report: progress })
+          : undefined
+        if (tracked !== undefined) {
+          // Consumers start now; the stage runs on until they have read its output.
+          span!.event("crucible.output.ready", BigInt(Date.now()) * 1_000_000n, { "crucible.tensors.out": tracked.output.tensors.size })
+          yield* Scope.addFinalizer(scope, tracked.release)
+          yield* Deferred.succeed(deferred, tracked.output)
+          yield* lifetimes.finished(stage.id)
+        }
+        const settlement = tracked === undefined ? undefined : yield* tracked.settled.pipe(Effect.onInterrupt(() => LazyOutput.endSpan(span!, Exit.interrupt())))
+        const failed = settlement?._tag === "Failed" ? settlement : undefined
+        const final: Exit.Exit<unknown, unknown> = failed === undefined ? exit : Exit.failCause(failed.cause)
         const endedAt = Date.now()
-        yield* recordMetrics(stage, exit, endedAt - startedAt)
-        const status: StageStatus = Exit.isSuccess(exit) ? "succeeded" : Cause.hasInterruptsOnly(exit.cause) ? "interrupted" : "failed"
-        const error = Exit.isFailure(exit) && status === "failed" ? describeFailure(exit.cause) : undefined
-        yield* record({ ...base, status, startedAt, endedAt, error, value: Exit.isSuccess(exit) ? exit.value : undefined })
-        yield* emit({ type: "stage-finished", time: endedAt, stage: stage.id, kind: base.kind, status, durationMs: endedAt - startedAt, error, summary: Exit.isSuccess(exit) ? summarize(exit.value) : undefined })
-        if (Exit.isSuccess(exit)) yield* Deferred.succeed(deferred, exit.value)
-        else yield* Deferred.fail(deferred, { root: stage.id })
-        yield* lifetimes.finished(stage.id)
+        yield* recordMetrics(stage, final, endedAt - startedAt)
+        const status: StageStatus = Exit.isSuccess(final) ? "succeeded" : Cause.hasInterruptsOnly(final.cause) ? "interrupted" : "failed"
+        // A failure that started in a lazy stage whose output this one read is that stage's.
+        const origin = status !== "failed" || Exit.isSuccess(final) ? undefined : failed?.upstream ?? LazyOutput.originOf(origins, final.cause)
+        const blockedBy = origin === stage.id ? undefined : origin
+        const error = Exit.isFailure(final) && status === "failed" ? blame(describeFailure(final.cause), blockedBy, failed?.tensor) : undefined
+        if (tracked !== undefined) yield* settleSpan(span!, final, error, settlement)
+        if (status === "succeeded") yield* Effect.logInfo(`stage ${stage.id} (${base.kind}) succeeded`).pipe(Effect.withParentSpan(span!))
+        const value = Exit.isSuccess(exit) && status === "succeeded" ? (tracked?.output ?? exit.value) : undefined
+        yield* record({ ...base, status, startedAt, endedAt, error, blockedBy, value })
+        const summary = settlement?._tag === "Done" ? LazyOutput.summary(settlement) : value !== undefined ? summarize(value) : blockedBy === undefined ? undefined : `failed because "${blockedBy}" failed`
+        yield* emit({ type: "stage-finished", time: endedAt, stage: stage.id, kind: base.kind, status, durationMs: endedAt - startedAt, error, summary })
+        if (tracked === undefined) {
+          if (Exit.isSuccess(exit)) yield* Deferred.succeed(deferred, exit.value)
+          else yield* Deferred.fail(deferred, { root: blockedBy ?? stage.id })
+          yield* lifetimes.finished(stage.id)
+        }
         if (status === "interrupted") return yield* Effect.interrupt
       })
 
@@ -244,6 +277,42 @@ const describeFailure = (cause: Cause.Cause<unknown>): { readonly tag: string; r
 
 const isModel = (value: unknown): value is Model.Model =>
   typeof value === "object" && value !== null && "tensors" in value && (value as Model.Model).tensors instanceof Map
+
+/** The models among a stage's input values (a list input's too). */
+const modelsIn = (values: ReadonlyMap<string, unknown>): ReadonlyArray<Model.Model> =>
+  [...values.values()].flatMap((v) => (Array.isArray(v) ? v : [v])).filter(isModel)
+
+/**
+ * A failure as the outcome shows it: a tracked stage's with its tensor named; one that started in
+ * the lazy stage `blockedBy` (whose output this stage read) as `UpstreamFailed`, pointing there.
+ */
+const blame = (error: { readonly tag: string; readonly message: string }, blockedBy: string | undefined, tensor: string | undefined) =>
+  blockedBy !== undefined
+    ? { tag: "UpstreamFailed", message: `stage "${blockedBy}" failed (${error.tag}) while this stage was reading its output; see "${blockedBy}"` }
+    : tensor === undefined ? error : LazyOutput.describeFailed(error, tensor)
+
+/** Ends a tracked stage's span once its work is settled, with what it computed or why it failed. */
+const settleSpan = (span: Tracer.Span, exit: Exit.Exit<unknown, unknown>, error: { readonly tag: string; readonly message: string } | undefined, settlement: LazyOutput.Settlement | undefined) =>
+  Effect.gen(function* () {
+    if (settlement !== undefined) {
+      span.attribute("crucible.compute.ms", settlement.computeMs)
+      if (settlement._tag === "Done") {
+        span.attribute("crucible.tensors.computed", settlement.tensors)
+        span.attribute("crucible.bytes.computed", settlement.bytes)
+      } else {
+        span.attribute("crucible.error.tensor", settlement.tensor)
+      }
+    }
+    if (error !== undefined) {
+      span.attribute("crucible.error.tag", error.tag)
+      span.attribute("crucible.error.message", error.message)
+      yield* Effect.logError(`stage ${span.attributes.get("crucible.stage.id")} (${span.attributes.get("crucible.stage.kind")}) failed: ${error.message}`).pipe(
+        Effect.annotateLogs(REPORTED, true),
+        Effect.withParentSpan(span)
+      )
+    }
+    yield* LazyOutput.endSpan(span, exit)
+  })
 
 const outputAttributes = (value: unknown): Record<string, number> => {
   if (isModel(value)) {

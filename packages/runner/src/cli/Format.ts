@@ -36,17 +36,6 @@ export const eventLine = (event: RunEvent): string | undefined => {
   }
 }
 
-/** The in-place progress line on a TTY. */
-export const progressLine = (event: Extract<RunEvent, { type: "stage-progress" }>, startedAt: number, now: number): string => {
-  const fraction = event.total > 0 ? event.done / event.total : 0
-  const width = 24
-  const filled = Math.round(fraction * width)
-  const elapsed = now - startedAt
-  const eta = fraction > 0 && fraction < 1 ? ` ETA ${duration((elapsed / fraction) * (1 - fraction))}` : ""
-  const moved = event.bytes === undefined ? "" : `, ${bytes(event.bytes)}${event.totalBytes === undefined ? "" : `/${bytes(event.totalBytes)}`}`
-  return `  ${event.stage} [${"█".repeat(filled)}${"░".repeat(width - filled)}] ${event.done}/${event.total} ${event.unit}${moved}${eta}${event.detail === undefined ? "" : ` ${event.detail}`}`
-}
-
 /** A table with left-aligned columns. */
 export const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>): string => {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)))

@@ -8,7 +8,8 @@
 import { Effect } from "effect"
 import type { RunEvent } from "../Events.ts"
 import { Reporter } from "../Events.ts"
-import { eventLine, progressLine } from "./Format.ts"
+import { eventLine } from "./Format.ts"
+import * as Progress from "./Progress.ts"
 
 /** @category models */
 export type ReporterName = "tty" | "plain" | "json" | "quiet"
@@ -17,42 +18,58 @@ export type ReporterName = "tty" | "plain" | "json" | "quiet"
 export const choose = (flags: { readonly json: boolean; readonly quiet: boolean }, stream: NodeJS.WriteStream = process.stdout): ReporterName =>
   flags.json ? "json" : flags.quiet ? "quiet" : stream.isTTY === true && process.env.CI === undefined ? "tty" : "plain"
 
-/** A reporter writing to `write`. */
-export const make = (name: ReporterName, write: (text: string) => void = (t) => process.stdout.write(t)): Reporter["Service"] => {
+/** A reporter writing to `write` (`columns`: the terminal's width, for the TTY's bars). */
+export const make = (name: ReporterName, write: (text: string) => void = (t) => process.stdout.write(t), columns: () => number = () => process.stdout.columns ?? 100): Reporter["Service"] => {
   switch (name) {
     case "quiet": return Reporter.silent
     case "json": return { emit: (event) => Effect.sync(() => write(`${JSON.stringify(event)}\n`)) }
     case "plain": return { emit: (event) => Effect.sync(() => { const line = eventLine(event); if (line !== undefined) write(`${line}\n`) }) }
-    case "tty": return tty(write)
+    case "tty": return tty(write, columns)
   }
 }
 
-const tty = (write: (text: string) => void): Reporter["Service"] => {
-  const started = new Map<string, number>()
-  let live = false
+// One bar per stage in progress, redrawn in place below the finished lines: a lazy merge and the
+// save that pulls it report at the same time, and one shared line would flicker between them.
+const tty = (write: (text: string) => void, columns: () => number): Reporter["Service"] => {
+  const first = new Map<string, Progress.Sample>()
+  const bars = new Map<string, string>()
+  let drawn = 0
   let lastDraw = 0
   const clear = () => {
-    if (live) write("\r\x1b[2K")
-    live = false
+    // The cursor is at the end of the last bar: clear it, then each one above.
+    if (drawn > 0) write(`\r\x1b[2K${"\x1b[1A\x1b[2K".repeat(drawn - 1)}`)
+    drawn = 0
+  }
+  const draw = () => {
+    const lines = [...bars.values()].map((l) => l.slice(0, columns() - 1))
+    if (lines.length > 0) write(lines.join("\n"))
+    drawn = lines.length
   }
   return {
     emit: (event: RunEvent) =>
       Effect.sync(() => {
-        if (event.type === "stage-started") started.set(event.stage, event.time)
         if (event.type === "stage-progress") {
+          const amount = Progress.amount(event)
+          const sample = { time: event.time, done: amount.done }
+          if (!first.has(event.stage)) first.set(event.stage, sample)
+          bars.set(event.stage, Progress.line(event, Progress.eta(first.get(event.stage)!, sample, amount.total)))
           // Redraw at most 20 times a second: progress events can come per tensor.
-          if (event.time - lastDraw < 50 && event.done < event.total) return
+          if (event.time - lastDraw < 50 && amount.done < amount.total) return
           lastDraw = event.time
           clear()
-          write(progressLine(event, started.get(event.stage) ?? event.time, event.time).slice(0, (process.stdout.columns ?? 100) - 1))
-          live = true
+          draw()
           return
+        }
+        if (event.type === "stage-finished") {
+          bars.delete(event.stage)
+          first.delete(event.stage)
         }
         const line = eventLine(event)
         if (line === undefined) return
         clear()
         const colour = event.type === "stage-finished" ? ({ succeeded: 32, failed: 31, skipped: 33, interrupted: 35 } as const)[event.status] : undefined
         write(colour === undefined ? `${line}\n` : `\x1b[${colour}m${line}\x1b[0m\n`)
+        draw()
       })
   }
 }

@@ -105,10 +105,12 @@ export function main(config: ClientConfig): void {
       setState(event.stage, "running")
       refresh()
     } else if (event.type === "stage-progress" && event.stage !== undefined) {
-      const done = event.done ?? 0
-      const total = event.total ?? 0
-      const moved = event.bytes === undefined ? "" : `, ${bytes(event.bytes)}${event.totalBytes === undefined ? "" : ` of ${bytes(event.totalBytes)}`}`
-      setProgress(event.stage, done, total, `${done}/${total} ${event.unit ?? ""}${moved}${event.detail === undefined ? "" : ` — ${event.detail}`}`)
+      // One measure per bar, as the server draws it (cli/Progress.ts `amount`): bytes when reported.
+      const inBytes = event.unit === "bytes" || (event.bytes !== undefined && (event.totalBytes ?? 0) > 0)
+      const done = event.unit === "bytes" || !inBytes ? event.done ?? 0 : event.bytes ?? 0
+      const total = event.unit === "bytes" || !inBytes ? event.total ?? 0 : event.totalBytes ?? 0
+      const amount = inBytes ? `${bytes(done)}/${bytes(total)}` : `${done}/${total} ${event.unit ?? ""}`
+      setProgress(event.stage, done, total, `${amount}${event.detail === undefined ? "" : ` — ${event.detail}`}`)
     } else if (event.type === "stage-finished" && event.stage !== undefined && event.status !== undefined) {
       setState(event.stage, event.status)
       if (event.status === "succeeded") setProgress(event.stage, 1, 1, undefined)

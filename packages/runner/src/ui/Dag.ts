@@ -9,6 +9,7 @@
  *
  * @since 0.1.0
  */
+import * as ProgressBar from "../cli/Progress.ts"
 import { clip, escape, num } from "./Html.ts"
 import type { Progress, StageState } from "./RunView.ts"
 
@@ -149,9 +150,9 @@ export const layout = (nodes: ReadonlyArray<DagNode>): DagLayout => {
   }
 }
 
-/** The fraction of a stage's work done, in [0, 1], if it reported progress. */
+/** The fraction of a stage's work done, in [0, 1], if it reported progress: in the bar's one measure (bytes when reported). */
 export const fractionDone = (progress: Progress | undefined): number | undefined =>
-  progress === undefined || !(progress.total > 0) ? undefined : Math.min(1, Math.max(0, progress.done / progress.total))
+  progress === undefined ? undefined : ProgressBar.fraction(ProgressBar.amount(progress))
 
 /** What the SVG shows of each stage. */
 export interface NodeState {

@@ -1,11 +1,13 @@
 /**
  * One stage's card on the run page: its state, progress, error (with the stack trace its span
- * recorded), what it produced (a model, files, or metrics with their tables and charts), the run
- * events and span events it emitted (epochs charted), and its params.
+ * recorded), what it produced (a model, files, or metrics with their tables and charts), a merge's
+ * diagnostics per tensor, the run events and span events it emitted (epochs charted), and its params.
  *
  * @since 0.1.0
  */
+import * as ProgressBar from "../cli/Progress.ts"
 import * as Dag from "./Dag.ts"
+import * as Diagnostics from "./Diagnostics.ts"
 import { bytes, clip, duration, escape, number } from "./Html.ts"
 import * as MetricsView from "./MetricsView.ts"
 import type { StageView } from "./RunView.ts"
@@ -18,12 +20,11 @@ export interface CardOptions {
 
 const pretty = (value: unknown): string => escape(JSON.stringify(value, null, 2) ?? "")
 
+// The bar and its text count one thing (bytes when the stage reports them; see cli/Progress.ts).
 const progressBlock = (stage: StageView): string => {
   const fraction = stage.state === "succeeded" ? 1 : Dag.fractionDone(stage.progress) ?? 0
   const p = stage.progress
-  const text = p === undefined
-    ? ""
-    : `${p.done}/${p.total} ${p.unit}${p.bytes === undefined ? "" : `, ${bytes(p.bytes)}${p.totalBytes === undefined ? "" : ` of ${bytes(p.totalBytes)}`}`}${p.detail === undefined ? "" : ` — ${p.detail}`}`
+  const text = p === undefined ? "" : `${ProgressBar.text(ProgressBar.amount(p))}${p.detail === undefined ? "" : ` — ${p.detail}`}`
   return `<div class="progress"${p === undefined ? " hidden" : ""}><div class="track"><div class="fill" style="width:${(fraction * 100).toFixed(1)}%"></div></div><span class="progress-text">${escape(text)}</span></div>`
 }
 
@@ -61,13 +62,14 @@ const eventsBlock = (stage: StageView, runStart: number): string => {
 /** The card of `stage`; times are shown from `runStart`. */
 export const stageCard = (stage: StageView, runStart: number, options: CardOptions): string => {
   const error = stage.error === undefined ? "" : `<pre class="error">${escape(`${stage.error.tag}: ${stage.error.message}`)}</pre>`
-  const blocked = stage.blockedBy === undefined ? "" : `<p class="note">skipped because <a href="#stage-${escape(stage.blockedBy)}">${escape(stage.blockedBy)}</a> failed</p>`
+  // A consumer of a lazy stage fails (not skips) when that stage fails while it reads the output.
+  const blocked = stage.blockedBy === undefined ? "" : `<p class="note">${stage.state === "failed" ? "failed" : "skipped"} because <a href="#stage-${escape(stage.blockedBy)}">${escape(stage.blockedBy)}</a> failed</p>`
   const timing = stage.durationMs === undefined || stage.state === "skipped" ? "" : `<span class="meta">${escape(duration(stage.durationMs))}</span>`
   const deps = stage.dependsOn.length === 0 ? "" : `<span class="meta">reads ${stage.dependsOn.map((d) => `<a href="#stage-${escape(d)}">${escape(d)}</a>`).join(", ")}</span>`
   return [
     `<article class="stage" id="stage-${escape(stage.id)}" data-stage="${escape(stage.id)}" data-state="${stage.state}">`,
     `<h3>${escape(stage.id)} <span class="kind">${escape(stage.kind)}</span> <span class="badge" data-state="${stage.state}">${stage.state}</span>${timing}${deps}</h3>`,
-    `<div class="dynamic">${progressBlock(stage)}${error}${blocked}${outputBlock(stage, options)}${eventsBlock(stage, runStart)}${spanEventsBlock(stage, runStart)}</div>`,
+    `<div class="dynamic">${progressBlock(stage)}${error}${blocked}${outputBlock(stage, options)}${Diagnostics.block(stage.spanEvents)}${eventsBlock(stage, runStart)}${spanEventsBlock(stage, runStart)}</div>`,
     `<details class="params"><summary>params</summary><pre>${pretty(stage.params ?? {})}</pre></details>`,
     `</article>`
   ].join("")
@@ -81,7 +83,8 @@ const attributesText = (attributes: Readonly<Record<string, string | number | bo
 const spanEventsBlock = (stage: StageView, runStart: number): string => {
   const exception = stage.spanEvents.find((e) => e.name === "exception" && typeof e.attributes["exception.stacktrace"] === "string")
   const stack = stage.state === "failed" && exception !== undefined ? `<details class="stack"><summary>stack trace</summary><pre>${escape(String(exception.attributes["exception.stacktrace"]))}</pre></details>` : ""
-  const others = stage.spanEvents.filter((e) => e.name !== "exception")
+  // Merge diagnostics have their own section (Diagnostics.ts).
+  const others = stage.spanEvents.filter((e) => e.name !== "exception" && e.name !== Diagnostics.EVENT)
   if (others.length === 0) return stack
   const hasMetrics = (stage.output as { type?: unknown } | undefined)?.type === "metrics"
   const groups = new Map<string, Array<Record<string, unknown>>>()

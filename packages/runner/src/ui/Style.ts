@@ -62,6 +62,9 @@ svg.chart .frame { stroke: #afb8c1; }
 svg.chart .axis-label, svg.chart .legend { font-size: 11px; fill: var(--muted); }
 svg.chart .chart-title { font-weight: 600; }
 .charts { display: flex; flex-wrap: wrap; gap: 12px; margin: 8px 0; }
+.diagnostics h4 { margin: 10px 0 2px; font-size: 13px; }
+.diagnostics-headline { margin: 2px 0 6px; font-size: 12px; }
+.diagnostics-table td { font-variant-numeric: tabular-nums; }
 .stage { border: 1px solid var(--line); border-left: 5px solid #afb8c1; border-radius: 6px; padding: 10px 12px; margin: 10px 0; }
 .stage[data-state="running"] { border-left-color: var(--running-edge); }
 .stage[data-state="succeeded"] { border-left-color: var(--succeeded-edge); }

@@ -249,9 +249,11 @@ stages:
       Effect.runPromise(Runner.run(path.join(dir, "p.yaml"), { runsDir: path.join(dir, "runs"), memoryLimit }).pipe(Effect.provideService(Reporter, Reporter.silent)))
     // base + 2 models + output, 4 MiB each = 16 MiB.
     const tight = await runWith(8 * 1024 * 1024)
-    const failure = tight.outcomes.find((o) => o.id === "out")!.error!
+    // The merge computes the tensor (when save reads it): the failure is the merge's, and save's cause.
+    const failure = tight.outcomes.find((o) => o.id === "m")!.error!
     expect(failure.tag).toBe("MemoryExceeded")
     expect(failure.message).toContain('tensor "w" needs 16.8 MB')
+    expect(tight.outcomes.find((o) => o.id === "out")).toMatchObject({ status: "failed", blockedBy: "m" })
     expect(fs.existsSync(path.join(dir, "out.safetensors"))).toBe(false)
     const roomy = await runWith(64 * 1024 * 1024)
     expect(roomy.status).toBe("succeeded")
@@ -284,7 +286,9 @@ stages:
     const MiB = 1024 * 1024
     const tight = await runWith(24 * MiB)
     expect(tight.status).toBe("failed")
-    const error = tight.outcomes.find((o) => o.id === "out_c")!.error!
+    // The TIES merge could not hold its tensor while the linear merge reading it held its chunk.
+    const error = tight.outcomes.find((o) => o.id === "t")!.error!
+    expect(tight.outcomes.find((o) => o.id === "out_c")).toMatchObject({ status: "failed", blockedBy: "t" })
     expect(error.tag).toBe("MemoryExceeded")
     expect(error.message).toContain('tensor "w" needs 16.8 MB of working memory while the stage reading it holds 21.0 MB')
     expect(fs.existsSync(path.join(dir, "out-c.safetensors"))).toBe(false)
@@ -316,9 +320,10 @@ stages:
       Effect.runPromise(Runner.run(path.join(dir, "p.yaml"), { runsDir: path.join(dir, "runs"), memoryLimit }).pipe(Effect.provideService(Reporter, Reporter.silent)))
     // A 1M-element chunk: two sets of 2 inputs and the output, 4 MiB each = 20 MiB.
     const tight = await runWith(16 * 1024 * 1024)
-    const failure = tight.outcomes.find((o) => o.id === "out")!.error!
+    const failure = tight.outcomes.find((o) => o.id === "m")!.error!
     expect(failure.tag).toBe("MemoryExceeded")
     expect(failure.message).toContain('tensor "w" needs 21.0 MB')
+    expect(tight.outcomes.find((o) => o.id === "out")).toMatchObject({ status: "failed", blockedBy: "m" })
     expect(fs.existsSync(path.join(dir, "out.safetensors"))).toBe(false)
     const roomy = await runWith(24 * 1024 * 1024)
     expect(roomy.status).toBe("succeeded")

@@ -3,6 +3,7 @@ import type { RunEvent } from "../../src/Events.ts"
 import * as RunData from "../../src/ui/RunData.ts"
 import * as RunView from "../../src/ui/RunView.ts"
 import * as Spans from "../../src/ui/Spans.ts"
+import * as StageCard from "../../src/ui/StageCard.ts"
 
 const T = Date.parse("2026-12-01T08:00:00.000Z")
 
@@ -99,4 +100,37 @@ describe("the run view", () => {
     expect([...grouped.keys()]).toEqual(["fit"])
     expect(grouped.get("fit")!.map((e) => [e.span, e.attributes.epoch])).toEqual([["Train.train", 1], ["Train.train", 2]])
   })
+
+  it("shows a lazy merge's diagnostics on its card, its progress in one unit, and why its reader failed", () => {
+    const span = (id: string, name: string, parentId: string | undefined, events: Spans.SpanView["events"], stageId?: string): Spans.SpanView =>
+      ({ id, name, parentId, start: T, end: T + 1, open: false, error: false, attributes: {}, events, stageId })
+    const diagnostics = (tensor: string, kept: number, agreement: number) => ({ name: "merge.diagnostics", time: T + 1, attributes: { tensor, "kept.0": kept, "kept.1": kept, agreement, "tau_norm.0": 2.5 } })
+    const spans = [
+      span("run", "run p", undefined, []),
+      span("m", "stage avg", "run", [], "avg"),
+      span("t0", "tensor layers.0.w", "m", [diagnostics("layers.0.w", 0.3, 0.75)]),
+      span("t1", "tensor layers.1.w", "m", [diagnostics("layers.1.w", 0.3, 0.5)])
+    ]
+    const view = RunView.make({
+      manifest: manifest("failed", [
+        { id: "avg", kind: "merge/ties", status: "succeeded", durationMs: 40 },
+        { id: "out", kind: "save", status: "failed", blockedBy: "avg", error: { tag: "UpstreamFailed", message: "stage \"avg\" failed" } }
+      ]),
+      events: [{ type: "stage-progress", time: T + 2, stage: "avg", done: 2_000_000, total: 8_000_000, unit: "bytes", detail: "layers.1.w" }],
+      eventCount: 1,
+      spans,
+      spansFrom: "trace"
+    })
+    const card = (id: string) => StageCard.stageCard(view.stages.find((s) => s.id === id)!, T, { artifact: () => "" })
+    const avg = card("avg")
+    expect(avg).toContain('<section class="diagnostics">')
+    expect(avg).toContain("kept.0 0.3 · kept.1 0.3 · agreement 0.5–0.75 · tau_norm.0 2.5")
+    expect(avg).toContain("<th>tensor</th><th>kept.0</th><th>kept.1</th><th>agreement</th><th>tau_norm.0</th>")
+    expect(avg).toContain("<td>layers.0.w</td><td>0.3</td><td>0.3</td><td>0.75</td><td>2.5</td>")
+    expect(avg).toContain('<span class="progress-text">2.00 MB/8.00 MB — layers.1.w</span>')
+    // Listed once, in their own section, not again among the span events.
+    expect(avg).not.toContain("span events (")
+    expect(card("out")).toContain('failed because <a href="#stage-avg">avg</a> failed')
+  })
 })
+

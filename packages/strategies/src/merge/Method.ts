@@ -36,7 +36,16 @@ export interface Job {
   readonly perModel: (param: string, fallback: number) => Array<number>
   /** For methods with `statistics`: each model's statistic for this tensor (undefined when absent). */
   readonly statistics: ReadonlyArray<Float32Array> | undefined
+  /**
+   * Reports numbers about this tensor's merge (kept fractions, sign agreement, the angle, norms):
+   * they become one `merge.diagnostics` span event per tensor, which the dashboard's card shows.
+   * Compute them alongside the kernel; never with a second pass over the tensor.
+   */
+  readonly diagnose: (values: Diagnostics) => void
 }
+
+/** Numbers a method reports about one merged tensor, by name. @category models */
+export type Diagnostics = Readonly<Record<string, number | boolean>>
 
 /** Whether a method takes a base model. @category models */
 export type BaseRequirement = "required" | "optional" | "none"
@@ -193,14 +202,15 @@ export const define = <
           return copyOf
         }
         const value = (param: string, model = 0) => rules.get(param)?.resolve(name, model, Layer.layerIndex(name), layerCount)
-        const job = (baseData: Float32Array | undefined, data: ReadonlyArray<Float32Array>, stats: ReadonlyArray<Float32Array> | undefined): Job => ({
+        const job = (baseData: Float32Array | undefined, data: ReadonlyArray<Float32Array>, stats: ReadonlyArray<Float32Array> | undefined, diagnose: Job["diagnose"]): Job => ({
           name,
           shape: like.shape,
           base: baseData,
           models: data,
           value,
           perModel: (param, fallback) => data.map((_, i) => value(param, i) ?? fallback),
-          statistics: stats
+          statistics: stats,
+          diagnose
         })
         const statName = method.statistics?.tensorFor(name)
         const statRefs = statName === undefined ? [] : statistics.map((m) => m.tensors.get(statName))
@@ -228,15 +238,19 @@ export const define = <
               : statRefs.length > 0 && statRefs.every((t) => t !== undefined) ? yield* Effect.forEach(statRefs, (t) => TensorRef.readFloat32(t!)) : undefined
             // The method sees its own fields; the rules reach it through `Job.value`.
             const params = p as unknown as Schema.Struct.Type<Fields>
+            const diagnostics: Record<string, number | boolean> = {}
+            const diagnose = (values: Diagnostics) => void Object.assign(diagnostics, values)
             let result: Float32Array
             if (pool !== undefined && method.parallel !== undefined && arrays.every(isShared) && (stats === undefined || stats.every(isShared))) {
               result = outputs.take(TensorRef.numel(like.shape))
-              yield* method.parallel(pool, job(baseData, data, stats), params, result)
+              yield* method.parallel(pool, job(baseData, data, stats, diagnose), params, result)
             } else {
-              const merged = method.merge(job(baseData, data, stats), params)
+              const merged = method.merge(job(baseData, data, stats, diagnose), params)
               if (Result.isFailure(merged)) return yield* Effect.fail(merged.failure)
               result = merged.success
             }
+            // On the span the tensor is computed under: the runner parents it to this stage's span.
+            if (Object.keys(diagnostics).length > 0) yield* Stage.event("merge.diagnostics", { tensor: name, ...diagnostics })
             if (!allowNonFinite) yield* checkFinite(name, "output", [result], pool)
             // A result that is an input (or a view of one) must outlive the reused buffers.
             return buffers.owns(result) ? result.slice() : result

@@ -2,6 +2,7 @@
  * Spherical interpolation:
  * - `merge/slerp`: θ = sin((1−t)Ω)/sin Ω·a + sin(tΩ)/sin Ω·b, cos Ω = ⟨a,b⟩/(‖a‖‖b‖) per tensor;
  *   a lerp when nearly colinear; with a base, on task vectors (θ = base + slerp(t, a−base, b−base)).
+ *   Each tensor reports Ω and the two norms as a `merge.diagnostics` span event.
  * - `merge/multislerp`: the weighted spherical mean of N models (mergekit's multislerp, in closed form).
  *
  * @since 0.1.0
@@ -30,12 +31,15 @@ export const Slerp = Method.define({
     if (Result.isFailure(planned)) return Result.fail(planned.failure)
     const out = new Float32Array(a.length)
     Kernel.apply(planned.success, out, a, b, job.base)
+    job.diagnose(Kernel.diagnostics(planned.success, job.base !== undefined))
     return Result.succeed(out)
   },
   parallel: (pool, job, params, out) => {
     const [a, b] = job.models as [Float32Array, Float32Array]
     const t = job.value("t")
-    return t === undefined ? Parallel.copy(pool, out, a) : Effect.asVoid(Parallel.slerp(pool, slerpParams(t, params.dot_threshold), out, a, b, job.base, job.name))
+    return t === undefined
+      ? Parallel.copy(pool, out, a)
+      : Effect.map(Parallel.slerp(pool, slerpParams(t, params.dot_threshold), out, a, b, job.base, job.name), (plan) => job.diagnose(Kernel.diagnostics(plan, job.base !== undefined)))
   }
 })
 

@@ -13,6 +13,10 @@
  * | `merge/della` | magnitude-ranked keep probability (`density` ± `epsilon`) | sum | 1/p |
  * | `merge/della-linear` | as della | none | 1/p |
  *
+ * Each merged tensor reports its diagnostics (`kernels/TaskDiagnostics.ts`: kept fractions, sign
+ * agreement, task-vector norms) as a `merge.diagnostics` span event; the plain weighted sum
+ * (task arithmetic, no sparsification) has none.
+ *
  * Every preset's switches can be overridden (`consensus: count`, `rescale: l1` for mergekit's
  * norm-preserving rescale, `normalize`). DARE and DELLA draw from a counter-based PRNG keyed by
  * (seed, tensor name, model index): results do not depend on tensor order or worker count.
@@ -22,6 +26,7 @@
 import { Effect, Result, Schema } from "effect"
 import * as Parallel from "./kernels/Parallel.ts"
 import * as Kernel from "./kernels/TaskArithmetic.ts"
+import * as TaskDiagnostics from "./kernels/TaskDiagnostics.ts"
 import * as TaskStatistics from "./kernels/TaskStatistics.ts"
 import * as Method from "./Method.ts"
 
@@ -68,11 +73,15 @@ const preset = <const Kind extends string>(kind: Kind, name: Kernel.PresetName, 
       const planned = planOf(kind, name, job, params)
       if (Result.isFailure(planned)) return Result.fail(planned.failure)
       const out = new Float32Array(job.base!.length)
-      Kernel.apply(TaskStatistics.prepare(planned.success, job.base!, job.models), out, job.base!, job.models)
+      const partial = Kernel.apply(TaskStatistics.prepare(planned.success, job.base!, job.models), out, job.base!, job.models)
+      if (partial !== undefined) job.diagnose(TaskDiagnostics.summarize(planned.success, [partial], out.length))
       return Result.succeed(out)
     },
     parallel: (pool, job, params, out) =>
-      Effect.flatMap(Effect.fromResult(planOf(kind, name, job, params)), (plan) => Parallel.taskArithmetic(pool, plan, out, job.base!, job.models))
+      Effect.flatMap(Effect.fromResult(planOf(kind, name, job, params)), (plan) =>
+        Effect.map(Parallel.taskArithmetic(pool, plan, out, job.base!, job.models), ({ diagnostics }) => {
+          if (diagnostics !== undefined) job.diagnose(diagnostics)
+        }))
   })
 
 /** @category stage kinds */

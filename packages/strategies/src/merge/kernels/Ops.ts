@@ -14,6 +14,7 @@ import * as Select from "./Select.ts"
 import type { SimdKernels } from "./Simd.ts"
 import type { Selector } from "./Sparsify.ts"
 import * as TaskArithmetic from "./TaskArithmetic.ts"
+import type * as TaskDiagnostics from "./TaskDiagnostics.ts"
 import * as TaskStatistics from "./TaskStatistics.ts"
 import { weightedSum } from "./WeightedSum.ts"
 
@@ -40,7 +41,7 @@ export const ops = {
     start: number,
     end: number,
     ctx: Context
-  ): void => TaskArithmetic.apply(a.prepared, a.out, a.base, a.models, start, end, a.offset, sumWith(ctx)),
+  ): TaskDiagnostics.Partial | undefined => TaskArithmetic.apply(a.prepared, a.out, a.base, a.models, start, end, a.offset, sumWith(ctx)),
   modelStock: (a: { plan: ModelStock.ModelStockPlan; out: F32; base: F32; models: ReadonlyArray<F32> }, start: number, end: number, ctx: Context): void =>
     ModelStock.apply(a.plan, a.out, a.base, a.models, start, end, sumWith(ctx)),
   fisher: (a: { plan: Fisher.FisherPlan; out: F32; models: ReadonlyArray<F32>; fishers: ReadonlyArray<F32> }, start: number, end: number): void =>

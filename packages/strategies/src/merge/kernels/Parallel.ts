@@ -18,6 +18,7 @@ import * as Select from "./Select.ts"
 import * as Slerp from "./Slerp.ts"
 import type { Selector } from "./Sparsify.ts"
 import type { Prepared, TaskArithmeticPlan } from "./TaskArithmetic.ts"
+import * as TaskDiagnostics from "./TaskDiagnostics.ts"
 import * as TaskStatistics from "./TaskStatistics.ts"
 
 /** `out = Σ cᵢ·inputs[i]` on all workers (linear, passthrough, or any planned coefficients). @category kernels */
@@ -138,18 +139,25 @@ export const prepareTaskArithmetic: (
     return TaskStatistics.finish(plan, selectors, (i) => l1[i]!)
   })
 
-/** Generalized task arithmetic (TIES, DARE, …) into `out`: statistics, then the elementwise phase. @category kernels */
+/**
+ * Generalized task arithmetic (TIES, DARE, …) into `out`: statistics, then the elementwise phase.
+ * Returns the plan with its statistics and the tensor's diagnostics (the ranges' partials
+ * combined in order: the numbers one thread reports), undefined on the weighted-sum fast path.
+ *
+ * @category kernels
+ */
 export const taskArithmetic: (
   pool: Pool,
   plan: TaskArithmeticPlan,
   out: Float32Array,
   base: Float32Array,
   models: ReadonlyArray<Float32Array>
-) => Effect.Effect<Prepared, PoolError> =
+) => Effect.Effect<{ readonly prepared: Prepared; readonly diagnostics: TaskDiagnostics.Diagnostics | undefined }, PoolError> =
   Effect.fn("Parallel.taskArithmetic")(function* (pool, plan, out, base, models) {
     const prepared = yield* prepareTaskArithmetic(pool, plan, base, models)
-    yield* pool.run("taskArithmetic", { prepared, out, base, models, offset: 0 }, pool.split(out.length))
-    return prepared
+    const parts = yield* pool.run("taskArithmetic", { prepared, out, base, models, offset: 0 }, pool.split(out.length))
+    const partials = parts.filter((p): p is TaskDiagnostics.Partial => p !== undefined)
+    return { prepared, diagnostics: partials.length === 0 ? undefined : TaskDiagnostics.summarize(plan, partials, out.length) }
   })
 
 /** The parallel form of `Select.cuts`: the same three passes, each split across the ranges. @category statistics */

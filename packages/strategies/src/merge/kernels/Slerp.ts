@@ -34,6 +34,9 @@ export interface SlerpPlan {
   readonly omega: number
   /** True when the inputs were nearly colinear and the plan is a lerp. */
   readonly colinear: boolean
+  /** cos Ω as compared with the threshold, and the two norms (of the task vectors with a base). */
+  readonly cosine: number
+  readonly norms: readonly [number, number]
 }
 
 const METHOD = "slerp"
@@ -56,10 +59,29 @@ export const plan = (params: SlerpParams, gram: Float64Array, withBase: boolean,
   const nb = Math.sqrt(gram[3]!)
   const dot = gram[1]! / ((na > eps ? na : 1) * (nb > eps ? nb : 1))
   const pair = (s0: number, s1: number) => (withBase ? overBase([s0, s1]) : [s0, s1])
-  if (Math.abs(dot) > threshold) return Result.succeed({ coefficients: pair(1 - t, t), omega: Number.NaN, colinear: true })
+  const norms = [na, nb] as const
+  if (Math.abs(dot) > threshold) return Result.succeed({ coefficients: pair(1 - t, t), omega: Number.NaN, colinear: true, cosine: dot, norms })
   const omega = Math.acos(dot)
   const sinOmega = Math.sin(omega)
-  return Result.succeed({ coefficients: pair(Math.sin(omega - t * omega) / sinOmega, Math.sin(t * omega) / sinOmega), omega, colinear: false })
+  return Result.succeed({ coefficients: pair(Math.sin(omega - t * omega) / sinOmega, Math.sin(t * omega) / sinOmega), omega, colinear: false, cosine: dot, norms })
+}
+
+/**
+ * What a merge reports about a tensor (a `merge.diagnostics` event): the angle Ω between the two
+ * (radians, also when they were nearly colinear and lerped), whether the lerp was taken, and
+ * their norms — `tau_norm.i` for task vectors (with a base), `norm.i` for the models themselves.
+ * All from the plan's statistics: nothing more is read.
+ *
+ * @category plans
+ */
+export const diagnostics = (plan: SlerpPlan, withBase: boolean): Record<string, number | boolean> => {
+  const norm = withBase ? "tau_norm" : "norm"
+  return {
+    omega: Math.acos(Math.min(1, Math.max(-1, plan.cosine))),
+    colinear: plan.colinear,
+    [`${norm}.0`]: plan.norms[0],
+    [`${norm}.1`]: plan.norms[1]
+  }
 }
 
 /** Writes the interpolation on `[start, end)`. @category kernels */

@@ -130,6 +130,8 @@ export const dellaRow = (
  * Applies one model's selector to the chunk `[j0, j0 + m)` of the arrays: writes
  * `v[k] = weight·scale·τⱼ·(rescale factor)` for survivors and 0 for dropped entries. `offset` is
  * the tensor index of array element 0 (PRNG counters, cut indices and rows use tensor indices).
+ * Returns Σ τⱼ² over the chunk (float32 τ, float64 sum) and, for the random selectors, leaves
+ * the count of survivors in `work.kept`: the merge's diagnostics, taken in loops that run anyway.
  *
  * @category kernels
  */
@@ -144,16 +146,33 @@ export const applyChunk = (
   offset: number,
   v: Float64Array,
   work: ChunkWork
-): void => {
+): number => {
   const tau = work.tau
-  for (let k = 0; k < m; k++) tau[k] = x[j0 + k]! - base[j0 + k]!
+  // Two sums, so that the squares do not make one chain of dependent additions.
+  let s0 = 0
+  let s1 = 0
+  let j = 0
+  for (; j + 1 < m; j += 2) {
+    const a = Math.fround(x[j0 + j]! - base[j0 + j]!)
+    const b = Math.fround(x[j0 + j + 1]! - base[j0 + j + 1]!)
+    tau[j] = a
+    tau[j + 1] = b
+    s0 += a * a
+    s1 += b * b
+  }
+  if (j < m) {
+    const a = Math.fround(x[j0 + j]! - base[j0 + j]!)
+    tau[j] = a
+    s0 += a * a
+  }
+  const squares = s0 + s1
   switch (selector.kind) {
     case "all":
       for (let k = 0; k < m; k++) v[k] = factor * tau[k]!
-      return
+      return squares
     case "none":
       v.fill(0, 0, m)
-      return
+      return squares
     case "window": {
       // Comparisons are turned into 0/1 factors rather than branches: whether an entry survives
       // is close to a coin flip, and mispredicted branches cost more than the multiply.
@@ -168,27 +187,34 @@ export const applyChunk = (
           const key = keys[k]! & 0x7fffffff
           v[k] = factor * tau[k]! * +(key > hb) * +(key <= lb)
         }
-        return
+        return squares
       }
       for (let k = 0; k < m; k++) {
         const key = keys[k]! & 0x7fffffff
         const at = at0 + k
         v[k] = isAbove(key, at, hi) && !isAbove(key, at, lo) ? factor * tau[k]! : 0
       }
-      return
+      return squares
     }
     case "random": {
       const u = work.uniform
       Prng.fillUniform(selector.key, offset + j0, u, m)
       const d = selector.density
       const kept = unbiased ? factor / d : factor
-      for (let k = 0; k < m; k++) v[k] = kept * tau[k]! * +(u[k]! < d)
-      return
+      let survivors = 0
+      for (let k = 0; k < m; k++) {
+        const keep = +(u[k]! < d)
+        v[k] = kept * tau[k]! * keep
+        survivors += keep
+      }
+      work.kept = survivors
+      return squares
     }
     case "della": {
       const u = work.uniform
       Prng.fillUniform(selector.key, offset + j0, u, m)
       const L = selector.rowLength
+      let survivors = 0
       for (let k = 0; k < m; k++) {
         const at = offset + j0 + k
         const row = Math.floor(at / L)
@@ -199,9 +225,15 @@ export const applyChunk = (
           work.row = row
         }
         const p = work.p[at - work.row * L]!
-        v[k] = u[k]! < p ? (unbiased ? factor / p : factor) * tau[k]! : 0
+        if (u[k]! < p) {
+          v[k] = (unbiased ? factor / p : factor) * tau[k]!
+          survivors++
+        } else {
+          v[k] = 0
+        }
       }
-      return
+      work.kept = survivors
+      return squares
     }
   }
 }
@@ -213,6 +245,8 @@ export class ChunkWork {
   readonly uniform: Float64Array
   row = -1
   p = new Float64Array(0)
+  /** Survivors of the last chunk, for the random selectors (`random`, `della`). */
+  kept = 0
   readonly rowScratch = rowScratch()
   constructor(chunk: number) {
     this.tau = new Float32Array(chunk)

@@ -17,6 +17,7 @@ import { Result } from "effect"
 import { InvalidMergeParameter, MergeInputMismatch, type MergeKernelError } from "./KernelError.ts"
 import * as Prng from "./Prng.ts"
 import { applyChunk, ChunkWork, type Rescale, rankWindow, type Selector, type SparsifyMethod } from "./Sparsify.ts"
+import * as TaskDiagnostics from "./TaskDiagnostics.ts"
 import { overBase, weightedSum } from "./WeightedSum.ts"
 
 /** @category params */
@@ -180,7 +181,9 @@ const CHUNK = 2048
 /**
  * Writes the merge on `[start, end)` of the arrays. `offset` is the tensor index of array
  * element 0 when the arrays hold a window of the tensor (DELLA then needs whole rows in it);
- * `sum` runs the weighted-sum fast path (the SIMD kernel in a pool).
+ * `sum` runs the weighted-sum fast path (the SIMD kernel in a pool). Returns the range's
+ * diagnostics (`TaskDiagnostics.ts`), gathered on the chunks while they are in cache; the
+ * weighted-sum fast path has none.
  *
  * @category kernels
  */
@@ -193,9 +196,12 @@ export const apply = (
   end = out.length,
   offset = 0,
   sum: typeof weightedSum = weightedSum
-): void => {
+): TaskDiagnostics.Partial | undefined => {
   const affine = affineCoefficients(prepared)
-  if (affine !== undefined) return sum(out, [base, ...models], affine, start, end)
+  if (affine !== undefined) {
+    sum(out, [base, ...models], affine, start, end)
+    return undefined
+  }
   const { plan: p, selectors, factors } = prepared
   const n = models.length
   const unbiased = p.rescale === "unbiased"
@@ -205,11 +211,15 @@ export const apply = (
   const divisor = new Float64Array(CHUNK)
   const sign = new Float64Array(CHUNK)
   const weights = p.models.map((m) => m.weight)
+  const diagnostics = TaskDiagnostics.empty(n, start, end)
   for (let j0 = start; j0 < end; j0 += CHUNK) {
     const m = Math.min(CHUNK, end - j0)
-    for (let i = 0; i < n; i++) applyChunk(selectors[i]!, unbiased, factors[i]!, models[i]!, base, j0, m, offset, v[i]!, work[i]!)
+    for (let i = 0; i < n; i++) {
+      const squares = applyChunk(selectors[i]!, unbiased, factors[i]!, models[i]!, base, j0, m, offset, v[i]!, work[i]!)
+      TaskDiagnostics.addChunk(diagnostics, i, j0 - start, squares, selectors[i]!, work[i]!)
+    }
     if (p.consensus === "none") mix(v, m, mixed)
-    else elect(v, weights, m, p.consensus, mixed, divisor, sign)
+    else elect(v, weights, m, p.consensus, mixed, divisor, sign, diagnostics.agree)
     const scale = p.lambda / p.divisor
     if (p.consensus !== "none" && p.normalize) {
       for (let k = 0, j = j0; k < m; k++, j++) out[j] = base[j]! + (p.lambda * mixed[k]!) / divisor[k]!
@@ -217,6 +227,7 @@ export const apply = (
       for (let k = 0, j = j0; k < m; k++, j++) out[j] = base[j]! + scale * mixed[k]!
     }
   }
+  return diagnostics
 }
 
 const mix = (v: ReadonlyArray<Float64Array>, m: number, mixed: Float64Array): void => {
@@ -229,10 +240,12 @@ const mix = (v: ReadonlyArray<Float64Array>, m: number, mixed: Float64Array): vo
 
 // The same election by mass for up to 4 models in one pass per element (same operations, same
 // order, so the same bits): the multi-pass form walks the chunk eight times.
-const electBySum = (v: ReadonlyArray<Float64Array>, weights: ReadonlyArray<number>, m: number, mixed: Float64Array, divisor: Float64Array): void => {
+const electBySum = (v: ReadonlyArray<Float64Array>, weights: ReadonlyArray<number>, m: number, mixed: Float64Array, divisor: Float64Array, agreed: Float64Array): void => {
   const n = v.length
   const a = v[0]!, b = v[n > 1 ? 1 : 0]!, c = v[n > 2 ? 2 : 0]!, d = v[n > 3 ? 3 : 0]!
   const wa = weights[0]!, wb = weights[1] ?? 0, wc = weights[2] ?? 0, wd = weights[3] ?? 0
+  // Agreeing entries per model, for the diagnostics: the 0/1 factors are at hand.
+  let na = 0, nb = 0, nc = 0, nd = 0
   for (let k = 0; k < m; k++) {
     const xa = a[k]!, xb = n > 1 ? b[k]! : 0, xc = n > 2 ? c[k]! : 0, xd = n > 3 ? d[k]! : 0
     let s = xa
@@ -243,29 +256,38 @@ const electBySum = (v: ReadonlyArray<Float64Array>, weights: ReadonlyArray<numbe
     let agree = +(xa * sign > 0)
     let mix = agree * xa
     let div = agree * wa
+    na += agree
     if (n > 1) {
       agree = +(xb * sign > 0)
       mix = mix + agree * xb
       div = div + agree * wb
+      nb += agree
     }
     if (n > 2) {
       agree = +(xc * sign > 0)
       mix = mix + agree * xc
       div = div + agree * wc
+      nc += agree
     }
     if (n > 3) {
       agree = +(xd * sign > 0)
       mix = mix + agree * xd
       div = div + agree * wd
+      nd += agree
     }
     mixed[k] = mix
     divisor[k] = div + +(div === 0)
   }
+  agreed[0] = agreed[0]! + na
+  if (n > 1) agreed[1] = agreed[1]! + nb
+  if (n > 2) agreed[2] = agreed[2]! + nc
+  if (n > 3) agreed[3] = agreed[3]! + nd
 }
 
 // Sign election: `sign` gets the elected sign (+1/−1, ties +), `mixed` the sum of the entries
-// that agree with it, `divisor` the sum of their weights (1 where none agree). Agreement is
-// close to a coin flip, so it is a 0/1 factor rather than a branch.
+// that agree with it, `divisor` the sum of their weights (1 where none agree), `agreed` (per
+// model) the count of its entries that agree. Agreement is close to a coin flip, so it is a 0/1
+// factor rather than a branch.
 const elect = (
   v: ReadonlyArray<Float64Array>,
   weights: ReadonlyArray<number>,
@@ -273,10 +295,11 @@ const elect = (
   consensus: "sum" | "count",
   mixed: Float64Array,
   divisor: Float64Array,
-  sign: Float64Array
+  sign: Float64Array,
+  agreed: Float64Array
 ): void => {
   const first = v[0]!
-  if (consensus === "sum" && v.length <= 4) return electBySum(v, weights, m, mixed, divisor)
+  if (consensus === "sum" && v.length <= 4) return electBySum(v, weights, m, mixed, divisor, agreed)
   if (consensus === "sum") {
     sign.set(first.subarray(0, m))
     for (let i = 1; i < v.length; i++) {
@@ -292,21 +315,27 @@ const elect = (
   }
   for (let k = 0; k < m; k++) sign[k] = 1 - 2 * +(sign[k]! < 0)
   const w0 = weights[0]!
+  let count = 0
   for (let k = 0; k < m; k++) {
     const x = first[k]!
     const agree = +(x * sign[k]! > 0)
     mixed[k] = agree * x
     divisor[k] = agree * w0
+    count += agree
   }
+  agreed[0] = agreed[0]! + count
   for (let i = 1; i < v.length; i++) {
     const vi = v[i]!
     const w = weights[i]!
+    count = 0
     for (let k = 0; k < m; k++) {
       const x = vi[k]!
       const agree = +(x * sign[k]! > 0)
       mixed[k] = mixed[k]! + agree * x
       divisor[k] = divisor[k]! + agree * w
+      count += agree
     }
+    agreed[i] = agreed[i]! + count
   }
   for (let k = 0; k < m; k++) divisor[k] = divisor[k]! + +(divisor[k] === 0)
 }
