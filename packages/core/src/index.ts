@@ -33,3 +33,6 @@ export * as Yaml from "./pipeline/Yaml.ts"
 export * as Builder from "./pipeline/Builder.ts"
 export * as StageKey from "./pipeline/StageKey.ts"
 export * as MemoryBudget from "./pipeline/MemoryBudget.ts"
+export * as Check from "./pipeline/Check.ts"
+/** "did you mean …?" and approximate substring distance, for messages that suggest a fix. */
+export * as Suggest from "./internal/suggest.ts"

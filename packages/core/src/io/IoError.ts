@@ -56,6 +56,9 @@ export class InvalidArgument extends Schema.TaggedError<InvalidArgument>()("Inva
 /** Any error of model I/O. @category errors */
 export type ModelIoError = FormatError | IoError | UnsafePickle | InvalidArgument
 
-/** Formats a Node error for `detail`. */
-export const describe = (cause: unknown): string =>
-  cause instanceof Error ? ((cause as NodeJS.ErrnoException).code ? `${(cause as NodeJS.ErrnoException).code}: ${cause.message}` : cause.message) : String(cause)
+/** Formats a Node error for `detail`: its code, then its message (which often starts with the code already). */
+export const describe = (cause: unknown): string => {
+  if (!(cause instanceof Error)) return String(cause)
+  const code = (cause as NodeJS.ErrnoException).code
+  return code === undefined || cause.message.startsWith(`${code}:`) ? cause.message : `${code}: ${cause.message}`
+}

@@ -4,7 +4,7 @@
  * @since 0.1.0
  */
 import { Schema } from "effect"
-import { format, Problem } from "./Problem.ts"
+import { format, isError, Problem } from "./Problem.ts"
 
 /** The pipeline is invalid; every problem found is listed. @category errors */
 export class PipelineInvalid extends Schema.TaggedError<PipelineInvalid>()("PipelineInvalid", {
@@ -13,7 +13,10 @@ export class PipelineInvalid extends Schema.TaggedError<PipelineInvalid>()("Pipe
 }) {
   override get message() {
     const n = this.problems.length
-    return `${n} problem${n === 1 ? "" : "s"} in ${this.file ?? "the pipeline"}:\n\n${this.problems.map((p) => format(p, this.file)).join("\n\n")}`
+    // Warnings ride along with the errors (all at once), and are counted apart so the count is honest.
+    const warnings = this.problems.filter((p) => !isError(p)).length
+    const counted = warnings === 0 ? "" : ` (${n - warnings} error${n - warnings === 1 ? "" : "s"}, ${warnings} warning${warnings === 1 ? "" : "s"})`
+    return `${n} problem${n === 1 ? "" : "s"}${counted} in ${this.file ?? "the pipeline"}:\n\n${this.problems.map((p) => format(p, this.file)).join("\n\n")}`
   }
 }
 

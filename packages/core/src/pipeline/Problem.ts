@@ -11,9 +11,18 @@ import { Schema } from "effect"
 export const ProblemCodes = [
   "YamlSyntax", "DuplicateId", "DuplicateKey", "InvalidPipeline", "UnknownKey", "UnknownStageKind",
   "InvalidParam", "MissingParam", "UnknownParam", "MissingInput", "InvalidReference", "DanglingReference",
-  "PortMismatch", "TooFewInputs", "Cycle", "InvalidInput", "KindModule", "KindClash"
+  "PortMismatch", "TooFewInputs", "Cycle", "InvalidInput", "KindModule", "KindClash",
+  // Found by reading the inputs' headers (never their tensors), before anything runs.
+  "InputUnreadable", "OutputUnwritable", "HeaderMismatch", "UnmatchedFilter", "StageWouldFail"
 ] as const
 export type ProblemCode = (typeof ProblemCodes)[number]
+
+/**
+ * An error stops the pipeline from running; a warning is printed and the pipeline runs (a filter
+ * that matches no tensor is legal, and often a typo). @category models
+ */
+export const Severities = ["error", "warning"] as const
+export type Severity = (typeof Severities)[number]
 
 /** A position in the pipeline file, 1-based. @category models */
 export const Position = Schema.Struct({ line: Schema.Number, col: Schema.Number })
@@ -28,8 +37,17 @@ export class Problem extends Schema.Class<Problem>("crucible/Problem")({
   /** The path of the offending value in the document, e.g. ["stages", "avg", "with", "weights"]. */
   path: Schema.Array(Schema.Union([Schema.String, Schema.Number])),
   position: Schema.optional(Position),
-  frame: Schema.optional(Schema.String)
+  frame: Schema.optional(Schema.String),
+  /** Absent means `error`. */
+  severity: Schema.optional(Schema.Literals(Severities))
 }) {}
+
+/** Whether a problem stops the pipeline (every problem but a warning does). */
+export const isError = (problem: Problem): boolean => problem.severity !== "warning"
+
+/** Problems in document order (those without a position first), as they are reported. */
+export const sortByPosition = (problems: ReadonlyArray<Problem>): Array<Problem> =>
+  [...problems].sort((a, b) => (a.position?.line ?? 0) - (b.position?.line ?? 0) || (a.position?.col ?? 0) - (b.position?.col ?? 0))
 
 /** A short code frame: the offending line with its neighbours and a caret under the column. */
 export const codeFrame = (text: string, position: Position): string => {
@@ -50,6 +68,6 @@ export const codeFrame = (text: string, position: Position): string => {
 export const format = (problem: Problem, file: string | undefined): string => {
   const where = [file ?? "<pipeline>", problem.position?.line, problem.position?.col].filter((x) => x !== undefined).join(":")
   const stage = problem.stage === undefined ? "" : `stage "${problem.stage}": `
-  const head = `${where}: [${problem.code}] ${stage}${problem.message}`
+  const head = `${where}: ${problem.severity === "warning" ? "warning " : ""}[${problem.code}] ${stage}${problem.message}`
   return problem.frame === undefined ? head : `${head}\n${problem.frame}`
 }

@@ -17,6 +17,7 @@
  * @since 0.1.0
  */
 import { Context, Effect, Schema, Scope } from "effect"
+import type { Checks } from "./Check.ts"
 import type { Input, InputValue, Port, ValueOf } from "./Port.ts"
 
 /** What a stage needs from the machine. The scheduler reads these; they never live in globals. @category models */
@@ -83,6 +84,11 @@ export interface StageKind<
   readonly inputs: Inputs
   readonly output: Output
   readonly resources: Resources
+  /**
+   * The kind's own checks beyond its Schema (see `Check.ts`): `params` against the references of
+   * its inputs at validation, `headers` against its input models' headers before anything runs.
+   */
+  readonly check?: Checks<Params["Type"], Inputs> | undefined
   readonly run: (
     context: StageContext<Params["Type"], { readonly [K in keyof Inputs]: InputValue<Inputs[K]> }>
   ) => Effect.Effect<ValueOf<Output>, E, R | StageServices>
@@ -112,6 +118,7 @@ export const define = <
   readonly inputs: Inputs
   readonly output: Output
   readonly resources?: Partial<Resources>
+  readonly check?: Checks<Params["Type"], Inputs>
   readonly run: StageKind<Kind, Params, Inputs, Output, E, R>["run"]
 }): StageKind<Kind, Params, Inputs, Output, E, R> => ({
   ...definition,

@@ -1,17 +1,20 @@
 /**
  * Checks a pipeline IR against a registry of stage kinds and resolves it: every stage's kind is
  * known, its params decode with the kind's Schema, its input references name existing stages
- * whose output port is the one the input expects, and the graph has no cycle. Every problem is
- * collected — a user fixing a file sees them all at once.
+ * whose output port is the one the input expects, the kind's own `params` check passes (a
+ * per-model list has one value per referenced model…), and the graph has no cycle. Every problem is
+ * collected — a user fixing a file sees them all at once — and the stages that passed, with all
+ * they depend on, are kept, so a preflight can read their inputs' headers in the same report.
  *
  * @since 0.1.0
  */
 import { Exit, Schema } from "effect"
 import { didYouMean } from "../internal/suggest.ts"
+import * as Check from "./Check.ts"
 import * as Issues from "./Issues.ts"
 import type { IrStage, PipelineIR } from "./Ir.ts"
 import type { Input } from "./Port.ts"
-import { Problem, type ProblemCode } from "./Problem.ts"
+import { isError, Problem, type ProblemCode } from "./Problem.ts"
 import * as Registry from "./Registry.ts"
 import type { AnyStageKind } from "./Stage.ts"
 
@@ -40,11 +43,20 @@ type Path = ReadonlyArray<string | number>
 const problem = (code: ProblemCode, message: string, path: Path, stage?: string): Problem =>
   new Problem({ code, message, path: [...path], ...(stage === undefined ? {} : { stage }) })
 
-/** Resolves `ir` against `registry`, or returns every problem found. */
-export const validate = (
-  ir: PipelineIR,
-  registry: Registry.Registry
-): { readonly _tag: "Valid"; readonly pipeline: ResolvedPipeline } | { readonly _tag: "Invalid"; readonly problems: ReadonlyArray<Problem> } => {
+/**
+ * The outcome of {@link validate}: `Valid` when no problem is an error (warnings may remain).
+ * @category models
+ */
+export interface Validation {
+  readonly _tag: "Valid" | "Invalid"
+  /** Every problem found, errors and warnings, unpositioned (paths into the document). */
+  readonly problems: ReadonlyArray<Problem>
+  /** Every stage when valid; otherwise the stages that passed their checks and depend only on such stages. */
+  readonly pipeline: ResolvedPipeline
+}
+
+/** Resolves `ir` against `registry`, with every problem found. */
+export const validate = (ir: PipelineIR, registry: Registry.Registry): Validation => {
   const problems: Array<Problem> = []
   const ids = new Set(ir.stages.map((s) => s.id))
   const kindOf = new Map<string, AnyStageKind>()
@@ -60,8 +72,14 @@ export const validate = (
       problems.push(problem("UnknownStageKind", `unknown stage kind "${s.uses}"${didYouMean(s.uses, registry.kinds.keys())}; known kinds: ${[...registry.kinds.keys()].sort().join(", ")}`, [...base, "uses"], s.id))
       continue
     }
+    const before = problems.length
     const inputs = resolveInputs(s, kind, ids, kindOf, problems)
     const params = decodeParams(s, kind, problems)
+    // A kind's own check sees decoded params and well-formed references only.
+    const paramsCheck = kind.check?.params
+    if (paramsCheck !== undefined && problems.length === before) {
+      problems.push(...Check.run(s.id, kind.kind, "InvalidParam", () => paramsCheck({ id: s.id, params, inputs })))
+    }
     for (const [i, need] of s.needs.entries()) {
       if (!ids.has(need)) problems.push(problem("DanglingReference", `needs "${need}", but there is no such stage${didYouMean(need, ids)}`, [...base, "needs", i], s.id))
     }
@@ -69,7 +87,27 @@ export const validate = (
     stages.push({ id: s.id, kind, raw: s.with, params, inputs, dependsOn })
   }
   problems.push(...findCycles(stages))
-  return problems.length > 0 ? { _tag: "Invalid", problems } : { _tag: "Valid", pipeline: { ir, stages } }
+  const errors = problems.filter(isError)
+  if (errors.length === 0) return { _tag: "Valid", problems, pipeline: { ir, stages } }
+  const checked = passed(stages, new Set(errors.flatMap((p) => (p.stage === undefined ? [] : [p.stage]))))
+  return { _tag: "Invalid", problems, pipeline: { ir: { ...ir, stages: ir.stages.filter((s) => checked.some((c) => c.id === s.id)) }, stages: checked } }
+}
+
+/**
+ * The stages without an error of their own whose dependencies are all such stages, transitively.
+ * A cycle's stages all drop out: one of them carries the Cycle problem and each depends on it.
+ */
+const passed = (stages: ReadonlyArray<ResolvedStage>, failed: ReadonlySet<string>): Array<ResolvedStage> => {
+  const kept = new Map(stages.filter((s) => !failed.has(s.id)).map((s) => [s.id, s] as const))
+  for (let changed = true; changed;) {
+    changed = false
+    for (const s of kept.values()) {
+      if (s.dependsOn.every((d) => kept.has(d))) continue
+      kept.delete(s.id)
+      changed = true
+    }
+  }
+  return stages.filter((s) => kept.has(s.id))
 }
 
 const resolveInputs = (
@@ -118,12 +156,14 @@ const decodeParams = (s: IrStage, kind: AnyStageKind, problems: Array<Problem>):
   const raw = Object.fromEntries(Object.entries(s.with).filter(([k]) => !inputNames.has(k)))
   const exit = Schema.decodeUnknownExit(kind.params as Schema.Codec<unknown, unknown>)(raw, { errors: "all", onExcessProperty: "error" })
   if (Exit.isSuccess(exit)) return exit.value
-  const issues = Issues.fromCause(exit.cause)
+  const issues = relevant(Issues.fromCause(exit.cause))
   const known = [...Object.keys(structFields(kind.params)), ...inputNames]
   for (const issue of issues) {
     const path: Path = ["stages", s.id, "with", ...issue.path]
     const key = String(issue.path[0] ?? "")
-    if (Issues.isExcess(issue.message)) {
+    if (Issues.isExcess(issue.message) && issue.path.length > 1) {
+      problems.push(problem("UnknownParam", `parameter "${issue.path.slice(0, -1).join(".")}" has an unknown key "${String(issue.path.at(-1))}"`, path, s.id))
+    } else if (Issues.isExcess(issue.message)) {
       problems.push(problem("UnknownParam", `unknown parameter "${key}" for ${kind.kind}${didYouMean(key, known)}; it takes: ${known.join(", ") || "nothing"}`, path, s.id))
     } else if (Issues.isMissing(issue.message)) {
       problems.push(problem("MissingParam", `missing required parameter "${issue.path.join(".")}" for ${kind.kind}`, ["stages", s.id, "with"], s.id))
@@ -132,6 +172,18 @@ const decodeParams = (s: IrStage, kind: AnyStageKind, problems: Array<Problem>):
     }
   }
   return undefined
+}
+
+/**
+ * A value that fits no member of a union (a rule: number, gradient, filter list…) fails in every
+ * member: the member it was meant for says what is wrong with it (`density.1.value`: out of
+ * range), the others only that it is not theirs (a missing `gradient`, an unknown `filter`). When
+ * a parameter has issues of the first kind, those are the ones reported.
+ */
+const relevant = (issues: ReadonlyArray<Issues.FlatIssue>): ReadonlyArray<Issues.FlatIssue> => {
+  const isShape = (i: Issues.FlatIssue) => Issues.isExcess(i.message) || Issues.isMissing(i.message)
+  const withValueIssue = new Set(issues.filter((i) => i.path.length > 0 && !isShape(i)).map((i) => i.path[0]))
+  return issues.filter((i) => !(isShape(i) && i.path.length > 1 && withValueIssue.has(i.path[0])))
 }
 
 const structFields = (schema: unknown): Record<string, unknown> => ((schema as { fields?: Record<string, unknown> }).fields ?? {})

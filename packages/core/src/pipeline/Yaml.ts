@@ -1,7 +1,8 @@
 /**
  * Pipeline files in YAML: parsing with source positions, decoding with Effect Schema, and
  * validation against a registry, with every problem mapped back to its `line:col` and a code
- * frame. A stage that is malformed does not stop the others from being checked.
+ * frame. A stage that is malformed does not stop the others from being checked, nor does a
+ * top level that is (a missing `name`, a wrong `version`): its stages are still decoded and checked.
  *
  * @since 0.1.0
  */
@@ -12,7 +13,7 @@ import { isMap, isNode, isPair, isScalar, LineCounter, parseDocument, type Docum
 import * as Issues from "./Issues.ts"
 import { FORMAT_VERSION, type IrStage, type PipelineIR, StageId, StageNode } from "./Ir.ts"
 import { PipelineInvalid, PipelineUnreadable } from "./PipelineError.ts"
-import { codeFrame, type Position, Problem, type ProblemCode } from "./Problem.ts"
+import { codeFrame, isError, type Position, Problem, type ProblemCode, sortByPosition } from "./Problem.ts"
 import type * as Registry from "./Registry.ts"
 import { type ResolvedPipeline, validate } from "./Validate.ts"
 
@@ -59,13 +60,15 @@ export const parse = (text: string): Parsed => {
   if (doc.errors.some((e) => e.code !== "DUPLICATE_KEY")) return { ir: undefined, problems, locate }
 
   const raw: unknown = doc.toJS({ maxAliasCount: 100 })
-  const top = Schema.decodeUnknownExit(TopLevel)(raw, { errors: "all", onExcessProperty: "error" })
-  if (Exit.isFailure(top)) {
-    for (const issue of issuesOf(top.cause)) problems.push(positioned(issueCode(issue.message, "InvalidPipeline"), issueMessage(issue), issue.path, undefined, isExcess(issue.message)))
-    return { ir: undefined, problems, locate }
+  const decoded = Schema.decodeUnknownExit(TopLevel)(raw, { errors: "all", onExcessProperty: "error" })
+  if (Exit.isFailure(decoded)) {
+    for (const issue of issuesOf(decoded.cause)) problems.push(positioned(issueCode(issue.message, "InvalidPipeline"), issueMessage(issue), issue.path, undefined, isExcess(issue.message)))
   }
+  // A wrong top level is reported above; its stages are still checked, so no problem hides another.
+  const top = Exit.isSuccess(decoded) ? decoded.value : lenientTopLevel(raw)
+  if (top === undefined) return { ir: undefined, problems, locate }
   const stages: Array<IrStage> = []
-  for (const [id, value] of Object.entries(top.value.stages)) {
+  for (const [id, value] of Object.entries(top.stages)) {
     const idExit = Schema.decodeUnknownExit(StageId)(id)
     if (Exit.isFailure(idExit)) {
       for (const issue of issuesOf(idExit.cause)) problems.push(positioned("InvalidPipeline", issue.message, ["stages", id], id, true))
@@ -83,18 +86,61 @@ export const parse = (text: string): Parsed => {
   }
   const ir: PipelineIR = {
     version: FORMAT_VERSION,
-    name: top.value.name,
-    ...(top.value.description === undefined ? {} : { description: top.value.description }),
-    ...(top.value.kinds === undefined ? {} : { kinds: top.value.kinds }),
+    name: top.name,
+    ...(top.description === undefined ? {} : { description: top.description }),
+    ...(top.kinds === undefined ? {} : { kinds: top.kinds }),
     stages
   }
   return { ir, problems, locate }
 }
 
+/** What can be used of a top level that failed to decode: its stages map (if it is one), and the rest where well-typed. */
+const lenientTopLevel = (raw: unknown): typeof TopLevel.Type | undefined => {
+  if (!isRecord(raw) || !isRecord(raw.stages)) return undefined
+  const kinds = Array.isArray(raw.kinds) && raw.kinds.every((k) => typeof k === "string") ? (raw.kinds as ReadonlyArray<string>) : undefined
+  return {
+    version: FORMAT_VERSION,
+    name: typeof raw.name === "string" ? raw.name : "",
+    ...(typeof raw.description === "string" ? { description: raw.description } : {}),
+    ...(kinds === undefined ? {} : { kinds }),
+    stages: raw.stages
+  }
+}
+
+const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === "object" && value !== null && !Array.isArray(value)
+
+/** Pipeline YAML checked against a registry: every problem, and what a preflight can check further. @category models */
+export interface Checked {
+  /** Every problem, errors and warnings, positioned and in document order. */
+  readonly problems: ReadonlyArray<Problem>
+  /**
+   * Every stage when no problem is an error; otherwise the stages that passed their own checks and
+   * depend only on such stages. Undefined when the text holds no pipeline to check.
+   */
+  readonly pipeline: ResolvedPipeline | undefined
+  /** Gives a problem found later (by a preflight) its position and code frame, from its path. */
+  readonly position: (problem: Problem) => Problem
+}
+
 /**
- * Parses and validates pipeline YAML against a registry. `found` are problems the caller found
- * on its own (a `kinds:` module that failed to load): they are positioned by their path and
- * reported with the others.
+ * Parses and validates pipeline YAML against a registry, failing on nothing. `found` are problems
+ * the caller found on its own (a `kinds:` module that failed to load): they are positioned by
+ * their path and reported with the others.
+ */
+export const check = (text: string, registry: Registry.Registry, found: ReadonlyArray<Problem> = []): Checked => {
+  const parsed = parse(text)
+  // An unknown key is shown at the key itself, everything else at its value.
+  const position = (p: Problem) => withPosition(p, parsed.locate(p.path, { key: p.code === "UnknownParam" || p.code === "UnknownKey" }), text)
+  const problems = [...parsed.problems, ...found.map(position)]
+  if (parsed.ir === undefined) return { problems: sortByPosition(problems), pipeline: undefined, position }
+  const result = validate(parsed.ir, registry)
+  problems.push(...result.problems.map(position))
+  return { problems: sortByPosition(problems), pipeline: result.pipeline, position }
+}
+
+/**
+ * Parses and validates pipeline YAML against a registry; fails with every problem when one is an
+ * error. Warnings of a valid pipeline are not returned: {@link check} gives them.
  */
 export const decode = (
   text: string,
@@ -102,18 +148,11 @@ export const decode = (
   file?: string,
   found: ReadonlyArray<Problem> = []
 ): Effect.Effect<ResolvedPipeline, PipelineInvalid> => {
-  const parsed = parse(text)
-  const problems = [...parsed.problems, ...found.map((p) => withPosition(p, parsed.locate(p.path), text))]
-  let resolved: ResolvedPipeline | undefined
-  if (parsed.ir !== undefined) {
-    const result = validate(parsed.ir, registry)
-    if (result._tag === "Valid") resolved = result.pipeline
-    else for (const p of result.problems) problems.push(withPosition(p, parsed.locate(p.path, { key: p.code === "UnknownParam" }), text))
+  const checked = check(text, registry, found)
+  if (checked.pipeline === undefined || checked.problems.some(isError)) {
+    return Effect.fail(new PipelineInvalid({ ...(file === undefined ? {} : { file }), problems: checked.problems }))
   }
-  if (problems.length > 0 || resolved === undefined) {
-    return Effect.fail(new PipelineInvalid({ ...(file === undefined ? {} : { file }), problems: sortByPosition(problems) }))
-  }
-  return Effect.succeed(resolved)
+  return Effect.succeed(checked.pipeline)
 }
 
 /** A pipeline loaded from a file, with the folder its relative paths resolve against. */
@@ -139,9 +178,6 @@ export const load = (file: string, registry: Registry.Registry): Effect.Effect<L
 
 const withPosition = (p: Problem, position: Position | undefined, text: string): Problem =>
   position === undefined ? p : new Problem({ ...p, position, frame: codeFrame(text, position) })
-
-const sortByPosition = (problems: ReadonlyArray<Problem>): Array<Problem> =>
-  [...problems].sort((a, b) => (a.position?.line ?? 0) - (b.position?.line ?? 0) || (a.position?.col ?? 0) - (b.position?.col ?? 0))
 
 const { fromCause: issuesOf, isExcess } = Issues
 

@@ -1,6 +1,9 @@
 import { describe, expect, it } from "vitest"
-import { Effect, Exit } from "effect"
+import { Effect, Exit, Schema } from "effect"
 import type { PipelineInvalid } from "../../src/pipeline/PipelineError.ts"
+import * as Port from "../../src/pipeline/Port.ts"
+import * as Registry from "../../src/pipeline/Registry.ts"
+import * as Stage from "../../src/pipeline/Stage.ts"
 import * as Yaml from "../../src/pipeline/Yaml.ts"
 import { registry } from "./kinds.ts"
 
@@ -47,8 +50,10 @@ stages:
     uses: test/source
     whith: { path: a }
 `)
+    // The top level's problem does not hide the stage's.
     expect(problems).toEqual([
-      expect.objectContaining({ code: "UnknownKey", line: 3, col: 1, message: 'unknown key "colour"' })
+      expect.objectContaining({ code: "UnknownKey", line: 3, col: 1, message: 'unknown key "colour"' }),
+      expect.objectContaining({ code: "UnknownKey", stage: "a", line: 7, col: 5 })
     ])
     const stageProblems = problemsOf(`version: 1
 name: x
@@ -142,7 +147,8 @@ name: x
 stages:
   "bad id": { uses: test/source, with: { path: a } }
 `)
-    expect(problems.map((p) => [p.code, p.line])).toEqual([["InvalidPipeline", 1]])
+    // A wrong version does not hide the stages' problems.
+    expect(problems.map((p) => [p.code, p.line])).toEqual([["InvalidPipeline", 1], ["InvalidPipeline", 4]])
     const idProblems = problemsOf(`version: 1
 name: x
 stages:
@@ -158,5 +164,68 @@ stages:
     expect(message).toContain('p.yaml:7:16: [UnknownStageKind] stage "out": unknown stage kind "test/snk"')
     expect(message).toContain("> 7 |   out: { uses: test/snk, with: { model: avg, path: out.safetensors } }")
     expect(message).toContain("    |                ^")
+  })
+
+  it("reports a missing name, a dangling reference and an unknown kind together", () => {
+    const problems = problemsOf(`version: 1
+stages:
+  a: { uses: test/source, with: { path: a } }
+  avg: { uses: test/average, with: { models: [a, nope] } }
+  z: { uses: test/zap, with: {} }
+`)
+    expect(problems.map((p) => [p.code, p.line, p.col])).toEqual([["InvalidPipeline", 1, 1], ["DanglingReference", 4, 50], ["UnknownStageKind", 5, 14]])
+    expect(problems[0]!.message).toBe('missing required key "name"')
+  })
+
+  describe("a kind's own params check", () => {
+    const Weighted = Stage.define({
+      kind: "test/weighted",
+      version: 1,
+      description: "one weight per model",
+      params: Schema.Struct({ weights: Schema.Array(Schema.Finite), note: Schema.optional(Schema.String) }),
+      inputs: { models: Port.many(Port.ModelPort, { min: 1 }) },
+      output: Port.ModelPort,
+      check: {
+        params: ({ params, inputs }) => [
+          ...(params.weights.length === inputs.models.length ? [] : [{ path: ["weights"], message: `${params.weights.length} weights for ${inputs.models.length} models` }]),
+          ...(params.note === "odd" ? [{ path: ["note"], message: "an odd note", severity: "warning" as const }] : [])
+        ]
+      },
+      run: ({ inputs }) => Effect.succeed(inputs.models[0]!)
+    })
+    const withWeighted = Registry.extend(registry, [Weighted])
+    const pipeline = (stage: string) => `version: 1
+name: x
+stages:
+  a: { uses: test/source, with: { path: a } }
+  b: { uses: test/source, with: { path: b } }
+  w: ${stage}
+  out: { uses: test/sink, with: { model: w, path: o } }
+`
+
+    it("reports its issues at their path inside with:, as InvalidParam by default", () => {
+      const checked = Yaml.check(pipeline("{ uses: test/weighted, with: { models: [a, b], weights: [1, 2, 3] } }"), withWeighted)
+      expect(checked.problems.map((p) => [p.code, p.stage, p.position?.line, p.position?.col, p.message])).toEqual([["InvalidParam", "w", 6, 62, "3 weights for 2 models"]])
+      // The stages that passed, and only those whose inputs did, are kept for a preflight.
+      expect(checked.pipeline?.stages.map((s) => s.id)).toEqual(["a", "b"])
+    })
+
+    it("warnings leave the pipeline valid", () => {
+      const checked = Yaml.check(pipeline("{ uses: test/weighted, with: { models: [a, b], weights: [1, 2], note: odd } }"), withWeighted)
+      expect(checked.problems.map((p) => [p.code, p.severity, p.position?.line])).toEqual([["InvalidParam", "warning", 6]])
+      expect(checked.pipeline?.stages.map((s) => s.id)).toEqual(["a", "b", "w", "out"])
+      expect(Exit.isSuccess(Effect.runSyncExit(Yaml.decode(pipeline("{ uses: test/weighted, with: { models: [a, b], weights: [1, 2], note: odd } }"), withWeighted)))).toBe(true)
+    })
+
+    it("does not run on params that failed to decode, and a check that throws is reported, not raised", () => {
+      expect(problemsOf(pipeline("{ uses: test/average, with: { models: [a, b], weights: [1, x] } }")).map((p) => p.code)).toEqual(["InvalidParam"])
+      const Throws = Stage.define({
+        kind: "test/throws", version: 1, description: "a kind whose check has a bug", params: Weighted.params, inputs: Weighted.inputs, output: Port.ModelPort,
+        check: { params: () => { throw new Error("boom") } },
+        run: ({ inputs }) => Effect.succeed(inputs.models[0]!)
+      })
+      const checked = Yaml.check(pipeline("{ uses: test/throws, with: { models: [a, b], weights: [1, 2] } }"), Registry.extend(registry, [Throws]))
+      expect(checked.problems.map((p) => [p.code, p.message])).toEqual([["KindModule", 'the check of kind "test/throws" threw (a bug in the kind): boom']])
+    })
   })
 })
