@@ -256,7 +256,8 @@ const recordMetrics = (stage: Validate.ResolvedStage, exit: Exit.Exit<unknown, u
     else if (Array.isArray(value?.files)) yield* metrics.value.bytesWritten(value.files.reduce((n, f) => n + f.bytes, 0), attributes)
   })
 
-const inputValues = (stage: Validate.ResolvedStage, values: ReadonlyMap<string, unknown>): Record<string, unknown> => {
+/** A stage's input values as its `run` (and its `headers` check) receives them, from its inputs' outputs by stage id. */
+export const inputValues = (stage: Validate.ResolvedStage, values: ReadonlyMap<string, unknown>): Record<string, unknown> => {
   const out: Record<string, unknown> = {}
   for (const [name, input] of Object.entries(stage.kind.inputs as Record<string, Port.Input>)) {
     const refs = stage.inputs[name] ?? []

@@ -2,9 +2,10 @@
  * Where a pipeline comes from, made one thing for the runner: a YAML file, a TypeScript (or
  * JavaScript) module whose default export is a built pipeline, a `Builder` or its IR in the
  * caller's hands. Each is validated with the same registry — the built-in kinds, the caller's,
- * the `--kinds` modules, the file's own `kinds:` modules, and the kinds a builder used — and
- * becomes the same `LoadedPipeline`: plan, run, manifest, trace and dashboard cannot tell them
- * apart.
+ * the `--kinds` modules, the file's own `kinds:` modules, and the kinds a builder used — and, when
+ * asked (`validate`, `run`), preflighted from its inputs' headers (`Preflight.ts`), every problem
+ * reported at once; it becomes the same `LoadedPipeline`: plan, run, manifest, trace and
+ * dashboard cannot tell them apart.
  *
  * @since 0.1.0
  */
@@ -14,6 +15,7 @@ import { Effect } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as KindModules from "./KindModules.ts"
+import * as Preflight from "./Preflight.ts"
 import * as UserModules from "./UserModules.ts"
 
 /** A pipeline as the runner accepts it: a file (YAML, `.ts`, `.mts`, `.js`, `.mjs`), a builder, or an IR. @category models */
@@ -27,6 +29,8 @@ export interface LoadOptions {
   readonly kindModules?: ReadonlyArray<string> | undefined
   /** For a builder or an IR: the folder its relative paths resolve against (default: the working directory). */
   readonly baseDir?: string | undefined
+  /** Also check what the inputs' headers say (files readable, shapes that agree…), reading no tensor data (default: false). */
+  readonly preflight?: boolean | undefined
 }
 
 /** A validated pipeline, the registry it was validated with, and where its stages are written. @category models */
@@ -35,6 +39,8 @@ export interface LoadedPipeline extends Yaml.LoadedPipeline {
   readonly registry: Registry.Registry
   /** `file:line:col` of each stage's definition, where the source has one. */
   readonly positions: ReadonlyMap<string, string>
+  /** Problems that do not stop it (a filter that matches no tensor), positioned: print them. */
+  readonly warnings: ReadonlyArray<Problem.Problem>
 }
 
 /** The errors of loading a pipeline. @category errors */
@@ -52,10 +58,11 @@ export const load = (input: PipelineInput, options: LoadOptions = {}): Effect.Ef
     if (typeof input !== "string") {
       const ir = Builder.isBuilder(input) ? input.build() : input
       return yield* fromIr(ir, Builder.isBuilder(input) ? input.kinds() : [], base, {
-        format: "code", file: "<code>", baseDir: path.resolve(options.baseDir ?? "."), text: JSON.stringify(ir)
+        format: "code", file: "<code>", baseDir: path.resolve(options.baseDir ?? "."), text: JSON.stringify(ir), preflight: options.preflight === true
       })
     }
-    return yield* (isModule(input) ? fromModule(input, base) : fromYaml(input, base))
+    const preflight = options.preflight === true
+    return yield* (isModule(input) ? fromModule(input, base, preflight) : fromYaml(input, base, preflight))
   })
 
 /** The built-in kinds, the caller's, and those of the `--kinds` modules. */
@@ -71,7 +78,7 @@ const readText = (file: string) =>
   Effect.try({ try: () => fs.readFileSync(file, "utf8"), catch: (e) => new PipelineError.PipelineUnreadable({ file, detail: (e as Error).message }) })
 
 /** A YAML file: its `kinds:` modules are loaded one by one, so each failure is a problem at its own line. */
-const fromYaml = (file: string, base: Registry.Registry): Effect.Effect<LoadedPipeline, LoadError> =>
+const fromYaml = (file: string, base: Registry.Registry, preflight: boolean): Effect.Effect<LoadedPipeline, LoadError> =>
   Effect.gen(function* () {
     const text = yield* readText(file)
     const baseDir = path.dirname(path.resolve(file))
@@ -83,19 +90,23 @@ const fromYaml = (file: string, base: Registry.Registry): Effect.Effect<LoadedPi
       if (loaded._tag === "Success") registry = Registry.extend(registry, loaded.success.kinds.values())
       else problems.push(new Problem.Problem({ code: loaded.failure.reason === "Clash" ? "KindClash" : "KindModule", message: loaded.failure.message, path: ["kinds", i] }))
     }
-    const pipeline = yield* Yaml.decode(text, registry, file, problems)
-    return { format: "yaml" as const, file, baseDir, text, pipeline, registry, positions: yamlPositions(file, text, pipeline) }
+    const checked = Yaml.check(text, registry, problems)
+    const found = yield* preflightOf(checked.pipeline, baseDir, preflight)
+    const all = Problem.sortByPosition([...checked.problems, ...found.map(checked.position)])
+    if (checked.pipeline === undefined || all.some(Problem.isError)) return yield* new PipelineError.PipelineInvalid({ file, problems: all })
+    const pipeline = checked.pipeline
+    return { format: "yaml" as const, file, baseDir, text, pipeline, registry, positions: yamlPositions(file, text, pipeline), warnings: all }
   })
 
 /** A module whose default export is a builder or an IR. */
-const fromModule = (file: string, base: Registry.Registry): Effect.Effect<LoadedPipeline, LoadError> =>
+const fromModule = (file: string, base: Registry.Registry, preflight: boolean): Effect.Effect<LoadedPipeline, LoadError> =>
   Effect.gen(function* () {
     const text = yield* readText(file)
     const absolute = path.resolve(file)
     const unreadable = (detail: string) => new PipelineError.PipelineUnreadable({ file, detail })
     const exports = yield* UserModules.importFile(absolute).pipe(Effect.mapError((e) => unreadable(`importing it failed: ${e.detail}`)))
     const value = exports.default
-    const context = { format: "module" as const, file, baseDir: path.dirname(absolute), text }
+    const context = { format: "module" as const, file, baseDir: path.dirname(absolute), text, preflight }
     if (Builder.isBuilder(value)) return yield* fromIr(value.build(), value.kinds(), base, context)
     if (isIr(value)) return yield* fromIr(value, [], base, context)
     return yield* unreadable(`its default export must be a pipeline: \`export default p\` where \`const p = Builder.make("name")\` (or \`p.build()\`); it is ${describeValue(value)}`)
@@ -106,7 +117,7 @@ const fromIr = (
   ir: Ir.PipelineIR,
   used: ReadonlyArray<Stage.AnyStageKind>,
   base: Registry.Registry,
-  context: { readonly format: LoadedPipeline["format"]; readonly file: string; readonly baseDir: string; readonly text: string }
+  context: { readonly format: LoadedPipeline["format"]; readonly file: string; readonly baseDir: string; readonly text: string; readonly preflight: boolean }
 ): Effect.Effect<LoadedPipeline, LoadError> =>
   Effect.gen(function* () {
     const invalid = (problems: ReadonlyArray<Problem.Problem>) =>
@@ -123,14 +134,20 @@ const fromIr = (
     let registry = Registry.extend(base, used.filter((k) => Registry.get(base, k.kind) === undefined))
     if (ir.kinds !== undefined && ir.kinds.length > 0) registry = Registry.extend(registry, (yield* KindModules.load(ir.kinds, context.baseDir, registry)).kinds.values())
     const result = Validate.validate(ir, registry)
-    if (result._tag === "Invalid") return yield* invalid(result.problems)
+    const problems = [...result.problems, ...yield* preflightOf(result.pipeline, context.baseDir, context.preflight)]
+    if (problems.some(Problem.isError)) return yield* invalid(problems)
     const pipeline = result.pipeline
     const positions = new Map(pipeline.stages.flatMap((s) => {
       const at = stageOffset(context, s.id)
       return at === undefined ? [] : [[s.id, `${context.file}:${at.line}:${at.col}`] as const]
     }))
-    return { ...context, pipeline, registry, positions }
+    const { preflight: _, ...source } = context
+    return { ...source, pipeline, registry, positions, warnings: problems.map((p) => positioned(p, context)) }
   })
+
+/** The preflight's problems of the stages that passed validation, when asked for. */
+const preflightOf = (pipeline: Validate.ResolvedPipeline | undefined, baseDir: string, enabled: boolean): Effect.Effect<ReadonlyArray<Problem.Problem>> =>
+  !enabled || pipeline === undefined || pipeline.stages.length === 0 ? Effect.succeed([]) : Preflight.run(pipeline, { baseDir })
 
 const isIr = (value: unknown): value is Ir.PipelineIR =>
   typeof value === "object" && value !== null && (value as Ir.PipelineIR).version === 1 &&

@@ -11,7 +11,7 @@
  *
  * @since 0.1.0
  */
-import { type PipelineError, ReadCounter, Registry, type Validate, Yaml } from "@crucible/core"
+import { type PipelineError, Problem, ReadCounter, Registry, type Validate, Yaml } from "@crucible/core"
 import { builtinRegistry } from "@crucible/strategies"
 import { Effect, Layer, Option } from "effect"
 import { createHash, randomBytes } from "node:crypto"
@@ -53,6 +53,13 @@ export interface RunOptions {
   readonly telemetry?: ((run: { readonly runId: string; readonly runDir: string }) => ReturnType<typeof Telemetry.layer>) | "none"
   /** Called with every event of the run (besides the `Reporter` service, when one is provided). */
   readonly onEvent?: (event: RunEvent) => void
+  /**
+   * Check the inputs' headers before anything runs (default: true): unreadable files, shapes that
+   * disagree, per-tensor params out of range fail the load with every problem, as `crucible validate`.
+   */
+  readonly preflight?: boolean
+  /** Where the warnings of loading go (a filter that matches no tensor); default: logged at warning level. */
+  readonly onWarnings?: (warnings: ReadonlyArray<Problem.Problem>, file: string) => Effect.Effect<void>
 }
 
 /** @category models */
@@ -73,8 +80,8 @@ export type PipelineInput = PipelineSource.PipelineInput
 /** Why a pipeline could not be loaded: invalid (every problem listed), unreadable, or a kinds module that failed. */
 export type LoadError = PipelineSource.LoadError
 
-/** Loads and validates a pipeline with the run's registry. */
-export const load = (pipeline: PipelineInput, options: Pick<RunOptions, "kinds" | "kindModules" | "baseDir"> = {}): Effect.Effect<PipelineSource.LoadedPipeline, LoadError> =>
+/** Loads and validates a pipeline with the run's registry; with `preflight`, also from its inputs' headers. */
+export const load = (pipeline: PipelineInput, options: Pick<RunOptions, "kinds" | "kindModules" | "baseDir" | "preflight"> = {}): Effect.Effect<PipelineSource.LoadedPipeline, LoadError> =>
   PipelineSource.load(pipeline, options)
 
 /**
@@ -82,7 +89,13 @@ export const load = (pipeline: PipelineInput, options: Pick<RunOptions, "kinds" 
  * go to the `Reporter` service when one is provided, and to `onEvent`.
  */
 export const run = (pipeline: PipelineInput, options: RunOptions = {}): Effect.Effect<RunResult, LoadError | TelemetryError> =>
-  Effect.flatMap(load(pipeline, options), (loaded) => runLoaded(loaded, options))
+  Effect.flatMap(load(pipeline, { ...options, preflight: options.preflight ?? true }), (loaded) =>
+    Effect.andThen(
+      loaded.warnings.length === 0
+        ? Effect.void
+        : options.onWarnings?.(loaded.warnings, loaded.file) ?? Effect.forEach(loaded.warnings, (w) => Effect.logWarning(Problem.format(w, loaded.file)), { discard: true }),
+      runLoaded(loaded, options)
+    ))
 
 /** `run` as a Promise, for code outside Effect. It rejects with the tagged error when the pipeline cannot be loaded. */
 export const runPromise = (pipeline: PipelineInput, options: RunOptions = {}): Promise<RunResult> => Effect.runPromise(run(pipeline, options))

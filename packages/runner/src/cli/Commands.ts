@@ -4,7 +4,7 @@
  *
  * @since 0.1.0
  */
-import { ByteSize, Formats } from "@crucible/core"
+import { ByteSize, Formats, Problem } from "@crucible/core"
 import { Effect, Option, Result } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { Reporter } from "../Events.ts"
@@ -41,6 +41,10 @@ const json = Flag.Boolean("json").pipe(Flag.withDescription("print machine-reada
 /** Reports an invalid or unreadable pipeline: human text on stderr, or JSON on stdout. */
 const reportLoadError = (error: { readonly _tag: string; readonly message: string; readonly problems?: ReadonlyArray<unknown> }, asJson: boolean) =>
   asJson ? out(JSON.stringify({ ok: false, error: error._tag, problems: error.problems ?? [], message: error.message })) : err(error.message)
+
+/** Warnings of a pipeline that is valid nonetheless, as `file:line:col: warning [Code] …` with their frames. */
+const reportWarnings = (warnings: ReadonlyArray<Problem.Problem>, file: string) =>
+  warnings.length === 0 ? Effect.void : err(warnings.map((w) => Problem.format(w, file)).join("\n\n"))
 
 /** Builds the command tree; `exit` receives the code. */
 export const make = (exit: ExitSink) => {
@@ -88,7 +92,8 @@ export const make = (exit: ExitSink) => {
             ...Option.match(flags.runId, { onNone: () => ({}), onSome: (runId) => ({ runId }) }),
             ...Option.match(flags.backend, { onNone: () => ({}), onSome: (backend) => ({ backend }) }),
             ...(memoryLimit._tag === "Some" && Result.isSuccess(memoryLimit.value) ? { memoryLimit: memoryLimit.value.success } : {}),
-            telemetry: Runner.defaultTelemetry(Option.getOrUndefined(flags.otlp))
+            telemetry: Runner.defaultTelemetry(Option.getOrUndefined(flags.otlp)),
+            onWarnings: reportWarnings
           }).pipe(Effect.provideService(Reporter, dashboard === undefined ? reporter : Server.announcing(reporter, dashboard, note)), Effect.result)
           if (result._tag === "Failure") {
             yield* reportLoadError(result.failure, flags.json)
@@ -107,17 +112,24 @@ export const make = (exit: ExitSink) => {
 
   const validate = Command.make("validate", { pipeline: pipelineArg, kinds: kindsFlag, json }, (flags) =>
     Effect.gen(function* () {
-      const result = yield* Effect.result(Runner.load(flags.pipeline, { kindModules: flags.kinds }))
+      // Headers too (never tensor data): unreadable inputs, mismatched shapes, filters that match nothing.
+      const result = yield* Effect.result(Runner.load(flags.pipeline, { kindModules: flags.kinds, preflight: true }))
       if (result._tag === "Failure") {
         yield* reportLoadError(result.failure, flags.json)
         exit.code = ExitCode.invalid
         return
       }
-      const stages = result.success.pipeline.stages.length
-      yield* out(flags.json ? JSON.stringify({ ok: true, pipeline: result.success.pipeline.ir.name, stages }) : `${flags.pipeline}: valid (${stages} stages)`)
+      const { pipeline, warnings } = result.success
+      const stages = pipeline.stages.length
+      if (flags.json) yield* out(JSON.stringify({ ok: true, pipeline: pipeline.ir.name, stages, warnings }))
+      else {
+        yield* reportWarnings(warnings, flags.pipeline)
+        const noted = warnings.length === 0 ? "" : `, ${warnings.length} warning${warnings.length === 1 ? "" : "s"}`
+        yield* out(`${flags.pipeline}: valid (${stages} stages${noted})`)
+      }
       exit.code = ExitCode.ok
     })
-  ).pipe(Command.withDescription("Check a pipeline file without running it; every problem with file:line:col."))
+  ).pipe(Command.withDescription("Check a pipeline without running it: the file, and its inputs' headers (never tensor data); every problem with file:line:col."))
 
   const plan = Command.make("plan", { pipeline: pipelineArg, kinds: kindsFlag, json }, (flags) =>
     Effect.gen(function* () {

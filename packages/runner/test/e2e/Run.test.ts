@@ -3,7 +3,7 @@ import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { DType } from "@crucible/core"
+import { DType, Model, Safetensors, TensorRef } from "@crucible/core"
 import { Effect } from "effect"
 import * as Manifest from "../../src/Manifest.ts"
 import { crucible } from "./cli.ts"
@@ -90,26 +90,32 @@ stages:
   it("fails the dependents of a failed stage, finishes the others, and exits 1", async () => {
     const dir = tmp()
     await writeModel(path.join(dir, "a.safetensors"), specs, 1)
+    // A NaN is in the data, which validation never reads: the pipeline is valid, and the merge fails when run.
+    const nan = specs.map((s) => TensorRef.fromBytes(s.name, "F32", s.shape, DType.fromNumbers(new Float64Array(s.shape.reduce((a, b) => a * b, 1)).fill(Number.NaN), "F32")))
+    await Effect.runPromise(Safetensors.write(path.join(dir, "nan.safetensors"), Model.make("nan", nan)))
     fs.writeFileSync(path.join(dir, "p.yaml"), `version: 1
 name: partial
 stages:
   a: { uses: load, with: { path: a.safetensors } }
-  missing: { uses: load, with: { path: nowhere.safetensors } }
-  bad: { uses: merge/linear, with: { models: [a, missing] } }
+  nan: { uses: load, with: { path: nan.safetensors } }
+  bad: { uses: merge/linear, with: { models: [a, nan] } }
   bad_out: { uses: save, with: { model: bad, path: bad.safetensors } }
+  again: { uses: load, with: { path: bad.safetensors }, needs: [bad_out] }
+  again_out: { uses: save, with: { model: again, path: again.safetensors } }
   good_out: { uses: save, with: { model: a, path: good.safetensors } }
 `)
+    expect(crucible(["validate", path.join(dir, "p.yaml")]).code).toBe(0)
     const r = crucible(["run", path.join(dir, "p.yaml"), "--runs-dir", path.join(dir, "runs"), "--run-id", "r"])
     expect(r.code).toBe(1)
-    expect(r.stdout).toContain("✗ missing (load) failed")
-    expect(r.stdout).toContain("nowhere.safetensors")
-    expect(r.stdout).toContain('- bad (merge/linear) skipped — skipped because "missing" failed')
-    expect(r.stdout).toContain('- bad_out (save) skipped — skipped because "missing" failed')
+    expect(r.stdout).toMatch(/✗ bad(_out)? \((merge\/linear|save)\) failed/)
+    expect(r.stdout).toContain("NonFiniteTensor")
+    expect(r.stdout).toMatch(/- again \(load\) skipped — skipped because "bad(_out)?" failed/)
+    expect(r.stdout).toMatch(/- again_out \(save\) skipped — skipped because "bad(_out)?" failed/)
     expect(fs.existsSync(path.join(dir, "good.safetensors"))).toBe(true)
     expect(fs.existsSync(path.join(dir, "bad.safetensors"))).toBe(false)
     const manifest = JSON.parse(fs.readFileSync(path.join(dir, "runs/r/manifest.json"), "utf8"))
     expect(manifest.status).toBe("failed")
-    expect(manifest.stages.find((s: { id: string }) => s.id === "missing").error.tag).toBe("IoError")
+    expect(manifest.stages.find((s: { id: string }) => s.id === "again").status).toBe("skipped")
   })
 
   it("rejects mismatched inputs from their headers, listing every mismatch, before writing", async () => {
@@ -127,9 +133,13 @@ stages:
     const plan = crucible(["plan", path.join(dir, "p.yaml")])
     expect(plan.code).toBe(2)
     expect(plan.stdout).toContain("MergeInputsMismatch")
+    // Found by the preflight, each mismatch at the merge's reference to the model that differs: nothing runs.
     const r = crucible(["run", path.join(dir, "p.yaml"), "--runs-dir", path.join(dir, "runs")])
-    expect(r.code).toBe(1)
-    for (const m of ['"w" has shape 4×4 in model 1 but 4×5', '"b" is F32 in model 1 but F16', '"x" is missing in model 2', '"y" is in model 2']) expect(r.stdout).toContain(m)
+    expect(r.code).toBe(2)
+    for (const m of ['"w" has shape 4×4 in model 1 but 4×5', '"b" is F32 in model 1 but F16', '"x" is missing in model 2', '"y" is in model 2']) {
+      expect(r.stderr).toContain(`p.yaml:6:50: [HeaderMismatch] stage "avg": ${m}`)
+    }
+    expect(fs.existsSync(path.join(dir, "runs"))).toBe(false)
     expect(fs.existsSync(path.join(dir, "out.safetensors"))).toBe(false)
   })
 
@@ -143,9 +153,11 @@ stages:
   a: { uses: load, with: { path: a.safetensors } }
   out: { uses: save, with: { model: a, path: ./a.safetensors } }
 `)
+    // The preflight finds it (the save's dry run), so nothing runs.
     const r = crucible(["run", path.join(dir, "p.yaml"), "--runs-dir", path.join(dir, "runs")])
-    expect(r.code).toBe(1)
-    expect(r.stdout).toContain("is one of the files this model is read from")
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain('p.yaml:5:46: [OutputUnwritable] stage "out"')
+    expect(r.stderr).toContain("is one of the files this model is read from")
     expect(fs.readFileSync(path.join(dir, "a.safetensors")).equals(before)).toBe(true)
   })
 

@@ -21,9 +21,11 @@ const reference = JSON.parse(fs.readFileSync(path.resolve(here, "../../../strate
 const write = (file: string, tensors: Record<string, { shape: ReadonlyArray<number>; values: ArrayLike<number>; dtype?: DType.WritableDType }>) =>
   Effect.runPromise(Safetensors.write(file, Model.make(file, Object.entries(tensors).map(([name, t]) => TensorRef.fromBytes(name, t.dtype ?? "F32", t.shape, DType.fromNumbers(t.values, t.dtype ?? "F32"))))))
 
+// The stages' own checks at run time: the preflight, which says the same from the headers before
+// anything runs, is off here (test/validation covers it).
 const run = async (dir: string, yaml: string) => {
   fs.writeFileSync(path.join(dir, "p.yaml"), yaml)
-  const result = await Effect.runPromise(Runner.run(path.join(dir, "p.yaml"), { runsDir: path.join(dir, "runs") }).pipe(Effect.provideService(Reporter, Reporter.silent)))
+  const result = await Effect.runPromise(Runner.run(path.join(dir, "p.yaml"), { runsDir: path.join(dir, "runs"), preflight: false }).pipe(Effect.provideService(Reporter, Reporter.silent)))
   return { result, error: result.outcomes.find((o) => o.error !== undefined)?.error }
 }
 
@@ -112,8 +114,9 @@ describe("merge stage parameters and checks", () => {
     expect(await problems("{ uses: merge/fisher, with: { models: [a, b] } }")).toEqual([expect.stringMatching(/^MissingInput missing input "statistics" .* for merge\/fisher$/)])
     expect(await problems("{ uses: merge/passthrough, with: { base: a, models: [b] } }")).toEqual([expect.stringMatching(/^UnknownParam unknown parameter "base" for merge\/passthrough/)])
     expect(await problems("{ uses: merge/ties, with: { base: a, models: [b], statistics: [a] } }")).toEqual([expect.stringMatching(/^UnknownParam unknown parameter "statistics" for merge\/ties/)])
-    // An optional base may be given or left out.
-    expect(await problems("{ uses: merge/slerp, with: { base: a, models: [a, b], t: 0.5 } }")).toEqual([])
+    // An optional base may be left out; one that is also a model means mergekit's base_model, which it is not here.
+    expect(await problems("{ uses: merge/slerp, with: { models: [a, b], t: 0.5 } }")).toEqual([])
+    expect(await problems("{ uses: merge/slerp, with: { base: a, models: [a, b], t: 0.5 } }")).toEqual([expect.stringMatching(/^InvalidParam "a" is both the base and models\[0\]\. .*mergekit's slerp base_model is the t = 0 endpoint/)])
   })
 
   it("fails on a non-finite input naming the tensor, unless allow_nonfinite", async () => {

@@ -36,19 +36,30 @@ export const Linear = Stage.define({
   inputs: { models: Port.many(Port.ModelPort, { min: 1, description: "the models to average" }) },
   output: Port.ModelPort,
   resources: { lazy: true },
+  // What `run` checks first, said at validation: the weights against the models, then the headers.
+  check: {
+    params: ({ params, inputs }) => {
+      const weights = params.weights
+      if (weights === undefined) return []
+      if (weights.length !== inputs.models.length) return [{ path: ["weights"], message: weightsProblem(weights.length, inputs.models.length) }]
+      const total = weights.reduce((a, b) => a + b, 0)
+      return (params.normalize ?? true) && Math.abs(total) < 1e-12 ? [{ path: ["weights"], message: sumProblem(total) }] : []
+    },
+    headers: ({ inputs }) => mismatches(inputs.models).map((m) => ({ path: ["models", m.model], message: m.message }))
+  },
   run: Effect.fn("Linear.run")(function* ({ id, params, inputs }) {
     const models = inputs.models
     const weights = params.weights ?? models.map(() => 1)
     if (weights.length !== models.length) {
-      return yield* new InvalidMergeParams({ stage: id, detail: `weights has ${weights.length} values for ${models.length} models` })
+      return yield* new InvalidMergeParams({ stage: id, detail: weightsProblem(weights.length, models.length) })
     }
     const total = weights.reduce((a, b) => a + b, 0)
     const normalize = params.normalize ?? true
     if (normalize && Math.abs(total) < 1e-12) {
-      return yield* new InvalidMergeParams({ stage: id, detail: `weights sum to ${total}; cannot normalize (set normalize: false or change the weights)` })
+      return yield* new InvalidMergeParams({ stage: id, detail: sumProblem(total) })
     }
     const problems = mismatches(models)
-    if (problems.length > 0) return yield* new MergeInputsMismatch({ stage: id, mismatches: problems })
+    if (problems.length > 0) return yield* new MergeInputsMismatch({ stage: id, mismatches: problems.map((p) => p.message) })
     const scale = weights.map((w) => (normalize ? w / total : w))
     const wide = params.dtype === "F64" || params.dtype === "float64"
     // As mergekit: out_dtype, else the compute dtype when one is asked for, else the inputs' own.
@@ -69,6 +80,9 @@ export const Linear = Stage.define({
     return Model.make(`${id} (merge/linear)`, tensors, first.metadata, [...new Set(models.flatMap((m) => m.files))])
   })
 })
+
+const weightsProblem = (weights: number, models: number) => `weights has ${weights} values for ${models} models (give one weight per model)`
+const sumProblem = (total: number) => `weights sum to ${total}; cannot normalize (set normalize: false or change the weights)`
 
 const writable = (dtype: DType.DType): DType.WritableDType => DType.parseWritable(dtype) ?? "F32"
 

@@ -11,16 +11,16 @@
  *
  * @since 0.1.0
  */
-import { DType, Lineage, MemoryBudget, Model, Port, Stage, TensorRef } from "@crucible/core"
+import { type Check, DType, Lineage, MemoryBudget, Model, Port, Stage, TensorRef } from "@crucible/core"
 import { Effect, Result, Schema } from "effect"
 import type { MergeKernelError } from "./kernels/KernelError.ts"
 import * as NonFinite from "./kernels/NonFinite.ts"
 import * as Parallel from "./kernels/Parallel.ts"
 import type * as Pool from "./kernels/Pool.ts"
 import { InvalidMergeParams, MergeInputsMismatch } from "./MergeError.ts"
+import * as MethodCheck from "./MethodCheck.ts"
 import * as Layer from "./rules/Layer.ts"
-import { ParamValue } from "./rules/ParamValue.ts"
-import * as Resolve from "./rules/Resolve.ts"
+import { ParamValue, type RuleSchema } from "./rules/ParamValue.ts"
 import * as StagePool from "./StagePool.ts"
 import * as TensorBuffers from "./TensorBuffers.ts"
 
@@ -46,6 +46,18 @@ export interface Job {
 
 /** Numbers a method reports about one merged tensor, by name. @category models */
 export type Diagnostics = Readonly<Record<string, number | boolean>>
+
+/**
+ * What is known of one tensor from the headers alone — its name, shape, the number of models and
+ * its resolved rule parameters: enough for a method to check its parameters before any data is
+ * read (`MethodDefinition.checkTensor`).
+ *
+ * @category models
+ */
+export interface TensorParams extends Pick<Job, "name" | "shape" | "value" | "perModel"> {
+  /** How many models (besides the base) are merged. */
+  readonly models: number
+}
 
 /** Whether a method takes a base model. @category models */
 export type BaseRequirement = "required" | "optional" | "none"
@@ -83,6 +95,19 @@ export interface MethodDefinition<
   readonly maxModels?: number
   /** Parameters that accept rules (per model, per tensor, per layer): resolved into `Job.value`. */
   readonly rules: ReadonlyArray<Rules>
+  /** Rules whose numbers have a range (density in [0, 1]): `ParamValue.Unit`, `ParamValue.NonNegative`. */
+  readonly ranges?: { readonly [R in Rules]?: RuleSchema }
+  /**
+   * The method's own check of its params against what its inputs reference, at validation (the
+   * counts of models, statistics and rule values are checked for every method).
+   */
+  readonly checkParams?: (context: MethodCheck.ReferencesContext) => ReadonlyArray<Check.Issue>
+  /**
+   * Checks one tensor's parameters from its header, before anything is read: in the preflight of
+   * `crucible validate` and `run`, on every tensor the method would merge. Usually the kernel's
+   * `plan`, which the merge calls again on the tensor's data.
+   */
+  readonly checkTensor?: (tensor: TensorParams, params: Schema.Struct.Type<Fields>) => Result.Result<unknown, MergeKernelError>
   /** Plain parameters of the method. */
   readonly fields: Fields
   /**
@@ -134,7 +159,7 @@ export const define = <
   const StatisticsDescription extends string = never
 >(method: MethodDefinition<Kind, Fields, Rules, Base, StatisticsDescription>) => {
   // Typed by the rule names (a `const` type parameter), so `density`, `t`… are keys of the params.
-  const ruleFields = Object.fromEntries(method.rules.map((r) => [r, Schema.optional(ParamValue)])) as RuleFields<Rules>
+  const ruleFields = Object.fromEntries(method.rules.map((r) => [r, Schema.optional(method.ranges?.[r] ?? ParamValue)])) as RuleFields<Rules>
   const params = Schema.Struct({ ...method.fields, ...ruleFields, ...Common })
   return Stage.define({
     kind: method.kind,
@@ -145,6 +170,7 @@ export const define = <
     inputs: inputsOf(method),
     output: Port.ModelPort,
     resources: { lazy: true },
+    check: checksOf(method),
     run: Effect.fn(`${method.kind}.run`)(function* ({ id, params: p, inputs: given }) {
       const raw = p as Record<string, unknown>
       // The inputs the method lacks are absent; `progressive/iterative` also calls `run` directly
@@ -161,18 +187,14 @@ export const define = <
       if (method.statistics !== undefined && statistics.length !== models.length) {
         return yield* fail(`${method.kind} needs one statistics model per merged model (${models.length}), got ${statistics.length}: ${method.statistics.description}`)
       }
-      const rules = new Map<string, Resolve.Rule>()
-      for (const name of method.rules) {
-        if (raw[name] === undefined) continue
-        const rule = Resolve.compile(name, raw[name] as ParamValue, models.length)
-        if (Result.isFailure(rule)) return yield* fail(rule.failure.message)
-        rules.set(name, rule.success)
-      }
+      // Every rule that does not fit the model count, at once.
+      const { rules, problems: ruleProblems } = MethodCheck.compileRules(raw, method.rules, models.length)
+      if (ruleProblems.length > 0) return yield* fail(ruleProblems.map((p) => p.message).join("; "))
       const onMissing = (raw.on_missing as string | undefined) ?? "error"
       const unmatched = (raw.unmatched as string | undefined) ?? "merge"
       const all = base === undefined ? models : [base, ...models]
-      const { names, problems } = plan(all, onMissing)
-      if (problems.length > 0) return yield* new MergeInputsMismatch({ stage: id, mismatches: problems })
+      const { names, problems } = MethodCheck.plan(all, onMissing)
+      if (problems.length > 0) return yield* new MergeInputsMismatch({ stage: id, mismatches: problems.map((p) => p.message) })
       const reference = all[0]!
       const layerCount = Layer.layerCount(names)
       const unmatchedNames = new Set([...rules.values()].flatMap((r) => r.unmatched(names)))
@@ -282,34 +304,20 @@ const inputsOf = <Base extends BaseRequirement, StatisticsDescription extends st
   return { models, ...base, ...statistics } as unknown as MethodInputs<Base, StatisticsDescription>
 }
 
-/** The tensor names to produce, and every problem with the inputs' headers. */
-const plan = (models: ReadonlyArray<Model.Model>, onMissing: string): { readonly names: Array<string>; readonly problems: Array<string> } => {
-  const problems: Array<string> = []
-  const reference = models[0]!
-  const names = [...reference.tensors.keys()]
-  for (const m of models.slice(1)) for (const name of m.tensors.keys()) if (!reference.tensors.has(name) && !names.includes(name)) names.push(name)
-  const kept: Array<string> = []
-  for (const name of names) {
-    const present = models.map((m) => m.tensors.get(name))
-    const missingIn = models.filter((_, i) => present[i] === undefined).map((m) => m.source)
-    if (missingIn.length > 0) {
-      if (onMissing === "error") problems.push(`"${name}" is missing in ${missingIn.join(", ")} (on_missing: skip or base to allow it)`)
-      if (onMissing === "skip") continue
-      if (onMissing === "base" && present[0] === undefined) {
-        problems.push(`"${name}" is missing in the base ${models[0]!.source}, so on_missing: base cannot copy it`)
-      }
-    }
-    const first = present.find((t) => t !== undefined)!
-    for (const [i, t] of present.entries()) {
-      if (t === undefined) continue
-      if (t.shape.length !== first.shape.length || t.shape.some((d, k) => d !== first.shape[k])) {
-        problems.push(`"${name}" has shape ${TensorRef.formatShape(first.shape)} in ${models[present.indexOf(first)]!.source} but ${TensorRef.formatShape(t.shape)} in ${models[i]!.source}`)
-      }
-      if (t.dtype !== first.dtype) problems.push(`"${name}" is ${first.dtype} in ${models[present.indexOf(first)]!.source} but ${t.dtype} in ${models[i]!.source}`)
-    }
-    kept.push(name)
+/** A method's checks as a stage kind declares them (see `MethodCheck.ts`). */
+const checksOf = <Fields extends Schema.Struct.Fields>(
+  method: Omit<MethodDefinition<string, Fields, string, BaseRequirement, string>, "merge" | "parallel">
+) => {
+  const checked: MethodCheck.Checked = {
+    ...method,
+    checkTensor: method.checkTensor === undefined ? undefined : (tensor, params) => method.checkTensor!(tensor, params as Schema.Struct.Type<Fields>)
   }
-  return { names: kept, problems }
+  return {
+    params: ({ params, inputs }: Check.ParamsContext<unknown, Record<string, Port.Input>>) =>
+      MethodCheck.checkParams(checked, { params: params as Record<string, unknown>, inputs: inputs as MethodCheck.ReferencesContext["inputs"] }),
+    headers: ({ params, inputs }: Check.HeadersContext<unknown, Record<string, Port.Input>>) =>
+      MethodCheck.checkHeaders(checked, params as Record<string, unknown>, inputs as unknown as MethodCheck.HeaderInputs)
+  }
 }
 
 // On a pool when the arrays are shared (the report is the same: first index, total count).

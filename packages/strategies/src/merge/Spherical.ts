@@ -12,6 +12,7 @@ import * as Multi from "./kernels/Multislerp.ts"
 import * as Parallel from "./kernels/Parallel.ts"
 import * as Kernel from "./kernels/Slerp.ts"
 import * as Method from "./Method.ts"
+import { Unit } from "./rules/ParamValue.ts"
 
 /** @category stage kinds */
 export const Slerp = Method.define({
@@ -22,7 +23,21 @@ export const Slerp = Method.define({
   minModels: 2,
   maxModels: 2,
   rules: ["t"],
-  fields: { dot_threshold: Schema.optional(Schema.Finite) },
+  ranges: { t: Unit },
+  fields: { dot_threshold: Schema.optional(Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0), Schema.isLessThan(1))) },
+  // mergekit's `base_model` for slerp is the t = 0 endpoint; here `base` is what task vectors are
+  // taken from, so a base that is also one of the two models is almost surely the mergekit habit.
+  checkParams: ({ inputs }) => {
+    const base = inputs.base?.[0]
+    const at = base === undefined ? -1 : inputs.models.indexOf(base)
+    return at < 0 ? [] : [{
+      path: ["base"],
+      message: `"${base}" is both the base and models[${at}]. Here base is what task vectors are taken from ` +
+        `(θ = base + slerp(t, a − base, b − base)); mergekit's slerp base_model is the t = 0 endpoint instead. ` +
+        `For a plain slerp, list the two models in models without a base (t = 0 gives models[0]); ` +
+        `to slerp task vectors, give a base that is not one of the two models`
+    }]
+  },
   merge: (job, params) => {
     const [a, b] = job.models as [Float32Array, Float32Array]
     const t = job.value("t")

@@ -17,6 +17,7 @@ import * as Parallel from "./kernels/Parallel.ts"
 import * as RegMeanKernel from "./kernels/RegMean.ts"
 import type { Job } from "./Method.ts"
 import * as Method from "./Method.ts"
+import { NonNegative } from "./rules/ParamValue.ts"
 
 const averagePlan = (job: Job) => Linear.plan({ weights: job.perModel("weights", 1), normalize: true }, job.models.length, job.name)
 
@@ -39,7 +40,8 @@ export const FisherMerge = Method.define({
   base: "none",
   minModels: 2,
   rules: ["weights"],
-  fields: { epsilon: Schema.optional(Schema.Finite) },
+  ranges: { weights: NonNegative },
+  fields: { epsilon: Schema.optional(Schema.Finite.check(Schema.isGreaterThan(0))) },
   statistics: { description: "the diagonal Fisher of each model, tensors named as its parameters", tensorFor: (name) => name },
   merge: (job, params) => {
     if (job.statistics === undefined) return average(job)
@@ -63,7 +65,7 @@ export const RegMean = Method.define({
   base: "none",
   minModels: 2,
   rules: ["weights"],
-  fields: { alpha: Schema.optional(Schema.Finite) },
+  fields: { alpha: Schema.optional(Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1 }))) },
   statistics: { description: "each model's Gram matrices <layer>.gram of its linear layers' inputs", tensorFor: (name) => name.replace(/\.weight$/, ".gram") },
   merge: (job, params) => {
     if (job.statistics === undefined || !job.name.endsWith(".weight") || job.shape.length !== 2) return average(job)

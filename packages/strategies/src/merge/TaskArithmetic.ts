@@ -29,6 +29,7 @@ import * as Kernel from "./kernels/TaskArithmetic.ts"
 import * as TaskDiagnostics from "./kernels/TaskDiagnostics.ts"
 import * as TaskStatistics from "./kernels/TaskStatistics.ts"
 import * as Method from "./Method.ts"
+import { NonNegative, Unit } from "./rules/ParamValue.ts"
 
 const fields = {
   seed: Schema.optional(Schema.Int),
@@ -38,7 +39,9 @@ const fields = {
   normalize: Schema.optional(Schema.Boolean)
 }
 
-const planOf = (kind: string, name: Kernel.PresetName, job: Method.Job, params: Schema.Struct.Type<typeof fields>) => {
+// A tensor's parameters, from its data (a Job) or from its header alone (validation): the kernel's
+// plan needs only the shape and the model count, so both check exactly the same things.
+const planOf = (kind: string, name: Kernel.PresetName, job: Method.TensorParams, params: Schema.Struct.Type<typeof fields>) => {
   const switches = Kernel.presets[name]
   return Kernel.plan(
     {
@@ -54,7 +57,7 @@ const planOf = (kind: string, name: Kernel.PresetName, job: Method.Job, params: 
       normalize: params.normalize ?? switches.normalize
     },
     job.shape,
-    job.models.length,
+    job.models,
     job.name,
     kind
   )
@@ -68,9 +71,11 @@ const preset = <const Kind extends string>(kind: Kind, name: Kernel.PresetName, 
     base: "required",
     minModels: 1,
     rules: ["weights", "lambda", "density", "gamma", "epsilon"],
+    ranges: { density: Unit, gamma: Unit, epsilon: NonNegative },
     fields,
+    checkTensor: (tensor, params) => planOf(kind, name, tensor, params),
     merge: (job, params) => {
-      const planned = planOf(kind, name, job, params)
+      const planned = planOf(kind, name, { ...job, models: job.models.length }, params)
       if (Result.isFailure(planned)) return Result.fail(planned.failure)
       const out = new Float32Array(job.base!.length)
       const partial = Kernel.apply(TaskStatistics.prepare(planned.success, job.base!, job.models), out, job.base!, job.models)
@@ -78,7 +83,7 @@ const preset = <const Kind extends string>(kind: Kind, name: Kernel.PresetName, 
       return Result.succeed(out)
     },
     parallel: (pool, job, params, out) =>
-      Effect.flatMap(Effect.fromResult(planOf(kind, name, job, params)), (plan) =>
+      Effect.flatMap(Effect.fromResult(planOf(kind, name, { ...job, models: job.models.length }, params)), (plan) =>
         Effect.map(Parallel.taskArithmetic(pool, plan, out, job.base!, job.models), ({ diagnostics }) => {
           if (diagnostics !== undefined) job.diagnose(diagnostics)
         }))

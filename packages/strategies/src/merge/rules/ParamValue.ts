@@ -21,42 +21,70 @@ import { Result, Schema } from "effect"
 import { FilterPattern } from "./Filter.ts"
 import { InvalidRule } from "./RuleError.ts"
 
+/**
+ * The rule schemas over one kind of number: the plain ones over any finite number, and ranged
+ * ones (`Unit`, `NonNegative`) whose every number — single, per model, in a gradient or in a
+ * filter rule's value — lies in a range, so `density: 1.5` is reported where it is written by
+ * `crucible validate`, the JSON Schema and editors alike. `name` prefixes the identifiers the
+ * generated JSON Schemas define them by.
+ */
+const over = (number: typeof Schema.Finite, name: string) => {
+  const Gradient = Schema.Struct({ gradient: Schema.NonEmptyArray(number) }).annotate({
+    // Named so that generated JSON Schemas define it once (`crucible schema`) and messages say "Gradient".
+    identifier: `${name}Gradient`,
+    description: "interpolated over the layer index: the first value at the first layer, the last at the last"
+  })
+  const Single = Schema.Union([number, Gradient])
+  const FilterRule = Schema.Struct({
+    filter: FilterPattern,
+    value: Schema.Union([Single, Schema.NonEmptyArray(Single)])
+  }).annotate({ identifier: `${name}FilterRule`, description: "a glob or /regex/ over tensor names, and the value for the tensors it matches" })
+  const FilterList = Schema.NonEmptyArray(FilterRule)
+  const ModelValue = Schema.Union([number, Gradient, FilterList])
+  const ParamValue = Schema.Union([number, Gradient, FilterList, Schema.NonEmptyArray(ModelValue)])
+  return { Gradient, Single, FilterRule, FilterList, ModelValue, ParamValue }
+}
+
+const plain = over(Schema.Finite, "")
+
 /** `{ gradient: [v₀, v₁, …] }`: v₀ at the first layer, the last value at the last, linear in between. @category schemas */
-export const Gradient = Schema.Struct({ gradient: Schema.NonEmptyArray(Schema.Finite) }).annotate({
-  // Named so that generated JSON Schemas define it once (`crucible schema`) and messages say "Gradient".
-  identifier: "Gradient",
-  description: "interpolated over the layer index: the first value at the first layer, the last at the last"
-})
+export const Gradient = plain.Gradient
 /** @category models */
 export type Gradient = typeof Gradient.Type
 
 /** A number or a gradient. @category schemas */
-export const Single = Schema.Union([Schema.Finite, Gradient])
+export const Single = plain.Single
 /** @category models */
 export type Single = typeof Single.Type
 
 /** One filter rule; its value may be one per model. @category schemas */
-export const FilterRule = Schema.Struct({
-  filter: FilterPattern,
-  value: Schema.Union([Single, Schema.NonEmptyArray(Single)])
-}).annotate({ identifier: "FilterRule", description: "a glob or /regex/ over tensor names, and the value for the tensors it matches" })
+export const FilterRule = plain.FilterRule
 /** @category models */
 export type FilterRule = typeof FilterRule.Type
 
 /** Rules tried in order; the first whose filter matches the tensor name gives the value. @category schemas */
-export const FilterList = Schema.NonEmptyArray(FilterRule)
+export const FilterList = plain.FilterList
 /** @category models */
 export type FilterList = typeof FilterList.Type
 
 /** What one model gets: a number, a gradient or a filter list. @category schemas */
-export const ModelValue = Schema.Union([Schema.Finite, Gradient, FilterList])
+export const ModelValue = plain.ModelValue
 /** @category models */
 export type ModelValue = typeof ModelValue.Type
 
 /** A parameter value: one {@link ModelValue} for every model, or a list of one per model. @category schemas */
-export const ParamValue = Schema.Union([Schema.Finite, Gradient, FilterList, Schema.NonEmptyArray(ModelValue)])
+export const ParamValue = plain.ParamValue
 /** @category models */
 export type ParamValue = typeof ParamValue.Type
+
+/** A {@link ParamValue} whose every number lies in [0, 1] (density, gamma, t). @category schemas */
+export const Unit = over(Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1 })), "Unit").ParamValue
+
+/** A {@link ParamValue} whose every number is ≥ 0 (epsilon). @category schemas */
+export const NonNegative = over(Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0)), "NonNegative").ParamValue
+
+/** The schema of a rule parameter: {@link ParamValue}, or one of its ranged forms. @category models */
+export type RuleSchema = typeof ParamValue
 
 const decodeParam = Schema.decodeUnknownResult(ParamValue)
 
