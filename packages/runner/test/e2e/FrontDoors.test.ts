@@ -122,7 +122,9 @@ describe("a TypeScript pipeline through the CLI", () => {
     expect(manifest.pipeline.file).toBe(pipeline)
     expect(manifest.pipeline.inputPorts["user/scale"]).toEqual(["model"])
     const traced = spansOf(JSON.parse(fs.readFileSync(path.join(runDir, "trace.json"), "utf8")), "file")
-    const userSpan = traced.find((s) => s.attributes["crucible.stage.id"] === "tripled")
+    // The stage's own span (its tensors' spans, children of it, carry its id too).
+    const userSpan = traced.find((s) => s.name === "stage tripled")
+    expect(traced.filter((s) => s.name.startsWith("tensor ") && s.parentSpanId === userSpan?.spanId).map((s) => s.name).sort()).toEqual(["tensor b", "tensor w"])
     expect(userSpan?.attributes["crucible.stage.kind"]).toBe("user/scale")
     expect(userSpan?.attributes["crucible.stage.source"]).toBe(`${pipeline}:${stageAt(TS_PIPELINE, "tripled")}`)
     await otlp.receiver.waitFor((r) => r.spans.some((s) => s.attributes["crucible.stage.id"] === "tripled"))
