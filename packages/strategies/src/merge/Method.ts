@@ -97,6 +97,8 @@ export interface MethodDefinition<
   readonly rules: ReadonlyArray<Rules>
   /** Rules whose numbers have a range (density in [0, 1]): `ParamValue.Unit`, `ParamValue.NonNegative`. */
   readonly ranges?: { readonly [R in Rules]?: RuleSchema }
+  /** What each rule means and the value a tensor gets when no rule gives one: `crucible kinds` and the editor schema show them. */
+  readonly docs?: { readonly [R in Rules]?: RuleDoc }
   /**
    * The method's own check of its params against what its inputs reference, at validation (the
    * counts of models, statistics and rule values are checked for every method).
@@ -125,6 +127,12 @@ export interface MethodDefinition<
   readonly parallel?: (pool: Pool.Pool, job: Job, params: Schema.Struct.Type<Fields>, out: Float32Array) => Effect.Effect<void, MergeKernelError | Pool.PoolError>
 }
 
+/** A rule's meaning and its default (the value the kernel uses when no rule matches). @category models */
+export interface RuleDoc {
+  readonly description: string
+  readonly default?: number
+}
+
 /** A rule parameter as users write it (see `rules/ParamValue.ts`), optional like every rule. */
 type RuleFields<Rules extends string> = { readonly [R in Rules]: Schema.optional<typeof ParamValue> }
 
@@ -144,10 +152,10 @@ export type MethodInputs<Base extends BaseRequirement, StatisticsDescription ext
   & ([StatisticsDescription] extends [never] ? unknown : { readonly statistics: ModelInput<"many"> })
 
 const Common = {
-  on_missing: Schema.optional(Schema.Literals(["error", "skip", "base"])),
-  unmatched: Schema.optional(Schema.Literals(["merge", "base", "error"])),
-  allow_nonfinite: Schema.optional(Schema.Boolean),
-  out_dtype: Schema.optional(DType.WritableDTypeName)
+  on_missing: Schema.optional(Schema.Literals(["error", "skip", "base"]).annotate({ description: "a tensor missing in some input: fail, leave it out, or copy the base's", default: "error" })),
+  unmatched: Schema.optional(Schema.Literals(["merge", "base", "error"]).annotate({ description: "a tensor no filter rule matches: merge it with the defaults, copy the base's, or fail listing them", default: "merge" })),
+  allow_nonfinite: Schema.optional(Schema.Boolean.annotate({ description: "accept NaN/±Inf in inputs and output instead of failing at the first", default: false })),
+  out_dtype: Schema.optional(DType.WritableDTypeName.annotate({ description: "the output dtype (default: each tensor's input dtype)" }))
 }
 
 /** Defines a merge stage kind from a method. @category constructors */
@@ -159,7 +167,11 @@ export const define = <
   const StatisticsDescription extends string = never
 >(method: MethodDefinition<Kind, Fields, Rules, Base, StatisticsDescription>) => {
   // Typed by the rule names (a `const` type parameter), so `density`, `t`… are keys of the params.
-  const ruleFields = Object.fromEntries(method.rules.map((r) => [r, Schema.optional(method.ranges?.[r] ?? ParamValue)])) as RuleFields<Rules>
+  const ruleFields = Object.fromEntries(method.rules.map((r) => {
+    const doc = method.docs?.[r]
+    const schema = method.ranges?.[r] ?? ParamValue
+    return [r, Schema.optional(doc === undefined ? schema : schema.annotate({ description: doc.description, ...(doc.default === undefined ? {} : { default: doc.default }) }))]
+  })) as RuleFields<Rules>
   const params = Schema.Struct({ ...method.fields, ...ruleFields, ...Common })
   return Stage.define({
     kind: method.kind,

@@ -16,6 +16,7 @@ export const Passthrough = Method.define({
   minModels: 1,
   maxModels: 1,
   rules: ["scale"],
+  docs: { scale: { description: "multiplies the tensors it selects", default: 1 } },
   fields: {},
   merge: (job) => {
     const planned = Kernel.plan({ scale: job.value("scale") ?? 1 }, job.name)

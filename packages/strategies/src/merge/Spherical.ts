@@ -24,6 +24,7 @@ export const Slerp = Method.define({
   maxModels: 2,
   rules: ["t"],
   ranges: { t: Unit },
+  docs: { t: { description: "interpolation factor: 0 gives models[0], 1 gives models[1]; a tensor no rule gives a t keeps models[0]" } },
   fields: { dot_threshold: Schema.optional(Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0), Schema.isLessThan(1))) },
   // mergekit's `base_model` for slerp is the t = 0 endpoint; here `base` is what task vectors are
   // taken from, so a base that is also one of the two models is almost surely the mergekit habit.
@@ -68,6 +69,7 @@ export const Multislerp = Method.define({
   base: "optional",
   minModels: 2,
   rules: ["weights"],
+  docs: { weights: { description: "each model's weight", default: 1 } },
   fields: { normalize_weights: Schema.optional(Schema.Boolean) },
   merge: (job, params) => {
     const planned = Multi.plan(multislerpParams(job, params.normalize_weights), Multi.statistics(job.models, job.base), job.base !== undefined, job.name)

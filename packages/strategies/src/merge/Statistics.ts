@@ -40,6 +40,7 @@ export const FisherMerge = Method.define({
   base: "none",
   minModels: 2,
   rules: ["weights"],
+  docs: { weights: { description: "each model's weight", default: 1 } },
   ranges: { weights: NonNegative },
   fields: { epsilon: Schema.optional(Schema.Finite.check(Schema.isGreaterThan(0))) },
   statistics: { description: "the diagonal Fisher of each model, tensors named as its parameters", tensorFor: (name) => name },
@@ -65,6 +66,7 @@ export const RegMean = Method.define({
   base: "none",
   minModels: 2,
   rules: ["weights"],
+  docs: { weights: { description: "each model's weight", default: 1 } },
   fields: { alpha: Schema.optional(Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1 }))) },
   statistics: { description: "each model's Gram matrices <layer>.gram of its linear layers' inputs", tensorFor: (name) => name.replace(/\.weight$/, ".gram") },
   merge: (job, params) => {

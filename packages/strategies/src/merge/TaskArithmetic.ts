@@ -72,6 +72,13 @@ const preset = <const Kind extends string>(kind: Kind, name: Kernel.PresetName, 
     minModels: 1,
     rules: ["weights", "lambda", "density", "gamma", "epsilon"],
     ranges: { density: Unit, gamma: Unit, epsilon: NonNegative },
+    docs: {
+      weights: { description: "each model's weight on its task vector", default: 1 },
+      lambda: { description: "scales the merged task vector", default: 1 },
+      density: { description: "fraction of task-vector entries kept", default: 1 },
+      gamma: { description: "breadcrumbs: fraction of the largest entries dropped", default: 0.01 },
+      epsilon: { description: "DELLA: spread of keep probabilities around density", default: 0.15 }
+    },
     fields,
     checkTensor: (tensor, params) => planOf(kind, name, tensor, params),
     merge: (job, params) => {
