@@ -1,4 +1,6 @@
 import { defineConfig } from "vitest/config"
+import { ExamplesFirst } from "./vitest.sequencer.ts"
+import { maxWorkers } from "./vitest.workers.ts"
 
 // One vitest run over every package, so the test command and CI share one report.
 export default defineConfig({
@@ -7,6 +9,8 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: "forks",
+    maxWorkers,
+    sequence: { sequencer: ExamplesFirst },
     globalSetup: ["./vitest.global-setup.ts"]
   }
 })

@@ -1,3 +1,4 @@
 import { defineProject } from "vitest/config"
+import { maxWorkers } from "../../vitest.workers.ts"
 
-export default defineProject({ test: { name: "core", include: ["test/**/*.test.ts"], setupFiles: ["../../vitest.setup.ts"], testTimeout: 60_000, hookTimeout: 60_000 } })
+export default defineProject({ test: { name: "core", maxWorkers, include: ["test/**/*.test.ts"], setupFiles: ["../../vitest.setup.ts"], testTimeout: 60_000, hookTimeout: 60_000 } })
