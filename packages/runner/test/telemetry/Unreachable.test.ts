@@ -53,8 +53,9 @@ beforeAll(async () => {
 })
 afterAll(() => hole.close())
 
+// Concurrent: each case mostly waits for its timeout.
 describe("an unreachable OTLP endpoint, in process", () => {
-  it.each(protocols.flatMap((protocol) => Object.keys(endpoints).map((how) => [protocol, how] as const)))(
+  it.concurrent.each(protocols.flatMap((protocol) => Object.keys(endpoints).map((how) => [protocol, how] as const)))(
     "over %s, %s: the run ends within a few seconds and warns once, naming the endpoint",
     async (protocol, how) => {
       const url = `http://127.0.0.1:${endpoints[how as keyof typeof endpoints]}`
