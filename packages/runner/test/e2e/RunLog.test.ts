@@ -13,9 +13,10 @@ describe("run log", () => {
 name: logged
 stages:
   a: { uses: load, with: { path: a.safetensors } }
-  gone: { uses: load, with: { path: missing.safetensors } }
+  gone: { uses: load, with: { path: missing.safetensors }, needs: [a] }
   out: { uses: save, with: { model: a, path: out.safetensors } }
 `)
+    // `needs:` leaves gone's input to the run (an earlier stage may write it), so it fails there.
     const r = crucible(["run", path.join(dir, "p.yaml"), "--runs-dir", path.join(dir, "runs"), "--run-id", "r"])
     expect(r.code).toBe(1)
     expect(r.stderr).toBe("") // the failure is shown by the reporter, not logged twice

@@ -10,7 +10,9 @@ export const tmp = (prefix: string): string => fs.mkdtempSync(path.join(os.tmpdi
 
 /**
  * A pipeline with every kind of stage the dashboard draws: loads and a merge of generated
- * safetensors models, a save, a load of a missing file (fails) and the stages behind it (skipped),
+ * safetensors models, a save, a load of a file that was expected after the save but is missing
+ * (fails at run time: a stage with `needs:` may read what an earlier stage writes, so validation
+ * leaves its input to the run) and the stages behind it (skipped),
  * two small Iris trainings (epochs as span events), their interpolation (a curve with its barrier,
  * an SVG artifact) and an evaluation (scalars and a per-class table).
  */
@@ -22,7 +24,7 @@ stages:
   b: { uses: load, with: { path: b.safetensors } }
   avg: { uses: merge/linear, with: { models: [a, b], weights: [0.25, 0.75] } }
   out: { uses: save, with: { model: avg, path: out/avg.safetensors, dtype: bf16 } }
-  missing: { uses: load, with: { path: nowhere.safetensors } }
+  missing: { uses: load, with: { path: nowhere.safetensors }, needs: [out] }
   bad: { uses: merge/linear, with: { models: [a, missing] } }
   bad_out: { uses: save, with: { model: bad, path: out/bad.safetensors } }
   fit_a: { uses: train, with: { arch: { type: mlp, layers: [4, 8, 3] }, data: iris, seed: 0, epochs: 4, batch_size: 30, validation: test, optimizer: { type: adam, lr: 0.02 } } }
