@@ -77,6 +77,55 @@ describe("filters", () => {
     expect(Result.isFailure(Filter.compile("/x/g"))).toBe(true)
     expect(Result.isFailure(Filter.compile(""))).toBe(true)
   })
+  it("globs are anchored, case-sensitive, and take dots and regex characters literally", () => {
+    expect(matches("layers.*", "model.layers.0.w")).toBe(false)
+    expect(matches("*.w", "model.layers.0.w.bias")).toBe(false)
+    expect(matches("*self_attn*", "layers.0.self_attn.q")).toBe(true)
+    expect(matches("*Self_Attn*", "layers.0.self_attn.q")).toBe(false)
+    expect(matches("a.b?", "axbc")).toBe(false)
+    expect(matches("a.b?", "a.bc")).toBe(true)
+    expect(matches("a?c", "ac")).toBe(false)
+    expect(matches("**a**", "xax")).toBe(true)
+    expect(matches("^x$*", "^x$y")).toBe(true)
+    expect(matches("*[0]*", "w[0]")).toBe(true)
+    expect(matches("*\\d*", "a\\d")).toBe(true)
+    expect(matches("?", "")).toBe(false)
+    expect(matches("*", "")).toBe(true)
+  })
+  it("adversarial globs and regexes return at once", () => {
+    const name = "a".repeat(41)
+    const start = performance.now()
+    expect(matches("*a".repeat(20) + "*b", name)).toBe(false)
+    expect(matches("/(a|aa)+$/", name + "!")).toBe(false)
+    expect(matches("/(a|a)*b/", name)).toBe(false)
+    expect(matches("/.*.*.*.*.*.*.*.*x/", name.repeat(20))).toBe(false)
+    expect(performance.now() - start).toBeLessThan(200)
+  })
+  it("refuses regexes no linear-time engine can run, and nested repetitions, saying why", () => {
+    const reason = (p: string) => Result.match(Filter.compile(p), { onSuccess: () => "", onFailure: (e) => e })
+    expect(reason("/(a+)+$/")).toMatch(/regex \/\(a\+\)\+\$\/ is refused: "\(a\+\)\+" repeats "a\+"/)
+    expect(reason("/(x*)*y/")).toMatch(/repetition inside a repetition/)
+    expect(reason("/(a)\\1/")).toMatch(/backreferences/)
+    expect(reason("/(?<n>a)\\k<n>/")).toMatch(/backreferences/)
+    expect(reason("/^(?!lm_head)/")).toMatch(/lookarounds/)
+    expect(reason("/(?<=a)b/")).toMatch(/lookarounds/)
+    expect(reason("/a{1,20000}/")).toMatch(/states/)
+    for (const ok of ["/mlp\\.(up|down)_proj/", "/layers\\.[0-9]+\\.self_attn/", "/^lm_head/", "/(?:\\.[0-9])+/", "/(ab?)+/"]) {
+      expect(reason(ok)).toBe("")
+    }
+  })
+  it("regexes mean what they mean in JavaScript", () => {
+    const names = ["model.layers.10.self_attn.q_proj.weight", "lm_head.weight", "", "a\nb", "K", "x{2}", "ab]c", "é"]
+    const patterns = [
+      "/layers\\.[0-9]{1,2}\\./", "/^b/m", "/a$/m", "/a.b/", "/a.b/s", "/\\bweight$/", "/\\Bead/", "/k/iu", "/\\p{L}$/u",
+      "/x{2}/", "/x\\{2}/", "/[]/", "/[^]/", "/ab]/", "/(?<n>la)m|HEAD/i", "/^$/", "/(?:^)*lm/", "/\\x6c\\u006d/", "/(|q)z?/"
+    ]
+    for (const p of patterns) {
+      const [, body, flags] = /^\/(.*)\/([a-z]*)$/s.exec(p)!
+      const native = new RegExp(body!, flags)
+      for (const n of names) expect([p, n, matches(p, n)]).toEqual([p, n, native.test(n)])
+    }
+  })
 })
 
 describe("parameter values", () => {
