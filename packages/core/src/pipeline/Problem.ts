@@ -12,6 +12,8 @@ export const ProblemCodes = [
   "YamlSyntax", "DuplicateId", "DuplicateKey", "InvalidPipeline", "UnknownKey", "UnknownStageKind",
   "InvalidParam", "MissingParam", "UnknownParam", "MissingInput", "InvalidReference", "DanglingReference",
   "PortMismatch", "TooFewInputs", "Cycle", "InvalidInput", "KindModule", "KindClash",
+  // A limit of `Limits.ts` (file size, stages, keys, nesting, aliases), raised with CRUCIBLE_PIPELINE_LIMITS.
+  "LimitExceeded",
   // Found by reading the inputs' headers (never their tensors), before anything runs.
   "InputUnreadable", "OutputUnwritable", "HeaderMismatch", "UnmatchedFilter", "StageWouldFail"
 ] as const
@@ -49,17 +51,32 @@ export const isError = (problem: Problem): boolean => problem.severity !== "warn
 export const sortByPosition = (problems: ReadonlyArray<Problem>): Array<Problem> =>
   [...problems].sort((a, b) => (a.position?.line ?? 0) - (b.position?.line ?? 0) || (a.position?.col ?? 0) - (b.position?.col ?? 0))
 
-/** A short code frame: the offending line with its neighbours and a caret under the column. */
+/** The lines of the last text framed: a file with many problems is split once, not once per problem. */
+let framed: { readonly text: string; readonly lines: ReadonlyArray<string> } | undefined
+
+const FRAME_WIDTH = 160
+
+/** A line cut to {@link FRAME_WIDTH} characters around `col`, and the column within what is shown. */
+const window = (line: string, col: number): readonly [string, number] => {
+  if (line.length <= FRAME_WIDTH) return [line, col]
+  const start = Math.max(0, Math.min(col - 1 - FRAME_WIDTH / 2, line.length - FRAME_WIDTH))
+  const shown = `${start > 0 ? "…" : ""}${line.slice(start, start + FRAME_WIDTH)}${start + FRAME_WIDTH < line.length ? "…" : ""}`
+  return [shown, col - start + (start > 0 ? 1 : 0)]
+}
+
+/** A short code frame: the offending line with its neighbours and a caret under the column (long lines cut around it). */
 export const codeFrame = (text: string, position: Position): string => {
-  const lines = text.split(/\r?\n/)
+  if (framed?.text !== text) framed = { text, lines: text.split(/\r?\n/) }
+  const lines = framed.lines
   const first = Math.max(1, position.line - 1)
   const last = Math.min(lines.length, position.line + 1)
   const width = String(last).length
   const out: Array<string> = []
   for (let n = first; n <= last; n++) {
     const marker = n === position.line ? ">" : " "
-    out.push(`${marker} ${String(n).padStart(width)} | ${lines[n - 1] ?? ""}`)
-    if (n === position.line) out.push(`  ${" ".repeat(width)} | ${" ".repeat(Math.max(0, position.col - 1))}^`)
+    const [line, col] = window(lines[n - 1] ?? "", n === position.line ? position.col : 1)
+    out.push(`${marker} ${String(n).padStart(width)} | ${line}`)
+    if (n === position.line) out.push(`  ${" ".repeat(width)} | ${" ".repeat(Math.max(0, col - 1))}^`)
   }
   return out.join("\n")
 }

@@ -9,8 +9,10 @@
 import { Effect, Exit, Schema } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { isMap, isNode, isPair, isScalar, LineCounter, parseDocument, type Document, type Node, type Pair } from "yaml"
+import { Composer, isMap, isNode, isPair, isScalar, isSeq, LineCounter, Parser, type CST, type Document, type Pair, type YAMLMap, YAMLParseError } from "yaml"
+import * as Guards from "../internal/yamlGuards.ts"
 import * as Issues from "./Issues.ts"
+import * as Limits from "./Limits.ts"
 import { FORMAT_VERSION, type IrStage, type PipelineIR, StageId, StageNode } from "./Ir.ts"
 import { PipelineInvalid, PipelineUnreadable } from "./PipelineError.ts"
 import { codeFrame, isError, type Position, Problem, type ProblemCode, sortByPosition } from "./Problem.ts"
@@ -34,32 +36,63 @@ const TopLevel = Schema.Struct({
   stages: Schema.Record(Schema.String, Schema.Unknown)
 })
 
-/** Parses pipeline YAML into IR; structural problems are returned, not thrown. */
-export const parse = (text: string): Parsed => {
+/**
+ * Parses pipeline YAML into IR; structural problems are returned, not thrown. Linear in the text,
+ * and bounded by `limits` (each exceeded is a `LimitExceeded` problem at its position), checked
+ * before the work they guard.
+ */
+export const parse = (text: string, limits: Limits.Limits = Limits.defaults): Parsed => {
+  try {
+    return parseBounded(text, limits)
+  } catch (e) {
+    // A guard missed a case: still a problem, never a crash.
+    const p = new Problem({ code: "LimitExceeded", message: `the pipeline could not be parsed: ${e instanceof Error ? e.message : String(e)}; simplify the file`, path: [] })
+    return { ir: undefined, problems: [withPosition(p, { line: 1, col: 1 }, text)], locate: () => undefined }
+  }
+}
+
+const parseBounded = (text: string, limits: Limits.Limits): Parsed => {
   const lineCounter = new LineCounter()
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true })
-  const locate = makeLocator(doc, lineCounter)
   const problems: Array<Problem> = []
+  const violation = (v: Guards.Violation, locate: Parsed["locate"], linePos: (offset: number) => Position): Parsed => {
+    const raise = v.limit === undefined ? "" : `; ${Limits.howToRaise(v.limit, v.limit === "bytes" ? undefined : v.found)}`
+    problems.push(withPosition(new Problem({ code: v.code, message: `${v.message}${raise}`, path: [] }), linePos(v.offset), text))
+    return { ir: undefined, problems, locate }
+  }
+  const none = () => undefined
+  const bytes = Buffer.byteLength(text, "utf8")
+  if (bytes > limits.bytes) {
+    return violation({ code: "LimitExceeded", limit: "bytes", offset: 0, message: `the file is ${bytes} bytes; the limit is ${limits.bytes}` }, none, () => ({ line: 1, col: 1 }))
+  }
+  const early = Guards.scanText(text, limits)
+  if (early !== undefined) return violation(early, none, (offset) => linePosOf(text, offset))
+  const tokens = Array.from(new Parser(lineCounter.addNewLine).parse(text))
+  const deep = Guards.scanTokens(tokens, limits)
+  if (deep !== undefined) return violation(deep, none, (offset) => lineCounter.linePos(offset))
+  const doc = firstDocument(tokens, text)
+  const locate = makeLocator(doc, lineCounter)
   const positioned = (code: ProblemCode, message: string, at: Path, stage?: string, key = false) =>
     withPosition(new Problem({ code, message, path: [...at], ...(stage === undefined ? {} : { stage }) }), locate(at, { key }), text)
 
-  const duplicates = duplicateStageIds(doc)
   for (const error of doc.errors) {
-    if (error.code === "DUPLICATE_KEY") {
-      const dup = duplicates.find((d) => d.offset === error.pos[0])
-      const pos = lineCounter.linePos(error.pos[0])
-      const p = dup === undefined
-        ? new Problem({ code: "DuplicateKey", message: error.message.split("\n")[0] ?? "duplicate key", path: [] })
-        : new Problem({ code: "DuplicateId", message: `stage id "${dup.id}" is used twice; stage ids must be unique`, path: ["stages", dup.id], stage: dup.id })
-      problems.push(withPosition(p, pos, text))
-    } else {
-      const pos = lineCounter.linePos(error.pos[0])
-      problems.push(withPosition(new Problem({ code: "YamlSyntax", message: error.message.split("\n")[0] ?? "invalid YAML", path: [] }), pos, text))
-    }
+    const pos = lineCounter.linePos(error.pos[0])
+    problems.push(withPosition(new Problem({ code: "YamlSyntax", message: error.message.split("\n")[0] ?? "invalid YAML", path: [] }), pos, text))
   }
-  if (doc.errors.some((e) => e.code !== "DUPLICATE_KEY")) return { ir: undefined, problems, locate }
+  if (doc.errors.length > 0) return { ir: undefined, problems, locate }
+  const scanned = Guards.scanDocument(doc, limits)
+  for (const dup of scanned.duplicates) {
+    const p = dup.stage
+      ? new Problem({ code: "DuplicateId", message: `stage id "${dup.key}" is used twice; stage ids must be unique`, path: ["stages", dup.key], stage: dup.key })
+      : new Problem({ code: "DuplicateKey", message: `Map keys must be unique ("${dup.key}" is used twice)`, path: [] })
+    problems.push(withPosition(p, lineCounter.linePos(dup.offset), text))
+  }
+  if (scanned.violations.length > 0) {
+    for (const v of scanned.violations) violation(v, locate, (offset) => lineCounter.linePos(offset))
+    return { ir: undefined, problems, locate }
+  }
 
-  const raw: unknown = doc.toJS({ maxAliasCount: 100 })
+  // Aliases are bounded above (count and expansion), so yaml's own alias check is off.
+  const raw: unknown = doc.toJS({ maxAliasCount: -1 })
   const decoded = Schema.decodeUnknownExit(TopLevel)(raw, { errors: "all", onExcessProperty: "error" })
   if (Exit.isFailure(decoded)) {
     for (const issue of issuesOf(decoded.cause)) problems.push(positioned(issueCode(issue.message, "InvalidPipeline"), issueMessage(issue), issue.path, undefined, isExcess(issue.message)))
@@ -127,8 +160,8 @@ export interface Checked {
  * the caller found on its own (a `kinds:` module that failed to load): they are positioned by
  * their path and reported with the others.
  */
-export const check = (text: string, registry: Registry.Registry, found: ReadonlyArray<Problem> = []): Checked => {
-  const parsed = parse(text)
+export const check = (text: string, registry: Registry.Registry, found: ReadonlyArray<Problem> = [], limits: Limits.Limits = Limits.defaults): Checked => {
+  const parsed = parse(text, limits)
   // An unknown key is shown at the key itself, everything else at its value.
   const position = (p: Problem) => withPosition(p, parsed.locate(p.path, { key: p.code === "UnknownParam" || p.code === "UnknownKey" }), text)
   const problems = [...parsed.problems, ...found.map(position)]
@@ -146,9 +179,10 @@ export const decode = (
   text: string,
   registry: Registry.Registry,
   file?: string,
-  found: ReadonlyArray<Problem> = []
+  found: ReadonlyArray<Problem> = [],
+  limits: Limits.Limits = Limits.defaults
 ): Effect.Effect<ResolvedPipeline, PipelineInvalid> => {
-  const checked = check(text, registry, found)
+  const checked = check(text, registry, found, limits)
   if (checked.pipeline === undefined || checked.problems.some(isError)) {
     return Effect.fail(new PipelineInvalid({ ...(file === undefined ? {} : { file }), problems: checked.problems }))
   }
@@ -190,37 +224,65 @@ const issueMessage = (issue: Issues.FlatIssue): string => {
   return `${where}: ${issue.message}`
 }
 
-/** Finds the node at `path`, or the nearest ancestor that exists; with `key`, the key of the last step. */
-const makeLocator = (doc: Document, lineCounter: LineCounter) => (at: Path, options: { readonly key?: boolean } = {}): Position | undefined => {
-  for (let n = at.length; n >= 0; n--) {
-    const prefix = at.slice(0, n)
-    if (options.key === true && n === at.length && n > 0) {
-      const parent = n === 1 ? doc.contents : doc.getIn(prefix.slice(0, -1), true)
-      const pair = findPair(parent, prefix[prefix.length - 1]!)
-      if (pair !== undefined && isNode(pair.key) && pair.key.range) return lineCounter.linePos(pair.key.range[0])
+/** The first document of the CST (one more is a problem, as yaml's `parseDocument` reports it), composed without yaml's quadratic `uniqueKeys`. */
+const firstDocument = (tokens: ReadonlyArray<CST.Token>, text: string): Document => {
+  let doc: Document | undefined
+  for (const next of new Composer({ uniqueKeys: false, prettyErrors: false }).compose(tokens, true, text.length)) {
+    if (doc === undefined) doc = next
+    else {
+      doc.errors.push(new YAMLParseError([next.range[0], next.range[1]], "MULTIPLE_DOCS", "Source contains multiple documents; a pipeline file holds one"))
+      break
     }
-    const node = n === 0 ? doc.contents : doc.getIn(prefix, true)
-    if (isNode(node) && node.range) return lineCounter.linePos(node.range[0])
   }
-  return undefined
+  return doc!
 }
 
-const findPair = (parent: unknown, key: string | number): Pair | undefined => {
-  if (!isMap(parent)) return undefined
-  return parent.items.find((item): item is Pair => isPair(item) && isScalar(item.key) && String(item.key.value) === String(key))
+/** 1-based line and column of an offset, counted once (for a problem found before yaml's parser ran). */
+const linePosOf = (text: string, offset: number): Position => {
+  let line = 1
+  let start = 0
+  for (let i = text.indexOf("\n"); i !== -1 && i < offset; i = text.indexOf("\n", i + 1)) {
+    line++
+    start = i + 1
+  }
+  return { line, col: offset - start + 1 }
 }
 
-/** The second and later occurrences of a stage id under `stages:`, by the offset of their key. */
-const duplicateStageIds = (doc: Document): ReadonlyArray<{ readonly id: string; readonly offset: number }> => {
-  const stages = isMap(doc.contents) ? findPair(doc.contents, "stages")?.value : undefined
-  if (!isMap(stages)) return []
-  const seen = new Set<string>()
-  const out: Array<{ id: string; offset: number }> = []
-  for (const item of stages.items) {
-    if (!isPair(item) || !isScalar(item.key)) continue
-    const id = String(item.key.value)
-    if (seen.has(id)) out.push({ id, offset: (item.key as Node).range?.[0] ?? 0 })
-    seen.add(id)
+/**
+ * Finds the node at `path`, or the nearest ancestor that exists; with `key`, the key of the last
+ * step. Each mapping is indexed on first use, so locating every stage of a large file stays linear.
+ */
+const makeLocator = (doc: Document, lineCounter: LineCounter) => {
+  const indexes = new WeakMap<YAMLMap, Map<string, Pair>>()
+  const pairOf = (parent: unknown, key: string | number): Pair | undefined => {
+    if (!isMap(parent)) return undefined
+    let index = indexes.get(parent)
+    if (index === undefined) {
+      index = new Map()
+      for (const item of parent.items) if (isPair(item) && isScalar(item.key) && !index.has(String(item.key.value))) index.set(String(item.key.value), item)
+      indexes.set(parent, index)
+    }
+    return index.get(String(key))
   }
-  return out
+  const nodeAt = (at: Path): unknown => {
+    let node: unknown = doc.contents
+    for (const step of at) {
+      if (isMap(node)) node = pairOf(node, step)?.value
+      else if (isSeq(node) && typeof step === "number") node = node.items[step]
+      else return undefined
+    }
+    return node
+  }
+  return (at: Path, options: { readonly key?: boolean } = {}): Position | undefined => {
+    for (let n = at.length; n >= 0; n--) {
+      const prefix = at.slice(0, n)
+      if (options.key === true && n === at.length && n > 0) {
+        const pair = pairOf(nodeAt(prefix.slice(0, -1)), prefix[prefix.length - 1]!)
+        if (pair !== undefined && isNode(pair.key) && pair.key.range) return lineCounter.linePos(pair.key.range[0])
+      }
+      const node = nodeAt(prefix)
+      if (isNode(node) && node.range) return lineCounter.linePos(node.range[0])
+    }
+    return undefined
+  }
 }
