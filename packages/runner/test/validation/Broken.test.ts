@@ -163,6 +163,12 @@ stages:
     says: ['1 tensor match no filter of "density" (unmatched: error): "head.bias"']
   },
   {
+    name: "a filter regex that backtracks catastrophically is refused at the filter, saying how to rewrite it",
+    yaml: `${HEAD}  m: { uses: merge/ties, with: { base: base, models: [a, b], density: [{ filter: "/(a+)+$/", value: 0.3 }, { filter: "*", value: 0.5 }] } }\n`,
+    problems: [["InvalidParam", 7, 82]],
+    says: ['regex /(a+)+$/ is refused: "(a+)+" repeats "a+"', '"(a+)+" → "a+"']
+  },
+  {
     name: "a method's own per-tensor check, from the headers (DELLA's density ± epsilon)",
     yaml: `${HEAD}  m: { uses: merge/della, with: { base: base, models: [a, b], density: 0.5, epsilon: 0.6 } }\n`,
     problems: [["InvalidParam", 7, 86]],
