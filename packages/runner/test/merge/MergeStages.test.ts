@@ -94,6 +94,20 @@ describe("merge stage parameters and checks", () => {
     expect(fs.existsSync(path.join(dir, "out-error.safetensors"))).toBe(false)
   })
 
+  it("an adversarial glob (*a ×20 + *b) against a 41-character name merges at once (it used to backtrack for hours)", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "merge-glob-"))
+    const long = "a".repeat(41)
+    for (const [name, offset] of [["base", 0], ["a", 1], ["b", 2]] as const) {
+      await write(path.join(dir, `${name}.safetensors`), { [long]: { shape: [4], values: [1, 2, 3, 4].map((v) => v + offset) } })
+    }
+    const glob = "*a".repeat(20) + "*b"
+    const yaml = `version: 1\nname: glob\nstages:\n${loads}  m:\n    uses: merge/ties\n    with:\n      base: base\n      models: [a, b]\n      density:\n        - { filter: "${glob}", value: 0.3 }\n        - { filter: "*", value: 1 }\n  out: { uses: save, with: { model: m, path: out.safetensors } }\n`
+    const start = performance.now()
+    expect((await run(dir, yaml)).error).toBeUndefined()
+    expect(performance.now() - start).toBeLessThan(10_000)
+    expect(fs.existsSync(path.join(dir, "out.safetensors"))).toBe(true)
+  })
+
   it("rejects missing tensors unless on_missing says otherwise", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "merge-missing-"))
     await write(path.join(dir, "a.safetensors"), { w: { shape: [2], values: [1, 2] }, extra: { shape: [1], values: [5] } })
