@@ -9,7 +9,7 @@
  *
  * @since 0.1.0
  */
-import { Effect, Scope } from "effect"
+import { Effect, Result, Scope } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as ByteSource from "./ByteSource.ts"
@@ -18,6 +18,7 @@ import * as Safetensors from "./safetensors/Safetensors.ts"
 import * as Sharded from "./safetensors/Sharded.ts"
 import * as Tfjs from "./tfjs/Tfjs.ts"
 import * as Legacy from "./torch/Legacy.ts"
+import * as Strided from "./torch/Strided.ts"
 import * as Torch from "./torch/Torch.ts"
 import * as Model from "../model/Model.ts"
 import type { DType } from "../tensor/DType.ts"
@@ -40,6 +41,28 @@ export interface Detected {
 export interface ReadOptions {
   /** PyTorch only: where the state dict is inside the checkpoint (`"model"`, `"ema.state_dict"`). */
   readonly key?: string
+  /**
+   * Largest ratio of a tensor's logical bytes to the bytes its storage holds in the file (PyTorch
+   * views with zero or overlapping strides; safetensors and TF.js store every byte, so theirs is
+   * 1). Default: `CRUCIBLE_MAX_TENSOR_EXPANSION` when set, else 16 (`Torch.DEFAULT_MAX_EXPANSION`);
+   * `Infinity` turns the check off.
+   */
+  readonly maxExpansion?: number
+}
+
+/** The environment variable that raises (or lowers) the expansion limit when no option is given. */
+export const MAX_EXPANSION_ENV = "CRUCIBLE_MAX_TENSOR_EXPANSION"
+
+/** The expansion limit in effect: the option, else the environment variable (read at call time), else the default. */
+export const resolveMaxExpansion = (option: number | undefined, env: Readonly<Record<string, string | undefined>> = process.env): Result.Result<number, InvalidArgument> => {
+  const raw = option ?? env[MAX_EXPANSION_ENV]
+  if (raw === undefined || raw === "") return Result.succeed(Strided.DEFAULT_MAX_EXPANSION)
+  const value = typeof raw === "number" ? raw : Number(raw.trim())
+  return value >= 1 ? Result.succeed(value) : Result.fail(new InvalidArgument({
+    argument: option === undefined ? MAX_EXPANSION_ENV : "maxExpansion",
+    value: JSON.stringify(raw),
+    detail: "must be a number ≥ 1 (the factor a tensor may exceed its stored bytes by), or Infinity to turn the check off"
+  }))
 }
 
 /** Files a Hugging Face snapshot folder may hold, in order of preference. */
@@ -105,7 +128,8 @@ export const readModel: (target: string, options?: ReadOptions) => Effect.Effect
     if (options.key !== undefined && format !== "pytorch" && format !== "pytorch-sharded") {
       return yield* new InvalidArgument({ argument: "key", value: JSON.stringify(options.key), detail: `${file} is ${format}, which holds one state dict; key selects one inside a PyTorch checkpoint` })
     }
-    const torchOptions = options.key === undefined ? {} : { key: options.key }
+    const maxExpansion = yield* Effect.fromResult(resolveMaxExpansion(options.maxExpansion))
+    const torchOptions = { maxExpansion, ...(options.key === undefined ? {} : { key: options.key }) }
     switch (format) {
       case "safetensors": return yield* Safetensors.read(file)
       case "safetensors-sharded": return yield* Sharded.read(file)

@@ -70,7 +70,7 @@ export const parse = (json: string, headerLength: number, fileSize: number): Hea
     else entries.push(entry)
   }
   const dataLength = fileSize - 8 - headerLength
-  problems.push(...checkLayout(entries, dataLength))
+  for (const p of checkLayout(entries, dataLength)) problems.push(p) // not push(...): one per tensor can overflow the stack
   if (problems.length > 0) return { problems }
   // Readers and writers keep the order of the data section, as the reference does.
   entries.sort((a, b) => a.begin - b.begin || a.end - b.end)

@@ -9,7 +9,7 @@
  * @since 0.1.0
  */
 import { Effect } from "effect"
-import { FormatError, type ModelIoError } from "../IoError.ts"
+import { ExpansionLimit, FormatError, type ModelIoError } from "../IoError.ts"
 import { byteSize } from "../../tensor/DType.ts"
 import * as Lineage from "../../tensor/Lineage.ts"
 import { type ElementRange, numel, type TensorBytes, type TensorRef } from "../../tensor/TensorRef.ts"
@@ -31,10 +31,38 @@ export interface Storages {
 }
 
 /**
- * Checks every view against its storage (present, large enough for the furthest element the
- * view reaches) and returns lazy tensors in the order given, or the first problem found.
+ * The default of {@link ExpansionOptions.maxExpansion}: a tensor may be up to 16× its storage's
+ * bytes (or 1 MiB more than them, for tiny broadcast buffers). Plain tensors, slices and tied
+ * weights are at most 1×; only views with a zero or overlapping stride exceed it.
  */
-export const tensors = (views: ReadonlyArray<readonly [string, TensorView]>, storages: Storages): Array<TensorRef> | FormatError => {
+export const DEFAULT_MAX_EXPANSION = 16
+
+/** Bytes a view may always exceed its storage by, whatever the factor: tiny broadcast buffers cannot bomb. */
+export const EXPANSION_SLACK_BYTES = 1024 * 1024
+
+/** Options of {@link tensors}. */
+export interface ExpansionOptions {
+  /**
+   * Largest ratio of a tensor's logical bytes (numel × dtype size) to the bytes of the storage it
+   * views; `Infinity` turns the check off. Default {@link DEFAULT_MAX_EXPANSION}.
+   */
+  readonly maxExpansion?: number
+}
+
+/**
+ * True when a view of `logical` bytes over a storage of `stored` bytes stays within `maxExpansion`:
+ * at most `maxExpansion × stored`, or at most {@link EXPANSION_SLACK_BYTES} beyond `stored`.
+ */
+export const withinExpansion = (logical: number, stored: number, maxExpansion: number): boolean =>
+  logical <= stored * maxExpansion || logical - stored <= EXPANSION_SLACK_BYTES
+
+/**
+ * Checks every view against its storage (present, large enough for the furthest element the
+ * view reaches, not expanding it beyond `maxExpansion`) and returns lazy tensors in the order
+ * given, or the first problem found. Nothing is read.
+ */
+export const tensors = (views: ReadonlyArray<readonly [string, TensorView]>, storages: Storages, options: ExpansionOptions = {}): Array<TensorRef> | FormatError | ExpansionLimit => {
+  const maxExpansion = options.maxExpansion ?? DEFAULT_MAX_EXPANSION
   const users = new Map<string, Set<string>>()
   for (const [name, v] of views) users.set(v.storage.key, (users.get(v.storage.key) ?? new Set()).add(name))
   const shared = new SharedStorages(users)
@@ -50,6 +78,12 @@ export const tensors = (views: ReadonlyArray<readonly [string, TensorView]>, sto
     const needed = count === 0 ? 0 : (last + 1) * size
     if (!Number.isSafeInteger(needed) || needed > storage.byteLength) {
       return fail(`view (offset ${view.offset}, shape [${view.shape.join(", ")}], stride [${view.stride.join(", ")}]) reaches byte ${needed} of a ${storage.byteLength}-byte storage "${view.storage.key}"`)
+    }
+    // A zero or overlapping stride reads storage elements more than once: 4 stored bytes can
+    // describe petabytes. Compared with the storage's own bytes, so slices and tied weights pass.
+    const logical = count * size
+    if (!withinExpansion(logical, storage.byteLength, maxExpansion)) {
+      return new ExpansionLimit({ file: storages.file, tensor: name, logicalBytes: logical, storedBytes: storage.byteLength, limit: maxExpansion })
     }
     out.push(makeTensor(name, view, storage, shared, storages, fail))
   }

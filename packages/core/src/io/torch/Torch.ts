@@ -8,7 +8,7 @@
  */
 import { Effect, Scope } from "effect"
 import * as ByteSource from "../ByteSource.ts"
-import { FormatError, InvalidArgument, type ModelIoError, UnsafePickle } from "../IoError.ts"
+import { ExpansionLimit, FormatError, InvalidArgument, type ModelIoError, UnsafePickle } from "../IoError.ts"
 import * as Pickle from "../pickle/Pickle.ts"
 import * as Zip from "../zip/Zip.ts"
 import * as Model from "../../model/Model.ts"
@@ -22,7 +22,7 @@ import * as Strided from "./Strided.ts"
 export const FORMAT = "pytorch"
 
 /** Options of {@link read}. */
-export interface ReadOptions {
+export interface ReadOptions extends Strided.ExpansionOptions {
   /** Where the state dict is: a top-level key or a dotted path (`"model"`, `"ema.state_dict"`). */
   readonly key?: string
 }
@@ -93,7 +93,7 @@ export const unpickle = (file: string, bytes: Uint8Array, start = 0): Effect.Eff
 }
 
 /** The model of an unpickled checkpoint whose storages are given. */
-const toModel = (file: string, root: unknown, storages: Strided.Storages, options: ReadOptions): Effect.Effect<Model.Model, FormatError | InvalidArgument> => {
+const toModel = (file: string, root: unknown, storages: Strided.Storages, options: ReadOptions): Effect.Effect<Model.Model, FormatError | InvalidArgument | ExpansionLimit> => {
   const selected = StateDict.select(root, options.key)
   if ("kind" in selected) {
     return Effect.fail(
@@ -102,8 +102,8 @@ const toModel = (file: string, root: unknown, storages: Strided.Storages, option
         : new FormatError({ file, format: FORMAT, detail: selected.detail })
     )
   }
-  const tensors = Strided.tensors(selected, storages)
-  if (tensors instanceof FormatError) return Effect.fail(tensors)
+  const tensors = Strided.tensors(selected, storages, options)
+  if (!Array.isArray(tensors)) return Effect.fail(tensors)
   return Effect.succeed(Model.make(file, tensors, {}, [file]))
 }
 
