@@ -85,6 +85,7 @@ const codes: Readonly<Record<string, Problem.ProblemCode>> = {
   IoError: "InputUnreadable",
   FormatError: "InputUnreadable",
   UnsafePickle: "InputUnreadable",
+  ExpansionLimit: "InputUnreadable",
   InvalidArgument: "InputUnreadable",
   MergeInputsMismatch: "HeaderMismatch",
   InvalidMergeParams: "InvalidParam",
