@@ -7,6 +7,7 @@
  */
 import { Cause, Context, Effect, Layer, Logger, References, Tracer } from "effect"
 import * as fs from "node:fs"
+import * as RunDir from "./RunDir.ts"
 
 /** One line of `log.jsonl`. @category models */
 export interface LogLine {
@@ -44,8 +45,19 @@ export const consoleLogger = Logger.make((options) =>
 /** Every log line to `file`; warnings and errors also to the console. */
 export const layer = (file: string): Layer.Layer<never> =>
   Layer.unwrap(
-    Effect.gen(function* () {
-      const fd = yield* Effect.acquireRelease(Effect.sync(() => fs.openSync(file, "a")), (fd) => Effect.sync(() => fs.closeSync(fd)))
+    Effect.map(
+      Effect.acquireRelease(Effect.sync(() => RunDir.lineLogOf(file, fs.openSync(file, "a"))), (log) => Effect.sync(log.close)),
+      layerTo
+    )
+  )
+
+/**
+ * Every log line to `log` (the runner's `log.jsonl`: a failed write — a full disk — is kept by
+ * the log and ends it, never the run); warnings and errors also to the console.
+ */
+export const layerTo = (log: Pick<RunDir.LineLog, "append">): Layer.Layer<never> =>
+  Layer.unwrap(
+    Effect.sync(() => {
       const logger = Logger.make((options) => {
         const span = Context.getOption(options.fiber.context, Tracer.ParentSpan)
         const current = span._tag === "Some" ? span.value : undefined
@@ -60,7 +72,7 @@ export const layer = (file: string): Layer.Layer<never> =>
           ...(options.cause.reasons.length === 0 ? {} : { cause: Cause.pretty(options.cause) }),
           ...(Object.keys(annotations).length === 0 ? {} : { annotations })
         }
-        fs.writeSync(fd, `${JSON.stringify(line)}\n`)
+        log.append(JSON.stringify(line))
       })
       return Logger.layer([logger, consoleLogger], { mergeWithExisting: false })
     })

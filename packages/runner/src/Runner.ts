@@ -15,13 +15,13 @@ import { type PipelineError, Problem, ReadCounter, Registry, type Validate, Yaml
 import { builtinRegistry } from "@crucible/strategies"
 import { Effect, Layer, Option } from "effect"
 import { createHash, randomBytes } from "node:crypto"
-import * as fs from "node:fs"
 import * as path from "node:path"
 import { emit, Reporter, type RunEvent } from "./Events.ts"
 import { execute, type StageOutcome } from "./Executor.ts"
 import * as Interruption from "./Interruption.ts"
 import * as Manifest from "./Manifest.ts"
 import * as PipelineSource from "./PipelineSource.ts"
+import * as RunDir from "./RunDir.ts"
 import * as RunLog from "./RunLog.ts"
 import * as Telemetry from "./telemetry/Telemetry.ts"
 import type { TelemetryError } from "./telemetry/TelemetryError.ts"
@@ -88,7 +88,7 @@ export const load = (pipeline: PipelineInput, options: Pick<RunOptions, "kinds" 
  * Runs a pipeline. Fails only when it cannot be loaded; stage failures are in the result. Events
  * go to the `Reporter` service when one is provided, and to `onEvent`.
  */
-export const run = (pipeline: PipelineInput, options: RunOptions = {}): Effect.Effect<RunResult, LoadError | TelemetryError> =>
+export const run = (pipeline: PipelineInput, options: RunOptions = {}): Effect.Effect<RunResult, LoadError | TelemetryError | RunDir.RunDirError> =>
   Effect.flatMap(load(pipeline, { ...options, preflight: options.preflight ?? true }), (loaded) =>
     Effect.andThen(
       loaded.warnings.length === 0
@@ -100,14 +100,18 @@ export const run = (pipeline: PipelineInput, options: RunOptions = {}): Effect.E
 /** `run` as a Promise, for code outside Effect. It rejects with the tagged error when the pipeline cannot be loaded. */
 export const runPromise = (pipeline: PipelineInput, options: RunOptions = {}): Promise<RunResult> => Effect.runPromise(run(pipeline, options))
 
-/** A new run id: time, pipeline name, and a random suffix. */
+/** A new run id: time, pipeline name, and a random suffix (always a valid {@link RunDir.isRunId}). */
 export const newRunId = (name: string): string => {
   const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..+$/, "").replace("T", "-")
   return `${stamp}-${name.replace(/[^A-Za-z0-9_-]+/g, "-").slice(0, 40)}-${randomBytes(2).toString("hex")}`
 }
 
-/** Runs an already loaded pipeline. */
-export const runLoaded = (loaded: PipelineSource.LoadedPipeline, options: RunOptions = {}): Effect.Effect<RunResult, TelemetryError> =>
+/**
+ * Runs an already loaded pipeline. It fails with a `RunDirError` when `runId` is not a plain name
+ * or is taken, and when the run's own record (event log, manifest) could not be written — after
+ * the run has ended and written what it could.
+ */
+export const runLoaded = (loaded: PipelineSource.LoadedPipeline, options: RunOptions = {}): Effect.Effect<RunResult, TelemetryError | RunDir.RunDirError> =>
   Effect.gen(function* () {
     const provided = Option.getOrElse(yield* Effect.serviceOption(Reporter), () => Reporter.silent)
     const outer: Reporter["Service"] = options.onEvent === undefined
@@ -115,17 +119,30 @@ export const runLoaded = (loaded: PipelineSource.LoadedPipeline, options: RunOpt
       : { emit: (event) => Effect.andThen(Effect.sync(() => options.onEvent!(event)), provided.emit(event)) }
     const { pipeline } = loaded
     const runId = options.runId ?? newRunId(pipeline.ir.name)
-    const runDir = path.resolve(options.runsDir ?? "runs", runId)
-    fs.mkdirSync(runDir, { recursive: true })
-    // Every event also goes to events.jsonl, which the dashboard follows while the run is live.
-    const eventLog = fs.openSync(path.join(runDir, "events.jsonl"), "a")
+    const runDir = yield* RunDir.create(options.runsDir ?? "runs", runId)
+    // Every event also goes to events.jsonl, which the dashboard follows while the run is live. A
+    // failed write (a full disk) ends the log, not the run: the reporters still get every event.
+    const eventLog = yield* RunDir.lineLog(path.join(runDir, "events.jsonl"))
     const reporter: Reporter["Service"] = {
-      emit: (event) => Effect.andThen(Effect.sync(() => fs.writeSync(eventLog, `${JSON.stringify(event)}\n`)), outer.emit(event))
+      emit: (event) => Effect.andThen(Effect.sync(() => eventLog.append(JSON.stringify(event))), outer.emit(event))
     }
-    return yield* Effect.ensuring(runIn(loaded, options, runId, runDir), Effect.sync(() => fs.closeSync(eventLog))).pipe(Effect.provideService(Reporter, reporter))
+    const runLog = yield* Effect.tapError(RunDir.lineLog(path.join(runDir, "log.jsonl")), () => Effect.sync(eventLog.close))
+    const written = { manifest: undefined as RunDir.RunFileUnwritable | undefined }
+    const result = yield* Effect.ensuring(
+      runIn(loaded, options, runId, runDir, written).pipe(Effect.provide(RunLog.layerTo(runLog))),
+      Effect.sync(() => (eventLog.close(), runLog.close()))
+    ).pipe(Effect.provideService(Reporter, reporter))
+    const lost = eventLog.failure() ?? written.manifest ?? runLog.failure()
+    return lost === undefined ? result : yield* lost
   })
 
-const runIn = (loaded: PipelineSource.LoadedPipeline, options: RunOptions, runId: string, runDir: string): Effect.Effect<RunResult, TelemetryError, Reporter> =>
+const runIn = (
+  loaded: PipelineSource.LoadedPipeline,
+  options: RunOptions,
+  runId: string,
+  runDir: string,
+  written: { manifest: RunDir.RunFileUnwritable | undefined }
+): Effect.Effect<RunResult, TelemetryError, Reporter> =>
   Effect.scoped(Effect.gen(function* () {
     const { pipeline } = loaded
     const startedAt = new Date()
@@ -143,7 +160,14 @@ const runIn = (loaded: PipelineSource.LoadedPipeline, options: RunOptions, runId
       tools: Manifest.toolVersions()
     }
     const manifestFile = path.join(runDir, "manifest.json")
-    yield* Manifest.write(manifestFile, { ...base, status: "running", stages: [], inputs: [], outputs: [] }).pipe(Effect.ignore)
+    // A manifest that cannot be written does not stop the run (a later write may succeed); the
+    // last write decides whether the run's record is complete.
+    const writeManifest = (manifest: Manifest.Manifest) =>
+      Manifest.write(manifestFile, manifest).pipe(
+        Effect.map(() => (written.manifest = undefined)),
+        Effect.catch((e) => Effect.sync(() => (written.manifest = new RunDir.RunFileUnwritable({ file: manifestFile, operation: e.operation, detail: e.detail }))))
+      )
+    yield* writeManifest({ ...base, status: "running", stages: [], inputs: [], outputs: [] })
     yield* emit({ type: "run-started", time: Date.now(), runId, runDir, pipeline: pipeline.ir.name, stages: pipeline.stages.map((s) => s.id) })
     const telemetry = options.telemetry === "none" ? Layer.empty : (options.telemetry ?? defaultTelemetry())({ runId, runDir })
     // The manifest follows the run stage by stage, so a crash or a kill leaves the last state on disk.
@@ -155,14 +179,14 @@ const runIn = (loaded: PipelineSource.LoadedPipeline, options: RunOptions, runId
     // Bytes the stages read from each file, for the manifest (what `crucible plan` predicts).
     const reads = ReadCounter.tally()
     const snapshot = (status: Manifest.Manifest["status"]) =>
-      Manifest.write(manifestFile, {
+      writeManifest({
         ...base,
         status,
         ...(status === "running" ? {} : { endedAt: new Date().toISOString() }),
         stages: Manifest.stageRecords(pipeline, pipeline.stages.flatMap((s) => known.get(s.id) ?? [])),
         inputs: [],
         outputs: Manifest.filesOf([...known.values()]).outputs
-      }).pipe(Effect.ignore)
+      })
     // An interrupted stage's outcome does not say whether it was running: the events do.
     const started = Interruption.startedStages()
     const reporter = yield* Reporter
@@ -187,21 +211,20 @@ const runIn = (loaded: PipelineSource.LoadedPipeline, options: RunOptions, runId
       Effect.onInterrupt(() => Effect.andThen(snapshot("interrupted"), Effect.andThen(interrupted, writeReport(runDir, loaded.registry)))),
       Effect.withSpan(`run ${pipeline.ir.name}`, { attributes: { "crucible.run.id": runId, "crucible.pipeline.name": pipeline.ir.name, "crucible.pipeline.file": loaded.file } }),
       Effect.provideService(Reporter, { emit: (event) => Effect.andThen(Effect.sync(() => started.observe(event)), reporter.emit(event)) }),
-      Effect.provide(RunLog.layer(path.join(runDir, "log.jsonl"))),
       Effect.provide(telemetry),
       Effect.provideService(ReadCounter.ReadCounter, reads)
     )
     const status = runStatus(outcomes)
     const files = Manifest.filesOf(outcomes)
     const inputs = Manifest.withBytesRead(yield* digests.finish(files.inputs), reads.totals())
-    yield* Manifest.write(manifestFile, {
+    yield* writeManifest({
       ...base,
       status,
       endedAt: new Date().toISOString(),
       stages: Manifest.stageRecords(pipeline, outcomes),
       inputs,
       outputs: files.outputs
-    }).pipe(Effect.ignore)
+    })
     yield* emit({ type: "run-finished", time: Date.now(), status, durationMs: Date.now() - startedAt.getTime(), runDir })
     yield* writeReport(runDir, loaded.registry)
     return { runId, runDir, status, outcomes }

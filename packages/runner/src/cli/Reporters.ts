@@ -1,6 +1,7 @@
 /**
  * The CLI's reporters: a live progress view on a TTY, plain lines elsewhere, one JSON object
- * per line with `--json`, nothing with `--quiet`. Colour and in-place updates only when stdout
+ * per line with `--json`, and with `--quiet` only failures, on stderr (the failed stages with their
+ * errors, then the run's line naming its directory). Colour and in-place updates only when stdout
  * is a TTY and CI is not set.
  *
  * @since 0.1.0
@@ -18,15 +19,27 @@ export type ReporterName = "tty" | "plain" | "json" | "quiet"
 export const choose = (flags: { readonly json: boolean; readonly quiet: boolean }, stream: NodeJS.WriteStream = process.stdout): ReporterName =>
   flags.json ? "json" : flags.quiet ? "quiet" : stream.isTTY === true && process.env.CI === undefined ? "tty" : "plain"
 
-/** A reporter writing to `write` (`columns`: the terminal's width, for the TTY's bars). */
-export const make = (name: ReporterName, write: (text: string) => void = (t) => process.stdout.write(t), columns: () => number = () => process.stdout.columns ?? 100): Reporter["Service"] => {
+/**
+ * A reporter writing to `write` (`columns`: the terminal's width, for the TTY's bars; `writeError`:
+ * where `quiet` tells failures).
+ */
+export const make = (
+  name: ReporterName,
+  write: (text: string) => void = (t) => process.stdout.write(t),
+  columns: () => number = () => process.stdout.columns ?? 100,
+  writeError: (text: string) => void = (t) => process.stderr.write(t)
+): Reporter["Service"] => {
   switch (name) {
-    case "quiet": return Reporter.silent
+    case "quiet": return { emit: (event) => Effect.sync(() => { const line = failureLine(event); if (line !== undefined) writeError(`${line}\n`) }) }
     case "json": return { emit: (event) => Effect.sync(() => write(`${JSON.stringify(event)}\n`)) }
     case "plain": return { emit: (event) => Effect.sync(() => { const line = eventLine(event); if (line !== undefined) write(`${line}\n`) }) }
     case "tty": return tty(write, columns)
   }
 }
+
+// `--quiet` is silent about everything that went well, never about a failure.
+const failureLine = (event: RunEvent): string | undefined =>
+  (event.type === "stage-finished" && event.status === "failed") || (event.type === "run-finished" && event.status === "failed") ? eventLine(event) : undefined
 
 // One bar per stage in progress, redrawn in place below the finished lines: a lazy merge and the
 // save that pulls it report at the same time, and one shared line would flicker between them.

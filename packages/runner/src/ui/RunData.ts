@@ -1,7 +1,8 @@
 /**
  * Reading run directories safely, for the dashboard and the report: run ids are checked before
  * they touch the file system, every path is resolved (symlinks included) and must stay inside the
- * runs directory or the run's own directory, and unreadable files become typed errors. The view
+ * runs directory or the run's own directory, the run's own files (manifest, events, trace) are
+ * opened without following a symlink, and unreadable files become typed errors. The view
  * itself is built by the pure {@link RunView.make}.
  *
  * @since 0.1.0
@@ -11,6 +12,7 @@ import { builtinRegistry } from "@crucible/strategies"
 import { Effect, Schema } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import * as RunDir from "../RunDir.ts"
 import * as RunView from "./RunView.ts"
 import * as Spans from "./Spans.ts"
 import { FileNotServed, InvalidRunId, RunNotFound, RunUnreadable } from "./UiError.ts"
@@ -18,8 +20,39 @@ import { FileNotServed, InvalidRunId, RunNotFound, RunUnreadable } from "./UiErr
 /** The files of a run directory the dashboard reads. */
 export const files = { manifest: "manifest.json", events: "events.jsonl", trace: "trace.json", report: "report.html" } as const
 
-/** A run id is one plain directory name: no separators, no `.`/`..`, no control characters. */
-export const isRunId = (runId: string): boolean => runId.length <= 200 && /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(runId)
+/** A run id is one plain directory name (`[A-Za-z0-9._-]`, no leading dot): the ids the runner accepts. */
+export const isRunId = RunDir.isRunId
+
+/**
+ * The bytes of the regular file `file`, opened with `O_NOFOLLOW` (a symlink as the last component
+ * fails with ELOOP) and checked to be a regular file on the open descriptor, so what is read is
+ * what was checked; `undefined` when it does not exist.
+ */
+export const readNoFollow = (file: string): Buffer | undefined => {
+  let fd: number
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK)
+  } catch (cause) {
+    if ((cause as NodeJS.ErrnoException).code === "ENOENT") return undefined
+    if ((cause as NodeJS.ErrnoException).code === "ELOOP") throw new Error("it is a symbolic link, which the dashboard does not follow")
+    throw cause
+  }
+  try {
+    if (!fs.fstatSync(fd).isFile()) throw new Error("not a regular file")
+    return fs.readFileSync(fd)
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+/** `path` is a regular file itself, not a symlink to one. */
+const isPlainFile = (p: string): boolean => {
+  try {
+    return fs.lstatSync(p).isFile()
+  } catch {
+    return false
+  }
+}
 
 /** `child` is `parent` or lies inside it (both absolute and normalised). */
 const isInside = (parent: string, child: string): boolean => child === parent || child.startsWith(parent.endsWith(path.sep) ? parent : parent + path.sep)
@@ -39,7 +72,7 @@ export const runDirOf = (runsDir: string, runId: string): Effect.Effect<string, 
     const root = realpath(path.resolve(runsDir))
     const dir = root === undefined ? undefined : realpath(path.join(root, runId))
     // A symlinked run directory pointing elsewhere is not served: only what is under runsDir.
-    if (root === undefined || dir === undefined || !isInside(root, dir) || !fs.existsSync(path.join(dir, files.manifest))) {
+    if (root === undefined || dir === undefined || dir === root || !isInside(root, dir) || !isPlainFile(path.join(dir, files.manifest))) {
       return Effect.fail(new RunNotFound({ runId, runsDir: path.resolve(runsDir) }))
     }
     return Effect.succeed(dir)
@@ -47,7 +80,7 @@ export const runDirOf = (runsDir: string, runId: string): Effect.Effect<string, 
 
 const readText = (file: string): Effect.Effect<string | undefined, RunUnreadable> =>
   Effect.try({
-    try: () => (fs.existsSync(file) ? fs.readFileSync(file, "utf8") : undefined),
+    try: () => readNoFollow(file)?.toString("utf8"),
     catch: (cause) => new RunUnreadable({ file, detail: cause instanceof Error ? cause.message : String(cause) })
   })
 

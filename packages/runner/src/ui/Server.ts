@@ -17,7 +17,6 @@
  * @since 0.1.0
  */
 import { Effect, type Scope } from "effect"
-import * as fs from "node:fs"
 import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import * as path from "node:path"
@@ -27,7 +26,7 @@ import * as Page from "./Page.ts"
 import * as RunData from "./RunData.ts"
 import type { InputPorts } from "./RunView.ts"
 import * as Tail from "./Tail.ts"
-import { ServerUnavailable, type UiError } from "./UiError.ts"
+import { FileNotServed, ServerUnavailable, type UiError } from "./UiError.ts"
 
 /** A listening dashboard. @category models */
 export interface UiServer {
@@ -182,7 +181,15 @@ export const listen = (options: ServerOptions): Effect.Effect<UiServer, ServerUn
         const file = await read(RunData.runFile(runsDir, b, parts.slice(3).join("/")))
         if (file._tag === "Failure") return fail(file.failure)
         const type = TYPES[path.extname(file.success).toLowerCase()] ?? "application/octet-stream"
-        return send(res, 200, type, fs.readFileSync(file.success), { "content-security-policy": FILE_CSP })
+        // Opened without following a symlink: a file swapped for one after the check is not served.
+        let bytes: Buffer | undefined
+        try {
+          bytes = RunData.readNoFollow(file.success)
+        } catch {
+          bytes = undefined
+        }
+        if (bytes === undefined) return fail(new FileNotServed({ runId: b, path: parts.slice(3).join("/") }))
+        return send(res, 200, type, bytes, { "content-security-policy": FILE_CSP })
       }
       return api ? sendJson(res, 404, { error: "NotFound", message: `no route ${url.pathname}` }) : sendHtml(res, 404, Page.errorPage(404, `nothing at ${url.pathname}`))
     }

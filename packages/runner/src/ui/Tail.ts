@@ -2,7 +2,8 @@
  * Following a growing line file (`events.jsonl`) the way `tail -f` does: each complete line is
  * delivered once, in order, with its 0-based index; a line still being written waits for its
  * newline. `fs.watch` on the file's directory wakes it at once (the file may not exist yet), and
- * polling catches what watching misses (network file systems, some containers).
+ * polling catches what watching misses (network file systems, some containers). The file is opened
+ * with `O_NOFOLLOW` and must be a regular file: a symlinked log is never read.
  *
  * @since 0.1.0
  */
@@ -46,11 +47,13 @@ export const follow = (file: string, options: FollowOptions): Tail => {
     if (stopped) return
     let fd: number
     try {
-      fd = fs.openSync(file, "r")
+      // Never through a symlink: the dashboard serves only what is inside the runs folder.
+      fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK)
     } catch {
-      return // not created yet
+      return // not created yet (or a symlink, which is never read)
     }
     try {
+      if (!fs.fstatSync(fd).isFile()) return
       for (;;) {
         const n = fs.readSync(fd, chunk, 0, chunk.length, offset)
         if (n <= 0) break

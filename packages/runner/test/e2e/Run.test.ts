@@ -116,6 +116,15 @@ stages:
     const manifest = JSON.parse(fs.readFileSync(path.join(dir, "runs/r/manifest.json"), "utf8"))
     expect(manifest.status).toBe("failed")
     expect(manifest.stages.find((s: { id: string }) => s.id === "again").status).toBe("skipped")
+    // --quiet says nothing about what went well, but still names the failure and the run directory, on stderr.
+    const quiet = crucible(["run", path.join(dir, "p.yaml"), "--runs-dir", path.join(dir, "runs"), "--run-id", "q", "--quiet"])
+    expect(quiet.code).toBe(1)
+    expect(quiet.stdout).toBe("")
+    expect(quiet.stderr).toMatch(/✗ bad(_out)? \((merge\/linear|save)\) failed/)
+    expect(quiet.stderr).toContain("NonFiniteTensor")
+    expect(quiet.stderr).toContain(`run failed in `)
+    expect(quiet.stderr).toContain(path.join(dir, "runs", "q", "manifest.json"))
+    expect(quiet.stderr).not.toMatch(/good_out|skipped/)
   })
 
   it("rejects mismatched inputs from their headers, listing every mismatch, before writing", async () => {

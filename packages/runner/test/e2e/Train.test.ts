@@ -58,4 +58,47 @@ describe("train stage", () => {
     expect(reusedEvents).toContain("train.reused")
     expect(reusedEvents).not.toContain("train.epoch") // no epoch was trained again
   }, 180_000)
+  // A kill can fall between the two writes of an epoch's checkpoint (its history, its state): the
+  // states such kills leave, made by hand, must resume to the same bytes as an uninterrupted run.
+  it("a kill between an epoch's history and its state still resumes byte-identically", async () => {
+    const full = fs.mkdtempSync(path.join(os.tmpdir(), "train-full-"))
+    const killed = fs.mkdtempSync(path.join(os.tmpdir(), "train-killed-"))
+    for (const dir of [full, killed]) fs.writeFileSync(path.join(dir, "p.yaml"), pipeline)
+    const runIn = (dir: string, id: string) => crucibleAsync(["run", path.join(dir, "p.yaml"), "--runs-dir", path.join(dir, "runs"), "--run-id", id, "--quiet"])
+    const cacheOf = (dir: string) => {
+      const root = path.join(dir, "runs", ".cache")
+      const found = fs.readdirSync(root, { recursive: true, encoding: "utf8" }).find((f) => path.basename(f) === "history.json")
+      return path.dirname(path.join(root, found!))
+    }
+    expect((await runIn(full, "full")).code).toBe(0)
+    const history = JSON.parse(fs.readFileSync(path.join(cacheOf(full), "history.json"), "utf8")) as Array<unknown>
+    expect(history).toHaveLength(4)
+    const expected = fs.readFileSync(path.join(full, "out.safetensors"))
+
+    // Stop after the first checkpoint, then leave what a kill inside the next save leaves: the
+    // next epoch's history written, its state not yet renamed into place.
+    const child = startCrucible(["run", path.join(killed, "p.yaml"), "--runs-dir", path.join(killed, "runs"), "--run-id", "first", "--json"])
+    let stdout = ""
+    child.stdout.on("data", (c: Buffer) => {
+      stdout += c.toString()
+      if (/"type":"stage-progress".*"unit":"epochs"/.test(stdout) && !child.killed) child.kill("SIGINT")
+    })
+    expect(await new Promise<number | null>((resolve) => child.on("exit", resolve))).toBe(130)
+    const cache = cacheOf(killed)
+    const epochs = fs.readdirSync(cache).filter((f) => /^epoch-\d+\.safetensors$/.test(f))
+    expect(epochs).toHaveLength(1)
+    const done = Number(/\d+/.exec(epochs[0]!)![0])
+    expect(done).toBeLessThan(4)
+    fs.writeFileSync(path.join(cache, "history.json"), JSON.stringify(history.slice(0, done + 1)))
+    expect((await runIn(killed, "resumed")).code).toBe(0)
+    expect(fs.readFileSync(path.join(killed, "out.safetensors")).equals(expected)).toBe(true)
+
+    // What an older Crucible left on such a kill: the last state in place, its history one epoch
+    // short. It is not reused with a short history: the training starts again, to the same bytes.
+    fs.writeFileSync(path.join(cache, "history.json"), JSON.stringify(history.slice(0, 3)))
+    fs.rmSync(path.join(killed, "out.safetensors"))
+    expect((await runIn(killed, "short-history")).code).toBe(0)
+    expect(spanEvents(path.join(killed, "runs", "short-history"))).not.toContain("train.reused")
+    expect(fs.readFileSync(path.join(killed, "out.safetensors")).equals(expected)).toBe(true)
+  }, 240_000)
 })

@@ -95,6 +95,37 @@ describe("the dashboard server", () => {
     expect((await get(`${server.url}api/runs/%E0%A4%A`)).status).toBe(400)
   })
 
+  it("does not follow a symlinked events.jsonl, manifest or file out of its folder", async () => {
+    const secret = path.join(dir, "secret.jsonl")
+    fs.writeFileSync(secret, `${JSON.stringify({ type: "stage-started", time: 1, stage: "top-secret", kind: "load" })}\n`)
+    const manifest = JSON.parse(fs.readFileSync(path.join(run.runDir, "manifest.json"), "utf8"))
+    // A run whose event log is a symlink to a file outside the runs folder.
+    fs.mkdirSync(path.join(run.runsDir, "linked-events"))
+    fs.writeFileSync(path.join(run.runsDir, "linked-events", "manifest.json"), JSON.stringify({ ...manifest, runId: "linked-events" }))
+    fs.symlinkSync(secret, path.join(run.runsDir, "linked-events", "events.jsonl"))
+    fs.symlinkSync(secret, path.join(run.runsDir, "linked-events", "notes.txt"))
+    // A run whose manifest is a symlink to one outside.
+    fs.writeFileSync(path.join(dir, "outside-manifest.json"), JSON.stringify({ ...manifest, runId: "linked-manifest" }))
+    fs.mkdirSync(path.join(run.runsDir, "linked-manifest"))
+    fs.symlinkSync(path.join(dir, "outside-manifest.json"), path.join(run.runsDir, "linked-manifest", "manifest.json"))
+
+    const sse = await readSse(`${server.url}api/runs/linked-events/events`)
+    expect(sse.status).toBe(200)
+    expect(sse.messages.map((m) => m.data).join("\n")).not.toContain("top-secret")
+    const view = await get(`${server.url}api/runs/linked-events`)
+    expect(view.body).not.toContain("top-secret")
+    expect(JSON.parse(view.body)).toMatchObject({ error: "RunUnreadable" })
+    expect(JSON.parse(view.body).message).toContain("symbolic link")
+    const notes = await get(`${server.url}runs/linked-events/files/notes.txt`)
+    expect(notes.status).toBe(404)
+    expect(notes.body).not.toContain("top-secret")
+
+    const runs = JSON.parse((await get(`${server.url}api/runs`)).body).runs.map((r: { runId: string }) => r.runId)
+    expect(runs).toContain("linked-events")
+    expect(runs).not.toContain("linked-manifest")
+    expect(JSON.parse((await get(`${server.url}api/runs/linked-manifest`)).body)).toMatchObject({ error: "RunNotFound" })
+  })
+
   it("refuses other hosts (DNS rebinding) and other methods", async () => {
     expect((await get(`${server.url}api/runs`, { host: "evil.example" })).status).toBe(403)
     expect((await get(`${server.url}api/runs`, {}, "POST")).status).toBe(405)

@@ -4,6 +4,12 @@
  * per-epoch history `history.json`, and the parameters of the best validation epoch
  * `best.safetensors` (for early stopping). Writes are atomic, so any file present is whole.
  *
+ * Model and history are published as one unit: `save` writes the history (which then runs one
+ * epoch ahead) before it renames the epoch's state into place, readers cut the history at the
+ * state's epoch, and `latest` treats a state whose history is shorter than its epoch as absent.
+ * A kill between the two writes therefore redoes that epoch, and the resumed training ends with
+ * the same bytes as one that was never interrupted.
+ *
  * @since 0.1.0
  */
 import { AtomicFile, Safetensors } from "@crucible/core"
@@ -37,17 +43,23 @@ export const latest = (network: Network, dir: string) =>
       if (last === undefined) return undefined
       const file = path.join(dir, last)
       const state = yield* Checkpoint.fromModel(network, yield* Safetensors.read(file))
+      // A state without its epochs' history (left by a kill between the writes of an older
+      // Crucible) would record fewer epochs than it trained: start again from scratch.
+      if (readHistory(dir).length < state.epoch) return undefined
       return { state, file }
     })
   )
 
-/** Writes epoch `state.epoch`'s state and the history, then drops older epoch files (each holds everything). */
+/**
+ * Writes the history, then epoch `state.epoch`'s state, then drops older epoch files (each holds
+ * everything). History first: until the state is in place, the previous state's readers cut it.
+ */
 export const save = (network: Network, state: TrainState, dir: string, history: ReadonlyArray<EpochRecord>) =>
   Effect.gen(function* () {
     fs.mkdirSync(dir, { recursive: true })
     const file = epochFile(dir, state.epoch)
-    yield* Safetensors.write(file, Checkpoint.toModel(network, state))
     yield* AtomicFile.writeWhole(historyFile(dir), JSON.stringify(history.slice(0, state.epoch)))
+    yield* Safetensors.write(file, Checkpoint.toModel(network, state))
     for (const f of fs.readdirSync(dir)) if (EPOCH_FILE.test(f) && path.join(dir, f) !== file) fs.rmSync(path.join(dir, f), { force: true })
   })
 
