@@ -59,7 +59,9 @@ export const readIndexed = (
     let metadata: Record<string, string> = {}
     const shards = [...byShard.keys()].sort()
     for (const shard of shards) {
-      if (!fs.existsSync(path.join(dir, shard))) return yield* fail(`refers to shard "${shard}", which does not exist (${path.join(dir, shard)})`)
+      const stat = fs.statSync(path.join(dir, shard), { throwIfNoEntry: false })
+      if (stat === undefined) return yield* fail(`refers to shard "${shard}", which does not exist (${path.join(dir, shard)})`)
+      if (!stat.isFile()) return yield* fail(`refers to shard "${shard}", which is not a file (${path.join(dir, shard)})`)
     }
     for (const shard of shards) {
       const file = path.join(dir, shard)
