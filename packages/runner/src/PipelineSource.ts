@@ -9,7 +9,7 @@
  *
  * @since 0.1.0
  */
-import { Builder, type Ir, PipelineError, Problem, Registry, type Stage, Validate, Yaml } from "@crucible/core"
+import { Builder, type Ir, Limits, PipelineError, Problem, Registry, type Stage, Validate, Yaml } from "@crucible/core"
 import { builtinRegistry } from "@crucible/strategies"
 import { Effect } from "effect"
 import * as fs from "node:fs"
@@ -77,12 +77,33 @@ const baseRegistry = (options: LoadOptions): Effect.Effect<Registry.Registry, Ki
 const readText = (file: string) =>
   Effect.try({ try: () => fs.readFileSync(file, "utf8"), catch: (e) => new PipelineError.PipelineUnreadable({ file, detail: (e as Error).message }) })
 
-/** A YAML file: its `kinds:` modules are loaded one by one, so each failure is a problem at its own line. */
+/** The parsing limits: the defaults, raised by `CRUCIBLE_PIPELINE_LIMITS` (read when a pipeline is loaded). */
+const limitsFor = (file: string): Effect.Effect<Limits.Limits, PipelineError.PipelineUnreadable> => {
+  const read = Limits.fromSpec(process.env[Limits.ENV])
+  return "limits" in read ? Effect.succeed(read.limits) : Effect.fail(new PipelineError.PipelineUnreadable({ file, detail: read.error }))
+}
+
+/** A file over the size limit is a problem before a byte of it is read. */
+const checkSize = (file: string, limits: Limits.Limits): Effect.Effect<void, PipelineError.PipelineInvalid> => {
+  const size = fs.statSync(file, { throwIfNoEntry: false })?.size ?? 0
+  if (size <= limits.bytes) return Effect.void
+  const message = `the file is ${size} bytes; the limit is ${limits.bytes}; ${Limits.howToRaise("bytes")}`
+  return Effect.fail(new PipelineError.PipelineInvalid({ file, problems: [new Problem.Problem({ code: "LimitExceeded", message, path: [], position: { line: 1, col: 1 } })] }))
+}
+
+/**
+ * A YAML file: its `kinds:` modules are loaded one by one, so each failure is a problem at its own
+ * line. Parsing is synchronous (linear, and bounded by the limits); the fiber yields after each
+ * parse, so a SIGINT or SIGTERM that arrived during one stops the command there.
+ */
 const fromYaml = (file: string, base: Registry.Registry, preflight: boolean): Effect.Effect<LoadedPipeline, LoadError> =>
   Effect.gen(function* () {
+    const limits = yield* limitsFor(file)
+    yield* checkSize(file, limits)
     const text = yield* readText(file)
     const baseDir = path.dirname(path.resolve(file))
-    const parsed = Yaml.parse(text)
+    const parsed = Yaml.parse(text, limits)
+    yield* Effect.yieldNow
     let registry = base
     const problems: Array<Problem.Problem> = []
     for (const [i, module] of (parsed.ir?.kinds ?? []).entries()) {
@@ -90,12 +111,13 @@ const fromYaml = (file: string, base: Registry.Registry, preflight: boolean): Ef
       if (loaded._tag === "Success") registry = Registry.extend(registry, loaded.success.kinds.values())
       else problems.push(new Problem.Problem({ code: loaded.failure.reason === "Clash" ? "KindClash" : "KindModule", message: loaded.failure.message, path: ["kinds", i] }))
     }
-    const checked = Yaml.check(text, registry, problems)
+    const checked = Yaml.check(text, registry, problems, limits)
+    yield* Effect.yieldNow
     const found = yield* preflightOf(checked.pipeline, baseDir, preflight)
     const all = Problem.sortByPosition([...checked.problems, ...found.map(checked.position)])
     if (checked.pipeline === undefined || all.some(Problem.isError)) return yield* new PipelineError.PipelineInvalid({ file, problems: all })
     const pipeline = checked.pipeline
-    return { format: "yaml" as const, file, baseDir, text, pipeline, registry, positions: yamlPositions(file, text, pipeline), warnings: all }
+    return { format: "yaml" as const, file, baseDir, text, pipeline, registry, positions: yamlPositions(file, text, pipeline, limits), warnings: all }
   })
 
 /** A module whose default export is a builder or an IR. */
@@ -173,8 +195,8 @@ const positioned = (p: Problem.Problem, context: { readonly format: string; read
 }
 
 /** `file:line:col` of every stage's id in a YAML file. */
-const yamlPositions = (file: string, text: string, pipeline: Validate.ResolvedPipeline): ReadonlyMap<string, string> => {
-  const { locate } = Yaml.parse(text)
+const yamlPositions = (file: string, text: string, pipeline: Validate.ResolvedPipeline, limits: Limits.Limits): ReadonlyMap<string, string> => {
+  const { locate } = Yaml.parse(text, limits)
   return new Map(pipeline.stages.flatMap((s) => {
     const at = locate(["stages", s.id], { key: true })
     return at === undefined ? [] : [[s.id, `${file}:${at.line}:${at.col}`] as const]

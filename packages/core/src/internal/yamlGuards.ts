@@ -86,6 +86,34 @@ export const scanText = (text: string, limits: Limits): Violation | undefined =>
   return undefined
 }
 
+/**
+ * The stages of a block-style `stages:` mapping, counted from the text before yaml parses it: the
+ * lines at the indentation of its first key, up to the next top-level line (a block scalar or
+ * flow value inside a stage is indented further, so it is not counted). A `stages:` in flow style
+ * is left to the check of the composed document.
+ */
+export const scanStages = (text: string, limits: Limits): Violation | undefined => {
+  const at = /^stages[ \t]*:[ \t]*(?:#.*)?\r?$/m.exec(text)
+  if (at === null) return undefined
+  let indent = -1
+  let count = 0
+  let i = text.indexOf("\n", at.index)
+  while (i !== -1 && i < text.length) {
+    const start = i + 1
+    let j = start
+    while (j < text.length && text.charCodeAt(j) === 32) j++
+    const c = text.charCodeAt(j)
+    i = text.indexOf("\n", j)
+    if (j >= text.length || c === 10 || c === 13 || c === 35) continue
+    if (j === start) break
+    if (indent === -1) indent = j - start
+    if (j - start === indent) count++
+  }
+  return count > limits.stages
+    ? { code: "LimitExceeded", limit: "stages", found: count, offset: at.index, message: `${count} stages; the limit is ${limits.stages}` }
+    : undefined
+}
+
 /** The first collection of the CST nested deeper than the limit (iteratively: no recursion to overflow). */
 export const scanTokens = (tokens: ReadonlyArray<CST.Token>, limits: Limits): Violation | undefined => {
   const stack: Array<readonly [CST.Token, number]> = []

@@ -55,16 +55,16 @@ const parseBounded = (text: string, limits: Limits.Limits): Parsed => {
   const lineCounter = new LineCounter()
   const problems: Array<Problem> = []
   const violation = (v: Guards.Violation, locate: Parsed["locate"], linePos: (offset: number) => Position): Parsed => {
-    const raise = v.limit === undefined ? "" : `; ${Limits.howToRaise(v.limit, v.limit === "bytes" ? undefined : v.found)}`
+    const raise = v.limit === undefined ? "" : `; ${Limits.howToRaise(v.limit, v.limit === "depth" ? undefined : v.found)}`
     problems.push(withPosition(new Problem({ code: v.code, message: `${v.message}${raise}`, path: [] }), linePos(v.offset), text))
     return { ir: undefined, problems, locate }
   }
   const none = () => undefined
   const bytes = Buffer.byteLength(text, "utf8")
   if (bytes > limits.bytes) {
-    return violation({ code: "LimitExceeded", limit: "bytes", offset: 0, message: `the file is ${bytes} bytes; the limit is ${limits.bytes}` }, none, () => ({ line: 1, col: 1 }))
+    return violation({ code: "LimitExceeded", limit: "bytes", found: bytes, offset: 0, message: `the file is ${bytes} bytes; the limit is ${limits.bytes}` }, none, () => ({ line: 1, col: 1 }))
   }
-  const early = Guards.scanText(text, limits)
+  const early = Guards.scanText(text, limits) ?? Guards.scanStages(text, limits)
   if (early !== undefined) return violation(early, none, (offset) => linePosOf(text, offset))
   const tokens = Array.from(new Parser(lineCounter.addNewLine).parse(text))
   const deep = Guards.scanTokens(tokens, limits)
