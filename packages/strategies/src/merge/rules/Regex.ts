@@ -127,6 +127,10 @@ const parse = (body: string, flags: string): Node => {
       if (/[1-9]/.test(e) || (e === "k" && (unicode || /\(\?</.test(body)))) {
         throw new Reject("backreferences (\\1, \\k<name>) are not supported; spell out the repeated text")
       }
+      if (!unicode && e === "c" && !/[A-Za-z]/.test(body[i + 2] ?? "")) {
+        i += 1 // Annex B: a `\c` without a control letter is a literal backslash, then `c`
+        return { _tag: "Char", test: charTest("\\\\", flags) }
+      }
       const end = atomEnd(i)
       const source = body.slice(i, end)
       i = end
@@ -292,6 +296,6 @@ export const compile = (body: string, flags: string): Result.Result<(name: strin
     return Result.succeed((name) => run(states, unicode ? Array.from(name) : name.split(""), flags, word))
   } catch (e) {
     if (e instanceof Reject) return Result.fail(e.reason)
-    throw e
+    return Result.fail(`it uses syntax the filter engine does not take (${e instanceof Error ? e.message : String(e)}); simplify it or use a glob`)
   }
 }

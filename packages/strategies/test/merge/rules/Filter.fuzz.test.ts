@@ -110,6 +110,28 @@ describe("regex fuzz", () => {
     expect(run).toBeGreaterThan(0)
   })
 
+  it("token soup: any body JavaScript accepts is refused with a reason or matches like JavaScript", () => {
+    const tokens = ["a", "A", "\\", "\\d", "\\w", "\\b", "\\B", "\\.", "\\c", "\\cA", "\\0", "\\x41", "\\u0041", "\\u{61}",
+      "\\p{L}", "\\k<n>", "\\1", "(", "(?:", "(?<n>", "(?=", ")", "|", "*", "+", "?", "{", "}", "{2}", "{1,}", "[", "]", "[^",
+      "-", "^", "$", ".", "é", "😀", "\n"]
+    const names = ["", "a", "aab", "A", "b\na", "é", "😀", "1", "a.b", "{2}", "]", "\\", "k", "aaaaaaaaaaaa!"]
+    fc.assert(
+      fc.property(fc.array(fc.constantFrom(...tokens), { minLength: 1, maxLength: 6 }), fc.constantFrom("", "i", "m", "s", "u", "iu"), (parts, flags) => {
+        const body = parts.join("")
+        let native: RegExp
+        try {
+          native = new RegExp(body, flags)
+        } catch {
+          return Result.isFailure(Filter.compile(`/${body}/${flags}`))
+        }
+        const compiled = timed(() => Filter.compile(`/${body}/${flags}`))
+        if (Result.isFailure(compiled)) return /is refused: .+/.test(compiled.failure)
+        return names.every((n) => timed(() => compiled.success(n)) === native.test(n))
+      }),
+      { numRuns: 5000 }
+    )
+  })
+
   it("what is accepted stays fast on long hostile names", () => {
     fc.assert(
       fc.property(regex, fc.integer({ min: 50, max: 300 }), (body, len) => {
