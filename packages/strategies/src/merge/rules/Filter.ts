@@ -33,7 +33,7 @@ export const compile = (pattern: string): Result.Result<Matcher, string> => {
     } catch (cause) {
       return Result.fail(`invalid regex ${pattern}: ${cause instanceof Error ? cause.message : String(cause)}`)
     }
-    return Result.mapError(Regex.compile(body, flags), (why) => `regex ${pattern} is refused: ${why}`)
+    return Result.mapError(Regex.compile(body, flags), (refused) => `regex ${pattern} is refused: ${refused.reason}`)
   }
   if (pattern === "*") return Result.succeed(() => true)
   if (!/[*?]/.test(pattern)) return Result.succeed((name) => name.includes(pattern))

@@ -12,7 +12,7 @@
  *
  * @since 0.1.0
  */
-import { Result } from "effect"
+import { Result, Schema } from "effect"
 
 type Node =
   | { readonly _tag: "Char"; readonly test: (c: string) => boolean }
@@ -24,10 +24,20 @@ type Node =
 /** The most NFA states a regex may compile to (a large `{n,m}` is copied `m` times). @category limits */
 export const MAX_STATES = 10_000
 
+/** Why a regex is refused: its `kind` is stable, its `reason` says how to rewrite it. @category errors */
+export class RegexRefused extends Schema.TaggedError<RegexRefused>()("RegexRefused", {
+  kind: Schema.Literals(["Backreference", "Lookaround", "UnsupportedGroup", "NestedRepetition", "TooLarge", "Unsupported"]),
+  reason: Schema.String
+}) {
+  override get message() {
+    return this.reason
+  }
+}
+
 class Reject {
-  readonly reason: string
-  constructor(reason: string) {
-    this.reason = reason
+  readonly refused: RegexRefused
+  constructor(kind: RegexRefused["kind"], reason: string) {
+    this.refused = new RegexRefused({ kind, reason })
   }
 }
 
@@ -104,10 +114,10 @@ const parse = (body: string, flags: string): Node => {
     const c = body[i]!
     if (c === "(") {
       if (/^\(\?<?[=!]/.test(body.slice(i))) {
-        throw new Reject("lookarounds ((?=…), (?!…), (?<=…), (?<!…)) are not supported; order the rules instead (first match wins)")
+        throw new Reject("Lookaround", "lookarounds ((?=…), (?!…), (?<=…), (?<!…)) are not supported; order the rules instead (first match wins)")
       }
       if (body[i + 1] === "?" && !/^\(\?(:|<[^=!])/.test(body.slice(i))) {
-        throw new Reject(`the group "${body.slice(i, i + 4)}…" is not supported; use (…), (?:…) or (?<name>…)`)
+        throw new Reject("UnsupportedGroup", `the group "${body.slice(i, i + 4)}…" is not supported; use (…), (?:…) or (?<name>…)`)
       }
       i += body.startsWith("(?:", i) ? 3 : body.startsWith("(?<", i) ? body.indexOf(">", i) + 1 - i : 1
       const inner = alternation()
@@ -125,7 +135,7 @@ const parse = (body: string, flags: string): Node => {
         return { _tag: "Assert", kind: e === "b" ? "\\b" : "\\B" }
       }
       if (/[1-9]/.test(e) || (e === "k" && (unicode || /\(\?</.test(body)))) {
-        throw new Reject("backreferences (\\1, \\k<name>) are not supported; spell out the repeated text")
+        throw new Reject("Backreference", "backreferences (\\1, \\k<name>) are not supported; spell out the repeated text")
       }
       if (!unicode && e === "c" && !/[A-Za-z]/.test(body[i + 2] ?? "")) {
         i += 1 // Annex B: a `\c` without a control letter is a literal backslash, then `c`
@@ -172,6 +182,7 @@ const checkNesting = (node: Node): void => {
       const inner = node.max === Infinity ? repeats(node.body) : undefined
       if (inner !== undefined && inner._tag === "Repeat") {
         throw new Reject(
+          "NestedRepetition",
           `"${node.source}" repeats "${inner.source}", a repetition inside a repetition, which backtracks exponentially in ` +
             `mergekit and most regex engines; repeat only once (e.g. "(a+)+" → "a+") or use a glob`
         )
@@ -197,7 +208,7 @@ type State =
 const build = (tree: Node): ReadonlyArray<State> => {
   const states: Array<State> = []
   const add = (s: State): number => {
-    if (states.length >= MAX_STATES) throw new Reject(`the regex compiles to more than ${MAX_STATES} states; use smaller {n,m} counts`)
+    if (states.length >= MAX_STATES) throw new Reject("TooLarge", `the regex compiles to more than ${MAX_STATES} states; use smaller {n,m} counts`)
     return states.push(s) - 1
   }
   // emit(node, next) returns the entry state of `node` followed by `next` (built back to front)
@@ -286,7 +297,7 @@ const run = (states: ReadonlyArray<State>, chars: ReadonlyArray<string>, flags: 
  * Compiles a regex body and flags (already accepted by `new RegExp`) to a linear-time tester, or
  * says why it is refused. @category constructors
  */
-export const compile = (body: string, flags: string): Result.Result<(name: string) => boolean, string> => {
+export const compile = (body: string, flags: string): Result.Result<(name: string) => boolean, RegexRefused> => {
   try {
     const tree = parse(body, flags)
     checkNesting(tree)
@@ -295,7 +306,8 @@ export const compile = (body: string, flags: string): Result.Result<(name: strin
     const unicode = flags.includes("u")
     return Result.succeed((name) => run(states, unicode ? Array.from(name) : name.split(""), flags, word))
   } catch (e) {
-    if (e instanceof Reject) return Result.fail(e.reason)
-    return Result.fail(`it uses syntax the filter engine does not take (${e instanceof Error ? e.message : String(e)}); simplify it or use a glob`)
+    if (e instanceof Reject) return Result.fail(e.refused)
+    const cause = e instanceof Error ? e.message : String(e)
+    return Result.fail(new RegexRefused({ kind: "Unsupported", reason: `it uses syntax the filter engine does not take (${cause}); simplify it or use a glob` }))
   }
 }

@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest"
 import * as Filter from "../../../src/merge/rules/Filter.ts"
 import * as Layer from "../../../src/merge/rules/Layer.ts"
 import * as ParamValue from "../../../src/merge/rules/ParamValue.ts"
+import * as Regex from "../../../src/merge/rules/Regex.ts"
 import * as Resolve from "../../../src/merge/rules/Resolve.ts"
 
 const decode = (input: unknown) => Result.getOrThrow(ParamValue.decode("density", input))
@@ -110,6 +111,10 @@ describe("filters", () => {
     expect(reason("/^(?!lm_head)/")).toMatch(/lookarounds/)
     expect(reason("/(?<=a)b/")).toMatch(/lookarounds/)
     expect(reason("/a{1,20000}/")).toMatch(/states/)
+    const kind = (body: string) => Result.match(Regex.compile(body, ""), { onSuccess: () => "", onFailure: (e) => `${e._tag}:${e.kind}` })
+    expect([kind("(a+)+$"), kind("(a)\\1"), kind("(?=a)"), kind("a{9999}b{9999}")]).toEqual(
+      ["RegexRefused:NestedRepetition", "RegexRefused:Backreference", "RegexRefused:Lookaround", "RegexRefused:TooLarge"]
+    )
     for (const ok of ["/mlp\\.(up|down)_proj/", "/layers\\.[0-9]+\\.self_attn/", "/^lm_head/", "/(?:\\.[0-9])+/", "/(ab?)+/"]) {
       expect(reason(ok)).toBe("")
     }
