@@ -17,7 +17,7 @@ import { fixture } from "./helpers.ts"
 import { torchZip } from "./builders.ts"
 
 const HANG_GUARD_MS = 2_000
-const TYPED = new Set(["FormatError", "UnsafePickle", "InvalidArgument"])
+const TYPED = new Set(["FormatError", "UnsafePickle", "InvalidArgument", "ExpansionLimit"])
 
 const load = (bytes: Uint8Array) => {
   const started = performance.now()
