@@ -85,8 +85,10 @@ export const load = (pipeline: PipelineInput, options: Pick<RunOptions, "kinds" 
   PipelineSource.load(pipeline, options)
 
 /**
- * Runs a pipeline. Fails only when it cannot be loaded; stage failures are in the result. Events
- * go to the `Reporter` service when one is provided, and to `onEvent`.
+ * Runs a pipeline. Fails when it cannot be loaded, when its run directory cannot be made (an
+ * invalid or taken `runId`), or when the run's own record could not be written (see
+ * {@link runLoaded}); stage failures are in the result. Events go to the `Reporter` service when
+ * one is provided, and to `onEvent`.
  */
 export const run = (pipeline: PipelineInput, options: RunOptions = {}): Effect.Effect<RunResult, LoadError | TelemetryError | RunDir.RunDirError> =>
   Effect.flatMap(load(pipeline, { ...options, preflight: options.preflight ?? true }), (loaded) =>
@@ -97,7 +99,7 @@ export const run = (pipeline: PipelineInput, options: RunOptions = {}): Effect.E
       runLoaded(loaded, options)
     ))
 
-/** `run` as a Promise, for code outside Effect. It rejects with the tagged error when the pipeline cannot be loaded. */
+/** `run` as a Promise, for code outside Effect. It rejects with the tagged error where `run` fails. */
 export const runPromise = (pipeline: PipelineInput, options: RunOptions = {}): Promise<RunResult> => Effect.runPromise(run(pipeline, options))
 
 /** A new run id: time, pipeline name, and a random suffix (always a valid {@link RunDir.isRunId}). */
