@@ -114,7 +114,8 @@ const parse = (body: string, flags: string): Node => {
     const c = body[i]!
     if (c === "(") {
       if (/^\(\?<?[=!]/.test(body.slice(i))) {
-        throw new Reject("Lookaround", "lookarounds ((?=…), (?!…), (?<=…), (?<!…)) are not supported; order the rules instead (first match wins)")
+        const fix = "order the rules instead: put a rule for the tensors to exclude first (first match wins)"
+        throw new Reject("Lookaround", `lookarounds ((?=…), (?!…), (?<=…), (?<!…)) are not supported; ${fix}`)
       }
       if (body[i + 1] === "?" && !/^\(\?(:|<[^=!])/.test(body.slice(i))) {
         throw new Reject("UnsupportedGroup", `the group "${body.slice(i, i + 4)}…" is not supported; use (…), (?:…) or (?<name>…)`)
