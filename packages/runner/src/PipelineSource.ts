@@ -111,13 +111,13 @@ const fromYaml = (file: string, base: Registry.Registry, preflight: boolean): Ef
       if (loaded._tag === "Success") registry = Registry.extend(registry, loaded.success.kinds.values())
       else problems.push(new Problem.Problem({ code: loaded.failure.reason === "Clash" ? "KindClash" : "KindModule", message: loaded.failure.message, path: ["kinds", i] }))
     }
-    const checked = Yaml.check(text, registry, problems, limits)
+    const checked = Yaml.check(text, registry, problems, limits, parsed)
     yield* Effect.yieldNow
     const found = yield* preflightOf(checked.pipeline, baseDir, preflight)
     const all = Problem.sortByPosition([...checked.problems, ...found.map(checked.position)])
     if (checked.pipeline === undefined || all.some(Problem.isError)) return yield* new PipelineError.PipelineInvalid({ file, problems: all })
     const pipeline = checked.pipeline
-    return { format: "yaml" as const, file, baseDir, text, pipeline, registry, positions: yamlPositions(file, text, pipeline, limits), warnings: all }
+    return { format: "yaml" as const, file, baseDir, text, pipeline, registry, positions: yamlPositions(file, checked.locate, pipeline), warnings: all }
   })
 
 /** A module whose default export is a builder or an IR. */
@@ -195,8 +195,7 @@ const positioned = (p: Problem.Problem, context: { readonly format: string; read
 }
 
 /** `file:line:col` of every stage's id in a YAML file. */
-const yamlPositions = (file: string, text: string, pipeline: Validate.ResolvedPipeline, limits: Limits.Limits): ReadonlyMap<string, string> => {
-  const { locate } = Yaml.parse(text, limits)
+const yamlPositions = (file: string, locate: Yaml.Parsed["locate"], pipeline: Validate.ResolvedPipeline): ReadonlyMap<string, string> => {
   return new Map(pipeline.stages.flatMap((s) => {
     const at = locate(["stages", s.id], { key: true })
     return at === undefined ? [] : [[s.id, `${file}:${at.line}:${at.col}`] as const]

@@ -153,6 +153,8 @@ export interface Checked {
   readonly pipeline: ResolvedPipeline | undefined
   /** Gives a problem found later (by a preflight) its position and code frame, from its path. */
   readonly position: (problem: Problem) => Problem
+  /** The position of a path in the text (with `key`, of its last key), as {@link Parsed} has it. */
+  readonly locate: Parsed["locate"]
 }
 
 /**
@@ -160,15 +162,20 @@ export interface Checked {
  * the caller found on its own (a `kinds:` module that failed to load): they are positioned by
  * their path and reported with the others.
  */
-export const check = (text: string, registry: Registry.Registry, found: ReadonlyArray<Problem> = [], limits: Limits.Limits = Limits.defaults): Checked => {
-  const parsed = parse(text, limits)
+export const check = (
+  text: string,
+  registry: Registry.Registry,
+  found: ReadonlyArray<Problem> = [],
+  limits: Limits.Limits = Limits.defaults,
+  parsed: Parsed = parse(text, limits)
+): Checked => {
   // An unknown key is shown at the key itself, everything else at its value.
   const position = (p: Problem) => withPosition(p, parsed.locate(p.path, { key: p.code === "UnknownParam" || p.code === "UnknownKey" }), text)
   const problems = [...parsed.problems, ...found.map(position)]
-  if (parsed.ir === undefined) return { problems: sortByPosition(problems), pipeline: undefined, position }
+  if (parsed.ir === undefined) return { problems: sortByPosition(problems), pipeline: undefined, position, locate: parsed.locate }
   const result = validate(parsed.ir, registry)
   problems.push(...result.problems.map(position))
-  return { problems: sortByPosition(problems), pipeline: result.pipeline, position }
+  return { problems: sortByPosition(problems), pipeline: result.pipeline, position, locate: parsed.locate }
 }
 
 /**
