@@ -4,6 +4,7 @@ import type { PipelineInvalid } from "../../src/pipeline/PipelineError.ts"
 import * as Port from "../../src/pipeline/Port.ts"
 import * as Registry from "../../src/pipeline/Registry.ts"
 import * as Stage from "../../src/pipeline/Stage.ts"
+import * as Limits from "../../src/pipeline/Limits.ts"
 import * as Yaml from "../../src/pipeline/Yaml.ts"
 import { registry } from "./kinds.ts"
 
@@ -227,5 +228,34 @@ stages:
       const checked = Yaml.check(pipeline("{ uses: test/throws, with: { models: [a, b], weights: [1, 2] } }"), Registry.extend(registry, [Throws]))
       expect(checked.problems.map((p) => [p.code, p.message])).toEqual([["KindModule", 'the check of kind "test/throws" threw (a bug in the kind): boom']])
     })
+  })
+})
+
+describe("pipeline YAML under limits", () => {
+  const stages = (n: number) => `version: 1\nname: x\nstages:\n${Array.from({ length: n }, (_, i) => `  s${i}: { uses: test/source, with: { path: m${i} } }`).join("\n")}\n`
+
+  it("reports a key used twice in any mapping at its second occurrence, and a stage id used twice as DuplicateId", () => {
+    const problems = problemsOf(`version: 1\nname: x\nstages:\n  a: { uses: test/source, with: { path: a, path: b } }\n  a: { uses: test/source, with: { path: c } }\n`)
+    expect(problems).toEqual([
+      expect.objectContaining({ code: "DuplicateKey", line: 4, col: 44 }),
+      expect.objectContaining({ code: "DuplicateId", stage: "a", line: 5, col: 3 })
+    ])
+  })
+
+  it("parses many stages in linear time: 20,000 stages with the limit raised, well under the seconds yaml's uniqueKeys took", () => {
+    const started = performance.now()
+    const parsed = Yaml.parse(stages(20_000), { ...Limits.defaults, stages: 20_000 })
+    expect(parsed.ir?.stages).toHaveLength(20_000)
+    expect(parsed.problems).toEqual([])
+    expect(performance.now() - started).toBeLessThan(20_000)
+  })
+
+  it("stops nesting, stage count and aliases at their limits with a positioned LimitExceeded, and an alias to no anchor with a YamlSyntax", () => {
+    const deep = `version: 1\nname: x\nstages:\n  a:\n${Array.from({ length: 1000 }, (_, i) => `${"  ".repeat(i + 2)}k:`).join("\n")}\n`
+    expect(problemsOf(deep)).toEqual([expect.objectContaining({ code: "LimitExceeded", line: 67 })])
+    expect(problemsOf(stages(10_001))).toEqual([expect.objectContaining({ code: "LimitExceeded", line: 3, col: 1, message: expect.stringContaining("stages=10001") })])
+    expect(problemsOf(`version: 1\nname: x\nstages:\n  a: { uses: test/source, with: *w }\n`)).toEqual([expect.objectContaining({ code: "YamlSyntax", line: 4, col: 33 })])
+    const reuse = `version: 1\nname: x\nstages:\n  s0: { uses: test/source, with: &w { path: m } }\n${Array.from({ length: 150 }, (_, i) => `  s${i + 1}: { uses: test/source, with: *w }`).join("\n")}\n`
+    expect(problemsOf(reuse)).toEqual([])
   })
 })
