@@ -14,6 +14,8 @@ export interface Limits {
   readonly bytes: number
   /** The stages under `stages:`. */
   readonly stages: number
+  /** The values of the file, estimated from above by its lines and the commas inside `[ ]` and `{ }`. */
+  readonly values: number
   /** The keys of any other one mapping. */
   readonly keys: number
   /** How deep collections nest (the top-level mapping is depth 1). */
@@ -28,6 +30,7 @@ export interface Limits {
 export const defaults: Limits = {
   bytes: 16 * 1024 * 1024,
   stages: 10_000,
+  values: 250_000,
   keys: 10_000,
   depth: 64,
   aliases: 10_000,

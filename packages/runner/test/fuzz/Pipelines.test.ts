@@ -102,13 +102,14 @@ describe("pipeline texts, fuzzed in process", () => {
 
   it("every limit is a LimitExceeded problem at a position, and raising it lets the file through", () => {
     const stages = (n: number) => `${header}stages:\n${Array.from({ length: n }, (_, i) => `  s${i}: { uses: load, with: { path: m${i}.safetensors } }`).join("\n")}\n`
-    const low = { ...Limits.defaults, stages: 10, keys: 5, depth: 8, aliases: 3, bytes: 4_000 }
+    const low = { ...Limits.defaults, stages: 10, values: 100, keys: 5, depth: 8, aliases: 3, bytes: 4_000 }
     const cases: ReadonlyArray<readonly [string, keyof Limits.Limits]> = [
       [stages(11), "stages"],
       [`${header}stages: {${Array.from({ length: 11 }, (_, i) => `s${i}: { uses: load, with: { path: m } }`).join(", ")}}\n`, "stages"],
       [`${header}stages:\n  a: { uses: load, with: { path: m, a: 1, b: 2, c: 3, d: 4, e: 5 } }\n`, "keys"],
       [`${header}stages:\n  a: { uses: load, with: { path: ${"[".repeat(9)}${"]".repeat(9)} } }\n`, "depth"],
       [`${header}stages:\n  s0: { uses: load, with: &w { path: m } }\n${Array.from({ length: 4 }, (_, i) => `  s${i + 1}: { uses: load, with: *w }`).join("\n")}\n`, "aliases"],
+      [`${header}stages:\n  a: { uses: load, with: { path: m, x: [${Array(200).fill(1).join(", ")}] } }\n`, "values"],
       [stages(100), "bytes"]
     ]
     for (const [text, limit] of cases) {
@@ -135,6 +136,7 @@ describe("hostile pipeline files through `crucible validate`", () => {
     ["1 MB of [", () => "[".repeat(1 << 20)],
     ["1000-deep nesting", () => `${header}stages:\n  a:\n${Array.from({ length: 1000 }, (_, i) => `${"  ".repeat(i + 2)}k:`).join("\n")}\n`],
     ["an alias to a missing anchor", () => `${header}stages:\n  a: { uses: load, with: *w }\n`],
+    ["2 million values", () => `${header}stages:\n  a: { uses: load, with: { path: m, x: [${Array(2_000_000).fill(1).join(",")}] } }\n`],
     ["17 MB", () => `${header}description: "${"x".repeat(17 * 1024 * 1024)}"\nstages: {}\n`]
   ]
   for (const [name, text] of bombs) {
