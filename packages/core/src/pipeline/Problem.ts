@@ -51,9 +51,6 @@ export const isError = (problem: Problem): boolean => problem.severity !== "warn
 export const sortByPosition = (problems: ReadonlyArray<Problem>): Array<Problem> =>
   [...problems].sort((a, b) => (a.position?.line ?? 0) - (b.position?.line ?? 0) || (a.position?.col ?? 0) - (b.position?.col ?? 0))
 
-/** The lines of the last text framed: a file with many problems is split once, not once per problem. */
-let framed: { readonly text: string; readonly lines: ReadonlyArray<string> } | undefined
-
 const FRAME_WIDTH = 160
 
 /** A line cut to {@link FRAME_WIDTH} characters around `col`, and the column within what is shown. */
@@ -64,10 +61,19 @@ const window = (line: string, col: number): readonly [string, number] => {
   return [shown, col - start + (start > 0 ? 1 : 0)]
 }
 
+/**
+ * Code frames of one text: the text is split into lines once, on the first frame, so a file with
+ * many problems is not split once per problem.
+ */
+export const framer = (text: string): ((position: Position) => string) => {
+  let lines: ReadonlyArray<string> | undefined
+  return (position) => frameOf((lines ??= text.split(/\r?\n/)), position)
+}
+
 /** A short code frame: the offending line with its neighbours and a caret under the column (long lines cut around it). */
-export const codeFrame = (text: string, position: Position): string => {
-  if (framed?.text !== text) framed = { text, lines: text.split(/\r?\n/) }
-  const lines = framed.lines
+export const codeFrame = (text: string, position: Position): string => framer(text)(position)
+
+const frameOf = (lines: ReadonlyArray<string>, position: Position): string => {
   const first = Math.max(1, position.line - 1)
   const last = Math.min(lines.length, position.line + 1)
   const width = String(last).length

@@ -15,7 +15,7 @@ import * as Issues from "./Issues.ts"
 import * as Limits from "./Limits.ts"
 import { FORMAT_VERSION, type IrStage, type PipelineIR, StageId, StageNode } from "./Ir.ts"
 import { PipelineInvalid, PipelineUnreadable } from "./PipelineError.ts"
-import { codeFrame, isError, type Position, Problem, type ProblemCode, sortByPosition } from "./Problem.ts"
+import { framer, isError, type Position, Problem, type ProblemCode, sortByPosition } from "./Problem.ts"
 import type * as Registry from "./Registry.ts"
 import { type ResolvedPipeline, validate } from "./Validate.ts"
 
@@ -47,16 +47,17 @@ export const parse = (text: string, limits: Limits.Limits = Limits.defaults): Pa
   } catch (e) {
     // A guard missed a case: still a problem, never a crash.
     const p = new Problem({ code: "LimitExceeded", message: `the pipeline could not be parsed: ${e instanceof Error ? e.message : String(e)}; simplify the file`, path: [] })
-    return { ir: undefined, problems: [withPosition(p, { line: 1, col: 1 }, text)], locate: () => undefined }
+    return { ir: undefined, problems: [withPosition(p, { line: 1, col: 1 }, framer(text))], locate: () => undefined }
   }
 }
 
 const parseBounded = (text: string, limits: Limits.Limits): Parsed => {
+  const frames = framer(text)
   const lineCounter = new LineCounter()
   const problems: Array<Problem> = []
   const violation = (v: Guards.Violation, locate: Parsed["locate"], linePos: (offset: number) => Position): Parsed => {
     const raise = v.limit === undefined ? "" : `; ${Limits.howToRaise(v.limit, v.limit === "depth" ? undefined : v.found)}`
-    problems.push(withPosition(new Problem({ code: v.code, message: `${v.message}${raise}`, path: [] }), linePos(v.offset), text))
+    problems.push(withPosition(new Problem({ code: v.code, message: `${v.message}${raise}`, path: [] }), linePos(v.offset), frames))
     return { ir: undefined, problems, locate }
   }
   const none = () => undefined
@@ -72,11 +73,11 @@ const parseBounded = (text: string, limits: Limits.Limits): Parsed => {
   const doc = firstDocument(tokens, text)
   const locate = makeLocator(doc, lineCounter)
   const positioned = (code: ProblemCode, message: string, at: Path, stage?: string, key = false) =>
-    withPosition(new Problem({ code, message, path: [...at], ...(stage === undefined ? {} : { stage }) }), locate(at, { key }), text)
+    withPosition(new Problem({ code, message, path: [...at], ...(stage === undefined ? {} : { stage }) }), locate(at, { key }), frames)
 
   for (const error of doc.errors) {
     const pos = lineCounter.linePos(error.pos[0])
-    problems.push(withPosition(new Problem({ code: "YamlSyntax", message: error.message.split("\n")[0] ?? "invalid YAML", path: [] }), pos, text))
+    problems.push(withPosition(new Problem({ code: "YamlSyntax", message: error.message.split("\n")[0] ?? "invalid YAML", path: [] }), pos, frames))
   }
   if (doc.errors.length > 0) return { ir: undefined, problems, locate }
   const scanned = Guards.scanDocument(doc, limits)
@@ -84,7 +85,7 @@ const parseBounded = (text: string, limits: Limits.Limits): Parsed => {
     const p = dup.stage
       ? new Problem({ code: "DuplicateId", message: `stage id "${dup.key}" is used twice; stage ids must be unique`, path: ["stages", dup.key], stage: dup.key })
       : new Problem({ code: "DuplicateKey", message: `Map keys must be unique ("${dup.key}" is used twice)`, path: [] })
-    problems.push(withPosition(p, lineCounter.linePos(dup.offset), text))
+    problems.push(withPosition(p, lineCounter.linePos(dup.offset), frames))
   }
   if (scanned.violations.length > 0) {
     for (const v of scanned.violations) violation(v, locate, (offset) => lineCounter.linePos(offset))
@@ -170,7 +171,8 @@ export const check = (
   parsed: Parsed = parse(text, limits)
 ): Checked => {
   // An unknown key is shown at the key itself, everything else at its value.
-  const position = (p: Problem) => withPosition(p, parsed.locate(p.path, { key: p.code === "UnknownParam" || p.code === "UnknownKey" }), text)
+  const frames = framer(text)
+  const position = (p: Problem) => withPosition(p, parsed.locate(p.path, { key: p.code === "UnknownParam" || p.code === "UnknownKey" }), frames)
   const problems = [...parsed.problems, ...found.map(position)]
   if (parsed.ir === undefined) return { problems: sortByPosition(problems), pipeline: undefined, position, locate: parsed.locate }
   const result = validate(parsed.ir, registry)
@@ -217,8 +219,8 @@ export const load = (file: string, registry: Registry.Registry): Effect.Effect<L
 
 // ---------------------------------------------------------------------------------------------
 
-const withPosition = (p: Problem, position: Position | undefined, text: string): Problem =>
-  position === undefined ? p : new Problem({ ...p, position, frame: codeFrame(text, position) })
+const withPosition = (p: Problem, position: Position | undefined, frame: (position: Position) => string): Problem =>
+  position === undefined ? p : new Problem({ ...p, position, frame: frame(position) })
 
 const { fromCause: issuesOf, isExcess } = Issues
 
