@@ -107,6 +107,11 @@ export const build = async () => {
     sourcemap: "linked",
     logLevel: "warning",
     legalComments: "none",
+    // Whitespace and syntax only (names are kept: stack traces and `Function.name` read as in the
+    // sources, and the source map maps positions back): the 6 MB bundle shrinks by a third and
+    // starts ~50 ms sooner (--version 0.41 → 0.36 s, median of 7 on the 2-core machine).
+    minifyWhitespace: true,
+    minifySyntax: true,
     plugins: [lazyTfjs]
   })
   // The inputs as seen when the build started: an edit during the build makes the next check rebuild.

@@ -4,7 +4,7 @@
 // packages/runner/bin/ and the published `crucible` package's bin/ (scripts/pack.mjs), both
 // beside their dist/.
 //
-// V8's compiled code for the 4.6 MB bundle is cached on disk (Node's module compile cache, in
+// V8's compiled code for the 4 MB bundle is cached on disk (Node's module compile cache, in
 // $NODE_COMPILE_CACHE or the temporary folder): start-up 0.23 → 0.18 s after the first run.
 //
 // This file runs on any Node: on one older than the bundle needs (Effect 4 needs 22.19), it says
