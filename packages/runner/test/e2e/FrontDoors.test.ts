@@ -18,21 +18,9 @@ import { readModel, writeModel } from "./models.ts"
 
 const fresh = (name: string) => fs.mkdtempSync(path.join(os.tmpdir(), `crucible-${name}-`))
 
-// A kind of the user's, in a module of its own, importing Crucible and Effect as users do.
-const SCALE_KIND = `import { DType, Model, Port, Stage } from "@crucible/core"
-import { Effect, Schema } from "effect"
-export const Scale = Stage.define({
-  kind: "user/scale", version: 1, description: "multiplies float tensors by factor",
-  params: Schema.Struct({ factor: Schema.Finite }),
-  inputs: { model: Port.one(Port.ModelPort) },
-  output: Port.ModelPort,
-  resources: { lazy: true },
-  run: ({ id, params, inputs }) => Effect.succeed(Model.make(id, Array.from(inputs.model.tensors.values(), (t) => ({
-    name: t.name, dtype: "F32", shape: t.shape,
-    read: (range) => Effect.map(t.read(range), (bytes) => DType.fromNumbers(DType.toFloat64(bytes, t.dtype).map((x) => x * params.factor), "F32"))
-  })), {}, inputs.model.files))
-})
-`
+// A kind of the user's, in a module of its own, importing Crucible and Effect as users do: the
+// one examples/typescript documents (user/scale).
+const SCALE_KIND = fs.readFileSync(path.resolve(import.meta.dirname, "../../../../examples/typescript/kinds.ts"), "utf8")
 
 /** A folder with two models a and b, the user's kind module, and `files` written into it. */
 const workspace = async (files: Record<string, string>) => {
