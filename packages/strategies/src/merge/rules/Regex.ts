@@ -34,13 +34,6 @@ export class RegexRefused extends Schema.TaggedError<RegexRefused>()("RegexRefus
   }
 }
 
-class Reject {
-  readonly refused: RegexRefused
-  constructor(kind: RegexRefused["kind"], reason: string) {
-    this.refused = new RegexRefused({ kind, reason })
-  }
-}
-
 const charTest = (source: string, flags: string): ((c: string) => boolean) => {
   const re = new RegExp(`^(?:${source})$`, flags.replace("m", ""))
   const seen = new Map<string, boolean>()
@@ -115,10 +108,10 @@ const parse = (body: string, flags: string): Node => {
     if (c === "(") {
       if (/^\(\?<?[=!]/.test(body.slice(i))) {
         const fix = "order the rules instead: put a rule for the tensors to exclude first (first match wins)"
-        throw new Reject("Lookaround", `lookarounds ((?=…), (?!…), (?<=…), (?<!…)) are not supported; ${fix}`)
+        throw new RegexRefused({ kind: "Lookaround", reason: `lookarounds ((?=…), (?!…), (?<=…), (?<!…)) are not supported; ${fix}` })
       }
       if (body[i + 1] === "?" && !/^\(\?(:|<[^=!])/.test(body.slice(i))) {
-        throw new Reject("UnsupportedGroup", `the group "${body.slice(i, i + 4)}…" is not supported; use (…), (?:…) or (?<name>…)`)
+        throw new RegexRefused({ kind: "UnsupportedGroup", reason: `the group "${body.slice(i, i + 4)}…" is not supported; use (…), (?:…) or (?<name>…)` })
       }
       i += body.startsWith("(?:", i) ? 3 : body.startsWith("(?<", i) ? body.indexOf(">", i) + 1 - i : 1
       const inner = alternation()
@@ -136,7 +129,7 @@ const parse = (body: string, flags: string): Node => {
         return { _tag: "Assert", kind: e === "b" ? "\\b" : "\\B" }
       }
       if (/[1-9]/.test(e) || (e === "k" && (unicode || /\(\?</.test(body)))) {
-        throw new Reject("Backreference", "backreferences (\\1, \\k<name>) are not supported; spell out the repeated text")
+        throw new RegexRefused({ kind: "Backreference", reason: "backreferences (\\1, \\k<name>) are not supported; spell out the repeated text" })
       }
       if (!unicode && e === "c" && !/[A-Za-z]/.test(body[i + 2] ?? "")) {
         i += 1 // Annex B: a `\c` without a control letter is a literal backslash, then `c`
@@ -182,11 +175,11 @@ const checkNesting = (node: Node): void => {
     case "Repeat": {
       const inner = node.max === Infinity ? repeats(node.body) : undefined
       if (inner !== undefined && inner._tag === "Repeat") {
-        throw new Reject(
-          "NestedRepetition",
-          `"${node.source}" repeats "${inner.source}", a repetition inside a repetition, which backtracks exponentially in ` +
+        throw new RegexRefused({
+          kind: "NestedRepetition",
+          reason: `"${node.source}" repeats "${inner.source}", a repetition inside a repetition, which backtracks exponentially in ` +
             `mergekit and most regex engines; repeat only once (e.g. "(a+)+" → "a+") or use a glob`
-        )
+        })
       }
       return checkNesting(node.body)
     }
@@ -209,7 +202,7 @@ type State =
 const build = (tree: Node): ReadonlyArray<State> => {
   const states: Array<State> = []
   const add = (s: State): number => {
-    if (states.length >= MAX_STATES) throw new Reject("TooLarge", `the regex compiles to more than ${MAX_STATES} states; use smaller {n,m} counts`)
+    if (states.length >= MAX_STATES) throw new RegexRefused({ kind: "TooLarge", reason: `the regex compiles to more than ${MAX_STATES} states; use smaller {n,m} counts` })
     return states.push(s) - 1
   }
   // emit(node, next) returns the entry state of `node` followed by `next` (built back to front)
@@ -307,7 +300,7 @@ export const compile = (body: string, flags: string): Result.Result<(name: strin
     const unicode = flags.includes("u")
     return Result.succeed((name) => run(states, unicode ? Array.from(name) : name.split(""), flags, word))
   } catch (e) {
-    if (e instanceof Reject) return Result.fail(e.refused)
+    if (e instanceof RegexRefused) return Result.fail(e)
     const cause = e instanceof Error ? e.message : String(e)
     return Result.fail(new RegexRefused({ kind: "Unsupported", reason: `it uses syntax the filter engine does not take (${cause}); simplify it or use a glob` }))
   }
