@@ -90,7 +90,8 @@ export const validate = (ir: PipelineIR, registry: Registry.Registry): Validatio
   const errors = problems.filter(isError)
   if (errors.length === 0) return { _tag: "Valid", problems, pipeline: { ir, stages } }
   const checked = passed(stages, new Set(errors.flatMap((p) => (p.stage === undefined ? [] : [p.stage]))))
-  return { _tag: "Invalid", problems, pipeline: { ir: { ...ir, stages: ir.stages.filter((s) => checked.some((c) => c.id === s.id)) }, stages: checked } }
+  const checkedIds = new Set(checked.map((c) => c.id))
+  return { _tag: "Invalid", problems, pipeline: { ir: { ...ir, stages: ir.stages.filter((s) => checkedIds.has(s.id)) }, stages: checked } }
 }
 
 /**
