@@ -15,7 +15,7 @@ import * as Server from "../ui/Server.ts"
 import { ExitCode, forRun } from "./ExitCode.ts"
 import * as Format from "./Format.ts"
 import * as Interrupted from "./Interrupted.ts"
-import { print } from "./Print.ts"
+import { err, out } from "./Print.ts"
 import * as KindsCommand from "./KindsCommand.ts"
 import * as Reporters from "./Reporters.ts"
 import * as SchemaCommand from "./SchemaCommand.ts"
@@ -24,10 +24,6 @@ import * as SchemaCommand from "./SchemaCommand.ts"
 export interface ExitSink {
   code: number
 }
-
-// Flushed before the command returns: main.ts exits right after, and `plan --json | jq` must get it all.
-const out = (text: string) => print(text)
-const err = (text: string) => print(text, process.stderr)
 
 const pipelineArg = Argument.String("pipeline").pipe(Argument.withDescription("the pipeline: a YAML file, or a .ts/.mts/.js/.mjs module whose default export is a built pipeline"))
 

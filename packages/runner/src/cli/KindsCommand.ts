@@ -12,7 +12,7 @@ import * as KindCatalog from "../KindCatalog.ts"
 import * as KindModules from "../KindModules.ts"
 import type { ExitSink } from "./Commands.ts"
 import { ExitCode } from "./ExitCode.ts"
-import { print } from "./Print.ts"
+import { err, out } from "./Print.ts"
 
 /**
  * The built-in kinds plus those of `modules` (paths relative to the working directory, as the
@@ -36,12 +36,12 @@ export const make = (exit: ExitSink, kindsFlag: Flag.Flag<ReadonlyArray<string>>
         const registry = yield* Effect.result(registryWith(flags.kinds))
         if (registry._tag === "Failure") {
           const error = registry.failure
-          yield* flags.json ? print(JSON.stringify({ ok: false, error: error._tag, reason: error.reason, message: error.message })) : print(error.message, process.stderr)
+          yield* flags.json ? out(JSON.stringify({ ok: false, error: error._tag, reason: error.reason, message: error.message })) : err(error.message)
           exit.code = ExitCode.invalid
           return
         }
         const catalog = KindCatalog.make(registry.success)
-        yield* print(flags.json ? JSON.stringify(catalog, null, 2) : KindCatalog.format(catalog))
+        yield* out(flags.json ? JSON.stringify(catalog, null, 2) : KindCatalog.format(catalog))
         exit.code = ExitCode.ok
       })
   ).pipe(Command.withDescription("List the stage kinds (built-in, and those of --kinds modules): inputs, params (type, default, range) and output."))

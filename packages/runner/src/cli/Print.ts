@@ -7,8 +7,14 @@
  */
 import { Effect } from "effect"
 
-/** `text` and a final newline on `stream` (stdout by default), flushed. */
-export const print = (text: string, stream: NodeJS.WritableStream = process.stdout): Effect.Effect<void> =>
+/** `text` and a final newline on `stream`, flushed. */
+const print = (text: string, stream: NodeJS.WritableStream): Effect.Effect<void> =>
   Effect.callback<void>((resume) => {
     stream.write(text.endsWith("\n") ? text : `${text}\n`, () => resume(Effect.void))
   })
+
+/** `text` and a final newline on stdout, flushed. */
+export const out = (text: string): Effect.Effect<void> => print(text, process.stdout)
+
+/** `text` and a final newline on stderr, flushed. */
+export const err = (text: string): Effect.Effect<void> => print(text, process.stderr)

@@ -15,7 +15,7 @@ import * as PipelineSchema from "../PipelineSchema.ts"
 import type { ExitSink } from "./Commands.ts"
 import { ExitCode } from "./ExitCode.ts"
 import { registryWith } from "./KindsCommand.ts"
-import { print } from "./Print.ts"
+import { err, out } from "./Print.ts"
 
 /** The `schema` command; `kindsFlag` is the CLI's shared `--kinds FILE` flag. @category commands */
 export const make = (exit: ExitSink, kindsFlag: Flag.Flag<ReadonlyArray<string>>) =>
@@ -26,11 +26,11 @@ export const make = (exit: ExitSink, kindsFlag: Flag.Flag<ReadonlyArray<string>>
     Effect.gen(function* () {
       const registry = yield* Effect.result(registryWith(flags.kinds))
       if (registry._tag === "Failure") {
-        yield* print(registry.failure.message, process.stderr)
+        yield* err(registry.failure.message)
         exit.code = ExitCode.invalid
         return
       }
-      yield* print(JSON.stringify(PipelineSchema.make(registry.success, flags.draft === "07" ? "draft-07" : "draft-2020-12"), null, 2))
+      yield* out(JSON.stringify(PipelineSchema.make(registry.success, flags.draft === "07" ? "draft-07" : "draft-2020-12"), null, 2))
       exit.code = ExitCode.ok
     })
   ).pipe(Command.withDescription("Print the JSON Schema (draft-07, or 2020-12) of pipeline files for the known stage kinds; for editors: crucible schema > crucible.schema.json"))
