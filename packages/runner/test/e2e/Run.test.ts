@@ -3,11 +3,11 @@ import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { DType, Model, Safetensors, TensorRef } from "@crucible/core"
+import { DType } from "@crucible/core"
 import { Effect } from "effect"
 import * as Manifest from "../../src/Manifest.ts"
 import { crucible } from "./cli.ts"
-import { readModel, writeModel } from "./models.ts"
+import { readModel, writeFilled, writeModel } from "./models.ts"
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), "crucible-run-"))
 
@@ -91,8 +91,7 @@ stages:
     const dir = tmp()
     await writeModel(path.join(dir, "a.safetensors"), specs, 1)
     // A NaN is in the data, which validation never reads: the pipeline is valid, and the merge fails when run.
-    const nan = specs.map((s) => TensorRef.fromBytes(s.name, "F32", s.shape, DType.fromNumbers(new Float64Array(s.shape.reduce((a, b) => a * b, 1)).fill(Number.NaN), "F32")))
-    await Effect.runPromise(Safetensors.write(path.join(dir, "nan.safetensors"), Model.make("nan", nan)))
+    await writeFilled(path.join(dir, "nan.safetensors"), specs, Number.NaN)
     fs.writeFileSync(path.join(dir, "p.yaml"), `version: 1
 name: partial
 stages:

@@ -35,6 +35,12 @@ export const writeModel = async (file: string, specs: ReadonlyArray<Spec>, seed:
   return values
 }
 
+/** Writes a model of F32 tensors every element of which is `value` (NaN for a merge that fails when run). */
+export const writeFilled = (file: string, specs: ReadonlyArray<Spec>, value: number): Promise<void> =>
+  Effect.runPromise(Safetensors.write(file, Model.make(file, specs.map((s) =>
+    TensorRef.fromBytes(s.name, "F32", s.shape, DType.fromNumbers(new Float64Array(s.shape.reduce((a, b) => a * b, 1)).fill(value), "F32"))
+  ))))
+
 /** Reads every tensor of a safetensors file as float64. */
 export const readModel = (file: string): Promise<Map<string, { dtype: string; shape: ReadonlyArray<number>; values: Float64Array }>> =>
   Effect.runPromise(

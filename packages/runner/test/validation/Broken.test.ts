@@ -3,13 +3,11 @@
 // is an error, 0 when all are warnings. The inputs are real safetensors files whose headers
 // disagree in small, known ways; validation reads those headers and never tensor data.
 import { beforeAll, describe, expect, it } from "vitest"
-import { DType, Model, Safetensors, TensorRef } from "@crucible/core"
-import { Effect } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { crucible } from "../e2e/cli.ts"
-import { type Spec, writeModel } from "../e2e/models.ts"
+import { type Spec, writeFilled, writeModel } from "../e2e/models.ts"
 
 const specs: ReadonlyArray<Spec> = [
   { name: "layers.0.self_attn.q.weight", shape: [4, 4] },
@@ -265,8 +263,7 @@ describe("crucible validate: broken pipelines", () => {
 describe("validation reads headers, never tensor data", () => {
   it("a checkpoint full of NaN validates, and its merge fails when run", async () => {
     const nanDir = fs.mkdtempSync(path.join(os.tmpdir(), "crucible-nan-"))
-    const nan = specs.map((s) => TensorRef.fromBytes(s.name, "F32", s.shape, DType.fromNumbers(new Float64Array(s.shape.reduce((a, b) => a * b, 1)).fill(Number.NaN), "F32")))
-    await Effect.runPromise(Safetensors.write(path.join(nanDir, "nan.safetensors"), Model.make("nan", nan)))
+    await writeFilled(path.join(nanDir, "nan.safetensors"), specs, Number.NaN)
     await writeModel(path.join(nanDir, "a.safetensors"), specs, 1)
     fs.writeFileSync(path.join(nanDir, "p.yaml"), `version: 1
 name: nan
