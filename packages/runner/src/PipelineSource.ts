@@ -65,8 +65,8 @@ export const load = (input: PipelineInput, options: LoadOptions = {}): Effect.Ef
     return yield* (isModule(input) ? fromModule(input, base, preflight) : fromYaml(input, base, preflight))
   })
 
-/** The built-in kinds, the caller's, and those of the `--kinds` modules. */
-const baseRegistry = (options: LoadOptions): Effect.Effect<Registry.Registry, KindModules.KindModuleError> =>
+/** The built-in kinds, the caller's, and those of the `--kinds` modules (a failed module, or a name clash, fails). */
+export const baseRegistry = (options: Pick<LoadOptions, "kinds" | "kindModules">): Effect.Effect<Registry.Registry, KindModules.KindModuleError> =>
   Effect.gen(function* () {
     const withCallers = options.kinds === undefined ? builtinRegistry : Registry.extend(builtinRegistry, options.kinds.kinds.values())
     if (options.kindModules === undefined || options.kindModules.length === 0) return withCallers

@@ -4,24 +4,13 @@
  *
  * @since 0.1.0
  */
-import { Registry } from "@crucible/core"
-import { builtinRegistry } from "@crucible/strategies"
 import { Effect } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as KindCatalog from "../KindCatalog.ts"
-import * as KindModules from "../KindModules.ts"
+import * as PipelineSource from "../PipelineSource.ts"
 import type { ExitSink } from "./Commands.ts"
 import { ExitCode } from "./ExitCode.ts"
 import { err, out } from "./Print.ts"
-
-/**
- * The built-in kinds plus those of `modules` (paths relative to the working directory, as the
- * user typed them). A module that fails to load, or a name clash, fails with its message.
- */
-export const registryWith = (modules: ReadonlyArray<string>): Effect.Effect<Registry.Registry, KindModules.KindModuleError> =>
-  modules.length === 0
-    ? Effect.succeed(builtinRegistry)
-    : Effect.map(KindModules.load(modules, process.cwd()), (user) => Registry.extend(builtinRegistry, user.kinds.values()))
 
 /** The `kinds` command; `kindsFlag` is the CLI's shared `--kinds FILE` flag. @category commands */
 export const make = (exit: ExitSink, kindsFlag: Flag.Flag<ReadonlyArray<string>>) =>
@@ -33,7 +22,7 @@ export const make = (exit: ExitSink, kindsFlag: Flag.Flag<ReadonlyArray<string>>
     },
     (flags) =>
       Effect.gen(function* () {
-        const registry = yield* Effect.result(registryWith(flags.kinds))
+        const registry = yield* Effect.result(PipelineSource.baseRegistry({ kindModules: flags.kinds }))
         if (registry._tag === "Failure") {
           const error = registry.failure
           yield* flags.json ? out(JSON.stringify({ ok: false, error: error._tag, reason: error.reason, message: error.message })) : err(error.message)

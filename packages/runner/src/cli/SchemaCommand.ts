@@ -12,9 +12,9 @@
 import { Effect } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as PipelineSchema from "../PipelineSchema.ts"
+import * as PipelineSource from "../PipelineSource.ts"
 import type { ExitSink } from "./Commands.ts"
 import { ExitCode } from "./ExitCode.ts"
-import { registryWith } from "./KindsCommand.ts"
 import { err, out } from "./Print.ts"
 
 /** The `schema` command; `kindsFlag` is the CLI's shared `--kinds FILE` flag. @category commands */
@@ -24,7 +24,7 @@ export const make = (exit: ExitSink, kindsFlag: Flag.Flag<ReadonlyArray<string>>
     draft: Flag.Literals("draft", ["07", "2020-12"]).pipe(Flag.withDescription("the JSON Schema draft: 07 (default; what editors support best) or 2020-12"), Flag.withDefault("07"))
   }, (flags) =>
     Effect.gen(function* () {
-      const registry = yield* Effect.result(registryWith(flags.kinds))
+      const registry = yield* Effect.result(PipelineSource.baseRegistry({ kindModules: flags.kinds }))
       if (registry._tag === "Failure") {
         yield* err(registry.failure.message)
         exit.code = ExitCode.invalid
