@@ -194,11 +194,9 @@ export const define = <
       const fail = (detail: string) => Effect.fail(new InvalidMergeParams({ stage: id, detail }))
       if (method.base === "required" && base === undefined) return yield* fail(`${method.kind} needs a base: add base: <stage id>`)
       if (method.base === "none" && base !== undefined) return yield* fail(`${method.kind} takes no base`)
-      if (method.maxModels !== undefined && models.length > method.maxModels) return yield* fail(`${method.kind} takes at most ${method.maxModels} models, got ${models.length}`)
+      const [count] = MethodCheck.checkCounts(method, models.length, statistics.length)
+      if (count !== undefined) return yield* fail(count.message)
       if (method.statistics === undefined && statistics.length > 0) return yield* fail(`${method.kind} takes no statistics`)
-      if (method.statistics !== undefined && statistics.length !== models.length) {
-        return yield* fail(`${method.kind} needs one statistics model per merged model (${models.length}), got ${statistics.length}: ${method.statistics.description}`)
-      }
       // Every rule that does not fit the model count, at once.
       const { rules, problems: ruleProblems } = MethodCheck.compileRules(raw, method.rules, models.length)
       if (ruleProblems.length > 0) return yield* fail(ruleProblems.map((p) => p.message).join("; "))

@@ -103,14 +103,22 @@ export const plan = (models: ReadonlyArray<Model.Model>, onMissing: string): { r
 export const checkParams = (method: Checked, context: ReferencesContext): Array<Check.Issue> => {
   const models = context.inputs.models.length
   const issues: Array<Check.Issue> = compileRules(context.params, method.rules, models).problems.map((p) => ({ path: [p.parameter], message: p.message }))
+  return [...issues, ...checkCounts(method, models, context.inputs.statistics?.length), ...(method.checkParams?.(context) ?? [])]
+}
+
+/**
+ * The model count against the method's most, and the statistics count (when given) against the
+ * model count; the method's own run checks its inputs with it too. @category checks
+ */
+export const checkCounts = (method: Pick<Checked, "kind" | "maxModels" | "statistics">, models: number, statistics: number | undefined): Array<Check.Issue> => {
+  const issues: Array<Check.Issue> = []
   if (method.maxModels !== undefined && models > method.maxModels) {
     issues.push({ path: ["models"], message: `${method.kind} takes at most ${method.maxModels} models, got ${models}` })
   }
-  const statistics = context.inputs.statistics
-  if (method.statistics !== undefined && statistics !== undefined && statistics.length !== models) {
-    issues.push({ path: ["statistics"], message: `${method.kind} needs one statistics model per merged model (${models}), got ${statistics.length}: ${method.statistics.description}` })
+  if (method.statistics !== undefined && statistics !== undefined && statistics !== models) {
+    issues.push({ path: ["statistics"], message: `${method.kind} needs one statistics model per merged model (${models}), got ${statistics}: ${method.statistics.description}` })
   }
-  return [...issues, ...(method.checkParams?.(context) ?? [])]
+  return issues
 }
 
 /** The inputs of a method as the `headers` check sees them. @category models */
