@@ -10,7 +10,7 @@ import * as Slerp from "../../../src/merge/kernels/Slerp.ts"
 import * as TaskArithmetic from "../../../src/merge/kernels/TaskArithmetic.ts"
 import * as TaskStatistics from "../../../src/merge/kernels/TaskStatistics.ts"
 import { weightedSum } from "../../../src/merge/kernels/WeightedSum.ts"
-import { expectSameBits, family, normal, shared } from "./helpers.ts"
+import { copierInto, expectSameBits, family, normal, shared } from "./helpers.ts"
 
 // Not a multiple of the block, several blocks per worker at 4 workers.
 const SHAPE = [300, 1123] as const
@@ -18,11 +18,7 @@ const N = SHAPE[0] * SHAPE[1]
 const TENSOR = "model.layers.7.self_attn.o_proj.weight"
 
 const arena = Arena.make({ maxBytes: 64 * N * 4 })
-const inArena = (x: Float32Array) => {
-  const a = arena.alloc(x.length)!
-  a.set(x)
-  return a
-}
+const inArena = copierInto(arena)
 const data = family(42, N, 3, 0.05)
 const base = inArena(data.base)
 const models = data.models.map(inArena)

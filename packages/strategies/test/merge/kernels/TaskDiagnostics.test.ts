@@ -10,7 +10,7 @@ import * as Slerp from "../../../src/merge/kernels/Slerp.ts"
 import * as TaskArithmetic from "../../../src/merge/kernels/TaskArithmetic.ts"
 import * as TaskDiagnostics from "../../../src/merge/kernels/TaskDiagnostics.ts"
 import * as TaskStatistics from "../../../src/merge/kernels/TaskStatistics.ts"
-import { family } from "./helpers.ts"
+import { copierInto, family } from "./helpers.ts"
 
 const single = (plan: TaskArithmetic.TaskArithmeticPlan, base: Float32Array, models: ReadonlyArray<Float32Array>) => {
   const partial = TaskArithmetic.apply(TaskStatistics.prepare(plan, base, models), new Float32Array(base.length), base, models)
@@ -85,11 +85,7 @@ describe("diagnostics on a worker pool", () => {
   // Several blocks per worker, the last one partial.
   const N = 5 * Gram.BLOCK + 123
   const arena = Arena.make({ maxBytes: 24 * N * 4 })
-  const inArena = (x: Float32Array) => {
-    const a = arena.alloc(x.length)!
-    a.set(x)
-    return a
-  }
+  const inArena = copierInto(arena)
   const data = family(9, N, 3, 0.05)
   const base = inArena(data.base)
   const models = data.models.map(inArena)

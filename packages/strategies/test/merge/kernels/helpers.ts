@@ -3,6 +3,7 @@
  * utilities and ulp-based comparison of float32 outputs.
  */
 import { expect } from "vitest"
+import type * as Arena from "../../../src/merge/kernels/Arena.ts"
 
 /** mulberry32: a tiny seeded generator for test data. */
 export const rng = (seed: number): (() => number) => {
@@ -76,4 +77,11 @@ export const shared = (x: Float32Array): Float32Array => {
   const s = new Float32Array(new SharedArrayBuffer(x.byteLength))
   s.set(x)
   return s
+}
+
+/** Copies into `arena` (where a pool's workers can read them): `x` ↦ a copy of `x` allocated there. */
+export const copierInto = (arena: Arena.Arena) => (x: Float32Array) => {
+  const a = arena.alloc(x.length)!
+  a.set(x)
+  return a
 }
