@@ -20,9 +20,6 @@ import { FileNotServed, InvalidRunId, RunNotFound, RunUnreadable } from "./UiErr
 /** The files of a run directory the dashboard reads. */
 export const files = { manifest: "manifest.json", events: "events.jsonl", trace: "trace.json", report: "report.html" } as const
 
-/** A run id is one plain directory name (`[A-Za-z0-9._-]`, no leading dot): the ids the runner accepts. */
-export const isRunId = RunDir.isRunId
-
 /**
  * The bytes of the regular file `file`, opened with `O_NOFOLLOW` (a symlink as the last component
  * fails with ELOOP) and checked to be a regular file on the open descriptor, so what is read is
@@ -68,7 +65,7 @@ const realpath = (p: string): string | undefined => {
 /** The directory of run `runId` in `runsDir`: the id is checked, and the directory must hold a manifest. */
 export const runDirOf = (runsDir: string, runId: string): Effect.Effect<string, InvalidRunId | RunNotFound> =>
   Effect.suspend((): Effect.Effect<string, InvalidRunId | RunNotFound> => {
-    if (!isRunId(runId)) return Effect.fail(new InvalidRunId({ runId }))
+    if (!RunDir.isRunId(runId)) return Effect.fail(new InvalidRunId({ runId }))
     const root = realpath(path.resolve(runsDir))
     const dir = root === undefined ? undefined : realpath(path.join(root, runId))
     // A symlinked run directory pointing elsewhere is not served: only what is under runsDir.
@@ -155,7 +152,7 @@ export const listRuns = (runsDir: string): Effect.Effect<ReadonlyArray<RunView.R
     const root = path.resolve(runsDir)
     let names: Array<string> = []
     try {
-      names = fs.readdirSync(root, { withFileTypes: true }).filter((d) => d.isDirectory() && isRunId(d.name)).map((d) => d.name)
+      names = fs.readdirSync(root, { withFileTypes: true }).filter((d) => d.isDirectory() && RunDir.isRunId(d.name)).map((d) => d.name)
     } catch {
       return []
     }
