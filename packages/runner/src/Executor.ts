@@ -14,6 +14,7 @@
  */
 import { MemoryBudget, Model, type Port, Stage, StageKey, type Validate } from "@crucible/core"
 import { Cause, Deferred, Effect, Exit, Scope, Semaphore, type Tracer } from "effect"
+import * as os from "node:os"
 import * as path from "node:path"
 import { emit, Reporter, type StageStatus } from "./Events.ts"
 import * as LazyOutput from "./LazyOutput.ts"
@@ -60,6 +61,15 @@ export interface StageOutcome {
   /** The stage's output while its scope was open; plain values (metrics, files) stay readable. */
   readonly value?: unknown
 }
+
+/**
+ * Runs only the lazy stages of `pipeline` with `dryRun` set — headers read, lazy tensors composed,
+ * no tensor data read, nothing written — and reports no event: what `crucible plan` and the
+ * preflight of `validate` and `run` learn from. `scratch` names the run directory (in the OS's
+ * temporary folder) the stages are told of.
+ */
+export const dryRun = (pipeline: Validate.ResolvedPipeline, baseDir: string, scratch: string): Effect.Effect<ReadonlyArray<StageOutcome>> =>
+  execute({ pipeline, baseDir, runDir: path.join(os.tmpdir(), scratch), concurrency: 4, dryRun: true }).pipe(Effect.provideService(Reporter, Reporter.silent))
 
 // A dependency that did not produce a value: the stage whose failure is the root cause.
 interface Blocked {

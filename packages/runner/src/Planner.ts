@@ -17,10 +17,7 @@
  */
 import { Model, type Port, ReadCounter, type Yaml } from "@crucible/core"
 import { Effect, Logger } from "effect"
-import * as os from "node:os"
-import * as path from "node:path"
-import { Reporter } from "./Events.ts"
-import { execute, type StageOutcome } from "./Executor.ts"
+import { dryRun, type StageOutcome } from "./Executor.ts"
 import * as Plan from "./Plan.ts"
 import * as RunLog from "./RunLog.ts"
 import * as Memory from "./planner/Memory.ts"
@@ -80,8 +77,7 @@ export const make = (loaded: Yaml.LoadedPipeline, options: PlanOptions = {}): Ef
     const headers = ReadCounter.tally()
     // A dry run's "stage started/succeeded" lines say nothing about the plan, and its failures are
     // the plan's own report: only other warnings and errors are logged.
-    const outcomes = yield* execute({ pipeline, baseDir: loaded.baseDir, runDir: path.join(os.tmpdir(), "crucible-plan"), concurrency: 4, dryRun: true }).pipe(
-      Effect.provideService(Reporter, Reporter.silent),
+    const outcomes = yield* dryRun(pipeline, loaded.baseDir, "crucible-plan").pipe(
       Effect.provide(Logger.layer([RunLog.consoleLogger], { mergeWithExisting: false })),
       Effect.provideService(ReadCounter.ReadCounter, headers)
     )

@@ -14,10 +14,8 @@
  */
 import { Check, Problem, type Validate } from "@crucible/core"
 import { Effect, References } from "effect"
-import * as os from "node:os"
 import * as path from "node:path"
-import { Reporter } from "./Events.ts"
-import { execute, inputValues, type StageOutcome } from "./Executor.ts"
+import { dryRun, inputValues, type StageOutcome } from "./Executor.ts"
 
 /** @category models */
 export interface PreflightOptions {
@@ -33,15 +31,8 @@ export interface PreflightOptions {
  */
 export const run = (pipeline: Validate.ResolvedPipeline, options: PreflightOptions): Effect.Effect<ReadonlyArray<Problem.Problem>> =>
   Effect.gen(function* () {
-    const outcomes = yield* execute({
-      pipeline: withoutNeeds(pipeline),
-      baseDir: options.baseDir,
-      runDir: path.join(os.tmpdir(), "crucible-preflight"),
-      concurrency: 4,
-      dryRun: true
-    }).pipe(
-      // Failures come back as problems; a stage's own log lines would only repeat them.
-      Effect.provideService(Reporter, Reporter.silent),
+    // Failures come back as problems; a stage's own log lines would only repeat them.
+    const outcomes = yield* dryRun(withoutNeeds(pipeline), options.baseDir, "crucible-preflight").pipe(
       Effect.provideService(References.MinimumLogLevel, "None")
     )
     const byId = new Map(outcomes.map((o) => [o.id, o] as const))
