@@ -112,5 +112,5 @@ const describe = (e: unknown): string => {
   if (code === "ERR_MODULE_NOT_FOUND" || code === "ERR_UNSUPPORTED_TYPESCRIPT_SYNTAX" || code === "ERR_INVALID_TYPESCRIPT_SYNTAX") return e.message.split("\n")[0]!
   // A module's own exception: its message and where it was thrown in the user's code.
   const at = e.stack?.split("\n").find((line) => /^\s+at /.test(line) && !line.includes("node:internal") && !line.includes("/node_modules/"))
-  return `${e.name}: ${e.message}${at === undefined ? "" : ` (${at.trim().replace(/^at /, "at ")})`}`
+  return `${e.name}: ${e.message}${at === undefined ? "" : ` (${at.trim()})`}`
 }
