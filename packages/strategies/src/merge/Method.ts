@@ -253,11 +253,13 @@ export const define = <
         // Statistics of the tensor's own shape (Fisher diagonals) are read with the inputs, into the
         // same reused (shared) buffers; others (Gram matrices) on their own.
         const n = TensorRef.numel(like.shape)
-        const statsAlongside = statRefs.length > 0 && statRefs.every((t) => t !== undefined && TensorRef.numel(t.shape) === n)
-        const toRead = statsAlongside ? [...inputs, ...statRefs.map((t) => t!)] : inputs
+        // The statistics are used only when every model has its tensor.
+        const statTensors = statRefs.length > 0 && statRefs.every((t) => t !== undefined) ? (statRefs as ReadonlyArray<TensorRef.TensorRef>) : undefined
+        const statsAlongside = statTensors !== undefined && statTensors.every((t) => TensorRef.numel(t.shape) === n)
+        const toRead = statsAlongside ? [...inputs, ...statTensors] : inputs
         const isShared = (a: Float32Array) => a.buffer instanceof SharedArrayBuffer
         // For `crucible plan`: a merged tensor reads each input (and statistic) whole, once, holding the working set.
-        const lineage = Lineage.derived(statsAlongside || !statRefs.every((t) => t !== undefined) ? toRead : [...toRead, ...statRefs.map((t) => t!)], { bytes: workingSet })
+        const lineage = Lineage.derived(statTensors === undefined || statsAlongside ? toRead : [...toRead, ...statTensors], { bytes: workingSet })
         return TensorRef.withLineage(lazyTensor(like, outDtype ?? (DType.parseWritable(like.dtype) ?? "F32"), outputs.giveBack, () =>
           MemoryBudget.hold(name, workingSet)(buffers.read(toRead, (read) => Effect.gen(function* () {
             const arrays = read.slice(0, inputs.length)
@@ -267,7 +269,7 @@ export const define = <
             if (!allowNonFinite) yield* checkFinite(name, "input", arrays, pool)
             const stats = statsAlongside
               ? read.slice(inputs.length)
-              : statRefs.length > 0 && statRefs.every((t) => t !== undefined) ? yield* Effect.forEach(statRefs, (t) => TensorRef.readFloat32(t!)) : undefined
+              : statTensors !== undefined ? yield* Effect.forEach(statTensors, (t) => TensorRef.readFloat32(t)) : undefined
             // The method sees its own fields; the rules reach it through `Job.value`.
             const params = p as unknown as Schema.Struct.Type<Fields>
             const diagnostics: Record<string, number | boolean> = {}
