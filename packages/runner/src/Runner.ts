@@ -174,6 +174,7 @@ const runIn = (
     const telemetry = options.telemetry === "none" ? Layer.empty : (options.telemetry ?? defaultTelemetry())({ runId, runDir })
     // The manifest follows the run stage by stage, so a crash or a kill leaves the last state on disk.
     const known = new Map<string, StageOutcome>()
+    const knownInOrder = () => pipeline.stages.flatMap((s) => known.get(s.id) ?? [])
     // Where stages keep state across runs, by stage key (training checkpoints), shared by the runs of one runs folder.
     const cacheRoot = path.join(path.dirname(runDir), ".cache")
     // Input checkpoints are hashed for the manifest while the stages run (Manifest.inputDigests).
@@ -185,7 +186,7 @@ const runIn = (
         ...base,
         status,
         ...(status === "running" ? {} : { endedAt: new Date().toISOString() }),
-        stages: Manifest.stageRecords(pipeline, pipeline.stages.flatMap((s) => known.get(s.id) ?? [])),
+        stages: Manifest.stageRecords(pipeline, knownInOrder()),
         inputs: [],
         outputs: Manifest.filesOf([...known.values()]).outputs
       })
@@ -193,7 +194,7 @@ const runIn = (
     const started = Interruption.startedStages()
     const reporter = yield* Reporter
     const interrupted = Effect.suspend(() =>
-      emit(Interruption.event({ outcomes: pipeline.stages.flatMap((s) => known.get(s.id) ?? []), started, runDir, cacheRoot, durationMs: Date.now() - startedAt.getTime(), time: Date.now() }))
+      emit(Interruption.event({ outcomes: knownInOrder(), started, runDir, cacheRoot, durationMs: Date.now() - startedAt.getTime(), time: Date.now() }))
     )
     const outcomes = yield* execute({
       pipeline,
