@@ -60,8 +60,8 @@ export interface Checks<Params, Inputs extends Record<string, Input>> {
   readonly headers?: ((context: HeadersContext<Params, Inputs>) => ReadonlyArray<Issue>) | undefined
 }
 
-/** The issues of stage `stage` as problems, their paths made document paths. @category constructors */
-export const toProblems = (stage: string, issues: ReadonlyArray<Issue>, code: ProblemCode): Array<Problem> =>
+/** The issues of stage `stage` as problems, their paths made document paths. */
+const toProblems = (stage: string, issues: ReadonlyArray<Issue>, code: ProblemCode): Array<Problem> =>
   issues.map((issue) => new Problem({
     code: issue.code ?? code,
     message: issue.message,

@@ -53,7 +53,7 @@ export interface ExpansionOptions {
  * True when a view of `logical` bytes over a storage of `stored` bytes stays within `maxExpansion`:
  * at most `maxExpansion × stored`, or at most {@link EXPANSION_SLACK_BYTES} beyond `stored`.
  */
-export const withinExpansion = (logical: number, stored: number, maxExpansion: number): boolean =>
+const withinExpansion = (logical: number, stored: number, maxExpansion: number): boolean =>
   logical <= stored * maxExpansion || logical - stored <= EXPANSION_SLACK_BYTES
 
 /**
