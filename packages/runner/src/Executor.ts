@@ -286,7 +286,8 @@ const describeFailure = (cause: Cause.Cause<unknown>): { readonly tag: string; r
   return { tag: "Defect", message: `a bug in the stage: ${defect instanceof Error ? (defect.stack ?? defect.message) : String(defect)}` }
 }
 
-const isModel = (value: unknown): value is Model.Model =>
+/** Whether a stage's value is a model (its tensors by name), not plain data (metrics, files). */
+export const isModel = (value: unknown): value is Model.Model =>
   typeof value === "object" && value !== null && "tensors" in value && (value as Model.Model).tensors instanceof Map
 
 /** The models among a stage's input values (a list input's too). */

@@ -17,7 +17,7 @@
  */
 import { Model, type Port, ReadCounter, type Yaml } from "@crucible/core"
 import { Effect, Logger } from "effect"
-import { dryRun, type StageOutcome } from "./Executor.ts"
+import { dryRun, isModel, type StageOutcome } from "./Executor.ts"
 import * as Plan from "./Plan.ts"
 import * as RunLog from "./RunLog.ts"
 import * as Memory from "./planner/Memory.ts"
@@ -86,7 +86,7 @@ export const make = (loaded: Yaml.LoadedPipeline, options: PlanOptions = {}): Ef
     const outcomeOf = new Map(outcomes.map((o) => [o.id, o] as const))
     const memory = Memory.of(outcomes, concurrency)
     const stages = outcomes.map((o): PlannedStage => {
-      const model = modelOf(o.value)
+      const model = isModel(o.value) ? o.value : undefined
       return {
         id: o.id,
         kind: o.kind,
@@ -130,9 +130,6 @@ const statusOf = (o: StageOutcome, outcomes: ReadonlyMap<string, StageOutcome>):
     default: return { status: "fails", reason: o.error === undefined ? o.status : `${o.error.tag}: ${o.error.message}` }
   }
 }
-
-const modelOf = (value: unknown): Model.Model | undefined =>
-  typeof value === "object" && value !== null && (value as Model.Model).tensors instanceof Map ? (value as Model.Model) : undefined
 
 const plannedFiles = (value: unknown): Port.Files["files"] | undefined => {
   const files = value as Port.Files | undefined

@@ -17,7 +17,7 @@
  * @since 0.1.0
  */
 import { Lineage, type Model, type Port, Safetensors, type TensorRef } from "@crucible/core"
-import type { StageOutcome } from "../Executor.ts"
+import { isModel, type StageOutcome } from "../Executor.ts"
 
 /** A writer and the merges it pulls from. @category models */
 export interface Pull {
@@ -47,7 +47,7 @@ export const of = (outcomes: ReadonlyArray<StageOutcome>, concurrency: number): 
   for (const o of outcomes) {
     if (o.status !== "succeeded") continue
     const planned = plannedOf(o.value)
-    const tensors = planned?.model.tensors ?? modelOf(o.value)?.tensors
+    const tensors = planned?.model.tensors ?? (isModel(o.value) ? o.value.tensors : undefined)
     let largest = 0
     for (const t of tensors?.values() ?? []) {
       if (owner.has(t)) continue
@@ -85,6 +85,3 @@ const ownersReached = (model: Model.Model, owner: ReadonlyMap<TensorRef.TensorRe
 }
 
 const plannedOf = (value: unknown): Port.Files["planned"] => (value as Port.Files | undefined)?.planned
-
-const modelOf = (value: unknown): Model.Model | undefined =>
-  typeof value === "object" && value !== null && (value as Model.Model).tensors instanceof Map ? (value as Model.Model) : undefined

@@ -8,7 +8,7 @@
  * @since 0.1.0
  */
 import { Lineage, type Model, type Port, type TensorRef, type Validate } from "@crucible/core"
-import type { StageOutcome } from "../Executor.ts"
+import { isModel, type StageOutcome } from "../Executor.ts"
 
 /** One file's reads. @category models */
 export interface FileRead {
@@ -75,6 +75,3 @@ export const of = (
 // The models a stage that was not run takes on its inputs, where the plan produced them.
 const knownModelInputs = (stage: Validate.ResolvedStage, values: ReadonlyMap<string, unknown>): ReadonlyArray<Model.Model> =>
   Object.values(stage.inputs).flatMap((refs) => (refs ?? []).map((r) => values.get(r))).filter(isModel)
-
-const isModel = (value: unknown): value is Model.Model =>
-  typeof value === "object" && value !== null && (value as Model.Model).tensors instanceof Map
