@@ -39,7 +39,7 @@ export const writeModel = async (file: string, specs: ReadonlyArray<Spec>, seed:
 export const writeFilled = (file: string, specs: ReadonlyArray<Spec>, value: number): Promise<void> =>
   Effect.runPromise(Safetensors.write(file, Model.make(file, specs.map((s) =>
     TensorRef.fromBytes(s.name, "F32", s.shape, DType.fromNumbers(new Float64Array(s.shape.reduce((a, b) => a * b, 1)).fill(value), "F32"))
-  ))))
+  ))).pipe(Effect.asVoid))
 
 /** Reads every tensor of a safetensors file as float64. */
 export const readModel = (file: string): Promise<Map<string, { dtype: string; shape: ReadonlyArray<number>; values: Float64Array }>> =>
