@@ -117,7 +117,7 @@ const fromYaml = (file: string, base: Registry.Registry, preflight: boolean): Ef
     const all = Problem.sortByPosition([...checked.problems, ...found.map(checked.position)])
     if (checked.pipeline === undefined || all.some(Problem.isError)) return yield* new PipelineError.PipelineInvalid({ file, problems: all })
     const pipeline = checked.pipeline
-    return { format: "yaml" as const, file, baseDir, text, pipeline, registry, positions: yamlPositions(file, checked.locate, pipeline), warnings: all }
+    return { format: "yaml" as const, file, baseDir, text, pipeline, registry, positions: positionsOf(file, pipeline, (id) => checked.locate(["stages", id], { key: true })), warnings: all }
   })
 
 /** A module whose default export is a builder or an IR. */
@@ -159,10 +159,7 @@ const fromIr = (
     const problems = [...result.problems, ...yield* preflightOf(result.pipeline, context.baseDir, context.preflight)]
     if (problems.some(Problem.isError)) return yield* invalid(problems)
     const pipeline = result.pipeline
-    const positions = new Map(pipeline.stages.flatMap((s) => {
-      const at = stageOffset(context, s.id)
-      return at === undefined ? [] : [[s.id, `${context.file}:${at.line}:${at.col}`] as const]
-    }))
+    const positions = positionsOf(context.file, pipeline, (id) => stageOffset(context, id))
     const { preflight: _, ...source } = context
     return { ...source, pipeline, registry, positions, warnings: problems.map((p) => positioned(p, context)) }
   })
@@ -194,10 +191,9 @@ const positioned = (p: Problem.Problem, context: { readonly format: string; read
   return at === undefined ? p : new Problem.Problem({ ...p, position: at, frame: Problem.codeFrame(context.text, at) })
 }
 
-/** `file:line:col` of every stage's id in a YAML file. */
-const yamlPositions = (file: string, locate: Yaml.Parsed["locate"], pipeline: Validate.ResolvedPipeline): ReadonlyMap<string, string> => {
-  return new Map(pipeline.stages.flatMap((s) => {
-    const at = locate(["stages", s.id], { key: true })
-    return at === undefined ? [] : [[s.id, `${file}:${at.line}:${at.col}`] as const]
+/** `file:line:col` of every stage whose definition `at` finds in the source. */
+const positionsOf = (file: string, pipeline: Validate.ResolvedPipeline, at: (id: string) => Problem.Position | undefined): ReadonlyMap<string, string> =>
+  new Map(pipeline.stages.flatMap((s) => {
+    const position = at(s.id)
+    return position === undefined ? [] : [[s.id, `${file}:${position.line}:${position.col}`] as const]
   }))
-}
