@@ -21,7 +21,7 @@ type Schema = JsonSchema.JsonSchema
 export type Dialect = "draft-07" | "draft-2020-12"
 
 /** A stage id, as `Ir.StageId` checks it (a test holds the two together). */
-export const STAGE_ID_PATTERN = "^[A-Za-z_][A-Za-z0-9_-]*$"
+export const STAGE_ID_PATTERN = Ir.STAGE_ID.source
 
 const stageId = (description: string): Schema => ({ type: "string", pattern: STAGE_ID_PATTERN, description })
 

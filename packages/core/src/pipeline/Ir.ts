@@ -10,9 +10,12 @@ import { Schema } from "effect"
 /** The pipeline file format's version; files say `version: 1`. */
 export const FORMAT_VERSION = 1
 
+/** The form of a stage id (also the editor schema's `pattern`). */
+export const STAGE_ID = /^[A-Za-z_][A-Za-z0-9_-]*$/
+
 /** A stage id: a YAML key usable in references and file names. */
 export const StageId = Schema.String.pipe(
-  Schema.check(Schema.makeFilter((s: string) => /^[A-Za-z_][A-Za-z0-9_-]*$/.test(s) || `stage id "${s}" must start with a letter or _ and contain only letters, digits, _ and -`))
+  Schema.check(Schema.makeFilter((s: string) => STAGE_ID.test(s) || `stage id "${s}" must start with a letter or _ and contain only letters, digits, _ and -`))
 )
 
 /** One stage as written. @category models */
