@@ -29,6 +29,10 @@ export type RunEvent =
       readonly durationMs: number
       readonly error?: { readonly tag: string; readonly message: string } | undefined
       readonly summary?: string | undefined
+      /** The stage's result came from the results store (an earlier run computed it): nothing was recomputed. */
+      readonly cached?: boolean | undefined
+      /** The stage has the same key as this earlier stage of the run, whose value it took. */
+      readonly sameAs?: string | undefined
     }
   | { readonly type: "run-finished"; readonly time: number; readonly status: "succeeded" | "failed" | "interrupted"; readonly durationMs: number; readonly runDir: string }
   | {

@@ -60,6 +60,10 @@ export interface StageOutcome {
   readonly blockedBy?: string | undefined
   /** The stage's output while its scope was open; plain values (metrics, files) stay readable. */
   readonly value?: unknown
+  /** The result came from the results store: an earlier run computed it. */
+  readonly cached?: boolean | undefined
+  /** The stage had the same key as this earlier stage of the run, and took its value. */
+  readonly sameAs?: string | undefined
 }
 
 /**
