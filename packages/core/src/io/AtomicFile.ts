@@ -4,14 +4,18 @@
  * or an interruption (SIGINT) removes the temporary file. A group of files (the shards of a
  * checkpoint and their index) is published together with {@link commitAll}: all appear, or none.
  *
+ * A `kill -9` cannot run the cleanup: its temporary stays. Temporaries are therefore named after
+ * their owner (`.model.safetensors.<pid>-<start>.<12 hex>.partial`, `Owner.ts`), and
+ * {@link sweepOrphans} removes those of dead processes.
+ *
  * @since 0.1.0
  */
 import { Effect, Exit, Scope } from "effect"
-import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as Digest from "./Digest.ts"
 import { describe, IoError } from "./IoError.ts"
+import * as Owner from "./Owner.ts"
 
 /** An output being written. @category models */
 export interface AtomicFile {
@@ -51,7 +55,7 @@ export interface Committable extends AtomicFile {
 export const open = (target: string, options: OpenOptions = {}): Effect.Effect<Committable, IoError, Scope.Scope> =>
   Effect.gen(function* () {
     const dir = path.dirname(target)
-    const temporary = path.join(dir, `.${path.basename(target)}.${randomBytes(6).toString("hex")}.partial`)
+    const temporary = path.join(dir, `${Owner.temporaryName(`.${path.basename(target)}`)}${PARTIAL}`)
     const fd = yield* Effect.acquireRelease(
       Effect.try({
         try: () => {
@@ -136,6 +140,48 @@ export const open = (target: string, options: OpenOptions = {}): Effect.Effect<C
   })
 
 const FLUSH_BEHIND = 32 * 1024 * 1024
+const PARTIAL = ".partial"
+/** Temporaries named before owners were recorded: `.name.<12 hex>.partial`. */
+const LEGACY_PARTIAL = /^\..+\.[0-9a-f]{12}\.partial$/
+/** How old a temporary without an owner must be before {@link sweepOrphans} removes it. */
+const LEGACY_MAX_AGE_MS = 60 * 60 * 1000
+
+/**
+ * Removes the temporaries left in `dir` (not below it) by processes that died before they could
+ * clean up (`kill -9`, power loss): `.*.partial` files whose owner is dead (`Owner.isAlive`), and
+ * files of the older format without an owner once unmodified for over an hour (a live writer's
+ * appends keep moving its mtime). Temporaries of live processes, this one included, are kept. Returns the removed paths;
+ * never fails (a missing or unreadable `dir` has nothing to sweep; a file that cannot be removed
+ * is skipped).
+ */
+export const sweepOrphans = (dir: string): Effect.Effect<ReadonlyArray<string>> =>
+  Effect.sync(() => {
+    let names: Array<string>
+    try {
+      names = fs.readdirSync(dir)
+    } catch {
+      return []
+    }
+    const removed: Array<string> = []
+    const now = Date.now()
+    for (const name of names) {
+      if (!name.startsWith(".") || !name.endsWith(PARTIAL)) continue
+      const file = path.join(dir, name)
+      const owner = Owner.ownerOfName(name)
+      try {
+        if (owner !== undefined) {
+          if (Owner.isAlive(owner)) continue
+        } else {
+          if (!LEGACY_PARTIAL.test(name)) continue
+          const stat = fs.lstatSync(file)
+          if (!stat.isFile() || now - stat.mtimeMs < LEGACY_MAX_AGE_MS) continue
+        }
+        fs.rmSync(file)
+        removed.push(file)
+      } catch { /* gone already, or not ours to remove: left as it is */ }
+    }
+    return removed
+  })
 
 // Writes all of `bytes` at file position `at` (fs.write may write fewer bytes than asked).
 const writeFully = (fd: number, bytes: Uint8Array, at: number, done: (error: Error | null) => void, offset = 0): void => {
