@@ -12,14 +12,18 @@
  *
  * @since 0.1.0
  */
-import { MemoryBudget, Model, type Port, Stage, StageKey, type Validate } from "@crucible/core"
+import { type LockFile, MemoryBudget, Model, type Port, RunCache, Stage, StageKey, type Validate } from "@crucible/core"
 import { Cause, Deferred, Effect, Exit, Scope, Semaphore, type Tracer } from "effect"
+import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { emit, Reporter, type StageStatus } from "./Events.ts"
 import * as LazyOutput from "./LazyOutput.ts"
 import * as Plan from "./Plan.ts"
 import { REPORTED } from "./RunLog.ts"
+import * as Identity from "./store/Identity.ts"
+import * as Layout from "./store/Layout.ts"
+import type * as ResultStore from "./store/ResultStore.ts"
 import { Metrics } from "./telemetry/Metrics.ts"
 import * as TfBackend from "@crucible/strategies/backend/Backend"
 
@@ -33,8 +37,19 @@ export interface ExecuteOptions {
   readonly concurrency: number
   /** Plan only: lazy stages run (headers), others are skipped, nothing is written. */
   readonly dryRun?: boolean
-  /** Where stages keep state across runs, by stage key (default: `<runDir>/../.cache`). */
+  /** Where stages keep state across runs, by stage key (default: `<runDir>/../.cache`); the store's root when `store` is given. */
   readonly cacheRoot?: string
+  /**
+   * Stage keys (`store/Identity.ts`: with the digests of the files stages read). Default: keys of
+   * kinds, params and inputs only — enough for a plan, which reads no file.
+   */
+  readonly keys?: ReadonlyMap<string, string>
+  /** Where finished stages' results are stored and found again (absent: nothing is stored or reused). */
+  readonly store?: ResultStore.ResultStore
+  /** Whether a stage may reuse a stored result or its checkpoints (default: all may; `--no-cache`, `--rerun`). */
+  readonly reuse?: (stage: string) => boolean
+  /** The run and pipeline a stored result names as its producer. */
+  readonly runId?: string
   /** Bytes that the stages' tensor working sets may hold at once (default: unlimited). */
   readonly memoryLimit?: number
   /** The TF.js backend for stages that declare `resources.backend` (default: CRUCIBLE_BACKEND, else wasm). */
@@ -83,10 +98,18 @@ interface Blocked {
 /** Runs every stage; never fails — each stage's fate is in its outcome. */
 export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<StageOutcome>, never, Reporter> =>
   Effect.gen(function* () {
-    const { pipeline } = options
+    const keys = options.keys ?? StageKey.pipelineKeys(options.pipeline)
+    // A stage with the same key as an earlier one takes its value: it waits for it (and keeps its
+    // output alive while its own consumers read it) instead of reading its inputs.
+    const sameAs = Identity.sameAs(options.pipeline, keys)
+    const pipeline = {
+      ...options.pipeline,
+      stages: options.pipeline.stages.map((s) => (sameAs.has(s.id) ? { ...s, dependsOn: [...new Set([sameAs.get(s.id)!, ...s.dependsOn])] } : s))
+    }
     const plan = Plan.make(pipeline)
     const byId = new Map(pipeline.stages.map((s) => [s.id, s] as const))
-    const keys = StageKey.pipelineKeys(pipeline, (_id, params) => normalizePaths(params, options.baseDir))
+    const store = options.dryRun === true ? undefined : options.store
+    const reuse = options.reuse ?? (() => true)
     const permits = yield* Semaphore.make(Math.max(1, options.concurrency))
     const results = new Map<string, Deferred.Deferred<unknown, Blocked>>()
     for (const s of pipeline.stages) results.set(s.id, yield* Deferred.make<unknown, Blocked>())
@@ -105,7 +128,51 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
     const origins: LazyOutput.Origins = new WeakMap()
     const progress = (e: Stage.ProgressEvent) => reporter.emit({ type: "stage-progress", time: Date.now(), ...e })
 
+    // The end of a stage that did not run: it took a stored result, or its twin's value.
+    const finishWith = (stage: Validate.ResolvedStage, base: { readonly id: string; readonly kind: string; readonly version: number; readonly key: string }, value: unknown, startedAt: number, mark: { readonly cached?: true; readonly sameAs?: string }) =>
+      Effect.gen(function* () {
+        yield* emit({ type: "stage-started", time: startedAt, stage: stage.id, kind: base.kind })
+        // A span still, so the trace shows the stage and why it took no time.
+        yield* Effect.withSpan(Effect.void, `stage ${stage.id}`, {
+          attributes: {
+            "crucible.stage.id": stage.id,
+            "crucible.stage.kind": base.kind,
+            "crucible.stage.version": base.version,
+            "crucible.stage.key": base.key,
+            "crucible.stage.cached": mark.cached === true,
+            ...(mark.sameAs === undefined ? {} : { "crucible.stage.same_as": mark.sameAs }),
+            ...(options.positions?.has(stage.id) ? { "crucible.stage.source": options.positions.get(stage.id)! } : {})
+          }
+        })
+        const endedAt = Date.now()
+        yield* record({ ...base, status: "succeeded", startedAt, endedAt, value, ...mark })
+        yield* emit({ type: "stage-finished", time: endedAt, stage: stage.id, kind: base.kind, status: "succeeded", durationMs: endedAt - startedAt, summary: summarize(value), ...mark })
+        yield* Deferred.succeed(results.get(stage.id)!, value)
+        yield* lifetimes.finished(stage.id)
+      })
+
+    // A stored result of the stage's key; when there is none, the key's lock is taken (in
+    // `lockScope`), waiting for another run computing it — which then has stored it.
+    const findStored = (store: ResultStore.ResultStore, producer: ResultStore.Producer, allowed: boolean, lockScope: Scope.Scope) =>
+      Effect.gen(function* () {
+        if (allowed) {
+          const found = yield* store.lookup(producer.key)
+          if (found !== undefined) return found
+        }
+        const waiting = (holder: LockFile.Holder) =>
+          progress({ stage: producer.stage, done: 0, total: 1, unit: "steps", detail: `waiting for run ${holder.info.runId ?? "?"} (pid ${holder.pid}), which is computing this result` })
+        const locked = yield* Effect.exit(Scope.provide(store.lock(producer, waiting), lockScope))
+        if (Exit.isFailure(locked) && !Cause.hasInterruptsOnly(locked.cause)) {
+          yield* Effect.logWarning(`stage ${producer.stage}: the lock of its result could not be taken (${describeFailure(locked.cause).message}); computing it without`)
+        }
+        if (Exit.isFailure(locked) && Cause.hasInterruptsOnly(locked.cause)) return yield* Effect.interrupt
+        return allowed ? yield* store.lookup(producer.key) : undefined
+      })
+
     const runOne = (stage: Validate.ResolvedStage) =>
+      Effect.flatMap(Scope.make(), (lockScope) => Effect.ensuring(runStage(stage, lockScope), Scope.close(lockScope, Exit.void)))
+
+    const runStage = (stage: Validate.ResolvedStage, lockScope: Scope.Closeable) =>
       Effect.gen(function* () {
         const deferred = results.get(stage.id)!
         const base = { id: stage.id, kind: stage.kind.kind, version: stage.kind.version, key: keys.get(stage.id)! }
@@ -126,6 +193,25 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
         const values = new Map(inputs.value)
         const scope = lifetimes.scopeOf(stage.id)
         const startedAt = Date.now()
+        const twin = sameAs.get(stage.id)
+        if (twin !== undefined) return yield* finishWith(stage, base, values.get(twin), startedAt, { sameAs: twin })
+        // Results of stages that compute (not lazy ones, which only compose reads) and of stages
+        // that write files are stored under their key, and computed under its lock.
+        const stored = store !== undefined && (!stage.kind.resources.lazy || stage.kind.output.name === "files")
+        const producer = { key: base.key, kind: base.kind, version: base.version, stage: stage.id, runId: options.runId ?? path.basename(options.runDir), pipeline: pipeline.ir.name }
+        if (stored) {
+          const found = yield* findStored(store, producer, reuse(stage.id), lockScope)
+          if (found !== undefined) {
+            const restored = yield* Effect.exit(Scope.provide(store.restore(found, options.runDir), scope))
+            yield* Scope.close(lockScope, Exit.void)
+            // A stored result that cannot be read back (removed meanwhile) is computed again.
+            if (Exit.isSuccess(restored)) return yield* finishWith(stage, base, restored.value, startedAt, { cached: true })
+            yield* Effect.logWarning(`stage ${stage.id}: its stored result could not be read (${describeFailure(restored.cause).message}); computing it again`)
+            yield* store.lock(producer, () => Effect.void).pipe(Scope.provide(lockScope), Effect.ignore)
+          }
+          // Checkpoints of an earlier try are resumed, unless this stage is to be computed afresh.
+          if (!reuse(stage.id)) yield* Effect.sync(() => fs.rmSync(Layout.workDir(cacheRoot, base.key), { recursive: true, force: true }))
+        }
         // A lazy stage that reads models leaves work in its output: it is tracked, not finished, when `run` returns.
         const defers = (value: unknown) => options.dryRun !== true && stage.kind.resources.lazy && isModel(value) && modelsIn(values).length > 0
         let span: Tracer.Span | undefined
@@ -150,7 +236,7 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
               inputs: inputValues(stage, values),
               resolvePath: (p: string) => path.resolve(options.baseDir, p),
               runDir: options.runDir,
-              cacheDir: path.join(cacheRoot, base.key),
+              cacheDir: Layout.workDir(cacheRoot, base.key),
               dryRun: options.dryRun === true
             })),
               Effect.tapError((e) => Effect.annotateCurrentSpan({ "crucible.error.tag": (e as { _tag?: string })._tag ?? "Error", "crucible.error.message": (e as { message?: string }).message ?? String(e) })),
@@ -158,6 +244,8 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
               stage.kind.resources.backend ? Effect.provideServiceEffect(TfBackend.Backend, backend) : (effect) => effect,
               budget === undefined ? (effect) => effect : Effect.provideService(MemoryBudget.MemoryBudget, budget),
               Effect.tap((value) => Effect.annotateCurrentSpan(outputAttributes(value))),
+              // Stored before consumers see it, still under the key's lock; its checkpoints are then spent.
+              stored ? Effect.tap((value) => Effect.andThen(store!.publish(producer, value, options.runDir), Effect.sync(() => fs.rmSync(Layout.workDir(cacheRoot, base.key), { recursive: true, force: true })))) : (effect) => effect,
               Scope.provide(scope),
               Effect.provideService(Stage.Measurements, {
                 epoch: (m) =>
@@ -173,6 +261,7 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
             )
           })
         ).pipe(Effect.exit)
+        yield* Scope.close(lockScope, Exit.void)
         const tracked = span !== undefined && Exit.isSuccess(exit) && defers(exit.value)
           ? yield* LazyOutput.track({ stage: stage.id, span, output: exit.value as Model.Model, inputs: modelsIn(values), origins, report: progress })
           : undefined
@@ -208,6 +297,8 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
       })
 
     yield* Effect.forEach(pipeline.stages, runOne, { concurrency: "unbounded", discard: true }).pipe(
+      // Memoised loads (data sets, teacher outputs) live as long as the run, bounded.
+      Effect.provide(RunCache.layer()),
       Effect.onInterrupt(() =>
         Effect.gen(function* () {
           for (const s of pipeline.stages) {
@@ -355,13 +446,4 @@ const summarize = (value: unknown): string | undefined => {
     return [...flat, ...nested].slice(0, 5).map(([k, v]) => `${k}=${(v as number).toPrecision(4)}`).join(" ")
   }
   return undefined
-}
-
-// Cache keys must not depend on the working directory: resolve string params that look like
-// paths against the pipeline's folder.
-const normalizePaths = (params: unknown, baseDir: string): unknown => {
-  if (typeof params !== "object" || params === null) return params
-  const out: Record<string, unknown> = {}
-  for (const [k, v] of Object.entries(params)) out[k] = k === "path" && typeof v === "string" ? path.resolve(baseDir, v) : v
-  return out
 }

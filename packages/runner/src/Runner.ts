@@ -23,6 +23,10 @@ import * as Manifest from "./Manifest.ts"
 import * as PipelineSource from "./PipelineSource.ts"
 import * as RunDir from "./RunDir.ts"
 import * as RunLog from "./RunLog.ts"
+import * as Identity from "./store/Identity.ts"
+import * as Rerun from "./store/Rerun.ts"
+import * as ResultStore from "./store/ResultStore.ts"
+import * as Sweep from "./store/Sweep.ts"
 import * as Telemetry from "./telemetry/Telemetry.ts"
 import type { TelemetryError } from "./telemetry/TelemetryError.ts"
 import * as Report from "./ui/Report.ts"
@@ -58,6 +62,15 @@ export interface RunOptions {
    * disagree, per-tensor params out of range fail the load with every problem, as `crucible validate`.
    */
   readonly preflight?: boolean
+  /**
+   * Reuse stored results and training checkpoints (default: true). `false` (`--no-cache`) computes
+   * every stage afresh; what it computes is stored again for later runs.
+   */
+  readonly cache?: boolean
+  /** Stages to compute afresh, with every stage that depends on them (`--rerun STAGE`). */
+  readonly rerun?: ReadonlyArray<string>
+  /** The results store (default: `<runsDir>/.cache`), shared by every run that names it. */
+  readonly cacheDir?: string
   /** Where the warnings of loading go (a filter that matches no tensor); default: logged at warning level. */
   readonly onWarnings?: (warnings: ReadonlyArray<Problem.Problem>, file: string) => Effect.Effect<void>
 }
@@ -90,7 +103,7 @@ export const load = (pipeline: PipelineInput, options: Pick<RunOptions, "kinds" 
  * {@link runLoaded}); stage failures are in the result. Events go to the `Reporter` service when
  * one is provided, and to `onEvent`.
  */
-export const run = (pipeline: PipelineInput, options: RunOptions = {}): Effect.Effect<RunResult, LoadError | TelemetryError | RunDir.RunDirError> =>
+export const run = (pipeline: PipelineInput, options: RunOptions = {}): Effect.Effect<RunResult, LoadError | TelemetryError | RunDir.RunDirError | Rerun.RerunUnknownStage> =>
   Effect.flatMap(load(pipeline, { ...options, preflight: options.preflight ?? true }), (loaded) =>
     Effect.andThen(
       loaded.warnings.length === 0
@@ -113,13 +126,14 @@ export const newRunId = (name: string): string => {
  * or is taken, and when the run's own record (event log, manifest) could not be written — after
  * the run has ended and written what it could.
  */
-export const runLoaded = (loaded: PipelineSource.LoadedPipeline, options: RunOptions = {}): Effect.Effect<RunResult, TelemetryError | RunDir.RunDirError> =>
+export const runLoaded = (loaded: PipelineSource.LoadedPipeline, options: RunOptions = {}): Effect.Effect<RunResult, TelemetryError | RunDir.RunDirError | Rerun.RerunUnknownStage> =>
   Effect.gen(function* () {
     const provided = Option.getOrElse(yield* Effect.serviceOption(Reporter), () => Reporter.silent)
     const outer: Reporter["Service"] = options.onEvent === undefined
       ? provided
       : { emit: (event) => Effect.andThen(Effect.sync(() => options.onEvent!(event)), provided.emit(event)) }
     const { pipeline } = loaded
+    const rerun = yield* Rerun.closure(pipeline, options.rerun ?? [])
     const runId = options.runId ?? newRunId(pipeline.ir.name)
     const runDir = yield* RunDir.create(options.runsDir ?? "runs", runId)
     // Every event also goes to events.jsonl, which the dashboard follows while the run is live. A
@@ -131,7 +145,7 @@ export const runLoaded = (loaded: PipelineSource.LoadedPipeline, options: RunOpt
     const runLog = yield* Effect.tapError(RunDir.lineLog(path.join(runDir, "log.jsonl")), () => Effect.sync(eventLog.close))
     const written = { manifest: undefined as RunDir.RunFileUnwritable | undefined }
     const result = yield* Effect.ensuring(
-      runIn(loaded, options, runId, runDir, written).pipe(Effect.provide(RunLog.layerTo(runLog))),
+      runIn(loaded, options, runId, runDir, rerun, written).pipe(Effect.provide(RunLog.layerTo(runLog))),
       Effect.sync(() => (eventLog.close(), runLog.close()))
     ).pipe(Effect.provideService(Reporter, reporter))
     const lost = eventLog.failure() ?? written.manifest ?? runLog.failure()
@@ -143,6 +157,7 @@ const runIn = (
   options: RunOptions,
   runId: string,
   runDir: string,
+  rerun: ReadonlySet<string>,
   written: { manifest: RunDir.RunFileUnwritable | undefined }
 ): Effect.Effect<RunResult, TelemetryError, Reporter> =>
   Effect.scoped(Effect.gen(function* () {
@@ -175,8 +190,14 @@ const runIn = (
     // The manifest follows the run stage by stage, so a crash or a kill leaves the last state on disk.
     const known = new Map<string, StageOutcome>()
     const knownInOrder = () => pipeline.stages.flatMap((s) => known.get(s.id) ?? [])
-    // Where stages keep state across runs, by stage key (training checkpoints), shared by the runs of one runs folder.
-    const cacheRoot = path.join(path.dirname(runDir), ".cache")
+    // The results store, by stage key (results, training checkpoints), shared by the runs of one runs folder.
+    const cacheRoot = options.cacheDir === undefined ? path.join(path.dirname(runDir), ".cache") : path.resolve(options.cacheDir)
+    const store = yield* ResultStore.make(cacheRoot)
+    // What killed runs left (temporaries at output paths, in other runs' folders, in the store) goes first.
+    yield* store.sweep
+    yield* Sweep.orphans(Sweep.outputFolders(pipeline, loaded.baseDir, path.dirname(runDir)))
+    const keys = yield* Identity.stageKeys(pipeline, loaded.baseDir, store.digests)
+    const reuse = (stage: string) => options.cache !== false && !rerun.has(stage)
     // Input checkpoints are hashed for the manifest while the stages run (Manifest.inputDigests).
     const digests = yield* Manifest.inputDigests(path.join(cacheRoot, "digests.json"))
     // Bytes the stages read from each file, for the manifest (what `crucible plan` predicts).
@@ -201,6 +222,10 @@ const runIn = (
       baseDir: loaded.baseDir,
       runDir,
       cacheRoot,
+      store,
+      keys,
+      reuse,
+      runId,
       concurrency: options.concurrency ?? 2,
       ...(options.backend === undefined ? {} : { backend: options.backend }),
       ...(options.memoryLimit === undefined ? {} : { memoryLimit: options.memoryLimit }),

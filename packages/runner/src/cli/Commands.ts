@@ -12,6 +12,7 @@ import * as Planner from "../Planner.ts"
 import * as Convert from "../Convert.ts"
 import * as Runner from "../Runner.ts"
 import * as Server from "../ui/Server.ts"
+import * as CacheCommand from "./CacheCommand.ts"
 import { ExitCode, forRun } from "./ExitCode.ts"
 import * as Format from "./Format.ts"
 import * as Interrupted from "./Interrupted.ts"
@@ -55,6 +56,9 @@ export const make = (exit: ExitSink) => {
       runId: Flag.String("run-id").pipe(Flag.withDescription("name of the run directory (default: time-name-random)"), Flag.optional),
       otlp: Flag.String("otlp").pipe(Flag.withDescription("OTLP base endpoint, e.g. http://localhost:4318 (else the OTEL_EXPORTER_OTLP_* variables)"), Flag.optional),
       kinds: kindsFlag,
+      noCache: Flag.Boolean("no-cache").pipe(Flag.withDescription("compute every stage afresh (stored results and checkpoints are not reused; new results are stored)"), Flag.withDefault(false)),
+      rerun: Flag.String("rerun").pipe(Flag.withDescription("compute this stage and every stage that depends on it afresh; repeat for more"), Flag.atLeast(0)),
+      cacheDir: Flag.String("cache-dir").pipe(Flag.withDescription("the results store (default: <runs-dir>/.cache)"), Flag.optional),
       json,
       quiet: Flag.Boolean("quiet").pipe(Flag.withDescription("print nothing but errors"), Flag.withDefault(false)),
       ui: Flag.Boolean("ui").pipe(Flag.withDescription("serve the live dashboard on a free port of 127.0.0.1 while the run is in progress"), Flag.withDefault(false)),
@@ -85,6 +89,9 @@ export const make = (exit: ExitSink) => {
             concurrency: flags.concurrency,
             runsDir: flags.runsDir,
             kindModules: flags.kinds,
+            cache: !flags.noCache,
+            rerun: flags.rerun,
+            ...Option.match(flags.cacheDir, { onNone: () => ({}), onSome: (cacheDir) => ({ cacheDir }) }),
             ...Option.match(flags.runId, { onNone: () => ({}), onSome: (runId) => ({ runId }) }),
             ...Option.match(flags.backend, { onNone: () => ({}), onSome: (backend) => ({ backend }) }),
             ...(memoryLimit._tag === "Some" && Result.isSuccess(memoryLimit.value) ? { memoryLimit: memoryLimit.value.success } : {}),
@@ -220,6 +227,6 @@ export const make = (exit: ExitSink) => {
 
   return Command.make("crucible").pipe(
     Command.withDescription("Crucible: fuse neural-network models with typed, traced, resumable pipelines."),
-    Command.withSubcommands([run, validate, plan, inspect, convert, ui, KindsCommand.make(exit, kindsFlag), SchemaCommand.make(exit, kindsFlag)])
+    Command.withSubcommands([run, validate, plan, inspect, convert, ui, KindsCommand.make(exit, kindsFlag), SchemaCommand.make(exit, kindsFlag), CacheCommand.make(exit)])
   )
 }

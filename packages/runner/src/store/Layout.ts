@@ -53,6 +53,9 @@ export interface ResultRecord {
   readonly createdAt: string
   /** Bytes of the payload in the store (a `files` result's files live at their output paths: 0). */
   readonly bytes: number
+  /** `model`: its `source` and metadata as the stage made them (the stored file's header adds provenance keys). */
+  readonly source?: string | undefined
+  readonly metadata?: Readonly<Record<string, string>> | undefined
   /** `metrics`: the artifacts' run-relative paths (stored under `artifacts/`). */
   readonly artifacts?: ReadonlyArray<string> | undefined
   /** `files`: the files the stage wrote, with the digests a later run checks before skipping it. */

@@ -1,0 +1,31 @@
+/**
+ * The sweep at a run's start: temporaries that killed runs left beside outputs (`.<name>.<owner>.…
+ * .partial`, whose owner process is dead) are removed from every folder a stage of the pipeline
+ * writes into and from the runs folder's run directories (a killed run's manifest or report
+ * temporaries). Live owners' temporaries (a concurrent run's) are kept.
+ *
+ * @since 0.2.0
+ */
+import { AtomicFile, type Validate } from "@crucible/core"
+import { Effect } from "effect"
+import * as fs from "node:fs"
+import * as path from "node:path"
+
+/** The folders to sweep for `pipeline`: its files stages' output folders, and the run directories in `runsDir`. */
+export const outputFolders = (pipeline: Validate.ResolvedPipeline, baseDir: string, runsDir: string): ReadonlyArray<string> => {
+  const folders = new Set<string>()
+  for (const s of pipeline.stages) {
+    const target = (s.params as { readonly path?: unknown } | undefined)?.path
+    if (s.kind.output.name === "files" && typeof target === "string") folders.add(path.dirname(path.resolve(baseDir, target)))
+  }
+  let runs: Array<fs.Dirent> = []
+  try {
+    runs = fs.readdirSync(runsDir, { withFileTypes: true })
+  } catch { /* no runs yet */ }
+  for (const r of runs) if (r.isDirectory() && !r.name.startsWith(".")) folders.add(path.join(runsDir, r.name))
+  return [...folders]
+}
+
+/** Removes dead processes' temporaries from `folders` (never fails). */
+export const orphans = (folders: ReadonlyArray<string>): Effect.Effect<void> =>
+  Effect.forEach(folders, (f) => AtomicFile.sweepOrphans(f), { discard: true })
