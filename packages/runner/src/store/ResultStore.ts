@@ -136,7 +136,10 @@ export const make = (root: string): Effect.Effect<ResultStore> =>
       }
       yield* AtomicFile.sweepOrphans(root)
       yield* AtomicFile.sweepOrphans(Layout.digestsDir(root))
-    })
+      // Checkpoints are written atomically too: a training killed mid-write leaves a temporary there.
+      const work = path.join(root, Layout.WORK)
+      for (const name of listDir(work)) yield* AtomicFile.sweepOrphans(path.join(work, name))
+    }).pipe(Effect.ignoreCause)
 
     return { root, digests, lookup, restore, publish, lock, sweep }
   })
@@ -157,7 +160,7 @@ const install = (tmp: string, target: string) => {
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code
     if (code !== "ENOTEMPTY" && code !== "EEXIST") throw error
-    const old = `${tmp}.old`
+    const old = path.join(path.dirname(tmp), Owner.temporaryName("replaced"))
     fs.renameSync(target, old)
     fs.renameSync(tmp, target)
     fs.rmSync(old, { recursive: true, force: true })
