@@ -162,7 +162,7 @@ export const define = <
  *
  * @category getters
  */
-export const readsOf = <P extends Schema.Top>(kind: Pick<StageKind<string, P>, "reads">, params: P["Type"]): ReadonlyArray<Read> =>
+export const readsOf = <P>(kind: { readonly reads?: ((params: P) => ReadonlyArray<Read>) | undefined }, params: NoInfer<P>): ReadonlyArray<Read> =>
   kind.reads === undefined ? [] : kind.reads(params)
 
 /**

@@ -27,14 +27,14 @@ export const ActivationMatchingKind = Stage.define({
   description: "Permutes a model's hidden units to match a reference model's by correlating their activations on data.",
   reference: "https://arxiv.org/abs/2209.04836",
   params: Schema.Struct({
-    data: Schema.optional(DataSource.DataParam),
-    /** Default `train`. */
-    split: Schema.optional(DataSource.Split),
-    /** Samples to correlate over (the first ones; default 2000). */
-    samples: Schema.optional(Schema.Int.check(Schema.isGreaterThan(0))),
+    data: DataSource.dataField(),
+    split: DataSource.splitField("train", "the samples whose activations are correlated"),
+    /** Samples to correlate over (the first ones). */
+    samples: Schema.Int.check(Schema.isGreaterThan(0)).annotate({ description: "samples to correlate over (the first ones)" }).pipe(Stage.withDefault(2000)),
     arch: Schema.optional(Runnable.ArchParam),
     spec: Schema.optional(PermutationSpec.PermutationSpec)
   }),
+  reads: (params) => [...DataSource.reads(params.data), ...Runnable.archReads(params.arch)],
   inputs: { reference: Port.one(Port.ModelPort, "the model whose units to match (A)"), model: Port.one(Port.ModelPort, "the model to permute (B)") },
   output: Port.ModelPort,
   resources: { backend: true },
@@ -47,8 +47,8 @@ export const ActivationMatchingKind = Stage.define({
         return yield* new SpecMismatch({ permutation: perm, tensor: layer, detail: `no activation "${layer}" to match permutation ${perm} on; name permutations P_<layer> after the layer whose outputs they order` })
       }
     }
-    const data = yield* DataSource.load(params.data ?? "mnist", params.split ?? "train", resolvePath)
-    const n = Math.min(data.count, params.samples ?? 2000)
+    const data = yield* DataSource.load(params.data, params.split, resolvePath)
+    const n = Math.min(data.count, params.samples)
     const x: HostTensor = { shape: [n, ...data.shape], data: data.x.subarray(0, n * (data.x.length / data.count)) }
     const capture = [...new Set(layers.values())]
     const actA = (yield* Forward.forward(a.network, a.params, x, { capture })).activations

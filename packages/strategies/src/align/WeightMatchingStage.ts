@@ -22,24 +22,22 @@ export const WeightMatchingKind = Stage.define({
   description: "Permutes a model's hidden units into a reference model's basin (Git Re-Basin weight matching).",
   reference: "https://arxiv.org/abs/2209.04836",
   params: Schema.Struct({
-    /** Seeds the order of each sweep (default 0). */
-    seed: Schema.optional(Schema.Int),
-    /** Stop after this many sweeps even if still improving (default 100). */
-    max_sweeps: Schema.optional(Schema.Int.check(Schema.isGreaterThan(0))),
+    /** Seeds the order of each sweep. */
+    seed: Schema.Int.annotate({ description: "seeds the order of each sweep" }).pipe(Stage.withDefault(0)),
+    /** Stop after this many sweeps even if still improving. */
+    max_sweeps: Schema.Int.check(Schema.isGreaterThan(0)).annotate({ description: "stop after this many sweeps even if still improving" }).pipe(Stage.withDefault(100)),
     /** Default: the models' `crucible.arch` metadata. */
     arch: Schema.optional(Runnable.ArchParam),
     /** Which axes share a permutation; derived from the architecture when omitted. */
     spec: Schema.optional(PermutationSpec.PermutationSpec)
   }),
+  reads: (params) => Runnable.archReads(params.arch),
   inputs: { reference: Port.one(Port.ModelPort, "the model whose basin to align to (A)"), model: Port.one(Port.ModelPort, "the model to permute (B)") },
   output: Port.ModelPort,
   run: Effect.fn("WeightMatching.run")(function* ({ id, params, inputs, resolvePath }) {
     const { a, b } = yield* Pair.load(id, inputs, params.arch, resolvePath)
     const spec = params.spec ?? (yield* specOf(a.network))
-    const result = yield* WeightMatching.match(a.params, b.params, spec, {
-      ...(params.seed === undefined ? {} : { seed: params.seed }),
-      ...(params.max_sweeps === undefined ? {} : { maxSweeps: params.max_sweeps })
-    })
+    const result = yield* WeightMatching.match(a.params, b.params, spec, { seed: params.seed, maxSweeps: params.max_sweeps })
     yield* Effect.forEach(result.objective, (objective, sweep) => Stage.event("align.sweep", { sweep, objective }), { discard: true })
     yield* Effect.annotateCurrentSpan({ "crucible.align.sweeps": result.sweeps, "crucible.align.converged": result.converged, "crucible.align.permutations": Object.keys(spec).length })
     const aligned = yield* Permute.apply(b.params, spec, result.permutations)

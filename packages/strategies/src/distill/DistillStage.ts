@@ -48,13 +48,14 @@ export const DistillKind = Stage.define({
     arch: Schema.optional(Runnable.ArchParam),
     ...TrainParams.TrainingFields,
     ...TrainParams.AugmentField,
-    /** T (default 4). */
-    temperature: Schema.optional(Schema.Finite.check(Schema.isGreaterThan(0))),
-    /** α, the weight of the distillation term (default 0.9). */
-    alpha: Schema.optional(Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1 }))),
+    /** T, the temperature. */
+    temperature: Schema.Finite.check(Schema.isGreaterThan(0)).annotate({ description: "T, the temperature of the soft targets" }).pipe(Stage.withDefault(4)),
+    /** α, the weight of the distillation term. */
+    alpha: Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1 })).annotate({ description: "α, the weight of the distillation term" }).pipe(Stage.withDefault(0.9)),
     early_stopping: Schema.optional(EarlyStopping.EarlyStoppingParam),
     hint: Schema.optional(Hint.HintParam)
   }),
+  reads: (params) => [...DataSource.reads(params.data), ...Runnable.archReads(params.arch)],
   inputs: {
     teacher: Port.one(Port.ModelPort, "the teacher: a model or an ensemble"),
     init: Port.optional(Port.ModelPort, "start the student from these weights instead of a fresh initialisation")
@@ -63,21 +64,21 @@ export const DistillKind = Stage.define({
   resources: { backend: true },
   run: Effect.fn("Distill.run")(function* ({ id, params, inputs, resolvePath, cacheDir }) {
     const fail = (detail: string) => new EnsembleError({ reason: "InvalidParams", source: id, detail })
-    const seed = params.seed ?? 0
+    const seed = params.seed
     const { network, params: start } = yield* Runnable.startingPoint(inputs.init, params.arch, seed, resolvePath)
     const teacher = yield* Classifier.fromModel(inputs.teacher, undefined, resolvePath)
     if (network.outputShape[0] !== teacher.classes) return yield* fail(`the student outputs [${network.outputShape.join(", ")}], the teacher ${teacher.classes} classes`)
-    const dataParam = params.data ?? "mnist"
-    const data = yield* DataSource.load(dataParam, params.split ?? "train", resolvePath)
+    const dataParam = params.data
+    const data = yield* DataSource.load(dataParam, params.split, resolvePath)
     const validation = params.validation === undefined ? undefined : yield* DataSource.load(dataParam, params.validation, resolvePath)
     if (params.early_stopping !== undefined && validation === undefined) return yield* fail("early_stopping needs a validation: split")
     const config = TrainParams.config(params)
-    const temperature = params.temperature ?? 4
-    const alpha = params.alpha ?? 0.9
+    const temperature = params.temperature
+    const alpha = params.alpha
     const shift = config.augment?.shift ?? 0
-    const stepsPerEpoch = Batches.batchCount(data.count, config.batchSize, config.dropLast ?? false)
+    const stepsPerEpoch = Batches.batchCount(data.count, config.batchSize, params.drop_last)
     const augmented: TeacherOutputs.Augmented | undefined = shift === 0 ? undefined : {
-      shift, seed, epochs: config.epochs, batchSize: config.batchSize, shuffle: config.shuffle ?? true, dropLast: config.dropLast ?? false
+      shift, seed, epochs: config.epochs, batchSize: config.batchSize, shuffle: params.shuffle, dropLast: params.drop_last
     }
 
     const early = params.early_stopping
@@ -86,7 +87,7 @@ export const DistillKind = Stage.define({
     const finished = checkpoint !== undefined && (checkpoint.state.epoch >= config.epochs || (early !== undefined && EarlyStopping.standing(history, early).stop))
     const result = (last: typeof start) =>
       Effect.gen(function* () {
-        const best = early !== undefined && (early.restore_best ?? true) ? yield* Checkpoints.readBest(network, cacheDir) : undefined
+        const best = early !== undefined && early.restore_best ? yield* Checkpoints.readBest(network, cacheDir) : undefined
         const bestEpoch = early === undefined ? undefined : EarlyStopping.standing(history, early).bestEpoch
         return Runnable.toModel(network, best ?? last, `${id} (distill)`, {
           "crucible.distill.history": JSON.stringify(history),

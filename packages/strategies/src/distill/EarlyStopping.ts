@@ -6,15 +6,17 @@
  *
  * @since 0.1.0
  */
+import { Stage } from "@crucible/core"
 import { Schema } from "effect"
+
+const Metric = Schema.Literals(["accuracy", "loss"])
 
 /** `early_stopping:` as written. @category schemas */
 export const EarlyStoppingParam = Schema.Struct({
   patience: Schema.Int.check(Schema.isGreaterThan(0)),
-  /** Default `accuracy`. */
-  metric: Schema.optional(Schema.Literals(["accuracy", "loss"])),
-  /** Return the best epoch's weights instead of the last (default true). */
-  restore_best: Schema.optional(Schema.Boolean)
+  metric: Metric.annotate({ description: "higher accuracy or lower loss is better" }).pipe(Stage.withDefault<typeof Metric>("accuracy")),
+  /** Return the best epoch's weights instead of the last. */
+  restore_best: Schema.Boolean.annotate({ description: "return the best epoch's weights instead of the last" }).pipe(Stage.withDefault(true))
 })
 export type EarlyStoppingParam = typeof EarlyStoppingParam.Type
 
@@ -30,7 +32,7 @@ export interface Standing {
 
 /** The standing after the epochs of `history` (records with `valAccuracy` / `valLoss`). */
 export const standing = (history: ReadonlyArray<Readonly<Record<string, number>>>, param: EarlyStoppingParam): Standing => {
-  const metric = param.metric ?? "accuracy"
+  const metric = param.metric
   let bestEpoch = 0
   let bestScore = -Infinity
   for (const [i, record] of history.entries()) {

@@ -9,6 +9,7 @@
  * @since 0.1.0
  */
 import * as tf from "@tensorflow/tfjs-core"
+import { Stage } from "@crucible/core"
 import { Effect, Schema, type Scope } from "effect"
 import * as Random from "../backend/Random.ts"
 import type { Dataset } from "../data/Dataset.ts"
@@ -26,10 +27,10 @@ export const HintParam = Schema.Struct({
   student: Schema.String,
   /** Activation of the teacher (a plain model, not an ensemble). */
   teacher: Schema.String,
-  /** β (default 1). */
-  weight: Schema.optional(Schema.Finite.check(Schema.isGreaterThan(0))),
-  /** Learning rate of the projection's SGD (default 0.01). */
-  lr: Schema.optional(Schema.Finite.check(Schema.isGreaterThan(0)))
+  /** β, the weight of the hint term. */
+  weight: Schema.Finite.check(Schema.isGreaterThan(0)).annotate({ description: "β, the weight of the hint term" }).pipe(Stage.withDefault(1)),
+  /** Learning rate of the projection's SGD. */
+  lr: Schema.Finite.check(Schema.isGreaterThan(0)).annotate({ description: "learning rate of the projection's SGD" }).pipe(Stage.withDefault(0.01))
 })
 export type HintParam = typeof HintParam.Type
 
@@ -50,8 +51,8 @@ export const prepare = (param: HintParam, student: Network, teacher: Classifier,
     const acts = yield* Forward.forward(t.network, t.params, { shape: [data.count, ...data.shape], data: data.x }, { capture: [param.teacher], batchSize: 512 })
     const target = acts.activations.get(param.teacher)!
     const dt = target.data.length / data.count
-    const beta = param.weight ?? 1
-    const lr = param.lr ?? 0.01
+    const beta = param.weight
+    const lr = param.lr
     const rng = Random.make(Random.derive(seed, "hint-projection"))
     const state: { w: tf.Variable | undefined } = { w: undefined }
     yield* Effect.addFinalizer(() => Effect.sync(() => state.w?.dispose()))

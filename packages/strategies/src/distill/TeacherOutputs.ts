@@ -1,8 +1,8 @@
 /**
  * A teacher's logits over the distillation data, computed once per (teacher, data,
  * augmentation) and reused: by every epoch of a distillation, and by every distillation with
- * the same teacher and data (e.g. students of several seeds) through a file in the runs
- * directory's cache, named by a digest of the teacher's weights, the data and the augmentation.
+ * the same teacher and data (e.g. students of several seeds) through the run's memo (`RunCache`)
+ * and a file in the runs directory's cache, named by a digest of the teacher's weights, the data and the augmentation.
  *
  * Without augmentation the rows follow the dataset (look them up by sample index). With shifts,
  * the images a student sees differ every epoch, so the teacher sees the same shifted images:
@@ -11,7 +11,7 @@
  *
  * @since 0.1.0
  */
-import { AtomicFile } from "@crucible/core"
+import { AtomicFile, RunCache } from "@crucible/core"
 import { Effect } from "effect"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
@@ -76,24 +76,25 @@ export const compute = (teacher: Classifier.Classifier, data: Dataset, augmented
     })
   )
 
-const memo = new Map<string, Float32Array>()
-
-/** The teacher's logits from the cache folder `dir` (or memory), computing and storing them the first time. */
+/**
+ * The teacher's logits from the run's memo (`RunCache`) or the cache folder `dir`, computing and
+ * storing them the first time. `reused` is false only for the caller that computed them.
+ */
 export const cached = Effect.fn("TeacherOutputs.cached")(function* (teacher: Classifier.Classifier, data: Dataset, dir: string, augmented?: Augmented) {
   const id = key(teacher, data, augmented?.shift === 0 ? undefined : augmented)
   const file = path.join(dir, `${id}.f32`)
   const expected = (augmented === undefined || augmented.shift === 0 ? 1 : augmented.epochs) * data.count * teacher.classes
-  const inMemory = memo.get(id)
-  if (inMemory !== undefined) return { logits: inMemory, reused: true, key: id }
-  if (fs.existsSync(file) && fs.statSync(file).size === expected * 4) {
-    const bytes = fs.readFileSync(file)
-    const logits = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength))
-    memo.set(id, logits)
-    return { logits, reused: true, key: id }
-  }
-  const logits = yield* compute(teacher, data, augmented)
-  fs.mkdirSync(dir, { recursive: true })
-  yield* AtomicFile.writeWhole(file, new Uint8Array(logits.buffer, logits.byteOffset, logits.byteLength))
-  memo.set(id, logits)
-  return { logits, reused: false, key: id }
+  let computed = false
+  const logits = yield* RunCache.memo(`crucible/teacher-outputs:${id}`, Effect.gen(function* () {
+    if (fs.existsSync(file) && fs.statSync(file).size === expected * 4) {
+      const bytes = fs.readFileSync(file)
+      return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength))
+    }
+    const logits = yield* compute(teacher, data, augmented)
+    fs.mkdirSync(dir, { recursive: true })
+    yield* AtomicFile.writeWhole(file, new Uint8Array(logits.buffer, logits.byteOffset, logits.byteLength))
+    computed = true
+    return logits
+  }), { bytes: (l) => l.byteLength })
+  return { logits, reused: !computed, key: id }
 })

@@ -22,8 +22,7 @@ export const EnsembleKind = Stage.define({
   description: "Output-space fusion of models: mean of probabilities or logits, weighted, or majority vote.",
   reference: "https://arxiv.org/abs/1503.02531",
   params: Schema.Struct({
-    /** Default `mean-probs`. */
-    mode: Schema.optional(Combine.Mode),
+    mode: Combine.Mode.annotate({ description: "how the members' outputs combine" }).pipe(Stage.withDefault<typeof Combine.Mode>("mean-probs")),
     /** One per member (required by `weighted`); normalised. */
     weights: Schema.optional(Schema.Array(Schema.Finite))
   }),
@@ -31,7 +30,7 @@ export const EnsembleKind = Stage.define({
   output: Port.ModelPort,
   resources: { lazy: true },
   run: Effect.fn("Ensemble.run")(function* ({ id, params, inputs, resolvePath }) {
-    const mode = params.mode ?? "mean-probs"
+    const mode = params.mode
     if (params.weights !== undefined && params.weights.length !== inputs.models.length) {
       return yield* new EnsembleError({ reason: "InvalidParams", source: id, detail: `weights has ${params.weights.length} values for ${inputs.models.length} models` })
     }

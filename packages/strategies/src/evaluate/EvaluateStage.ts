@@ -20,22 +20,22 @@ export const EvaluateKind = Stage.define({
   version: 1,
   description: "Accuracy, loss, per-class accuracy and ECE of a model on a dataset split.",
   params: Schema.Struct({
-    data: Schema.optional(DataSource.DataParam),
-    /** Default `test`. */
-    split: Schema.optional(DataSource.Split),
+    data: DataSource.dataField(),
+    split: DataSource.splitField("test", "the samples to evaluate on"),
     /** Default: the model's `crucible.arch` metadata. */
     arch: Schema.optional(Runnable.ArchParam),
-    batch_size: Schema.optional(Schema.Int.check(Schema.isGreaterThan(0)))
+    batch_size: Schema.Int.check(Schema.isGreaterThan(0)).annotate({ description: "samples per forward pass" }).pipe(Stage.withDefault(512))
   }),
+  reads: (params) => [...DataSource.reads(params.data), ...Runnable.archReads(params.arch)],
   inputs: { model: Port.one(Port.ModelPort, "the model to evaluate") },
   output: Port.MetricsPort,
   resources: { backend: true },
   run: Effect.fn("Evaluate.run")(function* ({ params, inputs, resolvePath }) {
-    const data = yield* DataSource.load(params.data ?? "mnist", params.split ?? "test", resolvePath)
+    const data = yield* DataSource.load(params.data, params.split, resolvePath)
     const metrics = Ensemble.isEnsemble(inputs.model) || CascadeBundle.isCascade(inputs.model)
       ? yield* Classifier.evaluate(yield* Classifier.fromModel(inputs.model, params.arch, resolvePath), data, params.batch_size)
       : yield* Effect.flatMap(Runnable.load(inputs.model, params.arch, resolvePath), ({ network, params: weights }) =>
-        Evaluate.evaluate(network, weights, data, params.batch_size === undefined ? {} : { batchSize: params.batch_size }))
+        Evaluate.evaluate(network, weights, data, { batchSize: params.batch_size }))
     yield* Effect.annotateCurrentSpan({ "crucible.eval.accuracy": metrics.accuracy, "crucible.eval.loss": metrics.loss, "crucible.dataset": data.name })
     return { values: { dataset: data.name, samples: data.count, ...metrics } }
   })

@@ -21,14 +21,15 @@ export const InterpolationKind = Stage.define({
   description: "Loss and accuracy along the straight line between two models, and the loss barrier.",
   reference: "https://arxiv.org/abs/2209.04836",
   params: Schema.Struct({
-    data: Schema.optional(DataSource.DataParam),
-    split: Schema.optional(DataSource.Split),
-    /** Points along the line, both ends included (default 11). */
-    points: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(2))),
+    data: DataSource.dataField(),
+    split: DataSource.splitField("test", "the samples to evaluate on"),
+    /** Points along the line, both ends included. */
+    points: Schema.Int.check(Schema.isGreaterThanOrEqualTo(2)).annotate({ description: "points along the line, both ends included" }).pipe(Stage.withDefault(11)),
     arch: Schema.optional(Runnable.ArchParam),
     /** A name for the curve in the plot (default: the stage id). */
     label: Schema.optional(Schema.String)
   }),
+  reads: (params) => [...DataSource.reads(params.data), ...Runnable.archReads(params.arch)],
   inputs: { a: Port.one(Port.ModelPort, "λ = 0"), b: Port.one(Port.ModelPort, "λ = 1") },
   output: Port.MetricsPort,
   resources: { backend: true },
@@ -38,8 +39,8 @@ export const InterpolationKind = Stage.define({
     if (JSON.stringify(a.arch) !== JSON.stringify(b.arch)) {
       return yield* new ArchError({ path: "arch", detail: `stage "${id}": models a and b have different architectures, so no straight line joins them` })
     }
-    const data = yield* DataSource.load(params.data ?? "mnist", params.split ?? "test", resolvePath)
-    const result = yield* Interpolation.interpolate(a.network, a.params, b.params, data, { points: params.points ?? 11 })
+    const data = yield* DataSource.load(params.data, params.split, resolvePath)
+    const result = yield* Interpolation.interpolate(a.network, a.params, b.params, data, { points: params.points })
     for (const p of result.points) yield* Stage.event("interpolation.point", { lambda: p.lambda, loss: p.loss, accuracy: p.accuracy })
     const label = params.label ?? id
     const svg = Plot.interpolationSvg([{ label, points: result.points }], { title: `${label}: ${data.name}` })

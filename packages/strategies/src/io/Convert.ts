@@ -25,6 +25,8 @@ export const Convert = Stage.define({
     shard_size: Save.params.fields.shard_size,
     metadata: Save.params.fields.metadata
   }),
+  // `path` is the output: not a read.
+  reads: (params) => [{ file: params.from }],
   inputs: {},
   output: Port.FilesPort,
   resources: { lazy: true },

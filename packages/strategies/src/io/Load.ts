@@ -20,6 +20,7 @@ export const Load = Stage.define({
     /** For a PyTorch checkpoint holding several dicts: the dotted key of the state dict (e.g. `model` or `state_dict`). */
     key: Schema.optional(Schema.String)
   }),
+  reads: (params) => [{ file: params.path }],
   inputs: {},
   output: Port.ModelPort,
   resources: { lazy: true },

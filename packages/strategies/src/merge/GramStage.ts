@@ -18,19 +18,20 @@ export const GramStatistics = Stage.define({
   description: "Gram matrices of the inputs of a model's linear layers on a dataset (for merge/regmean).",
   reference: "https://arxiv.org/abs/2212.09849",
   params: Schema.Struct({
-    data: Schema.optional(DataSource.DataParam),
-    /** Default `train`: the data the model was fitted to. */
-    split: Schema.optional(DataSource.Split),
+    data: DataSource.dataField(),
+    /** The data the model was fitted to. */
+    split: DataSource.splitField("train", "the samples to measure on (the data the model was fitted to)"),
     /** At most this many samples (the first ones, deterministic); default all. */
     samples: Schema.optional(Schema.Int.check(Schema.isGreaterThan(0))),
     arch: Schema.optional(Runnable.ArchParam)
   }),
+  reads: (params) => [...DataSource.reads(params.data), ...Runnable.archReads(params.arch)],
   inputs: { model: Port.one(Port.ModelPort, "the model to measure") },
   output: Port.ModelPort,
   resources: { backend: true },
   run: Effect.fn("GramStatistics.run")(function* ({ id, params, inputs, resolvePath }) {
     const { network, params: weights } = yield* Runnable.load(inputs.model, params.arch, resolvePath)
-    const data = yield* DataSource.load(params.data ?? "mnist", params.split ?? "train", resolvePath)
+    const data = yield* DataSource.load(params.data, params.split, resolvePath)
     const n = Math.min(data.count, params.samples ?? data.count)
     const size = data.x.length / data.count
     const layers = network.nodes.filter((node) => node.kind === "linear").map((node) => node.path)

@@ -24,14 +24,14 @@ export const Linear = Stage.define({
   params: Schema.Struct({
     /** One weight per model; equal weights when omitted. */
     weights: Schema.optional(Schema.Array(Schema.Finite)),
-    /** Divide by the sum of the weights (default true). */
-    normalize: Schema.optional(Schema.Boolean),
+    /** Divide by the sum of the weights. */
+    normalize: Schema.Boolean.annotate({ description: "divide by the sum of the weights" }).pipe(Stage.withDefault(true)),
     /** Compute dtype: F32 (default) or F64. */
     dtype: Schema.optional(Schema.Literals(["F32", "F64", "float32", "float64"])),
     /** Output dtype for floating-point tensors; default: `dtype` when given, else the inputs' dtype. */
     out_dtype: Schema.optional(DType.WritableDTypeName),
     /** NaN/±Inf in an input or the output is an error naming the tensor unless this is true. */
-    allow_nonfinite: Schema.optional(Schema.Boolean)
+    allow_nonfinite: Schema.Boolean.annotate({ description: "accept NaN/±Inf in inputs and output instead of failing at the first" }).pipe(Stage.withDefault(false))
   }),
   inputs: { models: Port.many(Port.ModelPort, { min: 1, description: "the models to average" }) },
   output: Port.ModelPort,
@@ -43,7 +43,7 @@ export const Linear = Stage.define({
       if (weights === undefined) return []
       if (weights.length !== inputs.models.length) return [{ path: ["weights"], message: weightsProblem(weights.length, inputs.models.length) }]
       const total = weights.reduce((a, b) => a + b, 0)
-      return (params.normalize ?? true) && Math.abs(total) < 1e-12 ? [{ path: ["weights"], message: sumProblem(total) }] : []
+      return params.normalize && Math.abs(total) < 1e-12 ? [{ path: ["weights"], message: sumProblem(total) }] : []
     },
     headers: ({ inputs }) => mismatches(inputs.models).map((m) => ({ path: ["models", m.model], message: m.message }))
   },
@@ -54,7 +54,7 @@ export const Linear = Stage.define({
       return yield* new InvalidMergeParams({ stage: id, detail: weightsProblem(weights.length, models.length) })
     }
     const total = weights.reduce((a, b) => a + b, 0)
-    const normalize = params.normalize ?? true
+    const normalize = params.normalize
     if (normalize && Math.abs(total) < 1e-12) {
       return yield* new InvalidMergeParams({ stage: id, detail: sumProblem(total) })
     }
@@ -68,7 +68,7 @@ export const Linear = Stage.define({
     yield* Effect.annotateCurrentSpan({ "crucible.merge.weights": scale.join(","), "crucible.tensors.out": first.tensors.size })
     const merged = Array.from(first.tensors.values()).filter((t) => DType.isFloat(t.dtype))
     const sources = merged.map((t) => models.map((m) => m.tensors.get(t.name)!))
-    const checkFinite = params.allow_nonfinite !== true
+    const checkFinite = !params.allow_nonfinite
     const stream = wide ? undefined : StreamSum.make(sources, scale, yield* Effect.scope, { checkFinite })
     const index = new Map(merged.map((t, i) => [t.name, i]))
     const tensors = Array.from(first.tensors.values(), (t): TensorRef.TensorRef => {

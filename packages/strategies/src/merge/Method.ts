@@ -151,10 +151,13 @@ export type MethodInputs<Base extends BaseRequirement, StatisticsDescription ext
   & (Base extends "required" ? { readonly base: ModelInput<"one"> } : Base extends "optional" ? { readonly base: ModelInput<"optional"> } : unknown)
   & ([StatisticsDescription] extends [never] ? unknown : { readonly statistics: ModelInput<"many"> })
 
+const OnMissing = Schema.Literals(["error", "skip", "base"])
+const Unmatched = Schema.Literals(["merge", "base", "error"])
+
 const Common = {
-  on_missing: Schema.optional(Schema.Literals(["error", "skip", "base"]).annotate({ description: "a tensor missing in some input: fail, leave it out, or copy the base's", default: "error" })),
-  unmatched: Schema.optional(Schema.Literals(["merge", "base", "error"]).annotate({ description: "a tensor no filter rule matches: merge it with the defaults, copy the base's, or fail listing them", default: "merge" })),
-  allow_nonfinite: Schema.optional(Schema.Boolean.annotate({ description: "accept NaN/±Inf in inputs and output instead of failing at the first", default: false })),
+  on_missing: OnMissing.annotate({ description: "a tensor missing in some input: fail, leave it out, or copy the base's" }).pipe(Stage.withDefault<typeof OnMissing>("error")),
+  unmatched: Unmatched.annotate({ description: "a tensor no filter rule matches: merge it with the defaults, copy the base's, or fail listing them" }).pipe(Stage.withDefault<typeof Unmatched>("merge")),
+  allow_nonfinite: Schema.Boolean.annotate({ description: "accept NaN/±Inf in inputs and output instead of failing at the first" }).pipe(Stage.withDefault(false)),
   out_dtype: Schema.optional(DType.WritableDTypeName.annotate({ description: "the output dtype (default: each tensor's input dtype)" }))
 }
 
@@ -200,8 +203,8 @@ export const define = <
       // Every rule that does not fit the model count, at once.
       const { rules, problems: ruleProblems } = MethodCheck.compileRules(raw, method.rules, models.length)
       if (ruleProblems.length > 0) return yield* fail(ruleProblems.map((p) => p.message).join("; "))
-      const onMissing = (raw.on_missing as string | undefined) ?? "error"
-      const unmatched = (raw.unmatched as string | undefined) ?? "merge"
+      const onMissing = raw.on_missing as string
+      const unmatched = raw.unmatched as string
       const all = base === undefined ? models : [base, ...models]
       const { names, problems } = MethodCheck.plan(all, onMissing)
       if (problems.length > 0) return yield* new MergeInputsMismatch({ stage: id, mismatches: problems.map((p) => p.message) })
@@ -212,7 +215,7 @@ export const define = <
         return yield* new MergeInputsMismatch({ stage: id, mismatches: [...unmatchedNames].map((n) => `"${n}" matches no filter of ${[...rules.values()].filter((r) => r.unmatched([n]).length > 0).map((r) => r.parameter).join(", ")} (unmatched: error)`) })
       }
       const outDtype = raw.out_dtype === undefined ? undefined : DType.parseWritable(raw.out_dtype as string)
-      const allowNonFinite = (raw.allow_nonfinite as boolean | undefined) ?? false
+      const allowNonFinite = raw.allow_nonfinite as boolean
       yield* Effect.annotateCurrentSpan({ "crucible.merge.method": method.kind, "crucible.merge.models": models.length, "crucible.merge.base": base !== undefined, "crucible.tensors.out": names.length })
       // Inputs are read into buffers reused from tensor to tensor (see TensorBuffers), dropped
       // after the last tensor, after each one under a memory limit (so that only the working set

@@ -139,7 +139,7 @@ export const checkHeaders = (method: Checked, params: Readonly<Record<string, un
   if (compiled.problems.length > 0 || models.length === 0) return []
   const all = base === undefined ? models : [base, ...models]
   const inputPath = (i: number): ReadonlyArray<string | number> => (base === undefined ? ["models", i] : i === 0 ? ["base"] : ["models", i - 1])
-  const { names, problems } = plan(all, (params.on_missing as string | undefined) ?? "error")
+  const { names, problems } = plan(all, params.on_missing as string)
   const issues: Array<Check.Issue> = problems.map((p) => ({ path: inputPath(p.input), message: p.message, code: "HeaderMismatch" }))
   if (issues.length > 0) return issues
   for (const [parameter, rule] of compiled.rules) {

@@ -5,6 +5,7 @@
  *
  * @since 0.1.0
  */
+import { Stage } from "@crucible/core"
 import { Effect, Result, Schema } from "effect"
 import * as Kernel from "./kernels/ModelStock.ts"
 import * as Parallel from "./kernels/Parallel.ts"
@@ -18,14 +19,14 @@ export const ModelStock = Method.define({
   base: "required",
   minModels: 2,
   rules: [],
-  fields: { filter_wise: Schema.optional(Schema.Boolean) },
+  fields: { filter_wise: Schema.Boolean.annotate({ description: "one interpolation ratio per output row (filter) instead of per tensor" }).pipe(Stage.withDefault(false)) },
   merge: (job, params) => {
-    const rowLength = Kernel.rowLength(job.shape, { filterWise: params.filter_wise ?? false })
+    const rowLength = Kernel.rowLength(job.shape, { filterWise: params.filter_wise })
     const planned = Kernel.plan(Kernel.statistics(job.models, job.base!, rowLength), job.models.length, rowLength, job.name)
     if (Result.isFailure(planned)) return Result.fail(planned.failure)
     const out = new Float32Array(job.base!.length)
     Kernel.apply(planned.success, out, job.base!, job.models)
     return Result.succeed(out)
   },
-  parallel: (pool, job, params, out) => Effect.asVoid(Parallel.modelStock(pool, { filterWise: params.filter_wise ?? false }, job.shape, out, job.base!, job.models, job.name))
+  parallel: (pool, job, params, out) => Effect.asVoid(Parallel.modelStock(pool, { filterWise: params.filter_wise }, job.shape, out, job.base!, job.models, job.name))
 })

@@ -7,6 +7,7 @@
  *
  * @since 0.1.0
  */
+import { Stage } from "@crucible/core"
 import { Effect, Result, Schema } from "effect"
 import * as Multi from "./kernels/Multislerp.ts"
 import * as Parallel from "./kernels/Parallel.ts"
@@ -25,7 +26,7 @@ export const Slerp = Method.define({
   rules: ["t"],
   ranges: { t: Unit },
   docs: { t: { description: "interpolation factor: 0 gives models[0], 1 gives models[1]; a tensor no rule gives a t keeps models[0]" } },
-  fields: { dot_threshold: Schema.optional(Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0), Schema.isLessThan(1))) },
+  fields: { dot_threshold: Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0), Schema.isLessThan(1)).annotate({ description: "past this |cos| the two are interpolated linearly" }).pipe(Stage.withDefault(0.9995)) },
   // mergekit's `base_model` for slerp is the t = 0 endpoint; here `base` is what task vectors are
   // taken from, so a base that is also one of the two models is almost surely the mergekit habit.
   checkParams: ({ inputs }) => {
@@ -70,7 +71,7 @@ export const Multislerp = Method.define({
   minModels: 2,
   rules: ["weights"],
   docs: { weights: { description: "each model's weight", default: 1 } },
-  fields: { normalize_weights: Schema.optional(Schema.Boolean) },
+  fields: { normalize_weights: Schema.Boolean.annotate({ description: "divide the weights by their sum" }).pipe(Stage.withDefault(true)) },
   merge: (job, params) => {
     const planned = Multi.plan(multislerpParams(job, params.normalize_weights), Multi.statistics(job.models, job.base), job.base !== undefined, job.name)
     if (Result.isFailure(planned)) return Result.fail(planned.failure)

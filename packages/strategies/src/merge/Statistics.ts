@@ -10,6 +10,7 @@
  *
  * @since 0.1.0
  */
+import { Stage } from "@crucible/core"
 import { Effect, Result, Schema } from "effect"
 import * as Fisher from "./kernels/Fisher.ts"
 import * as Linear from "./kernels/Linear.ts"
@@ -42,7 +43,7 @@ export const FisherMerge = Method.define({
   rules: ["weights"],
   docs: { weights: { description: "each model's weight", default: 1 } },
   ranges: { weights: NonNegative },
-  fields: { epsilon: Schema.optional(Schema.Finite.check(Schema.isGreaterThan(0))) },
+  fields: { epsilon: Schema.Finite.check(Schema.isGreaterThan(0)).annotate({ description: "the floor on the Fisher values" }).pipe(Stage.withDefault(1e-6)) },
   statistics: { description: "the diagonal Fisher of each model, tensors named as its parameters", tensorFor: (name) => name },
   merge: (job, params) => {
     if (job.statistics === undefined) return average(job)
@@ -67,12 +68,12 @@ export const RegMean = Method.define({
   minModels: 2,
   rules: ["weights"],
   docs: { weights: { description: "each model's weight", default: 1 } },
-  fields: { alpha: Schema.optional(Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1 }))) },
+  fields: { alpha: Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1 })).annotate({ description: "RegMean α: the weight kept on the Gram matrices off their diagonal" }).pipe(Stage.withDefault(0.9)) },
   statistics: { description: "each model's Gram matrices <layer>.gram of its linear layers' inputs", tensorFor: (name) => name.replace(/\.weight$/, ".gram") },
   merge: (job, params) => {
     if (job.statistics === undefined || !job.name.endsWith(".weight") || job.shape.length !== 2) return average(job)
     const [rows, columns] = job.shape as [number, number]
-    const merged = RegMeanKernel.merge({ alpha: params.alpha ?? 0.9 }, job.models, job.statistics, rows, columns, job.name)
+    const merged = RegMeanKernel.merge({ alpha: params.alpha }, job.models, job.statistics, rows, columns, job.name)
     return Result.isFailure(merged) ? Result.fail(merged.failure) : Result.succeed(merged.success.weight)
   }
 })

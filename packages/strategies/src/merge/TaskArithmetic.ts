@@ -23,6 +23,7 @@
  *
  * @since 0.1.0
  */
+import { Stage } from "@crucible/core"
 import { Effect, Result, Schema } from "effect"
 import * as Parallel from "./kernels/Parallel.ts"
 import * as Kernel from "./kernels/TaskArithmetic.ts"
@@ -31,37 +32,44 @@ import * as TaskStatistics from "./kernels/TaskStatistics.ts"
 import * as Method from "./Method.ts"
 import { NonNegative, Unit } from "./rules/ParamValue.ts"
 
-const fields = {
-  seed: Schema.optional(Schema.Int),
-  sparsify: Schema.optional(Schema.Literals(["none", "magnitude", "random", "breadcrumbs", "della"])),
-  consensus: Schema.optional(Schema.Literals(["none", "sum", "count"])),
-  rescale: Schema.optional(Schema.Literals(["none", "unbiased", "l1"])),
-  normalize: Schema.optional(Schema.Boolean)
+const Sparsify = Schema.Literals(["none", "magnitude", "random", "breadcrumbs", "della"])
+const Consensus = Schema.Literals(["none", "sum", "count"])
+const Rescale = Schema.Literals(["none", "unbiased", "l1"])
+
+// The switches default to the preset's, in the Schema: so `merge/ties` with `consensus: sum` and without decode alike.
+const fieldsFor = (name: Kernel.PresetName) => {
+  const switches = Kernel.presets[name]
+  return {
+    seed: Schema.Int.annotate({ description: "seeds random sparsification" }).pipe(Stage.withDefault(0)),
+    sparsify: Sparsify.annotate({ description: "how task vectors are sparsified" }).pipe(Stage.withDefault<typeof Sparsify>(switches.sparsify)),
+    consensus: Consensus.annotate({ description: "sign consensus" }).pipe(Stage.withDefault<typeof Consensus>(switches.consensus)),
+    rescale: Rescale.annotate({ description: "rescaling of the kept entries" }).pipe(Stage.withDefault<typeof Rescale>(switches.rescale)),
+    normalize: Schema.Boolean.annotate({ description: "divide by the sum of the weights" }).pipe(Stage.withDefault(switches.normalize))
+  }
 }
+type Fields = ReturnType<typeof fieldsFor>
 
 // A tensor's parameters, from its data (a Job) or from its header alone (validation): the kernel's
 // plan needs only the shape and the model count, so both check exactly the same things.
-const planOf = (kind: string, name: Kernel.PresetName, job: Method.TensorParams, params: Schema.Struct.Type<typeof fields>) => {
-  const switches = Kernel.presets[name]
-  return Kernel.plan(
+const planOf = (kind: string, job: Method.TensorParams, params: Schema.Struct.Type<Fields>) =>
+  Kernel.plan(
     {
       weights: job.perModel("weights", 1),
       lambda: job.value("lambda") ?? 1,
       density: job.perModel("density", 1),
       gamma: job.perModel("gamma", 0.01),
       epsilon: job.perModel("epsilon", 0.15),
-      seed: params.seed ?? 0,
-      sparsify: params.sparsify ?? switches.sparsify,
-      consensus: params.consensus ?? switches.consensus,
-      rescale: params.rescale ?? switches.rescale,
-      normalize: params.normalize ?? switches.normalize
+      seed: params.seed,
+      sparsify: params.sparsify,
+      consensus: params.consensus,
+      rescale: params.rescale,
+      normalize: params.normalize
     },
     job.shape,
     job.models,
     job.name,
     kind
   )
-}
 
 const preset = <const Kind extends string>(kind: Kind, name: Kernel.PresetName, description: string, reference: string) =>
   Method.define({
@@ -79,10 +87,10 @@ const preset = <const Kind extends string>(kind: Kind, name: Kernel.PresetName, 
       gamma: { description: "breadcrumbs: fraction of the largest entries dropped", default: 0.01 },
       epsilon: { description: "DELLA: spread of keep probabilities around density", default: 0.15 }
     },
-    fields,
-    checkTensor: (tensor, params) => planOf(kind, name, tensor, params),
+    fields: fieldsFor(name),
+    checkTensor: (tensor, params) => planOf(kind, tensor, params),
     merge: (job, params) => {
-      const planned = planOf(kind, name, { ...job, models: job.models.length }, params)
+      const planned = planOf(kind, { ...job, models: job.models.length }, params)
       if (Result.isFailure(planned)) return Result.fail(planned.failure)
       const out = new Float32Array(job.base!.length)
       const partial = Kernel.apply(TaskStatistics.prepare(planned.success, job.base!, job.models), out, job.base!, job.models)
@@ -90,7 +98,7 @@ const preset = <const Kind extends string>(kind: Kind, name: Kernel.PresetName, 
       return Result.succeed(out)
     },
     parallel: (pool, job, params, out) =>
-      Effect.flatMap(Effect.fromResult(planOf(kind, name, { ...job, models: job.models.length }, params)), (plan) =>
+      Effect.flatMap(Effect.fromResult(planOf(kind, { ...job, models: job.models.length }, params)), (plan) =>
         Effect.map(Parallel.taskArithmetic(pool, plan, out, job.base!, job.models), ({ diagnostics }) => {
           if (diagnostics !== undefined) job.diagnose(diagnostics)
         }))

@@ -9,7 +9,7 @@
  *
  * @since 0.1.0
  */
-import { type IoError, Model } from "@crucible/core"
+import { type IoError, Model, type Stage } from "@crucible/core"
 import { Effect, Schema } from "effect"
 import * as fs from "node:fs"
 import { parse as parseYaml } from "yaml"
@@ -26,6 +26,9 @@ export const ARCH_KEY = "crucible.arch"
 /** `arch:` as written: an architecture, or the path of a YAML/JSON file holding one. @category schemas */
 export const ArchParam = Schema.Union([Schema.String, Schema.Record(Schema.String, Schema.Unknown)])
 export type ArchParam = typeof ArchParam.Type
+
+/** What `arch:` reads: the file when it names one. */
+export const archReads = (param: ArchParam | undefined): ReadonlyArray<Stage.Read> => typeof param === "string" ? [{ file: param }] : []
 
 const topologyError = (e: TfjsTopology.TfjsTopologyError) => new ArchError({ path: `${e.source}: ${e.layer}`, detail: e.detail })
 

@@ -68,12 +68,13 @@ export const CascadeKind = Stage.define({
   version: 1,
   description: "Cascade: a frozen model's output or hidden layer feeds a second model (through a trained adapter when sizes differ).",
   params: Schema.Struct({
-    /** The first model's activation fed forward (e.g. `act.1`, `layers.3`); default `output`. */
-    layer: Schema.optional(Schema.String),
+    /** The first model's activation fed forward (e.g. `act.1`, `layers.3`), or `output`. */
+    layer: Schema.String.annotate({ description: "the first model's activation fed forward (e.g. act.1), or output" }).pipe(Stage.withDefault(CascadeBundle.OUTPUT)),
     /** The second model's architecture; default: the `init` model's. */
     arch: Schema.optional(Runnable.ArchParam),
     ...TrainParams.TrainingFields
   }),
+  reads: (params) => [...DataSource.reads(params.data), ...Runnable.archReads(params.arch)],
   inputs: {
     first: Port.one(Port.ModelPort, "the first model (frozen)"),
     init: Port.optional(Port.ModelPort, "start the second model from these weights instead of a fresh initialisation")
@@ -84,7 +85,7 @@ export const CascadeKind = Stage.define({
     const fail = (detail: string) => new CascadeBundle.CascadeError({ reason: "InvalidParams", source: id, detail })
     if (CascadeBundle.isCascade(inputs.first) || Ensemble.isEnsemble(inputs.first)) return yield* fail(`first: ${inputs.first.source} is a bundle; give a plain model`)
     const first = yield* Runnable.load(inputs.first, undefined, resolvePath)
-    const layer = params.layer ?? CascadeBundle.OUTPUT
+    const layer = params.layer
     const features = Network.sampleSize(yield* CascadeBundle.featureShape(first.network, layer, id))
 
     const arch = yield* Runnable.archFor(inputs.init, params.arch, resolvePath)
@@ -98,12 +99,12 @@ export const CascadeKind = Stage.define({
       })
     }
     const network = adapter ? yield* Network.resolve(withAdapter(arch, inputSize, features)) : second
-    const seed = params.seed ?? 0
+    const seed = params.seed
     const fresh = Init.initNetwork(network, seed)
     const initParams = inputs.init === undefined ? undefined : (yield* Runnable.load(inputs.init, params.arch, resolvePath)).params
     const start = initParams === undefined ? fresh : adapter ? shiftParams(second, initParams, network, fresh) : initParams
 
-    const dataParam = params.data ?? "mnist"
+    const dataParam = params.data
     const featuresOf = (data: Dataset) =>
       Effect.map(
         Forward.forward(first.network, first.params, { shape: [data.count, ...data.shape], data: data.x }, { capture: layer === CascadeBundle.OUTPUT ? [] : [layer], batchSize: 512 }),
@@ -114,7 +115,7 @@ export const CascadeKind = Stage.define({
           x: (layer === CascadeBundle.OUTPUT ? r.output : r.activations.get(layer)!).data
         })
       )
-    const data = yield* Effect.flatMap(DataSource.load(dataParam, params.split ?? "train", resolvePath), featuresOf)
+    const data = yield* Effect.flatMap(DataSource.load(dataParam, params.split, resolvePath), featuresOf)
     const validation = params.validation === undefined ? undefined : yield* Effect.flatMap(DataSource.load(dataParam, params.validation, resolvePath), featuresOf)
     yield* Stage.event("cascade.features", { layer, features, samples: data.count, adapter })
     const config = TrainParams.config(params)

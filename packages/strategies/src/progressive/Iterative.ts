@@ -24,6 +24,9 @@ import * as Runnable from "../models/Runnable.ts"
 const { "merge/fisher": _fisher, "merge/regmean": _regmean, "merge/passthrough": _passthrough, ...stepMethods } = MergeKinds
 export const Methods = stepMethods
 
+const MethodName = Schema.Literals(Object.keys(Methods) as Array<keyof typeof Methods>)
+const Metric = Schema.Literals(["accuracy", "loss"])
+
 /** The metadata key of the path taken. */
 export const PATH_KEY = "crucible.progressive"
 
@@ -43,16 +46,16 @@ export const IterativeKind = Stage.define({
   version: 1,
   description: "Iterative fusion: merge models into an accumulator one at a time, keeping a step only if validation improves.",
   params: Schema.Struct({
-    /** A merge kind (default `merge/linear`). */
-    method: Schema.optional(Schema.Literals(Object.keys(Methods) as Array<keyof typeof Methods>)),
+    /** A merge kind. */
+    method: MethodName.annotate({ description: "the merge kind" }).pipe(Stage.withDefault<typeof MethodName>("merge/linear")),
     /** The method's parameters. */
     with: Schema.optional(Schema.Record(Schema.String, Schema.Unknown)),
-    data: Schema.optional(DataSource.DataParam),
-    /** Default `val`. */
-    split: Schema.optional(DataSource.Split),
-    /** Higher `accuracy` (default) or lower `loss`. */
-    metric: Schema.optional(Schema.Literals(["accuracy", "loss"]))
+    data: DataSource.dataField(),
+    split: DataSource.splitField("val", "the validation split"),
+    /** Higher `accuracy` or lower `loss`. */
+    metric: Metric.annotate({ description: "higher accuracy or lower loss is better" }).pipe(Stage.withDefault<typeof Metric>("accuracy"))
   }),
+  reads: (params) => DataSource.reads(params.data),
   inputs: {
     models: Port.many(Port.ModelPort, { min: 2, description: "merged in this order; the first starts the accumulator" }),
     base: Port.optional(Port.ModelPort, "for methods that take a base (task arithmetic, TIES, …)")
@@ -61,10 +64,10 @@ export const IterativeKind = Stage.define({
   resources: { backend: true },
   run: Effect.fn("Iterative.run")(function* (context) {
     const { id, params, inputs, resolvePath } = context
-    const methodName = params.method ?? "merge/linear"
+    const methodName = params.method
     const method = Methods[methodName] as unknown as Stage.AnyStageKind
-    const data = yield* DataSource.load(params.data ?? "mnist", params.split ?? "val", resolvePath)
-    const metric = params.metric ?? "accuracy"
+    const data = yield* DataSource.load(params.data, params.split, resolvePath)
+    const metric = params.metric
     // Every accumulator is materialised: later steps read plain tensors, not a chain of lazy merges.
     const materialise = (model: Model.Model, label: string) =>
       Effect.gen(function* () {

@@ -30,6 +30,8 @@ export class SoupError extends Schema.TaggedError<SoupError>()("SoupError", {
   }
 }
 
+const Metric = Schema.Literals(["accuracy", "loss"])
+
 const ingredientsInput = { models: Port.many(Port.ModelPort, { min: 1, description: "the ingredients: fine-tunes of one architecture" }) }
 
 /** The ingredients' network and parameters; they must share one architecture. */
@@ -52,6 +54,7 @@ export const UniformSoupKind = Stage.define({
   description: "Uniform model soup: the plain average of the ingredients' weights.",
   reference: "https://arxiv.org/abs/2203.05482",
   params: Schema.Struct({ arch: Schema.optional(Runnable.ArchParam) }),
+  reads: (params) => Runnable.archReads(params.arch),
   inputs: ingredientsInput,
   output: Port.ModelPort,
   run: Effect.fn("UniformSoup.run")(function* ({ id, params, inputs, resolvePath }) {
@@ -68,22 +71,23 @@ export const GreedySoupKind = Stage.define({
   description: "Greedy model soup: add ingredients best-first while the validation metric strictly improves.",
   reference: "https://arxiv.org/abs/2203.05482",
   params: Schema.Struct({
-    data: Schema.optional(DataSource.DataParam),
-    /** The validation split (default `val`, carved from train). */
-    split: Schema.optional(DataSource.Split),
-    /** What "better" means: higher `accuracy` (default) or lower `loss`. */
-    metric: Schema.optional(Schema.Literals(["accuracy", "loss"])),
+    data: DataSource.dataField(),
+    /** The validation split (`val` is carved from train). */
+    split: DataSource.splitField("val", "the validation split"),
+    /** What "better" means: higher `accuracy` or lower `loss`. */
+    metric: Metric.annotate({ description: "higher accuracy or lower loss is better" }).pipe(Stage.withDefault<typeof Metric>("accuracy")),
     arch: Schema.optional(Runnable.ArchParam)
   }),
+  reads: (params) => [...DataSource.reads(params.data), ...Runnable.archReads(params.arch)],
   inputs: ingredientsInput,
   output: Port.ModelPort,
   resources: { backend: true },
   run: Effect.fn("GreedySoup.run")(function* ({ id, params, inputs, resolvePath }) {
-    const split = params.split ?? "val"
+    const split = params.split
     if (split === "test") yield* Stage.event("soup.warning", { detail: "selecting on the test split: the soup's test score is then optimistic" })
     const { network, params: sets } = yield* loadIngredients(id, inputs.models, params.arch, resolvePath)
-    const data = yield* DataSource.load(params.data ?? "mnist", split, resolvePath)
-    const metric = params.metric ?? "accuracy"
+    const data = yield* DataSource.load(params.data, split, resolvePath)
+    const metric = params.metric
     const score = (p: ParamSet) => Effect.map(Evaluate.evaluate(network, p, data), (m) => (metric === "accuracy" ? m.accuracy : -m.loss))
     const scores = yield* Effect.forEach(sets, score)
     const result = yield* Soup.greedy(

@@ -4,6 +4,7 @@
  *
  * @since 0.1.0
  */
+import { Stage } from "@crucible/core"
 import { Schema } from "effect"
 import * as DataSource from "../data/Source.ts"
 import * as Optimizer from "./Optimizer.ts"
@@ -13,22 +14,22 @@ import type * as Train from "./Train.ts"
 const Positive = Schema.Int.check(Schema.isGreaterThan(0))
 
 /**
- * The fields, with their defaults and descriptions as annotations: `crucible kinds` and the
- * editor schema (`crucible schema`) show them; `config` below applies the same defaults.
+ * The fields, with their defaults in the Schema (`Stage.withDefault`): decoded params carry them,
+ * so they are part of the stage's key, and `crucible kinds` and the editor schema show them.
  *
  * @category schemas
  */
 export const TrainingFields = {
-  data: Schema.optional(DataSource.DataParam.annotate({ description: "the dataset", default: "mnist" })),
-  split: Schema.optional(DataSource.Split.annotate({ description: "the samples to train on", default: "train" })),
+  data: DataSource.dataField(),
+  split: DataSource.splitField("train", "the samples to train on"),
   validation: Schema.optional(DataSource.Split.annotate({ description: "a split evaluated after every epoch" })),
   epochs: Positive.annotate({ description: "passes over the training split" }),
-  batch_size: Schema.optional(Positive.annotate({ description: "samples per step", default: 100 })),
-  seed: Schema.optional(Schema.Int.annotate({ description: "initialisation and batch order", default: 0 })),
-  optimizer: Schema.optional(Optimizer.Optimizer.annotate({ description: "sgd, adam or adamw, and its settings", default: { type: "adam", lr: 0.001 } })),
-  schedule: Schema.optional(Schedule.Schedule.annotate({ description: "the learning rate over the steps (default: constant)" })),
-  shuffle: Schema.optional(Schema.Boolean.annotate({ description: "reshuffle the samples every epoch", default: true })),
-  drop_last: Schema.optional(Schema.Boolean.annotate({ description: "drop the last batch when it is smaller", default: false }))
+  batch_size: Positive.annotate({ description: "samples per step" }).pipe(Stage.withDefault(100)),
+  seed: Schema.Int.annotate({ description: "initialisation and batch order" }).pipe(Stage.withDefault(0)),
+  optimizer: Optimizer.Optimizer.annotate({ description: "sgd, adam or adamw, and its settings" }).pipe(Stage.withDefault<typeof Optimizer.Optimizer>({ type: "adam", lr: 0.001 })),
+  schedule: Schedule.Schedule.annotate({ description: "the learning rate over the steps" }).pipe(Stage.withDefault<typeof Schedule.Schedule>({ type: "constant" })),
+  shuffle: Schema.Boolean.annotate({ description: "reshuffle the samples every epoch" }).pipe(Stage.withDefault(true)),
+  drop_last: Schema.Boolean.annotate({ description: "drop the last batch when it is smaller" }).pipe(Stage.withDefault(false))
 }
 
 /** ±`shift`-pixel translation of image samples. @category schemas */
@@ -38,14 +39,14 @@ export const AugmentField = {
 
 type Written = Schema.Struct.Type<typeof TrainingFields> & Partial<Schema.Struct.Type<typeof AugmentField>>
 
-/** The training configuration the params mean, with the defaults above. */
+/** The training configuration the (decoded) params mean. */
 export const config = (params: Written): Train.TrainConfig => ({
   epochs: params.epochs,
-  batchSize: params.batch_size ?? 100,
-  seed: params.seed ?? 0,
-  optimizer: params.optimizer ?? { type: "adam", lr: 0.001 },
-  ...(params.schedule === undefined ? {} : { schedule: params.schedule }),
-  ...(params.shuffle === undefined ? {} : { shuffle: params.shuffle }),
-  ...(params.drop_last === undefined ? {} : { dropLast: params.drop_last }),
+  batchSize: params.batch_size,
+  seed: params.seed,
+  optimizer: params.optimizer,
+  schedule: params.schedule,
+  shuffle: params.shuffle,
+  dropLast: params.drop_last,
   ...(params.augment === undefined ? {} : { augment: params.augment })
 })

@@ -27,14 +27,15 @@ export const TrainKind = Stage.define({
     ...TrainParams.TrainingFields,
     ...TrainParams.AugmentField
   }),
+  reads: (params) => [...DataSource.reads(params.data), ...Runnable.archReads(params.arch)],
   inputs: { init: Port.optional(Port.ModelPort, "start from these weights instead of a fresh initialisation") },
   output: Port.ModelPort,
   resources: { backend: true },
   run: Effect.fn("Train.run")(function* ({ id, params, inputs, resolvePath, cacheDir }) {
-    const seed = params.seed ?? 0
+    const seed = params.seed
     const { network, params: start } = yield* Runnable.startingPoint(inputs.init, params.arch, seed, resolvePath)
-    const dataParam = params.data ?? "mnist"
-    const data = yield* DataSource.load(dataParam, params.split ?? "train", resolvePath)
+    const dataParam = params.data
+    const data = yield* DataSource.load(dataParam, params.split, resolvePath)
     const validation = params.validation === undefined ? undefined : yield* DataSource.load(dataParam, params.validation, resolvePath)
     const config = TrainParams.config(params)
     const checkpoints = yield* Checkpoints.latest(network, cacheDir)

@@ -14,6 +14,7 @@ import * as Network from "../../src/models/Network.ts"
 import * as Runnable from "../../src/models/Runnable.ts"
 import { labels, mlpArch, randomParams, uniform, worstError } from "../models/fixtures.ts"
 import { forward64, toParams64 } from "../models/reference.ts"
+import { decodeParams } from "../decodeParams.ts"
 
 const K = 3
 const softmax64 = (z: ArrayLike<number>, row: number): Array<number> => {
@@ -96,7 +97,7 @@ layer(Backend.layer())("ensembles as models", (it) => {
       const data = dataset(40, 5)
       const memberLogits = members.map((m) => forward64(m.network, toParams64(m.params), data.x, data.count).output.data)
       for (const mode of ["mean-probs", "mean-logits", "vote"] as const) {
-        const bundle = yield* EnsembleKind.run({ ...context, params: { mode }, inputs: { models: members.map((m) => m.model) } })
+        const bundle = yield* EnsembleKind.run({ ...context, params: decodeParams(EnsembleKind, { mode }), inputs: { models: members.map((m) => m.model) } })
         assert.isTrue(Ensemble.isEnsemble(bundle))
         assert.strictEqual(bundle.tensors.size, 3 * members[0]!.model.tensors.size)
         assert.isTrue(bundle.tensors.has("members.2.layers.0.weight"))
@@ -114,8 +115,8 @@ layer(Backend.layer())("ensembles as models", (it) => {
     Effect.gen(function* () {
       const network = yield* Network.resolve({ type: "mlp", layers: [4, 6, 3] })
       const members = [31, 32, 33].map((seed) => ({ params: randomParams(network, seed), model: Runnable.toModel(network, randomParams(network, seed), `iris${seed}`) }))
-      const bundle = yield* EnsembleKind.run({ ...context, params: { mode: "mean-probs" }, inputs: { models: members.map((m) => m.model) } })
-      const evaluated = yield* EvaluateKind.run({ ...context, id: "ev", kind: "evaluate", params: { data: "iris", split: "test" }, inputs: { model: bundle } })
+      const bundle = yield* EnsembleKind.run({ ...context, params: decodeParams(EnsembleKind, { mode: "mean-probs" }), inputs: { models: members.map((m) => m.model) } })
+      const evaluated = yield* EvaluateKind.run({ ...context, id: "ev", kind: "evaluate", params: decodeParams(EvaluateKind, { data: "iris", split: "test" }), inputs: { model: bundle } })
       const data = yield* DataSource.load("iris", "test", (p) => p)
       const want = reference("mean-probs", members.map((m) => forward64(network, toParams64(m.params), data.x, data.count).output.data), data.count, [1, 1, 1])
       const metrics = Metrics.fromLogits(want, data.y, K)
@@ -143,7 +144,7 @@ layer(Backend.layer())("ensembles as models", (it) => {
       const nested = yield* Effect.flip(Ensemble.make("b", [bundle], "mean-probs"))
       assert.strictEqual(nested.reason, "Nested")
       const other = yield* Network.resolve({ type: "mlp", layers: [7, 4, 5] })
-      const mismatch = yield* Effect.flip(EnsembleKind.run({ ...context, params: {}, inputs: { models: [members[0]!.model, Runnable.toModel(other, randomParams(other, 1), "five-classes")] } }))
+      const mismatch = yield* Effect.flip(EnsembleKind.run({ ...context, params: decodeParams(EnsembleKind, {}), inputs: { models: [members[0]!.model, Runnable.toModel(other, randomParams(other, 1), "five-classes")] } }))
       expect(mismatch.message).toMatch(/member 1 has 5 classes, member 0 3/)
     })
   )

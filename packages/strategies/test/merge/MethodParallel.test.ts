@@ -12,6 +12,7 @@ import { ModelStock } from "../../src/merge/ModelStock.ts"
 import { FisherMerge } from "../../src/merge/Statistics.ts"
 import { Multislerp, Slerp } from "../../src/merge/Spherical.ts"
 import { DareTies, Della, Ties } from "../../src/merge/TaskArithmetic.ts"
+import { decodeParams } from "../decodeParams.ts"
 
 const plan = (job: Method.Job) =>
   Kernel.plan({ weights: job.models.map(() => 1), ...Kernel.presets.ties, density: job.value("density") ?? 1 }, job.shape, job.models.length, job.name)
@@ -57,7 +58,7 @@ const context = { id: "m", kind: "test/ties", resolvePath: (p: string) => p, run
 /** Runs the stage and reads every output tensor in the writer's chunks. */
 const mergeWith = (kind: ReturnType<typeof ties>, models: ReadonlyArray<Model.Model>) =>
   Effect.runPromise(Effect.scoped(Effect.gen(function* () {
-    const merged = yield* kind.run({ ...context, params: { density: 0.3, on_missing: undefined, unmatched: undefined, allow_nonfinite: undefined, out_dtype: undefined }, inputs: { base: modelOf("base", base), models } })
+    const merged = yield* kind.run({ ...context, params: decodeParams(kind as never, { density: 0.3 }) as never, inputs: { base: modelOf("base", base), models } })
     const out: Record<string, Uint8Array> = {}
     for (const t of merged.tensors.values()) {
       const n = TensorRef.numel(t.shape)
@@ -84,7 +85,7 @@ describe("Method with a parallel form", () => {
     const models = fineTunes.map((d, m) => modelOf(`ft${m}`, d))
     const inThread = await mergeWith(ties(undefined), models)
     const interleaved = await Effect.runPromise(Effect.scoped(Effect.gen(function* () {
-      const merged = yield* Ties.run({ ...context, kind: "merge/ties", params: { density: 0.3 } as never, inputs: { base: modelOf("base", base), models } })
+      const merged = yield* Ties.run({ ...context, kind: "merge/ties", params: decodeParams(Ties, { density: 0.3 }) as never, inputs: { base: modelOf("base", base), models } })
       // Two pooled tensors pulled in turns: the first holds the reused output array while the
       // second is computed (it must get its own), then each is read to its end.
       const a = merged.tensors.get("layers.0.weight")!, b = merged.tensors.get("norm.weight")!
@@ -137,7 +138,7 @@ describe("Method with a parallel form", () => {
         Effect.runPromise(Effect.scoped(Effect.gen(function* () {
           process.env.CRUCIBLE_MERGE_THREADS = threads
           // Typed as a kind with an optional base, so one call covers the presets that require one.
-          const merged = yield* (kind as typeof Slerp).run({ ...context, kind: label, params: params as never, inputs: { base: withBase ? modelOf("base", base) : undefined, models } })
+          const merged = yield* (kind as typeof Slerp).run({ ...context, kind: label, params: decodeParams(kind as never, params as never) as never, inputs: { base: withBase ? modelOf("base", base) : undefined, models } })
           const out: Record<string, Uint8Array> = {}
           for (const t of merged.tensors.values()) out[t.name] = yield* t.read()
           return out
@@ -157,7 +158,7 @@ describe("Method with a parallel form", () => {
     const run = (threads: string, statistics: ReadonlyArray<Model.Model>) =>
       Effect.runPromise(Effect.scoped(Effect.gen(function* () {
         process.env.CRUCIBLE_MERGE_THREADS = threads
-        const merged = yield* FisherMerge.run({ ...context, kind: "merge/fisher", params: { weights: [1, 2, 1], epsilon: 1e-6 } as never, inputs: { models, statistics } })
+        const merged = yield* FisherMerge.run({ ...context, kind: "merge/fisher", params: decodeParams(FisherMerge, { weights: [1, 2, 1], epsilon: 1e-6 }) as never, inputs: { models, statistics } })
         const out: Record<string, Uint8Array> = {}
         for (const t of merged.tensors.values()) out[t.name] = yield* t.read()
         return out

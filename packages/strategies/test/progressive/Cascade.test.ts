@@ -12,6 +12,7 @@ import { CascadeKind } from "../../src/progressive/Cascade.ts"
 import * as CascadeBundle from "../../src/progressive/CascadeBundle.ts"
 import { randomParams, worstError } from "../models/fixtures.ts"
 import { forward64, toParams64 } from "../models/reference.ts"
+import { decodeParams } from "../decodeParams.ts"
 
 const context = (id: string) => ({
   resolvePath: (p: string) => p,
@@ -43,7 +44,7 @@ layer(Backend.layer())("progressive/cascade", (it) => {
   it.effect("a hidden layer through an adapter: logits equal the two networks run by hand in float64; the first model is frozen", () =>
     Effect.gen(function* () {
       const first = yield* firstModel
-      const bundle = yield* CascadeKind.run({ ...context("c"), params: { ...trainParams, layer: "act.1", arch: { type: "mlp", layers: [5, 7, 3] } }, inputs: { first: first.model, init: undefined } })
+      const bundle = yield* CascadeKind.run({ ...context("c"), params: decodeParams(CascadeKind, { ...trainParams, layer: "act.1", arch: { type: "mlp", layers: [5, 7, 3] } }), inputs: { first: first.model, init: undefined } })
       const { spec, first: stage0, second: stage1 } = yield* stagesOf(bundle)
       assert.deepStrictEqual(spec, { layer: "act.1", adapter: true })
       // Stage 1 is the adapter 6 → 5 followed by the 5-7-3 MLP.
@@ -70,7 +71,7 @@ layer(Backend.layer())("progressive/cascade", (it) => {
       const net2 = yield* Network.resolve({ type: "mlp", layers: [3, 4, 3] })
       const init = Runnable.toModel(net2, randomParams(net2, 5), "init")
       // lr 1e-30 is below every weight's float32 spacing: one epoch leaves the init weights bit for bit.
-      const bundle = yield* CascadeKind.run({ ...context("d"), params: { ...trainParams, epochs: 1, optimizer: { type: "sgd", lr: 1e-30 } }, inputs: { first: first.model, init } })
+      const bundle = yield* CascadeKind.run({ ...context("d"), params: decodeParams(CascadeKind, { ...trainParams, epochs: 1, optimizer: { type: "sgd", lr: 1e-30 } }), inputs: { first: first.model, init } })
       const { spec, second } = yield* stagesOf(bundle)
       assert.deepStrictEqual(spec, { layer: "output", adapter: false })
       const initParams = (yield* Runnable.load(init, undefined, (p) => p)).params
@@ -88,7 +89,7 @@ layer(Backend.layer())("progressive/cascade", (it) => {
       const first = yield* firstModel
       const net2 = yield* Network.resolve({ type: "mlp", layers: [5, 4, 3], norm: "batchnorm" })
       const initParams = randomParams(net2, 9)
-      const bundle = yield* CascadeKind.run({ ...context("e"), params: { ...trainParams, epochs: 1, layer: "act.0", optimizer: { type: "sgd", lr: 1e-30 } }, inputs: { first: first.model, init: Runnable.toModel(net2, initParams, "init") } })
+      const bundle = yield* CascadeKind.run({ ...context("e"), params: decodeParams(CascadeKind, { ...trainParams, epochs: 1, layer: "act.0", optimizer: { type: "sgd", lr: 1e-30 } }), inputs: { first: first.model, init: Runnable.toModel(net2, initParams, "init") } })
       const { spec, second } = yield* stagesOf(bundle)
       assert.deepStrictEqual(spec, { layer: "act.0", adapter: true })
       // (Running statistics move in training; trainable weights do not at this rate.) layers.0 is the adapter (8 → 5); the MLP's layers.0, norms.0, layers.1 become layers.1, layers.2, layers.4.
@@ -102,13 +103,13 @@ layer(Backend.layer())("progressive/cascade", (it) => {
     Effect.gen(function* () {
       const first = yield* firstModel
       const run = (params: Record<string, unknown>, firstIn = first.model) =>
-        Effect.flip(CascadeKind.run({ ...context("bad"), params: { ...trainParams, ...params } as never, inputs: { first: firstIn, init: undefined } }))
+        Effect.flip(CascadeKind.run({ ...context("bad"), params: decodeParams(CascadeKind, { ...trainParams, ...params } as never), inputs: { first: firstIn, init: undefined } }))
       const unknown = yield* run({ layer: "act.7", arch: { type: "mlp", layers: [3, 3] } })
       assert.strictEqual(unknown._tag, "CascadeError")
       expect(unknown.message).toMatch(/layer "act\.7".*known: output, input/)
       const image = yield* run({ layer: "act.0", arch: { type: "sequential", input: [1, 2, 2], layers: [{ type: "flatten" }, { type: "dense", out: 3 }] } })
       expect(image.message).toMatch(/ShapeMismatch.*8 values per sample.*\[1, 2, 2\]/)
-      const good = yield* CascadeKind.run({ ...context("ok"), params: { ...trainParams, epochs: 1, arch: { type: "mlp", layers: [3, 3] } }, inputs: { first: first.model, init: undefined } })
+      const good = yield* CascadeKind.run({ ...context("ok"), params: decodeParams(CascadeKind, { ...trainParams, epochs: 1, arch: { type: "mlp", layers: [3, 3] } }), inputs: { first: first.model, init: undefined } })
       const nested = yield* run({ arch: { type: "mlp", layers: [3, 3] } }, good)
       expect(nested.message).toMatch(/is a bundle/)
       const withArch = yield* Effect.flip(Classifier.fromModel(good, { type: "mlp", layers: [4, 3] }, (p) => p))

@@ -8,6 +8,7 @@ import * as Runnable from "../../src/models/Runnable.ts"
 import { IterativeKind, PATH_KEY } from "../../src/progressive/Iterative.ts"
 import * as Soup from "../../src/soup/Soup.ts"
 import { randomParams } from "../models/fixtures.ts"
+import { decodeParams } from "../decodeParams.ts"
 
 const context = { resolvePath: (p: string) => p, runDir: "/nonexistent", cacheDir: "/nonexistent", dryRun: false, id: "it", kind: "progressive/iterative" }
 
@@ -17,7 +18,7 @@ layer(Backend.layer())("iterative fusion", (it) => {
       const network = yield* Network.resolve({ type: "mlp", layers: [4, 8, 3] })
       const sets = [1, 2, 3].map((s) => randomParams(network, s))
       const models = [sets[0]!, sets[0]!, sets[1]!, sets[2]!].map((p, i) => Runnable.toModel(network, p, `m${i}`))
-      const out = yield* IterativeKind.run({ ...context, params: { data: "iris", split: "val", metric: "loss" }, inputs: { models, base: undefined } })
+      const out = yield* IterativeKind.run({ ...context, params: decodeParams(IterativeKind, { data: "iris", split: "val", metric: "loss" }), inputs: { models, base: undefined } })
       const record = JSON.parse(out.metadata[PATH_KEY]!)
       const path = record.path as Array<{ index: number; score: number; kept: boolean; accumulatorScore: number }>
       assert.strictEqual(path.length, 4)
@@ -41,7 +42,7 @@ layer(Backend.layer())("iterative fusion", (it) => {
     Effect.gen(function* () {
       const network = yield* Network.resolve({ type: "mlp", layers: [4, 8, 3] })
       const models = [1, 2].map((s) => Runnable.toModel(network, randomParams(network, s), `m${s}`))
-      const out = yield* IterativeKind.run({ ...context, params: { data: "iris", method: "merge/multislerp" }, inputs: { models, base: undefined } })
+      const out = yield* IterativeKind.run({ ...context, params: decodeParams(IterativeKind, { data: "iris", method: "merge/multislerp" }), inputs: { models, base: undefined } })
       assert.strictEqual(JSON.parse(out.metadata[PATH_KEY]!).path.length, 2)
     })
   )
@@ -50,7 +51,7 @@ layer(Backend.layer())("iterative fusion", (it) => {
     Effect.gen(function* () {
       const network = yield* Network.resolve({ type: "mlp", layers: [4, 8, 3] })
       const models = [1, 2].map((s) => Runnable.toModel(network, randomParams(network, s), `m${s}`))
-      const error = yield* Effect.flip(IterativeKind.run({ ...context, params: { data: "iris", with: { weights: "heavy" } }, inputs: { models, base: undefined } }))
+      const error = yield* Effect.flip(IterativeKind.run({ ...context, params: decodeParams(IterativeKind, { data: "iris", with: { weights: "heavy" } }), inputs: { models, base: undefined } }))
       assert.strictEqual(error._tag, "ProgressiveError")
       expect(error.message).toMatch(/not valid for merge\/linear/)
     })

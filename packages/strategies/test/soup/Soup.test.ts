@@ -7,6 +7,7 @@ import * as Runnable from "../../src/models/Runnable.ts"
 import * as Soup from "../../src/soup/Soup.ts"
 import { GreedySoupKind, SOUP_KEY, UniformSoupKind } from "../../src/soup/SoupStage.ts"
 import { mlpArch, mlpNormArch, randomParams } from "../models/fixtures.ts"
+import { decodeParams } from "../decodeParams.ts"
 
 /** A synthetic soup score: a lookup by the set of ingredients (order-free). */
 const table = (scores: Readonly<Record<string, number>>) => (ingredients: ReadonlyArray<number>) =>
@@ -80,7 +81,7 @@ layer(Backend.layer())("soup stages", (it) => {
     Effect.gen(function* () {
       const network = yield* Network.resolve({ type: "mlp", layers: [4, 8, 3] })
       const models = [1, 2, 3, 4].map((s) => Runnable.toModel(network, randomParams(network, s), `ing${s}`))
-      const greedy = yield* GreedySoupKind.run({ ...context, id: "g", kind: "soup/greedy", params: { data: "iris", split: "val" }, inputs: { models } })
+      const greedy = yield* GreedySoupKind.run({ ...context, id: "g", kind: "soup/greedy", params: decodeParams(GreedySoupKind, { data: "iris", split: "val" }), inputs: { models } })
       const recipe = JSON.parse(greedy.metadata[SOUP_KEY]!)
       assert.strictEqual(recipe.method, "greedy")
       assert.strictEqual(recipe.data, "iris/val")
