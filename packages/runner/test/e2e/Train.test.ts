@@ -54,9 +54,10 @@ describe("train stage", () => {
 
     const third = await crucibleAsync(["run", path.join(interrupted, "p.yaml"), "--runs-dir", path.join(interrupted, "runs"), "--run-id", "third", "--quiet"])
     expect(third.code).toBe(0)
-    const reusedEvents = spanEvents(path.join(interrupted, "runs", "third"))
-    expect(reusedEvents).toContain("train.reused")
-    expect(reusedEvents).not.toContain("train.epoch") // no epoch was trained again
+    // A finished training is a stored result: taken as it is, no epoch trained again.
+    expect(spanEvents(path.join(interrupted, "runs", "third"))).not.toContain("train.epoch")
+    const manifest = JSON.parse(fs.readFileSync(path.join(interrupted, "runs", "third", "manifest.json"), "utf8"))
+    expect(manifest.stages.find((s: { id: string }) => s.id === "m").cached).toBe(true)
   }, 180_000)
   // A kill can fall between the two writes of an epoch's checkpoint (its history, its state): the
   // states such kills leave, made by hand, must resume to the same bytes as an uninterrupted run.
@@ -66,12 +67,16 @@ describe("train stage", () => {
     for (const dir of [full, killed]) fs.writeFileSync(path.join(dir, "p.yaml"), pipeline)
     const runIn = (dir: string, id: string) => crucibleAsync(["run", path.join(dir, "p.yaml"), "--runs-dir", path.join(dir, "runs"), "--run-id", id, "--quiet"])
     const cacheOf = (dir: string) => {
-      const root = path.join(dir, "runs", ".cache")
+      const root = path.join(dir, "runs", ".cache", "work")
       const found = fs.readdirSync(root, { recursive: true, encoding: "utf8" }).find((f) => path.basename(f) === "history.json")
       return path.dirname(path.join(root, found!))
     }
+    const manifestOf = (dir: string, id: string) => JSON.parse(fs.readFileSync(path.join(dir, "runs", id, "manifest.json"), "utf8"))
     expect((await runIn(full, "full")).code).toBe(0)
-    const history = JSON.parse(fs.readFileSync(path.join(cacheOf(full), "history.json"), "utf8")) as Array<unknown>
+    // A finished training's checkpoints are spent: its history is in the stored model's metadata.
+    const key = manifestOf(full, "full").stages.find((s: { id: string }) => s.id === "m").key
+    const stored = JSON.parse(fs.readFileSync(path.join(full, "runs", ".cache", "results", key, "result.json"), "utf8"))
+    const history = JSON.parse(stored.metadata["crucible.train.history"]) as Array<unknown>
     expect(history).toHaveLength(4)
     const expected = fs.readFileSync(path.join(full, "out.safetensors"))
 
@@ -90,11 +95,17 @@ describe("train stage", () => {
     const done = Number(/\d+/.exec(epochs[0]!)![0])
     expect(done).toBeLessThan(4)
     fs.writeFileSync(path.join(cache, "history.json"), JSON.stringify(history.slice(0, done + 1)))
+    const checkpoints = `${cache}.kept`
+    fs.cpSync(cache, checkpoints, { recursive: true })
     expect((await runIn(killed, "resumed")).code).toBe(0)
     expect(fs.readFileSync(path.join(killed, "out.safetensors")).equals(expected)).toBe(true)
 
     // What an older Crucible left on such a kill: the last state in place, its history one epoch
     // short. It is not reused with a short history: the training starts again, to the same bytes.
+    // (The resumed run stored its result and spent its checkpoints: put them back, drop the result.)
+    fs.rmSync(path.join(killed, "runs", ".cache", "results"), { recursive: true })
+    fs.rmSync(cache, { recursive: true, force: true })
+    fs.renameSync(checkpoints, cache)
     fs.writeFileSync(path.join(cache, "history.json"), JSON.stringify(history.slice(0, 3)))
     fs.rmSync(path.join(killed, "out.safetensors"))
     expect((await runIn(killed, "short-history")).code).toBe(0)
