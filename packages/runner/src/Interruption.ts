@@ -1,17 +1,17 @@
 /**
  * What an interrupted run (Ctrl-C) tells: which stages had finished, which were stopped while
- * running and which had not started, where the run directory is, and which stages left state in
- * the runs folder's cache that running the pipeline again picks up. Stages that train (`train`,
- * `distill`, `progressive/cascade`) write a checkpoint every epoch to `<runs>/.cache/<stage key>/`:
- * stopped, they resume from their last checkpoint; finished, they are reused. Every other stage
- * runs again.
+ * running and which had not started, where the run directory is, and what the runs folder's
+ * results store (store/Layout.ts) holds that running the pipeline again picks up: a stage whose
+ * result is stored (`results/<key>/result.json`) is reused as it is; a stage that trains (`train`,
+ * `distill`, `progressive/cascade`) and was stopped resumes from the checkpoints in its
+ * `work/<key>/` folder. Every other stage runs again.
  *
  * @since 0.1.0
  */
 import * as fs from "node:fs"
-import * as path from "node:path"
 import type { RunEvent } from "./Events.ts"
 import type { StageOutcome } from "./Executor.ts"
+import * as Layout from "./store/Layout.ts"
 
 /** The event of an interrupted run. @category models */
 export type Interrupted = Extract<RunEvent, { readonly type: "run-interrupted" }>
@@ -33,7 +33,7 @@ export const startedStages = (): StartedStages => {
   }
 }
 
-/** Whether a stage's cache folder holds anything: only stages that keep state across runs write there. */
+/** Whether a stage's work folder holds anything: only stages that keep state across runs write there. */
 const holdsState = (dir: string): boolean => {
   try {
     return fs.readdirSync(dir).length > 0
@@ -44,8 +44,9 @@ const holdsState = (dir: string): boolean => {
 
 /**
  * The `run-interrupted` event, from each stage's outcome (in pipeline order) and whether it had
- * started. `cacheRoot` is where stages keep state by stage key (the executor's default:
- * `<runs>/.cache`).
+ * started. `cacheRoot` is the results store's root (the executor's default: `<runs>/.cache`).
+ * Each `saved` entry's `dir` is the stored result's `result.json` (`use: "reused"`) or the
+ * stage's work folder of checkpoints (`use: "resumed"`).
  *
  * @category constructors
  */
@@ -68,10 +69,11 @@ export const event = (input: {
     failed: input.outcomes.filter((o) => o.status === "failed" || o.status === "skipped").map(named),
     interrupted: input.outcomes.filter(stopped).map(named),
     notStarted: input.outcomes.filter((o) => o.status !== "succeeded" && o.status !== "failed" && o.status !== "skipped" && !stopped(o)).map(named),
-    saved: input.outcomes.flatMap((o) => {
-      const dir = path.join(input.cacheRoot, o.key)
-      if (!holdsState(dir)) return []
-      return [{ stage: o.id, kind: o.kind, dir, use: o.status === "succeeded" ? ("reused" as const) : ("resumed" as const) }]
+    saved: input.outcomes.flatMap((o): Interrupted["saved"] => {
+      const result = Layout.resultFile(input.cacheRoot, o.key)
+      if (fs.existsSync(result)) return [{ stage: o.id, kind: o.kind, dir: result, use: "reused" as const }]
+      const work = Layout.workDir(input.cacheRoot, o.key)
+      return holdsState(work) ? [{ stage: o.id, kind: o.kind, dir: work, use: "resumed" as const }] : []
     })
   }
 }

@@ -5,7 +5,7 @@
  *
  * @since 0.1.0
  */
-import { AtomicFile, Digest, Model, type Port, ReadCounter, type Validate } from "@crucible/core"
+import { AtomicFile, Digest, IoError, Model, Owner, type Port, ReadCounter, type Validate } from "@crucible/core"
 import { Effect, Fiber, type Scope, Semaphore } from "effect"
 import effectPackage from "effect/package.json" with { type: "json" }
 import * as fs from "node:fs"
@@ -17,6 +17,11 @@ export interface Manifest {
   readonly crucible: { readonly manifestVersion: 1 }
   readonly runId: string
   readonly status: "running" | "succeeded" | "failed" | "interrupted"
+  /**
+   * The process running the run (absent in manifests of older runs): a `running` manifest whose
+   * owner is dead is shown as `crashed` ({@link effectiveStatus}).
+   */
+  readonly owner?: Owner.Owner | undefined
   readonly startedAt: string
   readonly endedAt?: string | undefined
   readonly pipeline: {
@@ -40,6 +45,10 @@ export interface Manifest {
     readonly error?: { readonly tag: string; readonly message: string } | undefined
     readonly blockedBy?: string | undefined
     readonly output?: unknown
+    /** The result came from the results store: an earlier run computed it. */
+    readonly cached?: true | undefined
+    /** The stage had the same key as this earlier stage of the run, and took its value. */
+    readonly sameAs?: string | undefined
   }>
   readonly inputs: ReadonlyArray<FileRecord>
   readonly outputs: ReadonlyArray<FileRecord>
@@ -53,6 +62,36 @@ export interface FileRecord {
   /** Inputs: the bytes the run's stages read from the file (headers and the tensor data they used). */
   readonly bytesRead?: number | undefined
 }
+
+/**
+ * A run's status as views show it: what the runner wrote, except that a `running` manifest whose
+ * owner is no longer alive (killed, crashed, the machine rebooted) is `crashed` — nothing will
+ * ever finish it. Manifests without an owner (older runs) read as written. @category models
+ */
+export type ShownStatus = Manifest["status"] | "crashed"
+
+/** The `owner` field of a manifest: this process (the runner spreads it into every write). @category constructors */
+export const ownerNow = (): { readonly owner: Owner.Owner } => ({ owner: Owner.current() })
+
+/**
+ * The status to show for `manifest` (see {@link ShownStatus}); `isAlive` is asked only about the
+ * owner of a `running` manifest (default: `Owner.isAlive`). @category accessors
+ */
+export const effectiveStatus = <S extends string>(
+  manifest: { readonly status: S; readonly owner?: Owner.Owner | undefined },
+  isAlive: (owner: Owner.Owner) => boolean = Owner.isAlive
+): S | "crashed" => (manifest.status === "running" && manifest.owner !== undefined && !isAlive(manifest.owner) ? "crashed" : manifest.status)
+
+/** Reads `manifest.json` as the runner wrote it (not checked beyond being a JSON object). @category constructors */
+export const read = (file: string): Effect.Effect<Manifest, IoError.IoError> =>
+  Effect.try({
+    try: () => {
+      const json: unknown = JSON.parse(fs.readFileSync(file, "utf8"))
+      if (typeof json !== "object" || json === null || typeof (json as { status?: unknown }).status !== "string") throw new Error("not a Crucible manifest")
+      return json as Manifest
+    },
+    catch: (cause) => new IoError.IoError({ file, operation: "read the manifest", detail: cause instanceof Error ? cause.message : String(cause) })
+  })
 
 /** Versions of the tools that shaped the outputs (read when bundled: the installed CLI has no packages to ask). */
 export const toolVersions = (extra: Readonly<Record<string, string>> = {}): Record<string, string> => ({
@@ -76,7 +115,9 @@ export const stageRecords = (pipeline: Validate.ResolvedPipeline, outcomes: Read
     durationMs: o.startedAt === undefined || o.endedAt === undefined ? undefined : o.endedAt - o.startedAt,
     error: o.error,
     blockedBy: o.blockedBy,
-    output: describeOutput(o.value)
+    output: describeOutput(o.value),
+    ...(o.cached === true ? { cached: true as const } : {}),
+    ...(o.sameAs === undefined ? {} : { sameAs: o.sameAs })
   }))
 }
 

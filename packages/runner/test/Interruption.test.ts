@@ -4,16 +4,21 @@ import * as path from "node:path"
 import { describe, expect, it } from "vitest"
 import type { StageOutcome } from "../src/Executor.ts"
 import * as Interruption from "../src/Interruption.ts"
+import * as Layout from "../src/store/Layout.ts"
 
 describe("Interruption.event", () => {
-  it("sorts stages by what happened to them and lists those whose cache folder holds state", () => {
+  it("sorts stages by what happened to them and lists stored results and work folders that hold checkpoints", () => {
     const cacheRoot = fs.mkdtempSync(path.join(os.tmpdir(), "crucible-interrupt-"))
     try {
-      fs.mkdirSync(path.join(cacheRoot, "k-done"))
-      fs.writeFileSync(path.join(cacheRoot, "k-done", "epoch-0004.safetensors"), "")
-      fs.mkdirSync(path.join(cacheRoot, "k-stopped"))
-      fs.writeFileSync(path.join(cacheRoot, "k-stopped", "epoch-0001.safetensors"), "")
-      fs.mkdirSync(path.join(cacheRoot, "k-empty"))
+      // A finished stage's result is stored (its work folder is gone); a stopped one left checkpoints.
+      fs.mkdirSync(Layout.resultDir(cacheRoot, "k-done"), { recursive: true })
+      fs.writeFileSync(Layout.resultFile(cacheRoot, "k-done"), "{}")
+      fs.mkdirSync(Layout.workDir(cacheRoot, "k-stopped"), { recursive: true })
+      fs.writeFileSync(path.join(Layout.workDir(cacheRoot, "k-stopped"), "epoch-0001.safetensors"), "")
+      fs.mkdirSync(Layout.workDir(cacheRoot, "k-empty"), { recursive: true })
+      // A folder at the old place (`<cacheRoot>/<key>`) is not a result.
+      fs.mkdirSync(path.join(cacheRoot, "k-later"))
+      fs.writeFileSync(path.join(cacheRoot, "k-later", "epoch-0001.safetensors"), "")
       const outcome = (id: string, kind: string, key: string, status: StageOutcome["status"]): StageOutcome => ({ id, kind, key, version: 1, status })
       const started = Interruption.startedStages()
       for (const stage of ["done", "stopped", "empty", "broke"]) started.observe({ type: "stage-started", time: 0, stage, kind: "train" })
@@ -42,8 +47,8 @@ describe("Interruption.event", () => {
         interrupted: [{ stage: "stopped", kind: "train" }, { stage: "empty", kind: "train" }],
         notStarted: [{ stage: "later", kind: "evaluate" }],
         saved: [
-          { stage: "done", kind: "train", dir: path.join(cacheRoot, "k-done"), use: "reused" },
-          { stage: "stopped", kind: "train", dir: path.join(cacheRoot, "k-stopped"), use: "resumed" }
+          { stage: "done", kind: "train", dir: Layout.resultFile(cacheRoot, "k-done"), use: "reused" },
+          { stage: "stopped", kind: "train", dir: Layout.workDir(cacheRoot, "k-stopped"), use: "resumed" }
         ]
       })
     } finally {

@@ -54,14 +54,15 @@ export const message = (event: Interrupted, cwd: string = process.cwd()): string
   for (const [label, stages] of rows) if (stages.length > 0) lines.push(`  ${`${label}:`.padEnd(13)}${list(stages)}`)
   lines.push(`  run directory: ${shown(event.runDir)} (manifest.json has each stage's state)`)
   if (event.saved.length > 0) {
-    lines.push("  a re-run picks up the training state kept in the runs folder's cache:")
+    lines.push("  a re-run picks up what the runs folder's results store keeps:")
     for (const s of event.saved) {
-      const use = s.use === "reused" ? "finished, reused as it is" : "resumes from its last checkpoint"
+      // `dir`: the stored result's result.json, or the stage's work folder of checkpoints.
+      const use = s.use === "reused" ? "stored, reused as it is" : "resumes from its last checkpoint"
       lines.push(`    ${s.stage} (${s.kind}): ${use} (${shown(s.dir)})`)
     }
     lines.push("  every other stage runs again")
   } else {
-    lines.push("  no stage kept state to resume from: a re-run runs every stage again")
+    lines.push("  nothing was stored or checkpointed: a re-run runs every stage again")
   }
   if (event.resume !== undefined) lines.push(`  to run it again: ${event.resume}`)
   return lines.join("\n")

@@ -1,6 +1,6 @@
 /**
  * The CLI's reporters: a live progress view on a TTY, plain lines elsewhere, one JSON object
- * per line with `--json`, and with `--quiet` only failures, on stderr (the failed stages with their
+ * per line with `--json` (a `stage-finished` event carries `cached` and `sameAs` as they are), and with `--quiet` only failures, on stderr (the failed stages with their
  * errors, then the run's line naming its directory). Colour and in-place updates only when stdout
  * is a TTY and CI is not set.
  *
@@ -9,8 +9,21 @@
 import { Effect } from "effect"
 import type { RunEvent } from "../Events.ts"
 import { Reporter } from "../Events.ts"
-import { eventLine } from "./Format.ts"
+import { duration, eventLine } from "./Format.ts"
 import * as Progress from "./Progress.ts"
+
+/**
+ * The line of an event, as `Format.eventLine` writes it, except for a stage that computed nothing:
+ * `  ✓ train (train) cached (3 ms)` when its result came from the results store, and
+ * `  = train2 (train) same as train` when it had the key of an earlier stage of the run.
+ *
+ * @category formatting
+ */
+export const line = (event: RunEvent): string | undefined => {
+  if (event.type !== "stage-finished" || event.status !== "succeeded" || (event.cached !== true && event.sameAs === undefined)) return eventLine(event)
+  const head = event.sameAs !== undefined ? `  = ${event.stage} (${event.kind}) same as ${event.sameAs}` : `  ✓ ${event.stage} (${event.kind}) cached (${duration(event.durationMs)})`
+  return `${head}${event.summary === undefined ? "" : ` — ${event.summary}`}`
+}
 
 /** @category models */
 export type ReporterName = "tty" | "plain" | "json" | "quiet"
@@ -32,7 +45,7 @@ export const make = (
   switch (name) {
     case "quiet": return { emit: (event) => Effect.sync(() => { const line = failureLine(event); if (line !== undefined) writeError(`${line}\n`) }) }
     case "json": return { emit: (event) => Effect.sync(() => write(`${JSON.stringify(event)}\n`)) }
-    case "plain": return { emit: (event) => Effect.sync(() => { const line = eventLine(event); if (line !== undefined) write(`${line}\n`) }) }
+    case "plain": return { emit: (event) => Effect.sync(() => { const text = line(event); if (text !== undefined) write(`${text}\n`) }) }
     case "tty": return tty(write, columns)
   }
 }
@@ -77,11 +90,11 @@ const tty = (write: (text: string) => void, columns: () => number): Reporter["Se
           bars.delete(event.stage)
           first.delete(event.stage)
         }
-        const line = eventLine(event)
-        if (line === undefined) return
+        const text = line(event)
+        if (text === undefined) return
         clear()
         const colour = event.type === "stage-finished" ? ({ succeeded: 32, failed: 31, skipped: 33, interrupted: 35 } as const)[event.status] : undefined
-        write(colour === undefined ? `${line}\n` : `\x1b[${colour}m${line}\x1b[0m\n`)
+        write(colour === undefined ? `${text}\n` : `\x1b[${colour}m${text}\x1b[0m\n`)
         draw()
       })
   }

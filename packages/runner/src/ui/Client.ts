@@ -40,6 +40,30 @@ export function main(config: ClientConfig): void {
     }
   }
 
+  // A stage that finished from the results store or as the same key as an earlier one (StageCard.reuseBadge, Dag.reuseText).
+  const setReuse = (id: string, cached: boolean, sameAs: string | undefined) => {
+    if (!cached && sameAs === undefined) return
+    const text = [cached ? "cached" : "", sameAs === undefined ? "" : `= ${sameAs}`].filter((t) => t !== "").join(" ")
+    for (const node of byStage(id, "svg.dag g.node")) {
+      const label = node.querySelector("text.reuse")
+      if (label !== null) label.textContent = text
+      if (cached) node.setAttribute("data-cached", "true")
+    }
+    for (const card of byStage(id, "article.stage")) {
+      const reuse = card.querySelector(".reuse")
+      if (reuse === null) continue
+      reuse.textContent = ""
+      if (cached) {
+        const badge = document.createElement("span")
+        badge.className = "badge"
+        badge.setAttribute("data-reuse", "cached")
+        badge.textContent = "cached"
+        reuse.append(badge)
+      }
+      if (sameAs !== undefined) reuse.append(` same as ${sameAs}`)
+    }
+  }
+
   const setProgress = (id: string, done: number, total: number, text: string | undefined) => {
     const fraction = total > 0 ? Math.min(1, Math.max(0, done / total)) : 0
     for (const node of byStage(id, "svg.dag g.node")) {
@@ -100,7 +124,7 @@ export function main(config: ClientConfig): void {
     return `${u === 0 ? v : v.toFixed(v >= 100 ? 0 : v >= 10 ? 1 : 2)} ${units[u]}`
   }
 
-  const apply = (event: { type: string; stage?: string; status?: string; done?: number; total?: number; unit?: string; detail?: string; bytes?: number; totalBytes?: number }) => {
+  const apply = (event: { type: string; stage?: string; status?: string; cached?: boolean; sameAs?: string; done?: number; total?: number; unit?: string; detail?: string; bytes?: number; totalBytes?: number }) => {
     if (event.type === "stage-started" && event.stage !== undefined) {
       setState(event.stage, "running")
       refresh()
@@ -113,6 +137,7 @@ export function main(config: ClientConfig): void {
       setProgress(event.stage, done, total, `${amount}${event.detail === undefined ? "" : ` — ${event.detail}`}`)
     } else if (event.type === "stage-finished" && event.stage !== undefined && event.status !== undefined) {
       setState(event.stage, event.status)
+      setReuse(event.stage, event.cached === true, event.sameAs)
       if (event.status === "succeeded") setProgress(event.stage, 1, 1, undefined)
       refresh()
     } else if (event.type === "run-finished" && event.status !== undefined) {

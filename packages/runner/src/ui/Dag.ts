@@ -158,7 +158,14 @@ export const fractionDone = (progress: Progress | undefined): number | undefined
 export interface NodeState {
   readonly state: StageState
   readonly progress?: Progress | undefined
+  /** From the results store, or the value of an earlier stage with the same key. */
+  readonly cached?: boolean | undefined
+  readonly sameAs?: string | undefined
 }
+
+/** The reuse line of a node: `cached`, `= train` (same as), both, or nothing. */
+export const reuseText = (s: Pick<NodeState, "cached" | "sameAs">): string =>
+  [s.cached === true ? "cached" : "", s.sameAs === undefined ? "" : `= ${s.sameAs}`].filter((t) => t !== "").join(" ")
 
 /** The DAG as an SVG element; stage boxes link to `#stage-<id>` (their details on the same page). */
 export const svg = (dag: DagLayout, states: ReadonlyMap<string, NodeState>): string => {
@@ -169,12 +176,15 @@ export const svg = (dag: DagLayout, states: ReadonlyMap<string, NodeState>): str
     const s = states.get(n.id) ?? { state: "pending" }
     const fraction = fractionDone(s.progress)
     const done = s.state === "succeeded" ? 1 : fraction ?? 0
+    const reuse = reuseText(s)
+    const reuseTitle = [s.cached === true ? "cached" : "", s.sameAs === undefined ? "" : `same as ${s.sameAs}`].filter((t) => t !== "").join(", ")
     return [
-      `<g class="node" data-stage="${escape(n.id)}" data-state="${s.state}" transform="translate(${num(n.x)},${num(n.y)})">`,
-      `<a href="#stage-${escape(n.id)}"><title>${escape(`${n.id} (${n.kind}): ${s.state}`)}</title>`,
+      `<g class="node" data-stage="${escape(n.id)}" data-state="${s.state}"${s.cached === true ? ` data-cached="true"` : ""} transform="translate(${num(n.x)},${num(n.y)})">`,
+      `<a href="#stage-${escape(n.id)}"><title>${escape(`${n.id} (${n.kind}): ${s.state}${reuseTitle === "" ? "" : ` (${reuseTitle})`}`)}</title>`,
       `<rect class="box" width="${w}" height="${h}" rx="6"/>`,
       `<text class="id" x="10" y="19">${escape(clip(n.id, LABEL_MAX))}</text>`,
       `<text class="kind" x="10" y="35">${escape(clip(n.kind, LABEL_MAX))}</text>`,
+      `<text class="reuse" x="${w - 8}" y="19" text-anchor="end">${escape(clip(reuse, 14))}</text>`,
       `<rect class="bar" x="1" y="${h - 5}" height="4" width="${num((w - 2) * done)}" data-width="${w - 2}"/>`,
       `</a></g>`
     ].join("")

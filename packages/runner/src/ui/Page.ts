@@ -43,7 +43,7 @@ export const runsPage = (runs: ReadonlyArray<RunSummary>, runsDir: string): stri
   const table = runs.length === 0
     ? `<p class="note">No runs yet in ${escape(runsDir)}. Start one with <code>crucible run pipeline.yaml</code>.</p>`
     : `<table class="runs"><thead><tr><th>run</th><th>pipeline</th><th>status</th><th>started</th><th>duration</th><th>stages</th></tr></thead><tbody id="runs-body">${rows.join("")}</tbody></table>`
-  // While a run is in progress, refresh the list so its status follows.
+  // While a run is in progress, refresh the list so its status follows (a crashed run is not in progress).
   const refresh = runs.some((r) => r.status === "running") ? `<script>setTimeout(() => location.reload(), 3000)</script>` : ""
   return shell("Crucible runs", `<header><h1>Crucible runs</h1><span class="note">${escape(runsDir)}</span></header><main>${table}</main>${refresh}`)
 }
@@ -74,7 +74,7 @@ const runMeta = (view: RunView): string =>
 /** A run's page: header, DAG, timeline, stage details, files, and the page script. */
 export const runPage = (view: RunView, options: PageOptions): string => {
   const dag = Dag.layout(view.stages.map((s) => ({ id: s.id, kind: s.kind, dependsOn: s.dependsOn })))
-  const states = new Map(view.stages.map((s) => [s.id, { state: s.state, progress: s.progress }] as const))
+  const states = new Map(view.stages.map((s) => [s.id, { state: s.state, progress: s.progress, cached: s.cached, sameAs: s.sameAs }] as const))
   const live = options.mode === "live" && view.status === "running"
   const config: ClientConfig = { live, runId: view.runId, eventCount: view.eventCount, eventsUrl: `/api/runs/${encodeURIComponent(view.runId)}/events` }
   const legend = ["pending", "running", "succeeded", "failed", "skipped", "interrupted"].map((s) => `<span class="badge" data-state="${s}">${s}</span>`).join("")

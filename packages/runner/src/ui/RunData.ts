@@ -12,6 +12,7 @@ import { builtinRegistry } from "@crucible/strategies"
 import { Effect, Schema } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import * as Manifest from "../Manifest.ts"
 import * as RunDir from "../RunDir.ts"
 import * as RunView from "./RunView.ts"
 import * as Spans from "./Spans.ts"
@@ -83,8 +84,11 @@ const readText = (file: string): Effect.Effect<string | undefined, RunUnreadable
 
 const decodeManifest = Schema.decodeUnknownResult(RunView.ManifestView)
 
-/** Reads and decodes `manifest.json` of a run directory. */
-export const readManifest = (runDir: string): Effect.Effect<RunView.ManifestView, RunUnreadable> =>
+/**
+ * Reads and decodes `manifest.json` of a run directory, with the status views show: a `running`
+ * manifest whose owner process is gone reads `crashed` (Manifest.effectiveStatus).
+ */
+export const readManifest = (runDir: string): Effect.Effect<RunView.ShownManifest, RunUnreadable> =>
   Effect.gen(function* () {
     const file = path.join(runDir, files.manifest)
     const text = yield* readText(file)
@@ -97,7 +101,7 @@ export const readManifest = (runDir: string): Effect.Effect<RunView.ManifestView
     }
     const decoded = decodeManifest(json)
     if (decoded._tag === "Failure") return yield* new RunUnreadable({ file, detail: `not a Crucible manifest: ${decoded.failure.message}` })
-    return decoded.success
+    return { ...decoded.success, status: Manifest.effectiveStatus(decoded.success) }
   })
 
 /** The input port names of the kinds in `registry` (built-in kinds by default). */

@@ -14,8 +14,11 @@ import type { SpanEvent, SpanView } from "./Spans.ts"
 /** A stage's state on the page; `pending` has not started, `running` has. @category models */
 export type StageState = "pending" | "running" | "succeeded" | "failed" | "skipped" | "interrupted" | "planned"
 
-/** The state of a whole run. @category models */
-export type RunStatus = "running" | "succeeded" | "failed" | "interrupted"
+/**
+ * The state of a whole run; `crashed` is never written by the runner: it is a `running` manifest
+ * whose owner process is gone (Manifest.effectiveStatus). @category models
+ */
+export type RunStatus = "running" | "succeeded" | "failed" | "interrupted" | "crashed"
 
 /** The last progress a stage reported. @category models */
 export interface Progress {
@@ -40,6 +43,10 @@ export interface StageView {
   readonly durationMs?: number | undefined
   readonly error?: { readonly tag: string; readonly message: string } | undefined
   readonly blockedBy?: string | undefined
+  /** The result came from the results store: an earlier run computed it. */
+  readonly cached?: boolean | undefined
+  /** The stage had the same key as this earlier stage of the run, and took its value. */
+  readonly sameAs?: string | undefined
   /** The manifest's output summary: a model, files, or metrics `{ type, values, artifacts }`. */
   readonly output?: unknown
   readonly summary?: string | undefined
@@ -107,6 +114,8 @@ const IrStage = Schema.Struct({
 export const ManifestView = Schema.Struct({
   runId: Schema.String,
   status: Schema.Literals(["running", "succeeded", "failed", "interrupted"]),
+  /** The process running it (older runs have none). */
+  owner: Schema.optional(Schema.Struct({ pid: Schema.Number, start: Schema.String, host: Schema.String })),
   startedAt: Schema.String,
   endedAt: Schema.optional(Schema.String),
   pipeline: Schema.Struct({
@@ -127,13 +136,18 @@ export const ManifestView = Schema.Struct({
       durationMs: Schema.optional(Schema.Number),
       error: Schema.optional(Schema.Struct({ tag: Schema.String, message: Schema.String })),
       blockedBy: Schema.optional(Schema.String),
-      output: Schema.optional(Schema.Unknown)
+      output: Schema.optional(Schema.Unknown),
+      cached: Schema.optional(Schema.Boolean),
+      sameAs: Schema.optional(Schema.String)
     })
   ),
   inputs: Schema.optional(Schema.Array(FileRecord)),
   outputs: Schema.optional(Schema.Array(FileRecord))
 })
 export type ManifestView = typeof ManifestView.Type
+
+/** A manifest as views show it: its status is the effective one (`crashed` for a dead owner). @category models */
+export type ShownManifest = Omit<ManifestView, "status"> & { readonly status: RunStatus }
 
 /** The names of a kind's input ports, when the kind is known; `undefined` for an unknown kind. */
 export type InputPorts = (uses: string) => ReadonlyArray<string> | undefined
@@ -199,6 +213,8 @@ interface Mutable {
   durationMs?: number | undefined
   error?: { readonly tag: string; readonly message: string } | undefined
   blockedBy?: string | undefined
+  cached?: boolean | undefined
+  sameAs?: string | undefined
   output?: unknown
   summary?: string | undefined
   progress?: Progress | undefined
@@ -209,7 +225,7 @@ interface Mutable {
 
 /** Builds the view of a run from its manifest, events and spans. */
 export const make = (input: {
-  readonly manifest: ManifestView
+  readonly manifest: ShownManifest
   readonly events: ReadonlyArray<RunEvent>
   readonly eventCount: number
   readonly spans: ReadonlyArray<SpanView>
@@ -227,7 +243,7 @@ export const make = (input: {
   for (const r of manifest.stages) {
     const s = stages.get(r.id) ?? blank(r.id, r.kind, r.params)
     stages.set(r.id, s)
-    Object.assign(s, { kind: r.kind, state: toState(r.status), startedAt: time(r.startedAt), durationMs: r.durationMs, error: r.error, blockedBy: r.blockedBy, output: r.output })
+    Object.assign(s, { kind: r.kind, state: toState(r.status), startedAt: time(r.startedAt), durationMs: r.durationMs, error: r.error, blockedBy: r.blockedBy, output: r.output, cached: r.cached, sameAs: r.sameAs })
   }
   for (const e of events) {
     if (e.type !== "stage-started" && e.type !== "stage-progress" && e.type !== "stage-finished") continue
@@ -247,12 +263,14 @@ export const make = (input: {
       s.durationMs ??= e.durationMs
       s.error ??= e.error
       s.summary = e.summary
+      if (e.cached === true) s.cached = true
+      s.sameAs ??= e.sameAs
     }
   }
   for (const { from, to } of edges) stages.get(to)?.dependsOn.push(from)
   for (const [stageId, list] of spanEventsByStage(input.spans)) stages.get(stageId)?.spanEvents.push(...list)
   const ended = manifest.status !== "running"
-  // A run that ended with a stage still "running" was stopped under it.
+  // A run that ended (or crashed) with a stage still "running" was stopped under it.
   if (ended) for (const s of stages.values()) if (s.state === "running") s.state = "interrupted"
   const finished = events.find((e) => e.type === "run-finished")
   const startedAt = time(manifest.startedAt) ?? events[0]?.time ?? 0
@@ -300,7 +318,7 @@ export const spanEventsByStage = (spans: ReadonlyArray<SpanView>): ReadonlyMap<s
 }
 
 /** The run-list row of a manifest. */
-export const summaryOf = (manifest: ManifestView): RunSummary => {
+export const summaryOf = (manifest: ShownManifest): RunSummary => {
   const startedAt = time(manifest.startedAt) ?? 0
   const endedAt = time(manifest.endedAt)
   return {

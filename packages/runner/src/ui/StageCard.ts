@@ -59,6 +59,17 @@ const eventsBlock = (stage: StageView, runStart: number): string => {
   return `<details class="events"><summary>events (${stage.events.length}${stage.progressEvents > 0 ? ` + ${stage.progressEvents} progress` : ""})</summary><table><tbody>${rows.join("")}</tbody></table></details>`
 }
 
+/**
+ * Where a stage's value came from when it was not computed: `cached` (the results store: an
+ * earlier run computed it) and `same as X` (an earlier stage of this run with the same key). An
+ * empty element otherwise, which the live page fills when the stage finishes.
+ */
+export const reuseBadge = (stage: Pick<StageView, "cached" | "sameAs">): string => {
+  const sameAs = stage.sameAs === undefined ? "" : `same as <a href="#stage-${escape(stage.sameAs)}">${escape(stage.sameAs)}</a>`
+  const text = [stage.cached === true ? `<span class="badge" data-reuse="cached">cached</span>` : "", sameAs].filter((t) => t !== "").join(" ")
+  return `<span class="reuse"${stage.cached === true ? ` data-cached="true"` : ""}${stage.sameAs === undefined ? "" : ` data-same-as="${escape(stage.sameAs)}"`}>${text}</span>`
+}
+
 /** The card of `stage`; times are shown from `runStart`. */
 export const stageCard = (stage: StageView, runStart: number, options: CardOptions): string => {
   const error = stage.error === undefined ? "" : `<pre class="error">${escape(`${stage.error.tag}: ${stage.error.message}`)}</pre>`
@@ -68,7 +79,7 @@ export const stageCard = (stage: StageView, runStart: number, options: CardOptio
   const deps = stage.dependsOn.length === 0 ? "" : `<span class="meta">reads ${stage.dependsOn.map((d) => `<a href="#stage-${escape(d)}">${escape(d)}</a>`).join(", ")}</span>`
   return [
     `<article class="stage" id="stage-${escape(stage.id)}" data-stage="${escape(stage.id)}" data-state="${stage.state}">`,
-    `<h3>${escape(stage.id)} <span class="kind">${escape(stage.kind)}</span> <span class="badge" data-state="${stage.state}">${stage.state}</span>${timing}${deps}</h3>`,
+    `<h3>${escape(stage.id)} <span class="kind">${escape(stage.kind)}</span> <span class="badge" data-state="${stage.state}">${stage.state}</span>${reuseBadge(stage)}${timing}${deps}</h3>`,
     `<div class="dynamic">${progressBlock(stage)}${error}${blocked}${outputBlock(stage, options)}${Diagnostics.block(stage.spanEvents)}${eventsBlock(stage, runStart)}${spanEventsBlock(stage, runStart)}</div>`,
     `<details class="params"><summary>params</summary><pre>${pretty(stage.params ?? {})}</pre></details>`,
     `</article>`

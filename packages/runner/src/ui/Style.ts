@@ -33,6 +33,10 @@ pre { background: var(--panel); border: 1px solid var(--line); border-radius: 6p
 .badge[data-state="failed"], .badge[data-status="failed"] { background: var(--failed); border-color: var(--failed-edge); }
 .badge[data-state="skipped"] { background: var(--skipped); border-color: var(--skipped-edge); border-style: dashed; }
 .badge[data-state="interrupted"], .badge[data-status="interrupted"] { background: var(--interrupted); border-color: var(--interrupted-edge); }
+.badge[data-status="crashed"] { background: var(--failed); border-color: var(--failed-edge); border-style: dashed; }
+.reuse { margin-left: 6px; font-size: 12px; color: var(--muted); }
+.reuse .badge[data-reuse="cached"] { background: var(--panel); border-color: var(--succeeded-edge); }
+svg.dag .node .reuse { fill: var(--muted); font-size: 10px; }
 svg text { font: 12px system-ui, sans-serif; fill: var(--fg); }
 svg.dag .edge { fill: none; stroke: #8c959f; stroke-width: 1.5; }
 svg.dag marker path { fill: #8c959f; }

@@ -20,8 +20,8 @@ describe("message", () => {
     interrupted: [{ stage: "b", kind: "train" }, { stage: "mid", kind: "merge/linear" }],
     notStarted: [{ stage: "out", kind: "save" }],
     saved: [
-      { stage: "a", kind: "train", dir: "/work/runs/.cache/k1", use: "reused" },
-      { stage: "b", kind: "train", dir: "/work/runs/.cache/k2", use: "resumed" }
+      { stage: "a", kind: "train", dir: "/work/runs/.cache/results/k1/result.json", use: "reused" },
+      { stage: "b", kind: "train", dir: "/work/runs/.cache/work/k2", use: "resumed" }
     ],
     resume: "crucible run p.yaml"
   }
@@ -34,9 +34,9 @@ describe("message", () => {
         "  stopped:     b (train), mid (merge/linear)",
         "  not started: out (save)",
         "  run directory: runs/r1 (manifest.json has each stage's state)",
-        "  a re-run picks up the training state kept in the runs folder's cache:",
-        "    a (train): finished, reused as it is (runs/.cache/k1)",
-        "    b (train): resumes from its last checkpoint (runs/.cache/k2)",
+        "  a re-run picks up what the runs folder's results store keeps:",
+        "    a (train): stored, reused as it is (runs/.cache/results/k1/result.json)",
+        "    b (train): resumes from its last checkpoint (runs/.cache/work/k2)",
         "  every other stage runs again",
         "  to run it again: crucible run p.yaml"
       ].join("\n")
@@ -46,6 +46,6 @@ describe("message", () => {
   it("says so when nothing was kept, and shows paths outside the working directory as they are", () => {
     const text = Interrupted.message({ ...event, saved: [] }, "/elsewhere")
     expect(text).toContain("  run directory: /work/runs/r1 (")
-    expect(text).toContain("  no stage kept state to resume from: a re-run runs every stage again")
+    expect(text).toContain("  nothing was stored or checkpointed: a re-run runs every stage again")
   })
 })
