@@ -151,6 +151,16 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
         yield* lifetimes.finished(stage.id)
       })
 
+    const waitingFor = (stage: string, what: string) => (holder: LockFile.Holder) =>
+      progress({ stage, done: 0, total: 1, unit: "steps", detail: `waiting for run ${holder.info.runId ?? "?"} (pid ${holder.pid}), which is ${what}` })
+    // A lock that cannot be taken (a read-only store) is a warning: the stage runs without it.
+    const holdLock = (lock: Effect.Effect<void, unknown, Scope.Scope>, lockScope: Scope.Scope, stage: string) =>
+      Effect.gen(function* () {
+        const locked = yield* Effect.exit(Scope.provide(lock, lockScope))
+        if (Exit.isFailure(locked) && Cause.hasInterruptsOnly(locked.cause)) return yield* Effect.interrupt
+        if (Exit.isFailure(locked)) yield* Effect.logWarning(`stage ${stage}: a lock could not be taken (${describeFailure(locked.cause).message}); going on without it`)
+      })
+
     // A stored result of the stage's key; when there is none, the key's lock is taken (in
     // `lockScope`), waiting for another run computing it — which then has stored it.
     const findStored = (store: ResultStore.ResultStore, producer: ResultStore.Producer, allowed: boolean, lockScope: Scope.Scope) =>
@@ -159,13 +169,7 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
           const found = yield* store.lookup(producer.key)
           if (found !== undefined) return found
         }
-        const waiting = (holder: LockFile.Holder) =>
-          progress({ stage: producer.stage, done: 0, total: 1, unit: "steps", detail: `waiting for run ${holder.info.runId ?? "?"} (pid ${holder.pid}), which is computing this result` })
-        const locked = yield* Effect.exit(Scope.provide(store.lock(producer, waiting), lockScope))
-        if (Exit.isFailure(locked) && !Cause.hasInterruptsOnly(locked.cause)) {
-          yield* Effect.logWarning(`stage ${producer.stage}: the lock of its result could not be taken (${describeFailure(locked.cause).message}); computing it without`)
-        }
-        if (Exit.isFailure(locked) && Cause.hasInterruptsOnly(locked.cause)) return yield* Effect.interrupt
+        yield* holdLock(store.lock(producer, waitingFor(producer.stage, "computing this result")), lockScope, producer.stage)
         return allowed ? yield* store.lookup(producer.key) : undefined
       })
 
@@ -211,6 +215,9 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
           }
           // Checkpoints of an earlier try are resumed, unless this stage is to be computed afresh.
           if (!reuse(stage.id)) yield* Effect.sync(() => fs.rmSync(Layout.workDir(cacheRoot, base.key), { recursive: true, force: true }))
+          // Two runs never write one output at once: a second writer waits for the first.
+          const target = Identity.writesOf(stage, options.baseDir)
+          if (target !== undefined) yield* holdLock(store.lockPath(target, producer, waitingFor(stage.id, `writing ${target}`)), lockScope, stage.id)
         }
         // A lazy stage that reads models leaves work in its output: it is tracked, not finished, when `run` returns.
         const defers = (value: unknown) => options.dryRun !== true && stage.kind.resources.lazy && isModel(value) && modelsIn(values).length > 0

@@ -11,6 +11,7 @@ import effectPackage from "effect/package.json" with { type: "json" }
 import * as fs from "node:fs"
 import runnerPackage from "../package.json" with { type: "json" }
 import type { StageOutcome } from "./Executor.ts"
+import * as FileDigests from "./store/FileDigests.ts"
 
 /** @category models */
 export interface Manifest {
@@ -148,65 +149,45 @@ export const withBytesRead = (records: ReadonlyArray<FileRecord>, totals: Readon
   records.map((r) => ({ ...r, bytesRead: totals.get(r.path) ?? 0 }))
 
 /**
- * Digests of the run's input files for the manifest, remembered by (path, size, mtime) in
- * `<runs>/.cache/digests.json`, so a re-run over the same multi-gigabyte checkpoints does not hash
- * them again (as git's index does; a file rewritten in place with the same size within the same
- * millisecond would be missed).
+ * Digests of the run's input files for the manifest, from the store's file digests
+ * (`store/FileDigests.ts`: remembered across runs by device, inode, size and mtime, so a re-run
+ * over the same multi-gigabyte checkpoints does not hash them again; the stage keys of a run
+ * have usually hashed them already).
  *
- * A file is hashed on a worker thread (`Digest.ofFile`, two at a time) from the moment a stage's
- * outcome names it (`start`: a `load` finishes long before the merge that reads it), beside the
- * stages instead of after them; `finish` waits for those, uses a started digest only if the file
- * still has the size and mtime it had when hashing started, and hashes what is left.
+ * A file is hashed from the moment a stage's outcome names it (`start`: a `load` finishes long
+ * before the merge that reads it), beside the stages instead of after them; `finish` waits for
+ * those, uses a started digest only if the file still has the size and mtime it had when hashing
+ * started, and hashes what is left.
  */
 export interface InputDigests {
   readonly start: (file: string) => Effect.Effect<void>
   readonly finish: (files: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<FileRecord>>
 }
 
-/** Files hashed at once (each on its own worker thread). */
-const HASHING_AT_ONCE = 2
-
 /** Digests started in the current scope; those still running when it closes are interrupted. @category constructors */
-export const inputDigests = (cacheFile: string): Effect.Effect<InputDigests, never, Scope.Scope> =>
+export const inputDigests = (digests: FileDigests.FileDigests): Effect.Effect<InputDigests, never, Scope.Scope> =>
   Effect.gen(function* () {
-    type Entry = { readonly size: number; readonly mtimeMs: number; readonly sha256: string }
-    let known: Record<string, Entry> = {}
-    try { known = JSON.parse(fs.readFileSync(cacheFile, "utf8")) as Record<string, Entry> } catch { /* no cache yet */ }
     const scope = yield* Effect.scope
-    const hashing = yield* Semaphore.make(HASHING_AT_ONCE)
-    // Hashing for the manifest is not a read of the pipeline's: it is kept out of the run's counts.
-    const hash = (file: string) => hashing.withPermits(1)(Digest.ofFile(file)).pipe(Effect.provideService(ReadCounter.ReadCounter, ReadCounter.none))
-    const started = new Map<string, { readonly stat: fs.Stats; readonly digest: Fiber.Fiber<Digest.FileDigest | undefined> }>()
+    const started = new Map<string, { readonly stat: fs.Stats; readonly digest: Fiber.Fiber<FileDigests.Digested> }>()
     const statOf = (file: string) => {
       try { return fs.statSync(file) } catch { return undefined }
     }
-    const same = (a: { readonly size: number; readonly mtimeMs: number }, b: fs.Stats) => a.size === b.size && a.mtimeMs === b.mtimeMs
-    const cached = (file: string, stat: fs.Stats | undefined) => {
-      const hit = known[file]
-      return stat !== undefined && hit !== undefined && same(hit, stat) ? hit : undefined
-    }
+    const same = (a: fs.Stats, b: fs.Stats) => a.size === b.size && a.mtimeMs === b.mtimeMs && a.ino === b.ino
     const start = (file: string) =>
       Effect.suspend(() => {
         const stat = statOf(file)
-        if (stat === undefined || started.has(file) || cached(file, stat) !== undefined) return Effect.void
-        return Effect.map(Effect.forkIn(hash(file), scope), (digest) => void started.set(file, { stat, digest }))
+        if (stat === undefined || started.has(file)) return Effect.void
+        return Effect.map(Effect.forkIn(digests.of(file), scope), (digest) => void started.set(file, { stat, digest }))
       })
+    const record = (d: FileDigests.Digested): FileRecord => (d.sha256 === FileDigests.MISSING ? { path: d.path, bytes: 0, sha256: "unreadable" } : d)
     const finish = (files: ReadonlyArray<string>) =>
-      Effect.gen(function* () {
-        const records = yield* Effect.forEach(files, (file) =>
-          Effect.gen(function* () {
-            const stat = statOf(file)
-            const hit = cached(file, stat)
-            if (hit !== undefined) return { path: file, bytes: hit.size, sha256: hit.sha256 }
-            const early = started.get(file)
-            const digest = early !== undefined && stat !== undefined && same(early.stat, stat) ? yield* Fiber.join(early.digest) : yield* hash(file)
-            if (digest === undefined) return { path: file, bytes: 0, sha256: "unreadable" }
-            if (stat !== undefined) known[file] = { size: stat.size, mtimeMs: stat.mtimeMs, sha256: digest.sha256 }
-            return { path: file, ...digest }
-          }), { concurrency: "unbounded" })
-        yield* AtomicFile.writeWhole(cacheFile, JSON.stringify(known)).pipe(Effect.ignore)
-        return records
-      })
+      Effect.forEach(files, (file) =>
+        Effect.gen(function* () {
+          const stat = statOf(file)
+          const early = started.get(file)
+          const digest = early !== undefined && stat !== undefined && same(early.stat, stat) ? yield* Fiber.join(early.digest) : yield* digests.of(file)
+          return record({ ...digest, path: file })
+        }), { concurrency: "unbounded" })
     return { start, finish }
   })
 

@@ -166,6 +166,8 @@ const runIn = (
     const base = {
       crucible: { manifestVersion: 1 as const },
       runId,
+      // Who runs it: a manifest left `running` by a process that is gone reads `crashed`.
+      ...Manifest.ownerNow(),
       startedAt: startedAt.toISOString(),
       pipeline: {
         name: pipeline.ir.name,
@@ -199,7 +201,7 @@ const runIn = (
     const keys = yield* Identity.stageKeys(pipeline, loaded.baseDir, store.digests)
     const reuse = (stage: string) => options.cache !== false && !rerun.has(stage)
     // Input checkpoints are hashed for the manifest while the stages run (Manifest.inputDigests).
-    const digests = yield* Manifest.inputDigests(path.join(cacheRoot, "digests.json"))
+    const digests = yield* Manifest.inputDigests(store.digests)
     // Bytes the stages read from each file, for the manifest (what `crucible plan` predicts).
     const reads = ReadCounter.tally()
     const snapshot = (status: Manifest.Manifest["status"]) =>

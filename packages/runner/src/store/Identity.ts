@@ -60,7 +60,7 @@ const byContent = (value: unknown, files: ReadonlyMap<string, string>): unknown 
   return value
 }
 
-const writesOf = (stage: Validate.ResolvedStage, baseDir: string): string | undefined => {
+export const writesOf = (stage: Validate.ResolvedStage, baseDir: string): string | undefined => {
   if (stage.kind.output.name !== "files") return undefined
   const target = (stage.params as { readonly path?: unknown } | undefined)?.path
   return typeof target === "string" ? path.resolve(baseDir, target) : undefined

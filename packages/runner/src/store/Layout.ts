@@ -8,12 +8,14 @@
  * <root>/results/<key>/model.safetensors, metrics.json, artifacts/…   the payload
  * <root>/work/<key>/                 a stage's scratch across runs (training checkpoints) until it finishes
  * <root>/locks/<key>.lock            the run computing that key now (pid, start time, host)
+ * <root>/locks/path-<hash>.lock      the run writing that output path now
  * <root>/tmp/<owner>.<random>/       results being published (renamed into results/ when whole)
  * <root>/digests/                    file digests by device, inode, size and mtime
  * ```
  *
  * @since 0.2.0
  */
+import { createHash } from "node:crypto"
 import * as path from "node:path"
 
 /** The folder of a stored result. */
@@ -24,6 +26,9 @@ export const resultFile = (root: string, key: string): string => path.join(resul
 export const workDir = (root: string, key: string): string => path.join(root, "work", key)
 /** The lock file of a key. */
 export const lockFile = (root: string, key: string): string => path.join(root, "locks", `${key}.lock`)
+/** The lock file of an output path: two runs sharing a store never write one output at once. */
+export const pathLockFile = (root: string, target: string): string =>
+  path.join(root, "locks", `path-${createHash("sha256").update(path.resolve(target)).digest("hex").slice(0, 32)}.lock`)
 /** Where results are assembled before they are renamed into `results/`. */
 export const tmpDir = (root: string): string => path.join(root, "tmp")
 /** The file-digest cache. */

@@ -40,6 +40,8 @@ export interface ResultStore {
   readonly publish: (producer: Producer, value: unknown, runDir: string) => Effect.Effect<void>
   /** Holds `key`'s lock for the scope, waiting while another process (or fiber) holds it. */
   readonly lock: (producer: Producer, onWait: (holder: LockFile.Holder) => Effect.Effect<void>) => Effect.Effect<void, IoError.IoError, Scope.Scope>
+  /** Holds the lock of an output path for the scope (a second writer waits). */
+  readonly lockPath: (target: string, producer: Producer, onWait: (holder: LockFile.Holder) => Effect.Effect<void>) => Effect.Effect<void, IoError.IoError, Scope.Scope>
   /** Removes what dead processes left: temporaries, stale locks, `.partial` files of the store. */
   readonly sweep: Effect.Effect<void>
 }
@@ -123,6 +125,9 @@ export const make = (root: string): Effect.Effect<ResultStore> =>
     const lock = (producer: Producer, onWait: (holder: LockFile.Holder) => Effect.Effect<void>) =>
       LockFile.acquire(Layout.lockFile(root, producer.key), { info: { runId: producer.runId, stage: producer.stage }, onWait })
 
+    const lockPath = (target: string, producer: Producer, onWait: (holder: LockFile.Holder) => Effect.Effect<void>) =>
+      LockFile.acquire(Layout.pathLockFile(root, target), { info: { runId: producer.runId, stage: producer.stage, path: target }, onWait })
+
     const sweep = Effect.gen(function* () {
       for (const name of listDir(Layout.tmpDir(root))) {
         const owner = Owner.ownerOfName(name)
@@ -141,7 +146,7 @@ export const make = (root: string): Effect.Effect<ResultStore> =>
       for (const name of listDir(work)) yield* AtomicFile.sweepOrphans(path.join(work, name))
     }).pipe(Effect.ignoreCause)
 
-    return { root, digests, lookup, restore, publish, lock, sweep }
+    return { root, digests, lookup, restore, publish, lock, lockPath, sweep }
   })
 
 /** Whether a stage's value is a model, files or metrics (what the store can hold). */

@@ -10,13 +10,14 @@ import { AtomicFile, type Validate } from "@crucible/core"
 import { Effect } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import * as Identity from "./Identity.ts"
 
 /** The folders to sweep for `pipeline`: its files stages' output folders, and the run directories in `runsDir`. */
 export const outputFolders = (pipeline: Validate.ResolvedPipeline, baseDir: string, runsDir: string): ReadonlyArray<string> => {
   const folders = new Set<string>()
   for (const s of pipeline.stages) {
-    const target = (s.params as { readonly path?: unknown } | undefined)?.path
-    if (s.kind.output.name === "files" && typeof target === "string") folders.add(path.dirname(path.resolve(baseDir, target)))
+    const target = Identity.writesOf(s, baseDir)
+    if (target !== undefined) folders.add(path.dirname(target))
   }
   let runs: Array<fs.Dirent> = []
   try {

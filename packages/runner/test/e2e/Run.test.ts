@@ -5,6 +5,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { DType } from "@crucible/core"
 import { Effect } from "effect"
+import * as FileDigests from "../../src/store/FileDigests.ts"
 import * as Manifest from "../../src/Manifest.ts"
 import { crucible } from "./cli.ts"
 import { readModel, writeFilled, writeModel } from "./models.ts"
@@ -203,7 +204,7 @@ stages:
     expect(events.filter((e) => e.type === "stage-progress" && e.stage === "out").at(-1)).toMatchObject({ done: 5, total: 5, unit: "tensors" })
   })
 
-  it("remembers input digests across runs by size and mtime, and notices a changed input", async () => {
+  it("remembers input digests across runs by device, inode, size and mtime, and notices a changed input", async () => {
     const dir = tmp()
     await writeModel(path.join(dir, "a.safetensors"), specs, 1)
     fs.writeFileSync(path.join(dir, "p.yaml"), `version: 1
@@ -218,7 +219,8 @@ stages:
     }
     const first = digestOf("one")
     expect(first).toBe(createHash("sha256").update(fs.readFileSync(path.join(dir, "a.safetensors"))).digest("hex"))
-    expect(Object.keys(JSON.parse(fs.readFileSync(path.join(dir, "runs/.cache/digests.json"), "utf8")))).toEqual([path.join(dir, "a.safetensors")])
+    const stat = fs.statSync(path.join(dir, "a.safetensors"), { bigint: true })
+    expect(fs.readdirSync(path.join(dir, "runs/.cache/digests"))).toContain(`${stat.dev}-${stat.ino}.json`)
     expect(digestOf("two")).toBe(first)
     await writeModel(path.join(dir, "a.safetensors"), specs, 2)
     const changed = digestOf("three")
@@ -230,9 +232,9 @@ stages:
     const dir = tmp()
     const files = ["x.bin", "y.bin", "z.bin"].map((n) => path.join(dir, n))
     files.forEach((f, i) => fs.writeFileSync(f, Buffer.alloc(3_000_000 + i, i + 1)))
-    const cache = path.join(dir, "cache", "digests.json")
+    const cache = path.join(dir, "cache", "digests")
     const records = await Effect.runPromise(Effect.scoped(Effect.gen(function* () {
-      const digests = yield* Manifest.inputDigests(cache)
+      const digests = yield* Manifest.inputDigests(yield* FileDigests.make(cache))
       yield* Effect.forEach(files, digests.start, { discard: true })
       // y changes after its hashing started: its size (and mtime) no longer match.
       fs.writeFileSync(files[1]!, Buffer.alloc(1000, 9))
@@ -242,7 +244,9 @@ stages:
     expect(records.slice(0, 3)).toEqual(files.map((f) => ({ path: f, bytes: fs.statSync(f).size, sha256: sha(f) })))
     expect(records[3]).toEqual({ path: path.join(dir, "missing.bin"), bytes: 0, sha256: "unreadable" })
     // The next run takes them from the cache.
-    const again = await Effect.runPromise(Effect.scoped(Effect.flatMap(Manifest.inputDigests(cache), (d) => d.finish(files))))
+    const remembered = fs.readdirSync(cache).length
+    expect(remembered).toBe(3)
+    const again = await Effect.runPromise(Effect.scoped(Effect.flatMap(Effect.flatMap(FileDigests.make(cache), Manifest.inputDigests), (d) => d.finish(files))))
     expect(again).toEqual(records.slice(0, 3))
   })
 })
