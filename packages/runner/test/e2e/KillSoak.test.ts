@@ -127,4 +127,29 @@ describe("kill -9 soak", () => {
     console.log(`kill soak: reference ${Math.round(durationMs)} ms, ${landed} kills landed in ${Math.round((performance.now() - began) / 1000)} s\n${all.join("\n")}`)
     expect(landed, all.join("\n")).toBeGreaterThanOrEqual(KILLS)
   }, 180_000)
+
+  // The soak's rarest moment, made by hand: a kill after a training's result is stored, before
+  // (or while) its checkpoints are removed. The next run reuses the result; its scratch must go too.
+  it("a kill between storing a training's result and removing its checkpoints leaves nothing behind after the next run", async ({ onTestFinished }) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "crucible-soak-work-"))
+    onTestFinished(keepIfFailed(dir))
+    fs.writeFileSync(path.join(dir, "p.yaml"), `version: 1
+name: soak-work
+stages:
+  m: { uses: train, with: { arch: { type: mlp, layers: [784, 16, 10] }, data: mnist, split: fit, seed: 3, epochs: 2, batch_size: 100 } }
+  trained: { uses: save, with: { model: m, path: out/trained.safetensors } }
+`)
+    const runsDir = path.join(dir, "runs")
+    expect((await crucibleAsync(runArgs(path.join(dir, "p.yaml"), runsDir, "first"))).code).toBe(0)
+    const key = manifestOf(runsDir, "first")!.manifest.stages.find((s) => s.id === "m")!.key
+    expect(fs.existsSync(path.join(runsDir, ".cache", "results", key, "result.json"))).toBe(true)
+    // What such a kill leaves: the result in place, part of the checkpoints still there.
+    const work = path.join(runsDir, ".cache", "work", key)
+    fs.mkdirSync(work, { recursive: true })
+    fs.writeFileSync(path.join(work, "history.json"), "[]")
+    const second = await crucibleAsync(runArgs(path.join(dir, "p.yaml"), runsDir, "second"))
+    expect(second.code, second.stderr).toBe(0)
+    expect(cachedStages(manifestOf(runsDir, "second")!.manifest)["m"]).toBe(true)
+    expect(filesUnder(path.join(runsDir, ".cache", "work"))).toEqual([])
+  }, 60_000)
 })
