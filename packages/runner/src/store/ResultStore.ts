@@ -12,7 +12,7 @@
  * @since 0.2.0
  */
 import { AtomicFile, Formats, IoError, LockFile, type Model, Owner, type Port } from "@crucible/core"
-import { Effect, type Scope } from "effect"
+import { Cause, Effect, type Scope } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as FileDigests from "./FileDigests.ts"
@@ -119,7 +119,7 @@ export const make = (root: string): Effect.Effect<ResultStore> =>
         yield* Effect.sync(() => install(tmp, Layout.resultDir(root, producer.key)))
       }).pipe(
         Effect.scoped,
-        Effect.catchCause((cause) => Effect.logWarning(`the result of stage ${producer.stage} could not be stored in ${root}; a rerun computes it again`, cause))
+        Effect.catchCause((cause) => Effect.logWarning(`the result of stage ${producer.stage} could not be stored in ${root} (${reason(cause)}); a rerun computes it again`))
       )
 
     const lock = (producer: Producer, onWait: (holder: LockFile.Holder) => Effect.Effect<void>) =>
@@ -143,7 +143,11 @@ export const make = (root: string): Effect.Effect<ResultStore> =>
       yield* AtomicFile.sweepOrphans(Layout.digestsDir(root))
       // Checkpoints are written atomically too: a training killed mid-write leaves a temporary there.
       const work = path.join(root, Layout.WORK)
-      for (const name of listDir(work)) yield* AtomicFile.sweepOrphans(path.join(work, name))
+      for (const name of listDir(work)) {
+        // A kill between a result's publication and the removal of its spent checkpoints leaves them.
+        if (fs.existsSync(Layout.resultFile(root, name))) fs.rmSync(path.join(work, name), { recursive: true, force: true })
+        else yield* AtomicFile.sweepOrphans(path.join(work, name))
+      }
     }).pipe(Effect.ignoreCause)
 
     return { root, digests, lookup, restore, publish, lock, lockPath, sweep }
@@ -170,6 +174,12 @@ const install = (tmp: string, target: string) => {
     fs.renameSync(tmp, target)
     fs.rmSync(old, { recursive: true, force: true })
   }
+}
+
+// One line: a store that cannot be written is a warning, not a stack trace.
+const reason = (cause: Cause.Cause<unknown>): string => {
+  const error = Cause.squash(cause) as { readonly message?: unknown }
+  return typeof error?.message === "string" ? error.message : String(error)
 }
 
 const touch = (file: string) => {

@@ -56,7 +56,7 @@ stages:
     expect(stderr).toMatch(/\n {2}finished: {4}a \(load\), b \(load\), c \(load\)/)
     expect(stderr).toMatch(/\n {2}stopped: {5}(avg \(merge\/linear\), )?out \(save\)\n/)
     expect(stderr).toContain(`  run directory: ${runDir} (manifest.json has each stage's state)\n`)
-    expect(stderr).toContain("  no stage kept state to resume from: a re-run runs every stage again\n")
+    expect(stderr).toContain("  nothing was stored or checkpointed: a re-run runs every stage again\n")
     expect(stderr).toContain(`  to run it again: crucible run ${path.join(dir, "p.yaml")} --runs-dir ${path.join(dir, "runs")} --json\n`)
     const manifest = JSON.parse(fs.readFileSync(path.join(dir, "runs/r/manifest.json"), "utf8"))
     expect(manifest.status).toBe("interrupted")

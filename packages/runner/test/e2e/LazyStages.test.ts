@@ -44,8 +44,9 @@ stages:
 
 let dir: string
 const runsDir = () => path.join(dir, "runs")
+// Every run computes (--no-cache): these tests watch the compute, which a stored save would skip.
 const run = async (file: string, runId: string, extra: ReadonlyArray<string> = []) => {
-  const r = await crucibleAsync(["run", path.join(dir, file), "--runs-dir", runsDir(), "--run-id", runId, "--quiet", ...extra])
+  const r = await crucibleAsync(["run", path.join(dir, file), "--runs-dir", runsDir(), "--run-id", runId, "--quiet", "--no-cache", ...extra])
   const runDir = path.join(runsDir(), runId)
   const spans = OtlpDecode.spansOf(JSON.parse(fs.readFileSync(path.join(runDir, "trace.json"), "utf8")), "file")
   const manifest = JSON.parse(fs.readFileSync(path.join(runDir, "manifest.json"), "utf8")) as { stages: Array<{ id: string; status: string; startedAt?: string; durationMs?: number; blockedBy?: string; error?: { tag: string; message: string } }> }

@@ -29,7 +29,7 @@ const traceSpans = (runDir: string): Array<JsonSpan> => {
 const attr = (s: JsonSpan, key: string) => s.attributes.find((a) => a.key === key)?.value.stringValue
 
 const runWith = (concurrency: number, runId: string, env: Record<string, string> = {}) => {
-  const r = crucible(["run", path.join(dir, "p.yaml"), "--runs-dir", path.join(dir, "runs"), "--run-id", runId, "--concurrency", String(concurrency), "--quiet"], { env })
+  const r = crucible(["run", path.join(dir, "p.yaml"), "--runs-dir", path.join(dir, "runs"), "--run-id", runId, "--concurrency", String(concurrency), "--quiet", "--no-cache"], { env })
   expect(r.stderr).toBe("")
   expect(r.code).toBe(0)
   return path.join(dir, "runs", runId)

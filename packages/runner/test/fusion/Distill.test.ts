@@ -78,9 +78,10 @@ describe("distill stage", () => {
 
     const third = await crucibleAsync(["run", path.join(cut, "p.yaml"), "--runs-dir", path.join(cut, "runs"), "--run-id", "third", "--quiet"])
     expect(third.code).toBe(0)
-    const names = events(path.join(cut, "runs", "third")).map((e) => e.name)
-    expect(names).toContain("distill.reused")
-    expect(names).not.toContain("distill.epoch")
+    // A finished distillation is a stored result: taken as it is, no epoch trained again.
+    expect(events(path.join(cut, "runs", "third")).map((e) => e.name)).not.toContain("distill.epoch")
+    const manifest = JSON.parse(fs.readFileSync(path.join(cut, "runs", "third", "manifest.json"), "utf8"))
+    expect(manifest.stages.filter((s: { kind: string }) => s.kind === "distill").map((s: { cached?: boolean }) => s.cached)).toEqual([true])
   }, 240_000)
 
   it("stops early on the validation loss and returns the best epoch's weights (with a hint loss)", async () => {
