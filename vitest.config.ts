@@ -1,5 +1,5 @@
 import { defineConfig } from "vitest/config"
-import { ExamplesFirst } from "./vitest.sequencer.ts"
+import { LongFilesFirst } from "./vitest.sequencer.ts"
 import { maxWorkers } from "./vitest.workers.ts"
 
 // One vitest run over every package, so the test command and CI share one report.
@@ -10,7 +10,7 @@ export default defineConfig({
     hookTimeout: 60_000,
     pool: "forks",
     maxWorkers,
-    sequence: { sequencer: ExamplesFirst },
+    sequence: { sequencer: LongFilesFirst },
     globalSetup: ["./vitest.global-setup.ts"]
   }
 })
