@@ -19,6 +19,7 @@ import * as Interrupted from "./Interrupted.ts"
 import { err, out } from "./Print.ts"
 import * as KindsCommand from "./KindsCommand.ts"
 import * as Reporters from "./Reporters.ts"
+import * as RunsCommand from "./RunsCommand.ts"
 import * as SchemaCommand from "./SchemaCommand.ts"
 
 /** Where a command's exit code goes. */
@@ -227,6 +228,6 @@ export const make = (exit: ExitSink) => {
 
   return Command.make("crucible").pipe(
     Command.withDescription("Crucible: fuse neural-network models with typed, traced, resumable pipelines."),
-    Command.withSubcommands([run, validate, plan, inspect, convert, ui, KindsCommand.make(exit, kindsFlag), SchemaCommand.make(exit, kindsFlag), CacheCommand.make(exit)])
+    Command.withSubcommands([run, validate, plan, inspect, convert, ui, RunsCommand.make(exit), KindsCommand.make(exit, kindsFlag), SchemaCommand.make(exit, kindsFlag), CacheCommand.make(exit)])
   )
 }

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as Report from "../../src/ui/Report.ts"
 import * as RunData from "../../src/ui/RunData.ts"
 import * as Server from "../../src/ui/Server.ts"
+import { crucible } from "../e2e/cli.ts"
 import { deadOwner } from "../store/children.ts"
 import { tmp } from "./fixtures.ts"
 
@@ -87,6 +88,15 @@ describe("a crashed run", () => {
     expect(page).toContain(`"live":false`)
     const live = (await get(`${server.url}runs/alive`)).body
     expect(live).toContain(`<span id="live-note" class="note">live</span>`)
+  })
+
+  it("is crashed in `crucible runs` (the CLI's list of runs)", () => {
+    const listed = crucible(["runs", runsDir, "--json"])
+    expect(listed.code).toBe(0)
+    expect((JSON.parse(listed.stdout) as Array<{ runId: string; status: string }>).map((r) => [r.runId, r.status])).toEqual([["alive", "running"], ["killed", "crashed"], ["older", "running"]])
+    const table = crucible(["runs", runsDir])
+    expect(table.stdout).toMatch(/\nkilled +reuse +crashed +2026-01-02 00:00:00/)
+    expect(crucible(["runs", path.join(dir, "none")]).stdout).toBe(`no runs in ${path.join(dir, "none")}\n`)
   })
 
   it("is crashed in report.html too", async () => {
