@@ -17,6 +17,49 @@ export interface Model {
   readonly source: string
   /** The files its bytes are read from, transitively: a writer refuses to overwrite them. */
   readonly files: ReadonlyArray<string>
+  /** Where its weights come from, when they come from Hugging Face folders (see {@link Provenance}). */
+  readonly provenance?: Provenance | undefined
+}
+
+/**
+ * Where a model's weights come from, for writers that describe it: a Hugging Face output folder
+ * takes its `config.json`, tokenizer and small files from the `donor`, and its model card names
+ * the `base`, the `folders` and the `methods`. `load` of a folder with a `config.json` starts one;
+ * stages that combine models (merges, slices) combine their inputs' with {@link combine}.
+ *
+ * @category models
+ */
+export interface Provenance {
+  /** The Hugging Face folders the weights come from, the base first when there is one, without repeats. */
+  readonly folders: ReadonlyArray<string>
+  /** The folder whose config.json, tokenizer and small files an output folder takes. */
+  readonly donor?: string | undefined
+  /** The base model's folder, when the model was merged onto one. */
+  readonly base?: string | undefined
+  /** The stage kinds that made it, from the sources out (e.g. ["merge/ties"]). */
+  readonly methods: ReadonlyArray<string>
+}
+
+/** A model read from the Hugging Face folder `folder` (one with a config.json). @category constructors */
+export const fromFolder = (folder: string): Provenance => ({ folders: [folder], donor: folder, methods: [] })
+
+/**
+ * The provenance of a model that `method` made from `models` (and `base`): the donor is the
+ * base's, else the first model's that has one. Undefined when no input has any.
+ *
+ * @category constructors
+ */
+export const combine = (method: string, inputs: { readonly base?: Model | undefined; readonly models: ReadonlyArray<Model> }): Provenance | undefined => {
+  const all = [...(inputs.base === undefined ? [] : [inputs.base]), ...inputs.models].flatMap((m) => (m.provenance === undefined ? [] : [m.provenance]))
+  if (all.length === 0) return undefined
+  const donor = inputs.base?.provenance?.donor ?? all.find((p) => p.donor !== undefined)?.donor
+  const base = inputs.base?.provenance?.donor
+  return {
+    folders: [...new Set(all.flatMap((p) => p.folders))],
+    ...(donor === undefined ? {} : { donor }),
+    ...(base === undefined ? {} : { base }),
+    methods: [...new Set([...all.flatMap((p) => p.methods), method])]
+  }
 }
 
 /** @category constructors */
