@@ -15,6 +15,7 @@
  *
  * @since 0.2.0
  */
+import type { Model } from "@crucible/core"
 import { createHash } from "node:crypto"
 import * as path from "node:path"
 
@@ -61,6 +62,8 @@ export interface ResultRecord {
   /** `model`: its `source` and metadata as the stage made them (the stored file's header adds provenance keys). */
   readonly source?: string | undefined
   readonly metadata?: Readonly<Record<string, string>> | undefined
+  /** `model`: the Hugging Face folders it came from (Model.provenance), for an output folder's config and card. */
+  readonly provenance?: Model.Provenance | undefined
   /** `metrics`: the artifacts' run-relative paths (stored under `artifacts/`). */
   readonly artifacts?: ReadonlyArray<string> | undefined
   /** `files`: the files the stage wrote, with the digests a later run checks before skipping it. */

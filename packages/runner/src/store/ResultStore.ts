@@ -80,7 +80,12 @@ export const make = (root: string): Effect.Effect<ResultStore> =>
         const dir = Layout.resultDir(root, record.key)
         if (record.type === "model") {
           const model = yield* Formats.readModel(path.join(dir, Layout.MODEL_FILE))
-          return { ...model, source: record.source ?? model.source, metadata: record.metadata ?? model.metadata } satisfies Model.Model
+          return {
+            ...model,
+            source: record.source ?? model.source,
+            metadata: record.metadata ?? model.metadata,
+            ...(record.provenance === undefined ? {} : { provenance: record.provenance })
+          } satisfies Model.Model
         }
         if (record.type === "metrics") {
           const metrics = yield* readJson<Port.Metrics>(path.join(dir, Layout.METRICS_FILE))
@@ -102,7 +107,7 @@ export const make = (root: string): Effect.Effect<ResultStore> =>
         let record: Layout.ResultRecord
         if (isModel(value)) {
           const written = yield* Formats.writeModel(path.join(tmp, Layout.MODEL_FILE), value)
-          record = { ...base, type: "model", bytes: written.files.reduce((n, f) => n + f.bytes, 0), source: value.source, metadata: value.metadata }
+          record = { ...base, type: "model", bytes: written.files.reduce((n, f) => n + f.bytes, 0), source: value.source, metadata: value.metadata, provenance: value.provenance }
         } else if (isFiles(value)) {
           for (const f of value.files) yield* digests.remember(f.path, f.sha256)
           record = { ...base, type: "files", bytes: 0, files: value.files }
