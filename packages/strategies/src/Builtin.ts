@@ -20,6 +20,7 @@ import { DistillKind } from "./distill/DistillStage.ts"
 import { GreedySoupKind, UniformSoupKind } from "./soup/SoupStage.ts"
 import { IterativeKind } from "./progressive/Iterative.ts"
 import { CascadeKind } from "./progressive/Cascade.ts"
+import { Slice, Stack } from "./hf/Slices.ts"
 
 /** @category registry */
 export const Builtin = {
@@ -38,7 +39,9 @@ export const Builtin = {
   "soup/uniform": UniformSoupKind,
   "soup/greedy": GreedySoupKind,
   "progressive/iterative": IterativeKind,
-  "progressive/cascade": CascadeKind
+  "progressive/cascade": CascadeKind,
+  slice: Slice,
+  stack: Stack
 } as const
 
 /** The names of the built-in kinds. */

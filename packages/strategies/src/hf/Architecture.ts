@@ -215,3 +215,15 @@ export const fromTensorNames = (names: Iterable<string>): { layerPrefix: string;
   }
   return undefined
 }
+
+// Input embeddings across families: llama-likes' embed_tokens, gpt2's wte/wpe, gpt-neox's
+// embed_in, bloom/falcon's word_embeddings, OPT/whisper's embed_positions.
+const INPUT_EMBEDDING = /(^|\.)(embed_tokens|embed_in|wte|wpe|word_embeddings|embed_positions)\.(weight|bias)$/
+
+/**
+ * Whether a tensor outside the layers is an input embedding (it sits before the layers), as
+ * opposed to what follows them (final norm, lm_head): mergekit's "pre" and "post" weights.
+ *
+ * @category layers
+ */
+export const isInputEmbedding = (tensor: string): boolean => INPUT_EMBEDDING.test(tensor)
