@@ -20,6 +20,7 @@ import { DistillKind } from "./distill/DistillStage.ts"
 import { GreedySoupKind, UniformSoupKind } from "./soup/SoupStage.ts"
 import { IterativeKind } from "./progressive/Iterative.ts"
 import { CascadeKind } from "./progressive/Cascade.ts"
+import { LoraExtract } from "./extract/Lora.ts"
 import { Slice, Stack } from "./hf/Slices.ts"
 
 /** @category registry */
@@ -40,6 +41,7 @@ export const Builtin = {
   "soup/greedy": GreedySoupKind,
   "progressive/iterative": IterativeKind,
   "progressive/cascade": CascadeKind,
+  "extract/lora": LoraExtract,
   slice: Slice,
   stack: Stack
 } as const
