@@ -244,7 +244,8 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
               resolvePath: (p: string) => path.resolve(options.baseDir, p),
               runDir: options.runDir,
               cacheDir: Layout.workDir(cacheRoot, base.key),
-              dryRun: options.dryRun === true
+              dryRun: options.dryRun === true,
+              pipeline: pipeline.ir.name
             })),
               Effect.tapError((e) => Effect.annotateCurrentSpan({ "crucible.error.tag": (e as { _tag?: string })._tag ?? "Error", "crucible.error.message": (e as { message?: string }).message ?? String(e) })),
               Effect.tapError((e) => Effect.logError(`stage ${stage.id} (${base.kind}) failed: ${(e as { message?: string }).message ?? String(e)}`).pipe(Effect.annotateLogs(REPORTED, true))),

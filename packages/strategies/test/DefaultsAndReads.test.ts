@@ -62,6 +62,8 @@ describe("reads", () => {
     expect(readsOf("load", { path: "models/a.safetensors" })).toEqual([{ file: "models/a.safetensors" }])
     expect(readsOf("convert", { from: "in.pt", path: "out.safetensors" })).toEqual([{ file: "in.pt" }])
     expect(readsOf("save", { path: "out.safetensors" })).toEqual([])
+    expect(readsOf("save", { path: "out/", config_from: "a", tokenizer_from: "b", chat_template: "t.jinja" })).toEqual([{ file: "a" }, { file: "b" }, { file: "t.jinja" }])
+    expect(readsOf("save", { path: "out/", chat_template: "{{ m }}" })).toEqual([])
   })
 
   it("data: a CSV or safetensors file, or shipped data named with its version", () => {
@@ -82,7 +84,7 @@ describe("reads", () => {
   it("every kind that takes data: or arch: declares reads; merges read nothing", () => {
     for (const [name, kind] of Object.entries(Builtin) as Array<[string, Stage.AnyStageKind]>) {
       const fields = Object.keys((kind.params as unknown as { fields: Record<string, unknown> }).fields)
-      const takesFiles = fields.some((f) => f === "data" || f === "arch" || f === "path" || f === "from") && name !== "save"
+      const takesFiles = fields.some((f) => f === "data" || f === "arch" || f === "path" || f === "from")
       expect(kind.reads !== undefined, name).toBe(takesFiles)
     }
     expect(readsOf("merge/linear", {})).toEqual([])

@@ -70,6 +70,8 @@ export interface StageContext<Params, Inputs> {
   readonly cacheDir: string
   /** True during `crucible plan`: report what would be done, write nothing. */
   readonly dryRun: boolean
+  /** The pipeline's name, for outputs that describe how they were made (a model card); absent outside a pipeline. */
+  readonly pipeline?: string | undefined
 }
 
 /** Any failure a stage reports: a tagged error with a message (its `_tag` is the stable code). @category models */

@@ -77,7 +77,9 @@ export const Linear = Stage.define({
       const dtype = outDtype ?? writable(t.dtype)
       return stream === undefined ? summedWide(t, sources[i]!, scale, checkFinite, dtype) : streamed(t, sources[i]!, stream, i, dtype)
     })
-    return Model.make(`${id} (merge/linear)`, tensors, first.metadata, [...new Set(models.flatMap((m) => m.files))])
+    const linear = Model.make(`${id} (merge/linear)`, tensors, first.metadata, [...new Set(models.flatMap((m) => m.files))])
+    // The Hugging Face folders it comes from, for a save to a folder (config, tokenizer, card).
+    return { ...linear, provenance: Model.combine("merge/linear", { models }) }
   })
 })
 

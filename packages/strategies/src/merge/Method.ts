@@ -296,7 +296,9 @@ export const define = <
           })))
         ), lineage)
       })
-      return Model.make(`${id} (${method.kind})`, tensors, reference.metadata, [...new Set([...all, ...statistics].flatMap((m) => m.files))])
+      const merged = Model.make(`${id} (${method.kind})`, tensors, reference.metadata, [...new Set([...all, ...statistics].flatMap((m) => m.files))])
+      // The Hugging Face folders it comes from, for a save to a folder (config, tokenizer, card).
+      return { ...merged, provenance: Model.combine(method.kind, { base, models }) }
     })
   })
 }

@@ -1,0 +1,134 @@
+/**
+ * A folder that appears whole or not at all: its files are written into a temporary sibling
+ * (`.<name>.<owner token>.<12 hex>.partial`, `Owner.temporaryName`), which is renamed into place
+ * when every file is there. A folder already at the target is moved aside first
+ * (`.<name>.replaced.<token>.<hex>.partial`) and removed after the rename, so a reader sees the
+ * old folder, briefly none, then the new one — never a part of either.
+ *
+ * A failure or an interruption removes the temporary folder. A `kill -9` cannot: {@link sweep}
+ * removes a dead owner's temporaries before the next write to the same target (and puts a moved
+ * aside folder back when the kill came between the two renames).
+ *
+ * @since 0.1.0
+ */
+import { IoError, Owner } from "@crucible/core"
+import { Effect, Exit, Scope } from "effect"
+import * as fs from "node:fs"
+import * as path from "node:path"
+
+const PARTIAL = ".partial"
+const REPLACED = "replaced"
+
+const describe = (cause: unknown) => (cause instanceof Error ? cause.message : String(cause))
+
+/** A folder being assembled. @category models */
+export interface Staging {
+  /** Where the folder appears. */
+  readonly target: string
+  /** Where its files are written meanwhile. */
+  readonly temporary: string
+  /** Renames the assembled folder into place (uninterruptible). */
+  readonly publish: Effect.Effect<void, IoError.IoError>
+}
+
+/**
+ * Creates the temporary sibling of `target` (and `target`'s parent folders). Until `publish`,
+ * nothing appears at `target`; when the scope closes, an unpublished temporary is removed.
+ *
+ * @category constructors
+ */
+export const open = (target: string): Effect.Effect<Staging, IoError.IoError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const parent = path.dirname(target)
+    const name = path.basename(target)
+    const state = { published: false }
+    const temporary = yield* Effect.acquireRelease(
+      Effect.try({
+        try: () => {
+          fs.mkdirSync(parent, { recursive: true })
+          const existing = fs.lstatSync(target, { throwIfNoEntry: false })
+          if (existing !== undefined && !existing.isDirectory()) throw new Error("it exists and is not a folder; remove it or save elsewhere")
+          const dir = path.join(parent, `${Owner.temporaryName(`.${name}`)}${PARTIAL}`)
+          fs.mkdirSync(dir)
+          return dir
+        },
+        catch: (cause) => new IoError.IoError({ file: target, operation: "create", detail: describe(cause) })
+      }),
+      (dir, exit) => Effect.sync(() => {
+        if (Exit.isFailure(exit) || !state.published) fs.rmSync(dir, { recursive: true, force: true })
+      })
+    )
+    const publish = Effect.uninterruptible(Effect.try({
+      try: () => {
+        syncPath(temporary)
+        const aside = fs.existsSync(target) ? path.join(parent, `${Owner.temporaryName(`.${name}.${REPLACED}`)}${PARTIAL}`) : undefined
+        if (aside !== undefined) fs.renameSync(target, aside)
+        try {
+          fs.renameSync(temporary, target)
+        } catch (error) {
+          if (aside !== undefined) fs.renameSync(aside, target)
+          throw error
+        }
+        state.published = true
+        syncPath(parent)
+        if (aside !== undefined) fs.rmSync(aside, { recursive: true, force: true })
+      },
+      catch: (cause) => new IoError.IoError({ file: target, operation: "rename into place", detail: describe(cause) })
+    }))
+    return { target, temporary, publish }
+  })
+
+/**
+ * Removes the temporaries of `target` left by dead processes (see the module doc); a folder moved
+ * aside whose replacement never arrived is put back. Returns what it removed or restored; never
+ * fails.
+ *
+ * @category constructors
+ */
+export const sweep = (target: string): Effect.Effect<ReadonlyArray<string>> =>
+  Effect.sync(() => {
+    const parent = path.dirname(target)
+    const prefix = `.${path.basename(target)}.`
+    let names: Array<string>
+    try {
+      names = fs.readdirSync(parent)
+    } catch {
+      return []
+    }
+    const swept: Array<string> = []
+    for (const name of names.sort()) {
+      if (!name.startsWith(prefix) || !name.endsWith(PARTIAL)) continue
+      const rest = name.slice(prefix.length)
+      // Only this target's own temporaries: `<token>.<hex>.partial` or `replaced.<token>.<hex>.partial`.
+      if (!/^(?:replaced\.)?\d+-\d+\.[0-9a-f]{12}\.partial$/.test(rest)) continue
+      const owner = Owner.ownerOfName(name)
+      if (owner === undefined || Owner.isAlive(owner)) continue
+      const file = path.join(parent, name)
+      try {
+        if (rest.startsWith(`${REPLACED}.`) && !fs.existsSync(target)) fs.renameSync(file, target)
+        else fs.rmSync(file, { recursive: true, force: true })
+        swept.push(file)
+      } catch { /* another process got there first: left as it is */ }
+    }
+    return swept
+  })
+
+/** Writes a whole file flushed to disk (the folder is published only after each of its files is). @category constructors */
+export const writeFileSynced = (file: string, bytes: Uint8Array): void => {
+  const fd = fs.openSync(file, "wx")
+  try {
+    let offset = 0
+    while (offset < bytes.byteLength) offset += fs.writeSync(fd, bytes, offset, bytes.byteLength - offset)
+    fs.fsyncSync(fd)
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+// Makes a folder's entries durable; filesystems that cannot fsync a folder are skipped.
+const syncPath = (dir: string) => {
+  try {
+    const fd = fs.openSync(dir, "r")
+    try { fs.fsyncSync(fd) } finally { fs.closeSync(fd) }
+  } catch { /* not supported everywhere: the rename itself is atomic */ }
+}
