@@ -22,6 +22,7 @@ import { IterativeKind } from "./progressive/Iterative.ts"
 import { CascadeKind } from "./progressive/Cascade.ts"
 import { LoraExtract } from "./extract/Lora.ts"
 import { Slice, Stack } from "./hf/Slices.ts"
+import { TokenizerAlign } from "./hf/TokenizerAlign.ts"
 
 /** @category registry */
 export const Builtin = {
@@ -43,7 +44,8 @@ export const Builtin = {
   "progressive/cascade": CascadeKind,
   "extract/lora": LoraExtract,
   slice: Slice,
-  stack: Stack
+  stack: Stack,
+  "tokenizer/align": TokenizerAlign
 } as const
 
 /** The names of the built-in kinds. */
