@@ -167,26 +167,40 @@ const release = (file: string, mine: Seen): void => {
  * may retry at once (removed, or gone already), `false` when it should wait a poll first.
  * Synchronous, so no interruption or other fiber comes between taking `.break` and releasing it.
  */
+const breakStaleNow = (file: string, seen: Seen): boolean => {
+  const guard = `${file}.break`
+  const mine = createExclusive(guard, { breaking: path.basename(file) })
+  if (mine === undefined) {
+    const other = inspect(guard)
+    if (other !== undefined && isStale(other)) removeAside(guard, other)
+    return false
+  }
+  try {
+    const now = inspect(file)
+    if (now !== undefined && sameFile(now, seen)) fs.rmSync(file, { force: true })
+    return true
+  } finally {
+    release(guard, mine)
+  }
+}
+
 const breakStale = (file: string, seen: Seen): Effect.Effect<boolean, IoError> =>
-  Effect.try({
-    try: () => {
-      const guard = `${file}.break`
-      const mine = createExclusive(guard, { breaking: path.basename(file) })
-      if (mine === undefined) {
-        const other = inspect(guard)
-        if (other !== undefined && isStale(other)) removeAside(guard, other)
-        return false
-      }
-      try {
-        const now = inspect(file)
-        if (now !== undefined && sameFile(now, seen)) fs.rmSync(file, { force: true })
-        return true
-      } finally {
-        release(guard, mine)
-      }
-    },
-    catch: (cause) => new IoError({ file, operation: "remove stale lock", detail: describe(cause) })
-  })
+  Effect.try({ try: () => breakStaleNow(file, seen), catch: (cause) => new IoError({ file, operation: "remove stale lock", detail: describe(cause) }) })
+
+/**
+ * Removes the lock at `file` if its holder is dead (or it stayed unreadable for over 2 s), by the
+ * same protocol `acquire` uses: what collectors of debris call (`crucible cache gc`, a run's
+ * start). `true` when it was removed; never throws.
+ */
+export const removeIfStale = (file: string): boolean => {
+  const seen = inspect(file)
+  if (seen === undefined || !isStale(seen)) return false
+  try {
+    return breakStaleNow(file, seen) && !fs.existsSync(file)
+  } catch {
+    return false
+  }
+}
 
 /** Renames `file` aside and deletes it if it is `seen`; otherwise puts it back where that is free. */
 const removeAside = (file: string, seen: Seen): void => {

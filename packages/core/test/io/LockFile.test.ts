@@ -39,6 +39,24 @@ describe("LockFile", () => {
       assert.deepStrictEqual(fs.readdirSync(path.dirname(file)), ["k.lock"])
     }))
 
+  it.live("removeIfStale removes a dead holder's lock, never a live one's", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir()
+      const dead = path.join(dir, "dead.lock")
+      const c = yield* child("lock", dead)
+      assert.isFalse(LockFile.removeIfStale(dead)) // alive still
+      yield* c.kill
+      assert.isTrue(LockFile.removeIfStale(dead))
+      assert.isFalse(fs.existsSync(dead))
+      const ours = path.join(dir, "ours.lock")
+      yield* Effect.scoped(Effect.gen(function* () {
+        yield* LockFile.acquire(ours)
+        assert.isFalse(LockFile.removeIfStale(ours))
+        assert.isTrue(fs.existsSync(ours))
+      }))
+      assert.isFalse(LockFile.removeIfStale(path.join(dir, "none.lock")))
+    }))
+
   it.live("a lock held by a live process is waited for until it is released", () =>
     Effect.gen(function* () {
       const file = path.join(yield* tempDir(), "k.lock")

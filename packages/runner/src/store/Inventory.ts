@@ -172,35 +172,6 @@ const removeViaTmp = (root: string, p: string): void => {
 }
 
 /**
- * Removes the lock file `file` of a dead holder, by LockFile's protocol: under `<file>.break`
- * (created exclusively), and only if the file is still the one seen dead (same inode and text).
- */
-const removeStaleLock = (file: string, seen: { readonly ino: number; readonly text: string }): boolean => {
-  const guard = `${file}.break`
-  let fd: number
-  try {
-    fd = fs.openSync(guard, "wx")
-  } catch {
-    return false // someone else is breaking it
-  }
-  const mine = JSON.stringify({ ...Owner.current(), acquiredAt: new Date().toISOString(), info: { breaking: path.basename(file) } })
-  try {
-    fs.writeSync(fd, mine)
-    fs.closeSync(fd)
-    const now = fs.statSync(file)
-    if (now.ino !== seen.ino || fs.readFileSync(file, "utf8") !== seen.text) return false
-    fs.rmSync(file, { force: true })
-    return true
-  } catch {
-    return false
-  } finally {
-    try {
-      if (fs.readFileSync(guard, "utf8") === mine) fs.rmSync(guard, { force: true })
-    } catch { /* gone */ }
-  }
-}
-
-/**
  * Collects the store under `root` (see the module doc). Never fails: what cannot be removed is
  * reported in `kept`. @category constructors
  */
@@ -240,16 +211,10 @@ export const gc = Effect.fn("Inventory.gc")(function* (root: string, options: Gc
   for (const name of names(locks)) {
     if (!name.endsWith(".lock")) continue
     const file = path.join(locks, name)
-    let seen: { ino: number; text: string }
-    try {
-      seen = { ino: fs.statSync(file).ino, text: fs.readFileSync(file, "utf8") }
-    } catch {
-      continue
-    }
     const holder = LockFile.holder(file)
     if (holder === undefined || Owner.isAlive(holder)) continue
-    attempt({ what: "lock", path: file, key: name.slice(0, -".lock".length), bytes: seen.text.length, reason: `its holder (pid ${holder.pid}) is dead` }, () => {
-      if (!removeStaleLock(file, seen)) throw new Error("it changed, or another process is removing it")
+    attempt({ what: "lock", path: file, key: name.slice(0, -".lock".length), bytes: sizeOf(file), reason: `its holder (pid ${holder.pid}) is dead` }, () => {
+      if (!LockFile.removeIfStale(file)) throw new Error("it changed, or another process is removing it")
     })
   }
 

@@ -139,11 +139,7 @@ export const make = (root: string): Effect.Effect<ResultStore> =>
         if (owner !== undefined && !Owner.isAlive(owner)) fs.rmSync(path.join(Layout.tmpDir(root), name), { recursive: true, force: true })
       }
       const locks = path.join(root, "locks")
-      for (const name of listDir(locks)) {
-        const file = path.join(locks, name)
-        const holder = LockFile.holder(file)
-        if (holder !== undefined && !Owner.isAlive(holder)) fs.rmSync(file, { force: true })
-      }
+      for (const name of listDir(locks)) if (name.endsWith(".lock")) LockFile.removeIfStale(path.join(locks, name))
       yield* AtomicFile.sweepOrphans(root)
       yield* AtomicFile.sweepOrphans(Layout.digestsDir(root))
       // Checkpoints are written atomically too: a training killed mid-write leaves a temporary there.
