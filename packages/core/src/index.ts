@@ -40,3 +40,4 @@ export * as MemoryBudget from "./pipeline/MemoryBudget.ts"
 export * as Check from "./pipeline/Check.ts"
 /** "did you mean …?" and approximate substring distance, for messages that suggest a fix. */
 export * as Suggest from "./internal/suggest.ts"
+export * as Mergekit from "./mergekit/Mergekit.ts"

@@ -9,7 +9,7 @@
  *
  * @since 0.1.0
  */
-import { Builder, type Ir, Limits, PipelineError, Problem, Registry, type Stage, Validate, Yaml } from "@crucible/core"
+import { Builder, type Ir, Limits, Mergekit, PipelineError, Problem, Registry, type Stage, Validate, Yaml } from "@crucible/core"
 import { builtinRegistry } from "@crucible/strategies"
 import { Effect } from "effect"
 import * as fs from "node:fs"
@@ -31,6 +31,8 @@ export interface LoadOptions {
   readonly baseDir?: string | undefined
   /** Also check what the inputs' headers say (files readable, shapes that agree…), reading no tensor data (default: false). */
   readonly preflight?: boolean | undefined
+  /** For a mergekit config: the folder its merged model is written to (`--out`; default `merged/` beside the config). */
+  readonly out?: string | undefined
 }
 
 /** A validated pipeline, the registry it was validated with, and where its stages are written. @category models */
@@ -62,7 +64,7 @@ export const load = (input: PipelineInput, options: LoadOptions = {}): Effect.Ef
       })
     }
     const preflight = options.preflight === true
-    return yield* (isModule(input) ? fromModule(input, base, preflight) : fromYaml(input, base, preflight))
+    return yield* (isModule(input) ? fromModule(input, base, preflight) : fromYaml(input, base, preflight, options.out))
   })
 
 /** The built-in kinds, the caller's, and those of the `--kinds` modules (a failed module, or a name clash, fails). */
@@ -96,12 +98,14 @@ const checkSize = (file: string, limits: Limits.Limits): Effect.Effect<void, Pip
  * line. Parsing is synchronous (linear, and bounded by the limits); the fiber yields after each
  * parse, so a SIGINT or SIGTERM that arrived during one stops the command there.
  */
-const fromYaml = (file: string, base: Registry.Registry, preflight: boolean): Effect.Effect<LoadedPipeline, LoadError> =>
+const fromYaml = (file: string, base: Registry.Registry, preflight: boolean, out?: string): Effect.Effect<LoadedPipeline, LoadError> =>
   Effect.gen(function* () {
     const limits = yield* limitsFor(file)
     yield* checkSize(file, limits)
     const text = yield* readText(file)
     const baseDir = path.dirname(path.resolve(file))
+    // A mergekit config (a top-level merge_method) is compiled; its problems stay in its own lines.
+    if (Mergekit.isMergekit(text)) return yield* fromMergekit(file, text, baseDir, base, preflight, out)
     const parsed = Yaml.parse(text, limits)
     yield* Effect.yieldNow
     let registry = base
@@ -118,6 +122,20 @@ const fromYaml = (file: string, base: Registry.Registry, preflight: boolean): Ef
     if (checked.pipeline === undefined || all.some(Problem.isError)) return yield* new PipelineError.PipelineInvalid({ file, problems: all })
     const pipeline = checked.pipeline
     return { format: "yaml" as const, file, baseDir, text, pipeline, registry, positions: positionsOf(file, pipeline, (id) => checked.locate(["stages", id], { key: true })), warnings: all }
+  })
+
+/** A mergekit config, compiled to IR and validated; every problem positioned in the mergekit file. */
+const fromMergekit = (file: string, text: string, baseDir: string, registry: Registry.Registry, preflight: boolean, out: string | undefined): Effect.Effect<LoadedPipeline, LoadError> =>
+  Effect.gen(function* () {
+    const compiled = Mergekit.compile(text, { file, out })
+    const ir = compiled.ir
+    if (ir === undefined) return yield* new PipelineError.PipelineInvalid({ file, problems: compiled.problems })
+    const result = Validate.validate(ir, registry)
+    const found = yield* preflightOf(result.pipeline, baseDir, preflight)
+    const all = Problem.sortByPosition([...compiled.problems, ...[...result.problems, ...found].map(compiled.position)])
+    if (result._tag === "Invalid" || all.some(Problem.isError)) return yield* new PipelineError.PipelineInvalid({ file, problems: all })
+    const pipeline = result.pipeline
+    return { format: "yaml" as const, file, baseDir, text, pipeline, registry, positions: positionsOf(file, pipeline, compiled.stagePosition), warnings: all }
   })
 
 /** A module whose default export is a builder or an IR. */

@@ -49,6 +49,8 @@ export interface RunOptions {
   readonly kindModules?: ReadonlyArray<string>
   /** For a pipeline given as a builder or an IR: the folder its relative paths resolve against (default: the working directory). */
   readonly baseDir?: string
+  /** For a mergekit config: the folder the merged model is written to (`--out`). */
+  readonly out?: string
   /**
    * Telemetry for the run, given the run's id and directory. Default: {@link defaultTelemetry}
    * (`trace.json` in the run directory, and OTLP when the `OTEL_*` variables say so); `"none"`
@@ -94,7 +96,7 @@ export type PipelineInput = PipelineSource.PipelineInput
 export type LoadError = PipelineSource.LoadError
 
 /** Loads and validates a pipeline with the run's registry; with `preflight`, also from its inputs' headers. */
-export const load = (pipeline: PipelineInput, options: Pick<RunOptions, "kinds" | "kindModules" | "baseDir" | "preflight"> = {}): Effect.Effect<PipelineSource.LoadedPipeline, LoadError> =>
+export const load = (pipeline: PipelineInput, options: Pick<RunOptions, "kinds" | "kindModules" | "baseDir" | "preflight" | "out"> = {}): Effect.Effect<PipelineSource.LoadedPipeline, LoadError> =>
   PipelineSource.load(pipeline, options)
 
 /**

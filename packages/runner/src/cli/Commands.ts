@@ -15,6 +15,7 @@ import * as Server from "../ui/Server.ts"
 import * as CacheCommand from "./CacheCommand.ts"
 import { ExitCode, forRun } from "./ExitCode.ts"
 import * as Format from "./Format.ts"
+import * as ImportCommand from "./ImportCommand.ts"
 import * as Interrupted from "./Interrupted.ts"
 import { err, out } from "./Print.ts"
 import * as KindsCommand from "./KindsCommand.ts"
@@ -60,6 +61,7 @@ export const make = (exit: ExitSink) => {
       noCache: Flag.Boolean("no-cache").pipe(Flag.withDescription("compute every stage afresh (stored results and checkpoints are not reused; new results are stored)"), Flag.withDefault(false)),
       rerun: Flag.String("rerun").pipe(Flag.withDescription("compute this stage and every stage that depends on it afresh; repeat for more"), Flag.atLeast(0)),
       cacheDir: Flag.String("cache-dir").pipe(Flag.withDescription("the results store (default: <runs-dir>/.cache)"), Flag.optional),
+      out: Flag.String("out").pipe(Flag.withDescription("for a mergekit config: the folder the merged model is written to, as mergekit-yaml config.yml DIR (default: merged/ beside the config)"), Flag.optional),
       json,
       quiet: Flag.Boolean("quiet").pipe(Flag.withDescription("print nothing but errors"), Flag.withDefault(false)),
       ui: Flag.Boolean("ui").pipe(Flag.withDescription("serve the live dashboard on a free port of 127.0.0.1 while the run is in progress"), Flag.withDefault(false)),
@@ -94,6 +96,7 @@ export const make = (exit: ExitSink) => {
             rerun: flags.rerun,
             ...Option.match(flags.cacheDir, { onNone: () => ({}), onSome: (cacheDir) => ({ cacheDir }) }),
             ...Option.match(flags.runId, { onNone: () => ({}), onSome: (runId) => ({ runId }) }),
+            ...Option.match(flags.out, { onNone: () => ({}), onSome: (out) => ({ out }) }),
             ...Option.match(flags.backend, { onNone: () => ({}), onSome: (backend) => ({ backend }) }),
             ...(memoryLimit._tag === "Some" && Result.isSuccess(memoryLimit.value) ? { memoryLimit: memoryLimit.value.success } : {}),
             telemetry: Runner.defaultTelemetry(Option.getOrUndefined(flags.otlp)),
@@ -228,6 +231,6 @@ export const make = (exit: ExitSink) => {
 
   return Command.make("crucible").pipe(
     Command.withDescription("Crucible: fuse neural-network models with typed, traced, resumable pipelines."),
-    Command.withSubcommands([run, validate, plan, inspect, convert, ui, RunsCommand.make(exit), KindsCommand.make(exit, kindsFlag), SchemaCommand.make(exit, kindsFlag), CacheCommand.make(exit)])
+    Command.withSubcommands([run, validate, plan, inspect, convert, ui, RunsCommand.make(exit), KindsCommand.make(exit, kindsFlag), ImportCommand.make(exit, kindsFlag), SchemaCommand.make(exit, kindsFlag), CacheCommand.make(exit)])
   )
 }
