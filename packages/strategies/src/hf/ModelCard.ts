@@ -52,7 +52,7 @@ export const render = (card: Card): string => {
     "",
     p === undefined || p.methods.length === 0 ? "Method: none (the weights are written as they were read)." : `Method: ${methods}${base === undefined ? "" : `, with \`${base}\` as the base`}.`,
     "",
-    ...(merged.length === 0 ? [] : ["Models merged:", "", ...merged.map((id) => `- \`${id}\``), ""]),
+    ...(merged.length === 0 ? [] : ["Models merged:", "", ...merged.map((id) => `- ${linked(id)}`), ""]),
     ...(card.hasConfig ? [] : [
       "No `config.json` was available (none of the inputs was read from a Hugging Face folder with one, and no",
       "`config_from` was given): this folder holds the weights only. Add the config.json of the architecture to load it",
@@ -60,5 +60,8 @@ export const render = (card: Card): string => {
       ""
     ])
   ]
-  return `${[...front, ...body].join("\n")}`
+  return `${[...front, ...body].join("\n").trimEnd()}\n`
 }
+
+// A Hub id (`org/name`) links to its page; a local folder's name cannot.
+const linked = (id: string): string => (id.includes("/") ? `[${id}](https://huggingface.co/${id})` : `\`${id}\``)
