@@ -45,16 +45,19 @@ export const METRICS_FILE = "metrics.json"
 /** Files a metrics stage wrote beside its metrics (plots), copied here by their run-relative path. */
 export const ARTIFACTS = "artifacts"
 
-/** What `result.json` says. @category models */
-export interface ResultRecord {
-  readonly crucible: { readonly resultVersion: 1 }
+/** Who computes a result: the key, the kind, and the stage (id), run and pipeline that computed it. @category models */
+export interface Producer {
   readonly key: string
   readonly kind: string
   readonly version: number
-  /** The stage (id) and run that computed it. */
   readonly stage: string
   readonly runId: string
   readonly pipeline: string
+}
+
+/** What `result.json` says. @category models */
+export interface ResultRecord extends Producer {
+  readonly crucible: { readonly resultVersion: 1 }
   readonly type: "model" | "metrics" | "files"
   readonly createdAt: string
   /** Bytes of the payload in the store (a `files` result's files live at their output paths: 0). */

@@ -19,14 +19,7 @@ import * as FileDigests from "./FileDigests.ts"
 import * as Layout from "./Layout.ts"
 
 /** Who computes a result: for its record, and for a run waiting on its lock. @category models */
-export interface Producer {
-  readonly key: string
-  readonly kind: string
-  readonly version: number
-  readonly stage: string
-  readonly runId: string
-  readonly pipeline: string
-}
+export type Producer = Layout.Producer
 
 /** @category models */
 export interface ResultStore {
