@@ -1,7 +1,7 @@
 /**
  * Which weights of a fine-tune a LoRA adapter decomposes, from headers alone: 2-D floating-point
  * `<module>.weight` tensors (q/k/v/o_proj, gate/up/down_proj, …), each with the PEFT names of its
- * factors. Input embeddings (`embed_tokens`, `wte`, …) and output heads (`lm_head`, `embed_out`)
+ * factors. Input embeddings (`embed_tokens`, `wte`, … as `hf/Architecture.ts` names them) and output heads (`lm_head`, `embed_out`)
  * are left out unless asked for, as in mergekit's `extract_lora` (`--embed-lora`); an embedding is
  * decomposed transposed, as PEFT's `lora_embedding_A`/`_B` expect.
  *
@@ -9,6 +9,7 @@
  */
 import { DType, type Model, TensorRef } from "@crucible/core"
 import { Result } from "effect"
+import * as Architecture from "../hf/Architecture.ts"
 import * as Filter from "../merge/rules/Filter.ts"
 
 /** One weight to decompose. @category models */
@@ -40,7 +41,6 @@ export interface SelectOptions {
   readonly embeddings: boolean
 }
 
-const INPUT_EMBEDDING = /(^|\.)(embed_tokens|wte|word_embeddings|embed_in)$/
 const OUTPUT_HEAD = /(^|\.)(lm_head|embed_out)$/
 
 /**
@@ -59,7 +59,7 @@ export const select = (model: Model.Model, base: Model.Model, options: SelectOpt
   const mismatches: Array<string> = []
   for (const t of model.tensors.values()) {
     const module = t.name.endsWith(".weight") ? t.name.slice(0, -".weight".length) : undefined
-    const embedding = module !== undefined && INPUT_EMBEDDING.test(module)
+    const embedding = module !== undefined && Architecture.isInputEmbedding(t.name)
     const decomposable = module !== undefined && t.shape.length === 2 && DType.isFloat(t.dtype) &&
       (options.embeddings || !(embedding || OUTPUT_HEAD.test(module))) &&
       (matchers === undefined || matchers.some((m) => m(module)))
