@@ -11,6 +11,7 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { Slice, Stack } from "../../src/hf/Slices.ts"
+import { writeTinyLlama } from "./tinyLlama.ts"
 
 const cli = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../runner/bin/crucible.mjs")
 
@@ -160,7 +161,10 @@ describe("stack", () => {
 describe("through crucible", () => {
   const crucible = (args: ReadonlyArray<string>) => spawnSync(process.execPath, [cli, ...args], { encoding: "utf8", cwd: dir, env: { ...process.env, CI: "1" }, timeout: 60_000 })
 
-  it("crucible run: a frankenmerge pipeline writes the stacked safetensors file", async () => {
+  // One run (each CLI start costs seconds): safetensors files in, a file out; HF folders in, a folder out.
+  it("crucible run: a frankenmerge writes the stacked safetensors file, and an HF folder whose config.json says the stacked layer count", async () => {
+    await writeTinyLlama(file("hf-a"), { layers: 4, seed: 1 })
+    await writeTinyLlama(file("hf-b"), { layers: 4, seed: 2 })
     fs.writeFileSync(file("franken.yaml"), `version: 1
 name: franken
 stages:
@@ -170,6 +174,12 @@ stages:
   back: { uses: slice, with: { model: b, layers: [2, 4] } }
   franken: { uses: stack, with: { models: [front, back] } }
   out: { uses: save, with: { model: franken, path: out/franken.safetensors } }
+  hf_a: { uses: load, with: { path: hf-a } }
+  hf_b: { uses: load, with: { path: hf-b } }
+  hf_front: { uses: slice, with: { model: hf_a, layers: [0, 3] } }
+  hf_back: { uses: slice, with: { model: hf_b, layers: [2, 4] } }
+  hf_franken: { uses: stack, with: { models: [hf_front, hf_back] } }
+  hf_out: { uses: save, with: { model: hf_franken, path: out/franken/ } }
 `)
     const r = crucible(["run", "franken.yaml", "--runs-dir", file("runs"), "--quiet", "--no-cache"])
     expect(r.stderr).toBe("")
@@ -178,6 +188,11 @@ stages:
     const expected = (await Effect.runPromise(frankenmerge())).values
     expect([...written.keys()].sort()).toEqual([...expected.keys()].sort())
     for (const [name, v] of expected) expect(written.get(name)).toEqual(v)
+
+    const config = JSON.parse(fs.readFileSync(file("out/franken/config.json"), "utf8")) as Record<string, unknown>
+    const donor = JSON.parse(fs.readFileSync(file("hf-a/config.json"), "utf8")) as Record<string, unknown>
+    expect(config).toMatchObject({ ...donor, num_hidden_layers: 5 })
+    expect(fs.existsSync(file("out/franken/tokenizer.json"))).toBe(true)
   })
 
   it("crucible validate: a range past the layers is a problem at the stage's layers, before anything runs", () => {
