@@ -38,14 +38,19 @@ export interface Provenance {
   readonly base?: string | undefined
   /** The stage kinds that made it, from the sources out (e.g. ["merge/ties"]). */
   readonly methods: ReadonlyArray<string>
+  /**
+   * The folder whose tokenizer files an output folder takes, when not the donor's: `tokenizer/align`
+   * writes one for the vocabulary it permuted the embeddings to.
+   */
+  readonly tokenizer?: string | undefined
 }
 
 /** A model read from the Hugging Face folder `folder` (one with a config.json). @category constructors */
 export const fromFolder = (folder: string): Provenance => ({ folders: [folder], donor: folder, methods: [] })
 
 /**
- * The provenance of a model that `method` made from `models` (and `base`): the donor is the
- * base's, else the first model's that has one. Undefined when no input has any.
+ * The provenance of a model that `method` made from `models` (and `base`): the donor (and the
+ * tokenizer folder) is the base's, else the first model's that has one. Undefined when no input has any.
  *
  * @category constructors
  */
@@ -54,10 +59,12 @@ export const combine = (method: string, inputs: { readonly base?: Model | undefi
   if (all.length === 0) return undefined
   const donor = inputs.base?.provenance?.donor ?? all.find((p) => p.donor !== undefined)?.donor
   const base = inputs.base?.provenance?.donor
+  const tokenizer = inputs.base?.provenance?.tokenizer ?? all.find((p) => p.tokenizer !== undefined)?.tokenizer
   return {
     folders: [...new Set(all.flatMap((p) => p.folders))],
     ...(donor === undefined ? {} : { donor }),
     ...(base === undefined ? {} : { base }),
+    ...(tokenizer === undefined ? {} : { tokenizer }),
     methods: [...new Set([...all.flatMap((p) => p.methods), method])]
   }
 }

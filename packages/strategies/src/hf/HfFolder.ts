@@ -39,7 +39,7 @@ export interface Options {
   readonly provenance: Model.Provenance | undefined
   /** The folder whose config.json and small files to take, over the provenance's donor. */
   readonly configFrom?: string | undefined
-  /** The folder whose tokenizer files to take, over the donor's. */
+  /** The folder whose tokenizer files to take, over the provenance's `tokenizer` folder and the donor's. */
   readonly tokenizerFrom?: string | undefined
   /** A chat template (Jinja text) set as `tokenizer_config.json`'s `chat_template`. */
   readonly chatTemplate?: string | undefined
@@ -70,9 +70,11 @@ const TEMPLATE_FILES = ["chat_template.jinja", "chat_template.json"]
 export const contents = (target: string, model: Model.Model, options: Options): Effect.Effect<Contents, HfFolderError | IoError.IoError | Architecture.ArchitectureError> =>
   Effect.gen(function* () {
     const donor = options.configFrom ?? options.provenance?.donor
-    yield* refuseInputs(target, model, [donor, options.tokenizerFrom])
+    // tokenizer/align's folder (provenance.tokenizer) holds the vocabulary the embeddings were permuted to
+    const tokenizerFrom = options.tokenizerFrom ?? options.provenance?.tokenizer
+    yield* refuseInputs(target, model, [donor, tokenizerFrom])
     const config = donor === undefined ? undefined : ModelConfig.forModel(yield* Architecture.readConfig(donor), model)
-    let copied = yield* FolderFiles.fromDonor(donor, options.tokenizerFrom)
+    let copied = yield* FolderFiles.fromDonor(donor, tokenizerFrom)
     const written: Array<{ name: string; bytes: Uint8Array }> = []
     if (config !== undefined) written.push({ name: "config.json", bytes: json(config) })
     if (options.chatTemplate !== undefined) {

@@ -6,10 +6,10 @@
  * A mergekit merge with `tokenizer_source` compiles to one such stage per model, all with the same
  * inputs and `source`, feeding the merge.
  *
- * The output's `provenance.donor` is a folder this stage writes, `<runDir>/<stage id>-tokenizer/`:
- * the picked model's small files (its `config.json` with `vocab_size` set to the new row count,
- * `generation_config.json`, …) and the target tokenizer (with `chat_template` when given), so an
- * HF `save` of a merge of aligned models takes config and tokenizer from there.
+ * The output's `provenance.tokenizer` is a folder this stage writes, `<runDir>/<stage id>-tokenizer/`,
+ * with the target tokenizer's files (and `chat_template` when given): an HF `save` of the model, or
+ * of a merge of aligned models, takes its tokenizer files from there (its config.json still comes
+ * from the donor, with `vocab_size` set from the embedding's rows).
  *
  * @since 0.1.0
  */
@@ -34,9 +34,7 @@ export class TokenizerAlignError extends Schema.TaggedError<TokenizerAlignError>
 
 const KIND = "tokenizer/align"
 const SOURCE = /^(base|union|model:.+)$/
-const TOKENIZER_FILES = new Set(["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model", "added_tokens.json", "vocab.json", "merges.txt", "vocab.txt", "chat_template.jinja", "chat_template.json"])
-const WEIGHTS = /\.(safetensors|bin|pt|pth|ckpt|h5|msgpack|gguf|onnx)$|\.index\.json$/
-const SMALL_FILE = 16 * 1024 * 1024
+const TOKENIZER_FILES = new Set(["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model", "added_tokens.json", "vocab.json", "merges.txt", "vocab.txt", "spiece.model", "sentencepiece.bpe.model", "chat_template.jinja", "chat_template.json"])
 
 const folderOf = (model: Model.Model): string | undefined => model.provenance?.donor ?? model.provenance?.folders[0]
 
@@ -130,14 +128,14 @@ export const TokenizerAlign = Stage.define({
     const chatTemplate = params.chat_template === undefined ? undefined
       : params.chat_template === "auto" ? ChatTemplates.plurality(participants.map((p) => Tokenizer.chatTemplateOf(p.tokenizer)))
       : yield* Effect.fromResult(ChatTemplates.resolve(params.chat_template))
-    if (!dryRun) yield* writeFolder(tokenizerDir, me.folder, target, params.source === "union" || (params.source === "base" && participants[0]!.stripped), chatTemplate, paddedSize)
+    if (!dryRun) yield* writeFolder(tokenizerDir, target, params.source === "union" || (params.source === "base" && participants[0]!.stripped), chatTemplate)
     yield* Effect.annotateCurrentSpan({ "crucible.tokenizer.source": params.source, "crucible.tokenizer.size": size, "crucible.tokenizer.folder": tokenizerDir })
     const provenance = picked.provenance!
     return {
       ...picked,
       tensors,
       source: `${id} (${picked.source} aligned to ${params.source})`,
-      provenance: { ...provenance, donor: tokenizerDir, methods: [...new Set([...provenance.methods, KIND])] }
+      provenance: { ...provenance, tokenizer: tokenizerDir, methods: [...new Set([...provenance.methods, KIND])] }
     } satisfies Model.Model
   })
 })
@@ -180,8 +178,13 @@ const permutedTensor = (like: TensorRef.TensorRef, sources: ReadonlyArray<Tensor
       const need = EmbeddingRows.rowsRead(plan.m, plan.perms, plan.defaults, from, to)
       const spans = yield* Effect.forEach(need, (wanted, i) => {
         if (wanted.length === 0) return Effect.succeed(undefined)
-        const lo = Math.min(...wanted)
-        const hi = Math.max(...wanted) + 1
+        // a loop, not Math.min(...rows): a whole-tensor read needs as many rows as the vocabulary
+        let lo = Infinity
+        let hi = 0
+        for (const r of wanted) {
+          lo = Math.min(lo, r)
+          hi = Math.max(hi, r + 1)
+        }
         return sources[i]!.read({ start: lo * hidden, end: hi * hidden }).pipe(Effect.map((bytes) => ({ lo, values: DType.toFloat64(bytes, sources[i]!.dtype) })))
       })
       const row = (model: number, r: number) => {
@@ -207,25 +210,15 @@ const permutedTensor = (like: TensorRef.TensorRef, sources: ReadonlyArray<Tensor
 }
 
 /**
- * Writes the aligned model's donor folder: the picked model's small files, its config.json with
- * `vocab_size` = the new row count, and the target tokenizer (re-encoded when it differs from its
- * folder's files or a chat template is set, else copied byte for byte).
+ * Writes the target tokenizer's files to `dir`: re-encoded when they differ from its folder's (a
+ * stripped base, a union) or a chat template is set, else copied byte for byte.
  */
-const writeFolder = (dir: string, modelFolder: string, target: Tokenizer.Tokenizer, rewrite: boolean, chatTemplate: string | undefined, vocabSize: number) =>
+const writeFolder = (dir: string, target: Tokenizer.Tokenizer, rewrite: boolean, chatTemplate: string | undefined) =>
   Effect.gen(function*() {
     const io = <A>(what: string, f: () => Promise<A>) =>
       Effect.tryPromise({ try: f, catch: (cause) => new Tokenizer.TokenizerError({ file: what, detail: cause instanceof Error ? cause.message : String(cause) }) })
-    yield* io(dir, () => fs.mkdir(dir, { recursive: true }))
-    const entries = yield* io(modelFolder, () => fs.readdir(modelFolder, { withFileTypes: true }))
-    for (const e of entries) {
-      if (!e.isFile() || WEIGHTS.test(e.name) || TOKENIZER_FILES.has(e.name)) continue
-      const file = path.join(modelFolder, e.name)
-      const stat = yield* io(file, () => fs.stat(file))
-      if (stat.size > SMALL_FILE) continue
-      let bytes: string | Uint8Array = yield* io(file, () => fs.readFile(file))
-      if (e.name === "config.json") bytes = JSON.stringify({ ...JSON.parse(new TextDecoder().decode(bytes)), vocab_size: vocabSize }, null, 2) + "\n"
-      yield* AtomicFile.writeWhole(path.join(dir, e.name), bytes)
-    }
+    // a folder left by an earlier try of this stage may hold files this target does not have
+    yield* io(dir, () => fs.rm(dir, { recursive: true, force: true }).then(() => fs.mkdir(dir, { recursive: true })))
     for (const name of TOKENIZER_FILES) {
       const file = path.join(target.folder, name)
       if (name === "tokenizer.json" && rewrite) yield* AtomicFile.writeWhole(path.join(dir, name), Tokenizer.tokenizerJson(target))
