@@ -209,6 +209,20 @@ describe("extract/lora", () => {
     expect(decodeParams(LoraExtract, { path: "a", rank: 4 } as never)).toMatchObject({ embeddings: false })
   })
 
+  it("headers check (validate/preflight): a base of another shape, and an empty selection, named at base/modules", async () => {
+    const dir = await fixture()
+    await writeModel(path.join(dir, "other.safetensors"), reference.base, { ...reference.shapes, [`${Q}.weight`]: [4, 16] })
+    const issues = (other: string, params: Record<string, unknown>) =>
+      Effect.runPromise(Effect.scoped(Effect.gen(function* () {
+        const model = yield* Safetensors.read(path.join(dir, "planted.safetensors"))
+        const base = yield* Safetensors.read(path.join(dir, other))
+        return LoraExtract.check!.headers!({ id: "lora", params: decodeParams(LoraExtract, params as never), inputs: { model, base } })
+      })))
+    expect(await issues("base.safetensors", { path: "a", rank: 2 })).toEqual([])
+    expect(await issues("other.safetensors", { path: "a", rank: 2 })).toEqual([{ path: ["base"], message: `${Q}.weight: 8×8 in the fine-tune, 4×16 in the base` }])
+    expect(await issues("base.safetensors", { path: "a", rank: 2, modules: ["c_attn"] })).toMatchObject([{ path: ["modules"] }])
+  })
+
   it("`crucible run` of a YAML pipeline writes the adapter folder", async () => {
     const dir = await fixture()
     fs.writeFileSync(path.join(dir, "p.yaml"), [
