@@ -1,0 +1,84 @@
+// mergekit configs through the real CLI, models from a fake Hugging Face cache of tiny LLaMA
+// folders: every corpus example validates; `crucible run linear.yml --out DIR` writes the merged
+// folder, equal to a float64 reference; `crucible import`'s pipeline, run, writes the same bytes.
+import { beforeAll, describe, expect, it } from "vitest"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { crucible } from "./cli.ts"
+import { readValues, type Values, writeTinyLlama } from "../../../strategies/test/hf/tinyLlama.ts"
+
+const corpus = "/work/shared/corpus/mergekit-examples"
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), "crucible-mergekit-e2e-"))
+const env = { HF_HOME: path.join(dir, "hf") }
+// The two models the frankenmerge examples slice have the 40 layers their layer_range names.
+const HUB: ReadonlyArray<readonly [string, number]> = [
+  ["psmathur/orca_mini_v3_13b", 40], ["garage-bAInd/Platypus2-13B", 40], ["WizardLM/WizardLM-13B-V1.2", 40], ["WizardLM/WizardMath-13B-V1.0", 40],
+  ["TheBloke/Llama-2-13B-fp16", 40], ["mistralai/Mistral-7B-Instruct-v0.2", 3], ["BioMistral/BioMistral-7B", 3], ["mistralai/Mistral-7B-v0.1", 3]
+]
+const values = new Map<string, Values>()
+const examples = fs.readdirSync(corpus).filter((f) => f.endsWith(".yml")).sort()
+
+beforeAll(async () => {
+  for (const [seed, [id, layers]] of HUB.entries()) {
+    const repo = path.join(env.HF_HOME, "hub", `models--${id.replace("/", "--")}`)
+    fs.mkdirSync(path.join(repo, "refs"), { recursive: true })
+    fs.writeFileSync(path.join(repo, "refs", "main"), "0123abcd")
+    values.set(id, await writeTinyLlama(path.join(repo, "snapshots", "0123abcd"), { layers, hidden: 4, vocab: 8, seed: seed + 1 }))
+  }
+  await writeTinyLlama(path.join(dir, "model_a"), { layers: 3, hidden: 4, vocab: 8, seed: 30 })
+  await writeTinyLlama(path.join(dir, "model_b"), { layers: 3, hidden: 4, vocab: 8, seed: 31 })
+  for (const f of examples) fs.copyFileSync(path.join(corpus, f), path.join(dir, f))
+})
+
+describe("mergekit configs through the CLI", () => {
+  it.each(examples)("%s validates (models from the HF cache, headers checked)", (example) => {
+    const r = crucible(["validate", path.join(dir, example)], { env })
+    expect(r.stderr).toBe("")
+    expect(r.stdout).toContain("valid")
+    expect(r.code).toBe(0)
+  })
+
+  it("a missing Hub model: exit 2, the expected cache folder at the config's line", () => {
+    fs.writeFileSync(path.join(dir, "missing.yml"), "models:\n  - model: someone/absent-7B\nmerge_method: linear\n")
+    const r = crucible(["validate", path.join(dir, "missing.yml")], { env })
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain(`missing.yml:2:12: [InputUnreadable]`)
+    expect(r.stderr).toContain(path.join(env.HF_HOME, "hub", "models--someone--absent-7B", "snapshots"))
+  })
+
+  it("crucible run linear.yml --out DIR: the HF folder holds the weighted mean (float64 reference, float16 out)", async () => {
+    const out = path.join(dir, "linear-out")
+    const r = crucible(["run", path.join(dir, "linear.yml"), "--out", out, "--runs-dir", path.join(dir, "runs"), "--quiet"], { env })
+    expect(r.stderr).toBe("")
+    expect(r.code).toBe(0)
+    expect(fs.existsSync(path.join(out, "config.json"))).toBe(true)
+    const merged = await readValues(out)
+    const weights: ReadonlyArray<readonly [string, number]> = [["psmathur/orca_mini_v3_13b", 1], ["WizardLM/WizardLM-13B-V1.2", 0.3], ["garage-bAInd/Platypus2-13B", 0.5]]
+    const total = weights.reduce((s, [, w]) => s + w, 0)
+    const names = [...values.get(weights[0]![0])!.keys()]
+    expect([...merged.keys()].sort()).toEqual([...names].sort())
+    for (const name of names) {
+      const got = merged.get(name)!
+      expect(got.dtype).toBe("F16")
+      const want = got.values.map((_, k) => weights.reduce((s, [id, w]) => s + w * values.get(id)!.get(name)!.values[k]!, 0) / total)
+      // float16 rounding of the float32 merge: half an ulp of float16, relative.
+      got.values.forEach((v, k) => expect(Math.abs(v - want[k]!)).toBeLessThanOrEqual(Math.abs(want[k]!) * 2 ** -10 + 1e-7))
+    }
+  })
+
+  it("crucible import bio-merge.yml (TIES): the printed pipeline, run, writes the bytes the mergekit config writes", () => {
+    const direct = path.join(dir, "bio-direct")
+    const imported = path.join(dir, "bio-imported")
+    const printed = crucible(["import", path.join(dir, "bio-merge.yml"), "--out", imported], { env })
+    expect(printed.code).toBe(0)
+    expect(printed.stdout).toContain("uses: merge/ties")
+    fs.writeFileSync(path.join(dir, "bio-pipeline.yaml"), printed.stdout)
+    const runs = path.join(dir, "runs-bio")
+    expect(crucible(["run", path.join(dir, "bio-merge.yml"), "--out", direct, "--runs-dir", runs, "--quiet", "--no-cache"], { env }).code).toBe(0)
+    expect(crucible(["run", path.join(dir, "bio-pipeline.yaml"), "--runs-dir", runs, "--quiet", "--no-cache"], { env }).code).toBe(0)
+    const weights = (folder: string) => fs.readdirSync(folder).filter((f) => f.endsWith(".safetensors")).sort()
+    expect(weights(imported)).toEqual(weights(direct))
+    for (const f of weights(direct)) expect(fs.readFileSync(path.join(imported, f)).equals(fs.readFileSync(path.join(direct, f)))).toBe(true)
+  })
+})
