@@ -128,7 +128,7 @@ export const LoraExtract = Stage.define({
     const overall = Svd.relativeError({ residual: Math.sqrt(residual2), norm: Math.sqrt(norm2) })
     const notCaptured = yield* changedOthers(selection.others, inputs.model.tensors, inputs.base.tensors)
     if (notCaptured.length > 0) {
-      yield* Effect.logWarning(`stage ${id}: ${notCaptured.length} tensor${notCaptured.length === 1 ? " differs" : "s differ"} from the base but are not in the adapter (${notCaptured.slice(0, 5).join(", ")}${notCaptured.length > 5 ? ", …" : ""}); see not_captured in reconstruction.json`)
+      yield* Effect.logWarning(`stage ${id}: ${notCaptured.length} tensor${notCaptured.length === 1 ? " differs from the base but is" : "s differ from the base but are"} not in the adapter (${notCaptured.slice(0, 5).join(", ")}${notCaptured.length > 5 ? ", …" : ""}); see not_captured in reconstruction.json`)
     }
     yield* Stage.event("lora.overall", { relative_error: overall, layers: layers.length, not_captured: notCaptured.length })
     yield* Effect.annotateCurrentSpan({ "crucible.lora.relative_error": overall })
