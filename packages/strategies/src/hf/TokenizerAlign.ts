@@ -135,7 +135,8 @@ export const TokenizerAlign = Stage.define({
       ...picked,
       tensors,
       source: `${id} (${picked.source} aligned to ${params.source})`,
-      provenance: { ...provenance, tokenizer: tokenizerDir, methods: [...new Set([...provenance.methods, KIND])] }
+      // A plan writes nothing: its save lists the files the target's own folder has (sizes approximate).
+      provenance: { ...provenance, tokenizer: dryRun ? target.folder : tokenizerDir, methods: [...new Set([...provenance.methods, KIND])] }
     } satisfies Model.Model
   })
 })

@@ -164,6 +164,7 @@ describe("tokenizer/align", () => {
     await expect(align({ source: "union", pick: 5 }, { id: "x" })).rejects.toThrow(/stage "x": pick: 5 is past the 2 models/)
     const dry = await align({ source: "union", pick: 0 }, { id: "dry", dryRun: true })
     await expect(fs.access(dry.dir)).rejects.toThrow()
+    expect(dry.out.provenance?.tokenizer, "a plan's save lists the files of the folder the target comes from").toBe(path.join(root, "a"))
     expect(() => decodeParams(TokenizerAlign, { source: "unoin", pick: 0 } as never)).toThrow()
   })
 })
