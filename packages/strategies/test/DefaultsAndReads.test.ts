@@ -84,7 +84,8 @@ describe("reads", () => {
   it("every kind that takes data: or arch: declares reads; merges read nothing", () => {
     for (const [name, kind] of Object.entries(Builtin) as Array<[string, Stage.AnyStageKind]>) {
       const fields = Object.keys((kind.params as unknown as { fields: Record<string, unknown> }).fields)
-      const takesFiles = fields.some((f) => f === "data" || f === "arch" || f === "path" || f === "from")
+      // `source`: tokenizer/align's `model:<folder>`
+      const takesFiles = fields.some((f) => f === "data" || f === "arch" || f === "path" || f === "from" || f === "source")
       expect(kind.reads !== undefined, name).toBe(takesFiles)
     }
     expect(readsOf("merge/linear", {})).toEqual([])
