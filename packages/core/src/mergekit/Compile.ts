@@ -15,6 +15,7 @@ import { FORMAT_VERSION, type IrStage, type PipelineIR } from "../pipeline/Ir.ts
 import { isError, type Position, type Problem, sortByPosition } from "../pipeline/Problem.ts"
 import * as Documents from "./Documents.ts"
 import { readLayerCount, stageSlug, uniqueId } from "./Folders.ts"
+import * as Keys from "./Keys.ts"
 import * as Methods from "./Methods.ts"
 import * as ModelRef from "./ModelRef.ts"
 import * as Parameters from "./Parameters.ts"
@@ -46,16 +47,6 @@ export interface Compiled {
 type Origin = Documents.Origin
 type Raw = Record<string, unknown>
 const isRecord = (v: unknown): v is Raw => typeof v === "object" && v !== null && !Array.isArray(v)
-
-const TOP_KEYS = ["merge_method", "models", "slices", "base_model", "parameters", "dtype", "out_dtype", "tokenizer_source", "chat_template", "name", "modules", "tokenizer"]
-const MODEL_KEYS = ["model", "parameters"]
-const SLICE_KEYS = ["sources", "base_model", "parameters", "residual_weight"]
-const SOURCE_KEYS = ["model", "layer_range", "parameters"]
-const UNSUPPORTED: Readonly<Record<string, string>> = {
-  modules: "modules: (per-module configs of multimodal models) is not supported; use models: or slices:",
-  tokenizer: "tokenizer: (a TokenizerConfig with per-token sources) is not supported; use tokenizer_source: base | union | <model>",
-  residual_weight: "residual_weight is not supported"
-}
 
 /** A model fed to a merge: the stage giving it, its own parameters, and where it is written. */
 interface Entry {
@@ -134,16 +125,12 @@ export const compile = (text: string, options: Options): Compiled => {
     if (doc === undefined) return
     const root: Origin = { doc: i, path: [] }
     if (!isRecord(doc)) return fail("InvalidPipeline", "a mergekit config is a map with merge_method and models or slices", root)
-    checkKeys(doc, TOP_KEYS, [], i)
+    checkKeys(doc, Keys.TOP, [], i)
     compileDocument(doc, i)
   })
 
   function checkKeys(raw: Raw, known: ReadonlyArray<string>, at: Documents.Path, doc: number) {
-    for (const key of Object.keys(raw)) {
-      const origin = { doc, path: [...at, key], key: true }
-      if (UNSUPPORTED[key] !== undefined) fail("UnknownKey", UNSUPPORTED[key]!, origin)
-      else if (!known.includes(key)) fail("UnknownKey", `unknown mergekit key "${key}"${didYouMean(key, known)}; known here: ${known.filter((k) => UNSUPPORTED[k] === undefined).join(", ")}`, origin)
-    }
+    for (const [key, message] of Keys.check(raw, known)) fail("UnknownKey", message, { doc, path: [...at, key], key: true })
   }
 
   function compileDocument(doc: Raw, i: number) {
@@ -152,7 +139,7 @@ export const compile = (text: string, options: Options): Compiled => {
     const method = typeof methodName === "string" ? Methods.get(methodName) : undefined
     if (method === undefined) {
       // The rest is still checked for unknown keys, so one run reports every typo.
-      if (Array.isArray(doc.models)) doc.models.forEach((m, k) => isRecord(m) && checkKeys(m, MODEL_KEYS, ["models", k], i))
+      if (Array.isArray(doc.models)) doc.models.forEach((m, k) => isRecord(m) && checkKeys(m, Keys.MODEL, ["models", k], i))
       const known = Object.keys(Methods.methods)
       return fail("InvalidPipeline", `unknown merge_method ${JSON.stringify(methodName)}${typeof methodName === "string" ? didYouMean(methodName, known) : ""}; known methods: ${known.join(", ")}`, at("merge_method"))
     }
@@ -169,7 +156,7 @@ export const compile = (text: string, options: Options): Compiled => {
       const entries = doc.models.flatMap((m, k): Array<Entry> => {
         const origin = at("models", k)
         if (!isRecord(m)) return fail("InvalidPipeline", "each model is a map { model, parameters }", origin), []
-        checkKeys(m, MODEL_KEYS, ["models", k], i)
+        checkKeys(m, Keys.MODEL, ["models", k], i)
         const s = modelStage(m.model, at("models", k, "model"))
         return s === undefined ? [] : [{ ...s, params: isRecord(m.parameters) ? m.parameters : undefined, at: origin }]
       })
@@ -286,14 +273,14 @@ export const compile = (text: string, options: Options): Compiled => {
     const full = doc.slices.length === 1 && isRecord(doc.slices[0]) && Array.isArray(doc.slices[0].sources)
     for (const [k, slice] of doc.slices.entries()) {
       if (!isRecord(slice)) return fail("InvalidPipeline", "each slice is a map { sources, parameters }", at("slices", k)), undefined
-      checkKeys(slice, SLICE_KEYS, ["slices", k], i)
+      checkKeys(slice, Keys.SLICE, ["slices", k], i)
       if (!Array.isArray(slice.sources) || slice.sources.length === 0) return fail("InvalidPipeline", "sources must be a non-empty list of { model, layer_range }", at("slices", k, "sources")), undefined
       const sliceBase = slice.base_model === undefined ? base : modelStage(slice.base_model, at("slices", k, "base_model"))
       const sources: Array<{ ref: string; stage: string; range: readonly [number, number]; params: Raw | undefined; at: Origin }> = []
       for (const [j, source] of slice.sources.entries()) {
         const origin = at("slices", k, "sources", j)
         if (!isRecord(source)) return fail("InvalidPipeline", "each source is a map { model, layer_range }", origin), undefined
-        checkKeys(source, SOURCE_KEYS, ["slices", k, "sources", j], i)
+        checkKeys(source, Keys.SOURCE, ["slices", k, "sources", j], i)
         const range = source.layer_range
         if (!Array.isArray(range) || range.length !== 2 || !range.every((n) => Number.isInteger(n) && n >= 0) || range[0] >= range[1]) {
           return fail("InvalidPipeline", "layer_range is [start, end): two integers, 0 ≤ start < end (end exclusive)", at("slices", k, "sources", j, "layer_range")), undefined

@@ -120,4 +120,30 @@ describe("mergekit compiler", () => {
     const c = compileFile("lora.yml", "models:\n  - model: model_a+some/lora\nmerge_method: linear\n")
     expect(c.problems[0]!.message).toContain("merge the adapter into the model first")
   })
+  it("slices of a merge method: slice stages per source, a merge per slice (slice parameters over global ones), a stack", () => {
+    const text = "slices:\n  - sources:\n      - { model: model_a, layer_range: [0, 2] }\n      - { model: model_b, layer_range: [0, 2] }\n    parameters: { t: 0.3 }\n  - sources:\n      - { model: model_a, layer_range: [1, 3] }\n      - { model: model_b, layer_range: [2, 4] }\nmerge_method: slerp\nbase_model: model_a\nparameters:\n  t: [0, 1]\n"
+    const c = compileFile("frank.yml", text)
+    expect(c.problems).toEqual([])
+    expect(c.ir!.stages.map((s) => s.id)).toEqual(["load_model_a", "load_model_b", "slice_0_model_a", "slice_0_model_b", "merge_0", "slice_1_model_a", "slice_1_model_b", "merge_1", "stack", "save"])
+    expect(stage(c, "slice_1_model_b").with).toEqual({ model: "load_model_b", layers: [2, 4] })
+    expect(stage(c, "merge_0").with).toEqual({ models: ["slice_0_model_a", "slice_0_model_b"], t: 0.3 })
+    expect(stage(c, "merge_1").with).toEqual({ models: ["slice_1_model_a", "slice_1_model_b"], t: { gradient: [0, 1] } })
+    expect(stage(c, "stack").with).toEqual({ models: ["merge_0", "merge_1"] })
+    const uneven = compileFile("uneven.yml", text.replace("[2, 4]", "[1, 4]"))
+    expect(uneven.problems.map((p) => [p.message, p.position])).toEqual([["all sources of a slice must span the same number of layers", { line: 7, col: 7 }]])
+  })
+
+  it("tokenizer_source: one tokenizer/align stage per merged input, the merge takes the aligned models; chat_template goes with them", () => {
+    const c = compileFile("tok.yml", "models:\n  - model: model_a\n  - model: model_b\nmerge_method: ties\nbase_model: model_a\ntokenizer_source: model_b\nchat_template: chatml\n")
+    expect(c.problems).toEqual([])
+    expect(stage(c, "merge").with).toEqual({ base: "align_model_a", models: ["align_model_b"] })
+    expect(stage(c, "align_model_b").with).toEqual({ models: ["load_model_b"], base: "load_model_a", source: "model:0", chat_template: "chatml", pick: 0 })
+    expect(stage(c, "align_model_a").with).toEqual({ models: ["load_model_b"], base: "load_model_a", source: "model:0", chat_template: "chatml", pick: "base" })
+    expect(stage(c, "save").with).toEqual({ model: "merge", path: "merged/" })
+  })
+
+  it("--out: the save writes the given folder (absolute)", () => {
+    const c = Mergekit.compile("models:\n  - model: model_a\nmerge_method: passthrough\n", { file: path.join(dir, "p.yml"), out: "some/where", env })
+    expect(stage(c, "save").with).toEqual({ model: "merge", path: `${path.resolve("some/where")}${path.sep}` })
+  })
 })
