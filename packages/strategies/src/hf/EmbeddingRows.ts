@@ -101,6 +101,35 @@ export const rowsRead = (m: number, perms: ReadonlyArray<Permutation>, defaultRo
   return need
 }
 
+/**
+ * `rows` (any order, repeats allowed) as sorted half-open runs `[lo, hi)`, joining rows less than
+ * `gap` apart.
+ *
+ * @category getters
+ */
+export const runs = (rows: ReadonlyArray<number>, gap: number): ReadonlyArray<{ readonly lo: number; readonly hi: number }> => {
+  const sorted = Int32Array.from(rows).sort()
+  const out: Array<{ lo: number; hi: number }> = []
+  for (const r of sorted) {
+    const last = out[out.length - 1]
+    if (last !== undefined && r < last.hi + gap) last.hi = Math.max(last.hi, r + 1)
+    else out.push({ lo: r, hi: r + 1 })
+  }
+  return out
+}
+
+/** The run of `runs` (sorted, disjoint) holding row `r`, by bisection; it must be there. @category getters */
+export const runOf = <R extends { readonly lo: number; readonly hi: number }>(runs: ReadonlyArray<R>, r: number): R => {
+  let lo = 0
+  let hi = runs.length - 1
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1
+    if (runs[mid]!.lo <= r) lo = mid
+    else hi = mid - 1
+  }
+  return runs[lo]!
+}
+
 /** The mean of the rows of a row-major matrix (`hidden` wide): the value of padding rows. @category getters */
 export const meanRow = (matrix: Float64Array, hidden: number): Float64Array => {
   const rows = matrix.length / hidden

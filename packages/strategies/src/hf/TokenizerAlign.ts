@@ -33,6 +33,8 @@ export class TokenizerAlignError extends Schema.TaggedError<TokenizerAlignError>
 }
 
 const KIND = "tokenizer/align"
+/** Rows this close are read together (reading a few unneeded rows beats one more read). */
+const RUN_GAP = 16
 const SOURCE = /^(base|union|model:.+)$/
 const TOKENIZER_FILES = new Set(["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model", "added_tokens.json", "vocab.json", "merges.txt", "vocab.txt", "spiece.model", "sentencepiece.bpe.model", "chat_template.jinja", "chat_template.json"])
 
@@ -177,20 +179,14 @@ const permutedTensor = (like: TensorRef.TensorRef, sources: ReadonlyArray<Tensor
   const rows = (from: number, to: number) =>
     Effect.gen(function*() {
       const need = EmbeddingRows.rowsRead(plan.m, plan.perms, plan.defaults, from, to)
-      const spans = yield* Effect.forEach(need, (wanted, i) => {
-        if (wanted.length === 0) return Effect.succeed(undefined)
-        // a loop, not Math.min(...rows): a whole-tensor read needs as many rows as the vocabulary
-        let lo = Infinity
-        let hi = 0
-        for (const r of wanted) {
-          lo = Math.min(lo, r)
-          hi = Math.max(hi, r + 1)
-        }
-        return sources[i]!.read({ start: lo * hidden, end: hi * hidden }).pipe(Effect.map((bytes) => ({ lo, values: DType.toFloat64(bytes, sources[i]!.dtype) })))
-      })
+      // Each source's rows are read in runs of nearby rows: a union's new rows take scattered rows of
+      // the other models, and one span from the first to the last would read most of their embedding.
+      const runs = yield* Effect.forEach(need, (wanted, i) =>
+        Effect.forEach(EmbeddingRows.runs(wanted, RUN_GAP), ({ lo, hi }) =>
+          sources[i]!.read({ start: lo * hidden, end: hi * hidden }).pipe(Effect.map((bytes) => ({ lo, hi, values: DType.toFloat64(bytes, sources[i]!.dtype) })))))
       const row = (model: number, r: number) => {
-        const span = spans[model]!
-        return span.values.subarray((r - span.lo) * hidden, (r - span.lo + 1) * hidden)
+        const run = EmbeddingRows.runOf(runs[model]!, r)
+        return run.values.subarray((r - run.lo) * hidden, (r - run.lo + 1) * hidden)
       }
       return EmbeddingRows.permuteRows(plan.m, plan.perms, plan.defaults, row, hidden, from, to)
     })

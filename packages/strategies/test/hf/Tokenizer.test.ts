@@ -6,6 +6,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as ChatTemplates from "../../src/hf/ChatTemplates.ts"
+import * as EmbeddingRows from "../../src/hf/EmbeddingRows.ts"
 import * as Tokenizer from "../../src/hf/Tokenizer.ts"
 
 let root = ""
@@ -92,5 +93,18 @@ describe("ChatTemplates", () => {
     expect(ChatTemplates.plurality(["x{ }", " y{ } ", "y{ }", undefined])).toBe("y{ }")
     expect(ChatTemplates.plurality(["b{", "a{"])).toBe("b{")
     expect(ChatTemplates.plurality([undefined])).toBeUndefined()
+  })
+})
+
+describe("EmbeddingRows", () => {
+  it("reads scattered rows in runs of nearby rows, found by bisection", () => {
+    const runs = EmbeddingRows.runs([900, 3, 5, 3, 40, 20, 1000], 16)
+    expect(runs).toEqual([{ lo: 3, hi: 21 }, { lo: 40, hi: 41 }, { lo: 900, hi: 901 }, { lo: 1000, hi: 1001 }])
+    for (const r of [3, 4, 5, 20, 40, 900, 1000]) {
+      const run = EmbeddingRows.runOf(runs, r)
+      expect(r >= run.lo && r < run.hi, String(r)).toBe(true)
+    }
+    expect(EmbeddingRows.padded(14, 8)).toBe(16)
+    expect(EmbeddingRows.padded(16, 8)).toBe(16)
   })
 })
