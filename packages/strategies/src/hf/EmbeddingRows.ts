@@ -6,7 +6,8 @@
  * - one model has the token → that model's row;
  * - no model has it → zeros;
  * - the base has it → the base's row;
- * - else → the mean of the rows of the models that have it.
+ * - else → the mean of the rows of the models that have it;
+ * unless the token's source is given (mergekit's `tokenizer.tokens`): a model's row, or zeros.
  * Rows past the vocabulary (`pad_to_multiple_of`) are the mean of the model's first rows.
  *
  * @since 0.1.0
@@ -32,20 +33,27 @@ export const permutation = (target: ReadonlyMap<string, number>, targetSize: num
   return { rows }
 }
 
-/** Where a token's default row comes from. @category models */
-export type Default =
-  | { readonly _tag: "Model"; readonly model: number }
+/**
+ * Where a token's default row comes from: a model's row (by its own id), zeros, or the mean of the
+ * models that have the token. `force` gives every model the default, even those that have the
+ * token (mergekit's `tokens: {…: {force: true}}`).
+ *
+ * @category models
+ */
+export type Default = (
+  | { readonly _tag: "Row"; readonly model: number; readonly row: number }
   | { readonly _tag: "Zero" }
   | { readonly _tag: "Mean"; readonly models: ReadonlyArray<number> }
+) & { readonly force?: boolean }
 
 /** The default row of every target token (mergekit's `assign_embedding_sources`); `base` indexes `perms`. @category constructors */
 export const defaults = (perms: ReadonlyArray<Permutation>, base: number | undefined, targetSize: number): ReadonlyArray<Default> => {
   const out: Array<Default> = []
   for (let k = 0; k < targetSize; k++) {
     const present = perms.flatMap((p, m) => (p.rows[k]! >= 0 ? [m] : []))
-    if (present.length === 1) out.push({ _tag: "Model", model: present[0]! })
+    if (present.length === 1) out.push({ _tag: "Row", model: present[0]!, row: perms[present[0]!]!.rows[k]! })
     else if (present.length === 0) out.push({ _tag: "Zero" })
-    else if (base !== undefined && perms[base]!.rows[k]! >= 0) out.push({ _tag: "Model", model: base })
+    else if (base !== undefined && perms[base]!.rows[k]! >= 0) out.push({ _tag: "Row", model: base, row: perms[base]!.rows[k]! })
     else out.push({ _tag: "Mean", models: present })
   }
   return out
@@ -74,8 +82,8 @@ export const permuteRows = (
     const at = (k - from) * hidden
     const own = perms[m]!.rows[k]!
     const d = defaultRows[k]!
-    if (own >= 0) out.set(row(m, own), at)
-    else if (d._tag === "Model") out.set(row(d.model, perms[d.model]!.rows[k]!), at)
+    if (own >= 0 && d.force !== true) out.set(row(m, own), at)
+    else if (d._tag === "Row") out.set(row(d.model, d.row), at)
     else if (d._tag === "Mean") {
       // mergekit sums, then divides by the count
       for (const i of d.models) {
@@ -94,8 +102,8 @@ export const rowsRead = (m: number, perms: ReadonlyArray<Permutation>, defaultRo
   for (let k = from; k < to; k++) {
     const own = perms[m]!.rows[k]!
     const d = defaultRows[k]!
-    if (own >= 0) need[m]!.push(own)
-    else if (d._tag === "Model") need[d.model]!.push(perms[d.model]!.rows[k]!)
+    if (own >= 0 && d.force !== true) need[m]!.push(own)
+    else if (d._tag === "Row") need[d.model]!.push(d.row)
     else if (d._tag === "Mean") for (const i of d.models) need[i]!.push(perms[i]!.rows[k]!)
   }
   return need

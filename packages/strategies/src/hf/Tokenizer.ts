@@ -191,6 +191,24 @@ export const union = (base: Tokenizer, others: ReadonlyArray<Tokenizer>): Tokeni
   return { ...base, added, json: { ...base.json, added_tokens: added } }
 }
 
+/**
+ * `tokens` added as plain tokens with the next ids where the vocabulary lacks them (transformers'
+ * `add_tokens`, which mergekit calls for the tokens of its `tokenizer.tokens`).
+ *
+ * @category constructors
+ */
+export const addPlain = (tokenizer: Tokenizer, tokens: ReadonlyArray<string>): Tokenizer => {
+  const known = new Map(vocab(tokenizer))
+  const added = [...tokenizer.added]
+  for (const token of tokens) {
+    if (known.has(token)) continue
+    const t = plainToken(token, size(known))
+    known.set(token, t.id)
+    added.push(t)
+  }
+  return added.length === tokenizer.added.length ? tokenizer : { ...tokenizer, added, json: { ...tokenizer.json, added_tokens: added } }
+}
+
 const decoderEntry = (t: AddedToken) =>
   ({ content: t.content, lstrip: t.lstrip, normalized: t.normalized, rstrip: t.rstrip, single_word: t.single_word, special: t.special })
 

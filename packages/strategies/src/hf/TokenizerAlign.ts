@@ -43,6 +43,21 @@ const folderOf = (model: Model.Model): string | undefined => model.provenance?.d
 /** The `source` param's folder or index, for `model:<…>`. */
 const sourceModel = (source: string): string | undefined => (source.startsWith("model:") ? source.slice("model:".length) : undefined)
 
+const ModelRef = Schema.Union([Schema.Literal("base"), Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))])
+
+/** mergekit's `tokenizer.tokens` entry: where a token's default row comes from, and whether every model takes it. */
+const TokenConfig = Schema.Struct({
+  source: Schema.Union([
+    Schema.Literal("zero"),
+    Schema.Struct({
+      model: ModelRef.annotate({ description: "base, or an index in models" }),
+      token_id: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)).annotate({ description: "that model's row with this id" })),
+      token: Schema.optional(Schema.String.annotate({ description: "that model's row for this token" }))
+    })
+  ]),
+  force: Schema.Boolean.annotate({ description: "every model takes this row, even those that have the token" }).pipe(Stage.withDefault(false))
+})
+
 interface Participant {
   readonly model: Model.Model
   readonly folder: string
@@ -62,10 +77,11 @@ export const TokenizerAlign = Stage.define({
   reference: "https://github.com/arcee-ai/mergekit/blob/main/mergekit/tokenizer/build.py",
   params: Schema.Struct({
     source: Schema.String.check(Schema.isPattern(SOURCE)).annotate({ description: "the target vocabulary: base, union, or model:<index in models | folder>" }),
-    pick: Schema.Union([Schema.Literal("base"), Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))])
+    pick: ModelRef
       .annotate({ description: "the input to output: base, or an index in models" }),
     chat_template: Schema.optional(Schema.String.annotate({ description: "a mergekit template name (chatml, llama3, mistral, alpaca, exaone), auto, or Jinja text" })),
-    pad_to_multiple_of: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)).annotate({ description: "round the row count up; new rows are the mean row" }))
+    pad_to_multiple_of: Schema.optional(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1)).annotate({ description: "round the row count up; new rows are the mean row" })),
+    tokens: Schema.optional(Schema.Record(Schema.String, TokenConfig).annotate({ description: "mergekit's tokenizer.tokens: tokens added to the vocabulary, each with its row's source" }))
   }),
   reads: (params) => {
     const folder = sourceModel(params.source)
@@ -108,15 +124,38 @@ export const TokenizerAlign = Stage.define({
     const odd = participants.find((p) => p.embedding.shape[1] !== hidden || (p.lmHead !== undefined && p.lmHead.shape[1] !== hidden))
     if (odd !== undefined) return yield* fail(`embedding widths differ: ${odd.model.source} has ${odd.embedding.shape[1]}, ${participants[0]!.model.source} ${hidden}`)
 
-    const target = yield* targetTokenizer(params.source, participants, inputs.models, resolvePath).pipe(
+    const built = yield* targetTokenizer(params.source, participants, inputs.models, resolvePath).pipe(
       Effect.catchTag("TokenizerAlignError", (e) => Effect.fail(new TokenizerAlignError({ stage: id, detail: e.detail })))
     )
+    const tokenConfigs = Object.entries(params.tokens ?? {})
+    const target = Tokenizer.addPlain(built, tokenConfigs.map(([token]) => token))
     const targetVocab = Tokenizer.vocab(target)
     const size = Tokenizer.size(targetVocab)
     const paddedSize = EmbeddingRows.padded(size, params.pad_to_multiple_of)
     const perms = participants.map((p) =>
       EmbeddingRows.permutation(targetVocab, size, Tokenizer.vocab(p.tokenizer), Math.min(p.tokenizer.vocabSize ?? Infinity, p.embedding.shape[0]!)))
-    const defaults = EmbeddingRows.defaults(perms, inputs.base === undefined ? undefined : 0, size)
+    const defaults = [...EmbeddingRows.defaults(perms, inputs.base === undefined ? undefined : 0, size)]
+    const participantOf = (ref: "base" | number) => {
+      const model = ref === "base" ? inputs.base : inputs.models[ref]
+      return model === undefined ? -1 : folders.indexOf(folderOf(model)!)
+    }
+    for (const [token, config] of tokenConfigs) {
+      const k = targetVocab.get(token)!
+      const source = config.source
+      if (source === "zero") {
+        defaults[k] = { _tag: "Zero", force: config.force }
+        continue
+      }
+      const p = participantOf(source.model)
+      const where = `tokens[${JSON.stringify(token)}]`
+      if (p < 0) return yield* fail(`${where}: model ${source.model} is not an input`)
+      if (source.token_id !== undefined && source.token !== undefined) return yield* fail(`${where}: give token_id or token, not both`)
+      const row = source.token_id ?? (source.token === undefined ? perms[p]!.rows[k]! : Tokenizer.vocab(participants[p]!.tokenizer).get(source.token) ?? -1)
+      if (row < 0 || row >= participants[p]!.embedding.shape[0]!) {
+        return yield* fail(`${where}: ${participants[p]!.model.source} has no row for ${source.token_id ?? JSON.stringify(source.token ?? token)}`)
+      }
+      defaults[k] = { _tag: "Row", model: p, row, force: config.force }
+    }
     const m = folders.indexOf(folderOf(picked)!)
     const me = participants[m]!
 
@@ -130,7 +169,7 @@ export const TokenizerAlign = Stage.define({
     const chatTemplate = params.chat_template === undefined ? undefined
       : params.chat_template === "auto" ? ChatTemplates.plurality(participants.map((p) => Tokenizer.chatTemplateOf(p.tokenizer)))
       : yield* Effect.fromResult(ChatTemplates.resolve(params.chat_template))
-    if (!dryRun) yield* writeFolder(tokenizerDir, target, params.source === "union" || (params.source === "base" && participants[0]!.stripped), chatTemplate)
+    if (!dryRun) yield* writeFolder(tokenizerDir, target, params.source === "union" || target !== built || (params.source === "base" && participants[0]!.stripped), chatTemplate)
     yield* Effect.annotateCurrentSpan({ "crucible.tokenizer.source": params.source, "crucible.tokenizer.size": size, "crucible.tokenizer.folder": tokenizerDir })
     const provenance = picked.provenance!
     return {

@@ -154,6 +154,26 @@ describe("tokenizer/align", () => {
     expect(part).toEqual(embed.flat().slice(7, 44))
   })
 
+  it("tokens (mergekit's tokenizer.tokens): added to the vocabulary, rows from a model's token or id, zeros, force", async () => {
+    const tokens = {
+      "<new>": { source: { model: 0, token: "x" } },
+      a: { source: "zero", force: true },
+      d: { source: { model: "base", token_id: 2 } }
+    }
+    const { embed, head, dir } = await align({ source: "base", pick: 0, tokens }, { id: "tokens" })
+    const target = [...A.tokens, "<new>"]
+    const expected = reference(ABC, 0, target, 1, false)
+    expected[3] = [0, 0, 0] // a: forced to zeros though B has it
+    expected[6] = [0, 1, 2].map((j) => rowValue(SEEDS.a, 2, j, false)) // d: B lacks it → A's row 2
+    expected[8] = [0, 1, 2].map((j) => rowValue(SEEDS.b, 5, j, false)) // <new>: B's row for x
+    expectRows(embed, expected)
+    expect(head[8]![0]).toBeCloseTo(rowValue(SEEDS.b, 5, 0, true), 6)
+    const tokenizer = await readJson(path.join(dir, "tokenizer.json"))
+    expect((tokenizer["added_tokens"] as Array<{ id: number; content: string }>).map((t) => [t.id, t.content])).toEqual([[8, "<new>"]])
+    await expect(align({ source: "base", pick: 0, tokens: { d: { source: { model: 1 } } } }, { id: "tokens-bad" }))
+      .rejects.toThrow(/tokens\["d"\]: .*c\/model.safetensors has no row for "d"/)
+  })
+
   it("chat_template auto takes the inputs' most common template; an unknown name fails naming the choices", async () => {
     const { dir } = await align({ source: "base", pick: 0, chat_template: "auto" }, { id: "auto" })
     expect((await readJson(path.join(dir, "tokenizer_config.json")))["chat_template"]).toBe(B.chatTemplate)
