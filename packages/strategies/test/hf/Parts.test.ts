@@ -5,6 +5,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as FolderFiles from "../../src/hf/FolderFiles.ts"
+import * as HfFolder from "../../src/hf/HfFolder.ts"
 import * as HubId from "../../src/hf/HubId.ts"
 import * as ModelCard from "../../src/hf/ModelCard.ts"
 import * as ModelConfig from "../../src/hf/ModelConfig.ts"
@@ -59,5 +60,15 @@ describe("ModelCard", () => {
     expect(card).toContain("Method: `merge/ties`, with `base` as the base.")
     expect(card).toContain("Models merged:\n\n- `chat`")
     expect(card).not.toContain("No `config.json`")
+  })
+})
+
+describe("HfFolder.contents", () => {
+  it("shards of 5·10⁹ parameters of the written dtype by default, as mergekit; shard_size wins", async () => {
+    const shardSize = (dtype: DType.DType, given?: number) =>
+      Effect.runPromise(Effect.map(HfFolder.contents("/nonexistent/out", Model.make("m", [tensor("w", [2, 2], dtype)]), { stage: "s", provenance: undefined, shardSize: given }), (c) => c.shardSize))
+    expect(await shardSize("BF16")).toBe(1e10)
+    expect(await shardSize("F32")).toBe(2e10)
+    expect(await shardSize("F32", 4096)).toBe(4096)
   })
 })
