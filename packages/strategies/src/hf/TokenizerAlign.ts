@@ -76,7 +76,7 @@ export const TokenizerAlign = Stage.define({
   description: "Permutes a model's embedding and lm_head rows to a target vocabulary (mergekit's tokenizer_source: base, union or a model's) and writes that tokenizer.",
   reference: "https://github.com/arcee-ai/mergekit/blob/main/mergekit/tokenizer/build.py",
   params: Schema.Struct({
-    source: Schema.String.check(Schema.isPattern(SOURCE)).annotate({ description: "the target vocabulary: base, union, or model:<index in models | folder>" }),
+    source: Schema.String.check(Schema.isPattern(SOURCE)).annotate({ description: "the target vocabulary: base, union, or model:<index in models | base | folder>" }),
     pick: ModelRef
       .annotate({ description: "the input to output: base, or an index in models" }),
     chat_template: Schema.optional(Schema.String.annotate({ description: "a mergekit template name (chatml, llama3, mistral, alpaca, exaone), auto, or Jinja text" })),
@@ -85,7 +85,7 @@ export const TokenizerAlign = Stage.define({
   }),
   reads: (params) => {
     const folder = sourceModel(params.source)
-    return folder === undefined || /^\d+$/.test(folder) ? [] : [{ file: folder }]
+    return folder === undefined || folder === "base" || /^\d+$/.test(folder) ? [] : [{ file: folder }]
   },
   inputs: {
     models: Port.many(Port.ModelPort, { min: 1, description: "the models of the merge, each loaded from a Hugging Face folder" }),
@@ -124,7 +124,7 @@ export const TokenizerAlign = Stage.define({
     const odd = participants.find((p) => p.embedding.shape[1] !== hidden || (p.lmHead !== undefined && p.lmHead.shape[1] !== hidden))
     if (odd !== undefined) return yield* fail(`embedding widths differ: ${odd.model.source} has ${odd.embedding.shape[1]}, ${participants[0]!.model.source} ${hidden}`)
 
-    const built = yield* targetTokenizer(params.source, participants, inputs.models, resolvePath).pipe(
+    const built = yield* targetTokenizer(params.source, participants, inputs, resolvePath).pipe(
       Effect.catchTag("TokenizerAlignError", (e) => Effect.fail(new TokenizerAlignError({ stage: id, detail: e.detail })))
     )
     const tokenConfigs = Object.entries(params.tokens ?? {})
@@ -185,12 +185,18 @@ export const TokenizerAlign = Stage.define({
 const targetTokenizer = (
   source: string,
   participants: ReadonlyArray<Participant>,
-  models: ReadonlyArray<Model.Model>,
+  inputs: { readonly base?: Model.Model | undefined; readonly models: ReadonlyArray<Model.Model> },
   resolvePath: (p: string) => string
 ): Effect.Effect<Tokenizer.Tokenizer, TokenizerAlignError | Tokenizer.TokenizerError> => {
+  const models = inputs.models
   if (source === "base") return Effect.succeed(participants[0]!.tokenizer)
   if (source === "union") return Effect.succeed(Tokenizer.union(participants[0]!.tokenizer, participants.slice(1).map((p) => p.tokenizer)))
   const ref = sourceModel(source)!
+  // mergekit's tokenizer_source naming the base model: its tokenizer as its folder has it (not stripped)
+  if (ref === "base") {
+    if (inputs.base === undefined) return Effect.fail(new TokenizerAlignError({ stage: "", detail: "source model:base needs a base input (a folder named base is ./base)" }))
+    return Tokenizer.read(folderOf(inputs.base)!)
+  }
   if (/^\d+$/.test(ref)) {
     const model = models[Number(ref)]
     if (model === undefined) return Effect.fail(new TokenizerAlignError({ stage: "", detail: `source ${source}: there are ${models.length} models` }))

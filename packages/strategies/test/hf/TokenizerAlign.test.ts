@@ -138,6 +138,9 @@ describe("tokenizer/align", () => {
     const byFolder = await align({ source: "model:c", pick: 0 }, { id: "modelC-folder" })
     expect(byFolder.embed).toEqual(embed)
     expect(TokenizerAlign.reads!(decodeParams(TokenizerAlign, { source: "model:c", pick: 0 }))).toEqual([{ file: "c" }])
+    expect(TokenizerAlign.reads!(decodeParams(TokenizerAlign, { source: "model:base", pick: 0 }))).toEqual([])
+    const byBase = await align({ source: "model:base", pick: 1 }, { id: "model-base" })
+    expectRows(byBase.embed, reference(ABC, 0, A.tokens, 2, false))
   })
 
   it("without a base: the first model's tokenizer is the base, tokens in several models get their mean", async () => {
