@@ -4,9 +4,14 @@
  *
  * @since 0.1.0
  */
+import { ArceeFusion } from "./ArceeFusion.ts"
+import { Karcher } from "./Karcher.ts"
 import { Linear } from "./Linear.ts"
 import { ModelStock } from "./ModelStock.ts"
+import { NearSwap } from "./NearSwap.ts"
+import { NuSlerp } from "./NuSlerp.ts"
 import { Passthrough } from "./Passthrough.ts"
+import { Sce } from "./Sce.ts"
 import { Multislerp, Slerp } from "./Spherical.ts"
 import { FisherMerge, RegMean } from "./Statistics.ts"
 import { Breadcrumbs, BreadcrumbsTies, DareLinear, DareTies, Della, DellaLinear, TaskArithmetic, Ties } from "./TaskArithmetic.ts"
@@ -24,6 +29,11 @@ export const MergeKinds = {
   "merge/della-linear": DellaLinear,
   "merge/slerp": Slerp,
   "merge/multislerp": Multislerp,
+  "merge/nuslerp": NuSlerp,
+  "merge/karcher": Karcher,
+  "merge/sce": Sce,
+  "merge/nearswap": NearSwap,
+  "merge/arcee-fusion": ArceeFusion,
   "merge/model-stock": ModelStock,
   "merge/passthrough": Passthrough,
   "merge/fisher": FisherMerge,

@@ -6,19 +6,22 @@
  * |---|---|---|---|
  * | `merge/task-arithmetic` | none | none | — |
  * | `merge/ties` | top-`density` by magnitude | sign by mass (`sum`) | — |
- * | `merge/dare-linear` | random keep `density` | none | 1/density |
- * | `merge/dare-ties` | random keep `density` | sum | 1/density |
+ * | `merge/dare-linear` | random keep `density` | none | L1 norm |
+ * | `merge/dare-ties` | random keep `density` | sum | L1 norm |
  * | `merge/breadcrumbs` | drop top-`gamma`, keep next `density` | none | — |
  * | `merge/breadcrumbs-ties` | as breadcrumbs | sum | — |
- * | `merge/della` | magnitude-ranked keep probability (`density` ± `epsilon`) | sum | 1/p |
- * | `merge/della-linear` | as della | none | 1/p |
+ * | `merge/della` | magnitude-ranked keep probability (`density` ± `epsilon`) | sum | L1 norm |
+ * | `merge/della-linear` | as della | none | L1 norm |
  *
  * Each merged tensor reports its diagnostics (`kernels/TaskDiagnostics.ts`: kept fractions, sign
  * agreement, task-vector norms) as a `merge.diagnostics` span event; the plain weighted sum
  * (task arithmetic, no sparsification) has none.
  *
- * Every preset's switches can be overridden (`consensus: count`, `rescale: l1` for mergekit's
- * norm-preserving rescale, `normalize`). DARE and DELLA draw from a counter-based PRNG keyed by
+ * Rescale: `l1` multiplies the kept entries by ‖τ‖₁/‖kept τ‖₁, so each task vector keeps its L1
+ * norm (mergekit's `rescale: true`, the DARE/DELLA default there and here since 2025); `unbiased`
+ * divides them by their keep probability (the papers' 1/p, this repo's DARE/DELLA default before);
+ * `none` keeps them as they are. Every preset's switches can be overridden (`consensus: count`,
+ * `rescale: unbiased`, `normalize`). DARE and DELLA draw from a counter-based PRNG keyed by
  * (seed, tensor name, model index): results do not depend on tensor order or worker count.
  *
  * @since 0.1.0
@@ -43,7 +46,7 @@ const fieldsFor = (name: Kernel.PresetName) => {
     seed: Schema.Int.annotate({ description: "seeds random sparsification" }).pipe(Stage.withDefault(0)),
     sparsify: Sparsify.annotate({ description: "how task vectors are sparsified" }).pipe(Stage.withDefault<typeof Sparsify>(switches.sparsify)),
     consensus: Consensus.annotate({ description: "sign consensus" }).pipe(Stage.withDefault<typeof Consensus>(switches.consensus)),
-    rescale: Rescale.annotate({ description: "rescaling of the kept entries" }).pipe(Stage.withDefault<typeof Rescale>(switches.rescale)),
+    rescale: Rescale.annotate({ description: "rescaling of the kept entries: l1 keeps each task vector's L1 norm (mergekit), unbiased divides by the keep probability 1/p (the papers), none" }).pipe(Stage.withDefault<typeof Rescale>(switches.rescale)),
     normalize: Schema.Boolean.annotate({ description: "divide by the sum of the weights" }).pipe(Stage.withDefault(switches.normalize))
   }
 }
@@ -109,7 +112,7 @@ export const TaskArithmetic = preset("merge/task-arithmetic", "task-arithmetic",
 /** @category stage kinds */
 export const Ties = preset("merge/ties", "ties", "TIES: trim task vectors to the top-density magnitudes, elect signs, average the agreeing entries.", "https://arxiv.org/abs/2306.01708")
 /** @category stage kinds */
-export const DareLinear = preset("merge/dare-linear", "dare-linear", "DARE: drop task-vector entries with probability 1 − density, rescale survivors, sum.", "https://arxiv.org/abs/2311.03099")
+export const DareLinear = preset("merge/dare-linear", "dare-linear", "DARE: drop task-vector entries with probability 1 − density, rescale survivors to the task vector's L1 norm, sum.", "https://arxiv.org/abs/2311.03099")
 /** @category stage kinds */
 export const DareTies = preset("merge/dare-ties", "dare-ties", "DARE sparsification with TIES sign consensus.", "https://arxiv.org/abs/2311.03099")
 /** @category stage kinds */
@@ -117,6 +120,6 @@ export const Breadcrumbs = preset("merge/breadcrumbs", "breadcrumbs", "Model bre
 /** @category stage kinds */
 export const BreadcrumbsTies = preset("merge/breadcrumbs-ties", "breadcrumbs-ties", "Breadcrumbs sparsification with TIES sign consensus.", "https://arxiv.org/abs/2312.06795")
 /** @category stage kinds */
-export const Della = preset("merge/della", "della", "DELLA: magnitude-ranked keep probabilities (density ± epsilon), rescale by 1/p, sign consensus.", "https://arxiv.org/abs/2406.11617")
+export const Della = preset("merge/della", "della", "DELLA: magnitude-ranked keep probabilities (density ± epsilon), rescale to the task vector's L1 norm, sign consensus.", "https://arxiv.org/abs/2406.11617")
 /** @category stage kinds */
 export const DellaLinear = preset("merge/della-linear", "della-linear", "DELLA sparsification without sign consensus.", "https://arxiv.org/abs/2406.11617")

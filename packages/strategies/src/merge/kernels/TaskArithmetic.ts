@@ -50,16 +50,22 @@ export interface TaskArithmeticParams extends Partial<Switches> {
   readonly seed?: number
 }
 
-/** The built-in variants, as mergekit defines them (`rescale: unbiased` is the papers' 1/p). @category presets */
+/**
+ * The built-in variants, as mergekit defines them: DARE and DELLA rescale survivors so that each
+ * task vector keeps its L1 norm (`l1`, mergekit's `rescale: true` since 2025); `unbiased`, the
+ * papers' 1/p, stays available as an override.
+ *
+ * @category presets
+ */
 export const presets = {
   "task-arithmetic": { sparsify: "none", consensus: "none", rescale: "none", normalize: false },
   ties: { sparsify: "magnitude", consensus: "sum", rescale: "none", normalize: true },
-  "dare-linear": { sparsify: "random", consensus: "none", rescale: "unbiased", normalize: false },
-  "dare-ties": { sparsify: "random", consensus: "sum", rescale: "unbiased", normalize: false },
+  "dare-linear": { sparsify: "random", consensus: "none", rescale: "l1", normalize: false },
+  "dare-ties": { sparsify: "random", consensus: "sum", rescale: "l1", normalize: false },
   breadcrumbs: { sparsify: "breadcrumbs", consensus: "none", rescale: "none", normalize: false },
   "breadcrumbs-ties": { sparsify: "breadcrumbs", consensus: "sum", rescale: "none", normalize: false },
-  della: { sparsify: "della", consensus: "sum", rescale: "unbiased", normalize: true },
-  "della-linear": { sparsify: "della", consensus: "none", rescale: "unbiased", normalize: false }
+  della: { sparsify: "della", consensus: "sum", rescale: "l1", normalize: true },
+  "della-linear": { sparsify: "della", consensus: "none", rescale: "l1", normalize: false }
 } as const satisfies Record<string, Switches>
 
 /** @category presets */

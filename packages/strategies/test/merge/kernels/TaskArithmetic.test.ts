@@ -181,7 +181,7 @@ describe("sparsification statistics", () => {
   const tau = Float64Array.from(models[0]!, (x, j) => Math.fround(x - base[j]!))
 
   it("DARE keeps ≈ density and its unbiased rescale preserves the sum in expectation", () => {
-    const o = refOptions({ weights: [1], ...TaskArithmetic.presets["dare-linear"], density: 0.3, seed: 1 }, 1, [20000])
+    const o = refOptions({ weights: [1], ...TaskArithmetic.presets["dare-linear"], rescale: "unbiased", density: 0.3, seed: 1 }, 1, [20000])
     const s = sparsified(base, models[0]!, 0, o)
     const kept = s.reduce((c, v) => c + (v !== 0 ? 1 : 0), 0)
     expect(Math.abs(kept / 20000 - 0.3)).toBeLessThan(4 * Math.sqrt(0.21 / 20000))
@@ -228,14 +228,19 @@ describe("validation", () => {
 
   it("the presets are mergekit's", () => {
     expect(TaskArithmetic.presets.ties).toEqual({ sparsify: "magnitude", consensus: "sum", rescale: "none", normalize: true })
+    // DARE and DELLA keep each task vector's L1 norm by default, as mergekit's `rescale: true`.
+    for (const name of ["dare-linear", "dare-ties", "della", "della-linear"] as const) expect(TaskArithmetic.presets[name].rescale).toBe("l1")
     expect(TaskArithmetic.presets["dare-ties"].sparsify).toBe("random")
     expect(TaskArithmetic.presets["breadcrumbs-ties"].consensus).toBe("sum")
   })
 
   it("plans without data-dependent parts skip the statistics", () => {
-    const plan = Result.getOrThrow(TaskArithmetic.plan({ weights: [1, 1], ...TaskArithmetic.presets["dare-ties"], density: 0.5 }, [8], 2, "t"))
+    const plan = Result.getOrThrow(TaskArithmetic.plan({ weights: [1, 1], ...TaskArithmetic.presets["dare-ties"], rescale: "unbiased", density: 0.5 }, [8], 2, "t"))
     expect(plan.needsStatistics).toBe(false)
     expect(TaskArithmetic.withoutStatistics(plan)).toBeDefined()
+    // DARE's default, mergekit's L1 rescale, needs each task vector's norms first.
+    const dare = Result.getOrThrow(TaskArithmetic.plan({ weights: [1, 1], ...TaskArithmetic.presets["dare-ties"], density: 0.5 }, [8], 2, "t"))
+    expect(dare.needsStatistics).toBe(true)
     const ties = Result.getOrThrow(TaskArithmetic.plan({ weights: [1, 1], ...TaskArithmetic.presets.ties, density: 0.5 }, [8], 2, "t"))
     expect(ties.needsStatistics).toBe(true)
     expect(normal(1, 1).length).toBe(1)
