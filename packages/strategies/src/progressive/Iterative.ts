@@ -20,8 +20,8 @@ import * as Evaluate from "../evaluate/Evaluate.ts"
 import { MergeKinds } from "../merge/Kinds.ts"
 import * as Runnable from "../models/Runnable.ts"
 
-/** The merge methods a step may use: every merge kind but those that need per-model statistics or take one model. */
-const { "merge/fisher": _fisher, "merge/regmean": _regmean, "merge/passthrough": _passthrough, ...stepMethods } = MergeKinds
+/** The merge methods a step may use: every merge kind but those that need per-model statistics or take one model (besides a base). */
+const { "merge/fisher": _fisher, "merge/regmean": _regmean, "merge/passthrough": _passthrough, "merge/nearswap": _nearswap, "merge/arcee-fusion": _arceeFusion, ...stepMethods } = MergeKinds
 export const Methods = stepMethods
 
 const MethodName = Schema.Literals(Object.keys(Methods) as Array<keyof typeof Methods>)
