@@ -30,7 +30,19 @@ const dot = (x: Float64Array, y: Float64Array): number => {
   return s
 }
 
-/** @category kernels */
+/** ⟨u, m⟩·scale: the dot product with a model's unit vector, read from the float32 model. */
+const dotScaled = (u: Float64Array, m: Float32Array, scale: number): number => {
+  let s = 0
+  for (let j = 0; j < u.length; j++) s += u[j]! * m[j]!
+  return s * scale
+}
+
+/**
+ * Memory: the mean `u` and the step `T` in float64 beside the inputs; the unit vectors are read
+ * from the float32 models with their 1/‖θᵢ‖, never copied.
+ *
+ * @category kernels
+ */
 export const apply = (params: KarcherParams, models: ReadonlyArray<Float32Array>): KarcherResult => {
   const n = models[0]!.length
   const alpha = 1 / models.length
@@ -41,25 +53,25 @@ export const apply = (params: KarcherParams, models: ReadonlyArray<Float32Array>
   })
   // The global scale counts every model, zero ones included (as mergekit).
   const scale = norms.reduce((s, v) => s + alpha * v, 0)
-  const valid = models.flatMap((m, i) => (norms[i]! > params.tol ? [Float64Array.from(m, (x) => x / norms[i]!)] : []))
+  const valid = models.flatMap((m, i) => (norms[i]! > params.tol ? [{ m, inverse: 1 / norms[i]! }] : []))
   if (valid.length === 0) return { out: new Float32Array(n), iterations: 0, converged: true }
   const weight = 1 / valid.length
-  let u = new Float64Array(n)
-  for (const v of valid) for (let j = 0; j < n; j++) u[j] = u[j]! + weight * v[j]!
+  const u = new Float64Array(n)
+  for (const { m, inverse } of valid) for (let j = 0; j < n; j++) u[j] = u[j]! + weight * (m[j]! * inverse)
   const mean = Math.sqrt(dot(u, u))
-  if (mean < params.tol) u = valid[0]!.slice()
+  if (mean < params.tol) for (let j = 0; j < n; j++) u[j] = valid[0]!.m[j]! * valid[0]!.inverse
   else for (let j = 0; j < n; j++) u[j] = u[j]! / mean
   const tangent = new Float64Array(n)
   let iterations = 0
   let converged = false
   for (let step = 0; step < params.maxIter; step++) {
     tangent.fill(0)
-    for (const v of valid) {
-      const cos = Math.min(1, Math.max(-1, dot(u, v)))
+    for (const { m, inverse } of valid) {
+      const cos = Math.min(1, Math.max(-1, dotScaled(u, m, inverse)))
       const angle = Math.acos(cos)
       if (angle < params.tol) continue
       const c = (weight * angle) / Math.sin(angle)
-      for (let j = 0; j < n; j++) tangent[j] = tangent[j]! + c * (v[j]! - cos * u[j]!)
+      for (let j = 0; j < n; j++) tangent[j] = tangent[j]! + c * (m[j]! * inverse - cos * u[j]!)
     }
     const length = Math.sqrt(dot(tangent, tangent))
     if (length < params.tol) {
