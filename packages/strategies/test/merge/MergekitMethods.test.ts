@@ -15,6 +15,7 @@ import { Karcher } from "../../src/merge/Karcher.ts"
 import { MergeKinds } from "../../src/merge/Kinds.ts"
 import { NearSwap } from "../../src/merge/NearSwap.ts"
 import { NuSlerp } from "../../src/merge/NuSlerp.ts"
+import * as SceKernel from "../../src/merge/kernels/Sce.ts"
 import { Sce } from "../../src/merge/Sce.ts"
 import { DareLinear, DellaLinear } from "../../src/merge/TaskArithmetic.ts"
 import { decodeParams } from "../decodeParams.ts"
@@ -157,6 +158,15 @@ describe("method behaviour", () => {
     const out = await succeeded(Sce, {}, "base", ["p", "q"], files)
     const models = ["p", "q"].map((m) => Array.from(Object.entries(reference.inputs.base!).find(([t]) => t === "w")![1], (x, i) => Math.fround(x + (m === "p" ? 1e-4 * Math.sin(i + 1) : -2e-4 * Math.sin(i - 2)))))
     close(out.w!, Ref.sce(models, input("base", "w")), "uniform weights")
+  })
+
+  it("sce: equal variances at the cut are kept lowest index first; zero variances are never counted", () => {
+    const base = new Float32Array(6)
+    // Variances across the two models: 1, 0, 1, 1, 0.25, 0 → 4 nonzero; at 0.5, two of the three 1s.
+    const models = [Float32Array.from([1, 0, -1, 1, 0.5, 0]), Float32Array.from([-1, 0, 1, -1, -0.5, 0])]
+    expect(Array.from(SceKernel.select(base, models, 0.5))).toEqual([1, 0, 1, 0, 0, 0])
+    expect(Array.from(SceKernel.select(base, models, 0.8))).toEqual([1, 0, 1, 1, 0, 0])
+    expect(Array.from(SceKernel.select(base, models, 0.2))).toEqual([0, 0, 0, 0, 0, 0])
   })
 
   it("nearswap: t = 0 keeps the base; a t beyond every difference takes the model", async () => {
