@@ -56,7 +56,7 @@ describe("the kind catalog", () => {
   it("save and load: required and optional params, allowed values", () => {
     expect(kind("load").inputs).toEqual([])
     expect(param("load", "path")).toMatchObject({ type: "string", required: true })
-    expect(param("save", "format")).toMatchObject({ type: "safetensors | tfjs", required: false, allowed: ["safetensors", "tfjs"] })
+    expect(param("save", "format")).toMatchObject({ type: "safetensors | tfjs | hf", required: false, allowed: ["safetensors", "tfjs", "hf"] })
     expect(kind("save").inputs.map((i) => [i.name, i.port, i.arity])).toEqual([["model", "model", "one"]])
   })
 
