@@ -6,6 +6,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { crucible } from "./cli.ts"
+import { writeHubModel } from "./hfCache.ts"
 import { readValues, type Values, writeTinyLlama } from "../../../strategies/test/hf/tinyLlama.ts"
 
 const corpus = "/work/shared/corpus/mergekit-examples"
@@ -20,12 +21,7 @@ const values = new Map<string, Values>()
 const examples = fs.readdirSync(corpus).filter((f) => f.endsWith(".yml")).sort()
 
 beforeAll(async () => {
-  for (const [seed, [id, layers]] of HUB.entries()) {
-    const repo = path.join(env.HF_HOME, "hub", `models--${id.replace("/", "--")}`)
-    fs.mkdirSync(path.join(repo, "refs"), { recursive: true })
-    fs.writeFileSync(path.join(repo, "refs", "main"), "0123abcd")
-    values.set(id, await writeTinyLlama(path.join(repo, "snapshots", "0123abcd"), { layers, hidden: 4, vocab: 8, seed: seed + 1 }))
-  }
+  for (const [seed, [id, layers]] of HUB.entries()) values.set(id, await writeHubModel(env.HF_HOME, id, { layers, hidden: 4, vocab: 8, seed: seed + 1 }))
   await writeTinyLlama(path.join(dir, "model_a"), { layers: 3, hidden: 4, vocab: 8, seed: 30 })
   await writeTinyLlama(path.join(dir, "model_b"), { layers: 3, hidden: 4, vocab: 8, seed: 31 })
   for (const f of examples) fs.copyFileSync(path.join(corpus, f), path.join(dir, f))
