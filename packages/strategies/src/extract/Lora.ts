@@ -19,6 +19,7 @@ import * as path from "node:path"
 import * as Filter from "../merge/rules/Filter.ts"
 import * as AdapterFolder from "./AdapterFolder.ts"
 import { ExtractInputsMismatch, InvalidExtractParams, NothingToExtract } from "./ExtractError.ts"
+import * as RandomizedSvd from "./RandomizedSvd.ts"
 import * as Svd from "./Svd.ts"
 import * as Targets from "./Targets.ts"
 
@@ -41,7 +42,8 @@ const SHOWN_SINGULAR_VALUES = 16
 /** @category stage kinds */
 export const LoraExtract = Stage.define({
   kind: "extract/lora",
-  version: 1,
+  // 2: layers whose smaller side exceeds 256 take the randomized SVD (other factors, same keys).
+  version: 2,
   description: "Extracts a LoRA adapter (PEFT folder) from a fine-tune and its base by truncated SVD of each layer's ΔW.",
   reference: "https://github.com/arcee-ai/mergekit/blob/main/mergekit/scripts/extract_lora.py",
   params: Schema.Struct({
@@ -100,8 +102,8 @@ export const LoraExtract = Stage.define({
       const ft = inputs.model.tensors.get(t.tensor)!
       const delta = yield* deltaOf(ft, inputs.base.tensors.get(t.tensor)!, t)
       const [m, n] = Targets.decomposedShape(t)
-      const decomposition = Svd.svd(delta, m, n)
-      const rank = params.rank ?? Svd.rankForEnergy(decomposition.s, params.energy!)
+      // Exact Jacobi for small layers, the randomized range finder for LLM-sized ones.
+      const { method, rank, svd: decomposition } = RandomizedSvd.truncated(delta, m, n, params.rank !== undefined ? { rank: params.rank } : { energy: params.energy! })
       const factors = Svd.factors(decomposition, rank)
       const outDType = dtype ?? storedFloat(ft.dtype)
       const aBytes = DType.fromNumbers(factors.a, outDType)
@@ -121,7 +123,7 @@ export const LoraExtract = Stage.define({
         singular_values: Array.from(decomposition.s.subarray(0, SHOWN_SINGULAR_VALUES))
       }
       layers.push(layer)
-      yield* Stage.event("lora.layer", { module: t.module, rank: layer.rank, relative_error: layer.relative_error, sweeps: decomposition.sweeps })
+      yield* Stage.event("lora.layer", { module: t.module, rank: layer.rank, relative_error: layer.relative_error, svd: method, sweeps: decomposition.sweeps })
       yield* Stage.reportProgress({ stage: id, done: i + 1, total: selection.targets.length, unit: "tensors", detail: `${t.module} r=${layer.rank} err=${layer.relative_error.toPrecision(3)}` })
       yield* Effect.yieldNow
     }
