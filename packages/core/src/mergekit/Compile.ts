@@ -329,7 +329,8 @@ export const compile = (text: string, options: Options): Compiled => {
     for (const key of ["dtype", "out_dtype"] as const) {
       if (doc[key] !== undefined && (typeof doc[key] !== "string" || parseWritable(doc[key]) === undefined)) fail("InvalidParam", `${key}: "${String(doc[key])}" is not a dtype (use float32, float16, bfloat16)`, at(key))
     }
-    if (doc.tokenizer_source !== undefined) alignTokenizer(doc, i, output)
+    if (doc.tokenizer_source !== undefined && doc.tokenizer !== undefined) fail("InvalidPipeline", "give tokenizer_source or tokenizer, not both (mergekit refuses both)", at("tokenizer"))
+    else if (doc.tokenizer_source !== undefined || doc.tokenizer !== undefined) alignTokenizer(doc, i, output)
     if (typeof doc.dtype === "string" && typeof doc.out_dtype === "string" && doc.dtype !== doc.out_dtype) {
       // mergekit rounds to dtype, then to out_dtype: the merge writes dtype.
       const merge = stages.find((s) => s.id === output)
@@ -339,36 +340,118 @@ export const compile = (text: string, options: Options): Compiled => {
   }
 
   /**
-   * `tokenizer_source`: one `tokenizer/align` stage per input of the merge (its `pick`), all with
-   * the merge's inputs and the same `source`; the merge then takes the aligned models.
+   * `tokenizer_source`, or the `tokenizer:` block (TokenizerConfig: `source`, default union;
+   * `tokens`; `pad_to_multiple_of`): one `tokenizer/align` stage per input of the merge (its
+   * `pick`), all with the merge's inputs and the same params; the merge then takes the aligned models.
    */
   function alignTokenizer(doc: Raw, i: number, output: string) {
-    const source = doc.tokenizer_source
-    const at: Origin = { doc: i, path: ["tokenizer_source"] }
+    const block = doc.tokenizer
+    const at: Origin = { doc: i, path: [block === undefined ? "tokenizer_source" : "tokenizer"] }
+    if (block !== undefined && !isRecord(block)) return fail("InvalidParam", "tokenizer is a map { source, tokens, pad_to_multiple_of }", at)
+    if (isRecord(block)) checkKeys(block, Keys.TOKENIZER, ["tokenizer"], i)
+    const source = isRecord(block) ? block.source ?? "union" : doc.tokenizer_source
+    const sourceAt: Origin = isRecord(block) ? { doc: i, path: block.source === undefined ? ["tokenizer"] : ["tokenizer", "source"] } : at
     const index = stages.findIndex((s) => s.id === output)
     const merge = stages[index]
-    if (typeof source !== "string") return fail("InvalidParam", "tokenizer_source is base, union, or a model", at)
+    if (typeof source !== "string") return fail("InvalidParam", "the tokenizer source is base, union, or a model", sourceAt)
     if (merge === undefined || !merge.uses.startsWith("merge/") || !Array.isArray(merge.with.models)) {
-      return fail("InvalidParam", "tokenizer_source needs a merge of models (not slices stacked by passthrough)", at)
+      return fail("InvalidParam", "a tokenizer source needs a merge of models (not slices stacked by passthrough)", at)
     }
     const models = merge.with.models as ReadonlyArray<string>
     const base = typeof merge.with.base === "string" ? merge.with.base : undefined
+    // A model of the merge as the align stage names it: "base" or its index in models.
+    const refOf = (ref: unknown, where: Origin): "base" | number | undefined => {
+      const stage = typeof ref === "string" ? loads.get(ref) ?? modelStage(ref, where)?.stage : (modelStage(ref, where), undefined)
+      if (stage === undefined) return undefined
+      const k = models.indexOf(stage)
+      if (k !== -1) return k
+      if (stage === base) return "base"
+      return fail("InvalidParam", `"${String(ref)}" is not one of the merged models`, where), undefined
+    }
     let target = source
     if (source !== "base" && source !== "union") {
-      const stage = loads.get(source) ?? modelStage(source, at)?.stage
-      if (stage === undefined) return
-      const k = models.indexOf(stage)
-      if (k === -1 && stage !== base) return fail("InvalidParam", `tokenizer_source "${source}" is not one of the merged models`, at)
-      target = k === -1 ? "base" : `model:${k}`
+      const ref = refOf(source, sourceAt)
+      if (ref === undefined) return
+      // mergekit loads a named model's tokenizer as its folder has it: the base's too (model:base, not the stripped "base").
+      target = `model:${ref}`
     } else if (source === "base" && base === undefined) {
       // mergekit's "base" without a base input of the merge: the base is models[0] (slerp) or absent.
       target = "model:0"
     }
+    const extra: Raw = {}
+    if (isRecord(block)) {
+      if (block.pad_to_multiple_of !== undefined) {
+        if (!Number.isInteger(block.pad_to_multiple_of) || (block.pad_to_multiple_of as number) < 1) fail("InvalidParam", "pad_to_multiple_of is a positive integer", { doc: i, path: ["tokenizer", "pad_to_multiple_of"] })
+        else extra.pad_to_multiple_of = block.pad_to_multiple_of
+      }
+      if (block.tokens !== undefined && block.tokens !== null) {
+        const tokens = tokensOf(block.tokens, i, refOf)
+        if (tokens === undefined) return
+        extra.tokens = tokens
+      }
+    }
     const template = typeof doc.chat_template === "string" ? { chat_template: doc.chat_template } : {}
-    const shared = { models: [...models], ...(base === undefined ? {} : { base }), source: target, ...template }
+    const shared = { models: [...models], ...(base === undefined ? {} : { base }), source: target, ...extra, ...template }
     const aligned = models.map((m) => addStage(uniqueId(`align_${m.replace(/^load_/, "")}`, ids), "tokenizer/align", { ...shared, pick: models.indexOf(m) }, at))
     const alignedBase = base === undefined ? undefined : addStage(uniqueId(`align_${base.replace(/^load_/, "")}`, ids), "tokenizer/align", { ...shared, pick: "base" }, at)
     stages[index] = { ...merge, with: { ...merge.with, models: aligned, ...(alignedBase === undefined ? {} : { base: alignedBase }) } }
+  }
+
+  /**
+   * `tokenizer.tokens` as the align stage's `tokens`: mergekit's `source` is a model (its row for
+   * the token), `{ kind: model_token, model, token_id | token }` or `{ kind: zero }`.
+   */
+  function tokensOf(raw: unknown, i: number, refOf: (ref: unknown, where: Origin) => "base" | number | undefined): Raw | undefined {
+    const at = (...p: Documents.Path): Origin => ({ doc: i, path: ["tokenizer", "tokens", ...p] })
+    if (!isRecord(raw)) return fail("InvalidParam", "tokens is a map of token → { source, force }", at()), undefined
+    const tokens: Raw = {}
+    let ok = true
+    for (const [token, config] of Object.entries(raw)) {
+      const bad = (message: string, ...p: Documents.Path) => { ok = false; fail("InvalidParam", `tokens[${JSON.stringify(token)}]: ${message}`, at(token, ...p)) }
+      if (!isRecord(config)) { bad("a map { source, force }"); continue }
+      checkKeys(config, Keys.TOKEN, ["tokenizer", "tokens", token], i)
+      if (config.force !== undefined && typeof config.force !== "boolean") bad("force is true or false", "force")
+      const force = config.force === true ? { force: true } : {}
+      const source = config.source
+      // mergekit fails on a listed token without a source (compute_default_embedding: NotImplementedError).
+      if (source === undefined || source === null) { bad("source is needed: a model, { kind: model_token, model, token_id | token }, or { kind: zero }"); continue }
+      if (isRecord(source)) {
+        checkKeys(source, Keys.TOKEN_SOURCE, ["tokenizer", "tokens", token, "source"], i)
+        if (source.kind === "zero") { tokens[token] = { source: "zero", ...force }; continue }
+        if (source.kind !== "model_token") { bad(`kind "${String(source.kind)}" is model_token or zero`, "source", "kind"); continue }
+        const hasId = source.token_id !== undefined && source.token_id !== null
+        const hasToken = source.token !== undefined && source.token !== null
+        if (hasId === hasToken) { bad("give token_id or token (one of them)", "source"); continue }
+        if (hasId && (!Number.isInteger(source.token_id) || (source.token_id as number) < 0)) { bad("token_id is a non-negative integer", "source", "token_id"); continue }
+        if (hasToken && typeof source.token !== "string") { bad("token is a string", "source", "token"); continue }
+        const model = refOf(source.model, at(token, "source", "model"))
+        if (model === undefined) { ok = false; continue }
+        tokens[token] = { source: { model, ...(hasId ? { token_id: source.token_id } : { token: source.token }) }, ...force }
+        continue
+      }
+      const model = refOf(source, at(token, "source"))
+      if (model === undefined) { ok = false; continue }
+      tokens[token] = { source: { model }, ...force }
+    }
+    return ok ? tokens : undefined
+  }
+
+  /**
+   * The save's `chat_template`: with a tokenizer (tokenizer_source or tokenizer:) the align stages
+   * set it; else the save does — a mergekit name or Jinja text, which `save` resolves.
+   */
+  function saveTemplate(doc: Raw, i: number): string | undefined {
+    const template = doc.chat_template
+    if (template === undefined || template === null) return undefined
+    if (typeof template !== "string") return fail("InvalidParam", "chat_template is a template name (chatml, llama3, mistral, alpaca, exaone), auto, or Jinja text", { doc: i, path: ["chat_template"] }), undefined
+    if (doc.tokenizer_source !== undefined || doc.tokenizer !== undefined) return undefined
+    // mergekit (merge.py) sets a template only on a tokenizer it builds; without one it copies the donor's files as they are.
+    if (template === "auto") {
+      notes.push("chat_template: auto has no effect without tokenizer_source or tokenizer (as in mergekit: the donor's tokenizer is copied as is)")
+      return undefined
+    }
+    notes.push("chat_template without tokenizer_source: the saved tokenizer_config.json takes it (mergekit copies the donor's tokenizer as is and drops it)")
+    return template
   }
 
   // The output: the unnamed document's (mergekit-multi writes it to --out-path); when every document is named, those no other uses.
@@ -379,9 +462,7 @@ export const compile = (text: string, options: Options): Compiled => {
   for (const final of finals.slice(0, unnamed.length > 0 ? 1 : undefined)) {
     const folder = finals.length === 1 ? out : `${out}${stageSlug(String(final.doc.name))}/`
     const dtype = typeof final.doc.out_dtype === "string" ? final.doc.out_dtype : typeof final.doc.dtype === "string" ? final.doc.dtype : undefined
-    // With tokenizer_source the align stages set the template (they know mergekit's names); else the save does.
-    const template = typeof final.doc.chat_template === "string" && final.doc.tokenizer_source === undefined ? final.doc.chat_template : undefined
-    if (template !== undefined && !template.includes("{")) fail("InvalidParam", `chat_template "${template}": a template name takes effect with tokenizer_source (which resolves mergekit's names); without it, give the Jinja text`, { doc: final.i, path: ["chat_template"] })
+    const template = saveTemplate(final.doc, final.i)
     const id = uniqueId(finals.length === 1 ? "save" : `save_${stageSlug(String(final.doc.name))}`, ids)
     addStage(id, "save", { model: final.output, path: folder, ...(dtype === undefined ? {} : { dtype }), ...(template === undefined ? {} : { chat_template: template }) }, { doc: final.i, path: [] },
       { ...(dtype === undefined ? {} : { dtype: { doc: final.i, path: [typeof final.doc.out_dtype === "string" ? "out_dtype" : "dtype"] } }), ...(template === undefined ? {} : { chat_template: { doc: final.i, path: ["chat_template"] } }) })

@@ -15,11 +15,16 @@ export const MODEL = ["model", "parameters"]
 export const SLICE = ["sources", "base_model", "parameters", "residual_weight"]
 /** @category keys */
 export const SOURCE = ["model", "layer_range", "parameters"]
+/** @category keys */
+export const TOKENIZER = ["source", "tokens", "pad_to_multiple_of"]
+/** @category keys */
+export const TOKEN = ["source", "force"]
+/** @category keys */
+export const TOKEN_SOURCE = ["kind", "model", "token_id", "token"]
 
 /** mergekit keys Crucible knows and refuses, with what to do instead. @category keys */
 export const unsupported: Readonly<Record<string, string>> = {
   modules: "modules: (per-module configs of multimodal models) is not supported; use models: or slices:",
-  tokenizer: "tokenizer: (a TokenizerConfig with per-token sources) is not supported; use tokenizer_source: base | union | <model>",
   residual_weight: "residual_weight is not supported"
 }
 

@@ -142,6 +142,60 @@ describe("mergekit compiler", () => {
     expect(stage(c, "save").with).toEqual({ model: "merge", path: "merged/" })
   })
 
+  it("tokenizer_source naming the base model: model:base (its tokenizer as its folder has it, as mergekit loads it), not the stripped base", () => {
+    const c = compileFile("tokbase.yml", "models:\n  - model: model_b\nmerge_method: ties\nbase_model: model_a\ntokenizer_source: model_a\n")
+    expect(c.problems).toEqual([])
+    expect(stage(c, "align_model_a").with).toEqual({ models: ["load_model_b"], base: "load_model_a", source: "model:base", pick: "base" })
+  })
+
+  it("the tokenizer: block: source (default union), tokens (a model, model_token by id or string, zero; force), pad_to_multiple_of go to every align stage", () => {
+    const text = [
+      "models:", "  - model: model_a", "  - model: model_b", "merge_method: linear", "tokenizer:", "  pad_to_multiple_of: 8", "  tokens:",
+      "    <|im_start|>:", "      source: model_b", "    <|im_end|>:", "      source: model_a", "      force: true",
+      "    <|renamed|>:", "      source:", "        kind: model_token", "        model: model_b", "        token: \"<s>\"",
+      "    <|by_id|>:", "      source: { kind: model_token, model: model_a, token_id: 3 }", "    <|unused|>:", "      source: { kind: zero }",
+      "chat_template: llama3", ""
+    ].join("\n")
+    const c = compileFile("tokblock.yml", text)
+    expect(c.problems).toEqual([])
+    expect(stage(c, "merge").with.models).toEqual(["align_model_a", "align_model_b"])
+    expect(stage(c, "align_model_b").with).toEqual({
+      models: ["load_model_a", "load_model_b"], source: "union", pad_to_multiple_of: 8, chat_template: "llama3", pick: 1,
+      tokens: {
+        "<|im_start|>": { source: { model: 1 } },
+        "<|im_end|>": { source: { model: 0 }, force: true },
+        "<|renamed|>": { source: { model: 1, token: "<s>" } },
+        "<|by_id|>": { source: { model: 0, token_id: 3 } },
+        "<|unused|>": { source: "zero" }
+      }
+    })
+    expect(stage(c, "save").with).toEqual({ model: "merge", path: "merged/" })
+    const based = compileFile("tokblock2.yml", "models:\n  - model: model_b\nmerge_method: ties\nbase_model: model_a\ntokenizer:\n  source: model_a\n")
+    expect(stage(based, "align_model_b").with).toEqual({ models: ["load_model_b"], base: "load_model_a", source: "model:base", pick: 0 })
+  })
+
+  it("the tokenizer: block's mistakes are positioned: both tokenizer and tokenizer_source, a token without source, a model outside the merge, an unknown kind", () => {
+    const both = compileFile("tokboth.yml", "models:\n  - model: model_a\nmerge_method: linear\ntokenizer_source: union\ntokenizer:\n  source: union\n")
+    expect(both.problems.map((p) => [p.message, p.position?.line])).toEqual([["give tokenizer_source or tokenizer, not both (mergekit refuses both)", 6]])
+    const bad = compileFile("tokbad.yml", "models:\n  - model: model_a\nmerge_method: linear\ntokenizer:\n  tokens:\n    a:\n      force: true\n    b:\n      source: { kind: one }\n    c:\n      source: model_b\n")
+    expect(bad.problems.map((p) => [p.message, p.position?.line])).toEqual([
+      ["tokens[\"a\"]: source is needed: a model, { kind: model_token, model, token_id | token }, or { kind: zero }", 7],
+      ["tokens[\"b\"]: kind \"one\" is model_token or zero", 9],
+      ["\"model_b\" is not one of the merged models", 11]
+    ])
+    expect(bad.ir).toBeUndefined()
+  })
+
+  it("chat_template without a tokenizer: a mergekit name or Jinja text goes to the save (which resolves names), with a note; auto is noted and dropped, as mergekit does", () => {
+    const named = compileFile("tmpl.yml", "models:\n  - model: model_a\n  - model: model_b\nmerge_method: linear\nchat_template: chatml\n")
+    expect(named.problems).toEqual([])
+    expect(stage(named, "save").with).toEqual({ model: "merge", path: "merged/", chat_template: "chatml" })
+    expect(named.notes.join("\n")).toContain("mergekit copies the donor's tokenizer as is")
+    const auto = compileFile("tmplauto.yml", "models:\n  - model: model_a\nmerge_method: linear\nchat_template: auto\n")
+    expect(stage(auto, "save").with).toEqual({ model: "merge", path: "merged/" })
+    expect(auto.notes.join("\n")).toContain("chat_template: auto has no effect")
+  })
+
   it("--out: the save writes the given folder (absolute)", () => {
     const c = Mergekit.compile("models:\n  - model: model_a\nmerge_method: passthrough\n", { file: path.join(dir, "p.yml"), out: "some/where", env })
     expect(stage(c, "save").with).toEqual({ model: "merge", path: `${path.resolve("some/where")}${path.sep}` })

@@ -36,8 +36,12 @@ export const kindsFlag = Flag.String("kinds").pipe(
   Flag.atLeast(0)
 )
 const json = Flag.Boolean("json").pipe(Flag.withDescription("print machine-readable JSON (one event per line for run)"), Flag.withDefault(false))
+// mergekit-yaml config.yml DIR: run writes there; validate checks and plan lists the files of that folder.
+const outFlag = Flag.String("out").pipe(Flag.withDescription("for a mergekit config: the folder the merged model is written to, as mergekit-yaml config.yml DIR (default: merged/ beside the config)"), Flag.optional)
 
 /** Reports an invalid or unreadable pipeline: human text on stderr, or JSON on stdout. */
+const outOf = (out: Option.Option<string>): { readonly out?: string } => Option.match(out, { onNone: () => ({}), onSome: (dir) => ({ out: dir }) })
+
 const reportLoadError = (error: { readonly _tag: string; readonly message: string; readonly problems?: ReadonlyArray<unknown> }, asJson: boolean) =>
   asJson ? out(JSON.stringify({ ok: false, error: error._tag, problems: error.problems ?? [], message: error.message })) : err(error.message)
 
@@ -61,7 +65,7 @@ export const make = (exit: ExitSink) => {
       noCache: Flag.Boolean("no-cache").pipe(Flag.withDescription("compute every stage afresh (stored results and checkpoints are not reused; new results are stored)"), Flag.withDefault(false)),
       rerun: Flag.String("rerun").pipe(Flag.withDescription("compute this stage and every stage that depends on it afresh; repeat for more"), Flag.atLeast(0)),
       cacheDir: Flag.String("cache-dir").pipe(Flag.withDescription("the results store (default: <runs-dir>/.cache)"), Flag.optional),
-      out: Flag.String("out").pipe(Flag.withDescription("for a mergekit config: the folder the merged model is written to, as mergekit-yaml config.yml DIR (default: merged/ beside the config)"), Flag.optional),
+      out: outFlag,
       json,
       quiet: Flag.Boolean("quiet").pipe(Flag.withDescription("print nothing but errors"), Flag.withDefault(false)),
       ui: Flag.Boolean("ui").pipe(Flag.withDescription("serve the live dashboard on a free port of 127.0.0.1 while the run is in progress"), Flag.withDefault(false)),
@@ -96,7 +100,7 @@ export const make = (exit: ExitSink) => {
             rerun: flags.rerun,
             ...Option.match(flags.cacheDir, { onNone: () => ({}), onSome: (cacheDir) => ({ cacheDir }) }),
             ...Option.match(flags.runId, { onNone: () => ({}), onSome: (runId) => ({ runId }) }),
-            ...Option.match(flags.out, { onNone: () => ({}), onSome: (out) => ({ out }) }),
+            ...outOf(flags.out),
             ...Option.match(flags.backend, { onNone: () => ({}), onSome: (backend) => ({ backend }) }),
             ...(memoryLimit._tag === "Some" && Result.isSuccess(memoryLimit.value) ? { memoryLimit: memoryLimit.value.success } : {}),
             telemetry: Runner.defaultTelemetry(Option.getOrUndefined(flags.otlp)),
@@ -117,10 +121,10 @@ export const make = (exit: ExitSink) => {
       })
   ).pipe(Command.withDescription("Run a pipeline: stages, progress, traces, and a run directory with outputs and manifest."))
 
-  const validate = Command.make("validate", { pipeline: pipelineArg, kinds: kindsFlag, json }, (flags) =>
+  const validate = Command.make("validate", { pipeline: pipelineArg, kinds: kindsFlag, out: outFlag, json }, (flags) =>
     Effect.gen(function* () {
       // Headers too (never tensor data): unreadable inputs, mismatched shapes, filters that match nothing.
-      const result = yield* Effect.result(Runner.load(flags.pipeline, { kindModules: flags.kinds, preflight: true }))
+      const result = yield* Effect.result(Runner.load(flags.pipeline, { kindModules: flags.kinds, preflight: true, ...outOf(flags.out) }))
       if (result._tag === "Failure") {
         yield* reportLoadError(result.failure, flags.json)
         exit.code = ExitCode.invalid
@@ -138,9 +142,9 @@ export const make = (exit: ExitSink) => {
     })
   ).pipe(Command.withDescription("Check a pipeline without running it: the file, and its inputs' headers (never tensor data); every problem with file:line:col."))
 
-  const plan = Command.make("plan", { pipeline: pipelineArg, kinds: kindsFlag, json }, (flags) =>
+  const plan = Command.make("plan", { pipeline: pipelineArg, kinds: kindsFlag, out: outFlag, json }, (flags) =>
     Effect.gen(function* () {
-      const result = yield* Effect.result(Effect.flatMap(Runner.load(flags.pipeline, { kindModules: flags.kinds }), Planner.make))
+      const result = yield* Effect.result(Effect.flatMap(Runner.load(flags.pipeline, { kindModules: flags.kinds, ...outOf(flags.out) }), Planner.make))
       if (result._tag === "Failure") {
         yield* reportLoadError(result.failure, flags.json)
         exit.code = ExitCode.invalid

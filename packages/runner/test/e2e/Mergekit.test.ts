@@ -8,6 +8,8 @@ import * as path from "node:path"
 import { crucible } from "./cli.ts"
 import { writeHubModel } from "./hfCache.ts"
 import { readValues, type Values, writeTinyLlama } from "../../../strategies/test/hf/tinyLlama.ts"
+import { A, B, rowValue, writeFolder } from "../../../strategies/test/hf/tokenizerFolders.ts"
+import { named } from "../../../strategies/src/hf/ChatTemplates.ts"
 
 const corpus = "/work/shared/corpus/mergekit-examples"
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "crucible-mergekit-e2e-"))
@@ -25,7 +27,15 @@ beforeAll(async () => {
   await writeTinyLlama(path.join(dir, "model_a"), { layers: 3, hidden: 4, vocab: 8, seed: 30 })
   await writeTinyLlama(path.join(dir, "model_b"), { layers: 3, hidden: 4, vocab: 8, seed: 31 })
   for (const f of examples) fs.copyFileSync(path.join(corpus, f), path.join(dir, f))
+  await writeFolder(path.join(dir, "tok_a"), 1, A)
+  await writeFolder(path.join(dir, "tok_b"), 2, B)
 })
+
+/** An HF folder's tokenizer.json ids, added tokens included. */
+const tokenIds = (folder: string): Map<string, number> => {
+  const tok = JSON.parse(fs.readFileSync(path.join(folder, "tokenizer.json"), "utf8")) as { model: { vocab: Record<string, number> }; added_tokens: Array<{ id: number; content: string }> }
+  return new Map([...Object.entries(tok.model.vocab), ...tok.added_tokens.map((t) => [t.content, t.id] as const)])
+}
 
 describe("mergekit configs through the CLI", () => {
   it.each(examples)("%s validates (models from the HF cache, headers checked)", (example) => {
@@ -61,6 +71,61 @@ describe("mergekit configs through the CLI", () => {
       // float16 rounding of the float32 merge: half an ulp of float16, relative.
       got.values.forEach((v, k) => expect(Math.abs(v - want[k]!)).toBeLessThanOrEqual(Math.abs(want[k]!) * 2 ** -10 + 1e-7))
     }
+  })
+
+  it("validate --out DIR and plan --out DIR: the plan lists the files it would write in DIR, and writes nothing", () => {
+    const out = path.join(dir, "planned-out")
+    const v = crucible(["validate", path.join(dir, "linear.yml"), "--out", out], { env })
+    expect(v.stderr).toBe("")
+    expect(v.code).toBe(0)
+    const p = crucible(["plan", path.join(dir, "linear.yml"), "--out", out, "--json"], { env })
+    expect(p.code).toBe(0)
+    const written = JSON.stringify(JSON.parse(p.stdout))
+    for (const f of ["model.safetensors", "config.json", "tokenizer.json", "README.md"]) expect(written).toContain(JSON.stringify(path.join(out, f)))
+    expect(written).not.toContain(JSON.stringify(path.join(dir, "merged", "config.json")))
+    expect(fs.existsSync(out)).toBe(false)
+  })
+
+  it("the tokenizer: block, run: union vocabulary with an added zero token, a forced model_token row, padding to 8; chat_template: chatml resolved", async () => {
+    const config = [
+      "models:", "  - model: tok_a", "  - model: tok_b", "merge_method: linear", "dtype: float32",
+      "tokenizer:", "  source: union", "  pad_to_multiple_of: 8", "  tokens:",
+      "    <|zero|>:", "      source: { kind: zero }",
+      "    a:", "      source: { kind: model_token, model: tok_b, token: x }", "      force: true",
+      "chat_template: chatml", ""
+    ].join("\n")
+    fs.writeFileSync(path.join(dir, "tokblock.yml"), config)
+    const out = path.join(dir, "tokblock-out")
+    const r = crucible(["run", path.join(dir, "tokblock.yml"), "--out", out, "--runs-dir", path.join(dir, "runs"), "--quiet", "--no-cache"], { env })
+    expect(r.stderr).toBe("")
+    expect(r.code).toBe(0)
+    const ids = tokenIds(out)
+    // A's 8 tokens, B's x, y, w, <|im_start|>, <|im_end|>, then <|zero|>: 14, padded to 16 rows.
+    expect(ids.size).toBe(14)
+    const embed = (await readValues(out)).get("model.embed_tokens.weight")!
+    expect(embed.shape).toEqual([16, 3])
+    expect(JSON.parse(fs.readFileSync(path.join(out, "config.json"), "utf8")).vocab_size).toBe(16)
+    const row = (token: string) => [...embed.values.subarray(ids.get(token)! * 3, ids.get(token)! * 3 + 3)]
+    const idsB = new Map(B.tokens.map((t, i) => [t, i]))
+    const idsA = new Map(A.tokens.map((t, i) => [t, i]))
+    const near = (got: ReadonlyArray<number>, want: ReadonlyArray<number>) => got.forEach((v, j) => expect(v).toBeCloseTo(want[j]!, 4))
+    near(row("<|zero|>"), [0, 0, 0])
+    // forced: both models take B's row of "x"; the mean of equal rows is that row
+    near(row("a"), [0, 1, 2].map((j) => rowValue(2, idsB.get("x")!, j, false)))
+    // "c": each model's own row, averaged
+    near(row("c"), [0, 1, 2].map((j) => (rowValue(1, idsA.get("c")!, j, false) + rowValue(2, idsB.get("c")!, j, false)) / 2))
+    expect(JSON.parse(fs.readFileSync(path.join(out, "tokenizer_config.json"), "utf8")).chat_template).toBe(named.chatml)
+  })
+
+  it("chat_template: llama3 without a tokenizer: the save resolves mergekit's name into tokenizer_config.json", () => {
+    fs.writeFileSync(path.join(dir, "tmpl.yml"), "models:\n  - model: model_a\n  - model: model_b\nmerge_method: linear\nchat_template: llama3\n")
+    const out = path.join(dir, "tmpl-out")
+    const r = crucible(["run", path.join(dir, "tmpl.yml"), "--out", out, "--runs-dir", path.join(dir, "runs"), "--quiet", "--no-cache"], { env })
+    expect(r.stderr).toBe("")
+    expect(r.code).toBe(0)
+    const tokenizerConfig = JSON.parse(fs.readFileSync(path.join(out, "tokenizer_config.json"), "utf8"))
+    expect(tokenizerConfig.chat_template).toBe(named.llama3)
+    expect(tokenizerConfig.tokenizer_class).toBe("LlamaTokenizerFast") // the donor's, otherwise kept
   })
 
   it("crucible import bio-merge.yml (TIES): the printed pipeline, run, writes the bytes the mergekit config writes", () => {

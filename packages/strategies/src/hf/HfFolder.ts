@@ -4,7 +4,8 @@
  * `model-0000N-of-0000M.safetensors` shards plus `model.safetensors.index.json` past the shard
  * size; the donor's `config.json` updated for the weights (`ModelConfig`); the donor's tokenizer
  * and other small files (`FolderFiles`), the tokenizer from another folder when asked, a chat
- * template set in `tokenizer_config.json`; and a `README.md` model card (`ModelCard`). The folder
+ * template (Jinja text, or one of mergekit's names: `ChatTemplates.named`) set in
+ * `tokenizer_config.json`; and a `README.md` model card (`ModelCard`). The folder
  * appears whole (`AtomicFolder`), never over a folder the model is read from.
  *
  * Without a donor (the model comes from no Hugging Face folder and no `configFrom` is given), the
@@ -19,6 +20,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import * as Architecture from "./Architecture.ts"
 import * as AtomicFolder from "./AtomicFolder.ts"
+import * as ChatTemplates from "./ChatTemplates.ts"
 import * as FolderFiles from "./FolderFiles.ts"
 import { HfFolderError } from "./HfFolderError.ts"
 import * as ModelCard from "./ModelCard.ts"
@@ -41,7 +43,7 @@ export interface Options {
   readonly configFrom?: string | undefined
   /** The folder whose tokenizer files to take, over the provenance's `tokenizer` folder and the donor's. */
   readonly tokenizerFrom?: string | undefined
-  /** A chat template (Jinja text) set as `tokenizer_config.json`'s `chat_template`. */
+  /** A chat template set as `tokenizer_config.json`'s `chat_template`: Jinja text, or a mergekit name ({@link isTemplateName}) for its text. */
   readonly chatTemplate?: string | undefined
   /** Largest shard in bytes; default: 5·10⁹ parameters of the written dtype. */
   readonly shardSize?: number | undefined
@@ -59,6 +61,12 @@ export interface Contents {
 const encode = (text: string) => new TextEncoder().encode(text)
 const json = (value: unknown) => encode(`${JSON.stringify(value, null, 2)}\n`)
 const TEMPLATE_FILES = ["chat_template.jinja", "chat_template.json"]
+
+/** One of the template names mergekit ships (chatml, llama3, mistral, alpaca, exaone). @category chat templates */
+export const isTemplateName = (value: string): boolean => Object.hasOwn(ChatTemplates.named, value)
+
+/** The Jinja text of a chat template option: a mergekit name's shipped text, else the value itself. @category chat templates */
+export const templateText = (value: string): string => (isTemplateName(value) ? ChatTemplates.named[value]! : value)
 
 /**
  * What the folder at `target` will hold besides the weights, read from the donor (nothing is
@@ -83,7 +91,7 @@ export const contents = (target: string, model: Model.Model, options: Options): 
       const existing = copied.find((f) => f.name === "tokenizer_config.json")
       const tokenizerConfig = existing === undefined ? {} : yield* readJsonObject(existing.from)
       copied = copied.filter((f) => f !== existing)
-      written.push({ name: "tokenizer_config.json", bytes: json({ ...tokenizerConfig, chat_template: options.chatTemplate }) })
+      written.push({ name: "tokenizer_config.json", bytes: json({ ...tokenizerConfig, chat_template: templateText(options.chatTemplate) }) })
     }
     written.push({ name: "README.md", bytes: encode(ModelCard.render({ provenance: options.provenance, pipeline: options.pipeline, stage: options.stage, hasConfig: config !== undefined })) })
     const element = DType.byteSize[ModelConfig.dominantFloat(model) ?? "F32"]
