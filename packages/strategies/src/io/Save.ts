@@ -21,8 +21,8 @@ const ByteSizeParam = Schema.Union([Schema.String, Schema.Finite]).pipe(
   Schema.check(Schema.makeFilter((v: string | number) => Result.isSuccess(ByteSize.parseByteSize(v)) || `"${v}" is not a size (use e.g. 2GB, 500MiB or a number of bytes)`))
 )
 
-/** A `chat_template` holding a `{` is the Jinja text itself; any other value is a file holding it. */
-const isTemplateText = (value: string): boolean => value.includes("{")
+/** A `chat_template` holding a `{` is the Jinja text itself, a mergekit name (chatml…) its text (HfFolder resolves it); any other value is a file holding it. */
+const isTemplateText = (value: string): boolean => value.includes("{") || HfFolder.isTemplateName(value)
 
 /** @category stage kinds */
 export const Save = Stage.define({
@@ -44,7 +44,7 @@ export const Save = Stage.define({
     config_from: Schema.optional(Schema.String),
     /** `hf`: the folder whose tokenizer files the output takes (default: the donor's). */
     tokenizer_from: Schema.optional(Schema.String),
-    /** `hf`: a chat template set in tokenizer_config.json: the Jinja text (anything holding a `{`) or a file holding it. */
+    /** `hf`: a chat template set in tokenizer_config.json: the Jinja text (anything holding a `{`), a mergekit name (chatml, llama3, mistral, alpaca, exaone), or a file holding it. */
     chat_template: Schema.optional(Schema.String)
   }),
   reads: (params) => [
