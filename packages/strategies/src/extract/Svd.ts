@@ -7,7 +7,8 @@
  * Gram matrix, so small singular values keep their relative accuracy (a Gram matrix squares the
  * condition number), and its fixed sweep order makes it deterministic: equal inputs give equal
  * bits. Cost: about 4·max(m,n)·k² flops per sweep, 12–18 sweeps for a full-rank matrix — 0.7 s
- * for 256×256, 9 s for 512×512 here — and O(n³): a 4096×4096 layer would take over an hour.
+ * for 256×256, 3–9 s for 512×512 here — and O(n³): a 4096×4096 layer would take over an hour.
+ * `RandomizedSvd.ts` takes larger layers (seconds at 4096×4096) and uses this on its small sketch.
  *
  * @since 0.1.0
  */
