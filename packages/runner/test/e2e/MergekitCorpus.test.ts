@@ -13,6 +13,7 @@ import { crucible } from "./cli.ts"
 import { snapshotOf, writeHubModel } from "./hfCache.ts"
 import { expectedTensor, layerCount, type MergekitConfig, outputLayers, type Tensors } from "./mergekitReference.ts"
 import { llamaShapes, readValues, writeTinyLlama } from "../../../strategies/test/hf/tinyLlama.ts"
+import { DType } from "@crucible/core"
 
 const corpus = "/work/shared/corpus/mergekit-examples"
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "crucible-mergekit-corpus-"))
@@ -44,7 +45,34 @@ beforeAll(async () => {
     models.set(name, await writeTinyLlama(folders.get(name)!, { layers: 3, ...SIZE, seed: 30 + i, dtype: "BF16" }))
   }
   for (const f of examples) fs.copyFileSync(path.join(corpus, f), path.join(dir, f))
+  // float32 models for the precedence and dtype configs below (not in the corpus)
+  for (const [i, name] of PRECEDENCE_MODELS.entries()) {
+    folders.set(name, path.join(dir, name))
+    models.set(name, await writeTinyLlama(folders.get(name)!, { layers: 3, ...SIZE, seed: 40 + i, dtype: "F32" }))
+  }
 })
+
+const PRECEDENCE_MODELS = ["p_base", "p_a", "p_b"]
+
+/** Runs a config written here; returns the output folder's tensors. */
+const runConfig = async (name: string, text: string) => {
+  fs.writeFileSync(path.join(dir, name), text)
+  const out = path.join(dir, `out-${name.replace(/\.yml$/, "")}`)
+  const r = crucible(["run", path.join(dir, name), "--out", out, "--runs-dir", path.join(dir, "runs"), "--quiet", "--no-cache"], { env })
+  expect(r.stderr).toBe("")
+  expect(r.code).toBe(0)
+  return readValues(out)
+}
+
+/** The largest |got − want| − tolerance(want) over a tensor (0 when every element is within), and where. */
+const worstExcess = (got: ArrayLike<number>, want: ArrayLike<number>, tolerance: (w: number) => number) => {
+  let worst = 0, at = 0
+  for (let k = 0; k < got.length; k++) {
+    const excess = Math.abs(got[k]! - want[k]!) - tolerance(want[k]!)
+    if (!Number.isNaN(worst) && !(excess <= worst)) [worst, at] = [excess, k]
+  }
+  return { worst, at }
+}
 
 /** The model whose tokenizer and tagalong files mergekit copies: the base, else a referenced model (Crucible: the first). */
 const donorOf = (config: MergekitConfig) => config.base_model ?? config.models?.[0]?.model ?? config.slices![0]!.sources[0]!.model
@@ -95,5 +123,75 @@ describe("the mergekit corpus through `crucible run --out`", () => {
       })
       expect(worst, `${name}[${at}]: got ${got.values[at]}, want ${want[at]}`).toBe(0)
     }
+  })
+})
+
+describe("mergekit parameter precedence and dtype (configs of this test, float32 models)", () => {
+  // float32 merges of float32 inputs: float32's own rounding, relative, plus a little near zero.
+  const float32 = (w: number) => 2 ** -20 * Math.abs(w) + 2 ** -30
+  const check = async (name: string, text: string) => {
+    const merged = await runConfig(name, text)
+    const config = parse(text) as MergekitConfig
+    const layers = outputLayers(config, (ref) => layerCount(models.get(ref)!))
+    for (const [tensor, shape] of llamaShapes({ layers, ...SIZE, tied: false })) {
+      const got = merged.get(tensor)!
+      const want = expectedTensor(config, (ref) => models.get(ref)!, tensor, shape)
+      const { worst, at } = worstExcess(got.values, want, float32)
+      expect(worst, `${name} ${tensor}[${at}]: got ${got.values[at]}, want ${want[at]}`).toBe(0)
+    }
+  }
+
+  it("models: weight and density at the global, per-model and filter levels: a model's own value first, an unmatched filter falls through to the global one", async () => {
+    await check("precedence-models.yml", [
+      "merge_method: ties", "base_model: p_base", "models:",
+      "  - model: p_a", "    parameters:", "      weight: [{ filter: self_attn, value: 0.7 }]", "      density: 0.6",
+      "  - model: p_b", "    parameters:", "      weight: 0.4", "      density: [{ filter: mlp, value: 0.3 }]",
+      "parameters:", "  weight: [{ filter: mlp, value: 0.2 }, { value: 0.5 }]", "  density: [{ filter: self_attn, value: 0.8 }, { value: 0.9 }]",
+      "dtype: float32", ""
+    ].join("\n"))
+  })
+
+  it("slices: a source's own weight and density over its slice's over the global ones (a gradient over the slice's layers), filters falling through each level", async () => {
+    await check("precedence-slices.yml", [
+      "merge_method: ties", "base_model: p_base", "slices:",
+      "  - sources:", "      - model: p_base", "        layer_range: [0, 2]",
+      "      - model: p_a", "        layer_range: [0, 2]", "        parameters: { weight: [{ filter: mlp, value: 3 }] }",
+      "      - model: p_b", "        layer_range: [0, 2]",
+      "    parameters: { weight: [{ filter: self_attn, value: 2 }], density: 0.5 }",
+      "  - sources:", "      - model: p_base", "        layer_range: [2, 3]", "      - model: p_a", "        layer_range: [2, 3]",
+      "      - model: p_b", "        layer_range: [2, 3]", "        parameters: { weight: 0.25, density: [{ filter: mlp, value: 0.7 }] }",
+      "parameters:", "  weight: [0.5, 1.5]", "  density: 0.8", "dtype: float32", ""
+    ].join("\n"))
+  })
+
+  it("float32 inputs with dtype: float16: Crucible merges the float32 values and rounds once; mergekit rounds each input to float16 first — the difference stays within the inputs' rounding", async () => {
+    const text = "merge_method: linear\nmodels:\n  - model: p_a\n    parameters: { weight: 1 }\n  - model: p_b\n    parameters: { weight: 0.3 }\ndtype: float16\n"
+    const merged = await runConfig("dtype16.yml", text)
+    const config = parse(text) as MergekitConfig
+    const toF16 = (v: Float64Array) => DType.toFloat64(DType.fromNumbers(v, "F16"), "F16")
+    // mergekit's inputs: each model's values rounded to float16 (GatherTensors casts to dtype)
+    const rounded = (ref: string) => new Map([...models.get(ref)!].map(([n, t]) => [n, { values: toF16(t.values) }]))
+    const roundedModels = new Map(["p_a", "p_b"].map((ref) => [ref, rounded(ref)]))
+    const halfUlp = (w: number) => 2 ** -11 * (1 + 2 ** -10) * Math.abs(w) + 2 ** -24
+    let differing = 0
+    for (const [tensor, shape] of llamaShapes({ layers: 3, ...SIZE, tied: false })) {
+      const got = merged.get(tensor)!
+      expect(got.dtype).toBe("F16")
+      // Crucible: the float64 merge of the float32 values, rounded once to float16
+      const exact = expectedTensor(config, (ref) => models.get(ref)!, tensor, shape)
+      const { worst, at } = worstExcess(got.values, exact, halfUlp)
+      expect(worst, `${tensor}[${at}]`).toBe(0)
+      // mergekit (in float64 after the cast): the merge of the rounded inputs. The two differ by at
+      // most the inputs' float16 rounding, weighted (Σ wᵢ·½ulp(xᵢ) / Σ wᵢ), plus each side's own rounding.
+      const mergekitStyle = toF16(expectedTensor(config, (ref) => roundedModels.get(ref)!, tensor, shape))
+      const a = models.get("p_a")!.get(tensor)!.values, b = models.get("p_b")!.get(tensor)!.values
+      got.values.forEach((v, k) => {
+        const inputs = (1 * halfUlp(a[k]!) + 0.3 * halfUlp(b[k]!)) / 1.3
+        expect(Math.abs(v - mergekitStyle[k]!), `${tensor}[${k}]`).toBeLessThanOrEqual(inputs + halfUlp(exact[k]!) + halfUlp(mergekitStyle[k]!))
+        if (v !== mergekitStyle[k]) differing++
+      })
+    }
+    // not a tautology: some elements do round differently
+    expect(differing).toBeGreaterThan(0)
   })
 })

@@ -4,7 +4,8 @@
 // - parameters (config.py `evaluate_setting`, `ConfigReader.parameter`): a number; a list of
 //   numbers is a gradient interpolated at t; a list of { filter, value } takes the first entry
 //   whose filter is a substring of the tensor name (no filter: any); a model's own setting first,
-//   then the config's `parameters`, then the method's default;
+//   then its slice's `parameters`, then the config's `parameters`, then the method's default — a
+//   level whose filters match nothing falls through to the next (ConfigReader.parameter);
 // - t (plan.py `plan_slice`, `plan_module`): layer i of an n-layer slice is at i / (n − 1) (1 for
 //   one layer); embeddings, the final norm and lm_head are planned with t = 0;
 // - slices (plan.py): output layers are the slices' layers in order; embeddings come from the first
@@ -20,7 +21,10 @@ export interface MergekitConfig {
   readonly merge_method: string
   readonly base_model?: string
   readonly models?: ReadonlyArray<{ readonly model: string; readonly parameters?: Record<string, unknown> }>
-  readonly slices?: ReadonlyArray<{ readonly sources: ReadonlyArray<{ readonly model: string; readonly layer_range: readonly [number, number]; readonly parameters?: Record<string, unknown> }> }>
+  readonly slices?: ReadonlyArray<{
+    readonly sources: ReadonlyArray<{ readonly model: string; readonly layer_range: readonly [number, number]; readonly parameters?: Record<string, unknown> }>
+    readonly parameters?: Record<string, unknown>
+  }>
   readonly parameters?: Record<string, unknown>
   readonly dtype?: string
 }
@@ -58,8 +62,8 @@ interface Source {
   readonly parameters: Record<string, unknown> | undefined
 }
 
-/** What mergekit plans for output tensor `name`: the sources and t. */
-const plan = (config: MergekitConfig, layersOf: (model: string) => number, name: string): { sources: Array<Source>; t: number } => {
+/** What mergekit plans for output tensor `name`: the sources, their slice's parameters, and t. */
+const plan = (config: MergekitConfig, layersOf: (model: string) => number, name: string): { sources: Array<Source>; t: number; sliceParameters?: Record<string, unknown> | undefined } => {
   const slices = config.slices ?? [{
     sources: [...config.models!, ...(config.base_model !== undefined && !config.models!.some((m) => m.model === config.base_model) ? [{ model: config.base_model }] : [])]
       .map((m) => ({ model: m.model, layer_range: [0, layersOf(m.model)] as const, parameters: "parameters" in m ? m.parameters : undefined }))
@@ -67,7 +71,7 @@ const plan = (config: MergekitConfig, layersOf: (model: string) => number, name:
   const layer = LAYER.exec(name)
   if (layer === null) {
     const slice = name === "model.embed_tokens.weight" ? slices[0]! : slices[slices.length - 1]!
-    return { sources: slice.sources.map((s) => ({ model: s.model, tensor: name, parameters: s.parameters })), t: 0 }
+    return { sources: slice.sources.map((s) => ({ model: s.model, tensor: name, parameters: s.parameters })), t: 0, sliceParameters: "parameters" in slice ? slice.parameters : undefined }
   }
   let index = Number(layer[1])
   for (const slice of slices) {
@@ -75,7 +79,8 @@ const plan = (config: MergekitConfig, layersOf: (model: string) => number, name:
     if (index < n) {
       return {
         sources: slice.sources.map((s) => ({ model: s.model, tensor: `model.layers.${s.layer_range[0] + index}.${layer[2]}`, parameters: s.parameters })),
-        t: n > 1 ? index / (n - 1) : 1
+        t: n > 1 ? index / (n - 1) : 1,
+        sliceParameters: "parameters" in slice ? slice.parameters : undefined
       }
     }
     index -= n
@@ -108,12 +113,13 @@ export const slerp = (t: number, v0: Float64Array, v1: Float64Array): Float64Arr
  * tensors (`models.get(ref)`, ref as the config names the model).
  */
 export const expectedTensor = (config: MergekitConfig, models: (ref: string) => Tensors, name: string, shape: ReadonlyArray<number>): Float64Array => {
-  const { sources, t } = plan(config, (ref) => layerCount(models(ref)), name)
+  const { sources, t, sliceParameters } = plan(config, (ref) => layerCount(models(ref)), name)
   const values = (s: Source) => models(s.model).get(s.tensor)!.values
   const parameter = (p: string, s: Source | undefined, fallback?: number): number => {
     const own = s?.parameters?.[p] === undefined ? undefined : evaluateSetting(s.parameters[p], s.tensor, t)
+    const slice = sliceParameters?.[p] === undefined ? undefined : evaluateSetting(sliceParameters[p], name, t)
     const global = config.parameters?.[p] === undefined ? undefined : evaluateSetting(config.parameters[p], name, t)
-    const v = own ?? global ?? fallback
+    const v = own ?? slice ?? global ?? fallback
     if (v === undefined) throw new Error(`no ${p} for ${s?.model ?? "the merge"} at ${name}`)
     return v
   }
