@@ -444,6 +444,9 @@ export const compile = (text: string, options: Options): Compiled => {
     const template = doc.chat_template
     if (template === undefined || template === null) return undefined
     if (typeof template !== "string") return fail("InvalidParam", "chat_template is a template name (chatml, llama3, mistral, alpaca, exaone), auto, or Jinja text", { doc: i, path: ["chat_template"] }), undefined
+    // mergekit's rule (ChatTemplates.resolve in strategies): a name it ships, else Jinja text (20 characters or more, with a `{`).
+    const known = template === "auto" || Keys.TEMPLATE_NAMES.includes(template) || (template.length >= 20 && template.includes("{"))
+    if (!known) return fail("InvalidParam", `chat_template "${template}" is not a template${didYouMean(template, Keys.TEMPLATE_NAMES)}: use one of ${Keys.TEMPLATE_NAMES.join(", ")}, auto, or Jinja text`, { doc: i, path: ["chat_template"] }), undefined
     if (doc.tokenizer_source !== undefined || doc.tokenizer !== undefined) return undefined
     // mergekit (merge.py) sets a template only on a tokenizer it builds; without one it copies the donor's files as they are.
     if (template === "auto") {

@@ -22,6 +22,15 @@ export const TOKEN = ["source", "force"]
 /** @category keys */
 export const TOKEN_SOURCE = ["kind", "model", "token_id", "token"]
 
+/**
+ * The chat template names mergekit ships (its `_data/chat_templates/*.jinja`): the values of
+ * `chat_template` that are not Jinja text. The texts are `@crucible/strategies`' `ChatTemplates.named`
+ * (a test keeps the two lists equal); the compiler only needs the names, to refuse a misspelt one.
+ *
+ * @category keys
+ */
+export const TEMPLATE_NAMES = ["alpaca", "chatml", "exaone", "llama3", "mistral"]
+
 /** mergekit keys Crucible knows and refuses, with what to do instead. @category keys */
 export const unsupported: Readonly<Record<string, string>> = {
   modules: "modules: (per-module configs of multimodal models) is not supported; use models: or slices:",

@@ -194,6 +194,8 @@ describe("mergekit compiler", () => {
     const auto = compileFile("tmplauto.yml", "models:\n  - model: model_a\nmerge_method: linear\nchat_template: auto\n")
     expect(stage(auto, "save").with).toEqual({ model: "merge", path: "merged/" })
     expect(auto.notes.join("\n")).toContain("chat_template: auto has no effect")
+    const misspelt = compileFile("tmplbad.yml", "models:\n  - model: model_a\nmerge_method: linear\ntokenizer_source: base\nchat_template: chatmll\n")
+    expect(misspelt.problems.map((p) => [p.message, p.position])).toEqual([["chat_template \"chatmll\" is not a template (did you mean \"chatml\"?): use one of alpaca, chatml, exaone, llama3, mistral, auto, or Jinja text", { line: 5, col: 16 }]])
   })
 
   it("--out: the save writes the given folder (absolute)", () => {

@@ -10,6 +10,7 @@ import { writeHubModel } from "./hfCache.ts"
 import { readValues, type Values, writeTinyLlama } from "../../../strategies/test/hf/tinyLlama.ts"
 import { A, B, rowValue, writeFolder } from "../../../strategies/test/hf/tokenizerFolders.ts"
 import { named } from "../../../strategies/src/hf/ChatTemplates.ts"
+import { Mergekit } from "@crucible/core"
 
 const corpus = "/work/shared/corpus/mergekit-examples"
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "crucible-mergekit-e2e-"))
@@ -115,6 +116,10 @@ describe("mergekit configs through the CLI", () => {
     // "c": each model's own row, averaged
     near(row("c"), [0, 1, 2].map((j) => (rowValue(1, idsA.get("c")!, j, false) + rowValue(2, idsB.get("c")!, j, false)) / 2))
     expect(JSON.parse(fs.readFileSync(path.join(out, "tokenizer_config.json"), "utf8")).chat_template).toBe(named.chatml)
+  })
+
+  it("the compiler's template names are the ones ChatTemplates ships", () => {
+    expect([...Mergekit.Keys.TEMPLATE_NAMES].sort()).toEqual(Object.keys(named).sort())
   })
 
   it("chat_template: llama3 without a tokenizer: the save resolves mergekit's name into tokenizer_config.json", () => {
