@@ -200,6 +200,7 @@ const runIn = (
     // What killed runs left (temporaries at output paths, in other runs' folders, in the store) goes first.
     yield* store.sweep
     yield* Sweep.orphans(Sweep.outputFolders(pipeline, loaded.baseDir, path.dirname(runDir)))
+    yield* Sweep.folderOrphans(pipeline, loaded.baseDir)
     const keys = yield* Identity.stageKeys(pipeline, loaded.baseDir, store.digests)
     const reuse = (stage: string) => options.cache !== false && !rerun.has(stage)
     // Input checkpoints are hashed for the manifest while the stages run (Manifest.inputDigests).

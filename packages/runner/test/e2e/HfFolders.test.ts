@@ -6,6 +6,8 @@ import { beforeAll, describe, expect, it } from "vitest"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { Owner } from "@crucible/core"
+import { deadOwner } from "../store/children.ts"
 import { crucible, startCrucible } from "./cli.ts"
 import { readValues, type Values, writeTinyLlama } from "../../../strategies/test/hf/tinyLlama.ts"
 
@@ -87,5 +89,17 @@ describe("crucible run → a Hugging Face folder", () => {
         expect(Math.abs(v - exact)).toBeLessThanOrEqual(Math.abs(exact) * 2 ** -8)
       })
     }
+  })
+
+  it("a dead writer's half-assembled folder beside a stored output is swept when the save is reused", async () => {
+    const runs = path.join(dir, "reuse-runs")
+    expect(crucible(["run", pipeline, "--runs-dir", runs, "--quiet"]).code).toBe(0)
+    const orphan = path.join(path.dirname(out), `.merged.${Owner.token(await deadOwner())}.0123456789ab.partial`)
+    fs.mkdirSync(orphan)
+    fs.writeFileSync(path.join(orphan, "model.safetensors"), "half")
+    const r = crucible(["run", pipeline, "--runs-dir", runs, "--json"])
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout).toMatch(/"type":"stage-finished"[^\n]*"stage":"out"[^\n]*"cached":true/)
+    expect(fs.readdirSync(path.dirname(out))).toEqual(["merged"])
   })
 })
