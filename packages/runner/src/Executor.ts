@@ -151,6 +151,12 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
         yield* lifetimes.finished(stage.id)
       })
 
+    // Whether every consumer of a lazy stage took a stored result (or its twin's value): its
+    // output was not needed, which its summary says instead of "released before all were read".
+    const readByNone = (id: string) => {
+      const consumers = plan.consumers.get(id) ?? []
+      return consumers.length > 0 && consumers.every((c) => outcomes.get(c)?.cached === true || (outcomes.get(c)?.sameAs !== undefined && outcomes.get(outcomes.get(c)!.sameAs!)?.cached === true))
+    }
     const waitingFor = (stage: string, what: string) => (holder: LockFile.Holder) =>
       progress({ stage, done: 0, total: 1, unit: "steps", detail: `waiting for run ${holder.info.runId ?? "?"} (pid ${holder.pid}), which is ${what}` })
     // A lock that cannot be taken (a read-only store) is a warning: the stage runs without it.
@@ -294,7 +300,9 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
         if (status === "succeeded") yield* Effect.logInfo(`stage ${stage.id} (${base.kind}) succeeded`).pipe(Effect.withParentSpan(span!))
         const value = Exit.isSuccess(exit) && status === "succeeded" ? (tracked?.output ?? exit.value) : undefined
         yield* record({ ...base, status, startedAt, endedAt, error, blockedBy, value })
-        const summary = settlement?._tag === "Done" ? LazyOutput.summary(settlement) : value !== undefined ? summarize(value) : blockedBy === undefined ? undefined : `failed because "${blockedBy}" failed`
+        const summary = settlement?._tag === "Done"
+          ? (settlement.tensors === 0 && readByNone(stage.id) ? "nothing computed: every stage reading it took a stored result" : LazyOutput.summary(settlement))
+          : value !== undefined ? summarize(value) : blockedBy === undefined ? undefined : `failed because "${blockedBy}" failed`
         yield* emit({ type: "stage-finished", time: endedAt, stage: stage.id, kind: base.kind, status, durationMs: endedAt - startedAt, error, summary })
         if (tracked === undefined) {
           if (Exit.isSuccess(exit)) yield* Deferred.succeed(deferred, exit.value)

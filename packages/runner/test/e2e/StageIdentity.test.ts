@@ -12,6 +12,7 @@ import type { RunEvent } from "../../src/Events.ts"
 import * as Runner from "../../src/Runner.ts"
 import * as FileDigests from "../../src/store/FileDigests.ts"
 import * as Identity from "../../src/store/Identity.ts"
+import { writeModel } from "./models.ts"
 
 // A seeded 4-feature, 3-class CSV: `seed` changes every value, so two seeds are two data sets.
 const csv = (seed: number, rows = 60): string => {
@@ -174,5 +175,28 @@ stages:
     const unknown = await Effect.runPromise(Effect.flip(Runner.run(path.join(dir, "p.yaml"), { runsDir, telemetry: "none", rerun: ["tt"] })))
     expect(unknown._tag).toBe("RerunUnknownStage")
     expect(unknown.message).toContain(`--rerun tt: the pipeline has no stage "tt" (did you mean "t"?)`)
+  })
+
+  it("a rerun whose saves are stored computes no merge: the merge says nothing was computed", async () => {
+    const runsDir = fs.mkdtempSync(path.join(os.tmpdir(), "identity-runs-"))
+    const dir = folder("lazy", {
+      "p.yaml": `version: 1
+name: lazy
+stages:
+  a: { uses: load, with: { path: a.safetensors } }
+  b: { uses: load, with: { path: b.safetensors } }
+  m: { uses: merge/linear, with: { models: [a, b] } }
+  out: { uses: save, with: { model: m, path: out.safetensors } }
+`
+    })
+    await writeModel(path.join(dir, "a.safetensors"), [{ name: "w", shape: [8, 8] }], 1)
+    await writeModel(path.join(dir, "b.safetensors"), [{ name: "w", shape: [8, 8] }], 2)
+    const summaries = async () => {
+      const events: Array<RunEvent> = []
+      await run(path.join(dir, "p.yaml"), { runsDir, events })
+      return Object.fromEntries(events.flatMap((e) => (e.type === "stage-finished" ? [[e.stage, e.summary]] : [])))
+    }
+    expect((await summaries()).m).toMatch(/^1 tensors, 256 B computed/)
+    expect((await summaries()).m).toBe("nothing computed: every stage reading it took a stored result")
   })
 })
