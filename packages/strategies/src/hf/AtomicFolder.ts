@@ -5,6 +5,11 @@
  * (`.<name>.replaced.<token>.<hex>.partial`) and removed after the rename, so a reader sees the
  * old folder, briefly none, then the new one — never a part of either.
  *
+ * Only a folder that is empty or holds a model (a `config.json`, an `adapter_config.json`, or
+ * safetensors weights: {@link holdsModel}) is replaced: a non-empty folder holding none of these is
+ * a user's own folder, and {@link refuseForeign} refuses it rather than delete its files (mergekit
+ * writes into such a folder and leaves its files beside the model's; neither is what a user wants).
+ *
  * A failure or an interruption removes the temporary folder. A `kill -9` cannot: {@link sweep}
  * removes a dead owner's temporaries before the next write to the same target (and puts a moved
  * aside folder back when the kill came between the two renames).
@@ -31,14 +36,46 @@ export interface Staging {
   readonly publish: Effect.Effect<void, IoError.IoError>
 }
 
+// What a model or adapter folder holds at its top: a folder with one of these is a model's output.
+const MODEL_MARKERS = ["config.json", "adapter_config.json"]
+const isWeights = (name: string) => name.endsWith(".safetensors") || name.endsWith(".safetensors.index.json")
+
+/** Whether the folder entries `names` are those of a model folder (see the module doc). @category getters */
+export const holdsModel = (names: ReadonlyArray<string>): boolean => names.some((n) => MODEL_MARKERS.includes(n) || isWeights(n))
+
 /**
- * Creates the temporary sibling of `target` (and `target`'s parent folders). Until `publish`,
+ * Fails when `target` is a non-empty folder that holds no model ({@link holdsModel}): replacing it
+ * would delete files this writer did not write. A missing or empty folder, or a model folder, passes.
+ *
+ * @category constructors
+ */
+export const refuseForeign = (target: string): Effect.Effect<void, IoError.IoError> =>
+  Effect.suspend(() => {
+    let names: Array<string>
+    try {
+      names = fs.readdirSync(target)
+    } catch {
+      return Effect.void // missing, or not a folder: open() reports a file in the way
+    }
+    if (names.length === 0 || holdsModel(names)) return Effect.void
+    const shown = names.sort().slice(0, 3).join(", ") + (names.length > 3 ? `, … (${names.length} entries)` : "")
+    return Effect.fail(new IoError.IoError({
+      file: target,
+      operation: "overwrite",
+      detail: `this folder holds no model (no config.json or weights) but other files (${shown}); saving here would delete them — save to a new or empty folder, or remove them first`
+    }))
+  })
+
+/**
+ * Creates the temporary sibling of `target` (and `target`'s parent folders), after
+ * {@link refuseForeign}. Until `publish`,
  * nothing appears at `target`; when the scope closes, an unpublished temporary is removed.
  *
  * @category constructors
  */
 export const open = (target: string): Effect.Effect<Staging, IoError.IoError, Scope.Scope> =>
   Effect.gen(function* () {
+    yield* refuseForeign(target)
     const parent = path.dirname(target)
     const name = path.basename(target)
     const state = { published: false }

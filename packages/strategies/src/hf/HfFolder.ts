@@ -6,7 +6,8 @@
  * and other small files (`FolderFiles`), the tokenizer from another folder when asked, a chat
  * template (Jinja text, or one of mergekit's names: `ChatTemplates.named`) set in
  * `tokenizer_config.json`; and a `README.md` model card (`ModelCard`). The folder
- * appears whole (`AtomicFolder`), never over a folder the model is read from.
+ * appears whole (`AtomicFolder`), never over a folder the model is read from, nor over a non-empty
+ * folder that holds no model (`AtomicFolder.refuseForeign`: a user's own files).
  *
  * Without a donor (the model comes from no Hugging Face folder and no `configFrom` is given), the
  * folder holds the weights, their index and the card, which says that no config was available.
@@ -81,6 +82,7 @@ export const contents = (target: string, model: Model.Model, options: Options): 
     // tokenizer/align's folder (provenance.tokenizer) holds the vocabulary the embeddings were permuted to
     const tokenizerFrom = options.tokenizerFrom ?? options.provenance?.tokenizer
     yield* refuseInputs(target, model, [donor, tokenizerFrom])
+    yield* AtomicFolder.refuseForeign(target)
     const config = donor === undefined ? undefined : ModelConfig.forModel(yield* Architecture.readConfig(donor), model)
     let copied = yield* FolderFiles.fromDonor(donor, tokenizerFrom)
     const written: Array<{ name: string; bytes: Uint8Array }> = []

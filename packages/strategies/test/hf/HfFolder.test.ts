@@ -146,6 +146,22 @@ describe("save to a folder", () => {
     expect(fs.existsSync(path.join(b, "README.md"))).toBe(false)
   })
 
+  it("refuses to replace a non-empty folder that holds no model (a user's own files), in the plan too; an empty folder is written", async () => {
+    const mine = path.join(root, "my-documents")
+    fs.mkdirSync(mine)
+    fs.writeFileSync(path.join(mine, "thesis.txt"), "years of work")
+    for (const dryRun of [true, false]) {
+      const exit = await Effect.runPromise(Effect.exit(Effect.scoped(Effect.flatMap(linear, (m) => save(m, { path: `${mine}/` }, dryRun)))))
+      expect(Exit.isFailure(exit) && String(exit.cause)).toMatch(/my-documents.*holds no model.*thesis\.txt/)
+    }
+    expect(listing(mine)).toEqual(["thesis.txt"])
+    expect(listing(root).filter((n) => n.startsWith(".my-documents"))).toEqual([])
+    const empty = path.join(root, "empty-out")
+    fs.mkdirSync(empty)
+    await run(Effect.flatMap(linear, (m) => save(m, { path: empty })))
+    expect(listing(empty)).toContain("config.json")
+  })
+
   it("a write that fails half-way leaves no folder and no temporary", async () => {
     const out = path.join(root, "failed")
     const broken = Effect.map(linear, (m) => {
