@@ -168,16 +168,19 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
       })
 
     // A stored result of the stage's key; when there is none, the key's lock is taken (in
-    // `lockScope`), waiting for another run computing it — which then has stored it.
+    // `lockScope`), waiting for another run computing it — which then has stored it. `locked`
+    // says whether the lock is held now (a result found at once was found without it).
     const findStored = (store: ResultStore.ResultStore, producer: ResultStore.Producer, allowed: boolean, lockScope: Scope.Scope) =>
       Effect.gen(function* () {
         if (allowed) {
           const found = yield* store.lookup(producer.key)
-          if (found !== undefined) return found
+          if (found !== undefined) return { found, locked: false }
         }
-        yield* holdLock(store.lock(producer, waitingFor(producer.stage, "computing this result")), lockScope, producer.stage)
-        return allowed ? yield* store.lookup(producer.key) : undefined
+        yield* takeLock(store, producer, lockScope)
+        return { found: allowed ? yield* store.lookup(producer.key) : undefined, locked: true }
       })
+    const takeLock = (store: ResultStore.ResultStore, producer: ResultStore.Producer, lockScope: Scope.Scope) =>
+      holdLock(store.lock(producer, waitingFor(producer.stage, "computing this result")), lockScope, producer.stage)
 
     const runOne = (stage: Validate.ResolvedStage) =>
       Effect.flatMap(Scope.make(), (lockScope) => Effect.ensuring(runStage(stage, lockScope), Scope.close(lockScope, Exit.void)))
@@ -210,14 +213,19 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
         const stored = store !== undefined && (!stage.kind.resources.lazy || stage.kind.output.name === "files")
         const producer = { key: base.key, kind: base.kind, version: base.version, stage: stage.id, runId: options.runId ?? path.basename(options.runDir), pipeline: pipeline.ir.name }
         if (stored) {
-          const found = yield* findStored(store, producer, reuse(stage.id), lockScope)
+          const { found, locked } = yield* findStored(store, producer, reuse(stage.id), lockScope)
           if (found !== undefined) {
             const restored = yield* Effect.exit(Scope.provide(store.restore(found, options.runDir), scope))
-            yield* Scope.close(lockScope, Exit.void)
-            // A stored result that cannot be read back (removed meanwhile) is computed again.
-            if (Exit.isSuccess(restored)) return yield* finishWith(stage, base, restored.value, startedAt, { cached: true })
+            if (Exit.isSuccess(restored)) {
+              yield* Scope.close(lockScope, Exit.void)
+              return yield* finishWith(stage, base, restored.value, startedAt, { cached: true })
+            }
+            // A stored result that cannot be read back (removed meanwhile) is computed again, under
+            // the key's lock: still held when the result was found under it (taking it again would
+            // wait for ourselves), taken now otherwise. (`lockScope` stays open: a finalizer added
+            // to a closed scope runs at once, which would release the lock as it is taken.)
             yield* Effect.logWarning(`stage ${stage.id}: its stored result could not be read (${describeFailure(restored.cause).message}); computing it again`)
-            yield* store.lock(producer, () => Effect.void).pipe(Scope.provide(lockScope), Effect.ignore)
+            if (!locked) yield* takeLock(store, producer, lockScope)
           }
           // Checkpoints of an earlier try are resumed, unless this stage is to be computed afresh.
           if (!reuse(stage.id)) yield* Effect.sync(() => fs.rmSync(Layout.workDir(cacheRoot, base.key), { recursive: true, force: true }))

@@ -1,0 +1,63 @@
+// Review of stage identity (issue 13): a stored result that cannot be read back is computed again
+// under its key's lock; metrics that JSON cannot hold come back as computed.
+import { describe, expect, it } from "vitest"
+import { LockFile, Port, Registry, Stage } from "@crucible/core"
+import { Effect, Schema } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import * as Runner from "../../src/Runner.ts"
+import * as Layout from "../../src/store/Layout.ts"
+
+// A metrics stage that reports whether its key's lock was held while it ran, and `value` as measured.
+const heldWhileRunning: Array<boolean> = []
+const Probe = Stage.define({
+  kind: "review/probe",
+  version: 1,
+  description: "metrics, noting whether the key's lock is held",
+  params: Schema.Struct({ value: Schema.Number }),
+  inputs: {},
+  output: Port.MetricsPort,
+  run: ({ params, cacheDir }) =>
+    Effect.sync(() => {
+      // cacheDir is <root>/work/<key>: the lock is <root>/locks/<key>.lock.
+      const root = path.dirname(path.dirname(cacheDir))
+      heldWhileRunning.push(LockFile.holder(Layout.lockFile(root, path.basename(cacheDir))) !== undefined)
+      return { values: { value: params.value, curve: [params.value, 1] } }
+    })
+})
+
+const kinds = Registry.make([Probe])
+const pipeline = (value: string) => `version: 1
+name: review
+stages:
+  p: { uses: review/probe, with: { value: ${value} } }
+`
+
+const setup = (value: string) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "identity-review-"))
+  fs.writeFileSync(path.join(dir, "p.yaml"), pipeline(value))
+  const runsDir = path.join(dir, "runs")
+  return { file: path.join(dir, "p.yaml"), runsDir, root: path.join(runsDir, ".cache") }
+}
+
+const run = (file: string, runsDir: string) => Runner.runPromise(file, { telemetry: "none", runsDir, kinds })
+
+describe("stage identity, reviewed", () => {
+  it("computes a stored result that cannot be read back again while holding its key's lock", async () => {
+    const { file, runsDir, root } = setup("0.5")
+    heldWhileRunning.length = 0
+    const first = await run(file, runsDir)
+    expect(first.status).toBe("succeeded")
+    const key = first.outcomes[0]!.key
+    // The payload is gone, its record stays: lookup finds it, restore fails.
+    fs.rmSync(path.join(Layout.resultDir(root, key), Layout.METRICS_FILE))
+    const second = await run(file, runsDir)
+    expect(second.status).toBe("succeeded")
+    expect(second.outcomes[0]!.cached).toBeUndefined()
+    expect(heldWhileRunning).toEqual([true, true])
+    // Released at the end; the result stored again.
+    expect(LockFile.holder(Layout.lockFile(root, key))).toBeUndefined()
+    expect(fs.existsSync(path.join(Layout.resultDir(root, key), Layout.METRICS_FILE))).toBe(true)
+  })
+})
