@@ -81,7 +81,7 @@ export const make = (root: string): Effect.Effect<ResultStore> =>
           } satisfies Model.Model
         }
         if (record.type === "metrics") {
-          const metrics = yield* readJson<Port.Metrics>(path.join(dir, Layout.METRICS_FILE))
+          const metrics = yield* readJson<Port.Metrics>(path.join(dir, Layout.METRICS_FILE), decodeNonFinite)
           // Artifacts (plots) go back into the run directory, where the metrics name them.
           for (const artifact of record.artifacts ?? []) {
             yield* copy(path.join(dir, Layout.ARTIFACTS, artifact), path.join(runDir, artifact))
@@ -105,7 +105,7 @@ export const make = (root: string): Effect.Effect<ResultStore> =>
           for (const f of value.files) yield* digests.remember(f.path, f.sha256)
           record = { ...base, type: "files", bytes: 0, files: value.files }
         } else if (isMetrics(value)) {
-          const metrics = JSON.stringify(value)
+          const metrics = JSON.stringify(value, encodeNonFinite)
           yield* AtomicFile.writeWhole(path.join(tmp, Layout.METRICS_FILE), metrics)
           const artifacts = value.artifacts ?? []
           for (const artifact of artifacts) yield* copy(path.join(runDir, artifact), path.join(tmp, Layout.ARTIFACTS, artifact))
@@ -199,8 +199,20 @@ const sizeOf = (file: string) => {
   }
 }
 
-const readJson = <A>(file: string) =>
-  Effect.try({ try: () => JSON.parse(fs.readFileSync(file, "utf8")) as A, catch: (cause) => new IoError.IoError({ file, operation: "read", detail: IoError.describe(cause) }) })
+const readJson = <A>(file: string, reviver?: (key: string, value: unknown) => unknown) =>
+  Effect.try({ try: () => JSON.parse(fs.readFileSync(file, "utf8"), reviver) as A, catch: (cause) => new IoError.IoError({ file, operation: "read", detail: IoError.describe(cause) }) })
+
+// JSON has no NaN or ±Infinity (stringify writes null): such a metric is stored as
+// `{ "crucible:number": "NaN" }`, so a restored value equals the computed one.
+const NON_FINITE = "crucible:number"
+const encodeNonFinite = (_key: string, value: unknown): unknown =>
+  typeof value === "number" && !Number.isFinite(value) ? { [NON_FINITE]: String(value) } : value
+const decodeNonFinite = (_key: string, value: unknown): unknown => {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return value
+  const keys = Object.keys(value)
+  const text = (value as Record<string, unknown>)[NON_FINITE]
+  return keys.length === 1 && typeof text === "string" ? Number(text) : value
+}
 
 const copy = (from: string, to: string) =>
   Effect.try({

@@ -60,4 +60,19 @@ describe("stage identity, reviewed", () => {
     expect(LockFile.holder(Layout.lockFile(root, key))).toBeUndefined()
     expect(fs.existsSync(path.join(Layout.resultDir(root, key), Layout.METRICS_FILE))).toBe(true)
   })
+
+  it("restores NaN and ±Infinity metrics as computed, not as null", async () => {
+    const { file, runsDir } = setup(".nan")
+    const first = await run(file, runsDir)
+    const again = await run(file, runsDir)
+    expect(again.outcomes[0]!.cached).toBe(true)
+    expect(again.outcomes[0]!.value).toEqual(first.outcomes[0]!.value)
+    expect((again.outcomes[0]!.value as Port.Metrics).values.value).toBeNaN()
+
+    const inf = setup(".inf")
+    await run(inf.file, inf.runsDir)
+    const infAgain = await run(inf.file, inf.runsDir)
+    expect(infAgain.outcomes[0]!.cached).toBe(true)
+    expect(infAgain.outcomes[0]!.value).toEqual({ values: { value: Infinity, curve: [Infinity, 1] } })
+  })
 })
