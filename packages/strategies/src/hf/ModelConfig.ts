@@ -48,13 +48,16 @@ export const forModel = (config: Readonly<Record<string, unknown>>, model: Model
   const dtype = dominantFloat(model)
   if (dtype !== undefined && TORCH_DTYPE[dtype] !== undefined) updated["torch_dtype"] = TORCH_DTYPE[dtype]
   const arch = Architecture.fromConfig(config)
-  const layerPrefix = Result.isSuccess(arch) ? arch.success.layerPrefix : Architecture.fromTensorNames(names)?.layerPrefix
-  if (layerPrefix !== undefined) {
-    const layers = names.reduce((top, name) => Math.max(top, Architecture.layerOf({ layerPrefix }, name) ?? -1), -1) + 1
-    // Only when the weights have layers: a config describes them, a non-transformer checkpoint keeps its own.
-    if (layers > 0) for (const key of LAYER_KEYS) if (key in updated || (key === "num_hidden_layers" && !("n_layer" in updated))) updated[key] = layers
-  }
-  const embedding = Result.isSuccess(arch) ? model.tensors.get(arch.success.embedding) : undefined
+  const countUnder = (layerPrefix: string) => names.reduce((top, name) => Math.max(top, Architecture.layerOf({ layerPrefix }, name) ?? -1), -1) + 1
+  // The family's prefix, else the names' own: gpt2 as openai-community/gpt2 stores it has `h.{i}.`
+  // where transformers' class writes `transformer.h.{i}.` (mergekit reads both, as aliases).
+  const layers = (Result.isSuccess(arch) ? countUnder(arch.success.layerPrefix) : 0) || (Architecture.fromTensorNames(names)?.layerCount ?? 0)
+  // Only when the weights have layers: a config describes them, a non-transformer checkpoint keeps its own.
+  if (layers > 0) for (const key of LAYER_KEYS) if (key in updated || (key === "num_hidden_layers" && !("n_layer" in updated))) updated[key] = layers
+  // The family's embedding name, or the same without its `transformer.` module prefix (gpt2's `wte.weight`).
+  const embedding = Result.isSuccess(arch)
+    ? model.tensors.get(arch.success.embedding) ?? model.tensors.get(arch.success.embedding.replace(/^transformer\./, ""))
+    : undefined
   if (embedding !== undefined && embedding.shape.length === 2) updated["vocab_size"] = embedding.shape[0]
   return updated
 }

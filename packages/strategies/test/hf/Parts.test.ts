@@ -34,6 +34,10 @@ describe("ModelConfig.forModel", () => {
     const odd = Model.make("o", [tensor("model.embed_tokens.weight", [7, 4]), tensor("model.layers.4.w", [4])])
     expect(ModelConfig.forModel({ model_type: "mamba", vocab_size: 99 }, odd)).toEqual({ model_type: "mamba", vocab_size: 99, num_hidden_layers: 5, torch_dtype: "float32" })
   })
+  it("gpt2 as openai-community/gpt2 stores it (h.N., wte.weight: no transformer. prefix, as mergekit's aliases) counts its layers and rows too", () => {
+    const gpt2 = Model.make("g", [tensor("wte.weight", [7, 4]), tensor("wpe.weight", [16, 4]), tensor("h.0.attn.c_attn.weight", [4, 12]), tensor("h.3.ln_1.weight", [4])])
+    expect(ModelConfig.forModel({ model_type: "gpt2", n_layer: 3, vocab_size: 50257 }, gpt2)).toEqual({ model_type: "gpt2", n_layer: 4, vocab_size: 7, torch_dtype: "float32" })
+  })
 })
 
 describe("FolderFiles", () => {
