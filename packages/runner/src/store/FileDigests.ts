@@ -107,22 +107,29 @@ const statOf = (file: string): fs.BigIntStats | undefined => {
 }
 
 // Regular files under `folder`, sorted by relative path; hidden names (temporaries, .git) skipped.
+// A symlink to a folder is followed (its files are what a reader of the folder reads; hashing the
+// link as a file would read nothing and give every contents one digest); a link back to a folder
+// it is inside (a cycle) is not.
 const listFiles = (folder: string): ReadonlyArray<string> => {
   const out: Array<string> = []
-  const visit = (dir: string) => {
+  const visit = (dir: string, above: ReadonlySet<string>) => {
     let entries: Array<fs.Dirent>
+    let real: string
     try {
+      real = fs.realpathSync(dir)
+      if (above.has(real)) return
       entries = fs.readdirSync(dir, { withFileTypes: true })
     } catch {
       return
     }
+    const inside = new Set([...above, real])
     for (const e of entries) {
       if (e.name.startsWith(".")) continue
       const full = path.join(dir, e.name)
-      if (e.isDirectory()) visit(full)
+      if (e.isDirectory() || (e.isSymbolicLink() && statOf(full)?.isDirectory() === true)) visit(full, inside)
       else if (e.isFile() || e.isSymbolicLink()) out.push(full)
     }
   }
-  visit(folder)
+  visit(folder, new Set())
   return out.sort()
 }
