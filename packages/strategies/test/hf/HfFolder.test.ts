@@ -1,11 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { Model } from "@crucible/core"
+import { Model, Stage } from "@crucible/core"
 import { Effect, Exit } from "effect"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as AtomicFolder from "../../src/hf/AtomicFolder.ts"
+import { Convert } from "../../src/io/Convert.ts"
 import { Load } from "../../src/io/Load.ts"
 import { Save } from "../../src/io/Save.ts"
 import { Linear } from "../../src/merge/Linear.ts"
@@ -123,6 +124,18 @@ describe("save to a folder", () => {
     const tokenizerConfig = JSON.parse(fs.readFileSync(path.join(out, "tokenizer_config.json"), "utf8"))
     expect(tokenizerConfig).toEqual({ ...JSON.parse(fs.readFileSync(path.join(other, "tokenizer_config.json"), "utf8")), chat_template: "{% for m in messages %}{{ m.content }}{% endfor %}" })
     expect(fs.readFileSync(path.join(out, "generation_config.json")).equals(fs.readFileSync(path.join(b, "generation_config.json")))).toBe(true)
+  })
+
+  it("convert to a folder takes save's config_from, tokenizer_from and chat_template too (and reads them)", async () => {
+    const bare = path.join(root, "bare3.safetensors")
+    fs.copyFileSync(path.join(a, "model.safetensors"), bare)
+    const out = path.join(root, "converted")
+    const params = { from: "bare3.safetensors", path: "converted/", config_from: "tiny-b", tokenizer_from: "tiny-b", chat_template: "chatml" }
+    expect(Stage.readsOf(Convert, decodeParams(Convert, params))).toEqual([{ file: "bare3.safetensors" }, { file: "tiny-b" }, { file: "tiny-b" }])
+    await run(Convert.run({ ...context("conv", "convert"), params: decodeParams(Convert, params), inputs: {} }))
+    expect(JSON.parse(fs.readFileSync(path.join(out, "config.json"), "utf8"))).toEqual(JSON.parse(fs.readFileSync(path.join(b, "config.json"), "utf8")))
+    expect(fs.readFileSync(path.join(out, "tokenizer.json")).equals(fs.readFileSync(path.join(b, "tokenizer.json")))).toBe(true)
+    expect(JSON.parse(fs.readFileSync(path.join(out, "tokenizer_config.json"), "utf8")).chat_template).toContain("<|im_start|>")
   })
 
   it("without a donor: the weights and a card that says no config was available", async () => {
