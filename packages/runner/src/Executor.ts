@@ -157,6 +157,13 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
       const consumers = plan.consumers.get(id) ?? []
       return consumers.length > 0 && consumers.every((c) => outcomes.get(c)?.cached === true || (outcomes.get(c)?.sameAs !== undefined && outcomes.get(outcomes.get(c)!.sameAs!)?.cached === true))
     }
+    // A stage's checkpoints removed (spent, or not to be resumed). One that cannot be (a read-only
+    // store) is a warning: the stage's value does not depend on it.
+    const removeWork = (stage: string, key: string) =>
+      Effect.try(() => fs.rmSync(Layout.workDir(cacheRoot, key), { recursive: true, force: true })).pipe(
+        Effect.catch((e) => Effect.logWarning(`stage ${stage}: its checkpoints in ${Layout.workDir(cacheRoot, key)} could not be removed (${(e.cause as Error | undefined)?.message ?? String(e)})`))
+      )
+
     const waitingFor = (stage: string, what: string) => (holder: LockFile.Holder) =>
       progress({ stage, done: 0, total: 1, unit: "steps", detail: `waiting for run ${holder.info.runId ?? "?"} (pid ${holder.pid}), which is ${what}` })
     // A lock that cannot be taken (a read-only store) is a warning: the stage runs without it.
@@ -228,7 +235,7 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
             if (!locked) yield* takeLock(store, producer, lockScope)
           }
           // Checkpoints of an earlier try are resumed, unless this stage is to be computed afresh.
-          if (!reuse(stage.id)) yield* Effect.sync(() => fs.rmSync(Layout.workDir(cacheRoot, base.key), { recursive: true, force: true }))
+          if (!reuse(stage.id)) yield* removeWork(stage.id, base.key)
           // Two runs never write one output at once: a second writer waits for the first.
           const target = Identity.writesOf(stage, options.baseDir)
           if (target !== undefined) yield* holdLock(store.lockPath(target, producer, waitingFor(stage.id, `writing ${target}`)), lockScope, stage.id)
@@ -267,7 +274,7 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
               budget === undefined ? (effect) => effect : Effect.provideService(MemoryBudget.MemoryBudget, budget),
               Effect.tap((value) => Effect.annotateCurrentSpan(outputAttributes(value))),
               // Stored before consumers see it, still under the key's lock; its checkpoints are then spent.
-              stored ? Effect.tap((value) => Effect.andThen(store!.publish(producer, value, options.runDir), Effect.sync(() => fs.rmSync(Layout.workDir(cacheRoot, base.key), { recursive: true, force: true })))) : (effect) => effect,
+              stored ? Effect.tap((value) => Effect.andThen(store!.publish(producer, value, options.runDir), removeWork(stage.id, base.key))) : (effect) => effect,
               Scope.provide(scope),
               Effect.provideService(Stage.Measurements, {
                 epoch: (m) =>

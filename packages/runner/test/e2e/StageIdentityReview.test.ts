@@ -75,4 +75,16 @@ describe("stage identity, reviewed", () => {
     expect(infAgain.outcomes[0]!.cached).toBe(true)
     expect(infAgain.outcomes[0]!.value).toEqual({ values: { value: Infinity, curve: [Infinity, 1] } })
   })
+
+  it("succeeds when its spent checkpoints cannot be removed (a store's work folder that is not writable)", async () => {
+    const { file, runsDir, root } = setup("2")
+    // Removing anything under work/ fails (ENOTDIR), as it does in a read-only store (EROFS).
+    fs.mkdirSync(root, { recursive: true })
+    fs.writeFileSync(path.join(root, Layout.WORK), "")
+    const stored = await run(file, runsDir)
+    expect(stored.status).toBe("succeeded")
+    expect(fs.existsSync(Layout.resultFile(root, stored.outcomes[0]!.key))).toBe(true)
+    const fresh = await Runner.runPromise(file, { telemetry: "none", runsDir, kinds, cache: false })
+    expect(fresh.status).toBe("succeeded")
+  })
 })
