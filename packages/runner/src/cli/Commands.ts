@@ -185,7 +185,7 @@ export const make = (exit: ExitSink) => {
     "convert",
     {
       input: Argument.String("input").pipe(Argument.withDescription("any checkpoint crucible reads")),
-      output: Argument.String("output").pipe(Argument.withDescription("the output: .safetensors, or model.json for TF.js")),
+      output: Argument.String("output").pipe(Argument.withDescription("the output: .safetensors, model.json for TF.js, or a folder (ending in /) for a Hugging Face folder")),
       dtype: Flag.String("dtype").pipe(Flag.withDescription("convert floating-point tensors (F16, BF16, float32, …)"), Flag.optional),
       shardSize: Flag.String("shard-size").pipe(Flag.withDescription("largest shard, e.g. 2GB (writes shards and an index)"), Flag.optional),
       format: Flag.Literals("format", ["safetensors", "tfjs"]).pipe(Flag.withDescription("output format (default from the output's name)"), Flag.optional),

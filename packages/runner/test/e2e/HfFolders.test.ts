@@ -103,3 +103,17 @@ describe("crucible run → a Hugging Face folder", () => {
     expect(fs.readdirSync(path.dirname(out))).toEqual(["merged"])
   })
 })
+
+describe("crucible convert → a Hugging Face folder", () => {
+  it("an output ending in / (or an existing folder) is a folder with the donor's config, tokenizer and card, as the convert stage writes", () => {
+    const folder = path.join(dir, "converted")
+    const r = crucible(["convert", path.join(dir, "models", "a"), `${folder}/`, "--dtype", "F16"])
+    expect(r.code, r.stderr).toBe(0)
+    expect(fs.statSync(folder).isDirectory()).toBe(true)
+    for (const name of ["model.safetensors", "config.json", "tokenizer.json", "README.md"]) expect(fs.readdirSync(folder)).toContain(name)
+    expect(JSON.parse(fs.readFileSync(path.join(folder, "config.json"), "utf8")).torch_dtype).toBe("float16")
+    const again = crucible(["convert", path.join(dir, "models", "b"), folder])
+    expect(again.code, again.stderr).toBe(0)
+    expect(JSON.parse(fs.readFileSync(path.join(folder, "config.json"), "utf8")).torch_dtype).toBe("bfloat16")
+  })
+})
