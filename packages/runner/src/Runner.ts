@@ -202,7 +202,8 @@ const runIn = (
     yield* Sweep.orphans(Sweep.outputFolders(pipeline, loaded.baseDir, path.dirname(runDir)))
     yield* Sweep.folderOrphans(pipeline, loaded.baseDir)
     const keys = yield* Identity.stageKeys(pipeline, loaded.baseDir, store.digests)
-    const reuse = (stage: string) => options.cache !== false && !rerun.has(stage)
+    const recompute = Rerun.withEqualKeys(pipeline, rerun, keys)
+    const reuse = (stage: string) => options.cache !== false && !recompute.has(stage)
     // Input checkpoints are hashed for the manifest while the stages run (Manifest.inputDigests).
     const digests = yield* Manifest.inputDigests(store.digests)
     // Bytes the stages read from each file, for the manifest (what `crucible plan` predicts).

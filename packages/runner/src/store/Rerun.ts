@@ -33,3 +33,14 @@ export const closure = (pipeline: Validate.ResolvedPipeline, named: ReadonlyArra
     }
     return out
   })
+
+/**
+ * `closure` once keys are known: a stage to rerun that takes an equal earlier stage's value (same
+ * key, `Identity.sameAs`) only reruns if that stage does, so every stage of a rerun stage's key is
+ * rerun, with its dependents.
+ */
+export const withEqualKeys = (pipeline: Validate.ResolvedPipeline, rerun: ReadonlySet<string>, keys: ReadonlyMap<string, string>): ReadonlySet<string> => {
+  const rerunKeys = new Set([...rerun].map((id) => keys.get(id)))
+  const named = pipeline.stages.filter((s) => rerunKeys.has(keys.get(s.id))).map((s) => s.id)
+  return named.length === rerun.size ? rerun : Effect.runSync(Effect.orDie(closure(pipeline, named)))
+}

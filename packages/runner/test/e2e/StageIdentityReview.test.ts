@@ -87,4 +87,19 @@ describe("stage identity, reviewed", () => {
     const fresh = await Runner.runPromise(file, { telemetry: "none", runsDir, kinds, cache: false })
     expect(fresh.status).toBe("succeeded")
   })
+
+  it("--rerun of a stage that took an equal earlier stage's value computes that value afresh", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "identity-review-"))
+    fs.writeFileSync(path.join(dir, "p.yaml"), `version: 1
+name: twins
+stages:
+  p1: { uses: review/probe, with: { value: 3 } }
+  p2: { uses: review/probe, with: { value: 3 } }
+`)
+    const runsDir = path.join(dir, "runs")
+    const options = { telemetry: "none" as const, runsDir, kinds }
+    await Runner.runPromise(path.join(dir, "p.yaml"), options)
+    const again = await Runner.runPromise(path.join(dir, "p.yaml"), { ...options, rerun: ["p2"] })
+    expect(again.outcomes.map((o) => [o.id, o.cached, o.sameAs])).toEqual([["p1", undefined, undefined], ["p2", undefined, "p1"]])
+  })
 })
