@@ -126,6 +126,29 @@ describe("the mergekit corpus through `crucible run --out`", () => {
   })
 })
 
+describe("the mergekit corpus through `crucible import`", () => {
+  // The printed pipeline, run, must write what the mergekit config writes: every file, byte for byte.
+  it.each(examples)("%s: the imported pipeline, run, writes the folder `crucible run --out` writes", (example) => {
+    const stem = example.replace(/\.yml$/, "")
+    const direct = path.join(dir, `direct-${stem}`)
+    const imported = path.join(dir, `imported-${stem}`)
+    const printed = crucible(["import", path.join(dir, example), "--out", imported], { env })
+    expect(printed.stderr).toBe("")
+    expect(printed.code).toBe(0)
+    const pipeline = path.join(dir, `imported-${stem}.yaml`)
+    fs.writeFileSync(pipeline, printed.stdout)
+    const runs = path.join(dir, "runs-import")
+    for (const args of [[path.join(dir, example), "--out", direct], [pipeline]]) {
+      const r = crucible(["run", ...args, "--runs-dir", runs, "--quiet", "--no-cache"], { env })
+      expect(r.stderr).toBe("")
+      expect(r.code).toBe(0)
+    }
+    const files = (folder: string) => fs.readdirSync(folder).sort()
+    expect(files(imported)).toEqual(files(direct))
+    for (const f of files(direct)) expect(fs.readFileSync(path.join(imported, f)).equals(fs.readFileSync(path.join(direct, f))), f).toBe(true)
+  })
+})
+
 describe("mergekit parameter precedence and dtype (configs of this test, float32 models)", () => {
   // float32 merges of float32 inputs: float32's own rounding, relative, plus a little near zero.
   const float32 = (w: number) => 2 ** -20 * Math.abs(w) + 2 ** -30
