@@ -138,8 +138,11 @@ export const make = (root: string): Effect.Effect<ResultStore> =>
       // Checkpoints are written atomically too: a training killed mid-write leaves a temporary there.
       const work = path.join(root, Layout.WORK)
       for (const name of listDir(work)) {
-        // A kill between a result's publication and the removal of its spent checkpoints leaves them.
-        if (fs.existsSync(Layout.resultFile(root, name))) fs.rmSync(path.join(work, name), { recursive: true, force: true })
+        // A kill between a result's publication and the removal of its spent checkpoints leaves them;
+        // but a key whose lock is held (stale locks are gone by now) is being computed again by a
+        // live run (`--no-cache`, `--rerun`), whose checkpoints these are.
+        if (fs.existsSync(Layout.lockFile(root, name))) yield* AtomicFile.sweepOrphans(path.join(work, name))
+        else if (fs.existsSync(Layout.resultFile(root, name))) fs.rmSync(path.join(work, name), { recursive: true, force: true })
         else yield* AtomicFile.sweepOrphans(path.join(work, name))
       }
     }).pipe(Effect.ignoreCause)
