@@ -282,6 +282,7 @@ export const compile = (text: string, options: Options): Compiled => {
         if (!isRecord(source)) return fail("InvalidPipeline", "each source is a map { model, layer_range }", origin), undefined
         checkKeys(source, Keys.SOURCE, ["slices", k, "sources", j], i)
         const range = source.layer_range
+        if (range === undefined) return fail("InvalidPipeline", "this source has no layer_range: every source of a slice needs one, [start, end) (end exclusive)", origin), undefined
         if (!Array.isArray(range) || range.length !== 2 || !range.every((n) => Number.isInteger(n) && n >= 0) || range[0] >= range[1]) {
           return fail("InvalidPipeline", "layer_range is [start, end): two integers, 0 ≤ start < end (end exclusive)", at("slices", k, "sources", j, "layer_range")), undefined
         }

@@ -96,6 +96,13 @@ describe("mergekit compiler", () => {
     expect(byCode).toContainEqual(["UnknownKey", { line: 5, col: 1 }, expect.stringContaining('(did you mean "base_model"?)')])
   })
 
+  it("a source without layer_range (a misspelt key) says it is missing, beside the unknown key", () => {
+    const c = compileFile("norange.yml", "slices:\n  - sources:\n      - model: model_a\n        layer_rang: [0, 2]\nmerge_method: passthrough\n")
+    const byCode = c.problems.map((p) => [p.code, p.message] as const)
+    expect(byCode).toContainEqual(["UnknownKey", expect.stringContaining('(did you mean "layer_range"?)')])
+    expect(byCode).toContainEqual(["InvalidPipeline", expect.stringContaining("this source has no layer_range")])
+  })
+
   it("filters: a substring becomes *…*, glob characters an escaped regex; a model's unmatched filter falls through to the global value", () => {
     expect(Mergekit.Parameters.filterToGlob("mlp")).toBe("*mlp*")
     expect(Mergekit.Parameters.filterToGlob(undefined)).toBe("*")
