@@ -200,8 +200,10 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
         if (Exit.isFailure(inputs)) {
           const blocked = Cause.findErrorOption(inputs.cause)
           const root = blocked._tag === "Some" ? blocked.value.root : stage.dependsOn[0]!
-          yield* record({ ...base, status: "skipped", blockedBy: root })
-          yield* emit({ type: "stage-finished", time: Date.now(), stage: stage.id, kind: base.kind, status: "skipped", durationMs: 0, summary: `skipped because "${root}" failed` })
+          // A stage whose equal twin failed says so: its YAML does not name the stage that blocked it.
+          const twin = sameAs.has(stage.id) ? { sameAs: sameAs.get(stage.id)! } : {}
+          yield* record({ ...base, status: "skipped", blockedBy: root, ...twin })
+          yield* emit({ type: "stage-finished", time: Date.now(), stage: stage.id, kind: base.kind, status: "skipped", durationMs: 0, summary: `skipped because "${root}" failed`, ...twin })
           yield* Deferred.fail(deferred, { root })
           return yield* lifetimes.finished(stage.id)
         }

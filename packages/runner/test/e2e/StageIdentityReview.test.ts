@@ -27,7 +27,18 @@ const Probe = Stage.define({
     })
 })
 
-const kinds = Registry.make([Probe])
+// A metrics stage that always fails.
+const Broken = Stage.define({
+  kind: "review/broken",
+  version: 1,
+  description: "fails",
+  params: Schema.Struct({ value: Schema.Number }),
+  inputs: {},
+  output: Port.MetricsPort,
+  run: () => Effect.die(new Error("broken on purpose"))
+})
+
+const kinds = Registry.make([Probe, Broken])
 const pipeline = (value: string) => `version: 1
 name: review
 stages:
@@ -101,5 +112,19 @@ stages:
     await Runner.runPromise(path.join(dir, "p.yaml"), options)
     const again = await Runner.runPromise(path.join(dir, "p.yaml"), { ...options, rerun: ["p2"] })
     expect(again.outcomes.map((o) => [o.id, o.cached, o.sameAs])).toEqual([["p1", undefined, undefined], ["p2", undefined, "p1"]])
+  })
+
+  it("a stage whose equal earlier stage failed is skipped because of it, and says it took that stage's value", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "identity-review-"))
+    fs.writeFileSync(path.join(dir, "p.yaml"), `version: 1
+name: twins
+stages:
+  b1: { uses: review/broken, with: { value: 1 } }
+  b2: { uses: review/broken, with: { value: 1 } }
+`)
+    const result = await Runner.runPromise(path.join(dir, "p.yaml"), { telemetry: "none", runsDir: path.join(dir, "runs"), kinds })
+    expect(result.outcomes.map((o) => [o.id, o.status, o.blockedBy, o.sameAs])).toEqual([["b1", "failed", undefined, undefined], ["b2", "skipped", "b1", "b1"]])
+    const manifest = JSON.parse(fs.readFileSync(path.join(result.runDir, "manifest.json"), "utf8"))
+    expect(manifest.stages.find((s: { id: string }) => s.id === "b2")).toMatchObject({ status: "skipped", sameAs: "b1" })
   })
 })
