@@ -199,4 +199,24 @@ stages:
     expect((await summaries()).m).toMatch(/^1 tensors, 256 B computed/)
     expect((await summaries()).m).toBe("nothing computed: every stage reading it took a stored result")
   })
+
+  it("a stored metrics result brings its plot back into the new run's folder, whole", async () => {
+    const runsDir = fs.mkdtempSync(path.join(os.tmpdir(), "identity-runs-"))
+    const dir = folder("artifacts", {
+      "data.csv": csv(7),
+      "p.yaml": `version: 1
+name: artifacts
+stages:
+  t1: { uses: train, with: { arch: { type: mlp, layers: [4, 8, 3] }, data: { csv: data.csv }, epochs: 1, batch_size: 16, seed: 1 } }
+  t2: { uses: train, with: { arch: { type: mlp, layers: [4, 8, 3] }, data: { csv: data.csv }, epochs: 1, batch_size: 16, seed: 2 } }
+  line: { uses: evaluate/interpolation, with: { a: t1, b: t2, data: { csv: data.csv }, points: 3 } }
+`
+    })
+    const first = await run(path.join(dir, "p.yaml"), { runsDir })
+    const again = await run(path.join(dir, "p.yaml"), { runsDir })
+    expect(outcome(again, "line").cached).toBe(true)
+    expect(outcome(again, "line").value).toEqual(outcome(first, "line").value)
+    expect(fs.readFileSync(path.join(again.runDir, "line.svg")).equals(fs.readFileSync(path.join(first.runDir, "line.svg")))).toBe(true)
+    expect(fs.readdirSync(again.runDir).filter((f) => f.endsWith(".partial"))).toEqual([])
+  })
 })
