@@ -8,6 +8,7 @@
  * @since 0.1.0
  */
 import { Result } from "effect"
+import * as fs from "node:fs"
 import * as path from "node:path"
 import { didYouMean } from "../internal/suggest.ts"
 import { parseWritable } from "../tensor/DType.ts"
@@ -105,6 +106,12 @@ export const compile = (text: string, options: Options): Compiled => {
     const resolved = ModelRef.resolve(ref, baseDir, env)
     if (Result.isFailure(resolved)) {
       fail("InputUnreadable", resolved.failure.message, at)
+      return undefined
+    }
+    // mergekit reads every model's config.json; the output folder takes its config from one.
+    const folder = path.resolve(baseDir, resolved.success.path)
+    if (!fs.existsSync(path.join(folder, "config.json"))) {
+      fail("InputUnreadable", `model "${ref}" (${folder}) has no config.json: mergekit needs one for every model, and the merged Hugging Face folder takes its config from one`, at)
       return undefined
     }
     const id = uniqueId(`load_${stageSlug(resolved.success.shortName)}`, ids)

@@ -88,6 +88,14 @@ describe("mergekit compiler", () => {
     expect(c.problems[0]!.position).toEqual({ line: 2, col: 12 })
   })
 
+  it("a local model folder without config.json is refused at its line, as mergekit refuses it", () => {
+    fs.mkdirSync(path.join(dir, "weights_only"), { recursive: true })
+    fs.copyFileSync(path.join(dir, "model_a", "model.safetensors"), path.join(dir, "weights_only", "model.safetensors"))
+    const c = compileFile("noconfig.yml", "models:\n  - model: model_a\n  - model: weights_only\nmerge_method: linear\n")
+    expect(c.problems.map((p) => [p.code, p.position])).toEqual([["InputUnreadable", { line: 3, col: 12 }]])
+    expect(c.problems[0]!.message).toContain(`model "weights_only" (${path.join(dir, "weights_only")}) has no config.json`)
+  })
+
   it("unknown keys and methods are positioned, with a did-you-mean and the known names", () => {
     const c = compileFile("bad.yml", "models:\n  - model: model_a\n    paramters: { weight: 1 }\nmerge_method: tie\nbase_modle: model_b\n")
     const byCode = c.problems.map((p) => [p.code, p.position, p.message] as const)
