@@ -12,7 +12,7 @@
  *
  * @since 0.1.0
  */
-import { type LockFile, MemoryBudget, Model, type Port, RunCache, Stage, StageKey, type Validate } from "@crucible/core"
+import { type LockFile, MemoryBudget, Model, Port, RunCache, Stage, StageKey, type Validate } from "@crucible/core"
 import { Cause, Deferred, Effect, Exit, Scope, Semaphore, type Tracer } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -243,7 +243,7 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
           if (target !== undefined) yield* holdLock(store.lockPath(target, producer, waitingFor(stage.id, `writing ${target}`)), lockScope, stage.id)
         }
         // A lazy stage that reads models leaves work in its output: it is tracked, not finished, when `run` returns.
-        const defers = (value: unknown) => options.dryRun !== true && stage.kind.resources.lazy && isModel(value) && modelsIn(values).length > 0
+        const defers = (value: unknown) => options.dryRun !== true && stage.kind.resources.lazy && Model.isModel(value) && modelsIn(values).length > 0
         let span: Tracer.Span | undefined
         const exit = yield* permits.withPermits(1)(
           Effect.gen(function* () {
@@ -389,9 +389,9 @@ const recordMetrics = (stage: Validate.ResolvedStage, exit: Exit.Exit<unknown, u
     const attributes = { stageId: stage.id, stageKind: stage.kind.kind }
     yield* metrics.value.stageDuration(ms / 1000, attributes, Exit.isSuccess(exit) ? "success" : "failure")
     if (!Exit.isSuccess(exit)) return
-    const value = exit.value as (Model.Model & Port.Files) | undefined
-    if (value?.tensors instanceof Map) yield* metrics.value.tensorsProcessed(value.tensors.size, attributes)
-    else if (Array.isArray(value?.files)) yield* metrics.value.bytesWritten(value.files.reduce((n, f) => n + f.bytes, 0), attributes)
+    const value = exit.value
+    if (Model.isModel(value)) yield* metrics.value.tensorsProcessed(value.tensors.size, attributes)
+    else if (Port.isFiles(value)) yield* metrics.value.bytesWritten(value.files.reduce((n, f) => n + f.bytes, 0), attributes)
   })
 
 /** A stage's input values as its `run` (and its `headers` check) receives them, from its inputs' outputs by stage id. */
@@ -414,13 +414,9 @@ const describeFailure = (cause: Cause.Cause<unknown>): { readonly tag: string; r
   return { tag: "Defect", message: `a bug in the stage: ${defect instanceof Error ? (defect.stack ?? defect.message) : String(defect)}` }
 }
 
-/** Whether a stage's value is a model (its tensors by name), not plain data (metrics, files). */
-export const isModel = (value: unknown): value is Model.Model =>
-  typeof value === "object" && value !== null && "tensors" in value && (value as Model.Model).tensors instanceof Map
-
 /** The models among a stage's input values (a list input's too). */
 const modelsIn = (values: ReadonlyMap<string, unknown>): ReadonlyArray<Model.Model> =>
-  [...values.values()].flatMap((v) => (Array.isArray(v) ? v : [v])).filter(isModel)
+  [...values.values()].flatMap((v) => (Array.isArray(v) ? v : [v])).filter(Model.isModel)
 
 /**
  * A failure as the outcome shows it: a tracked stage's with its tensor named; one that started in
@@ -455,18 +451,16 @@ const settleSpan = (span: Tracer.Span, exit: Exit.Exit<unknown, unknown>, error:
   })
 
 const outputAttributes = (value: unknown): Record<string, number> => {
-  if (isModel(value)) {
+  if (Model.isModel(value)) {
     return { "crucible.tensors.out": value.tensors.size, "crucible.bytes.out": Model.totalBytes(value) }
   }
-  const files = (value as Port.Files | undefined)?.files
-  if (Array.isArray(files)) return { "crucible.files.out": files.length, "crucible.bytes.written": files.reduce((n, f) => n + f.bytes, 0) }
+  if (Port.isFiles(value)) return { "crucible.files.out": value.files.length, "crucible.bytes.written": value.files.reduce((n, f) => n + f.bytes, 0) }
   return {}
 }
 
 const summarize = (value: unknown): string | undefined => {
-  if (isModel(value)) return `${value.tensors.size} tensors`
-  const files = (value as Port.Files | undefined)?.files
-  if (Array.isArray(files)) return files.map((f) => `${f.path} (${f.bytes} bytes)`).join(", ")
+  if (Model.isModel(value)) return `${value.tensors.size} tensors`
+  if (Port.isFiles(value)) return value.files.map((f) => `${f.path} (${f.bytes} bytes)`).join(", ")
   const metrics = (value as Port.Metrics | undefined)?.values
   if (metrics !== undefined) {
     // Headline numbers: top-level ones, and the loss/accuracy of nested results (a curve's midpoint, its barrier).

@@ -5,7 +5,7 @@
  *
  * @since 0.1.0
  */
-import { AtomicFile, Digest, IoError, Model, Owner, type Port, ReadCounter, type Validate } from "@crucible/core"
+import { AtomicFile, Digest, IoError, Model, Owner, Port, ReadCounter, type Validate } from "@crucible/core"
 import { Effect, Fiber, type Scope, Semaphore } from "effect"
 import effectPackage from "effect/package.json" with { type: "json" }
 import * as fs from "node:fs"
@@ -124,10 +124,9 @@ export const stageRecords = (pipeline: Validate.ResolvedPipeline, outcomes: Read
 
 const describeOutput = (value: unknown): unknown => {
   if (value === undefined) return undefined
-  const model = value as Model.Model
-  if (model.tensors instanceof Map) return { type: "model", tensors: model.tensors.size, bytes: Model.totalBytes(model) }
-  if (Array.isArray((value as Port.Files).files)) return { type: "files", files: (value as Port.Files).files }
-  if (typeof (value as Port.Metrics).values === "object") return { type: "metrics", ...(value as Port.Metrics) }
+  if (Model.isModel(value)) return { type: "model", tensors: value.tensors.size, bytes: Model.totalBytes(value) }
+  if (Port.isFiles(value)) return { type: "files", files: value.files }
+  if (Port.isMetrics(value)) return { type: "metrics", ...value }
   return undefined
 }
 
@@ -136,9 +135,8 @@ export const filesOf = (outcomes: ReadonlyArray<StageOutcome>): { readonly input
   const inputs = new Set<string>()
   const outputs: Array<FileRecord> = []
   for (const o of outcomes) {
-    const v = o.value as (Model.Model & Port.Files) | undefined
-    if (v?.tensors instanceof Map) for (const f of v.files) inputs.add(f)
-    else if (Array.isArray(v?.files)) outputs.push(...v.files.filter((f) => f.sha256 !== ""))
+    if (Model.isModel(o.value)) for (const f of o.value.files) inputs.add(f)
+    else if (Port.isFiles(o.value)) outputs.push(...o.value.files.filter((f) => f.sha256 !== ""))
   }
   const written = new Set(outputs.map((f) => f.path))
   return { inputs: [...inputs].filter((f) => !written.has(f)), outputs }

@@ -17,7 +17,7 @@
  */
 import { Model, type Port, ReadCounter, type Yaml } from "@crucible/core"
 import { Effect, Logger } from "effect"
-import { dryRun, isModel, type StageOutcome } from "./Executor.ts"
+import { dryRun, type StageOutcome } from "./Executor.ts"
 import * as Plan from "./Plan.ts"
 import * as RunLog from "./RunLog.ts"
 import * as Memory from "./planner/Memory.ts"
@@ -86,7 +86,7 @@ export const make = (loaded: Yaml.LoadedPipeline, options: PlanOptions = {}): Ef
     const outcomeOf = new Map(outcomes.map((o) => [o.id, o] as const))
     const memory = Memory.of(outcomes, concurrency)
     const stages = outcomes.map((o): PlannedStage => {
-      const model = isModel(o.value) ? o.value : undefined
+      const model = Model.isModel(o.value) ? o.value : undefined
       return {
         id: o.id,
         kind: o.kind,

@@ -82,6 +82,10 @@ export const make = (
   tensors: new Map(Array.from(tensors, (t) => [t.name, t] as const))
 })
 
+/** Whether a stage's value is a model (its tensors by name), not plain data (metrics, files). @category guards */
+export const isModel = (value: unknown): value is Model =>
+  typeof value === "object" && value !== null && (value as Model).tensors instanceof Map
+
 /** Total bytes of all tensors in their stored dtypes. */
 export const totalBytes = (model: Model): number => totalByteLength(model.tensors.values())
 

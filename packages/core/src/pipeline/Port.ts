@@ -38,6 +38,12 @@ export interface Files {
   readonly planned?: { readonly model: Model; readonly workingSetBytes: number } | undefined
 }
 
+/** Whether a stage's value is files it wrote (a `save`'s). @category guards */
+export const isFiles = (value: unknown): value is Files => typeof value === "object" && value !== null && Array.isArray((value as Files).files)
+
+/** Whether a stage's value is metrics. @category guards */
+export const isMetrics = (value: unknown): value is Metrics => typeof value === "object" && value !== null && typeof (value as Metrics).values === "object"
+
 /** @category ports */
 export const ModelPort: Port<"model", Model> = make("model", "a model: named lazy tensors and metadata")
 /** @category ports */

@@ -16,8 +16,8 @@
  *
  * @since 0.1.0
  */
-import { Lineage, type Model, type Port, Safetensors, type TensorRef } from "@crucible/core"
-import { isModel, type StageOutcome } from "../Executor.ts"
+import { Lineage, Model, type Port, Safetensors, type TensorRef } from "@crucible/core"
+import type { StageOutcome } from "../Executor.ts"
 
 /** A writer and the merges it pulls from. @category models */
 export interface Pull {
@@ -47,7 +47,7 @@ export const of = (outcomes: ReadonlyArray<StageOutcome>, concurrency: number): 
   for (const o of outcomes) {
     if (o.status !== "succeeded") continue
     const planned = plannedOf(o.value)
-    const tensors = planned?.model.tensors ?? (isModel(o.value) ? o.value.tensors : undefined)
+    const tensors = planned?.model.tensors ?? (Model.isModel(o.value) ? o.value.tensors : undefined)
     let largest = 0
     for (const t of tensors?.values() ?? []) {
       if (owner.has(t)) continue

@@ -7,8 +7,8 @@
  *
  * @since 0.1.0
  */
-import { Lineage, type Model, type Port, type TensorRef, type Validate } from "@crucible/core"
-import { isModel, type StageOutcome } from "../Executor.ts"
+import { Lineage, Model, type Port, type TensorRef, type Validate } from "@crucible/core"
+import type { StageOutcome } from "../Executor.ts"
 
 /** One file's reads. @category models */
 export interface FileRead {
@@ -74,4 +74,4 @@ export const of = (
 
 // The models a stage that was not run takes on its inputs, where the plan produced them.
 const knownModelInputs = (stage: Validate.ResolvedStage, values: ReadonlyMap<string, unknown>): ReadonlyArray<Model.Model> =>
-  Object.values(stage.inputs).flatMap((refs) => (refs ?? []).map((r) => values.get(r))).filter(isModel)
+  Object.values(stage.inputs).flatMap((refs) => (refs ?? []).map((r) => values.get(r))).filter(Model.isModel)

@@ -11,7 +11,7 @@
  *
  * @since 0.2.0
  */
-import { AtomicFile, Formats, IoError, LockFile, type Model, Owner, type Port } from "@crucible/core"
+import { AtomicFile, Formats, IoError, LockFile, Model, Owner, Port } from "@crucible/core"
 import { Cause, Effect, type Scope } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -98,13 +98,13 @@ export const make = (root: string): Effect.Effect<ResultStore> =>
         yield* Effect.sync(() => fs.mkdirSync(tmp, { recursive: true }))
         const base = { crucible: { resultVersion: 1 as const }, ...producer, createdAt: new Date().toISOString() }
         let record: Layout.ResultRecord
-        if (isModel(value)) {
+        if (Model.isModel(value)) {
           const written = yield* Formats.writeModel(path.join(tmp, Layout.MODEL_FILE), value)
           record = { ...base, type: "model", bytes: written.files.reduce((n, f) => n + f.bytes, 0), source: value.source, metadata: value.metadata, provenance: value.provenance }
-        } else if (isFiles(value)) {
+        } else if (Port.isFiles(value)) {
           for (const f of value.files) yield* digests.remember(f.path, f.sha256)
           record = { ...base, type: "files", bytes: 0, files: value.files }
-        } else if (isMetrics(value)) {
+        } else if (Port.isMetrics(value)) {
           const metrics = JSON.stringify(value, encodeNonFinite)
           yield* AtomicFile.writeWhole(path.join(tmp, Layout.METRICS_FILE), metrics)
           const artifacts = value.artifacts ?? []
@@ -150,11 +150,6 @@ export const make = (root: string): Effect.Effect<ResultStore> =>
     return { root, digests, lookup, restore, publish, lock, lockPath, sweep }
   })
 
-/** Whether a stage's value is a model, files or metrics (what the store can hold). */
-export const isModel = (value: unknown): value is Model.Model =>
-  typeof value === "object" && value !== null && (value as Model.Model).tensors instanceof Map
-const isFiles = (value: unknown): value is Port.Files => typeof value === "object" && value !== null && Array.isArray((value as Port.Files).files)
-const isMetrics = (value: unknown): value is Port.Metrics => typeof value === "object" && value !== null && typeof (value as Port.Metrics).values === "object"
 
 // Puts a whole result folder in place. Another run may have stored the same key meanwhile (equal
 // keys are equal values: ours is dropped); a result that no longer passed `lookup` (its files
