@@ -43,8 +43,9 @@ export const stageKeys = (pipeline: Validate.ResolvedPipeline, baseDir: string, 
       reads.set(stage.id, identities)
       named.set(stage.id, new Map(declared.flatMap((r, i) => ("file" in r ? [[r.file, (identities[i] as { readonly sha256: string }).sha256] as const] : []))))
     }
+    const byId = new Map(pipeline.stages.map((s) => [s.id, s] as const))
     return StageKey.pipelineKeys(pipeline, (id, params) => {
-      const stage = pipeline.stages.find((s) => s.id === id)!
+      const stage = byId.get(id)!
       const writes = writesOf(stage, baseDir)
       return { params: byContent(params, named.get(id)!), reads: reads.get(id) ?? [], ...(writes === undefined ? {} : { writes }) }
     })

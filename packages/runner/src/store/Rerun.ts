@@ -6,6 +6,7 @@
  * @since 0.2.0
  */
 import { Suggest, type Validate } from "@crucible/core"
+import * as Plan from "../Plan.ts"
 import { Effect, Schema } from "effect"
 
 /** `--rerun` names a stage the pipeline does not have. @category errors */
@@ -18,21 +19,25 @@ export class RerunUnknownStage extends Schema.TaggedError<RerunUnknownStage>()("
   }
 }
 
-/** The stages `--rerun` recomputes: `named` and their dependents. */
+/** The stages `--rerun` recomputes: `named` and their dependents; an unknown name fails. */
 export const closure = (pipeline: Validate.ResolvedPipeline, named: ReadonlyArray<string>): Effect.Effect<ReadonlySet<string>, RerunUnknownStage> =>
-  Effect.gen(function* () {
+  Effect.suspend(() => {
     const known = pipeline.stages.map((s) => s.id)
-    for (const stage of named) if (!known.includes(stage)) return yield* new RerunUnknownStage({ stage, known })
-    const out = new Set(named)
-    // Stages are in file order but may reference later ones: repeat until nothing is added.
-    for (let grew = true; grew;) {
-      grew = false
-      for (const s of pipeline.stages) {
-        if (!out.has(s.id) && s.dependsOn.some((d) => out.has(d))) (out.add(s.id), (grew = true))
-      }
-    }
-    return out
+    const ids = new Set(known)
+    const unknown = named.find((stage) => !ids.has(stage))
+    return unknown === undefined ? Effect.succeed(withDependents(pipeline, named)) : Effect.fail(new RerunUnknownStage({ stage: unknown, known }))
   })
+
+// `named` and every stage that depends on one of them, directly or not (one walk over the consumers).
+const withDependents = (pipeline: Validate.ResolvedPipeline, named: ReadonlyArray<string>): ReadonlySet<string> => {
+  const { consumers } = Plan.make(pipeline)
+  const out = new Set(named)
+  const pending = [...named]
+  for (let id = pending.pop(); id !== undefined; id = pending.pop()) {
+    for (const c of consumers.get(id) ?? []) if (!out.has(c)) (out.add(c), pending.push(c))
+  }
+  return out
+}
 
 /**
  * `closure` once keys are known: a stage to rerun that takes an equal earlier stage's value (same
@@ -42,5 +47,5 @@ export const closure = (pipeline: Validate.ResolvedPipeline, named: ReadonlyArra
 export const withEqualKeys = (pipeline: Validate.ResolvedPipeline, rerun: ReadonlySet<string>, keys: ReadonlyMap<string, string>): ReadonlySet<string> => {
   const rerunKeys = new Set([...rerun].map((id) => keys.get(id)))
   const named = pipeline.stages.filter((s) => rerunKeys.has(keys.get(s.id))).map((s) => s.id)
-  return named.length === rerun.size ? rerun : Effect.runSync(Effect.orDie(closure(pipeline, named)))
+  return named.length === rerun.size ? rerun : withDependents(pipeline, named)
 }
