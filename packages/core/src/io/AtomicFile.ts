@@ -212,14 +212,18 @@ export const commitAll = (files: ReadonlyArray<Committable>): Effect.Effect<void
     })
   )
 
-/** Makes renames in `dir` durable; directories that cannot be opened for fsync are skipped. */
-const syncDirectory = (dir: string) =>
-  Effect.sync(() => {
-    try {
-      const fd = fs.openSync(dir, "r")
-      try { fs.fsyncSync(fd) } finally { fs.closeSync(fd) }
-    } catch { /* not supported on every filesystem: the rename itself is already atomic */ }
-  })
+/**
+ * Makes the entries of `dir` (renames into it) durable; directories that cannot be opened for
+ * fsync are skipped. Synchronous, for writers that publish whole folders too.
+ */
+export const fsyncDirectory = (dir: string): void => {
+  try {
+    const fd = fs.openSync(dir, "r")
+    try { fs.fsyncSync(fd) } finally { fs.closeSync(fd) }
+  } catch { /* not supported on every filesystem: the rename itself is already atomic */ }
+}
+
+const syncDirectory = (dir: string) => Effect.sync(() => fsyncDirectory(dir))
 
 /**
  * Fails when a target is one of `inputs` (after resolving links): a model must not be written

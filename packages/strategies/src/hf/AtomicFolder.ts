@@ -16,15 +16,13 @@
  *
  * @since 0.1.0
  */
-import { IoError, Owner } from "@crucible/core"
+import { AtomicFile, IoError, Owner } from "@crucible/core"
 import { Effect, Exit, Scope } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 
 const PARTIAL = ".partial"
 const REPLACED = "replaced"
-
-const describe = (cause: unknown) => (cause instanceof Error ? cause.message : String(cause))
 
 /** A folder being assembled. @category models */
 export interface Staging {
@@ -89,7 +87,7 @@ export const open = (target: string): Effect.Effect<Staging, IoError.IoError, Sc
           fs.mkdirSync(dir)
           return dir
         },
-        catch: (cause) => new IoError.IoError({ file: target, operation: "create", detail: describe(cause) })
+        catch: (cause) => new IoError.IoError({ file: target, operation: "create", detail: IoError.describe(cause) })
       }),
       (dir, exit) => Effect.sync(() => {
         if (Exit.isFailure(exit) || !state.published) fs.rmSync(dir, { recursive: true, force: true })
@@ -97,7 +95,7 @@ export const open = (target: string): Effect.Effect<Staging, IoError.IoError, Sc
     )
     const publish = Effect.uninterruptible(Effect.try({
       try: () => {
-        syncPath(temporary)
+        AtomicFile.fsyncDirectory(temporary)
         const aside = fs.existsSync(target) ? path.join(parent, `${Owner.temporaryName(`.${name}.${REPLACED}`)}${PARTIAL}`) : undefined
         if (aside !== undefined) fs.renameSync(target, aside)
         try {
@@ -107,10 +105,10 @@ export const open = (target: string): Effect.Effect<Staging, IoError.IoError, Sc
           throw error
         }
         state.published = true
-        syncPath(parent)
+        AtomicFile.fsyncDirectory(parent)
         if (aside !== undefined) fs.rmSync(aside, { recursive: true, force: true })
       },
-      catch: (cause) => new IoError.IoError({ file: target, operation: "rename into place", detail: describe(cause) })
+      catch: (cause) => new IoError.IoError({ file: target, operation: "rename into place", detail: IoError.describe(cause) })
     }))
     return { target, temporary, publish }
   })
@@ -160,12 +158,4 @@ export const writeFileSynced = (file: string, bytes: Uint8Array): void => {
   } finally {
     fs.closeSync(fd)
   }
-}
-
-// Makes a folder's entries durable; filesystems that cannot fsync a folder are skipped.
-const syncPath = (dir: string) => {
-  try {
-    const fd = fs.openSync(dir, "r")
-    try { fs.fsyncSync(fd) } finally { fs.closeSync(fd) }
-  } catch { /* not supported everywhere: the rename itself is atomic */ }
 }
