@@ -171,13 +171,8 @@ const removeViaTmp = (root: string, p: string): void => {
   fs.rmSync(aside, { recursive: true, force: true })
 }
 
-/**
- * Collects the store under `root` (see the module doc). Never fails: what cannot be removed is
- * reported in `kept`. @category constructors
- */
-export const gc = Effect.fn("Inventory.gc")(function* (root: string, options: GcOptions = {}) {
-  const dryRun = options.dryRun === true
-  const now = options.now ?? Date.now()
+/** What a collection removes and keeps; `attempt` removes (unless a dry run) and records. */
+const collector = (dryRun: boolean, now: number, olderThanMs: number | undefined) => {
   const removed: Array<Removal> = []
   const kept: Array<{ path: string; reason: string }> = []
   const attempt = (removal: Removal, remove: () => void): boolean => {
@@ -192,10 +187,13 @@ export const gc = Effect.fn("Inventory.gc")(function* (root: string, options: Gc
     removed.push(removal)
     return true
   }
-  const old = (mtimeMs: number) => options.olderThanMs !== undefined && now - mtimeMs > options.olderThanMs
-  const age = (mtimeMs: number) => `unused for ${ago(now - mtimeMs)}`
+  const old = (mtimeMs: number) => olderThanMs !== undefined && now - mtimeMs > olderThanMs
+  return { removed, kept, attempt, old, now }
+}
 
-  // Debris: temporaries of dead owners (results being published when their process died).
+// Debris: temporaries of dead owners (and ownerless ones `old`), lock files of dead holders.
+const removeDebrisWith = (root: string, { attempt, old, now }: Pick<ReturnType<typeof collector>, "attempt" | "old" | "now">): void => {
+  // Temporaries of dead owners (results being published when their process died).
   const tmp = Layout.tmpDir(root)
   for (const name of names(tmp)) {
     const p = path.join(tmp, name)
@@ -217,6 +215,31 @@ export const gc = Effect.fn("Inventory.gc")(function* (root: string, options: Gc
       if (!LockFile.removeIfStale(file)) throw new Error("it changed, or another process is removing it")
     })
   }
+
+}
+
+/**
+ * Removes the store's debris — temporaries of dead owners (results being published when their
+ * process died), lock files of dead holders — as `gc` does first: what a run's start does too.
+ * Never fails. @category constructors
+ */
+export const removeDebris = (root: string): ReadonlyArray<Removal> => {
+  const collect = collector(false, Date.now(), undefined)
+  removeDebrisWith(root, collect)
+  return collect.removed
+}
+
+/**
+ * Collects the store under `root` (see the module doc). Never fails: what cannot be removed is
+ * reported in `kept`. @category constructors
+ */
+export const gc = Effect.fn("Inventory.gc")(function* (root: string, options: GcOptions = {}) {
+  const dryRun = options.dryRun === true
+  const now = options.now ?? Date.now()
+  const collect = collector(dryRun, now, options.olderThanMs)
+  const { removed, kept, attempt, old } = collect
+  const age = (mtimeMs: number) => `unused for ${ago(now - mtimeMs)}`
+  removeDebrisWith(root, collect)
 
   // Results: unused for too long, then the least recently used until they fit.
   const entries = [...(yield* list(root))].reverse() // least recently used first

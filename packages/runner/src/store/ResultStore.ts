@@ -16,6 +16,7 @@ import { Cause, Effect, type Scope } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as FileDigests from "./FileDigests.ts"
+import * as Inventory from "./Inventory.ts"
 import * as Layout from "./Layout.ts"
 
 /** Who computes a result: for its record, and for a run waiting on its lock. @category models */
@@ -109,7 +110,7 @@ export const make = (root: string): Effect.Effect<ResultStore> =>
           yield* AtomicFile.writeWhole(path.join(tmp, Layout.METRICS_FILE), metrics)
           const artifacts = value.artifacts ?? []
           for (const artifact of artifacts) yield* copy(path.join(runDir, artifact), path.join(tmp, Layout.ARTIFACTS, artifact))
-          record = { ...base, type: "metrics", bytes: Buffer.byteLength(metrics) + artifacts.reduce((n, a) => n + sizeOf(path.join(runDir, a)), 0), artifacts }
+          record = { ...base, type: "metrics", bytes: Buffer.byteLength(metrics) + artifacts.reduce((n, a) => n + Inventory.sizeOf(path.join(runDir, a)), 0), artifacts }
         } else {
           return
         }
@@ -127,12 +128,8 @@ export const make = (root: string): Effect.Effect<ResultStore> =>
       LockFile.acquire(Layout.pathLockFile(root, target), { info: { runId: producer.runId, stage: producer.stage, path: target }, onWait })
 
     const sweep = Effect.gen(function* () {
-      for (const name of listDir(Layout.tmpDir(root))) {
-        const owner = Owner.ownerOfName(name)
-        if (owner !== undefined && !Owner.isAlive(owner)) fs.rmSync(path.join(Layout.tmpDir(root), name), { recursive: true, force: true })
-      }
-      const locks = path.join(root, "locks")
-      for (const name of listDir(locks)) if (name.endsWith(".lock")) LockFile.removeIfStale(path.join(locks, name))
+      // Dead owners' temporaries and stale locks, as `crucible cache gc` removes them.
+      Inventory.removeDebris(root)
       yield* AtomicFile.sweepOrphans(root)
       yield* AtomicFile.sweepOrphans(Layout.digestsDir(root))
       // Checkpoints are written atomically too: a training killed mid-write leaves a temporary there.
@@ -186,14 +183,6 @@ const listDir = (dir: string): ReadonlyArray<string> => {
     return fs.readdirSync(dir)
   } catch {
     return []
-  }
-}
-
-const sizeOf = (file: string) => {
-  try {
-    return fs.statSync(file).size
-  } catch {
-    return 0
   }
 }
 
