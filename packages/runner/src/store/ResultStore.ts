@@ -201,19 +201,9 @@ const decodeNonFinite = (_key: string, value: unknown): unknown => {
   return keys.length === 1 && typeof text === "string" ? Number(text) : value
 }
 
-// A copy that appears whole or not at all: into an owner-tagged temporary beside `to` (which a
-// later run's sweep removes if this process is killed), then renamed.
+// A copy that appears whole or not at all (artifacts are small files: plots).
 const copy = (from: string, to: string) =>
-  Effect.try({
-    try: () => {
-      fs.mkdirSync(path.dirname(to), { recursive: true })
-      const temporary = path.join(path.dirname(to), `.${Owner.temporaryName(path.basename(to))}.partial`)
-      try {
-        fs.copyFileSync(from, temporary)
-        fs.renameSync(temporary, to)
-      } finally {
-        fs.rmSync(temporary, { force: true })
-      }
-    },
-    catch: (cause) => new IoError.IoError({ file: from, operation: "copy", detail: IoError.describe(cause) })
-  })
+  Effect.flatMap(
+    Effect.try({ try: () => fs.readFileSync(from), catch: (cause) => new IoError.IoError({ file: from, operation: "read", detail: IoError.describe(cause) }) }),
+    (bytes) => AtomicFile.writeWhole(to, bytes)
+  )
