@@ -8,6 +8,7 @@ import { Effect, Scope } from "effect"
 import * as fs from "node:fs"
 import { describe, FormatError, IoError } from "./IoError.ts"
 import { ReadCounter } from "./ReadCounter.ts"
+import { ReadTap, type Tap } from "./ReadTap.ts"
 
 /** An open file read by absolute byte offsets. @category models */
 export interface ByteSource {
@@ -25,30 +26,43 @@ export interface ByteSource {
 
 /**
  * Opens `path` for the lifetime of the current scope. Its reads are reported to the
- * `ReadCounter` in effect now, whichever fiber makes them later. @category constructors
+ * `ReadCounter` in effect now, whichever fiber makes them later, and fed to the `ReadTap` in
+ * effect now when it wants the file's digest. @category constructors
  */
 export const open = (path: string, format = "file"): Effect.Effect<ByteSource, IoError, Scope.Scope> =>
   Effect.gen(function* () {
     const counter = yield* ReadCounter
+    const taps = yield* ReadTap
     return yield* Effect.acquireRelease(
       Effect.try({
         try: () => {
           const fd = fs.openSync(path, "r")
-          return { fd, size: fs.fstatSync(fd).size }
+          return { fd, size: fs.fstatSync(fd).size, tap: taps.forFile(fd) }
         },
         catch: (cause) => new IoError({ file: path, operation: "open", detail: describe(cause) })
       }),
       ({ fd }) => Effect.sync(() => fs.closeSync(fd))
-    ).pipe(Effect.map(({ fd, size }) => fromDescriptor(path, fd, size, format, counter)))
+    ).pipe(Effect.map(({ fd, size, tap }) => fromDescriptor(path, fd, size, format, counter, tap)))
   })
 
-const fromDescriptor = (path: string, fd: number, size: number, format: string, counter: ReadCounter): ByteSource => {
+const fromDescriptor = (path: string, fd: number, size: number, format: string, counter: ReadCounter, tap: Tap | undefined): ByteSource => {
   const beyondEnd = (offset: number, length: number) =>
     new FormatError({ file: path, format, detail: `read of ${length} bytes at offset ${offset} is beyond the end of the file (${size} bytes)` })
   const into = (offset: number, target: Uint8Array) =>
-    Effect.callback<void, IoError>((resume) =>
-      readFully(fd, target, offset, (n) => counter.add(path, n), (error) => resume(error ? Effect.fail(new IoError({ file: path, operation: "read", detail: describe(error) })) : Effect.void))
-    )
+    Effect.callback<void, IoError>((resume) => {
+      // Reserved when issued, so concurrent reads of consecutive ranges are all fed, in order.
+      const ticket = tap?.reserve(offset, target.byteLength)
+      readFully(fd, target, offset, (n) => counter.add(path, n), (error) => {
+        if (error) {
+          ticket?.fail()
+          return resume(Effect.fail(new IoError({ file: path, operation: "read", detail: describe(error) })))
+        }
+        // The bytes are copied for the hash before the caller may reuse `target` (it waits only while the hash's queue is full).
+        const copied = ticket?.fill(target)
+        if (copied === undefined) resume(Effect.void)
+        else void copied.then(() => resume(Effect.void))
+      })
+    })
   const outside = (offset: number, length: number) => offset < 0 || length < 0 || offset + length > size
   return {
     path,

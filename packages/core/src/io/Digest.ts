@@ -142,17 +142,32 @@ const FILE_CHUNK = 4 * 1024 * 1024
 export const ofFile = (path: string): Effect.Effect<FileDigest | undefined> =>
   Effect.scoped(
     Effect.gen(function* () {
-      const source = yield* ByteSource.open(path)
       const digest = yield* onWorker()
-      const buffers = [0, 1].map(() => new Uint8Array(new SharedArrayBuffer(Math.min(FILE_CHUNK, source.size))))
+      const bytes = yield* continueFile(path, digest, 0)
+      return bytes === undefined ? undefined : { bytes, sha256: yield* digest.hex }
+    })
+  )
+
+/**
+ * Adds the bytes of the file at `path` from `from` to its end to `digest`, read as {@link ofFile}
+ * reads them (two shared buffers in turn); the file's size, or undefined when it cannot be read.
+ * `ReadTap.finish` ends a hash that reads of the file began with it.
+ *
+ * @category constructors
+ */
+export const continueFile = (path: string, digest: Digest, from: number): Effect.Effect<number | undefined> =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const source = yield* ByteSource.open(path)
+      const buffers = [0, 1].map(() => new Uint8Array(new SharedArrayBuffer(Math.max(1, Math.min(FILE_CHUNK, source.size - from)))))
       let hashing: Fiber.Fiber<void> | undefined
-      for (let offset = 0, k = 0; offset < source.size; offset += FILE_CHUNK, k++) {
+      for (let offset = from, k = 0; offset < source.size; offset += FILE_CHUNK, k++) {
         const chunk = buffers[k & 1]!.subarray(0, Math.min(FILE_CHUNK, source.size - offset))
         yield* source.readInto(offset, chunk)
         if (hashing !== undefined) yield* Fiber.join(hashing)
         hashing = yield* Effect.forkChild(digest.update(chunk), { startImmediately: true })
       }
       if (hashing !== undefined) yield* Fiber.join(hashing)
-      return { bytes: source.size, sha256: yield* digest.hex }
+      return source.size
     })
   ).pipe(Effect.catch(() => Effect.succeed(undefined)))

@@ -1,0 +1,253 @@
+/**
+ * Content digests from the bytes a run reads anyway. A merge reads its input checkpoints once,
+ * mostly in file order; hashing them again for the stage keys and the manifest would be a second
+ * pass over tens of gigabytes. A {@link Taps} is told which files' digests are wanted ({@link Taps.want});
+ * `ByteSource.open` takes the {@link ReadTap} in effect (as it takes the `ReadCounter`), and every
+ * read whose range reaches the point the file's hash stands at is fed to a running sha256 on a
+ * worker thread (`Digest.onWorker`). {@link Taps.finish} then hashes only what no read fed (reads
+ * out of order, tensors nobody read) from that point to the end.
+ *
+ * The reader's bytes are copied (in pieces of at most {@link PIECE_BYTES}) into a bounded queue
+ * per file: a reader waits only while the queue is full (back-pressure, counted in
+ * {@link TapStats.waits}) or while an earlier read of the same file, issued before its own, is
+ * still in flight (bytes are hashed in file order). A read reserves its range when it is issued,
+ * so concurrent reads of consecutive ranges are all fed.
+ *
+ * @since 0.3.0
+ */
+import { Context, Effect, Exit, Scope } from "effect"
+import * as fs from "node:fs"
+import * as Digest from "./Digest.ts"
+import * as ReadCounter from "./ReadCounter.ts"
+
+/** A reserved range of a tapped file: the read that reserved it hands its bytes over (or gives up). @category models */
+export interface Ticket {
+  /** The read's bytes (the whole read; the ticket knows which part it feeds). A promise: wait before reusing them. */
+  readonly fill: (bytes: Uint8Array) => Promise<void> | undefined
+  /** The read failed: the hash cannot go on from the reads (the file is hashed whole when finished). */
+  readonly fail: () => void
+}
+
+/** One tapped file, as `ByteSource` sees it. @category models */
+export interface Tap {
+  /** A ticket when the range `[offset, offset + length)` reaches where the hash stands, else undefined. */
+  readonly reserve: (offset: number, length: number) => Ticket | undefined
+}
+
+/** What `ByteSource.open` asks: the tap of the file open at `fd`, if its digest is wanted. @category models */
+export interface ReadTap {
+  readonly forFile: (fd: number) => Tap | undefined
+}
+
+/** Taps nothing: the default. @category constructors */
+export const none: ReadTap = { forFile: () => undefined }
+
+/** The tap reads are fed to (default: {@link none}). @category services */
+export const ReadTap = Context.Reference<ReadTap>("crucible/ReadTap", { defaultValue: () => none })
+
+/** A finished file's digest; `unchanged`: the file kept its size and mtime from `want` to the end. @category models */
+export interface TappedDigest extends Digest.FileDigest {
+  readonly unchanged: boolean
+  /** Bytes hashed from the reads (the rest was read again by `finish`). */
+  readonly fed: number
+}
+
+/** Counts over every tap, for tests and benchmarks. @category models */
+export interface TapStats {
+  /** Bytes hashed from reads. */
+  readonly fed: number
+  /** Bytes `finish` read again (what no read fed in order). */
+  readonly reread: number
+  /** Times a reader waited for room in a full queue. */
+  readonly waits: number
+}
+
+/** @category models */
+export interface Taps extends ReadTap {
+  /** Hash `file` (a regular file) from the reads of it from now on; false when it cannot be stat'ed. */
+  readonly want: (file: string) => boolean
+  /** Whether `file` is tapped and not yet finished. */
+  readonly has: (file: string) => boolean
+  /**
+   * The digest of a tapped `file`: no read is fed after this starts; in-flight reads are waited for,
+   * then the rest of the file is hashed. Undefined when `file` is not tapped or cannot be read.
+   * Calls for one file share the one result.
+   */
+  readonly finish: (file: string) => Effect.Effect<TappedDigest | undefined>
+  readonly stats: () => TapStats
+}
+
+/** Largest piece of a read copied at once. @category constants */
+export const PIECE_BYTES = 4 * 1024 * 1024
+/** Bytes copied but not yet hashed, per file, before readers wait. @category constants */
+export const QUEUE_BYTES = 64 * 1024 * 1024
+
+interface FileTap extends Tap {
+  readonly finish: Effect.Effect<TappedDigest | undefined>
+}
+
+/**
+ * Taps whose workers live as long as the current scope. `queueBytes` bounds each file's copied
+ * bytes not yet hashed. @category constructors
+ */
+export const make = (options: { readonly queueBytes?: number } = {}): Effect.Effect<Taps, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const scope = yield* Effect.scope
+    const byPath = new Map<string, FileTap>()
+    const byInode = new Map<string, { readonly stat: fs.BigIntStats; readonly tap: FileTap }>()
+    const stats = { fed: 0, reread: 0, waits: 0 }
+    const queueBytes = Math.max(PIECE_BYTES, options.queueBytes ?? QUEUE_BYTES)
+    const want = (file: string) => {
+      if (byPath.has(file)) return true
+      const stat = statOf(file)
+      if (stat === undefined || !stat.isFile()) return false
+      const tap = fileTap(file, stat, scope, queueBytes, stats)
+      byPath.set(file, tap)
+      byInode.set(inode(stat), { stat, tap })
+      return true
+    }
+    const forFile = (fd: number) => {
+      if (byInode.size === 0) return undefined
+      const stat = fs.fstatSync(fd, { bigint: true })
+      const found = byInode.get(inode(stat))
+      // A file rewritten since it was wanted is not fed: its finish sees the change and remembers nothing.
+      return found !== undefined && sameVersion(found.stat, stat) ? found.tap : undefined
+    }
+    const finished = new Map<string, Effect.Effect<TappedDigest | undefined>>()
+    const finish = (file: string) =>
+      Effect.suspend(() => {
+        const tap = byPath.get(file)
+        if (tap === undefined) return Effect.succeed(undefined)
+        let once = finished.get(file)
+        if (once === undefined) {
+          once = Effect.runSync(Effect.cached(tap.finish))
+          finished.set(file, once)
+        }
+        return once
+      })
+    return { want, has: (file) => byPath.has(file) && !finished.has(file), forFile, finish, stats: () => ({ ...stats }) }
+  })
+
+const fileTap = (file: string, stat: fs.BigIntStats, runScope: Scope.Scope, queueBytes: number, stats: { fed: number; reread: number; waits: number }): FileTap => {
+  const size = Number(stat.size)
+  let reserved = 0 // the end of the ranges reserved so far
+  let closed = false
+  let broken = false
+  let queued = 0 // bytes copied, not yet hashed
+  let fed = 0
+  let digest: { readonly digest: Digest.Digest; readonly scope: Scope.Closeable } | undefined
+  const pieces: Array<Uint8Array> = []
+  let draining: Promise<void> | undefined
+  let roomWaiters: Array<() => void> = []
+  // The promise the last reserved ticket resolves when its bytes are queued: tickets copy in order.
+  let lastCopied: Promise<void> = Promise.resolve()
+  let lastSettled = true
+
+  const digestNow = () => {
+    if (digest === undefined) {
+      const scope = Effect.runSync(Scope.fork(runScope))
+      digest = { digest: Effect.runSync(Scope.provide(Digest.onWorker(), scope)), scope }
+    }
+    return digest.digest
+  }
+  const drain = (): Promise<void> =>
+    (draining ??= (async () => {
+      for (let piece = pieces.shift(); piece !== undefined; piece = pieces.shift()) {
+        try {
+          await Effect.runPromise(digestNow().update(piece))
+        } catch {
+          // The worker is gone: the reads cannot be hashed; `finish` hashes the file whole.
+          broken = true
+        }
+        queued -= piece.byteLength
+        fed += piece.byteLength
+        stats.fed += piece.byteLength
+        const waiting = roomWaiters
+        roomWaiters = []
+        for (const wake of waiting) wake()
+      }
+      draining = undefined
+    })())
+  const room = (bytes: number): Promise<void> | undefined => {
+    if (queued === 0 || queued + bytes <= queueBytes) return undefined
+    stats.waits++
+    return new Promise<void>((resolve) => roomWaiters.push(resolve)).then(() => room(bytes))
+  }
+  // Copies `bytes` into the queue piece by piece, waiting for room when it is full.
+  const copy = (bytes: Uint8Array): Promise<void> | undefined => {
+    for (let at = 0; at < bytes.byteLength; at += PIECE_BYTES) {
+      const piece = bytes.subarray(at, Math.min(bytes.byteLength, at + PIECE_BYTES))
+      const wait = broken ? undefined : room(piece.byteLength)
+      if (wait !== undefined) return wait.then(() => copy(bytes.subarray(at)))
+      if (broken) return undefined
+      pieces.push(piece.slice())
+      queued += piece.byteLength
+      void drain()
+    }
+    return undefined
+  }
+  const reserve = (offset: number, length: number): Ticket | undefined => {
+    if (closed || broken || length <= 0 || offset > reserved || offset + length <= reserved) return undefined
+    const skip = reserved - offset
+    reserved = offset + length
+    const previous = lastCopied
+    const previousSettled = lastSettled
+    let settle!: () => void
+    const copied = new Promise<void>((resolve) => (settle = resolve))
+    lastCopied = copied
+    lastSettled = false
+    const done = () => {
+      if (lastCopied === copied) lastSettled = true
+      settle()
+    }
+    return {
+      fill: (bytes) => {
+        const own = bytes.subarray(skip)
+        // Earlier reads of this file copy first (they may complete after this one).
+        const after = previousSettled ? copy(own) : previous.then(() => copy(own))
+        if (after === undefined) return void done()
+        return after.then(done)
+      },
+      fail: () => {
+        broken = true
+        void previous.then(done)
+      }
+    }
+  }
+  const finish = Effect.gen(function* () {
+    closed = true
+    yield* Effect.promise(() => lastCopied)
+    yield* Effect.promise(() => drain())
+    const rest = broken ? 0 : reserved
+    if (broken || fed === 0) {
+        // Nothing usable came from the reads: the whole file, as `Digest.ofFile` hashes it.
+      const whole = yield* Digest.ofFile(file)
+      if (whole !== undefined) stats.reread += whole.bytes
+      return whole === undefined ? undefined : { ...whole, unchanged: unchanged(file, stat), fed: 0 }
+    }
+    const bytes = yield* Digest.continueFile(file, digestNow(), rest)
+    if (bytes === undefined) return undefined
+    stats.reread += bytes - rest
+    return { bytes, sha256: yield* digestNow().hex, unchanged: bytes === size && unchanged(file, stat), fed }
+  }).pipe(
+    // The worker goes with the tap; finishing reads are neither fed nor counted as the run's reads.
+    Effect.ensuring(Effect.suspend(() => (digest === undefined ? Effect.void : Scope.close(digest.scope, Exit.void)))),
+    Effect.provideService(ReadTap, none),
+    Effect.provideService(ReadCounter.ReadCounter, ReadCounter.none)
+  )
+  return { reserve, finish }
+}
+
+const inode = (stat: fs.BigIntStats) => `${stat.dev}-${stat.ino}`
+const sameVersion = (a: fs.BigIntStats, b: fs.BigIntStats) => a.size === b.size && a.mtimeNs === b.mtimeNs
+const statOf = (file: string): fs.BigIntStats | undefined => {
+  try {
+    return fs.statSync(file, { bigint: true })
+  } catch {
+    return undefined
+  }
+}
+const unchanged = (file: string, before: fs.BigIntStats) => {
+  const after = statOf(file)
+  return after !== undefined && inode(after) === inode(before) && sameVersion(after, before)
+}
