@@ -142,8 +142,39 @@ export const f8e5m2BitsToFloat = (b: number): number => f16BitsToFloat(b << 8)
 
 // ---------------------------------------------------------------------------------------------
 // Whole-buffer conversions (little-endian, as every supported format stores them)
+//
+// The bulk paths read and write through typed-array views (a DataView call per element costs
+// more than the conversion itself). Typed arrays use the host's byte order, so they are used
+// only on little-endian hosts (all that Node supports in practice); elsewhere the DataView loops
+// remain. Unaligned bytes are first copied into an aligned scratch buffer.
+
+const littleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1
 
 const view = (bytes: Uint8Array) => new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+
+/** `bytes` as a view of `width`-byte elements: the same memory when aligned, else an aligned copy. */
+const aligned = (bytes: Uint8Array, width: number): { readonly buffer: ArrayBufferLike; readonly byteOffset: number } => {
+  if (bytes.byteOffset % width === 0) return bytes
+  const copy = new Uint8Array(bytes.byteLength)
+  copy.set(bytes)
+  return copy
+}
+const u16View = (bytes: Uint8Array, n: number) => {
+  const a = aligned(bytes, 2)
+  return new Uint16Array(a.buffer, a.byteOffset, n)
+}
+
+/**
+ * The float32 bits of every float16 pattern, built on first use from the scalar converter (the
+ * reference) and then kept: a table lookup is the fastest exact widening in plain JavaScript.
+ */
+let f16Table: Uint32Array | undefined
+const f16ToF32Bits = (): Uint32Array => {
+  if (f16Table !== undefined) return f16Table
+  const table = new Float32Array(65536)
+  for (let h = 0; h < 65536; h++) table[h] = f16BitsToFloat(h)
+  return (f16Table = new Uint32Array(table.buffer))
+}
 
 /** Decodes raw little-endian bytes of `dtype` into float64 values (exact for every dtype but I64 beyond 2^53). */
 export const toFloat64 = (bytes: Uint8Array, dtype: DType): Float64Array<ArrayBuffer> => {
@@ -169,7 +200,83 @@ export const toFloat32 = (bytes: Uint8Array<ArrayBuffer>, dtype: DType): Float32
   return out
 }
 
-const decodeInto = (bytes: Uint8Array, dtype: DType, out: Float32Array | Float64Array): void => {
+/**
+ * Decodes the first `out.length` elements of the little-endian bytes of `dtype` into `out`
+ * (float32 results are exact for every float dtype; NaN payloads may not survive).
+ *
+ * @category conversions
+ */
+export const decodeInto = (bytes: Uint8Array, dtype: DType, out: Float32Array | Float64Array): void => {
+  if (littleEndian) decodeFast(bytes, dtype, out)
+  else decodeScalar(bytes, dtype, out)
+}
+
+const decodeFast = (bytes: Uint8Array, dtype: DType, out: Float32Array | Float64Array): void => {
+  const n = out.length
+  switch (dtype) {
+    case "F64": {
+      const a = aligned(bytes, 8)
+      out.set(new Float64Array(a.buffer, a.byteOffset, n))
+      return
+    }
+    case "F32": {
+      const a = aligned(bytes, 4)
+      out.set(new Float32Array(a.buffer, a.byteOffset, n))
+      return
+    }
+    case "F16": {
+      const h = u16View(bytes, n)
+      const table = f16ToF32Bits()
+      if (out instanceof Float32Array) {
+        const bits = new Uint32Array(out.buffer, out.byteOffset, n)
+        for (let i = 0; i < n; i++) bits[i] = table[h[i]!]!
+      } else {
+        const values = new Float32Array(table.buffer)
+        for (let i = 0; i < n; i++) out[i] = values[h[i]!]!
+      }
+      return
+    }
+    case "BF16": {
+      const b = u16View(bytes, n)
+      if (out instanceof Float32Array) {
+        const bits = new Uint32Array(out.buffer, out.byteOffset, n)
+        for (let i = 0; i < n; i++) bits[i] = b[i]! << 16
+      } else {
+        // Through a float32 chunk: the bits are the float32's, widening to float64 is exact.
+        const chunk = new Float32Array(Math.min(n, 4096))
+        const bits = new Uint32Array(chunk.buffer)
+        for (let i0 = 0; i0 < n; i0 += chunk.length) {
+          const m = Math.min(chunk.length, n - i0)
+          for (let k = 0; k < m; k++) bits[k] = b[i0 + k]! << 16
+          out.set(m === chunk.length ? chunk : chunk.subarray(0, m), i0)
+        }
+      }
+      return
+    }
+    case "I64": {
+      const a = aligned(bytes, 8)
+      const v = new BigInt64Array(a.buffer, a.byteOffset, n)
+      for (let i = 0; i < n; i++) out[i] = Number(v[i]!)
+      return
+    }
+    case "I32": {
+      const a = aligned(bytes, 4)
+      out.set(new Int32Array(a.buffer, a.byteOffset, n))
+      return
+    }
+    case "I16": {
+      const a = aligned(bytes, 2)
+      out.set(new Int16Array(a.buffer, a.byteOffset, n))
+      return
+    }
+    case "I8": out.set(new Int8Array(bytes.buffer, bytes.byteOffset, n)); return
+    case "U8": out.set(bytes.subarray(0, n)); return
+    default: return decodeScalar(bytes, dtype, out)
+  }
+}
+
+/** The per-element reference (and the path of big-endian hosts). */
+const decodeScalar = (bytes: Uint8Array, dtype: DType, out: Float32Array | Float64Array): void => {
   const dv = view(bytes)
   const n = out.length
   switch (dtype) {
@@ -195,6 +302,13 @@ const decodeInto = (bytes: Uint8Array, dtype: DType, out: Float32Array | Float64
 export const fromNumbers = (values: ArrayLike<number>, dtype: WritableDType): Uint8Array<ArrayBuffer> => {
   const n = values.length
   const out = new Uint8Array(n * byteSize[dtype])
+  if (littleEndian && values instanceof Float32Array && (dtype === "F16" || dtype === "BF16")) {
+    const bits = new Uint32Array(values.buffer, values.byteOffset, n)
+    const half = new Uint16Array(out.buffer, 0, n)
+    if (dtype === "BF16") narrowBF16(bits, half, n)
+    else narrowF16(values, bits, half, n)
+    return out
+  }
   const dv = view(out)
   switch (dtype) {
     case "F64": for (let i = 0; i < n; i++) dv.setFloat64(i * 8, values[i]!, true); break
@@ -213,6 +327,32 @@ export const fromNumbers = (values: ArrayLike<number>, dtype: WritableDType): Ui
     case "BOOL": for (let i = 0; i < n; i++) out[i] = values[i]! !== 0 ? 1 : 0; break
   }
   return out
+}
+
+// float32 bits → bfloat16 bits, as `float32ToBF16Bits`: add 0x7fff plus the kept lowest bit
+// (ties to even), keep the high half; NaN keeps its high half with the quiet bit set.
+const narrowBF16 = (bits: Uint32Array, half: Uint16Array, n: number): void => {
+  for (let i = 0; i < n; i++) {
+    const b = bits[i]!
+    half[i] = (b & 0x7fffffff) > 0x7f800000 ? (b >>> 16) | 0x40 : (b + 0x7fff + ((b >>> 16) & 1)) >>> 16
+  }
+}
+
+// float32 → float16 bits: normal results by integer rounding on the bits (re-bias, add 0xfff
+// plus the kept lowest bit, shift; a carry into the exponent is correct, up to Inf); subnormal
+// results, overflow, Inf and NaN through the scalar reference (rare in weights).
+const F16_MIN_NORMAL = 113 << 23 // 2^-14 as float32 bits
+const F16_OVERFLOW = 143 << 23 // 2^16: rounds to Inf
+const narrowF16 = (values: Float32Array, bits: Uint32Array, half: Uint16Array, n: number): void => {
+  for (let i = 0; i < n; i++) {
+    const b = bits[i]!
+    const a = b & 0x7fffffff
+    if (a >= F16_MIN_NORMAL && a < F16_OVERFLOW) {
+      half[i] = ((b >>> 16) & 0x8000) | ((a - (112 << 23) + 0xfff + ((a >>> 13) & 1)) >>> 13)
+    } else {
+      half[i] = float32ToF16Bits(values[i]!)
+    }
+  }
 }
 
 const clamp = (x: number, lo: number, hi: number) => (Number.isNaN(x) ? 0 : x < lo ? lo : x > hi ? hi : x)

@@ -8,7 +8,7 @@
  */
 import { describe, expect, it } from "vitest"
 import * as fs from "node:fs"
-import { bf16BitsToFloat, f16BitsToFloat, float32ToBF16Bits, float32ToF16Bits, fromNumbers, toFloat32 } from "../../src/tensor/DType.ts"
+import { bf16BitsToFloat, type DType, f16BitsToFloat, float32ToBF16Bits, float32ToF16Bits, fromNumbers, toFloat32, toFloat64 } from "../../src/tensor/DType.ts"
 import { fixture } from "./helpers.ts"
 
 const table = (name: string) => {
@@ -92,5 +92,76 @@ describe("dtype conversions match PyTorch", () => {
     expect(bfMismatches).toBe(0)
     // The cases sit on and next to ties, where float64 → float32 → float16 differs from one rounding.
     expect(torchDoubleRounded).toBeGreaterThan(1000)
+  })
+})
+
+describe("bulk conversions at any byte offset", () => {
+  // The bulk paths read through typed-array views; an odd offset goes through an aligned copy.
+  const at = (payload: Uint8Array, offset: number): Uint8Array<ArrayBuffer> => {
+    const buffer = new Uint8Array(payload.byteLength + offset + 3)
+    buffer.set(payload, offset)
+    return buffer.subarray(offset, offset + payload.byteLength)
+  }
+  const allPatterns = () => {
+    const bytes = new Uint8Array(65536 * 2)
+    const dv = new DataView(bytes.buffer)
+    for (let h = 0; h < 65536; h++) dv.setUint16(h * 2, h, true)
+    return bytes
+  }
+  const sameNumber = (a: number, b: number) => (Number.isNaN(a) ? Number.isNaN(b) : Object.is(a, b))
+
+  it("widens every float16 and bfloat16 pattern at offsets 0–3, to float32 and float64, as the scalar converters", () => {
+    for (const offset of [0, 1, 2, 3]) {
+      const bytes = at(allPatterns(), offset)
+      for (const [dtype, scalar] of [["F16", f16BitsToFloat], ["BF16", bf16BitsToFloat]] as const) {
+        const f32s = toFloat32(bytes, dtype)
+        const f64s = toFloat64(bytes, dtype)
+        let mismatches = 0
+        for (let h = 0; h < 65536; h++) if (!sameNumber(f32s[h]!, scalar(h)) || !sameNumber(f64s[h]!, scalar(h))) mismatches++
+        expect(mismatches, `${dtype} at offset ${offset}`).toBe(0)
+      }
+    }
+  })
+
+  it("decodes F64, F32, I64, I32, I16, I8 and U8 at unaligned offsets as a DataView reads them", () => {
+    const raw = new Uint8Array(8 * 64)
+    for (let i = 0; i < raw.length; i++) raw[i] = (i * 73 + 11) & 0xff
+    const dv = new DataView(raw.buffer)
+    const readers: ReadonlyArray<readonly [DType, number, (i: number) => number]> = [
+      ["F64", 8, (i) => dv.getFloat64(i * 8, true)],
+      ["F32", 4, (i) => dv.getFloat32(i * 4, true)],
+      ["I64", 8, (i) => Number(dv.getBigInt64(i * 8, true))],
+      ["I32", 4, (i) => dv.getInt32(i * 4, true)],
+      ["I16", 2, (i) => dv.getInt16(i * 2, true)],
+      ["I8", 1, (i) => dv.getInt8(i)],
+      ["U8", 1, (i) => dv.getUint8(i)]
+    ]
+    for (const offset of [0, 1, 3, 5]) {
+      const bytes = at(raw, offset)
+      for (const [dtype, size, read] of readers) {
+        const got = toFloat64(bytes, dtype)
+        expect(got.length).toBe(raw.length / size)
+        for (let i = 0; i < got.length; i++) expect(sameNumber(got[i]!, read(i)), `${dtype} #${i} at offset ${offset}`).toBe(true)
+        const got32 = toFloat32(bytes, dtype)
+        for (let i = 0; i < got32.length; i++) expect(sameNumber(got32[i]!, Math.fround(read(i))), `${dtype} #${i} at offset ${offset} (f32)`).toBe(true)
+      }
+    }
+  })
+
+  it("narrows a Float32Array view at an offset exactly as the scalar converters, and float64 values once", () => {
+    const t = table("f32_to_f16_bf16.bin")
+    const n = t.getUint32(0, true)
+    const backing = new Float32Array(n + 3)
+    for (let i = 0; i < n; i++) backing[i + 3] = valueOf(t.getUint32(4 + 4 * i, true))
+    const values = backing.subarray(3)
+    const half = new DataView(fromNumbers(values, "F16").buffer)
+    const bf = new DataView(fromNumbers(values, "BF16").buffer)
+    let mismatches = 0
+    for (let i = 0; i < n; i++) {
+      const x = values[i]!
+      const h = half.getUint16(2 * i, true), b = bf.getUint16(2 * i, true)
+      if (Number.isNaN(x) ? !isNaN16(h) || !isNaNBf(b) : h !== float32ToF16Bits(x) || b !== float32ToBF16Bits(x)) mismatches++
+    }
+    expect(mismatches).toBe(0)
   })
 })
