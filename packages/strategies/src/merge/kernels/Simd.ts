@@ -6,11 +6,11 @@
  * It computes exactly what the JavaScript loop computes — each float32 widened to float64,
  * multiplied by its float64 coefficient, summed left to right, rounded once to float32 (no fused
  * multiply-add) — so the two paths give bit-identical output and can be mixed freely. The module
- * is assembled here from its instructions (a few hundred bytes), so nothing is downloaded or
- * built.
+ * is assembled in code (`Wasm.ts`, a few hundred bytes), so nothing is downloaded or built.
  *
  * @since 0.1.0
  */
+import * as Wasm from "./Wasm.ts"
 import { weightedSum as weightedSumJs } from "./WeightedSum.ts"
 
 /** The most inputs the SIMD path takes; more fall back to the JavaScript loop. @category constants */
@@ -86,57 +86,13 @@ let cachedModule: WebAssembly.Module | undefined
 const compiled = (): WebAssembly.Module => (cachedModule ??= new WebAssembly.Module(moduleBytes()))
 
 // ---------------------------------------------------------------------------------------------
-// The assembler: just the instructions the kernels use.
+// The module (assembled by Wasm.ts)
 
-const uleb = (value: number): Array<number> => {
-  const out: Array<number> = []
-  do {
-    let byte = value & 0x7f
-    value >>>= 7
-    if (value !== 0) byte |= 0x80
-    out.push(byte)
-  } while (value !== 0)
-  return out
-}
-const vec = (items: ReadonlyArray<ReadonlyArray<number>>): Array<number> => [...uleb(items.length), ...items.flat()]
-const section = (id: number, body: ReadonlyArray<number>): Array<number> => [id, ...uleb(body.length), ...body]
-const name = (s: string): Array<number> => [...uleb(s.length), ...Array.from(s, (c) => c.charCodeAt(0))]
-
-const I32 = 0x7f, F64 = 0x7c, V128 = 0x7b
-const op = {
-  localGet: (i: number) => [0x20, ...uleb(i)],
-  localSet: (i: number) => [0x21, ...uleb(i)],
-  localTee: (i: number) => [0x22, ...uleb(i)],
-  i32Const: (v: number) => [0x41, ...uleb(v)], // small non-negative constants only
-  i32Add: [0x6a],
-  i32GeU: [0x4f],
-  block: [0x02, 0x40],
-  loop: [0x03, 0x40],
-  brIf: (depth: number) => [0x0d, depth],
-  br: (depth: number) => [0x0c, depth],
-  end: [0x0b],
-  simd: (code: number, ...immediates: Array<number>) => [0xfd, ...uleb(code), ...immediates],
-  v128Load: () => op.simd(0x00, 2, 0), // align 4, offset 0
-  v128Store: () => op.simd(0x0b, 2, 0),
-  shuffle: (lanes: ReadonlyArray<number>) => op.simd(0x0d, ...lanes),
-  f64x2Splat: () => op.simd(0x14),
-  f32x4DemoteF64x2Zero: () => op.simd(0x5e),
-  f64x2PromoteLowF32x4: () => op.simd(0x5f),
-  f64x2Add: () => op.simd(0xf0),
-  f64x2Mul: () => op.simd(0xf2),
-  v128Const: (bytes: ReadonlyArray<number>) => op.simd(0x0c, ...bytes),
-  v128And: () => op.simd(0x4e),
-  v128Or: () => op.simd(0x50),
-  i32x4Eq: () => op.simd(0x37),
-  v128AnyTrue: () => op.simd(0x53)
-}
-
-const HIGH_HALF = [8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7]
-const JOIN_LOW_HALVES = [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23]
+const { op, I32, F64, V128, HIGH_HALF, JOIN_LOW_HALVES } = Wasm
 
 // wsumN(out, x₀…x_{N−1}, bytes, c₀…c_{N−1}): for each 16-byte step, the low and the high pair of
 // lanes are widened, multiplied and accumulated as float64x2, then narrowed and joined.
-const functionBody = (n: number): Array<number> => {
+const weightedSumFunc = (n: number): Wasm.Func => {
   const bytes = n + 1, coef = n + 2
   const splat = n + 2 + n, i = splat + n, x = i + 1, lo = i + 2, hi = i + 3
   const code: Array<number> = []
@@ -157,16 +113,15 @@ const functionBody = (n: number): Array<number> => {
   code.push(...op.localGet(lo), ...op.f32x4DemoteF64x2Zero(), ...op.localGet(hi), ...op.f32x4DemoteF64x2Zero(), ...op.shuffle(JOIN_LOW_HALVES))
   code.push(...op.v128Store())
   code.push(...op.localGet(i), ...op.i32Const(16), ...op.i32Add, ...op.localSet(i), ...op.br(0))
-  code.push(...op.end, ...op.end, ...op.end)
-  const locals = vec([[...uleb(n), V128], [1, I32], [3, V128]])
-  return [...locals, ...code]
+  code.push(...op.end, ...op.end)
+  return { name: `wsum${n}`, params: [I32, ...Array<number>(n).fill(I32), I32, ...Array<number>(n).fill(F64)], results: [], locals: [[n, V128], [1, I32], [3, V128]], code }
 }
 
 // nonfinite(pointer, bytes) → i32: ORs, lane by lane, "all 8 exponent bits set" (NaN, ±Inf) over
 // the 16-byte steps, then asks whether any lane was ever set. The merge/linear stream runs it on
 // each summed chunk while it is in cache.
 const EXPONENT = Array.from({ length: 4 }, () => [0x00, 0x00, 0x80, 0x7f]).flat()
-const nonFiniteBody = (): Array<number> => {
+const nonFiniteFunc = (): Wasm.Func => {
   const pointer = 0, bytes = 1, i = 2, acc = 3, mask = 4
   const code: Array<number> = [...op.v128Const(EXPONENT), ...op.localSet(mask)]
   code.push(...op.block, ...op.loop)
@@ -176,25 +131,9 @@ const nonFiniteBody = (): Array<number> => {
   code.push(...op.v128Or(), ...op.localSet(acc))
   code.push(...op.localGet(i), ...op.i32Const(16), ...op.i32Add, ...op.localSet(i), ...op.br(0))
   code.push(...op.end, ...op.end)
-  code.push(...op.localGet(acc), ...op.v128AnyTrue(), ...op.end)
-  const locals = vec([[1, I32], [2, V128]])
-  return [...locals, ...code]
+  code.push(...op.localGet(acc), ...op.v128AnyTrue())
+  return { name: "nonfinite", params: [I32, I32], results: [I32], locals: [[1, I32], [2, V128]], code }
 }
 
-const moduleBytes = (): Uint8Array<ArrayBuffer> => {
-  const counts = Array.from({ length: MAX_INPUTS }, (_, k) => k + 1)
-  const types = [
-    ...counts.map((n) => [0x60, ...vec([I32, ...Array(n).fill(I32), I32, ...Array(n).fill(F64)].map((t) => [t])), 0x00]),
-    [0x60, ...vec([[I32], [I32]]), ...vec([[I32]])]
-  ]
-  const memoryImport = [...name("env"), ...name("memory"), 0x02, 0x03, ...uleb(0), ...uleb(65536)]
-  const bodies = [...counts.map((n) => functionBody(n)), nonFiniteBody()].map((body) => [...uleb(body.length), ...body])
-  return new Uint8Array([
-    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-    ...section(1, vec(types)),
-    ...section(2, vec([memoryImport])),
-    ...section(3, vec([...counts.map((n) => uleb(n - 1)), uleb(MAX_INPUTS)])),
-    ...section(7, vec([...counts.map((n) => [...name(`wsum${n}`), 0x00, ...uleb(n - 1)]), [...name("nonfinite"), 0x00, ...uleb(MAX_INPUTS)]])),
-    ...section(10, vec(bodies))
-  ])
-}
+const moduleBytes = (): Uint8Array<ArrayBuffer> =>
+  Wasm.module([...Array.from({ length: MAX_INPUTS }, (_, k) => weightedSumFunc(k + 1)), nonFiniteFunc()])
