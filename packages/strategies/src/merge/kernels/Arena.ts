@@ -1,7 +1,8 @@
 /**
- * Float32 arrays carved out of one shared WebAssembly memory: a `SharedArrayBuffer` that worker
- * threads see without copies and that the SIMD kernels (`Simd.ts`) can address. A stage that
- * reads tensors straight into arena arrays gets the fastest kernels with no extra copy.
+ * Float32 arrays and raw byte slots carved out of one shared WebAssembly memory: a
+ * `SharedArrayBuffer` that worker threads see without copies and that the SIMD kernels
+ * (`Simd.ts`, and `Packed.ts` on bf16/f16/f32 bytes) can address. A stage that reads tensors
+ * straight into arena arrays gets the fastest kernels with no extra copy.
  *
  * First-fit allocation with coalescing of adjacent free blocks, 64-byte aligned; the memory
  * grows on demand up to `maxBytes` (4 GiB at most, the limit of 32-bit WebAssembly). Growing never
@@ -19,10 +20,12 @@ export interface Arena {
   readonly memory: WebAssembly.Memory
   /** A zero-filled array of `length` floats, or undefined when the arena is full. */
   readonly alloc: (length: number) => Float32Array<SharedArrayBuffer> | undefined
-  /** Returns an array from {@link Arena.alloc} to the arena (others are ignored). */
-  readonly free: (array: Float32Array) => void
-  /** Whether `array` lives in this arena's memory. */
-  readonly owns: (array: Float32Array) => boolean
+  /** Zero-filled raw bytes (64-byte aligned: room for packed bf16/f16/f32 tensors), or undefined when the arena is full. */
+  readonly allocBytes: (byteLength: number) => Uint8Array<SharedArrayBuffer> | undefined
+  /** Returns a view from {@link Arena.alloc} or {@link Arena.allocBytes} to the arena (others are ignored). */
+  readonly free: (view: ArrayBufferView) => void
+  /** Whether `view` (any typed array or DataView) lives in this arena's memory. */
+  readonly owns: (view: ArrayBufferView) => boolean
   /** Bytes handed out and not freed. */
   readonly used: () => number
 }
@@ -57,8 +60,9 @@ export const make = (options: { readonly maxBytes?: number; readonly initialByte
     return true
   }
 
-  const alloc = (length: number): Float32Array<SharedArrayBuffer> | undefined => {
-    const bytes = Math.max(ALIGN, Math.ceil((length * 4) / ALIGN) * ALIGN)
+  // The byte offset of a zero-filled block of at least `byteLength` bytes, or undefined.
+  const allocate = (byteLength: number): number | undefined => {
+    const bytes = Math.max(ALIGN, Math.ceil(byteLength / ALIGN) * ALIGN)
     let at = free.findIndex((b) => b.size >= bytes)
     if (at < 0) {
       if (!grow(bytes)) return undefined
@@ -71,26 +75,35 @@ export const make = (options: { readonly maxBytes?: number; readonly initialByte
     if (block.size === 0) free.splice(at, 1)
     taken.set(start, bytes)
     inUse += bytes
-    const array = new Float32Array(memory.buffer as unknown as SharedArrayBuffer, start, length)
     // Memory above everything ever handed out is still as WebAssembly created it: zero. Filling
     // it anyway would touch (page-fault) every page before the first real write.
-    if (start < everUsed) array.fill(0)
+    if (start < everUsed) new Uint8Array(memory.buffer, start, byteLength).fill(0)
     everUsed = Math.max(everUsed, start + bytes)
-    return array
+    return start
   }
 
-  const owns = (array: Float32Array): boolean => {
-    if (buffers.has(array.buffer)) return true
+  const alloc = (length: number): Float32Array<SharedArrayBuffer> | undefined => {
+    const start = allocate(length * 4)
+    return start === undefined ? undefined : new Float32Array(memory.buffer as unknown as SharedArrayBuffer, start, length)
+  }
+
+  const allocBytes = (byteLength: number): Uint8Array<SharedArrayBuffer> | undefined => {
+    const start = allocate(byteLength)
+    return start === undefined ? undefined : new Uint8Array(memory.buffer as unknown as SharedArrayBuffer, start, byteLength)
+  }
+
+  const owns = (view: ArrayBufferView): boolean => {
+    if (buffers.has(view.buffer)) return true
     buffers.add(memory.buffer)
-    return buffers.has(array.buffer)
+    return buffers.has(view.buffer)
   }
 
-  const release = (array: Float32Array): void => {
-    const bytes = owns(array) ? taken.get(array.byteOffset) : undefined
+  const release = (view: ArrayBufferView): void => {
+    const bytes = owns(view) ? taken.get(view.byteOffset) : undefined
     if (bytes === undefined) return
-    taken.delete(array.byteOffset)
+    taken.delete(view.byteOffset)
     inUse -= bytes
-    const start = array.byteOffset
+    const start = view.byteOffset
     let at = free.findIndex((b) => b.start > start)
     if (at < 0) at = free.length
     free.splice(at, 0, { start, size: bytes })
@@ -106,5 +119,5 @@ export const make = (options: { readonly maxBytes?: number; readonly initialByte
     }
   }
 
-  return { memory, alloc, free: release, owns, used: () => inUse }
+  return { memory, alloc, allocBytes, free: release, owns, used: () => inUse }
 }

@@ -2,7 +2,7 @@
  * The operations a pool worker runs on an element range, as one literal map from name to a pure
  * function of (arguments, start, end). The worker and the pool's in-thread path call the same
  * table, so a range gives the same bytes wherever it runs. Arguments are plain data plus
- * Float32Arrays (shared memory, resolved from `ArrayRef`s by the thread that runs them).
+ * Float32Arrays and Uint8Arrays (shared memory, resolved from `ArrayRef`s by the thread that runs them).
  *
  * @since 0.1.0
  */
@@ -10,6 +10,7 @@ import * as Fisher from "./Fisher.ts"
 import * as Gram from "./Gram.ts"
 import * as ModelStock from "./ModelStock.ts"
 import * as NonFinite from "./NonFinite.ts"
+import * as Packed from "./Packed.ts"
 import * as Select from "./Select.ts"
 import type { SimdKernels } from "./Simd.ts"
 import type { Selector } from "./Sparsify.ts"
@@ -22,6 +23,8 @@ import { weightedSum } from "./WeightedSum.ts"
 export interface Context {
   /** The SIMD kernels of this thread's arena memory, when there is one. */
   readonly simd: SimdKernels | undefined
+  /** The packed (bf16/f16/f32 bytes) kernels of the same memory, when there is one. */
+  readonly packed?: Packed.PackedKernels | undefined
 }
 
 /** The weighted sum of this thread: SIMD when every array is in the arena, else the plain loop (same bits). */
@@ -65,8 +68,25 @@ export const ops = {
   nonFinite: (a: { x: F32 }, start: number, end: number): { readonly first: number; readonly count: number } => {
     const first = NonFinite.firstNonFinite(a.x, start, end)
     return { first, count: first < 0 ? 0 : NonFinite.countNonFinite(a.x, first, end) }
-  }
+  },
+  // Weighted sum and NaN/Inf scan on packed bf16/f16/f32 bytes (`Packed.ts`): ranges are elements.
+  packedSum: (a: PackedSumArgs, start: number, end: number, ctx: Context): void => {
+    if (ctx.packed === undefined || !ctx.packed.weightedSum(a.out, a.outDtype, a.inputs, a.inDtype, a.coefficients, start, end)) {
+      Packed.weightedSumJs(a.out, a.outDtype, a.inputs, a.inDtype, a.coefficients, start, end)
+    }
+  },
+  packedNonFinite: (a: { x: Uint8Array; dtype: Packed.PackedDType }, start: number, end: number, ctx: Context): boolean =>
+    ctx.packed?.hasNonFinite(a.x, a.dtype, start, end) ?? Packed.hasNonFiniteJs(a.x, a.dtype, start, end)
 } as const
+
+/** `packedSum`: out = encode(outDtype, Σᵢ cᵢ·decode(inDtype, inputs[i])) on packed bytes (`Packed.ts`). @category ops */
+export interface PackedSumArgs {
+  readonly out: Uint8Array
+  readonly outDtype: Packed.PackedDType
+  readonly inputs: ReadonlyArray<Uint8Array>
+  readonly inDtype: Packed.PackedDType
+  readonly coefficients: ReadonlyArray<number>
+}
 
 /** @category ops */
 export type Ops = typeof ops

@@ -17,6 +17,7 @@ import { Worker } from "node:worker_threads"
 import type { Arena } from "./Arena.ts"
 import { BLOCK } from "./Gram.ts"
 import { type Context as OpContext, type OpArgs, type OpName, type OpResult, run as runHere } from "./Ops.ts"
+import * as Packed from "./Packed.ts"
 import * as Simd from "./Simd.ts"
 import { encode } from "./Transfer.ts"
 import type { Request, Response } from "./worker.ts"
@@ -80,9 +81,10 @@ export const make = (options: PoolOptions): Effect.Effect<Pool, PoolError, Scope
       }),
       (started) => Effect.promise(() => Promise.all(started.map((s) => s.worker.terminate())))
     )
-    const ctx: OpContext = { simd: options.arena !== undefined && Simd.isSupported() ? Simd.make(options.arena.memory, options.arena.owns) : undefined }
+    const simd = options.arena !== undefined && Simd.isSupported() ? Simd.make(options.arena.memory, options.arena.owns) : undefined
+    const ctx: OpContext = { simd, packed: simd !== undefined && options.arena !== undefined ? Packed.make(simd.memory, options.arena.owns) : undefined }
     const inlineBelow = options.inlineBelow ?? 65536
-    const inArena = (a: Float32Array) => options.arena?.owns(a) ?? false
+    const inArena = (a: ArrayBufferView) => options.arena?.owns(a) ?? false
     let nextId = 0
 
     const send = (slot: Slot, op: OpName, args: Record<string, unknown>, range: Range): Promise<unknown> =>

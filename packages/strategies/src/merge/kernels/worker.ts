@@ -10,6 +10,7 @@
  */
 import { parentPort, workerData } from "node:worker_threads"
 import { type OpName, run } from "./Ops.ts"
+import * as Packed from "./Packed.ts"
 import * as Simd from "./Simd.ts"
 import { decode } from "./Transfer.ts"
 
@@ -30,7 +31,8 @@ export type Response =
 const port = parentPort
 if (port !== null) {
   const memory = (workerData as { memory?: WebAssembly.Memory } | undefined)?.memory
-  const ctx = { simd: memory !== undefined && Simd.isSupported() ? Simd.make(memory) : undefined }
+  const simd = memory !== undefined && Simd.isSupported() ? Simd.make(memory) : undefined
+  const ctx = { simd, packed: simd !== undefined ? Packed.make(simd.memory) : undefined }
   port.on("message", (request: Request) => {
     let response: Response
     try {
