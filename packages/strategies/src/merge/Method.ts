@@ -19,6 +19,8 @@ import * as Parallel from "./kernels/Parallel.ts"
 import type * as Pool from "./kernels/Pool.ts"
 import { InvalidMergeParams, MergeInputsMismatch } from "./MergeError.ts"
 import * as MethodCheck from "./MethodCheck.ts"
+import type { TaskArithmeticPlan } from "./kernels/TaskArithmetic.ts"
+import * as RangeWise from "./RangeWise.ts"
 import * as Layer from "./rules/Layer.ts"
 import { ParamValue, type RuleSchema } from "./rules/ParamValue.ts"
 import * as StagePool from "./StagePool.ts"
@@ -125,6 +127,12 @@ export interface MethodDefinition<
    * count). When present, large tensors run on the stage's pool; `merge` runs the others.
    */
   readonly parallel?: (pool: Pool.Pool, job: Job, params: Schema.Struct.Type<Fields>, out: Float32Array) => Effect.Effect<void, MergeKernelError | Pool.PoolError>
+  /**
+   * For the task-arithmetic family: the method as a task-arithmetic plan for one tensor. Tensor
+   * groups too large to hold as float32 then merge range-wise with their inputs packed in their
+   * own dtype (`RangeWise.ts`), with the bytes `merge` gives; the method reports its diagnostics.
+   */
+  readonly rangeWise?: (tensor: TensorParams, params: Schema.Struct.Type<Fields>) => Result.Result<TaskArithmeticPlan, MergeKernelError>
 }
 
 /** A rule's meaning and its default (the value the kernel uses when no rule matches). @category models */
@@ -224,9 +232,14 @@ export const define = <
       const workers = method.parallel === undefined ? undefined : StagePool.make(scope)
       const buffers = TensorBuffers.make({ shared: workers?.enabled ?? false })
       const outputs = sharedOutput()
+      // Large groups of the task-arithmetic family merge range-wise (threshold read once, here).
+      const rangeWiseBytes = RangeWise.thresholdFromEnv()
+      const memoryLimit = (yield* MemoryBudget.MemoryBudget).limit
+      const packed = RangeWise.buffers()
       yield* Effect.addFinalizer(() => Effect.sync(() => {
         buffers.release()
         outputs.release()
+        packed.release()
       }))
       const mergedNames: Array<string> = []
       const tensors = names.map((name): TensorRef.TensorRef => {
@@ -252,6 +265,16 @@ export const define = <
         // The working set: every input (as float32) and the output, held against --memory-limit.
         const workingSet = (present.length + (base === undefined ? 1 : 2) + statRefs.length) * TensorRef.numel(like.shape) * 4
         const inputs = base === undefined ? present.map((t) => t!) : [base.tensors.get(name)!, ...present.map((t) => t!)]
+        const dtype = outDtype ?? (DType.parseWritable(like.dtype) ?? "F32")
+        if (method.rangeWise !== undefined && base !== undefined && statRefs.length === 0) {
+          const params = p as unknown as Schema.Struct.Type<Fields>
+          const header: TensorParams = { name, shape: like.shape, value, perModel: (param, fallback) => present.map((_, i) => value(param, i) ?? fallback), models: present.length }
+          const planned = method.rangeWise(header, params)
+          if (Result.isSuccess(planned) && RangeWise.eligible({ inputs, plan: planned.success, workingSet, threshold: rangeWiseBytes, limit: memoryLimit })) {
+            const merged = RangeWise.tensor({ like, dtype, inputs, plan: planned.success, workers, buffers: packed, allowNonFinite, diagnose: true })
+            return TensorRef.withLineage(merged, Lineage.derived(inputs, { bytes: RangeWise.heldBytes(inputs) }))
+          }
+        }
         mergedNames.push(name)
         // Statistics of the tensor's own shape (Fisher diagonals) are read with the inputs, into the
         // same reused (shared) buffers; others (Gram matrices) on their own.
@@ -263,7 +286,7 @@ export const define = <
         const isShared = (a: Float32Array) => a.buffer instanceof SharedArrayBuffer
         // For `crucible plan`: a merged tensor reads each input (and statistic) whole, once, holding the working set.
         const lineage = Lineage.derived(statTensors === undefined || statsAlongside ? toRead : [...toRead, ...statTensors], { bytes: workingSet })
-        return TensorRef.withLineage(lazyTensor(like, outDtype ?? (DType.parseWritable(like.dtype) ?? "F32"), outputs.giveBack, () =>
+        return TensorRef.withLineage(lazyTensor(like, dtype, outputs.giveBack, () =>
           MemoryBudget.hold(name, workingSet)(buffers.read(toRead, (read) => Effect.gen(function* () {
             const arrays = read.slice(0, inputs.length)
             const baseData = base === undefined ? undefined : arrays[0]!
@@ -323,7 +346,7 @@ const inputsOf = <Base extends BaseRequirement, StatisticsDescription extends st
 
 /** A method's checks as a stage kind declares them (see `MethodCheck.ts`). */
 const checksOf = <Fields extends Schema.Struct.Fields>(
-  method: Omit<MethodDefinition<string, Fields, string, BaseRequirement, string>, "merge" | "parallel">
+  method: Omit<MethodDefinition<string, Fields, string, BaseRequirement, string>, "merge" | "parallel" | "rangeWise">
 ) => {
   const checked: MethodCheck.Checked = {
     ...method,

@@ -104,7 +104,8 @@ const preset = <const Kind extends string>(kind: Kind, name: Kernel.PresetName, 
       Effect.flatMap(Effect.fromResult(planOf(kind, { ...job, models: job.models.length }, params)), (plan) =>
         Effect.map(Parallel.taskArithmetic(pool, plan, out, job.base!, job.models), ({ diagnostics }) => {
           if (diagnostics !== undefined) job.diagnose(diagnostics)
-        }))
+        })),
+    rangeWise: (tensor, params) => planOf(kind, tensor, params)
   })
 
 /** @category stage kinds */

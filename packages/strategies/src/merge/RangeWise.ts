@@ -1,0 +1,239 @@
+/**
+ * The range-wise form of the task-arithmetic merges (task arithmetic, TIES, DARE, breadcrumbs,
+ * DELLA) for tensor groups too large to hold as float32: the inputs are read once into shared
+ * memory in their own dtype (a bf16 input takes half of its float32 size), the statistics run as
+ * passes over block-aligned ranges on the stage's pool (`kernels/PackedParallel.ts`), and the
+ * output is computed range by range as its reader asks for it — never one whole float32 array.
+ * The bytes are those of the whole-tensor path (see `kernels/PackedTaskArithmetic.ts`).
+ *
+ * Why hold the packed bytes rather than re-read the files on every pass: a file read decodes in
+ * the calling thread (one core) on every pass, while packed bytes in shared memory let every
+ * worker decode its own range; and a tensor that is itself computed (a merge of a merge) would be
+ * recomputed per pass. The held bytes are 2 per element for bf16 (786 MB for the 131M-element
+ * embedding of base + 2 models), well inside the 1.5 GB target.
+ *
+ * @since 0.1.0
+ */
+import { DType, MemoryBudget, Stage, TensorRef } from "@crucible/core"
+import { Effect } from "effect"
+import * as NonFinite from "./kernels/NonFinite.ts"
+import { isPackable, type PackedInput } from "./kernels/PackedInput.ts"
+import * as PackedParallel from "./kernels/PackedParallel.ts"
+import type { PoolError } from "./kernels/Pool.ts"
+import type { Prepared, TaskArithmeticPlan } from "./kernels/TaskArithmetic.ts"
+import * as TaskDiagnostics from "./kernels/TaskDiagnostics.ts"
+import type * as StagePool from "./StagePool.ts"
+
+/**
+ * Tensor groups whose float32 working set (inputs and output) exceeds this merge range-wise.
+ * 256 MiB keeps the small and medium tensors of an LLM (and every test model) on the proven
+ * whole-tensor path, while the 4096×11008 MLP matrices (720 MB as float32 for base + 2) and the
+ * embeddings (2.1 GB) — what sets peak memory — go range-wise.
+ *
+ * @category constants
+ */
+export const DEFAULT_THRESHOLD_BYTES = 256 * 1024 * 1024
+
+/** The threshold: `CRUCIBLE_RANGE_WISE_BYTES` when set to a non-negative integer (0: every eligible tensor), else the default. @category constants */
+export const thresholdFromEnv = (): number => {
+  const wanted = Number(process.env.CRUCIBLE_RANGE_WISE_BYTES)
+  return process.env.CRUCIBLE_RANGE_WISE_BYTES !== undefined && Number.isSafeInteger(wanted) && wanted >= 0 ? wanted : DEFAULT_THRESHOLD_BYTES
+}
+
+/** Elements a tensor needs at least to go range-wise: one block (smaller groups are cheap whole). */
+const MIN_ELEMENTS = 65536
+
+/**
+ * Whether a group goes range-wise: every input packable (f32/f16/bf16), a working set above the
+ * threshold or above the memory limit, and DELLA rows that fit the block grid (its ranks are per
+ * row, so a window must hold whole rows).
+ *
+ * @category predicates
+ */
+export const eligible = (options: {
+  readonly inputs: ReadonlyArray<TensorRef.TensorRef>
+  readonly plan: TaskArithmeticPlan
+  readonly workingSet: number
+  readonly threshold: number
+  readonly limit: number | undefined
+}): boolean => {
+  const { inputs, plan, workingSet, threshold, limit } = options
+  const n = TensorRef.numel(inputs[0]!.shape)
+  const large = workingSet > threshold || (limit !== undefined && workingSet > limit)
+  const rowsFit = plan.models.every((m) => m.selector.kind !== "della" || 65536 % m.selector.rowLength === 0)
+  return large && n >= MIN_ELEMENTS && rowsFit && inputs.every((t) => isPackable(t.dtype))
+}
+
+/** Bytes a range-wise group holds: its packed inputs (the output range and scratch are small). @category models */
+export const heldBytes = (inputs: ReadonlyArray<TensorRef.TensorRef>): number => TensorRef.totalByteLength(inputs)
+
+/**
+ * Shared buffers for packed inputs, reused from tensor to tensor (fresh `SharedArrayBuffer`s are
+ * freed only by a full collection, so several would otherwise be alive at once); a second group
+ * read meanwhile gets fresh ones. `release` drops them.
+ *
+ * @category models
+ */
+export interface PackedBuffers {
+  readonly take: (sizes: ReadonlyArray<number>) => { readonly views: ReadonlyArray<Uint8Array>; readonly giveBack: () => void }
+  readonly release: () => void
+}
+
+/** @category constructors */
+export const buffers = (): PackedBuffers => {
+  let slots: Array<SharedArrayBuffer> = []
+  let busy = false
+  const fresh = (size: number) => new SharedArrayBuffer(size)
+  return {
+    take: (sizes) => {
+      if (busy) return { views: sizes.map((s) => new Uint8Array(fresh(s))), giveBack: () => {} }
+      busy = true
+      slots = sizes.map((s, k) => (slots[k] !== undefined && slots[k].byteLength >= s ? slots[k] : fresh(s))).concat(slots.slice(sizes.length))
+      return { views: sizes.map((s, k) => new Uint8Array(slots[k]!, 0, s)), giveBack: () => { busy = false } }
+    },
+    release: () => {
+      if (!busy) slots = []
+    }
+  }
+}
+
+/** What a range-wise merged tensor needs. @category models */
+export interface Options {
+  readonly like: TensorRef.TensorRef
+  readonly dtype: DType.WritableDType
+  /** Base first, then the models. */
+  readonly inputs: ReadonlyArray<TensorRef.TensorRef>
+  readonly plan: TaskArithmeticPlan
+  readonly workers: StagePool.StagePool | undefined
+  readonly buffers: PackedBuffers
+  readonly allowNonFinite: boolean
+  /** Whether the method reports diagnostics (a `merge.diagnostics` event after the last range). */
+  readonly diagnose: boolean
+}
+
+type State = {
+  readonly inputs: ReadonlyArray<PackedInput>
+  readonly giveBack: () => void
+  readonly runner: PackedParallel.Runner
+  readonly prepared: Prepared
+  /** The merged values of the range being served, reused from range to range (and tensor to tensor). */
+  readonly out: Float32Array
+  readonly partials: Map<number, ReadonlyArray<TaskDiagnostics.Partial>>
+  served: number
+}
+
+const CHUNK = 1024 * 1024
+
+/**
+ * The merged tensor, computed range by range: the first read loads the inputs (packed) and runs
+ * the statistics; each read then merges its range; after the last element has been served the
+ * inputs are let go and the diagnostics reported.
+ *
+ * @category constructors
+ */
+export const tensor = (options: Options): TensorRef.TensorRef => {
+  const { like, dtype, inputs, plan, allowNonFinite } = options
+  const name = like.name
+  const n = TensorRef.numel(like.shape)
+  let state: State | undefined
+
+  const load = Effect.gen(function* () {
+    const sizes = [...inputs.map((t) => TensorRef.byteLength(t)), Math.min(n, CHUNK) * 4]
+    const { views, giveBack } = options.buffers.take(sizes)
+    const out = new Float32Array(views[inputs.length]!.buffer, 0, Math.min(n, CHUNK))
+    const read = Effect.forEach(inputs, (t, k) => readPacked(t, views[k]!), { concurrency: "unbounded", discard: true })
+    const prepared = yield* Effect.gen(function* () {
+      yield* read
+      const pool = options.workers === undefined ? undefined : yield* options.workers.forTensor(n)
+      const runner = PackedParallel.runner(pool)
+      const packed = inputs.map((t, k): PackedInput => ({ bytes: views[k]!, dtype: t.dtype as PackedInput["dtype"] }))
+      const scanned = yield* PackedParallel.scan(runner, plan, packed, n)
+      if (!allowNonFinite && scanned.nonFinite !== undefined) {
+        const { first, value, count } = scanned.nonFinite
+        return yield* new NonFinite.NonFiniteTensor({ tensor: name, role: "input", index: first, value, count })
+      }
+      return { packed, runner, prepared: yield* PackedParallel.prepare(runner, plan, packed, n, scanned) }
+    }).pipe(Effect.onError(() => Effect.sync(giveBack)))
+    return { inputs: prepared.packed, giveBack, runner: prepared.runner, prepared: prepared.prepared, out, partials: new Map(), served: 0 } satisfies State
+  })
+
+  // The merged float32 values of [start, end), in shared memory for the workers.
+  const merge = (start: number, end: number): Effect.Effect<Float32Array, TensorRef.TensorError | PoolError | NonFinite.NonFiniteTensor> =>
+    Effect.gen(function* () {
+      const s = state ?? (state = yield* load)
+      const out = s.out.subarray(0, end - start)
+      const parts = yield* PackedParallel.apply(s.runner, s.prepared, s.inputs, out, start, end)
+      s.partials.set(start, parts)
+      s.served += end - start
+      if (!allowNonFinite) {
+        // The count is that of this range: later ranges are never computed.
+        const bad = NonFinite.firstNonFinite(out)
+        if (bad >= 0) {
+          finish(s)
+          return yield* new NonFinite.NonFiniteTensor({ tensor: name, role: "output", index: start + bad, value: out[bad]!, count: NonFinite.countNonFinite(out, bad) })
+        }
+      }
+      if (s.served >= n) {
+        finish(s)
+        if (options.diagnose && parts.length > 0) {
+          const ordered = [...s.partials.entries()].sort(([a], [b]) => a - b).flatMap(([, p]) => p)
+          yield* Stage.event("merge.diagnostics", { tensor: name, ...TaskDiagnostics.summarize(plan, ordered, n) })
+        }
+      }
+      return out
+    })
+
+  const finish = (s: State) => {
+    if (state === s) state = undefined
+    s.giveBack()
+  }
+
+  // Each read holds the packed inputs against --memory-limit (the output range is small).
+  const held = heldBytes(inputs) + Math.min(n, CHUNK) * 4
+  const bytesOf = (range: TensorRef.ElementRange | undefined, write: (bytes: Uint8Array) => void) =>
+    MemoryBudget.hold(name, held)(Effect.gen(function* () {
+      const { start, end } = TensorRef.rangeOf(like, range)
+      for (let s = start; s < end; s += CHUNK) {
+        const e = Math.min(end, s + CHUNK)
+        const values = yield* merge(s, e)
+        write(dtype === "F32" ? new Uint8Array(values.buffer, values.byteOffset, values.byteLength) : DType.fromNumbers(values, dtype))
+      }
+    }))
+
+  const ref: TensorRef.TensorRef = {
+    name,
+    dtype,
+    shape: like.shape,
+    read: (range) =>
+      Effect.gen(function* () {
+        const { start, end } = TensorRef.rangeOf(like, range)
+        const bytes = new Uint8Array((end - start) * DType.byteSize[dtype])
+        let at = 0
+        yield* bytesOf(range, (b) => {
+          bytes.set(b, at)
+          at += b.byteLength
+        })
+        return bytes
+      })
+  }
+  return TensorRef.withReadInto(ref, (range, target) =>
+    Effect.gen(function* () {
+      let at = 0
+      yield* bytesOf(range, (b) => {
+        target.set(b, at)
+        at += b.byteLength
+      })
+    }))
+}
+
+// Raw bytes in chunks straight into the shared buffer (the file's fast path where it has one).
+const readPacked = (t: TensorRef.TensorRef, into: Uint8Array): Effect.Effect<void, TensorRef.TensorError> =>
+  Effect.gen(function* () {
+    const n = TensorRef.numel(t.shape)
+    const size = DType.byteSize[t.dtype]
+    for (let start = 0; start < n; start += CHUNK) {
+      const end = Math.min(n, start + CHUNK)
+      yield* TensorRef.readInto(t, n <= CHUNK ? undefined : { start, end }, into.subarray(start * size, end * size))
+    }
+  })
+

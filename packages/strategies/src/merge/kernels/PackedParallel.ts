@@ -1,0 +1,142 @@
+/**
+ * The range-wise task-arithmetic merge driven over ranges (`PackedTaskArithmetic.ts`): on a
+ * {@link Pool} one range per worker, or in the calling thread. Statistics are combined exactly
+ * (histograms are integer counts, L1 sums are per block in block order) and apply is per element,
+ * so the {@link Prepared} plan and the bytes are those of `TaskStatistics.prepare` and
+ * `TaskArithmetic.apply` on whole float32 tensors, for any worker count.
+ *
+ * @since 0.1.0
+ */
+import { Effect } from "effect"
+import { BLOCK } from "./Gram.ts"
+import { type OpArgs, type OpName, type OpResult, run as runHere } from "./Ops.ts"
+import type { PackedInput } from "./PackedInput.ts"
+import type { NonFiniteCount } from "./PackedTaskArithmetic.ts"
+import { type Pool, PoolError, type Range, split } from "./Pool.ts"
+import * as Select from "./Select.ts"
+import type { Selector } from "./Sparsify.ts"
+import type { Prepared, TaskArithmeticPlan } from "./TaskArithmetic.ts"
+import type * as TaskDiagnostics from "./TaskDiagnostics.ts"
+import * as TaskStatistics from "./TaskStatistics.ts"
+
+/** Where ops run: a pool's workers, or this thread. @category models */
+export interface Runner {
+  readonly split: (start: number, end: number) => ReadonlyArray<Range>
+  readonly run: <K extends OpName>(op: K, args: OpArgs<K>, ranges: ReadonlyArray<Range>) => Effect.Effect<Array<OpResult<K>>, PoolError>
+}
+
+/** Ranges of `[start, end)` on the block grid (start on it), one per worker. */
+const splitter = (parts: number) => (start: number, end: number): ReadonlyArray<Range> =>
+  split(end - start, parts, BLOCK).map((r) => ({ start: start + r.start, end: start + r.end }))
+
+/** A runner on `pool`, or in this thread (one range) without one. @category constructors */
+export const runner = (pool: Pool | undefined): Runner =>
+  pool !== undefined
+    ? { split: splitter(pool.workers), run: (op, args, ranges) => pool.run(op, args, ranges) }
+    : {
+      split: splitter(1),
+      run: (op, args, ranges) =>
+        Effect.try({
+          try: () => ranges.map((r) => runHere(op, args, r.start, r.end, { simd: undefined })),
+          catch: (cause) => new PoolError({ op, detail: cause instanceof Error ? cause.message : String(cause) })
+        })
+    }
+
+/** The first input (base first) holding a non-finite value: its index in `inputs`, and where. @category models */
+export interface NonFiniteInput extends NonFiniteCount {
+  readonly input: number
+}
+
+/** The first pass: non-finite inputs and the magnitude histograms the cuts need. @category statistics */
+export interface Scanned {
+  readonly nonFinite: NonFiniteInput | undefined
+  readonly high: ReadonlyArray<Uint32Array>
+  readonly ranked: ReadonlyArray<number>
+}
+
+/** Scans `[0, n)` of every input: non-finite values, and the high histograms of the models `plan` cuts by rank. @category statistics */
+export const scan: (runner: Runner, plan: TaskArithmeticPlan, inputs: ReadonlyArray<PackedInput>, n: number) => Effect.Effect<Scanned, PoolError> =
+  Effect.fn("PackedParallel.scan")(function* (runner, plan, inputs, n) {
+    const ranked = plan.models.flatMap((m, i) => (m.selector.kind === "ranks" ? [i] : []))
+    const parts = yield* runner.run("packedScan", { inputs, ranked }, runner.split(0, n))
+    let nonFinite: NonFiniteInput | undefined
+    for (let k = 0; k < inputs.length && nonFinite === undefined; k++) {
+      const hit = parts.find((p) => p.nonFinite[k]!.first >= 0)
+      if (hit !== undefined) nonFinite = { input: k, ...hit.nonFinite[k]!, count: parts.reduce((t, p) => t + p.nonFinite[k]!.count, 0) }
+    }
+    const high = ranked.map((_, c) => sum(parts.map((p) => p.high[c]!), Select.HIGH_BUCKETS))
+    return { nonFinite, high, ranked }
+  })
+
+/** The rest of the statistics (magnitude cuts, L1 factors) after {@link scan}. @category statistics */
+export const prepare: (runner: Runner, plan: TaskArithmeticPlan, inputs: ReadonlyArray<PackedInput>, n: number, scanned: Scanned) => Effect.Effect<Prepared, PoolError> =
+  Effect.fn("PackedParallel.prepare")(function* (runner, plan, inputs, n, scanned) {
+    const ranges = runner.split(0, n)
+    const cuts = yield* cutsOf(runner, plan, inputs, n, scanned, ranges)
+    const selectors = plan.models.map((m, i): Selector => {
+      if (m.selector.kind !== "ranks") return m.selector
+      const [lo, hi] = [m.selector.lo, m.selector.hi].map((r) => (r <= 0 ? Select.START : r >= n ? Select.END : cuts.get(`${i}:${r}`)!))
+      return { kind: "window", lo: lo!, hi: hi! }
+    })
+    const l1 = plan.rescale !== "l1"
+      ? plan.models.map(() => [])
+      : yield* Effect.forEach(plan.models, (_, i) => runner.run("packedL1", { inputs, model: i, selector: selectors[i]! }, ranges))
+    return TaskStatistics.finish(plan, selectors, (i) => l1[i]!)
+  })
+
+// The cuts of every ranked model, keyed `model:rank`: the passes of `Parallel.cuts`, with one
+// low-histogram pass for all models (the base is decoded once).
+const cutsOf = (runner: Runner, plan: TaskArithmeticPlan, inputs: ReadonlyArray<PackedInput>, n: number, scanned: Scanned, ranges: ReadonlyArray<Range>) =>
+  Effect.gen(function* () {
+    const located = scanned.ranked.map((model, c) => {
+      const s = plan.models[model]!.selector as { readonly lo: number; readonly hi: number }
+      const inside = [...new Set([s.lo, s.hi].filter((r) => r > 0 && r < n))]
+      return { model, ranks: inside.map((rank) => ({ rank, ...Select.locate(scanned.high[c]!, rank) })) }
+    }).filter((l) => l.ranks.length > 0)
+    const found = new Map<string, Select.Cut>()
+    if (located.length === 0) return found
+    const requests = located.map((l) => ({ model: l.model, highs: l.ranks.map((r) => r.bucket) }))
+    const lows = yield* runner.run("packedCountLow", { inputs, requests }, ranges)
+    for (const [q, l] of located.entries()) {
+      for (const [c, h] of l.ranks.entries()) {
+        const perRange = lows.map((r) => r[q]![c]!)
+        const low = Select.locate(sum(perRange, Select.LOW_BUCKETS), h.rank - h.above)
+        const bits = ((h.bucket << 16) | low.bucket) >>> 0
+        let nth = h.rank - h.above - low.above
+        if (nth === 0) {
+          found.set(`${l.model}:${h.rank}`, { bits, index: 0 })
+          continue
+        }
+        let r = 0
+        while (nth >= perRange[r]![low.bucket]!) nth -= perRange[r++]![low.bucket]!
+        const [index] = yield* runner.run("packedNthEqual", { inputs, model: l.model, bits, nth }, [ranges[r]!])
+        found.set(`${l.model}:${h.rank}`, { bits, index: index! })
+      }
+    }
+    return found
+  })
+
+/**
+ * The merge of `[start, end)` into `out` (element 0 is tensor index `start`), split across the
+ * runner; returns the range's diagnostics partials in order (none on the weighted-sum path).
+ *
+ * @category kernels
+ */
+export const apply: (
+  runner: Runner,
+  prepared: Prepared,
+  inputs: ReadonlyArray<PackedInput>,
+  out: Float32Array,
+  start: number,
+  end: number
+) => Effect.Effect<Array<TaskDiagnostics.Partial>, PoolError> =
+  Effect.fn("PackedParallel.apply")(function* (runner, prepared, inputs, out, start, end) {
+    const parts = yield* runner.run("packedTaskArithmetic", { prepared, inputs, out, outStart: start }, runner.split(start, end))
+    return parts.filter((p): p is TaskDiagnostics.Partial => p !== undefined)
+  })
+
+const sum = (parts: ReadonlyArray<Uint32Array>, size: number): Uint32Array => {
+  const total = new Uint32Array(size)
+  for (const p of parts) for (let b = 0; b < size; b++) total[b] = total[b]! + p[b]!
+  return total
+}

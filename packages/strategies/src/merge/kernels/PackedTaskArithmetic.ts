@@ -1,0 +1,185 @@
+/**
+ * Generalized task arithmetic (TIES, DARE, breadcrumbs, DELLA, task arithmetic) on inputs held
+ * packed in their own dtype (`PackedInput.ts`): each function works on an element range of the
+ * tensor, decoding one window of `BLOCK` elements of every input at a time into small float32
+ * scratch arrays and running the float32 kernels (`Select.ts`, `TaskStatistics.ts`,
+ * `TaskArithmetic.apply`) on it with the window's tensor offset. Windows sit on the fixed block
+ * grid, so the statistics combine exactly as the whole-tensor ones do and the bytes are those of
+ * the whole-tensor merge. These are the bodies of the `packed*` ops (`Ops.ts`), which a pool
+ * runs one range per worker; `inputs[0]` is the base, `inputs[1 + i]` model i.
+ *
+ * @since 0.1.0
+ */
+import { BLOCK } from "./Gram.ts"
+import * as NonFinite from "./NonFinite.ts"
+import { decode, type PackedInput } from "./PackedInput.ts"
+import * as Select from "./Select.ts"
+import type { Selector } from "./Sparsify.ts"
+import * as TaskArithmetic from "./TaskArithmetic.ts"
+import type * as TaskDiagnostics from "./TaskDiagnostics.ts"
+import * as TaskStatistics from "./TaskStatistics.ts"
+import type { weightedSum } from "./WeightedSum.ts"
+
+/** The first non-finite element of one input on a range, and how many there are. @category models */
+export interface NonFiniteCount {
+  /** Tensor index of the first, −1 when none. */
+  readonly first: number
+  readonly value: number
+  readonly count: number
+}
+
+/** What the first pass finds on a range. @category models */
+export interface Scan {
+  /** Per input (base first). */
+  readonly nonFinite: ReadonlyArray<NonFiniteCount>
+  /** Per model in `ranked`: the high-bits histogram of |τ| (`Select.countHigh`). */
+  readonly high: ReadonlyArray<Uint32Array>
+}
+
+/**
+ * Visits `[start, end)` window by window on the block grid: decodes `which` inputs' window
+ * `[w0, w1)` (whole, clipped to the tensor) and calls `visit(arrays, w0, a, b)` with the part
+ * `[a, b)` of it (window-local) inside the range. `arrays[k]` is input `which[k]`'s window.
+ */
+const forEachWindow = (
+  inputs: ReadonlyArray<PackedInput>,
+  which: ReadonlyArray<number>,
+  n: number,
+  start: number,
+  end: number,
+  visit: (arrays: ReadonlyArray<Float32Array>, w0: number, a: number, b: number) => void
+): void => {
+  const scratch = which.map(() => new Float32Array(BLOCK))
+  for (let w0 = Math.floor(start / BLOCK) * BLOCK; w0 < end; w0 += BLOCK) {
+    const w1 = Math.min(n, w0 + BLOCK)
+    const arrays = which.map((input, k) => {
+      const window = scratch[k]!.subarray(0, w1 - w0)
+      decode(inputs[input]!, w0, w1, window)
+      return window
+    })
+    visit(arrays, w0, Math.max(start, w0) - w0, Math.min(end, w1) - w0)
+  }
+}
+
+const every = (count: number): Array<number> => Array.from({ length: count }, (_, k) => k)
+const lengthOf = (inputs: ReadonlyArray<PackedInput>): number => inputs[0]!.bytes.byteLength / (inputs[0]!.dtype === "F32" ? 4 : 2)
+
+/**
+ * Pass 1 on `[start, end)`: each input's non-finite elements, and the high histograms of the
+ * models in `ranked` (model indices) whose magnitude cuts are needed.
+ *
+ * @category passes
+ */
+export const scan = (inputs: ReadonlyArray<PackedInput>, ranked: ReadonlyArray<number>, start: number, end: number): Scan => {
+  const first = inputs.map(() => -1)
+  const value = inputs.map(() => 0)
+  const count = inputs.map(() => 0)
+  const high = ranked.map(() => new Uint32Array(Select.HIGH_BUCKETS))
+  forEachWindow(inputs, every(inputs.length), lengthOf(inputs), start, end, (arrays, w0, a, b) => {
+    for (const [k, x] of arrays.entries()) {
+      const at = NonFinite.firstNonFinite(x, a, b)
+      if (at < 0) continue
+      if (first[k]! < 0) {
+        first[k] = w0 + at
+        value[k] = x[at]!
+      }
+      count[k] = count[k]! + NonFinite.countNonFinite(x, at, b)
+    }
+    for (const [c, model] of ranked.entries()) Select.countHigh(arrays[1 + model]!, arrays[0]!, a, b, high[c]!)
+  })
+  return { nonFinite: first.map((f, k) => ({ first: f, value: value[k]!, count: count[k]! })), high }
+}
+
+/** A model's wanted high buckets, for {@link countLow}. @category models */
+export interface LowRequest {
+  readonly model: number
+  readonly highs: ReadonlyArray<number>
+}
+
+/** Pass 2 on `[start, end)`: per request, per high bucket, the low-bits histogram (`Select.countLow`). @category passes */
+export const countLow = (inputs: ReadonlyArray<PackedInput>, requests: ReadonlyArray<LowRequest>, start: number, end: number): Array<Array<Uint32Array>> => {
+  const counts = requests.map((r) => r.highs.map(() => new Uint32Array(Select.LOW_BUCKETS)))
+  const which = [0, ...requests.map((r) => 1 + r.model)]
+  forEachWindow(inputs, which, lengthOf(inputs), start, end, (arrays, _w0, a, b) => {
+    for (const [c, r] of requests.entries()) Select.countLow(arrays[1 + c]!, arrays[0]!, a, b, r.highs, counts[c]!)
+  })
+  return counts
+}
+
+/** Pass 3 on `[start, end)`: the tensor index of the `nth` element of `model` whose |τ| bits equal `bits`; −1 if none. @category passes */
+export const nthEqual = (inputs: ReadonlyArray<PackedInput>, model: number, bits: number, nth: number, start: number, end: number): number => {
+  let seen = 0
+  let found = -1
+  forEachWindow(inputs, [0, 1 + model], lengthOf(inputs), start, end, (arrays, w0, a, b) => {
+    if (found >= 0) return
+    Select.forEachKeyChunk(arrays[1]!, arrays[0]!, a, b, (keys, m, first) => {
+      if (found >= 0) return
+      for (let k = 0; k < m; k++) {
+        if ((keys[k]! & 0x7fffffff) !== bits) continue
+        if (seen === nth) {
+          found = w0 + first + k
+          return
+        }
+        seen++
+      }
+    })
+  })
+  return found
+}
+
+/** `[‖τ‖₁, ‖kept τ‖₁]` per block of `[start, end)` (start on the block grid), as `TaskStatistics.l1Partials`. @category statistics */
+export const l1 = (inputs: ReadonlyArray<PackedInput>, model: number, selector: Selector, start: number, end: number): Float64Array => {
+  const parts: Array<Float64Array> = []
+  forEachWindow(inputs, [0, 1 + model], lengthOf(inputs), start, end, (arrays, w0, a, b) => {
+    parts.push(TaskStatistics.l1Partials(selector, arrays[1]!, arrays[0]!, a, b, w0, BLOCK))
+  })
+  const out = new Float64Array(parts.reduce((t, p) => t + p.length, 0))
+  let at = 0
+  for (const p of parts) {
+    out.set(p, at)
+    at += p.length
+  }
+  return out
+}
+
+/**
+ * The merge of `[start, end)` into `out`, whose element 0 is tensor index `outStart`. Returns the
+ * range's diagnostics (the windows' partials joined in order), undefined on the weighted-sum path.
+ *
+ * @category kernels
+ */
+export const apply = (
+  prepared: TaskArithmetic.Prepared,
+  inputs: ReadonlyArray<PackedInput>,
+  out: Float32Array,
+  outStart: number,
+  start: number,
+  end: number,
+  sum?: typeof weightedSum
+): TaskDiagnostics.Partial | undefined => {
+  const merged = new Float32Array(BLOCK)
+  const parts: Array<TaskDiagnostics.Partial> = []
+  forEachWindow(inputs, every(inputs.length), lengthOf(inputs), start, end, (arrays, w0, a, b) => {
+    const partial = TaskArithmetic.apply(prepared, merged, arrays[0]!, arrays.slice(1), a, b, w0, sum)
+    out.set(merged.subarray(a, b), w0 + a - outStart)
+    if (partial !== undefined) parts.push(partial)
+  })
+  return parts.length === 0 ? undefined : join(parts)
+}
+
+const join = (parts: ReadonlyArray<TaskDiagnostics.Partial>): TaskDiagnostics.Partial => {
+  const models = parts[0]!.kept.length
+  const kept = new Float64Array(models)
+  const agree = new Float64Array(models)
+  const squares = new Float64Array(parts.reduce((t, p) => t + p.squares.length, 0))
+  let at = 0
+  for (const p of parts) {
+    for (let i = 0; i < models; i++) {
+      kept[i] = kept[i]! + p.kept[i]!
+      agree[i] = agree[i]! + p.agree[i]!
+    }
+    squares.set(p.squares, at)
+    at += p.squares.length
+  }
+  return { kept, agree, squares }
+}
