@@ -11,6 +11,8 @@ import * as Gram from "./Gram.ts"
 import * as ModelStock from "./ModelStock.ts"
 import * as NonFinite from "./NonFinite.ts"
 import * as Packed from "./Packed.ts"
+import type { PackedInput } from "./PackedInput.ts"
+import * as PackedTaskArithmetic from "./PackedTaskArithmetic.ts"
 import * as Select from "./Select.ts"
 import type { SimdKernels } from "./Simd.ts"
 import type { Selector } from "./Sparsify.ts"
@@ -69,6 +71,21 @@ export const ops = {
     const first = NonFinite.firstNonFinite(a.x, start, end)
     return { first, count: first < 0 ? 0 : NonFinite.countNonFinite(a.x, first, end) }
   },
+  // Task arithmetic on inputs packed in their dtype (`PackedTaskArithmetic.ts`): ranges are tensor indices.
+  packedScan: (a: { inputs: ReadonlyArray<PackedInput>; ranked: ReadonlyArray<number> }, start: number, end: number): PackedTaskArithmetic.Scan =>
+    PackedTaskArithmetic.scan(a.inputs, a.ranked, start, end),
+  packedCountLow: (a: { inputs: ReadonlyArray<PackedInput>; requests: ReadonlyArray<PackedTaskArithmetic.LowRequest> }, start: number, end: number): Array<Array<Uint32Array>> =>
+    PackedTaskArithmetic.countLow(a.inputs, a.requests, start, end),
+  packedNthEqual: (a: { inputs: ReadonlyArray<PackedInput>; model: number; bits: number; nth: number }, start: number, end: number): number =>
+    PackedTaskArithmetic.nthEqual(a.inputs, a.model, a.bits, a.nth, start, end),
+  packedL1: (a: { inputs: ReadonlyArray<PackedInput>; model: number; selector: Selector }, start: number, end: number): Float64Array =>
+    PackedTaskArithmetic.l1(a.inputs, a.model, a.selector, start, end),
+  packedTaskArithmetic: (
+    a: { prepared: TaskArithmetic.Prepared; inputs: ReadonlyArray<PackedInput>; out: F32; outStart: number },
+    start: number,
+    end: number,
+    ctx: Context
+  ): TaskDiagnostics.Partial | undefined => PackedTaskArithmetic.apply(a.prepared, a.inputs, a.out, a.outStart, start, end, sumWith(ctx)),
   // Weighted sum and NaN/Inf scan on packed bf16/f16/f32 bytes (`Packed.ts`): ranges are elements.
   packedSum: (a: PackedSumArgs, start: number, end: number, ctx: Context): void => {
     if (ctx.packed === undefined || !ctx.packed.weightedSum(a.out, a.outDtype, a.inputs, a.inDtype, a.coefficients, start, end)) {
