@@ -41,9 +41,17 @@ export interface ExecuteOptions {
   readonly cacheRoot?: string
   /**
    * Stage keys (`store/Identity.ts`: with the digests of the files stages read). Default: keys of
-   * kinds, params and inputs only — enough for a plan, which reads no file.
+   * kinds, params and inputs only — enough for a plan, which reads no file. With `resolveKey`,
+   * those known up front; the others are pending.
    */
   readonly keys?: ReadonlyMap<string, string>
+  /**
+   * The key of a stage absent from `keys` (pending: some file it depends on has no remembered
+   * digest yet), once its digests are computed. A pending `save`/`convert` whose output path does
+   * not exist starts at once and resolves its key before it publishes; other stored stages wait
+   * for it before they look their result up; lazy stages resolve it when they finish.
+   */
+  readonly resolveKey?: (stage: string) => Effect.Effect<string>
   /** Where finished stages' results are stored and found again (absent: nothing is stored or reused). */
   readonly store?: ResultStore.ResultStore
   /** Whether a stage may reuse a stored result or its checkpoints (default: all may; `--no-cache`, `--rerun`). */
@@ -99,6 +107,10 @@ interface Blocked {
 export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<StageOutcome>, never, Reporter> =>
   Effect.gen(function* () {
     const keys = options.keys ?? StageKey.pipelineKeys(options.pipeline)
+    const resolveKey = (id: string): Effect.Effect<string> => {
+      const known = keys.get(id)
+      return known !== undefined ? Effect.succeed(known) : options.resolveKey?.(id) ?? Effect.succeed(PENDING_KEY)
+    }
     // A stage with the same key as an earlier one takes its value: it waits for it (and keeps its
     // output alive while its own consumers read it) instead of reading its inputs.
     const sameAs = Identity.sameAs(options.pipeline, keys)
@@ -114,6 +126,8 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
     const results = new Map<string, Deferred.Deferred<unknown, Blocked>>()
     for (const s of pipeline.stages) results.set(s.id, yield* Deferred.make<unknown, Blocked>())
     const outcomes = new Map<string, StageOutcome>()
+    // The first stage whose pending key resolved to each key.
+    const resolvedFirst = new Map<string, string>()
     const record = (outcome: StageOutcome) =>
       Effect.suspend(() => {
         outcomes.set(outcome.id, outcome)
@@ -189,13 +203,32 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
     const takeLock = (store: ResultStore.ResultStore, producer: ResultStore.Producer, lockScope: Scope.Scope) =>
       holdLock(store.lock(producer, waitingFor(producer.stage, "computing this result")), lockScope, producer.stage)
 
+    // Whether a pending files stage may write at once: its output does not exist (checked again
+    // under the output's lock, held from then on). If another run wrote it meanwhile, the lock is
+    // let go and the stage waits for its key, to look its result up (key lock before path lock, as always).
+    const writesFirst = (store: ResultStore.ResultStore, target: string, stage: string, lockScope: Scope.Scope) =>
+      Effect.gen(function* () {
+        if (fs.existsSync(target)) return false
+        const pathScope = yield* Scope.make()
+        yield* holdLock(store.lockPath(target, { key: PENDING_KEY, kind: "", version: 0, stage, runId: options.runId ?? path.basename(options.runDir), pipeline: pipeline.ir.name }, waitingFor(stage, `writing ${target}`)), pathScope, stage)
+        if (fs.existsSync(target)) {
+          yield* Scope.close(pathScope, Exit.void)
+          return false
+        }
+        yield* Scope.addFinalizer(lockScope, Scope.close(pathScope, Exit.void))
+        return true
+      })
+
     const runOne = (stage: Validate.ResolvedStage) =>
       Effect.flatMap(Scope.make(), (lockScope) => Effect.ensuring(runStage(stage, lockScope), Scope.close(lockScope, Exit.void)))
 
     const runStage = (stage: Validate.ResolvedStage, lockScope: Scope.Closeable) =>
       Effect.gen(function* () {
         const deferred = results.get(stage.id)!
-        const base = { id: stage.id, kind: stage.kind.kind, version: stage.kind.version, key: keys.get(stage.id)! }
+        const pending = !keys.has(stage.id)
+        let base = { id: stage.id, kind: stage.kind.kind, version: stage.kind.version, key: keys.get(stage.id) ?? PENDING_KEY }
+        // A pending key becomes the stage's own once its digests are in (the outcome and the manifest record it).
+        const withKey = Effect.suspend(() => (pending && base.key === PENDING_KEY ? Effect.map(resolveKey(stage.id), (key) => void (base = { ...base, key })) : Effect.void))
         const inputs = yield* Effect.exit(Effect.forEach(stage.dependsOn, (d) => Effect.map(Deferred.await(results.get(d)!), (v) => [d, v] as const)))
         if (Exit.isFailure(inputs)) {
           const blocked = Cause.findErrorOption(inputs.cause)
@@ -220,8 +253,26 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
         // Results of stages that compute (not lazy ones, which only compose reads) and of stages
         // that write files are stored under their key, and computed under its lock.
         const stored = store !== undefined && (!stage.kind.resources.lazy || stage.kind.output.name === "files")
-        const producer = { key: base.key, kind: base.kind, version: base.version, stage: stage.id, runId: options.runId ?? path.basename(options.runDir), pipeline: pipeline.ir.name }
-        if (stored) {
+        const target = Identity.writesOf(stage, options.baseDir)
+        // A pending files stage whose output does not exist has nothing stored to restore there (a
+        // stored `save` is its files, checked by digest): it writes at once, under the output's lock,
+        // and its key is resolved before it publishes. Other stored stages wait for their key.
+        const early = stored && pending && target !== undefined && (yield* writesFirst(store, target, stage.id, lockScope))
+        if (stored && !early) yield* withKey
+        // Pending keys have no twins up front; equal ones found once resolved are run once all the
+        // same: the first stage to resolve a key computes it, later ones take its value (keeping its
+        // output alive as long as theirs), or compute it themselves if it failed or is already released.
+        if (pending && stored && !early) {
+          const first = resolvedFirst.get(base.key)
+          if (first === undefined) resolvedFirst.set(base.key, stage.id)
+          else {
+            const value = yield* Effect.exit(Deferred.await(results.get(first)!))
+            if (Exit.isSuccess(value) && (yield* lifetimes.borrow(first, stage.id))) return yield* finishWith(stage, base, value.value, startedAt, { sameAs: first })
+          }
+        }
+        const producerOf = () => ({ key: base.key, kind: base.kind, version: base.version, stage: stage.id, runId: options.runId ?? path.basename(options.runDir), pipeline: pipeline.ir.name })
+        const producer = producerOf()
+        if (stored && !early) {
           const { found, locked } = yield* findStored(store, producer, reuse(stage.id), lockScope)
           if (found !== undefined) {
             const restored = yield* Effect.exit(Scope.provide(store.restore(found, options.runDir), scope))
@@ -239,7 +290,6 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
           // Checkpoints of an earlier try are resumed, unless this stage is to be computed afresh.
           if (!reuse(stage.id)) yield* removeWork(stage.id, base.key)
           // Two runs never write one output at once: a second writer waits for the first.
-          const target = Identity.writesOf(stage, options.baseDir)
           if (target !== undefined) yield* holdLock(store.lockPath(target, producer, waitingFor(stage.id, `writing ${target}`)), lockScope, stage.id)
         }
         // A lazy stage that reads models leaves work in its output: it is tracked, not finished, when `run` returns.
@@ -276,7 +326,7 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
               budget === undefined ? (effect) => effect : Effect.provideService(MemoryBudget.MemoryBudget, budget),
               Effect.tap((value) => Effect.annotateCurrentSpan(outputAttributes(value))),
               // Stored before consumers see it, still under the key's lock; its checkpoints are then spent.
-              stored ? Effect.tap((value) => Effect.andThen(store!.publish(producer, value, options.runDir), removeWork(stage.id, base.key))) : (effect) => effect,
+              stored ? Effect.tap((value) => Effect.andThen(withKey, Effect.suspend(() => Effect.andThen(store!.publish(producerOf(), value, options.runDir), removeWork(stage.id, base.key))))) : (effect) => effect,
               Scope.provide(scope),
               Effect.provideService(Stage.Measurements, {
                 epoch: (m) =>
@@ -309,6 +359,10 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
         const endedAt = Date.now()
         yield* recordMetrics(stage, final, endedAt - startedAt)
         const status: StageStatus = Exit.isSuccess(final) ? "succeeded" : Cause.hasInterruptsOnly(final.cause) ? "interrupted" : "failed"
+        // A stored stage's pending key is resolved now (a failed one's too); a lazy stage's when the
+        // run's stages are done, since its consumers' reads of its files are what its digests come from.
+        if (status !== "interrupted" && stored) yield* withKey
+        if (pending) span?.attribute("crucible.stage.key", base.key)
         // A failure that started in a lazy stage whose output this one read is that stage's.
         const origin = status !== "failed" || Exit.isSuccess(final) ? undefined : failed?.upstream ?? LazyOutput.originOf(origins, final.cause)
         const blockedBy = origin === stage.id ? undefined : origin
@@ -335,15 +389,23 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
       Effect.onInterrupt(() =>
         Effect.gen(function* () {
           for (const s of pipeline.stages) {
-            if (!outcomes.has(s.id)) yield* record({ id: s.id, kind: s.kind.kind, version: s.kind.version, key: keys.get(s.id)!, status: "interrupted" })
+            if (!outcomes.has(s.id)) yield* record({ id: s.id, kind: s.kind.kind, version: s.kind.version, key: keys.get(s.id) ?? PENDING_KEY, status: "interrupted" })
           }
           yield* lifetimes.closeAll
         })
       ),
       Effect.ensuring(lifetimes.closeAll)
     )
+    // Lazy stages' pending keys, now that every read of their files is done.
+    for (const id of plan.order) {
+      const o = outcomes.get(id)!
+      if (o.key === PENDING_KEY && o.status !== "interrupted" && o.status !== "planned") yield* record({ ...o, key: yield* resolveKey(id) })
+    }
     return plan.order.map((id) => outcomes.get(id)!)
   })
+
+/** The key a stage shows while its key is pending (its digests not computed yet). @category constants */
+export const PENDING_KEY = "pending"
 
 /**
  * Scopes of stage outputs, released by liveness: a stage's scope closes once it has finished and
@@ -355,6 +417,8 @@ const makeLifetimes = (plan: Plan.Plan, byId: ReadonlyMap<string, Validate.Resol
   const open = new Map<string, number>([...plan.consumers].map(([id, c]) => [id, c.length]))
   const done = new Set<string>()
   const released = new Set<string>()
+  // Outputs a stage took from an equal stage found only when its key resolved (see `borrow`).
+  const borrowed = new Map<string, Array<string>>()
   const scopeOf = (id: string): Scope.Closeable => {
     let scope = scopes.get(id)
     if (scope === undefined) {
@@ -373,9 +437,21 @@ const makeLifetimes = (plan: Plan.Plan, byId: ReadonlyMap<string, Validate.Resol
         open.set(dep, (open.get(dep) ?? 1) - byId.get(id)!.dependsOn.filter((d) => d === dep).length)
         yield* release(dep)
       }
+      for (const owner of borrowed.get(id) ?? []) {
+        open.set(owner, (open.get(owner) ?? 1) - 1)
+        yield* release(owner)
+      }
     })
   return {
     scopeOf,
+    /** `borrower` reads `owner`'s output: it stays open until `borrower`'s is released; false when it is released already. */
+    borrow: (owner: string, borrower: string) =>
+      Effect.sync(() => {
+        if (released.has(owner)) return false
+        open.set(owner, (open.get(owner) ?? 0) + 1)
+        borrowed.set(borrower, [...(borrowed.get(borrower) ?? []), owner])
+        return true
+      }),
     finished: (id: string) => Effect.suspend(() => (done.add(id), release(id))),
     closeAll: Effect.suspend(() => Effect.forEach([...scopes.values()], (s) => Scope.close(s, Exit.void), { discard: true }))
   }

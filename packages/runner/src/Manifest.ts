@@ -155,7 +155,8 @@ export const withBytesRead = (records: ReadonlyArray<FileRecord>, totals: Readon
  * A file is hashed from the moment a stage's outcome names it (`start`: a `load` finishes long
  * before the merge that reads it), beside the stages instead of after them; `finish` waits for
  * those, uses a started digest only if the file still has the size and mtime it had when hashing
- * started, and hashes what is left.
+ * started, and hashes what is left. Files `deferred` names (tapped: hashed from the stages'
+ * reads of them, `ReadTap`) are not started: `finish` finishes them.
  */
 export interface InputDigests {
   readonly start: (file: string) => Effect.Effect<void>
@@ -163,7 +164,7 @@ export interface InputDigests {
 }
 
 /** Digests started in the current scope; those still running when it closes are interrupted. @category constructors */
-export const inputDigests = (digests: FileDigests.FileDigests): Effect.Effect<InputDigests, never, Scope.Scope> =>
+export const inputDigests = (digests: FileDigests.FileDigests, deferred: (file: string) => boolean = () => false): Effect.Effect<InputDigests, never, Scope.Scope> =>
   Effect.gen(function* () {
     const scope = yield* Effect.scope
     const started = new Map<string, { readonly stat: fs.Stats; readonly digest: Fiber.Fiber<FileDigests.Digested> }>()
@@ -174,7 +175,7 @@ export const inputDigests = (digests: FileDigests.FileDigests): Effect.Effect<In
     const start = (file: string) =>
       Effect.suspend(() => {
         const stat = statOf(file)
-        if (stat === undefined || started.has(file)) return Effect.void
+        if (stat === undefined || started.has(file) || deferred(file)) return Effect.void
         return Effect.map(Effect.forkIn(digests.of(file), scope), (digest) => void started.set(file, { stat, digest }))
       })
     const record = (d: FileDigests.Digested): FileRecord => (d.sha256 === FileDigests.MISSING ? { path: d.path, bytes: 0, sha256: "unreadable" } : d)

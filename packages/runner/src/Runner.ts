@@ -11,7 +11,7 @@
  *
  * @since 0.1.0
  */
-import { type PipelineError, Problem, ReadCounter, Registry, type Validate, Yaml } from "@crucible/core"
+import { type PipelineError, Problem, ReadCounter, ReadTap, Registry, type Validate, Yaml } from "@crucible/core"
 import { builtinRegistry } from "@crucible/strategies"
 import { Effect, Layer, Option } from "effect"
 import { createHash, randomBytes } from "node:crypto"
@@ -23,7 +23,9 @@ import * as Manifest from "./Manifest.ts"
 import * as PipelineSource from "./PipelineSource.ts"
 import * as RunDir from "./RunDir.ts"
 import * as RunLog from "./RunLog.ts"
+import * as FileDigests from "./store/FileDigests.ts"
 import * as Identity from "./store/Identity.ts"
+import * as Layout from "./store/Layout.ts"
 import * as Rerun from "./store/Rerun.ts"
 import * as ResultStore from "./store/ResultStore.ts"
 import * as Sweep from "./store/Sweep.ts"
@@ -201,11 +203,21 @@ const runIn = (
     yield* store.sweep
     yield* Sweep.orphans(Sweep.outputFolders(pipeline, loaded.baseDir, path.dirname(runDir)))
     yield* Sweep.folderOrphans(pipeline, loaded.baseDir)
-    const keys = yield* Identity.stageKeys(pipeline, loaded.baseDir, store.digests)
-    const recompute = Rerun.withEqualKeys(pipeline, rerun, keys)
+    // Stage keys are not computed before the stages run: those whose files have remembered digests
+    // are known now, the others pending. The checkpoints `load`s read are hashed from the stages'
+    // reads of them (ReadTap); other files a pending key waits for, on worker threads beside the stages.
+    const taps = yield* ReadTap.make()
+    const fileDigests = yield* FileDigests.make(Layout.digestsDir(cacheRoot), taps)
+    const keys = Identity.lazyStageKeys(pipeline, loaded.baseDir, fileDigests, readsInOrder)
+    for (const { file } of keys.pendingFiles.filter((p) => p.tapped)) {
+      for (const f of fileDigests.filesOf(file)) if (fileDigests.known(f) === undefined) taps.want(f)
+    }
+    yield* Effect.forkScoped(keys.hashUntapped)
+    const recompute = Rerun.withEqualKeys(pipeline, rerun, keys.known)
     const reuse = (stage: string) => options.cache !== false && !recompute.has(stage)
-    // Input checkpoints are hashed for the manifest while the stages run (Manifest.inputDigests).
-    const digests = yield* Manifest.inputDigests(store.digests)
+    // Input checkpoints are hashed for the manifest while the stages run (Manifest.inputDigests),
+    // tapped ones finished from the stages' reads when the run ends.
+    const digests = yield* Manifest.inputDigests(fileDigests, taps.has)
     // Bytes the stages read from each file, for the manifest (what `crucible plan` predicts).
     const reads = ReadCounter.tally()
     const snapshot = (status: Manifest.Manifest["status"]) =>
@@ -229,7 +241,8 @@ const runIn = (
       runDir,
       cacheRoot,
       store,
-      keys,
+      keys: keys.known,
+      resolveKey: keys.resolve,
       reuse,
       runId,
       concurrency: options.concurrency ?? 2,
@@ -246,11 +259,18 @@ const runIn = (
       Effect.withSpan(`run ${pipeline.ir.name}`, { attributes: { "crucible.run.id": runId, "crucible.pipeline.name": pipeline.ir.name, "crucible.pipeline.file": loaded.file } }),
       Effect.provideService(Reporter, { emit: (event) => Effect.andThen(Effect.sync(() => started.observe(event)), reporter.emit(event)) }),
       Effect.provide(telemetry),
-      Effect.provideService(ReadCounter.ReadCounter, reads)
+      Effect.provideService(ReadCounter.ReadCounter, reads),
+      Effect.provideService(ReadTap.ReadTap, taps)
     )
     const status = runStatus(outcomes)
     const files = Manifest.filesOf(outcomes)
     const inputs = Manifest.withBytesRead(yield* digests.finish(files.inputs), reads.totals())
+    const tapped = taps.stats()
+    if (tapped.fed + tapped.reread > 0) {
+      yield* Effect.logInfo(`input digests: ${tapped.fed} bytes hashed from the stages' reads, ${tapped.reread} read again, readers waited for the hash ${tapped.waits} times`).pipe(
+        Effect.annotateLogs({ "crucible.digests.fed": tapped.fed, "crucible.digests.reread": tapped.reread, "crucible.digests.waits": tapped.waits })
+      )
+    }
     yield* writeManifest({
       ...base,
       status,
@@ -263,6 +283,9 @@ const runIn = (
     yield* writeReport(runDir, loaded.registry)
     return { runId, runDir, status, outcomes }
   }))
+
+// The stages whose declared reads other stages read through, in order: a `load`'s checkpoint (lazy, a model out).
+const readsInOrder = (stage: Validate.ResolvedStage): boolean => stage.kind.resources.lazy && stage.kind.output.name !== "files" && Object.keys(stage.kind.inputs as object).length === 0
 
 // report.html is a view of the run: failing to write it (or a bug in it) never fails the run.
 const writeReport = (runDir: string, registry: Registry.Registry) => Effect.ignoreCause(Report.write(runDir, { inputPorts: inputPortsOf(registry) }))

@@ -8,9 +8,14 @@
  * A folder's digest (a Hugging Face model folder) is the sha256 of its regular files' relative
  * paths and digests, sorted, hidden names (temporaries, `.git`) left out.
  *
+ * Made with a run's `ReadTap.Taps`, a file the run taps is not read again to be hashed: its digest
+ * is finished from the reads the stages made (`ReadTap.finish`), and remembered as any other when
+ * the file did not change meanwhile. {@link FileDigests.known} answers without hashing anything:
+ * what the stage keys can know before any stage runs.
+ *
  * @since 0.2.0
  */
-import { AtomicFile, Digest, ReadCounter } from "@crucible/core"
+import { AtomicFile, Digest, ReadCounter, ReadTap } from "@crucible/core"
 import { Effect, Semaphore } from "effect"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
@@ -27,6 +32,10 @@ export interface Digested {
 export interface FileDigests {
   /** The digest of a file or a folder (recursively), from the remembered entry when the file is unchanged. */
   readonly of: (file: string) => Effect.Effect<Digested>
+  /** The remembered digest of an unchanged file or folder (every file of it), without hashing; undefined when some part is not remembered. */
+  readonly known: (file: string) => string | undefined
+  /** The regular files a digest of `file` hashes: itself, or a folder's files (as {@link of} lists them). */
+  readonly filesOf: (file: string) => ReadonlyArray<string>
   /** Remembers the digest of a file this process just wrote (its writer hashed it on the way out). */
   readonly remember: (file: string, sha256: string) => Effect.Effect<void>
 }
@@ -40,12 +49,15 @@ interface Entry {
   readonly sha256: string
 }
 
-/** Digests remembered in `dir` (created when first written). @category constructors */
-export const make = (dir: string): Effect.Effect<FileDigests> =>
+/** Digests remembered in `dir` (created when first written); files `taps` taps are finished from their reads. @category constructors */
+export const make = (dir: string, taps?: ReadTap.Taps): Effect.Effect<FileDigests> =>
   Effect.gen(function* () {
     const hashing = yield* Semaphore.make(HASHING_AT_ONCE)
-    // Hashing to name a value is not a read of the pipeline's: it is kept out of the run's counts.
-    const hash = (file: string) => hashing.withPermits(1)(Digest.ofFile(file)).pipe(Effect.provideService(ReadCounter.ReadCounter, ReadCounter.none))
+    // Hashing to name a value is not a read of the pipeline's: it is kept out of the run's counts (and taps).
+    const hash = (file: string): Effect.Effect<Digest.FileDigest & { readonly unchanged?: boolean } | undefined> =>
+      taps?.has(file) === true
+        ? taps.finish(file)
+        : hashing.withPermits(1)(Digest.ofFile(file)).pipe(Effect.provideService(ReadCounter.ReadCounter, ReadCounter.none), Effect.provideService(ReadTap.ReadTap, ReadTap.none))
     const entryFile = (stat: fs.BigIntStats) => path.join(dir, `${stat.dev}-${stat.ino}.json`)
     const remembered = (stat: fs.BigIntStats): string | undefined => {
       try {
@@ -70,9 +82,9 @@ export const make = (dir: string): Effect.Effect<FileDigests> =>
         if (known !== undefined) return { path: file, bytes: Number(stat.size), sha256: known }
         const digest = yield* hash(file)
         if (digest === undefined) return { path: file, bytes: 0, sha256: MISSING }
-        // Remembered only if the file did not change while it was hashed.
+        // Remembered only if the file did not change while it was hashed (a tap checks since it was wanted).
         const after = statOf(file)
-        if (after !== undefined && after.mtimeNs === stat.mtimeNs && after.size === stat.size) yield* store(stat, digest.sha256)
+        if (digest.unchanged !== false && after !== undefined && after.mtimeNs === stat.mtimeNs && after.size === stat.size) yield* store(stat, digest.sha256)
         return { path: file, bytes: digest.bytes, sha256: digest.sha256 }
       })
     const ofFolder = (folder: string): Effect.Effect<Digested> =>
@@ -92,7 +104,21 @@ export const make = (dir: string): Effect.Effect<FileDigests> =>
         if (stat === undefined) return Effect.succeed({ path: file, bytes: 0, sha256: MISSING })
         return stat.isDirectory() ? ofFolder(file) : ofFile(file, stat)
       })
-    return { of, remember }
+    const known = (file: string): string | undefined => {
+      const stat = statOf(file)
+      if (stat === undefined) return undefined
+      if (!stat.isDirectory()) return remembered(stat)
+      const hash = createHash("sha256")
+      for (const f of listFiles(file)) {
+        const fileStat = statOf(f)
+        const sha256 = fileStat === undefined ? undefined : remembered(fileStat)
+        if (sha256 === undefined) return undefined
+        hash.update(`${path.relative(file, f).split(path.sep).join("/")}\0${sha256}\n`)
+      }
+      return hash.digest("hex")
+    }
+    const filesOf = (file: string) => (statOf(file)?.isDirectory() === true ? listFiles(file) : [file])
+    return { of, known, filesOf, remember }
   })
 
 /** The digest of what could not be read. */

@@ -45,7 +45,8 @@ const withDependents = (pipeline: Validate.ResolvedPipeline, named: ReadonlyArra
  * rerun, with its dependents.
  */
 export const withEqualKeys = (pipeline: Validate.ResolvedPipeline, rerun: ReadonlySet<string>, keys: ReadonlyMap<string, string>): ReadonlySet<string> => {
-  const rerunKeys = new Set([...rerun].map((id) => keys.get(id)))
-  const named = pipeline.stages.filter((s) => rerunKeys.has(keys.get(s.id))).map((s) => s.id)
-  return named.length === rerun.size ? rerun : withDependents(pipeline, named)
+  // Pending keys (absent from `keys`) have no twins: those stages are rerun by name alone.
+  const rerunKeys = new Set([...rerun].flatMap((id) => keys.get(id) ?? []))
+  const twins = pipeline.stages.filter((s) => !rerun.has(s.id) && rerunKeys.has(keys.get(s.id) ?? "")).map((s) => s.id)
+  return twins.length === 0 ? rerun : withDependents(pipeline, [...rerun, ...twins])
 }
