@@ -4,7 +4,9 @@
  * same range of the inputs when a consumer reads it, so memory is bounded by a few chunks; under
  * `--memory-limit` each read holds its range's working set from the budget.
  * Integer and bool tensors (step counters, masks) are copied from the first model. NaN/±Inf in an
- * input or the output is an error naming the tensor (`allow_nonfinite: true` to merge anyway).
+ * input or the output (in the output's dtype: a sum beyond float16's range is +Inf there) is an
+ * error naming the tensor (`allow_nonfinite: true` to merge anyway). bf16/f16/f32 inputs are
+ * summed as they are stored, on every core (`StreamSum.ts`).
  *
  * @since 0.1.0
  */

@@ -10,13 +10,21 @@
  *   another pattern gets the same bytes, only without the overlap. A read-ahead that fails is
  *   retried by the request for its range (whose failure then is the request's), and ignored
  *   otherwise.
- * - **Reused memory.** Inputs are read straight into one of two sets of arrays in a WebAssembly
- *   memory (one set being summed, one being filled; `TensorRef.readInto`, a copy for tensors
- *   without it or of another dtype), where the SIMD kernel (`kernels/Simd.ts`) sums them; a
- *   consumer with its own buffer (`sumInto`, the safetensors writer) gets the sum copied into
- *   it. No fresh buffer per chunk: fresh read buffers kept alive across a write made V8 promote
- *   them and run a full collection every few chunks (measured: 57 against 2 per 256 MiB merge,
- *   twice the CPU time), and each fresh buffer is page-faulted memory.
+ * - **Packed data.** When every input of a tensor is f32, bf16 or f16 (one dtype) and so is the
+ *   output, the raw bytes are read straight into one of two sets of slots in a WebAssembly memory
+ *   (one set being summed, one being filled; `TensorRef.readInto`) and the fused SIMD kernel
+ *   (`kernels/Packed.ts`) decodes, sums and encodes them in one pass: no per-element conversion,
+ *   no float32 copy of a bf16 input. Other dtypes are read as float32 into the same slots and
+ *   summed by the f32 kernel (`kernels/Simd.ts`), then encoded. A consumer with its own buffer
+ *   (`sumInto`, the safetensors writer) gets the sum copied into it.
+ * - **All cores.** A range of at least {@link PARALLEL_MIN} elements is split across the worker
+ *   threads of a pool on the same memory (`kernels/Pool.ts`, `CRUCIBLE_MERGE_THREADS` threads,
+ *   default every core), started when the first such range is summed; the reads of the next
+ *   range (libuv's threads) and the writer's write and hash overlap it. Elementwise math: the
+ *   bytes do not depend on the split.
+ * - **Reused memory.** No fresh buffer per chunk: fresh read buffers kept alive across a write
+ *   made V8 promote them and run a full collection every few chunks (measured: 57 against 2 per
+ *   256 MiB merge, twice the CPU time), and each fresh buffer is page-faulted memory.
  * - **Same bits on every path.** Requests larger than the arrays, requests that arrive while
  *   another is being served (two consumers at once), and more inputs than the SIMD kernel takes
  *   are read directly and summed by the JavaScript loop, which computes the same bits.
@@ -26,17 +34,21 @@
  *   0·NaN are NaN), so scanning the output finds both; the error then says which, by scanning the
  *   whole tensor's inputs (a failing merge may spend the time).
  *
- * Memory: two sets of one range per input plus one output range in the arena (36 MiB for four
- * inputs in the writer's 1M-element chunks), and the fresh output of each request.
+ * Memory: two sets of one range per input plus one output range in the arena, 4 bytes an element
+ * each (36 MiB for four inputs in the writer's 1M-element chunks), and the fresh output of each
+ * request (none with `sumInto`).
  *
  * @since 0.1.0
  */
 import { DType, TensorRef } from "@crucible/core"
-import { Effect, Exit, Fiber, type Scope } from "effect"
+import { Effect, Exit, Fiber, Scope } from "effect"
 import * as Arena from "./kernels/Arena.ts"
 import * as NonFinite from "./kernels/NonFinite.ts"
+import * as Packed from "./kernels/Packed.ts"
+import * as Pool from "./kernels/Pool.ts"
 import * as Simd from "./kernels/Simd.ts"
 import { weightedSum } from "./kernels/WeightedSum.ts"
+import { defaultWorkers } from "./StagePool.ts"
 
 /** Weighted sums of the same range of several tensors. @category models */
 export interface StreamSum {
@@ -46,17 +58,32 @@ export interface StreamSum {
   readonly sumInto: (index: number, range: TensorRef.ElementRange, dtype: DType.WritableDType, target: Uint8Array) => Effect.Effect<void, TensorRef.TensorError>
 }
 
+/** @category models */
+export interface StreamSumOptions {
+  /** Scan each summed range for NaN/±Inf and fail naming the tensor (default false). */
+  readonly checkFinite?: boolean
+  /** Threads that sum large ranges (default `CRUCIBLE_MERGE_THREADS`, else every core; 1 = this thread). */
+  readonly workers?: number
+}
+
 /** The writer's default chunk (`Safetensors.write`): the first guess for a tensor larger than it. */
 const DEFAULT_CHUNK = 1024 * 1024
 /** The largest range served from the arena (16 MiB per input); larger ones are read directly. */
 const MAX_RANGE = 4 * 1024 * 1024
+/**
+ * Ranges of at least this many elements are summed on the pool: below it a message round trip
+ * (~0.1–0.4 ms) costs more than the second core gives.
+ * @category constants
+ */
+export const PARALLEL_MIN = 1 << 18
+/** Elementwise work splits anywhere; ranges of whole 16-element steps keep each worker's SIMD loop whole. */
+const SPLIT_BLOCK = 4096
 
 interface Slots {
   readonly capacity: number
-  /** Two sets of one array per input. */
-  readonly sets: readonly [ReadonlyArray<Float32Array>, ReadonlyArray<Float32Array>]
-  readonly out: Float32Array
-  readonly simd: Simd.SimdKernels | undefined
+  /** Two sets of one slot per input, `capacity` × 4 bytes each (a float32 or a packed range). */
+  readonly sets: readonly [ReadonlyArray<Uint8Array>, ReadonlyArray<Uint8Array>]
+  readonly out: Uint8Array
 }
 
 interface Pending {
@@ -67,11 +94,12 @@ interface Pending {
   readonly fiber: Fiber.Fiber<void, TensorRef.TensorError>
 }
 
-const bytesOf = (a: Float32Array): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength)
+const floats = (bytes: Uint8Array, elements: number): Float32Array => new Float32Array(bytes.buffer, bytes.byteOffset, elements)
 
 /**
  * Sums over `inputs[k]`, the input tensors of the k-th output tensor in the order a writer
- * reads them, with `coefficients` (one per input); read-ahead fibers run in `scope`.
+ * reads them, with `coefficients` (one per input); read-ahead fibers and the worker pool live in
+ * `scope`.
  *
  * @category constructors
  */
@@ -79,32 +107,76 @@ export const make = (
   inputs: ReadonlyArray<ReadonlyArray<TensorRef.TensorRef>>,
   coefficients: ReadonlyArray<number>,
   scope: Scope.Scope,
-  options: { readonly checkFinite?: boolean } = {}
+  options: StreamSumOptions = {}
 ): StreamSum => {
   const checkFinite = options.checkFinite ?? false
+  const workers = options.workers ?? defaultWorkers()
   const count = coefficients.length
   const sizes = inputs.map((tensors) => TensorRef.numel(tensors[0]!.shape))
-  const simdOk = count >= 1 && count <= Simd.MAX_INPUTS && Simd.isSupported()
+  // The dtype a tensor's inputs share when the fused kernel can read them as they are.
+  const packedIn = inputs.map((tensors) => {
+    const dtype = tensors[0]!.dtype
+    return Packed.isPacked(dtype) && tensors.every((t) => t.dtype === dtype) ? dtype : undefined
+  })
+  const kernelsOk = count >= 1 && count <= Simd.MAX_INPUTS && Simd.isSupported()
+  // One arena for the stream's life (virtual until touched), so the pool's workers, which map it
+  // once, see every slot; slots grow inside it.
+  let arena: Arena.Arena | undefined
+  let kernels: { readonly simd: Simd.SimdKernels; readonly packed: Packed.PackedKernels } | undefined
+  let pool: Effect.Effect<Pool.Pool | undefined> | undefined
   let slots: Slots | undefined
   let pending: Pending | undefined
   let current: 0 | 1 = 0
   let chunk = DEFAULT_CHUNK
   let busy = false
 
-  const read = (index: number, start: number, end: number) =>
-    Effect.forEach(inputs[index]!, (t) => Effect.map(t.read(start === 0 && end === sizes[index]! ? undefined : { start, end }), (bytes) => DType.toFloat32(bytes, t.dtype)), { concurrency: "unbounded" })
+  const packedOf = (index: number, dtype: DType.WritableDType): { readonly inDtype: Packed.PackedDType; readonly outDtype: Packed.PackedDType } | undefined => {
+    const inDtype = packedIn[index]
+    return inDtype !== undefined && Packed.isPacked(dtype) ? { inDtype, outDtype: dtype } : undefined
+  }
 
-  // Reads a range into a set: float32 straight into the arena, other dtypes converted.
-  const fill = (index: number, start: number, end: number, set: ReadonlyArray<Float32Array>) =>
-    Effect.forEach(inputs[index]!, (t, i) => TensorRef.readFloat32Into(t, start === 0 && end === sizes[index]! ? undefined : { start, end }, set[i]!.subarray(0, end - start)), {
+  const whole = (index: number, start: number, end: number) => (start === 0 && end === sizes[index]! ? undefined : { start, end })
+
+  const read = (index: number, start: number, end: number) =>
+    Effect.forEach(inputs[index]!, (t) => Effect.map(t.read(whole(index, start, end)), (bytes) => DType.toFloat32(bytes, t.dtype)), { concurrency: "unbounded" })
+
+  // Reads a range into a set: raw bytes when the tensor sums packed, else float32 (converted).
+  const fill = (index: number, start: number, end: number, set: ReadonlyArray<Uint8Array>, packed: boolean) =>
+    Effect.forEach(inputs[index]!, (t, i) => packed
+      ? TensorRef.readInto(t, whole(index, start, end), set[i]!.subarray(0, (end - start) * DType.byteSize[t.dtype]))
+      : TensorRef.readFloat32Into(t, whole(index, start, end), floats(set[i]!, end - start)), {
       concurrency: "unbounded",
       discard: true
     })
 
   const allocate = (capacity: number): Slots => {
-    const arena = Arena.make({ maxBytes: (2 * count + 1) * capacity * 4 + (1 << 20), initialBytes: (2 * count + 1) * capacity * 4 + (1 << 16) })
-    const set = () => coefficients.map(() => arena.alloc(capacity)!)
-    return { capacity, sets: [set(), set()], out: arena.alloc(capacity)!, simd: simdOk ? Simd.make(arena.memory, arena.owns) : undefined }
+    if (arena === undefined) {
+      const most = (2 * count + 1) * MAX_RANGE * 4 + (1 << 20)
+      arena = Arena.make({ maxBytes: most, initialBytes: (2 * count + 1) * capacity * 4 + (1 << 16) })
+      if (kernelsOk) kernels = { simd: Simd.make(arena.memory, arena.owns), packed: Packed.make(arena.memory, arena.owns) }
+    }
+    const a = arena
+    if (slots !== undefined) for (const s of [...slots.sets[0], ...slots.sets[1], slots.out]) a.free(floats(s, s.byteLength / 4))
+    const slot = () => {
+      const f = a.alloc(capacity)!
+      return new Uint8Array(f.buffer, f.byteOffset, f.byteLength)
+    }
+    return { capacity, sets: [coefficients.map(slot), coefficients.map(slot)], out: slot() }
+  }
+
+  // The pool on the arena's memory, started by the first large range; undefined when one thread
+  // is asked for or the workers cannot start (the same bytes come from this thread).
+  const poolFor = (elements: number): Effect.Effect<Pool.Pool | undefined> => {
+    if (workers <= 1 || elements < PARALLEL_MIN || arena === undefined || kernels === undefined) return Effect.succeed(undefined)
+    const a = arena
+    pool ??= Effect.runSync(Effect.cached(Effect.gen(function* () {
+      const own = yield* Scope.fork(scope)
+      const exit = yield* Effect.exit(Scope.provide(own)(Pool.make({ workers, arena: a, inlineBelow: 0 })))
+      if (Exit.isSuccess(exit)) return exit.value
+      yield* Scope.close(own, Exit.void)
+      return undefined
+    })))
+    return pool
   }
 
   const guess = (index: number, start: number, end: number): { index: number; start: number; end: number } | undefined => {
@@ -113,38 +185,50 @@ export const make = (
     return { index: index + 1, start: 0, end: Math.min(sizes[index + 1]!, chunk) }
   }
 
-  // The sum as `dtype` bytes, into the consumer's target or else as fresh bytes: float32 sums in
-  // the reused arena are copied out, a fresh float32 sum is handed over as it is.
-  const deliver = (sum: Float32Array, reused: boolean, dtype: DType.WritableDType, target: Uint8Array | undefined): TensorRef.TensorBytes | undefined => {
-    const bytes = dtype === "F32" ? bytesOf(sum) : DType.fromNumbers(sum, dtype)
+  // The sum's bytes, into the consumer's target or else as fresh bytes (a copy when they are the
+  // reused arena's).
+  const deliver = (bytes: Uint8Array, reused: boolean, target: Uint8Array | undefined): TensorRef.TensorBytes | undefined => {
     if (target !== undefined) {
       target.set(bytes)
       return undefined
     }
-    if (dtype !== "F32" || !reused) return bytes as TensorRef.TensorBytes
+    if (!reused && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer) return bytes as TensorRef.TensorBytes
     const fresh = new Uint8Array(bytes.byteLength)
     fresh.set(bytes)
     return fresh
   }
 
-  // Direct path: fresh reads, the JavaScript loop, no read-ahead.
-  const direct = (index: number, start: number, end: number, dtype: DType.WritableDType, target: Uint8Array | undefined) =>
-    Effect.flatMap(read(index, start, end), (values) => {
+  // Direct path: fresh reads, the JavaScript loops, no read-ahead.
+  const direct = (index: number, start: number, end: number, dtype: DType.WritableDType, target: Uint8Array | undefined) => {
+    const packed = packedOf(index, dtype)
+    if (packed !== undefined) {
+      return Effect.flatMap(Effect.forEach(inputs[index]!, (t) => t.read(whole(index, start, end)), { concurrency: "unbounded" }), (raw) => {
+        const out = new Uint8Array((end - start) * DType.byteSize[packed.outDtype])
+        Packed.weightedSumJs(out, packed.outDtype, raw, packed.inDtype, coefficients, 0, end - start)
+        return checkFinite && Packed.hasNonFiniteJs(out, packed.outDtype, 0, end - start) ? nonFinite(index, dtype) : Effect.succeed(deliver(out, false, target))
+      })
+    }
+    return Effect.flatMap(read(index, start, end), (values) => {
       const out = new Float32Array(end - start)
       weightedSum(out, values, coefficients)
-      return checkFinite && NonFinite.firstNonFinite(out) >= 0 ? nonFinite(index) : Effect.succeed(deliver(out, false, dtype, target))
+      const bytes = DType.fromNumbers(out, dtype)
+      const bad = checkFinite && (NonFinite.firstNonFinite(out) >= 0 || (Packed.isPacked(dtype) && Packed.hasNonFiniteJs(bytes, dtype, 0, end - start)))
+      return bad ? nonFinite(index, dtype) : Effect.succeed(deliver(bytes, false, target))
     })
+  }
 
-  // Which input of the tensor holds the first non-finite value, or else where the sum overflowed.
-  const nonFinite = (index: number) =>
+  // Which input of the tensor holds the first non-finite value, or else where the sum is not
+  // finite in the output dtype (a float32 sum beyond f16's range overflows when encoded).
+  const nonFinite = (index: number, dtype: DType.WritableDType) =>
     Effect.gen(function* () {
       const tensors = inputs[index]!
-      const whole = yield* Effect.forEach(tensors, (t) => TensorRef.readFloat32(t))
+      const all = yield* Effect.forEach(tensors, (t) => TensorRef.readFloat32(t))
       const name = tensors[0]!.name
-      const input = NonFinite.find(whole.map((values) => ({ tensor: name, values })))
+      const input = NonFinite.find(all.map((values) => ({ tensor: name, values })))
       if (input !== undefined) return yield* new NonFinite.NonFiniteTensor({ role: "input", ...input })
-      const out = new Float32Array(sizes[index]!)
-      weightedSum(out, whole, coefficients)
+      const sum = new Float32Array(sizes[index]!)
+      weightedSum(sum, all, coefficients)
+      const out = dtype === "F32" || !DType.isFloat(dtype) ? sum : DType.toFloat32(DType.fromNumbers(sum, dtype), dtype)
       const output = NonFinite.find([{ tensor: name, values: out }])
       // The scan that sent us here saw a non-finite sum; not finding it again is a bug.
       if (output === undefined) return yield* Effect.die(new Error(`StreamSum: "${name}" was reported non-finite, but its sum is finite`))
@@ -157,9 +241,35 @@ export const make = (
     return p === undefined ? Effect.void : Fiber.interrupt(p.fiber)
   })
 
+  // Sums set `set` (m elements) into the output slot; returns the output's bytes.
+  const compute = (index: number, m: number, set: ReadonlyArray<Uint8Array>, out: Uint8Array, dtype: DType.WritableDType) =>
+    Effect.gen(function* () {
+      const packed = packedOf(index, dtype)
+      const p = yield* poolFor(m)
+      if (packed !== undefined) {
+        const values = set.map((s) => s.subarray(0, m * DType.byteSize[packed.inDtype]))
+        const result = out.subarray(0, m * DType.byteSize[packed.outDtype])
+        const args = { out: result, outDtype: packed.outDtype, inputs: values, inDtype: packed.inDtype, coefficients }
+        if (p !== undefined) yield* Effect.orDie(p.run("packedSum", args, Pool.split(m, p.workers, SPLIT_BLOCK)))
+        else if (kernels === undefined || !kernels.packed.weightedSum(result, packed.outDtype, values, packed.inDtype, coefficients, 0, m)) {
+          Packed.weightedSumJs(result, packed.outDtype, values, packed.inDtype, coefficients, 0, m)
+        }
+        const bad = checkFinite && (kernels?.packed.hasNonFinite(result, packed.outDtype, 0, m) ?? Packed.hasNonFiniteJs(result, packed.outDtype, 0, m))
+        return { bytes: result, bad }
+      }
+      const values = set.map((s) => floats(s, m))
+      const sum = floats(out, m)
+      if (p !== undefined) yield* Effect.orDie(p.run("weightedSum", { out: sum, inputs: values, coefficients }, Pool.split(m, p.workers, SPLIT_BLOCK)))
+      else if (kernels === undefined || !kernels.simd.weightedSum(sum, values, coefficients, 0, m)) weightedSum(sum, values, coefficients)
+      const bad = checkFinite && (kernels?.simd.hasNonFinite(sum, 0, m) ?? NonFinite.firstNonFinite(sum) >= 0)
+      const bytes = dtype === "F32" ? new Uint8Array(sum.buffer, sum.byteOffset, sum.byteLength) : DType.fromNumbers(sum, dtype)
+      return { bytes, bad: bad || (checkFinite && dtype !== "F32" && Packed.isPacked(dtype) && Packed.hasNonFiniteJs(bytes, dtype, 0, m)) }
+    })
+
   const viaArena = (index: number, start: number, end: number, dtype: DType.WritableDType, target: Uint8Array | undefined) =>
     Effect.gen(function* () {
       const m = end - start
+      const packed = packedOf(index, dtype) !== undefined
       const hit = pending !== undefined && pending.index === index && pending.start === start && pending.end === end ? pending : undefined
       if (hit === undefined) yield* cancelPending
       if (slots === undefined || slots.capacity < m) slots = allocate(Math.min(MAX_RANGE, Math.max(m, chunk)))
@@ -169,21 +279,21 @@ export const make = (
         current = hit.set
         // A read-ahead that failed is read again here, in this request's own context (under
         // --memory-limit a read-ahead may find no memory free that the request then has).
-        if (Exit.isFailure(yield* Effect.exit(Fiber.join(hit.fiber)))) yield* fill(index, start, end, s.sets[current]!)
+        if (Exit.isFailure(yield* Effect.exit(Fiber.join(hit.fiber)))) yield* fill(index, start, end, s.sets[current]!, packed)
       } else {
-        yield* fill(index, start, end, s.sets[current]!)
+        yield* fill(index, start, end, s.sets[current]!, packed)
       }
       const next = guess(index, start, end)
       if (next !== undefined && next.end - next.start <= s.capacity) {
         const other: 0 | 1 = current === 0 ? 1 : 0
-        const fiber = yield* Effect.forkIn(fill(next.index, next.start, next.end, s.sets[other]), scope, { startImmediately: true })
+        // The read-ahead decides packed or float32 by the dtype of this request: a writer asks
+        // every tensor for one output dtype.
+        const fiber = yield* Effect.forkIn(fill(next.index, next.start, next.end, s.sets[other], packedOf(next.index, dtype) !== undefined), scope, { startImmediately: true })
         pending = { ...next, set: other, fiber }
       }
-      const values = s.sets[current]!.map((a) => a.subarray(0, m))
-      const out = s.out.subarray(0, m)
-      if (s.simd === undefined || !s.simd.weightedSum(out, values, coefficients, 0, m)) weightedSum(out, values, coefficients)
-      if (checkFinite && (s.simd?.hasNonFinite(out, 0, m) ?? NonFinite.firstNonFinite(out) >= 0)) return yield* nonFinite(index)
-      return deliver(out, true, dtype, target)
+      const { bytes, bad } = yield* compute(index, m, s.sets[current]!, s.out, dtype)
+      if (bad) return yield* nonFinite(index, dtype)
+      return deliver(bytes, bytes.buffer === s.out.buffer, target)
     })
 
   const serve = (index: number, range: TensorRef.ElementRange, dtype: DType.WritableDType, target: Uint8Array | undefined) =>
@@ -191,7 +301,7 @@ export const make = (
       const { start, end } = TensorRef.rangeOf(inputs[index]![0]!, range)
       // A range that ends before its tensor does is a full chunk (the last one may be shorter).
       if (end < sizes[index]!) chunk = end - start
-      if (busy || end - start > MAX_RANGE) return direct(index, start, end, dtype, target)
+      if (busy || end - start > MAX_RANGE || count > Simd.MAX_INPUTS) return direct(index, start, end, dtype, target)
       busy = true
       return Effect.ensuring(viaArena(index, start, end, dtype, target), Effect.sync(() => { busy = false }))
     })

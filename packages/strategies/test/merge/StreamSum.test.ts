@@ -50,6 +50,13 @@ const expected = (inputs: ReadonlyArray<Float32Array>, c: ReadonlyArray<number>,
     return acc
   })
 
+/** The first byte where `a` and `b` differ, or −1 (toEqual on millions of bytes is slow). */
+const firstDifference = (a: Uint8Array, b: Uint8Array): number => {
+  if (a.length !== b.length) return Math.min(a.length, b.length)
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return i
+  return -1
+}
+
 const f32 = (bytes: Uint8Array) => new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4)
 
 const withScope = <A, E>(f: (scope: Scope.Scope) => Effect.Effect<A, E>) =>
@@ -211,5 +218,39 @@ describe("StreamSum", () => {
       return first
     }).pipe(Effect.timeout("5 seconds")))
     expect(closed).toEqual(expected([ins[0]!.decoded], [2], 0, 1000))
+  })
+
+  describe("packed inputs (bf16/f16 read as they are, decoded, summed and encoded by the fused kernel)", () => {
+    const n = 2_500_003
+    const pairs = [["BF16", "BF16"], ["F16", "F16"], ["BF16", "F32"], ["F32", "BF16"]] as const
+    for (const workers of [1, 2]) {
+      it(`bf16→bf16, f16→f16, bf16→f32, f32→bf16 on ${workers} thread(s): the bytes of Σ cᵢxᵢ in float64, rounded once, for the writer's chunks`, async () => {
+        const c = [0.25, 0.5, 0.25]
+        // One tensor per dtype pair, all in one stream (one pool).
+        const tensors = pairs.map(([inDtype], t) => c.map((_, i) => source(`t${t}.m${i}`, rand(70 + 10 * t + i, n), inDtype)))
+        await withScope((scope) => Effect.gen(function* () {
+          const stream = StreamSum.make(tensors.map((ins) => ins.map((s) => s.ref)), c, scope, { workers, checkFinite: true })
+          for (const [t, [, outDtype]] of pairs.entries()) {
+            const size = DType.byteSize[outDtype]
+            const target = new Uint8Array(new SharedArrayBuffer(CHUNK * size))
+            for (let start = 0; start < n; start += CHUNK) {
+              const end = Math.min(n, start + CHUNK)
+              const into = target.subarray(0, (end - start) * size)
+              yield* stream.sumInto(t, { start, end }, outDtype, into)
+              expect(firstDifference(into, DType.fromNumbers(expected(tensors[t]!.map((x) => x.decoded), c, start, end), outDtype))).toBe(-1)
+            }
+          }
+        }))
+        for (const ins of tensors) for (const s of ins) expect(s.reads.length).toBe(Math.ceil(n / CHUNK))
+      })
+    }
+
+    it("fails naming the tensor when the f16 sum overflows to Inf only once encoded", async () => {
+      const big = Float32Array.from({ length: 300_000 }, (_, i) => (i === 123_456 ? 60_000 : 1))
+      const ins = [source("w", big, "F16"), source("w", big, "F16")]
+      const failed = await withScope((scope) => Effect.flip(StreamSum.make([ins.map((s) => s.ref)], [1, 1], scope, { workers: 2, checkFinite: true }).sum(0, { start: 0, end: 300_000 }, "F16")))
+      expect(failed.message).toContain("w")
+      expect(failed.message).toContain("123456")
+    })
   })
 })
