@@ -5,8 +5,9 @@
  *
  * @since 0.1.0
  */
-import { Result } from "effect"
+import { Effect, Result } from "effect"
 import * as Kernel from "./kernels/ArceeFusion.ts"
+import * as Parallel from "./kernels/Parallel.ts"
 import * as Method from "./Method.ts"
 
 /** @category stage kinds */
@@ -23,5 +24,7 @@ export const ArceeFusion = Method.define({
     const { out, threshold, taken } = Kernel.apply(job.shape, job.base!, job.models[0]!)
     job.diagnose({ threshold, taken })
     return Result.succeed(out)
-  }
+  },
+  parallel: (pool, job, _params, out) =>
+    Effect.map(Parallel.arceeFusion(pool, job.shape, job.base!, job.models[0]!, out), ({ threshold, taken }) => job.diagnose({ threshold, taken }))
 })

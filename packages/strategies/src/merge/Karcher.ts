@@ -6,8 +6,9 @@
  * @since 0.1.0
  */
 import { Stage } from "@crucible/core"
-import { Result, Schema } from "effect"
+import { Effect, Result, Schema } from "effect"
 import * as Kernel from "./kernels/Karcher.ts"
+import * as Parallel from "./kernels/Parallel.ts"
 import * as Method from "./Method.ts"
 
 const MaxIter = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
@@ -29,5 +30,7 @@ export const Karcher = Method.define({
     const { out, iterations, converged } = Kernel.apply({ maxIter: params.max_iter, tol: params.tol }, job.models)
     job.diagnose({ iterations, converged })
     return Result.succeed(out)
-  }
+  },
+  parallel: (pool, job, params, out) =>
+    Effect.map(Parallel.karcher(pool, { maxIter: params.max_iter, tol: params.tol }, job.models, out), ({ iterations, converged }) => job.diagnose({ iterations, converged }))
 })

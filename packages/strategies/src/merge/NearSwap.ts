@@ -5,9 +5,10 @@
  *
  * @since 0.1.0
  */
-import { Result } from "effect"
+import { Effect, Result } from "effect"
 import { InvalidMergeParameter } from "./kernels/KernelError.ts"
 import * as Kernel from "./kernels/NearSwap.ts"
+import * as Parallel from "./kernels/Parallel.ts"
 import * as Method from "./Method.ts"
 import { NonNegative } from "./rules/ParamValue.ts"
 
@@ -38,5 +39,6 @@ export const NearSwap = Method.define({
     const out = new Float32Array(job.base!.length)
     Kernel.apply(t.success, out, job.base!, job.models[0]!)
     return Result.succeed(out)
-  }
+  },
+  parallel: (pool, job, _params, out) => Effect.flatMap(Effect.fromResult(distance(job)), (t) => Parallel.nearSwap(pool, t, out, job.base!, job.models[0]!))
 })

@@ -6,9 +6,10 @@
  * @since 0.1.0
  */
 import { Stage } from "@crucible/core"
-import { Result, Schema } from "effect"
+import { Effect, Result, Schema } from "effect"
 import { InvalidMergeParameter } from "./kernels/KernelError.ts"
 import * as Kernel from "./kernels/NuSlerp.ts"
+import * as Parallel from "./kernels/Parallel.ts"
 import * as Method from "./Method.ts"
 
 // mergekit requires `weight` for every model; a tensor without both is refused before anything is read.
@@ -43,5 +44,12 @@ export const NuSlerp = Method.define({
     Kernel.apply({ t: t.success, flatten: params.nuslerp_flatten, rowWise: params.nuslerp_row_wise }, job.shape, out, a, b, job.base)
     job.diagnose({ t: t.success })
     return Result.succeed(out)
-  }
+  },
+  parallel: (pool, job, params, out) =>
+    Effect.gen(function* () {
+      const t = yield* Effect.fromResult(factor({ ...job, models: job.models.length }))
+      const [a, b] = job.models as [Float32Array, Float32Array]
+      yield* Parallel.nuSlerp(pool, { t, flatten: params.nuslerp_flatten, rowWise: params.nuslerp_row_wise }, job.shape, out, a, b, job.base)
+      job.diagnose({ t })
+    })
 })

@@ -6,7 +6,8 @@
  *
  * @since 0.1.0
  */
-import { Result } from "effect"
+import { Effect, Result } from "effect"
+import * as Parallel from "./kernels/Parallel.ts"
 import * as Kernel from "./kernels/Sce.ts"
 import * as Method from "./Method.ts"
 import { Unit } from "./rules/ParamValue.ts"
@@ -24,7 +25,12 @@ export const Sce = Method.define({
   fields: {},
   merge: (job) => {
     const { out, kept, weights } = Kernel.apply(job.value("select_topk") ?? 1, job.base!, job.models)
-    job.diagnose({ kept, ...Object.fromEntries(weights.map((w, i) => [`weight.${i}`, w])) })
+    diagnose(job, kept, weights)
     return Result.succeed(out)
-  }
+  },
+  parallel: (pool, job, _params, out) =>
+    Effect.map(Parallel.sce(pool, job.value("select_topk") ?? 1, job.base!, job.models, out), ({ kept, weights }) => diagnose(job, kept, weights))
 })
+
+const diagnose = (job: Method.Job, kept: number, weights: ReadonlyArray<number>) =>
+  job.diagnose({ kept, ...Object.fromEntries(weights.map((w, i) => [`weight.${i}`, w])) })

@@ -46,7 +46,8 @@ export const karcher = (models: ReadonlyArray<Vector>, maxIter = 10, tol = 1e-5)
   if (units.length === 0) return models[0]!.map(() => 0)
   const a = 1 / units.length
   let u = units[0]!.map((_, j) => units.reduce((s, x) => s + a * x[j]!, 0))
-  u = norm(u) < tol ? units[0]!.slice() : u.map((v) => v / norm(u))
+  const mean = norm(u)
+  u = mean < tol ? units[0]!.slice() : u.map((v) => v / mean)
   for (let it = 0; it < maxIter; it++) {
     const tangent = u.map(() => 0)
     for (const x of units) {

@@ -9,8 +9,16 @@
  * drawn at random (unseeded) when a tensor is larger, so its choice varies from run to run.
  * Float64 throughout.
  *
+ * Written as passes ({@link passes}) that split over ranges with the same bytes: each row's KL in
+ * one thread (rows split over the pool), the quantiles by an exact radix select over the
+ * importances (`Radix64.ts`, recomputed per pass from the inputs and the rows' KL, not stored),
+ * then the elementwise choice. The pool form is `Parallel.arceeFusion`.
+ *
  * @since 0.1.0
  */
+import { type Passes, runInThread } from "./Passes.ts"
+import type { Range } from "./Pool.ts"
+import * as Radix64 from "./Radix64.ts"
 
 /** What the merge took, for the tensor's diagnostics. @category models */
 export interface FusionResult {
@@ -43,31 +51,93 @@ const divergence = (p: Float32Array, q: Float32Array, start: number, length: num
   return kl
 }
 
+type F32 = Float32Array
+
+/** The length of the rows the KL divergence is taken over (the whole tensor when 1-D). @category layout */
+export const rowLength = (shape: ReadonlyArray<number>, n: number): number => (shape.length >= 2 ? shape.at(-1)! : n)
+
 /** Each entry's importance, |θ − base| times its row's KL divergence. @category kernels */
-export const importance = (shape: ReadonlyArray<number>, base: Float32Array, model: Float32Array): Float64Array => {
+export const importance = (shape: ReadonlyArray<number>, base: F32, model: F32): Float64Array => {
   const n = base.length
-  const rowLength = shape.length >= 2 ? shape.at(-1)! : n
-  const scores = new Float64Array(n)
-  for (let start = 0; start < n; start += rowLength) {
-    const kl = divergence(model, base, start, rowLength)
-    for (let j = start; j < start + rowLength; j++) scores[j] = Math.abs(model[j]! - base[j]!) * kl
+  const length = rowLength(shape, n)
+  const kl = divergences(base, model, length, 0, n)
+  return Float64Array.from({ length: n }, (_, j) => Math.abs(model[j]! - base[j]!) * kl[Math.floor(j / length)]!)
+}
+
+/** The KL divergence of each whole row in `[start, end)` (multiples of the row length). @category kernels */
+export const divergences = (base: F32, model: F32, length: number, start: number, end: number): Float64Array => {
+  const rows = length === 0 ? 0 : (end - start) / length
+  return Float64Array.from({ length: rows }, (_, r) => divergence(model, base, start + r * length, length))
+}
+
+/**
+ * One pass over `[start, end)`; `kl` holds every row's divergence (a copy crosses to each worker:
+ * one number per row).
+ *
+ * @category models
+ */
+export type Step =
+  | { readonly pass: "divergences"; readonly base: F32; readonly model: F32; readonly rowLength: number }
+  | { readonly pass: "count"; readonly base: F32; readonly model: F32; readonly rowLength: number; readonly kl: Float64Array; readonly digit: number; readonly targets: ReadonlyArray<Radix64.Target> }
+  | { readonly pass: "fuse"; readonly base: F32; readonly model: F32; readonly rowLength: number; readonly kl: Float64Array; readonly threshold: number; readonly out: F32 }
+
+/** Runs one pass on `[start, end)`. @category kernels */
+export const step = (a: Step, start: number, end: number): Float64Array | Radix64.Counts | number => {
+  const { base, model, rowLength: length } = a
+  switch (a.pass) {
+    case "divergences":
+      return divergences(base, model, length, start, end)
+    case "count": {
+      const counts = Radix64.emptyCounts(a.targets.length)
+      const chunk = Radix64.scratch()
+      for (let j0 = start; j0 < end; j0 += Radix64.CHUNK) {
+        const m = Math.min(Radix64.CHUNK, end - j0)
+        for (let k = 0; k < m; k++) chunk.values[k] = Math.abs(model[j0 + k]! - base[j0 + k]!) * a.kl[Math.floor((j0 + k) / length)]!
+        Radix64.count(chunk, m, a, counts)
+      }
+      return counts
+    }
+    case "fuse": {
+      let taken = 0
+      for (let j = start; j < end; j++) {
+        const take = Math.abs(model[j]! - base[j]!) * a.kl[Math.floor(j / length)]! >= a.threshold
+        a.out[j] = take ? model[j]! : base[j]!
+        taken += +take
+      }
+      return taken
+    }
   }
-  return scores
+}
+
+/**
+ * The merge as passes: `rows` are ranges of whole rows, `ranges` any ranges covering the tensor.
+ *
+ * @category kernels
+ */
+export function* passes(
+  shape: ReadonlyArray<number>,
+  base: F32,
+  model: F32,
+  out: F32,
+  rows: ReadonlyArray<Range>,
+  ranges: ReadonlyArray<Range>
+): Passes<Step, Omit<FusionResult, "out">> {
+  const n = base.length
+  const length = rowLength(shape, n)
+  const parts = (yield { args: { pass: "divergences", base, model, rowLength: length }, ranges: rows }) as ReadonlyArray<Float64Array>
+  const kl = new Float64Array(parts.reduce((t, p) => t + p.length, 0))
+  parts.reduce((at, p) => (kl.set(p, at), at + p.length), 0)
+  const ranks = [0.25, 0.5, 0.75].map((q) => Math.floor(q * (n - 1)))
+  const { found } = yield* Radix64.select(ranges, n, (c): Step => ({ pass: "count", base, model, rowLength: length, kl, ...c }), () => ranks)
+  const quantile = (q: number) => found.find((f) => f.rank === ranks[q])!.value
+  const threshold = n === 0 ? 0 : quantile(1) + 1.5 * (quantile(2) - quantile(0))
+  const taken = ((yield { args: { pass: "fuse", base, model, rowLength: length, kl, threshold, out }, ranges }) as ReadonlyArray<number>).reduce((t, c) => t + c, 0)
+  return { threshold, taken: n === 0 ? 0 : taken / n }
 }
 
 /** @category kernels */
-export const apply = (shape: ReadonlyArray<number>, base: Float32Array, model: Float32Array): FusionResult => {
-  const n = base.length
-  const scores = importance(shape, base, model)
-  const sorted = scores.slice().sort()
-  const quantile = (q: number) => sorted[Math.floor(q * (n - 1))]!
-  const threshold = n === 0 ? 0 : quantile(0.5) + 1.5 * (quantile(0.75) - quantile(0.25))
-  const out = new Float32Array(n)
-  let taken = 0
-  for (let j = 0; j < n; j++) {
-    const take = scores[j]! >= threshold
-    out[j] = take ? model[j]! : base[j]!
-    taken += +take
-  }
-  return { out, threshold, taken: n === 0 ? 0 : taken / n }
+export const apply = (shape: ReadonlyArray<number>, base: F32, model: F32): FusionResult => {
+  const out = new Float32Array(base.length)
+  const whole = [{ start: 0, end: base.length }]
+  return { out, ...runInThread(passes(shape, base, model, out, whole, whole), step) }
 }

@@ -6,13 +6,18 @@
  *
  * @since 0.1.0
  */
+import * as ArceeFusion from "./ArceeFusion.ts"
 import * as Fisher from "./Fisher.ts"
 import * as Gram from "./Gram.ts"
+import * as Karcher from "./Karcher.ts"
 import * as ModelStock from "./ModelStock.ts"
+import * as NearSwap from "./NearSwap.ts"
 import * as NonFinite from "./NonFinite.ts"
+import * as NuSlerp from "./NuSlerp.ts"
 import * as Packed from "./Packed.ts"
 import type { PackedInput } from "./PackedInput.ts"
 import * as PackedTaskArithmetic from "./PackedTaskArithmetic.ts"
+import * as Sce from "./Sce.ts"
 import * as Select from "./Select.ts"
 import type { SimdKernels } from "./Simd.ts"
 import type { Selector } from "./Sparsify.ts"
@@ -51,6 +56,15 @@ export const ops = {
     ModelStock.apply(a.plan, a.out, a.base, a.models, start, end, sumWith(ctx)),
   fisher: (a: { plan: Fisher.FisherPlan; out: F32; models: ReadonlyArray<F32>; fishers: ReadonlyArray<F32> }, start: number, end: number): void =>
     Fisher.apply(a.plan, a.out, a.models, a.fishers, start, end),
+  // The methods of kernels/{NearSwap,NuSlerp,Karcher,Sce,ArceeFusion}.ts (multi-pass ones as one op, `Step` by pass).
+  nearSwap: (a: { t: number; out: F32; base: F32; model: F32 }, start: number, end: number): void => NearSwap.apply(a.t, a.out, a.base, a.model, start, end),
+  nuSlerpMix: (a: { cx: number; cy: number; out: F32; a: F32; b: F32; base: F32 | undefined }, start: number, end: number): void =>
+    NuSlerp.mix(a.cx, a.cy, a.out, a.a, a.b, a.base, start, end),
+  nuSlerpVectors: (a: { params: NuSlerp.NuSlerpParams; shape: ReadonlyArray<number>; out: F32; a: F32; b: F32; base: F32 | undefined }, start: number, end: number): void =>
+    NuSlerp.applyVectors(a.params, a.shape, a.out, a.a, a.b, a.base, start, end),
+  karcher: (a: Karcher.Step, start: number, end: number): ReturnType<typeof Karcher.step> => Karcher.step(a, start, end),
+  sce: (a: Sce.Step, start: number, end: number): ReturnType<typeof Sce.step> => Sce.step(a, start, end),
+  arceeFusion: (a: ArceeFusion.Step, start: number, end: number): ReturnType<typeof ArceeFusion.step> => ArceeFusion.step(a, start, end),
   gram: (a: { inputs: ReadonlyArray<F32>; base: F32 | undefined; block: number }, start: number, end: number): Float64Array =>
     Gram.partials(a.inputs, a.base, start, end, a.block),
   countHigh: (a: { x: F32; base: F32 }, start: number, end: number): Uint32Array => {

@@ -7,13 +7,19 @@
  * @since 0.1.0
  */
 import { Effect } from "effect"
+import * as ArceeFusion from "./ArceeFusion.ts"
 import type * as Fisher from "./Fisher.ts"
 import * as Gram from "./Gram.ts"
+import * as Karcher from "./Karcher.ts"
 import type { MergeKernelError } from "./KernelError.ts"
 import * as ModelStock from "./ModelStock.ts"
 import * as Multislerp from "./Multislerp.ts"
+import * as NuSlerp from "./NuSlerp.ts"
+import type { Passes } from "./Passes.ts"
 import type { NonFiniteReport } from "./NonFinite.ts"
+import type { OpArgs, OpName } from "./Ops.ts"
 import type { Pool, PoolError } from "./Pool.ts"
+import * as Sce from "./Sce.ts"
 import * as Select from "./Select.ts"
 import * as Slerp from "./Slerp.ts"
 import type { Selector } from "./Sparsify.ts"
@@ -209,6 +215,64 @@ export const findNonFinite: (
       }
     }
     return undefined
+  })
+
+/** NearSwap of `model` towards `base` into `out`, a range per worker. @category kernels */
+export const nearSwap: (pool: Pool, t: number, out: Float32Array, base: Float32Array, model: Float32Array) => Effect.Effect<void, PoolError> =
+  Effect.fn("Parallel.nearSwap")(function* (pool, t, out, base, model) {
+    yield* pool.run("nearSwap", { t, out, base, model }, pool.split(out.length))
+  })
+
+/**
+ * NuSLERP of `a` and `b` (task vectors with a base) into `out`: a flat tensor's sums by `gram`,
+ * then the mix per range; rows or columns as whole vectors per worker.
+ *
+ * @category kernels
+ */
+export const nuSlerp: (
+  pool: Pool,
+  params: NuSlerp.NuSlerpParams,
+  shape: ReadonlyArray<number>,
+  out: Float32Array,
+  a: Float32Array,
+  b: Float32Array,
+  base: Float32Array | undefined
+) => Effect.Effect<void, PoolError> =
+  Effect.fn("Parallel.nuSlerp")(function* (pool, params, shape, out, a, b, base) {
+    if (!NuSlerp.isFlat(shape, params)) {
+      return yield* pool.run("nuSlerpVectors", { params, shape, out, a, b, base }, pool.split(out.length, NuSlerp.vectors(shape, params).length))
+    }
+    const g = yield* gram(pool, [a, b], base)
+    const [cx, cy] = NuSlerp.coefficients(params.t, g[0]!, g[3]!, g[1]!)
+    yield* pool.run("nuSlerpMix", { cx, cy, out, a, b, base }, pool.split(out.length))
+  })
+
+/** The Karcher merge of `models` into `out`: each pass of `Karcher.passes` on a range per worker. @category kernels */
+export const karcher: (pool: Pool, params: Karcher.KarcherParams, models: ReadonlyArray<Float32Array>, out: Float32Array) => Effect.Effect<Omit<Karcher.KarcherResult, "out">, PoolError> =
+  Effect.fn("Parallel.karcher")(function* (pool, params, models, out) {
+    const shared = (length: number) => new Float64Array(new SharedArrayBuffer(length * 8))
+    return yield* drive(pool, "karcher", Karcher.passes(params, models, out, pool.split(out.length), shared))
+  })
+
+/** SCE of `models` around `base` into `out`: each pass of `Sce.passes` on a range per worker. @category kernels */
+export const sce: (pool: Pool, selectTopk: number, base: Float32Array, models: ReadonlyArray<Float32Array>, out: Float32Array) => Effect.Effect<Omit<Sce.SceResult, "out">, PoolError> =
+  Effect.fn("Parallel.sce")(function* (pool, selectTopk, base, models, out) {
+    return yield* drive(pool, "sce", Sce.passes(selectTopk, base, models, out, pool.split(out.length)))
+  })
+
+/** Arcee Fusion of `model` into `base` into `out`: rows' KL by row ranges, then the select and fuse passes per range. @category kernels */
+export const arceeFusion: (pool: Pool, shape: ReadonlyArray<number>, base: Float32Array, model: Float32Array, out: Float32Array) => Effect.Effect<Omit<ArceeFusion.FusionResult, "out">, PoolError> =
+  Effect.fn("Parallel.arceeFusion")(function* (pool, shape, base, model, out) {
+    const rows = pool.split(out.length, Math.max(1, ArceeFusion.rowLength(shape, out.length)))
+    return yield* drive(pool, "arceeFusion", ArceeFusion.passes(shape, base, model, out, rows, pool.split(out.length)))
+  })
+
+/** Runs a multi-pass kernel (`Passes.ts`) on the pool: each pass's op on its ranges. */
+const drive = <K extends OpName, Out>(pool: Pool, op: K, passes: Passes<OpArgs<K>, Out>): Effect.Effect<Out, PoolError> =>
+  Effect.gen(function* () {
+    let next = passes.next()
+    while (!next.done) next = passes.next(yield* pool.run(op, next.value.args, next.value.ranges))
+    return next.value
   })
 
 const sum = (parts: ReadonlyArray<Uint32Array>, size: number): Uint32Array => {
