@@ -168,12 +168,12 @@ const u16View = (bytes: Uint8Array, n: number) => {
  * The float32 bits of every float16 pattern, built on first use from the scalar converter (the
  * reference) and then kept: a table lookup is the fastest exact widening in plain JavaScript.
  */
-let f16Table: Uint32Array | undefined
-const f16ToF32Bits = (): Uint32Array => {
+let f16Table: Int32Array | undefined
+const f16ToF32Bits = (): Int32Array => {
   if (f16Table !== undefined) return f16Table
   const table = new Float32Array(65536)
   for (let h = 0; h < 65536; h++) table[h] = f16BitsToFloat(h)
-  return (f16Table = new Uint32Array(table.buffer))
+  return (f16Table = new Int32Array(table.buffer))
 }
 
 /** Decodes raw little-endian bytes of `dtype` into float64 values (exact for every dtype but I64 beyond 2^53). */
@@ -227,27 +227,20 @@ const decodeFast = (bytes: Uint8Array, dtype: DType, out: Float32Array | Float64
     case "F16": {
       const h = u16View(bytes, n)
       const table = f16ToF32Bits()
-      if (out instanceof Float32Array) {
-        const bits = new Uint32Array(out.buffer, out.byteOffset, n)
-        for (let i = 0; i < n; i++) bits[i] = table[h[i]!]!
-      } else {
-        const values = new Float32Array(table.buffer)
-        for (let i = 0; i < n; i++) out[i] = values[h[i]!]!
-      }
+      if (out instanceof Float32Array) lookUp(h, table, new Int32Array(out.buffer, out.byteOffset, n), n)
+      else lookUpF64(h, new Float32Array(table.buffer), out, n)
       return
     }
     case "BF16": {
       const b = u16View(bytes, n)
-      if (out instanceof Float32Array) {
-        const bits = new Uint32Array(out.buffer, out.byteOffset, n)
-        for (let i = 0; i < n; i++) bits[i] = b[i]! << 16
-      } else {
+      if (out instanceof Float32Array) shiftUp(b, new Int32Array(out.buffer, out.byteOffset, n), 0, n)
+      else {
         // Through a float32 chunk: the bits are the float32's, widening to float64 is exact.
         const chunk = new Float32Array(Math.min(n, 4096))
-        const bits = new Uint32Array(chunk.buffer)
+        const bits = new Int32Array(chunk.buffer)
         for (let i0 = 0; i0 < n; i0 += chunk.length) {
           const m = Math.min(chunk.length, n - i0)
-          for (let k = 0; k < m; k++) bits[k] = b[i0 + k]! << 16
+          shiftUp(b, bits, i0, m)
           out.set(m === chunk.length ? chunk : chunk.subarray(0, m), i0)
         }
       }
@@ -273,6 +266,19 @@ const decodeFast = (bytes: Uint8Array, dtype: DType, out: Float32Array | Float64
     case "U8": out.set(bytes.subarray(0, n)); return
     default: return decodeScalar(bytes, dtype, out)
   }
+}
+
+// The hot loops, each in its own small function so that every element access in it sees one
+// typed-array kind (V8 optimises those best). Int32 views throughout: bit patterns stay small
+// integers (a Uint32Array store of a pattern ≥ 2^31 goes through a heap number).
+const shiftUp = (b: Uint16Array, bits: Int32Array, from: number, m: number): void => {
+  for (let k = 0; k < m; k++) bits[k] = b[from + k]! << 16
+}
+const lookUp = (h: Uint16Array, table: Int32Array, bits: Int32Array, n: number): void => {
+  for (let i = 0; i < n; i++) bits[i] = table[h[i]!]!
+}
+const lookUpF64 = (h: Uint16Array, table: Float32Array, out: Float64Array, n: number): void => {
+  for (let i = 0; i < n; i++) out[i] = table[h[i]!]!
 }
 
 /** The per-element reference (and the path of big-endian hosts). */
@@ -303,7 +309,7 @@ export const fromNumbers = (values: ArrayLike<number>, dtype: WritableDType): Ui
   const n = values.length
   const out = new Uint8Array(n * byteSize[dtype])
   if (littleEndian && values instanceof Float32Array && (dtype === "F16" || dtype === "BF16")) {
-    const bits = new Uint32Array(values.buffer, values.byteOffset, n)
+    const bits = new Int32Array(values.buffer, values.byteOffset, n)
     const half = new Uint16Array(out.buffer, 0, n)
     if (dtype === "BF16") narrowBF16(bits, half, n)
     else narrowF16(values, bits, half, n)
@@ -331,7 +337,7 @@ export const fromNumbers = (values: ArrayLike<number>, dtype: WritableDType): Ui
 
 // float32 bits → bfloat16 bits, as `float32ToBF16Bits`: add 0x7fff plus the kept lowest bit
 // (ties to even), keep the high half; NaN keeps its high half with the quiet bit set.
-const narrowBF16 = (bits: Uint32Array, half: Uint16Array, n: number): void => {
+const narrowBF16 = (bits: Int32Array, half: Uint16Array, n: number): void => {
   for (let i = 0; i < n; i++) {
     const b = bits[i]!
     half[i] = (b & 0x7fffffff) > 0x7f800000 ? (b >>> 16) | 0x40 : (b + 0x7fff + ((b >>> 16) & 1)) >>> 16
@@ -343,7 +349,7 @@ const narrowBF16 = (bits: Uint32Array, half: Uint16Array, n: number): void => {
 // results, overflow, Inf and NaN through the scalar reference (rare in weights).
 const F16_MIN_NORMAL = 113 << 23 // 2^-14 as float32 bits
 const F16_OVERFLOW = 143 << 23 // 2^16: rounds to Inf
-const narrowF16 = (values: Float32Array, bits: Uint32Array, half: Uint16Array, n: number): void => {
+const narrowF16 = (values: Float32Array, bits: Int32Array, half: Uint16Array, n: number): void => {
   for (let i = 0; i < n; i++) {
     const b = bits[i]!
     const a = b & 0x7fffffff
