@@ -50,6 +50,12 @@ export const dropCaches = (): boolean => {
   }
 }
 
+// statfs's f_type of tmpfs (linux/magic.h).
+const TMPFS_MAGIC = 0x01021994
+
+/** Whether `dir` is on tmpfs (RAM: a write there costs a copy, an fsync nothing). */
+export const isTmpfs = (dir: string): boolean => fs.statfsSync(dir).type === TMPFS_MAGIC
+
 /** Reads `files` once, so that later reads find them in the page cache. */
 export const warm = (files: ReadonlyArray<string>): void => {
   for (const f of files) dd([`if=${f}`, "of=/dev/null", "bs=16M"])
