@@ -18,6 +18,7 @@ import * as Disk from "./disk.ts"
 import * as Generate from "./generate.ts"
 import * as Llama from "./llama.ts"
 import * as Report from "./report.ts"
+import { selfCheck } from "./selfcheck.ts"
 import * as Tools from "./tools.ts"
 
 const here = path.dirname(fileURLToPath(import.meta.url))
@@ -48,6 +49,8 @@ if (!Number.isInteger(dims.layers) || dims.layers < 1) fail(`--layers ${flags.la
 const methods = flags.methods.split(",") as Array<Tools.Method>
 for (const m of methods) if (!Tools.METHODS.includes(m)) fail(`--methods: unknown method "${m}" (have: ${Tools.METHODS.join(", ")})`)
 const withTorch = !flags["no-torch"]
+const failures = selfCheck()
+if (failures.length > 0) fail(`self-check failed, the bench's own numbers cannot be trusted:\n${failures.join("\n")}`)
 const GB = 1e9
 
 const dir = path.resolve(flags.dir)
