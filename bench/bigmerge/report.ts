@@ -60,7 +60,7 @@ const f = (x: number, digits = 2) => x.toFixed(digits)
 /** The table's line for `tool`'s runs of `method`. */
 export const row = (method: string, tool: string, s: Summary): Row => [
   method, tool, f(s.wallSeconds.median, 1), f(s.wallSeconds.best, 1), `${f(s.overBound.serial)}×`, `${f(s.overBound.overlapped)}×`,
-  f(s.gbps), f(s.cpuSeconds, 1), f(s.peakRssBytes / MiB, 0), `start ${f(s.startupSeconds, 1)} + merge ${f(s.mergeSeconds, 1)}`
+  f(s.gbps), f(s.cpuSeconds, 1), f(s.peakRssBytes / MiB, 0), `before ${f(s.startupSeconds, 1)} + merge ${f(s.mergeSeconds, 1)}`
 ]
 
 const HEAD: Row = ["method", "tool", "wall s", "best", "/bound ser", "/bound ovl", "GB/s", "cpu s", "peak MiB", "split (median s)"]

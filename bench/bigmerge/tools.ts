@@ -17,7 +17,10 @@ export const DENSITY = 0.2
 export interface ToolRun extends ChildRun {
   /** Seconds of the merge proper: Crucible's `save` stage (which pulls the lazy merge), torch's own timing. */
   readonly mergeSeconds: number
-  /** Seconds before it: Crucible's start-up and planning, torch's imports. */
+  /**
+   * Seconds before it: Crucible's start-up, planning and stages before `save` (whatever the run does before
+   * the merge, input digests included), torch's imports.
+   */
   readonly startupSeconds: number
   /** Bytes of the output folder's shards. */
   readonly bytesWritten: number
