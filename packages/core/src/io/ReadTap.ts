@@ -7,10 +7,12 @@
  * worker thread (`Digest.onWorker`). {@link Taps.finish} then hashes only what no read fed (reads
  * out of order, tensors nobody read) from that point to the end.
  *
- * The reader's bytes are copied (in pieces of at most {@link PIECE_BYTES}) into a bounded queue
- * per file: a reader waits only while the queue is full (back-pressure, counted in
- * {@link TapStats.waits}) or while an earlier read of the same file, issued before its own, is
- * still in flight (bytes are hashed in file order). A read reserves its range when it is issued,
+ * The reader's bytes are copied into a bounded ring of `SharedArrayBuffer` chunks per file
+ * ({@link PIECE_BYTES} each, {@link QUEUE_BYTES} in all), which the worker hashes in place (a
+ * chunk is posted by number once full: small reads are packed, no copy crosses threads). A reader
+ * waits only while every chunk is being hashed (back-pressure, counted in {@link TapStats.waits})
+ * or while an earlier read of the same file, issued before its own, is still in flight (bytes are
+ * hashed in file order). A read reserves its range when it is issued,
  * so concurrent reads of consecutive ranges are all fed.
  *
  * @since 0.3.0
@@ -77,18 +79,17 @@ export interface Taps extends ReadTap {
   readonly stats: () => TapStats
 }
 
-/** Largest piece of a read copied at once. @category constants */
+/** Bytes of one chunk of the ring. @category constants */
 export const PIECE_BYTES = 4 * 1024 * 1024
-/** Bytes copied but not yet hashed, per file, before readers wait. @category constants */
-export const QUEUE_BYTES = 64 * 1024 * 1024
+/** The ring's bytes per file (copied, not yet hashed) before readers wait. @category constants */
+export const QUEUE_BYTES = 32 * 1024 * 1024
 
 interface FileTap extends Tap {
   readonly finish: Effect.Effect<TappedDigest | undefined>
 }
 
 /**
- * Taps whose workers live as long as the current scope. `queueBytes` bounds each file's copied
- * bytes not yet hashed. @category constructors
+ * Taps whose workers live as long as the current scope. `queueBytes` bounds each file's ring. @category constructors
  */
 export const make = (options: { readonly queueBytes?: number } = {}): Effect.Effect<Taps, never, Scope.Scope> =>
   Effect.gen(function* () {
@@ -133,11 +134,14 @@ const fileTap = (file: string, stat: fs.BigIntStats, runScope: Scope.Scope, queu
   let reserved = 0 // the end of the ranges reserved so far
   let closed = false
   let broken = false
-  let queued = 0 // bytes copied, not yet hashed
   let fed = 0
   let digest: { readonly digest: Digest.Digest; readonly scope: Scope.Closeable } | undefined
-  const pieces: Array<Uint8Array> = []
-  let draining: Promise<void> | undefined
+  // The ring: shared chunks the worker hashes in place (posted by number, no copy, no transfer).
+  const slotCount = Math.max(1, Math.floor(queueBytes / PIECE_BYTES))
+  const free: Array<Uint8Array> = []
+  let allocated = 0
+  let current: { readonly slot: Uint8Array; used: number } | undefined
+  let hashed: Promise<void> = Promise.resolve() // settles when every posted chunk is hashed
   let roomWaiters: Array<() => void> = []
   // The promise the last reserved ticket resolves when its bytes are queued: tickets copy in order.
   let lastCopied: Promise<void> = Promise.resolve()
@@ -150,39 +154,42 @@ const fileTap = (file: string, stat: fs.BigIntStats, runScope: Scope.Scope, queu
     }
     return digest.digest
   }
-  const drain = (): Promise<void> =>
-    (draining ??= (async () => {
-      for (let piece = pieces.shift(); piece !== undefined; piece = pieces.shift()) {
-        try {
-          await Effect.runPromise(digestNow().update(piece))
-        } catch {
-          // The worker is gone: the reads cannot be hashed; `finish` hashes the file whole.
-          broken = true
-        }
-        queued -= piece.byteLength
-        fed += piece.byteLength
-        stats.fed += piece.byteLength
-        const waiting = roomWaiters
-        roomWaiters = []
-        for (const wake of waiting) wake()
-      }
-      draining = undefined
-    })())
-  const room = (bytes: number): Promise<void> | undefined => {
-    if (queued === 0 || queued + bytes <= queueBytes) return undefined
-    stats.waits++
-    return new Promise<void>((resolve) => roomWaiters.push(resolve)).then(() => room(bytes))
+  // Hands the current chunk to the worker; its slot is free again once hashed. Posting is
+  // synchronous (`runPromise` runs until the worker is asked), so chunks are hashed in order.
+  const post = () => {
+    const chunk = current
+    if (chunk === undefined || chunk.used === 0) return
+    current = undefined
+    const done = Effect.runPromise(digestNow().update(chunk.slot.subarray(0, chunk.used))).then(
+      () => void ((fed += chunk.used), (stats.fed += chunk.used)),
+      // The worker is gone: the reads cannot be hashed; `finish` hashes the file whole.
+      () => void (broken = true)
+    ).then(() => {
+      free.push(chunk.slot)
+      const waiting = roomWaiters
+      roomWaiters = []
+      for (const wake of waiting) wake()
+    })
+    hashed = Promise.all([hashed, done]).then(() => undefined)
   }
-  // Copies `bytes` into the queue piece by piece, waiting for room when it is full.
+  const slot = (): Uint8Array | undefined =>
+    free.pop() ?? (allocated < slotCount ? (allocated++, new Uint8Array(new SharedArrayBuffer(PIECE_BYTES))) : undefined)
+  // Copies `bytes` into the ring, waiting for a free chunk when every one is being hashed.
   const copy = (bytes: Uint8Array): Promise<void> | undefined => {
-    for (let at = 0; at < bytes.byteLength; at += PIECE_BYTES) {
-      const piece = bytes.subarray(at, Math.min(bytes.byteLength, at + PIECE_BYTES))
-      const wait = broken ? undefined : room(piece.byteLength)
-      if (wait !== undefined) return wait.then(() => copy(bytes.subarray(at)))
-      if (broken) return undefined
-      pieces.push(piece.slice())
-      queued += piece.byteLength
-      void drain()
+    for (let at = 0; at < bytes.byteLength && !broken;) {
+      if (current === undefined) {
+        const next = slot()
+        if (next === undefined) {
+          stats.waits++
+          return new Promise<void>((resolve) => roomWaiters.push(resolve)).then(() => copy(bytes.subarray(at)))
+        }
+        current = { slot: next, used: 0 }
+      }
+      const n = Math.min(bytes.byteLength - at, PIECE_BYTES - current.used)
+      current.slot.set(bytes.subarray(at, at + n), current.used)
+      current.used += n
+      at += n
+      if (current.used === PIECE_BYTES) post()
     }
     return undefined
   }
@@ -217,7 +224,8 @@ const fileTap = (file: string, stat: fs.BigIntStats, runScope: Scope.Scope, queu
   const finish = Effect.gen(function* () {
     closed = true
     yield* Effect.promise(() => lastCopied)
-    yield* Effect.promise(() => drain())
+    post()
+    yield* Effect.promise(() => hashed)
     const rest = broken ? 0 : reserved
     if (broken || fed === 0) {
         // Nothing usable came from the reads: the whole file, as `Digest.ofFile` hashes it.
