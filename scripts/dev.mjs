@@ -102,14 +102,18 @@ const test = (args) => {
   return code
 }
 
-const bench = (names) => {
+// Names first, then the flags every chosen bench gets: `npm run bench -- bigmerge --layers 2`.
+const bench = (args) => {
+  const firstFlag = args.findIndex((a) => a.startsWith("-"))
+  const names = firstFlag === -1 ? args : args.slice(0, firstFlag)
+  const flags = firstFlag === -1 ? [] : args.slice(firstFlag)
   const dir = path.join(root, "bench")
   const all = fs.readdirSync(dir).filter((n) => fs.existsSync(path.join(dir, n, "run.ts"))).sort()
   const chosen = names.length > 0 ? names : all
   for (const name of chosen) {
     if (!all.includes(name)) throw new Error(`no benchmark "${name}" (have: ${all.join(", ")})`)
     say(`bench ${name}`)
-    const code = node(["--expose-gc", path.join(dir, name, "run.ts")])
+    const code = node(["--expose-gc", path.join(dir, name, "run.ts"), ...flags])
     if (code !== 0) return code
   }
   return 0
