@@ -271,7 +271,7 @@ export const define = <
           const header: TensorParams = { name, shape: like.shape, value, perModel: (param, fallback) => present.map((_, i) => value(param, i) ?? fallback), models: present.length }
           const planned = method.rangeWise(header, params)
           if (Result.isSuccess(planned) && RangeWise.eligible({ inputs, plan: planned.success, workingSet, threshold: rangeWiseBytes, limit: memoryLimit })) {
-            const merged = RangeWise.tensor({ like, dtype, inputs, plan: planned.success, workers, buffers: packed, allowNonFinite, diagnose: true })
+            const merged = RangeWise.tensor({ like, dtype, inputs, plan: planned.success, workers, buffers: packed, allowNonFinite, diagnose: true, releaseAfter: memoryLimit !== undefined })
             return TensorRef.withLineage(merged, Lineage.derived(inputs, { bytes: RangeWise.heldBytes(inputs) }))
           }
         }

@@ -95,11 +95,11 @@ export const ops = {
   packedL1: (a: { inputs: ReadonlyArray<PackedInput>; model: number; selector: Selector }, start: number, end: number): Float64Array =>
     PackedTaskArithmetic.l1(a.inputs, a.model, a.selector, start, end),
   packedTaskArithmetic: (
-    a: { prepared: TaskArithmetic.Prepared; inputs: ReadonlyArray<PackedInput>; out: F32; outStart: number },
+    a: { prepared: TaskArithmetic.Prepared; inputs: ReadonlyArray<PackedInput>; out: F32; outStart: number; bf16: Uint8Array | undefined },
     start: number,
     end: number,
     ctx: Context
-  ): TaskDiagnostics.Partial | undefined => PackedTaskArithmetic.apply(a.prepared, a.inputs, a.out, a.outStart, start, end, sumWith(ctx)),
+  ): TaskDiagnostics.Partial | undefined => PackedTaskArithmetic.apply(a.prepared, a.inputs, a.out, a.outStart, start, end, sumWith(ctx), a.bf16),
   // Weighted sum and NaN/Inf scan on packed bf16/f16/f32 bytes (`Packed.ts`): ranges are elements.
   packedSum: (a: PackedSumArgs, start: number, end: number, ctx: Context): void => {
     if (ctx.packed === undefined || !ctx.packed.weightedSum(a.out, a.outDtype, a.inputs, a.inDtype, a.coefficients, start, end)) {

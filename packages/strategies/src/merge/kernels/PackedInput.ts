@@ -66,3 +66,19 @@ export const f16ToF32Bits = (h: number): number => {
   }
   return (sign | (e << 23) | ((mant & 0x3ff) << 13)) >>> 0
 }
+
+/**
+ * Encodes `values` as bfloat16 into `out` (2 bytes each, from byte 0), rounding to nearest even
+ * with NaN kept a quiet NaN: the bytes of `DType.fromNumbers(values, "BF16")`, written by the
+ * thread that computed the values instead of allocated afresh on the calling thread.
+ *
+ * @category encode
+ */
+export const encodeBF16 = (values: Float32Array, out: Uint8Array): void => {
+  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length)
+  const halves = new Uint16Array(out.buffer, out.byteOffset, values.length)
+  for (let k = 0; k < bits.length; k++) {
+    const b = bits[k]!
+    halves[k] = (b & 0x7f800000) === 0x7f800000 && (b & 0x7fffff) !== 0 ? ((b >>> 16) | 0x40) & 0xffff : ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff
+  }
+}

@@ -117,8 +117,8 @@ const cutsOf = (runner: Runner, plan: TaskArithmeticPlan, inputs: ReadonlyArray<
   })
 
 /**
- * The merge of `[start, end)` into `out` (element 0 is tensor index `start`), split across the
- * runner; returns the range's diagnostics partials in order (none on the weighted-sum path).
+ * The merge of `[start, end)` into `out` (element 0 is tensor index `start`) and, with `bf16`
+ * (shared memory), encoded as bfloat16 into it by the workers, split across the runner; returns the range's diagnostics partials in order (none on the weighted-sum path).
  *
  * @category kernels
  */
@@ -128,10 +128,11 @@ export const apply: (
   inputs: ReadonlyArray<PackedInput>,
   out: Float32Array,
   start: number,
-  end: number
+  end: number,
+  bf16?: Uint8Array
 ) => Effect.Effect<Array<TaskDiagnostics.Partial>, PoolError> =
-  Effect.fn("PackedParallel.apply")(function* (runner, prepared, inputs, out, start, end) {
-    const parts = yield* runner.run("packedTaskArithmetic", { prepared, inputs, out, outStart: start }, runner.split(start, end))
+  Effect.fn("PackedParallel.apply")(function* (runner, prepared, inputs, out, start, end, bf16) {
+    const parts = yield* runner.run("packedTaskArithmetic", { prepared, inputs, out, outStart: start, bf16 }, runner.split(start, end))
     return parts.filter((p): p is TaskDiagnostics.Partial => p !== undefined)
   })
 

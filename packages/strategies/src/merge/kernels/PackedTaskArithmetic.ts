@@ -12,7 +12,7 @@
  */
 import { BLOCK } from "./Gram.ts"
 import * as NonFinite from "./NonFinite.ts"
-import { decode, type PackedInput } from "./PackedInput.ts"
+import { decode, encodeBF16, type PackedInput } from "./PackedInput.ts"
 import * as Select from "./Select.ts"
 import type { Selector } from "./Sparsify.ts"
 import * as TaskArithmetic from "./TaskArithmetic.ts"
@@ -143,7 +143,8 @@ export const l1 = (inputs: ReadonlyArray<PackedInput>, model: number, selector: 
 }
 
 /**
- * The merge of `[start, end)` into `out`, whose element 0 is tensor index `outStart`. Returns the
+ * The merge of `[start, end)` into `out`, whose element 0 is tensor index `outStart`; with
+ * `bf16`, also encoded as bfloat16 into it (2 bytes an element, element 0 at byte 0). Returns the
  * range's diagnostics (the windows' partials joined in order), undefined on the weighted-sum path.
  *
  * @category kernels
@@ -155,13 +156,15 @@ export const apply = (
   outStart: number,
   start: number,
   end: number,
-  sum?: typeof weightedSum
+  sum?: typeof weightedSum,
+  bf16?: Uint8Array
 ): TaskDiagnostics.Partial | undefined => {
   const merged = new Float32Array(BLOCK)
   const parts: Array<TaskDiagnostics.Partial> = []
   forEachWindow(inputs, every(inputs.length), lengthOf(inputs), start, end, (arrays, w0, a, b) => {
     const partial = TaskArithmetic.apply(prepared, merged, arrays[0]!, arrays.slice(1), a, b, w0, sum)
     out.set(merged.subarray(a, b), w0 + a - outStart)
+    if (bf16 !== undefined) encodeBF16(merged.subarray(a, b), bf16.subarray((w0 + a - outStart) * 2))
     if (partial !== undefined) parts.push(partial)
   })
   return parts.length === 0 ? undefined : join(parts)
