@@ -27,8 +27,6 @@ import { weightedSum } from "./WeightedSum.ts"
 /** The dtypes the packed kernels read and write. @category models */
 export type PackedDType = "F32" | "BF16" | "F16"
 
-const PACKED: ReadonlyArray<PackedDType> = ["F32", "BF16", "F16"]
-
 /** @category predicates */
 export const isPacked = (dtype: DType.DType): dtype is PackedDType => dtype === "F32" || dtype === "BF16" || dtype === "F16"
 
@@ -58,7 +56,19 @@ type Fn = (...args: Array<number>) => number
  * @category constructors
  */
 export const make = (memory: WebAssembly.Memory, owns?: (view: ArrayBufferView) => boolean): PackedKernels => {
-  const exports = new WebAssembly.Instance(compiled(), { env: { memory } }).exports as Record<string, Fn>
+  const instantiate = (module: WebAssembly.Module) => new WebAssembly.Instance(module, { env: { memory } }).exports as Record<string, Fn>
+  const exports = instantiate(compiled("helpers", helperFuncs))
+  // One module per (input, output) dtype pair, made on first use: a merge needs one or two.
+  const sums = new Map<string, Record<string, Fn>>()
+  const sumOf = (inDtype: PackedDType, outDtype: PackedDType, n: number): Fn => {
+    const key = `${inDtype}_${outDtype}`
+    let pair = sums.get(key)
+    if (pair === undefined) {
+      pair = instantiate(compiled(key, () => sumFuncs(inDtype, outDtype)))
+      sums.set(key, pair)
+    }
+    return pair[`sum_${key}_${n}`]!
+  }
   const buffers = new Set<ArrayBufferLike>()
   const inMemory = owns ?? ((a: ArrayBufferView): boolean => {
     if (buffers.has(a.buffer)) return true
@@ -79,7 +89,7 @@ export const make = (memory: WebAssembly.Memory, owns?: (view: ArrayBufferView) 
       for (const x of inputs) args.push(x.byteOffset + start * inBytes)
       args.push(steps)
       for (let i = 0; i < n; i++) args.push(coefficients[i]!)
-      exports[`sum_${inDtype}_${outDtype}_${n}`]!(...args)
+      sumOf(inDtype, outDtype, n)(...args)
     }
     const tail = start + steps * STEP
     if (tail < end) weightedSumJs(out, outDtype, inputs, inDtype, coefficients, tail, end)
@@ -189,13 +199,21 @@ const { op, I32, F64, V128, HIGH_HALF, JOIN_LOW_HALVES, i32x4Bytes } = Wasm
 
 const EXPONENT16: Readonly<Record<"BF16" | "F16", number>> = { BF16: 0x7f80, F16: 0x7c00 }
 
-let cachedModule: WebAssembly.Module | undefined
-const compiled = (): WebAssembly.Module => (cachedModule ??= new WebAssembly.Module(moduleBytes()))
+// Compiled modules, by name, kept for the life of the thread (as Simd.ts keeps its one module).
+const compiledModules = new Map<string, WebAssembly.Module>()
+const compiled = (key: string, funcs: () => ReadonlyArray<Wasm.Func>): WebAssembly.Module => {
+  let module = compiledModules.get(key)
+  if (module === undefined) {
+    module = new WebAssembly.Module(Wasm.module(funcs()))
+    compiledModules.set(key, module)
+  }
+  return module
+}
 
-/** Whether this runtime validates the packed module (WebAssembly SIMD). @category predicates */
+/** Whether this runtime validates the packed kernels (WebAssembly SIMD). @category predicates */
 export const isSupported = (): boolean => {
   try {
-    return WebAssembly.validate(moduleBytes())
+    return WebAssembly.validate(Wasm.module([...helperFuncs(), sumFunc("F16", "F16", 1)]))
   } catch {
     return false
   }
@@ -369,8 +387,9 @@ const nonFiniteFunc = (width: 16 | 32): Wasm.Func => {
   }
 }
 
-const moduleBytes = (): Uint8Array<ArrayBuffer> => {
-  const sums = PACKED.flatMap((inDtype) => PACKED.flatMap((outDtype) => Array.from({ length: MAX_INPUTS }, (_, k) => sumFunc(inDtype, outDtype, k + 1))))
+const sumFuncs = (inDtype: PackedDType, outDtype: PackedDType): Array<Wasm.Func> =>
+  Array.from({ length: MAX_INPUTS }, (_, k) => sumFunc(inDtype, outDtype, k + 1))
+const helperFuncs = (): Array<Wasm.Func> => {
   const sixteen = ["BF16", "F16"] as const
-  return Wasm.module([...sums, ...sixteen.map(widenFunc), ...sixteen.map(narrowFunc), nonFiniteFunc(16), nonFiniteFunc(32)])
+  return [...sixteen.map(widenFunc), ...sixteen.map(narrowFunc), nonFiniteFunc(16), nonFiniteFunc(32)]
 }

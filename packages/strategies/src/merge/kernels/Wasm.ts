@@ -114,16 +114,28 @@ export interface Func {
 export const module = (functions: ReadonlyArray<Func>): Uint8Array<ArrayBuffer> => {
   const types = functions.map((f) => [0x60, ...vec(f.params.map((t) => [t])), ...vec(f.results.map((t) => [t]))])
   const memoryImport = [...name("env"), ...name("memory"), 0x02, 0x03, ...uleb(0), ...uleb(65536)]
+  // The code section is most of the bytes: its parts are copied once, into the result.
   const bodies = functions.map((f) => {
-    const body = [...vec(f.locals.map(([count, type]) => [...uleb(count), type])), ...f.code, ...op.end]
-    return [...uleb(body.length), ...body]
+    const head = vec(f.locals.map(([count, type]) => [...uleb(count), type]))
+    const size = head.length + f.code.length + 1
+    return [uleb(size), head, f.code, op.end] as const
   })
-  return new Uint8Array([
-    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-    ...section(1, vec(types)),
-    ...section(2, vec([memoryImport])),
-    ...section(3, vec(functions.map((_, i) => uleb(i)))),
-    ...section(7, vec(functions.map((f, i) => [...name(f.name), 0x00, ...uleb(i)]))),
-    ...section(10, vec(bodies))
-  ])
+  const codeSize = bodies.reduce((total, parts) => total + parts.reduce((t, p) => t + p.length, 0), 0) + uleb(bodies.length).length
+  const parts: Array<ArrayLike<number>> = [
+    [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
+    section(1, vec(types)),
+    section(2, vec([memoryImport])),
+    section(3, vec(functions.map((_, i) => uleb(i)))),
+    section(7, vec(functions.map((f, i) => [...name(f.name), 0x00, ...uleb(i)]))),
+    [10, ...uleb(codeSize)],
+    uleb(bodies.length),
+    ...bodies.flat()
+  ]
+  const out = new Uint8Array(parts.reduce((t, p) => t + p.length, 0))
+  let at = 0
+  for (const p of parts) {
+    out.set(p, at)
+    at += p.length
+  }
+  return out
 }
