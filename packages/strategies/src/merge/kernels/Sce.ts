@@ -55,15 +55,16 @@ export type Step =
 
 /** The variance of the task vectors at `j`, across the models. */
 const variance = (base: F32, models: ReadonlyArray<F32>, j: number): number => {
+  const count = models.length, origin = base[j]!
   let mean = 0
-  for (const m of models) mean += m[j]! - base[j]!
-  mean /= models.length
+  for (let i = 0; i < count; i++) mean += models[i]![j]! - origin
+  mean /= count
   let v = 0
-  for (const m of models) {
-    const d = m[j]! - base[j]! - mean
+  for (let i = 0; i < count; i++) {
+    const d = models[i]![j]! - origin - mean
     v += d * d
   }
-  return v / models.length
+  return v / count
 }
 
 const keeps = (selection: Selection, base: F32, models: ReadonlyArray<F32>, j: number): number => {

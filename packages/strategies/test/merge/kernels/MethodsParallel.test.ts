@@ -190,7 +190,7 @@ describe("pool forms of the methods without one before", () => {
     })
   }
 
-  it("arcee-fusion: the quantiles are the sorted importances' elements, −0, NaN and all", async () => {
+  it("arcee-fusion: the quantiles are the sorted importances' elements, with NaN importances too", async () => {
     const { base, models } = quantised(7, 1)
     const model = withNaN(models[0]!, [10, 100_000])
     const shape = [401, 501]
