@@ -271,7 +271,8 @@ const encode4 = (dtype: "BF16" | "F16", l: Locals): Array<number> => {
     return [
       ...op.localSet(t),
       ...get(t), ...op.i32Const(16), ...op.i32x4ShrU(), ...c(0x40), ...op.v128Or(), // NaN: quiet
-      ...get(t), ...c(0x7fff), ...op.i32x4Add(), ...get(t), ...op.i32Const(16), ...op.i32x4ShrU(), ...c(1), ...op.v128And(), ...op.i32x4Add(), ...op.i32Const(16), ...op.i32x4ShrU(),
+      ...get(t), ...c(0x7fff), ...op.i32x4Add(),
+      ...get(t), ...op.i32Const(16), ...op.i32x4ShrU(), ...c(1), ...op.v128And(), ...op.i32x4Add(), ...op.i32Const(16), ...op.i32x4ShrU(),
       ...get(t), ...c(0x7fffffff), ...op.v128And(), ...c(0x7f800000), ...op.i32x4GtS(),
       ...op.v128Bitselect()
     ]
@@ -284,7 +285,8 @@ const encode4 = (dtype: "BF16" | "F16", l: Locals): Array<number> => {
     // |x| < 2^-14: a subnormal result, rounded by the float add of 0.5
     ...get(a), ...c(0x3f000000), ...op.f32x4Add(), ...c(0x3f000000), ...op.i32x4Sub(),
     // normal: re-bias, add 0xfff plus the kept lowest bit, shift
-    ...get(a), ...c((15 - 127) * 2 ** 23 + 0xfff), ...op.i32x4Add(), ...get(a), ...op.i32Const(13), ...op.i32x4ShrU(), ...c(1), ...op.v128And(), ...op.i32x4Add(), ...op.i32Const(13), ...op.i32x4ShrU(),
+    ...get(a), ...c((15 - 127) * 2 ** 23 + 0xfff), ...op.i32x4Add(),
+    ...get(a), ...op.i32Const(13), ...op.i32x4ShrU(), ...c(1), ...op.v128And(), ...op.i32x4Add(), ...op.i32Const(13), ...op.i32x4ShrU(),
     ...get(a), ...c(113 << 23), ...op.i32x4LtS(), ...op.v128Bitselect(),
     ...get(a), ...c(143 << 23), ...op.i32x4GeS(), ...op.v128Bitselect(),
     ...get(sign), ...op.i32Const(16), ...op.i32x4ShrU(), ...op.v128Or()
@@ -332,7 +334,8 @@ const sumFunc = (inDtype: PackedDType, outDtype: PackedDType, n: number): Wasm.F
     ...op.localGet(acc + 2 * g), ...op.f32x4DemoteF64x2Zero(), ...op.localGet(acc + 2 * g + 1), ...op.f32x4DemoteF64x2Zero(), ...op.shuffle(JOIN_LOW_HALVES)
   ]
   body.push(...store8(outDtype, out, joined(0), joined(1), l))
-  const pointers: Array<readonly [number, number]> = [[out, 8 * bytesPer(outDtype)], ...Array.from({ length: n }, (_, k) => [1 + k, 8 * bytesPer(inDtype)] as const)]
+  const pointers: Array<readonly [number, number]> = [[out, 8 * bytesPer(outDtype)]]
+  for (let k = 0; k < n; k++) pointers.push([1 + k, 8 * bytesPer(inDtype)])
   const main = loop(body, pointers, steps)
   const splats = Array.from({ length: n }, (_, k) => [...op.localGet(coef + k), ...op.f64x2Splat(), ...op.localSet(splat + k)]).flat()
   return {
