@@ -10,7 +10,8 @@
  *   node bench/merge/kernels.ts [--elements 16777216] [--models 4] [--density 0.2] [--repeats 5]
  *
  * Times are the best of `--repeats` runs (after one warm-up), here and in the PyTorch peer.
- * Prints a report and writes bench/out/merge-kernels.json.
+ * Prints a report and writes bench/out/merge-kernels.json. The kernels on packed bf16/f16 bytes
+ * (`Packed.ts`) have their own bench beside this one: `node bench/merge/packed.ts`.
  */
 import { Effect, Exit, Result, Scope } from "./effect.ts"
 import { spawnSync } from "node:child_process"
