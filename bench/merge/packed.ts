@@ -1,6 +1,7 @@
 /**
- * Packed-dtype kernels, one thread: the fused bf16 weighted sum (`Packed.ts`: 3 bf16 inputs →
- * bf16 in the arena) in GB/s of bytes read + written, against memcpy measured in the same run;
+ * Packed-dtype kernels: the fused bf16 weighted sum (`Packed.ts`: 3 bf16 inputs →
+ * bf16 in the arena) in GB/s of bytes read + written, one thread and through the pool (1 and 2
+ * workers), against one thread's memcpy measured in the same run;
  * the chain it replaces (DType.toFloat32 of each input, the f32 SIMD sum, DType.fromNumbers);
  * and the element rates of DType's bulk conversions now and at a given commit (default: the one
  * before the typed-array fast paths), loaded from git.
@@ -15,9 +16,11 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath, pathToFileURL } from "node:url"
 import { parseArgs } from "node:util"
+import { Effect, Exit, Scope } from "./effect.ts"
 import * as DType from "../../packages/core/src/tensor/DType.ts"
 import * as Arena from "../../packages/strategies/src/merge/kernels/Arena.ts"
 import * as Packed from "../../packages/strategies/src/merge/kernels/Packed.ts"
+import * as Pool from "../../packages/strategies/src/merge/kernels/Pool.ts"
 import * as Simd from "../../packages/strategies/src/merge/kernels/Simd.ts"
 
 const here = path.dirname(fileURLToPath(import.meta.url))
@@ -71,6 +74,24 @@ plainFrom.set(inputs[0]!)
 const memcpyPlain = time(() => plainTo.set(plainFrom))
 const memcpyArena = time(() => out.set(inputs[0]!))
 const fused = time(() => packed.weightedSum(out, "BF16", inputs, "BF16", coefficients, 0, n))
+
+// The same op through the pool, one range per worker (the memcpy figure above is one thread's).
+const pooled = new Map<number, number>()
+for (const workers of [1, 2]) {
+  const scope = Effect.runSync(Scope.make())
+  const pool = await Effect.runPromise(Scope.provide(scope)(Pool.make({ workers, arena, inlineBelow: 0 })))
+  const args = { out, outDtype: "BF16", inputs, inDtype: "BF16", coefficients } as const
+  const ranges = pool.split(n)
+  await Effect.runPromise(pool.run("packedSum", args, ranges))
+  let bestTime = Infinity
+  for (let r = 0; r < repeats; r++) {
+    const t0 = performance.now()
+    await Effect.runPromise(pool.run("packedSum", args, ranges))
+    bestTime = Math.min(bestTime, (performance.now() - t0) / 1000)
+  }
+  pooled.set(workers, bestTime)
+  await Effect.runPromise(Scope.close(scope, Exit.void))
+}
 
 // The chain the fused kernel replaces, on a 1M-element slice scaled up (whole tensors would need
 // 3 × 256 MiB of float32 copies), with the conversions DType has now.
@@ -135,11 +156,12 @@ const rows = [
   { kernel: "memcpy (TypedArray.set, plain)", seconds: memcpyPlain, gbps: (2 * n * 2) / memcpyPlain / GB },
   { kernel: "memcpy (TypedArray.set, arena)", seconds: memcpyArena, gbps: (2 * n * 2) / memcpyArena / GB },
   { kernel: "bf16 sum, fused (Packed)", seconds: fused, gbps: moved / fused / GB },
+  ...[...pooled].map(([workers, seconds]) => ({ kernel: `bf16 sum, pool packedSum, ${workers} worker(s)`, seconds, gbps: moved / seconds / GB })),
   { kernel: "bf16 sum, decode+SIMD+encode", seconds: chain, gbps: moved / chain / GB }
 ]
 const memcpyBest = Math.max(rows[0]!.gbps, rows[1]!.gbps)
 console.log("")
-for (const r of rows) console.log(`${r.kernel.padEnd(34)}${(r.seconds * 1000).toFixed(1).padStart(9)} ms${r.gbps.toFixed(2).padStart(8)} GB/s${`${((r.gbps / memcpyBest) * 100).toFixed(0)}%`.padStart(6)} of memcpy`)
+for (const r of rows) console.log(`${r.kernel.padEnd(42)}${(r.seconds * 1000).toFixed(1).padStart(9)} ms${r.gbps.toFixed(2).padStart(8)} GB/s${`${((r.gbps / memcpyBest) * 100).toFixed(0)}%`.padStart(6)} of memcpy`)
 console.log("")
 const rate = (x: number | undefined) => (x === undefined ? "-" : `${(x / 1e6).toFixed(0)} M/s`)
 for (const key of ["decodeBF16", "decodeF16", "fromNumbersBF16", "fromNumbersF16"] as const) {
