@@ -4,12 +4,12 @@
  * linear `(1−t)·x + t·y` where `|sin Ω| < 1e-8`. The vectors are the whole tensor (`flatten`),
  * its rows (the last axis), or its columns (`rowWise`: the first axis). With a base, x and y are
  * task vectors and the base is added back. All sums are float64, rounded once; a whole-tensor
- * vector's sums are blockwise (`Gram.ts`), so the pool form (`Parallel.nuSlerp`) gives the same bytes.
+ * vector's sums are blockwise (`BlockSums.ts`), so the pool form (`Parallel.nuSlerp`) gives the same bytes.
  *
  * @since 0.1.0
  */
 import { Result } from "effect"
-import * as Gram from "./Gram.ts"
+import * as BlockSums from "./BlockSums.ts"
 import { InvalidMergeParameter, type MergeKernelError } from "./KernelError.ts"
 
 /** @category params */
@@ -68,7 +68,7 @@ export const coefficients = (t: number, xx: number, yy: number, xy: number): rea
   return Math.abs(sin) < COLINEAR_EPS ? [1 - t, t] : [Math.sin((1 - t) * omega) / sin, Math.sin(t * omega) / sin]
 }
 
-/** Whether the tensor is one vector: its sums are then blockwise (`Gram.ts`), so they split over threads. @category layout */
+/** Whether the tensor is one vector: its sums are then blockwise ({@link sumPartials}), so they split over threads. @category layout */
 export const isFlat = (shape: ReadonlyArray<number>, params: Pick<NuSlerpParams, "rowWise" | "flatten">): boolean =>
   vectors(shape, params).count === 1
 
@@ -139,6 +139,15 @@ export const applyVectors = (
   }
 }
 
+/** Per block of `Gram.BLOCK` in `[start, end)` (start on a block boundary): ⟨x,x⟩, ⟨y,y⟩, ⟨x,y⟩ (`BlockSums.ts`). @category kernels */
+export const sumPartials = (a: Float32Array, b: Float32Array, base: Float32Array | undefined, start: number, end: number): Float64Array =>
+  BlockSums.partials(start, end, 3, (b0, b1, block) => {
+    const [xx, yy, xy] = sums(a, b, base, b0, b1)
+    block[0] = xx
+    block[1] = yy
+    block[2] = xy
+  })
+
 /** ⟨x,x⟩, ⟨y,y⟩, ⟨x,y⟩ of one contiguous vector, summed in order. */
 const sums = (a: Float32Array, b: Float32Array, base: Float32Array | undefined, start: number, end: number): readonly [number, number, number] => {
   let xx = 0, yy = 0, xy = 0
@@ -154,14 +163,14 @@ const sums = (a: Float32Array, b: Float32Array, base: Float32Array | undefined, 
 
 /**
  * Writes the interpolation of `a` and `b` (task vectors over `base` when given) into `out`. A flat
- * tensor's sums are `Gram.gram`'s (per block of `Gram.BLOCK`, blocks added in order), as the pool
- * form computes them.
+ * tensor's sums are {@link sumPartials}' (per block of `Gram.BLOCK`, blocks added in order), as the
+ * pool form computes them.
  *
  * @category kernels
  */
 export const apply = (params: NuSlerpParams, shape: ReadonlyArray<number>, out: Float32Array, a: Float32Array, b: Float32Array, base?: Float32Array): void => {
   if (!isFlat(shape, params)) return applyVectors(params, shape, out, a, b, base, 0, out.length)
-  const g = Gram.gram([a, b], base)
-  const [cx, cy] = coefficients(params.t, g[0]!, g[3]!, g[1]!)
+  const [xx, yy, xy] = BlockSums.combine([sumPartials(a, b, base, 0, out.length)], 3)
+  const [cx, cy] = coefficients(params.t, xx!, yy!, xy!)
   mix(cx, cy, out, a, b, base)
 }

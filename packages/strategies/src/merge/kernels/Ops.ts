@@ -58,6 +58,7 @@ export const ops = {
     Fisher.apply(a.plan, a.out, a.models, a.fishers, start, end),
   // The methods of kernels/{NearSwap,NuSlerp,Karcher,Sce,ArceeFusion}.ts (multi-pass ones as one op, `Step` by pass).
   nearSwap: (a: { t: number; out: F32; base: F32; model: F32 }, start: number, end: number): void => NearSwap.apply(a.t, a.out, a.base, a.model, start, end),
+  nuSlerpSums: (a: { a: F32; b: F32; base: F32 | undefined }, start: number, end: number): Float64Array => NuSlerp.sumPartials(a.a, a.b, a.base, start, end),
   nuSlerpMix: (a: { cx: number; cy: number; out: F32; a: F32; b: F32; base: F32 | undefined }, start: number, end: number): void =>
     NuSlerp.mix(a.cx, a.cy, a.out, a.a, a.b, a.base, start, end),
   nuSlerpVectors: (a: { params: NuSlerp.NuSlerpParams; shape: ReadonlyArray<number>; out: F32; a: F32; b: F32; base: F32 | undefined }, start: number, end: number): void =>

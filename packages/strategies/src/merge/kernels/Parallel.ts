@@ -8,6 +8,7 @@
  */
 import { Effect } from "effect"
 import * as ArceeFusion from "./ArceeFusion.ts"
+import * as BlockSums from "./BlockSums.ts"
 import type * as Fisher from "./Fisher.ts"
 import * as Gram from "./Gram.ts"
 import * as Karcher from "./Karcher.ts"
@@ -224,7 +225,7 @@ export const nearSwap: (pool: Pool, t: number, out: Float32Array, base: Float32A
   })
 
 /**
- * NuSLERP of `a` and `b` (task vectors with a base) into `out`: a flat tensor's sums by `gram`,
+ * NuSLERP of `a` and `b` (task vectors with a base) into `out`: a flat tensor's block sums per range,
  * then the mix per range; rows or columns as whole vectors per worker.
  *
  * @category kernels
@@ -242,8 +243,8 @@ export const nuSlerp: (
     if (!NuSlerp.isFlat(shape, params)) {
       return yield* pool.run("nuSlerpVectors", { params, shape, out, a, b, base }, pool.split(out.length, NuSlerp.vectors(shape, params).length))
     }
-    const g = yield* gram(pool, [a, b], base)
-    const [cx, cy] = NuSlerp.coefficients(params.t, g[0]!, g[3]!, g[1]!)
+    const [xx, yy, xy] = BlockSums.combine(yield* pool.run("nuSlerpSums", { a, b, base }, pool.split(out.length)), 3)
+    const [cx, cy] = NuSlerp.coefficients(params.t, xx!, yy!, xy!)
     yield* pool.run("nuSlerpMix", { cx, cy, out, a, b, base }, pool.split(out.length))
   })
 
