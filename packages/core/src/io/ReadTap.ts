@@ -9,7 +9,9 @@
  *
  * The reader's bytes are copied into a bounded ring of `SharedArrayBuffer` chunks per file
  * ({@link PIECE_BYTES} each, {@link QUEUE_BYTES} in all), which the worker hashes in place (a
- * chunk is posted by number once full: small reads are packed, no copy crosses threads). A reader
+ * chunk is posted by number once full: small reads are packed, no copy crosses threads). Once the
+ * reads have fed the whole file its digest is computed at once and its ring and worker released, so
+ * a run over many shards holds rings only for the files being read. A reader
  * waits only while every chunk is being hashed (back-pressure, counted in {@link TapStats.waits})
  * or while an earlier read of the same file, issued before its own, is still in flight (bytes are
  * hashed in file order). A read reserves its range when it is issued,
@@ -80,9 +82,9 @@ export interface Taps extends ReadTap {
 }
 
 /** Bytes of one chunk of the ring. @category constants */
-export const PIECE_BYTES = 4 * 1024 * 1024
+export const PIECE_BYTES = 1024 * 1024
 /** The ring's bytes per file (copied, not yet hashed) before readers wait. @category constants */
-export const QUEUE_BYTES = 32 * 1024 * 1024
+export const QUEUE_BYTES = 8 * 1024 * 1024
 
 interface FileTap extends Tap {
   readonly finish: Effect.Effect<TappedDigest | undefined>
@@ -143,6 +145,9 @@ const fileTap = (file: string, stat: fs.BigIntStats, runScope: Scope.Scope, queu
   let current: { readonly slot: Uint8Array; used: number } | undefined
   let hashed: Promise<void> = Promise.resolve() // settles when every posted chunk is hashed
   let roomWaiters: Array<() => void> = []
+  // Set when the reads fed the whole file: its digest, computed as soon as the last chunk was hashed.
+  let completing: Promise<void> | undefined
+  let early: Digest.FileDigest | undefined
   // The promise the last reserved ticket resolves when its bytes are queued: tickets copy in order.
   let lastCopied: Promise<void> = Promise.resolve()
   let lastSettled = true
@@ -206,6 +211,8 @@ const fileTap = (file: string, stat: fs.BigIntStats, runScope: Scope.Scope, queu
     const done = () => {
       if (lastCopied === copied) lastSettled = true
       settle()
+      // The reads reached the end of the file: the digest is done now, and the ring and worker go.
+      if (lastCopied === copied && reserved === size && !closed) completing = complete()
     }
     return {
       fill: (bytes) => {
@@ -221,9 +228,24 @@ const fileTap = (file: string, stat: fs.BigIntStats, runScope: Scope.Scope, queu
       }
     }
   }
+  const release = async () => {
+    free.length = 0
+    const worker = digest
+    digest = undefined
+    if (worker !== undefined) await Effect.runPromise(Scope.close(worker.scope, Exit.void))
+  }
+  const complete = async (): Promise<void> => {
+    closed = true
+    post()
+    await hashed
+    if (!broken) early = { bytes: size, sha256: await Effect.runPromise(digestNow().hex) }
+    await release()
+  }
   const finish = Effect.gen(function* () {
     closed = true
     yield* Effect.promise(() => lastCopied)
+    if (completing !== undefined) yield* Effect.promise(() => completing!)
+    if (early !== undefined) return { ...early, unchanged: unchanged(file, stat), fed }
     post()
     yield* Effect.promise(() => hashed)
     const rest = broken ? 0 : reserved
@@ -239,7 +261,7 @@ const fileTap = (file: string, stat: fs.BigIntStats, runScope: Scope.Scope, queu
     return { bytes, sha256: yield* digestNow().hex, unchanged: bytes === size && unchanged(file, stat), fed }
   }).pipe(
     // The worker goes with the tap; finishing reads are neither fed nor counted as the run's reads.
-    Effect.ensuring(Effect.suspend(() => (digest === undefined ? Effect.void : Scope.close(digest.scope, Exit.void)))),
+    Effect.ensuring(Effect.promise(release)),
     Effect.provideService(ReadTap, none),
     Effect.provideService(ReadCounter.ReadCounter, ReadCounter.none)
   )
