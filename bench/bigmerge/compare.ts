@@ -54,6 +54,50 @@ export const sample = (names: Iterable<string>): Array<string> => {
   return all.filter((n) => !n.startsWith("model.layers.") || n.startsWith("model.layers.0.") || n.startsWith(`model.layers.${last}.`)).sort()
 }
 
+/**
+ * Copies the sampled tensors of `folder` into `into/model.safetensors` (a folder `compareFolders`
+ * reads like any other), so that a whole output can be deleted before the peer writes its own:
+ * the bench then needs room for one output, not two. Returns the bytes written.
+ */
+export const extractSample = (folder: string, into: string): number => {
+  const all = entries(folder)
+  const names = sample(all.keys())
+  const header: Record<string, unknown> = {}
+  let offset = 0
+  for (const n of names) {
+    const e = all.get(n)!
+    header[n] = { dtype: e.dtype, shape: e.shape, data_offsets: [offset, offset + e.end - e.begin] }
+    offset += e.end - e.begin
+  }
+  const json = JSON.stringify(header)
+  const text = Buffer.from(json + " ".repeat((8 - (json.length % 8)) % 8))
+  const prefix = Buffer.alloc(8)
+  prefix.writeBigUInt64LE(BigInt(text.length), 0)
+  fs.mkdirSync(into, { recursive: true })
+  const out = fs.openSync(path.join(into, "model.safetensors"), "w")
+  const buffer = Buffer.alloc(CHUNK * 2)
+  try {
+    fs.writeSync(out, prefix)
+    fs.writeSync(out, text)
+    for (const n of names) {
+      const e = all.get(n)!
+      const from = fs.openSync(e.file, "r")
+      try {
+        for (let at = e.begin; at < e.end; at += buffer.length) {
+          const len = Math.min(buffer.length, e.end - at)
+          fs.readSync(from, buffer, 0, len, at)
+          fs.writeSync(out, buffer, 0, len)
+        }
+      } finally {
+        fs.closeSync(from)
+      }
+    }
+  } finally {
+    fs.closeSync(out)
+  }
+  return 8 + text.length + offset
+}
+
 /** bf16 bits on a line where adjacent values are one apart (−0 and +0 both 0). */
 export const ordinal = (bits: number): number => (bits & 0x8000 ? -(bits & 0x7fff) : bits & 0x7fff)
 

@@ -13,7 +13,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
-import { compareFolders, type Difference } from "./compare.ts"
+import { compareFolders, extractSample, sample, type Difference } from "./compare.ts"
 import * as Disk from "./disk.ts"
 import * as Generate from "./generate.ts"
 import * as Llama from "./llama.ts"
@@ -66,18 +66,20 @@ if (cache !== "cold" && cache !== "warm") fail(`--cache ${cache}: use cold (inpu
 if (cache === "warm" && !fitsInCache) fail(`--cache warm: ${count} models of ${(modelBytes / GB).toFixed(1)} GB do not fit this machine's page cache (${(os.totalmem() / GB).toFixed(1)} GB of RAM); use --cache cold or fewer --layers`)
 const rounds = Number(flags.rounds ?? (cache === "cold" ? 1 : 3))
 
-// Free space: the inputs not yet there, the disk test file, and both tools' outputs of one method
-// at a time (each deleted before the tool's next run and after the comparison).
+// Free space: the inputs not yet there, the disk test file, one output at a time (each deleted before
+// the next tool runs) and the sampled tensors of Crucible's output kept for the comparison.
 const missing = Array.from({ length: count }, (_, k) => k).filter((k) => !Generate.isComplete(Generate.folderOf(dir, dims.layers, k), dims, k))
 const free = (p: string) => {
   const s = fs.statfsSync(p)
   return s.bavail * s.bsize
 }
 const sameFs = fs.statSync(dir).dev === fs.statSync(outDir).dev
-const outputs = (withTorch ? 2 : 1) * modelBytes * 1.01
+const byName = new Map(Llama.tensors(dims).map((t) => [t.name, t.shape]))
+const sampleBytes = sample(byName.keys()).reduce((t, n) => t + 2 * Llama.numel(byName.get(n)!), 0)
+const outputs = modelBytes * 1.01 + (withTorch ? sampleBytes : 0)
 const DISK_TEST = 2 * 2 ** 30
 const needHere = missing.length * modelBytes + DISK_TEST + (sameFs ? outputs : 0)
-if (needHere > free(dir)) fail(`${dir} has ${(free(dir) / GB).toFixed(1)} GB free; this run needs ${(needHere / GB).toFixed(1)} GB (${missing.length} model folders of ${(modelBytes / GB).toFixed(2)} GB to write, 2 GiB for the disk test${sameFs ? `, ${withTorch ? "two outputs" : "one output"}` : ""}). Free space, or use --dir elsewhere, fewer --layers or --models, or --no-torch`)
+if (needHere > free(dir)) fail(`${dir} has ${(free(dir) / GB).toFixed(1)} GB free; this run needs ${(needHere / GB).toFixed(1)} GB (${missing.length} model folders of ${(modelBytes / GB).toFixed(2)} GB to write, 2 GiB for the disk test${sameFs ? `, one output${withTorch ? " and the compared sample of it" : ""}` : ""}). Free space, or use --dir elsewhere, fewer --layers or --models, or --no-torch`)
 if (!sameFs && outputs > free(outDir)) fail(`${outDir} has ${(free(outDir) / GB).toFixed(1)} GB free; the outputs need ${(outputs / GB).toFixed(1)} GB. Use another --out-dir or fewer --layers`)
 
 console.log(`bigmerge: ${count} Llama-shaped bf16 folders of ${dims.layers} layers (${(Llama.parameters(dims) / 1e9).toFixed(2)} B parameters, ${(modelBytes / GB).toFixed(2)} GB each) in ${dir}; outputs in ${outDir}; ${os.cpus().length} CPUs, ${(os.totalmem() / GB).toFixed(1)} GB RAM, Node ${process.version}; page cache ${cache}; ${rounds} round(s)`)
@@ -111,12 +113,17 @@ const results: Record<string, unknown> = {}
 const rows: Array<Report.Row> = []
 for (const method of methods) {
   const mine = path.join(outDir, `crucible-${method}`), theirs = path.join(outDir, `torch-${method}`)
+  const kept = path.join(outDir, `crucible-${method}-sample`)
   const ours: Array<Tools.ToolRun> = [], peers: Array<Tools.ToolRun> = []
   for (let r = 1; r <= rounds; r++) {
     fs.rmSync(mine, { recursive: true, force: true })
     prepare()
     ours.push(Tools.crucible(node, method, folders, mine, dir, `bigmerge-${method}-${r}-${process.pid}`))
     if (withTorch) {
+      // Only the compared tensors of Crucible's output stay while torch writes: room for one output, not two.
+      fs.rmSync(kept, { recursive: true, force: true })
+      extractSample(mine, kept)
+      fs.rmSync(mine, { recursive: true, force: true })
       fs.rmSync(theirs, { recursive: true, force: true })
       prepare()
       peers.push(Tools.torch(method, folders, theirs, dir, threads))
@@ -126,8 +133,9 @@ for (const method of methods) {
   const written = ours[0]!.bytesWritten
   const bound = Disk.bound(disk, inputBytes, outIsTmpfs ? 0 : written)
   const summary = (runs: ReadonlyArray<Tools.ToolRun>) => Report.summarize(runs, inputBytes, bound)
-  const agreement: Difference | undefined = withTorch ? compareFolders(mine, theirs) : undefined
+  const agreement: Difference | undefined = withTorch ? compareFolders(kept, theirs) : undefined
   fs.rmSync(mine, { recursive: true, force: true })
+  fs.rmSync(kept, { recursive: true, force: true })
   fs.rmSync(theirs, { recursive: true, force: true })
   const c = summary(ours), t = withTorch ? summary(peers) : undefined
   results[method] = { bytesRead: inputBytes, bytesWritten: written, bound, crucible: c, torch: t, agreement }
