@@ -94,9 +94,9 @@ const writable = (dtype: DType.DType): DType.WritableDType => DType.parseWritabl
 // once to float32 (the weighted-sum kernel: the same bits for any chunking, JS or SIMD, streamed
 // with read-ahead); F64 keeps the float64 sums for a float64 output.
 
-/** A tensor summed by the stream (F32): reads and the writer's `readInto` hold two input sets and the output, as float32. */
+/** A tensor summed by the stream (F32): reads and the writer's `readInto` hold the stream's input sets and the output (`StreamSum.bytesPerElement`). */
 const streamed = (like: TensorRef.TensorRef, sources: ReadonlyArray<TensorRef.TensorRef>, stream: StreamSum.StreamSum, index: number, dtype: DType.WritableDType): TensorRef.TensorRef => {
-  const perElement = (2 * sources.length + 1) * 4
+  const perElement = StreamSum.bytesPerElement(sources.length)
   const hold = holding(like, perElement)
   const tensor: TensorRef.TensorRef = {
     name: like.name,

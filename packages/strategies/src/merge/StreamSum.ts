@@ -5,14 +5,15 @@
  *
  * - **Read-ahead.** A merge knows the order its tensors are written in (file order) but not the
  *   consumer's chunk size; it guesses the next request from the last one (the next range of the
- *   same length, else the start of the next tensor) and reads it in a fiber of the stage's scope.
+ *   same length, else the start of the next tensor) and reads up to {@link READ_AHEAD} such ranges
+ *   ahead, each in a fiber of the stage's scope.
  *   A request that matches takes those values; any other is read on the spot, so a consumer with
  *   another pattern gets the same bytes, only without the overlap. A read-ahead that fails is
  *   retried by the request for its range (whose failure then is the request's), and ignored
  *   otherwise.
  * - **Packed data.** When every input of a tensor is f32, bf16 or f16 (one dtype) and so is the
  *   output, the raw bytes are read straight into one of two sets of slots in a WebAssembly memory
- *   (one set being summed, one being filled; `TensorRef.readInto`) and the fused SIMD kernel
+ *   (one set being summed, the others being filled; `TensorRef.readInto`) and the fused SIMD kernel
  *   (`kernels/Packed.ts`) decodes, sums and encodes them in one pass: no per-element conversion,
  *   no float32 copy of a bf16 input. Other dtypes are read as float32 into the same slots and
  *   summed by the f32 kernel (`kernels/Simd.ts`), then encoded. A consumer with its own buffer
@@ -34,9 +35,9 @@
  *   0·NaN are NaN), so scanning the output finds both; the error then says which, by scanning the
  *   whole tensor's inputs (a failing merge may spend the time).
  *
- * Memory: two sets of one range per input plus one output range in the arena, 4 bytes an element
- * each (36 MiB for four inputs in the writer's 1M-element chunks), and the fresh output of each
- * request (none with `sumInto`).
+ * Memory: {@link READ_AHEAD} + 1 sets of one range per input plus one output range in the arena,
+ * 4 bytes an element each (68 MiB for four inputs in the writer's 1M-element chunks), and the
+ * fresh output of each request (none with `sumInto`).
  *
  * @since 0.1.0
  */
@@ -76,13 +77,26 @@ const MAX_RANGE = 4 * 1024 * 1024
  * @category constants
  */
 export const PARALLEL_MIN = 1 << 18
+/**
+ * Ranges read ahead of the one being summed. One is not enough once the sum is fast: the reads of
+ * the next range (three 2 MiB preads for three bf16 inputs) then take longer than the sum, and
+ * with nothing else in flight the cores idle between them (measured: 3 × 1.3 GB bf16, page-cached,
+ * 3.0 s with one, … with three).
+ * @category constants
+ */
+export const READ_AHEAD = 3
+/** Sets of input slots: one being summed and one per read-ahead. */
+const SETS = READ_AHEAD + 1
+/** Arena bytes per element of a streamed range with `inputs` inputs: every set and the output, 4 bytes an element. @category constants */
+export const bytesPerElement = (inputs: number): number => (SETS * inputs + 1) * 4
+
 /** Elementwise work splits anywhere; ranges of whole 16-element steps keep each worker's SIMD loop whole. */
 const SPLIT_BLOCK = 4096
 
 interface Slots {
   readonly capacity: number
-  /** Two sets of one slot per input, `capacity` × 4 bytes each (a float32 or a packed range). */
-  readonly sets: readonly [ReadonlyArray<Uint8Array>, ReadonlyArray<Uint8Array>]
+  /** {@link SETS} sets of one slot per input, `capacity` × 4 bytes each (a float32 or a packed range). */
+  readonly sets: ReadonlyArray<ReadonlyArray<Uint8Array>>
   readonly out: Uint8Array
 }
 
@@ -90,7 +104,7 @@ interface Pending {
   readonly index: number
   readonly start: number
   readonly end: number
-  readonly set: 0 | 1
+  readonly set: number
   readonly fiber: Fiber.Fiber<void, TensorRef.TensorError>
 }
 
@@ -125,8 +139,9 @@ export const make = (
   let kernels: { readonly simd: Simd.SimdKernels; readonly packed: Packed.PackedKernels } | undefined
   let pool: Effect.Effect<Pool.Pool | undefined> | undefined
   let slots: Slots | undefined
-  let pending: Pending | undefined
-  let current: 0 | 1 = 0
+  // Read-aheads in the order they are expected to be asked for.
+  let queue: Array<Pending> = []
+  let current = 0
   let chunk = DEFAULT_CHUNK
   let busy = false
 
@@ -151,17 +166,17 @@ export const make = (
 
   const allocate = (capacity: number): Slots => {
     if (arena === undefined) {
-      const most = (2 * count + 1) * MAX_RANGE * 4 + (1 << 20)
-      arena = Arena.make({ maxBytes: most, initialBytes: (2 * count + 1) * capacity * 4 + (1 << 16) })
+      const most = (SETS * count + 1) * MAX_RANGE * 4 + (1 << 20)
+      arena = Arena.make({ maxBytes: most, initialBytes: (SETS * count + 1) * capacity * 4 + (1 << 16) })
       if (kernelsOk) kernels = { simd: Simd.make(arena.memory, arena.owns), packed: Packed.make(arena.memory, arena.owns) }
     }
     const a = arena
-    if (slots !== undefined) for (const s of [...slots.sets[0], ...slots.sets[1], slots.out]) a.free(floats(s, s.byteLength / 4))
+    if (slots !== undefined) for (const s of [...slots.sets.flat(), slots.out]) a.free(floats(s, s.byteLength / 4))
     const slot = () => {
       const f = a.alloc(capacity)!
       return new Uint8Array(f.buffer, f.byteOffset, f.byteLength)
     }
-    return { capacity, sets: [coefficients.map(slot), coefficients.map(slot)], out: slot() }
+    return { capacity, sets: Array.from({ length: SETS }, () => coefficients.map(slot)), out: slot() }
   }
 
   // The pool on the arena's memory, started by the first large range; undefined when one thread
@@ -235,10 +250,13 @@ export const make = (
       return yield* new NonFinite.NonFiniteTensor({ role: "output", ...output })
     })
 
-  const cancelPending = Effect.suspend(() => {
-    const p = pending
-    pending = undefined
-    return p === undefined ? Effect.void : Fiber.interrupt(p.fiber)
+  // Drops the read-aheads after a request that is not the next one expected. They are awaited,
+  // not interrupted: a file read cannot be called back, and one still running would land in a
+  // set that is about to be reused.
+  const dropQueue = Effect.suspend(() => {
+    const dropped = queue
+    queue = []
+    return Effect.forEach(dropped, (p) => Fiber.await(p.fiber), { discard: true })
   })
 
   // Sums set `set` (m elements) into the output slot; returns the output's bytes.
@@ -270,12 +288,16 @@ export const make = (
     Effect.gen(function* () {
       const m = end - start
       const packed = packedOf(index, dtype) !== undefined
-      const hit = pending !== undefined && pending.index === index && pending.start === start && pending.end === end ? pending : undefined
-      if (hit === undefined) yield* cancelPending
-      if (slots === undefined || slots.capacity < m) slots = allocate(Math.min(MAX_RANGE, Math.max(m, chunk)))
+      const head = queue[0]
+      const hit = head !== undefined && head.index === index && head.start === start && head.end === end ? head : undefined
+      if (hit === undefined) yield* dropQueue
+      else queue.shift()
+      if (slots === undefined || slots.capacity < m) {
+        yield* dropQueue
+        slots = allocate(Math.min(MAX_RANGE, Math.max(m, chunk)))
+      }
       const s = slots
       if (hit !== undefined) {
-        pending = undefined
         current = hit.set
         // A read-ahead that failed is read again here, in this request's own context (under
         // --memory-limit a read-ahead may find no memory free that the request then has).
@@ -283,13 +305,18 @@ export const make = (
       } else {
         yield* fill(index, start, end, s.sets[current]!, packed)
       }
-      const next = guess(index, start, end)
-      if (next !== undefined && next.end - next.start <= s.capacity) {
-        const other: 0 | 1 = current === 0 ? 1 : 0
-        // The read-ahead decides packed or float32 by the dtype of this request: a writer asks
-        // every tensor for one output dtype.
-        const fiber = yield* Effect.forkIn(fill(next.index, next.start, next.end, s.sets[other], packedOf(next.index, dtype) !== undefined), scope, { startImmediately: true })
-        pending = { ...next, set: other, fiber }
+      // Keep READ_AHEAD ranges in flight, each into a set that is neither summed nor being filled.
+      // The read-ahead decides packed or float32 by the dtype of this request: a writer asks
+      // every tensor for one output dtype.
+      let last = queue.at(-1) ?? { index, start, end }
+      while (queue.length < READ_AHEAD) {
+        const next = guess(last.index, last.start, last.end)
+        if (next === undefined || next.end - next.start > s.capacity) break
+        const busySets = new Set([current, ...queue.map((p) => p.set)])
+        const set = Array.from({ length: SETS }, (_, k) => k).find((k) => !busySets.has(k))!
+        const fiber = yield* Effect.forkIn(fill(next.index, next.start, next.end, s.sets[set]!, packedOf(next.index, dtype) !== undefined), scope, { startImmediately: true })
+        queue.push({ ...next, set, fiber })
+        last = next
       }
       const { bytes, bad } = yield* compute(index, m, s.sets[current]!, s.out, dtype)
       if (bad) return yield* nonFinite(index, dtype)
