@@ -18,6 +18,7 @@ import type { Selector } from "./Sparsify.ts"
 import * as TaskArithmetic from "./TaskArithmetic.ts"
 import type * as TaskDiagnostics from "./TaskDiagnostics.ts"
 import * as TaskStatistics from "./TaskStatistics.ts"
+import * as TiesSimd from "./TiesSimd.ts"
 import type { weightedSum } from "./WeightedSum.ts"
 
 /** The first non-finite element of one input on a range, and how many there are. @category models */
@@ -47,9 +48,9 @@ const forEachWindow = (
   n: number,
   start: number,
   end: number,
-  visit: (arrays: ReadonlyArray<Float32Array>, w0: number, a: number, b: number) => void
+  visit: (arrays: ReadonlyArray<Float32Array>, w0: number, a: number, b: number) => void,
+  scratch: ReadonlyArray<Float32Array> = which.map(() => new Float32Array(BLOCK))
 ): void => {
-  const scratch = which.map(() => new Float32Array(BLOCK))
   for (let w0 = Math.floor(start / BLOCK) * BLOCK; w0 < end; w0 += BLOCK) {
     const w1 = Math.min(n, w0 + BLOCK)
     const arrays = which.map((input, k) => {
@@ -146,6 +147,8 @@ export const l1 = (inputs: ReadonlyArray<PackedInput>, model: number, selector: 
  * The merge of `[start, end)` into `out`, whose element 0 is tensor index `outStart`; with
  * `bf16`, also encoded as bfloat16 into it (2 bytes an element, element 0 at byte 0). Returns the
  * range's diagnostics (the windows' partials joined in order), undefined on the weighted-sum path.
+ * TIES whose cuts fall between groups of equal magnitudes runs the SIMD kernel (`TiesSimd.ts`,
+ * the same bits); `simd: false` forces the JavaScript kernels (the tests' reference).
  *
  * @category kernels
  */
@@ -157,10 +160,21 @@ export const apply = (
   start: number,
   end: number,
   sum?: typeof weightedSum,
-  bf16?: Uint8Array
+  bf16?: Uint8Array,
+  simd = true
 ): TaskDiagnostics.Partial | undefined => {
-  const merged = new Float32Array(BLOCK)
   const parts: Array<TaskDiagnostics.Partial> = []
+  if (simd && TiesSimd.eligible(prepared)) {
+    // TIES with cuts between groups of equal magnitudes: the SIMD kernel, same bits.
+    const ties = TiesSimd.make(inputs.length - 1)
+    forEachWindow(inputs, every(inputs.length), lengthOf(inputs), start, end, (_arrays, w0, a, b) => {
+      parts.push(ties.apply(prepared, a, b))
+      out.set(ties.out.subarray(a, b), w0 + a - outStart)
+      if (bf16 !== undefined) encodeBF16(ties.out.subarray(a, b), bf16.subarray((w0 + a - outStart) * 2))
+    }, [ties.base, ...ties.models])
+    return join(parts)
+  }
+  const merged = new Float32Array(BLOCK)
   forEachWindow(inputs, every(inputs.length), lengthOf(inputs), start, end, (arrays, w0, a, b) => {
     const partial = TaskArithmetic.apply(prepared, merged, arrays[0]!, arrays.slice(1), a, b, w0, sum)
     out.set(merged.subarray(a, b), w0 + a - outStart)

@@ -93,7 +93,15 @@ export const op = {
   f32x4Add: () => simd(0xe4),
   f32x4Mul: () => simd(0xe6),
   f64x2Add: () => simd(0xf0),
-  f64x2Mul: () => simd(0xf2)
+  f64x2Mul: () => simd(0xf2),
+  // Added for the TIES kernel (`TiesSimd.ts`).
+  v128Load32Splat: (offset = 0) => simd(0x09, ...memarg(2, offset)),
+  v128Load64Splat: (offset = 0) => simd(0x0a, ...memarg(3, offset)),
+  f64x2Eq: () => simd(0x47),
+  f64x2Lt: () => simd(0x49),
+  f64x2Gt: () => simd(0x4a),
+  f32x4Sub: () => simd(0xe5),
+  f64x2Div: () => simd(0xf3)
 }
 
 /** Shuffle lanes: the high 8 bytes moved down (to promote the high pair of float32 lanes). @category instructions */

@@ -1,0 +1,243 @@
+/**
+ * TIES's apply step (`TaskArithmetic.apply` with magnitude windows, consensus `sum`, `normalize`)
+ * in WebAssembly SIMD, on one window of the range-wise merge (`PackedTaskArithmetic.ts`). The
+ * window's float32 arrays (base, up to 4 models, the output) live in this thread's own small
+ * memory, and per 4 elements the kernel does what `Sparsify.applyChunk` and `electBySum` do, in
+ * the same order, so the bits are the same:
+ *
+ * τᵢ = f32(xᵢ − base) (a float32 subtraction equals JavaScript's rounded float64 one), key =
+ * bits(τᵢ) & 0x7fffffff, vᵢ = (factorᵢ·τᵢ)·[hb < key ≤ lb] in float64, s = Σ vᵢ left to right,
+ * agreeᵢ = [vᵢ·sign(s) > 0] (sign(s) = −1 iff s < 0: the product is vᵢ with its sign bit
+ * flipped), mix = Σ agreeᵢ·vᵢ, div = Σ agreeᵢ·wᵢ (+1 when 0), out = f32(base + (λ·mix)/div).
+ * The 0/1 factors are multiplied as in JavaScript (not selected), so an infinite τ gives the same
+ * NaN. Diagnostics: Σ τ² per 2048-element chunk as the two float64 chains of `applyChunk` (even
+ * and odd offsets: the two lanes of one f64x2 accumulator), agreeing counts per model.
+ *
+ * Only selectors whose cuts fall between groups of equal magnitudes (`hi.index === 0 &&
+ * lo.index === 0`, where the bits alone decide) take this path ({@link eligible}); anything else
+ * runs the JavaScript kernel. The last `m mod 4` elements of a chunk run a scalar copy of the
+ * same arithmetic here.
+ *
+ * @since 0.1.0
+ */
+import { BLOCK } from "./Gram.ts"
+import type { Prepared } from "./TaskArithmetic.ts"
+import * as TaskDiagnostics from "./TaskDiagnostics.ts"
+import * as Wasm from "./Wasm.ts"
+
+/** The most models the kernel takes (as `electBySum`). @category constants */
+export const MAX_MODELS = 4
+
+// Chunk of TaskArithmetic.apply: the squares are summed per chunk of this many elements.
+const CHUNK = 2048
+
+// Memory layout (bytes): parameters, results, then six float32 windows of BLOCK elements.
+const LAMBDA_AT = 0
+const modelParamsAt = (i: number) => 64 + i * 32 // factor f64, weight f64, hb i32, lb i32
+const resultsAt = (i: number) => 256 + i * 32 // squares f64x2 (even, odd), agree counts f64x2
+const windowAt = (k: number) => 1024 + k * BLOCK * 4 // 0 base, 1…4 models, 5 out
+const OUT_WINDOW = 5
+const PAGES = Math.ceil(windowAt(6) / 65536)
+
+/** Whether the prepared merge is one the SIMD kernel computes. @category predicates */
+export const eligible = (prepared: Prepared): boolean => {
+  const { plan: p, selectors } = prepared
+  return p.consensus === "sum" && p.normalize && selectors.length >= 1 && selectors.length <= MAX_MODELS &&
+    selectors.every((s) => s.kind === "window" && s.hi.index === 0 && s.lo.index === 0)
+}
+
+/** One thread's kernel and its windows. @category models */
+export interface TiesWindows {
+  readonly base: Float32Array
+  readonly models: ReadonlyArray<Float32Array>
+  readonly out: Float32Array
+  /** out[a, b) of the window from base and models[a, b); the diagnostics of TaskArithmetic.apply on the same range. */
+  readonly apply: (prepared: Prepared, a: number, b: number) => TaskDiagnostics.Partial
+}
+
+const { op } = Wasm
+
+// Locals after the two parameters (byte offset p, steps).
+const P = 0, STEPS = 1
+const L = {
+  lambda: 2, one64: 3, sign64: 4, abs32: 5, one32: 6, zero: 7, b: 8, key: 9, s: 10, neg: 11, agree: 12, mix: 13, div: 14, th: 15, low: 16, high: 17
+}
+const perModel = (i: number) => {
+  const at = 18 + i * 9
+  return { f: at, w: at + 1, hb: at + 2, lb: at + 3, sq: at + 4, ag: at + 5, t: at + 6, k: at + 7, v: at + 8 }
+}
+
+const half = (local: number, high: boolean): Array<number> =>
+  high
+    ? [...op.localGet(local), ...op.localGet(local), ...op.shuffle(Wasm.HIGH_HALF), ...op.f64x2PromoteLowF32x4()]
+    : [...op.localGet(local), ...op.f64x2PromoteLowF32x4()]
+
+// ties_N(p, steps): elements [p/4, p/4 + 4·steps) of the window.
+const tiesFunc = (n: number): Wasm.Func => {
+  const models = Array.from({ length: n }, (_, i) => perModel(i))
+  const init: Array<number> = [
+    ...op.i32Const(0), ...op.v128Load64Splat(LAMBDA_AT), ...op.localSet(L.lambda),
+    ...op.v128Const([0, 0, 0, 0, 0, 0, 0xf0, 0x3f, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f]), ...op.localSet(L.one64),
+    ...op.v128Const([0, 0, 0, 0, 0, 0, 0, 0x80, 0, 0, 0, 0, 0, 0, 0, 0x80]), ...op.localSet(L.sign64),
+    ...op.v128Const(Wasm.i32x4Bytes(0x7fffffff)), ...op.localSet(L.abs32),
+    ...op.v128Const(Wasm.i32x4Bytes(0x3f800000)), ...op.localSet(L.one32)
+  ]
+  models.forEach((m, i) => {
+    const at = modelParamsAt(i)
+    init.push(
+      ...op.i32Const(0), ...op.v128Load64Splat(at), ...op.localSet(m.f),
+      ...op.i32Const(0), ...op.v128Load64Splat(at + 8), ...op.localSet(m.w),
+      ...op.i32Const(0), ...op.v128Load32Splat(at + 16), ...op.localSet(m.hb),
+      ...op.i32Const(0), ...op.v128Load32Splat(at + 20), ...op.localSet(m.lb)
+    )
+  })
+  const body: Array<number> = [...op.localGet(P), ...op.v128Load(windowAt(0)), ...op.localSet(L.b)]
+  models.forEach((m, i) => {
+    body.push(
+      ...op.localGet(P), ...op.v128Load(windowAt(1 + i)), ...op.localGet(L.b), ...op.f32x4Sub(), ...op.localTee(m.t),
+      ...op.localGet(L.abs32), ...op.v128And(), ...op.localTee(L.key), ...op.localGet(m.hb), ...op.i32x4GtS(),
+      ...op.localGet(m.lb), ...op.localGet(L.key), ...op.i32x4GeS(), ...op.v128And(),
+      ...op.localGet(L.one32), ...op.v128And(), ...op.localSet(m.k)
+    )
+  })
+  for (const high of [false, true]) {
+    for (const m of models) {
+      body.push(
+        ...half(m.t, high), ...op.localSet(L.th),
+        ...op.localGet(m.f), ...op.localGet(L.th), ...op.f64x2Mul(), ...half(m.k, high), ...op.f64x2Mul(), ...op.localSet(m.v),
+        ...op.localGet(m.sq), ...op.localGet(L.th), ...op.localGet(L.th), ...op.f64x2Mul(), ...op.f64x2Add(), ...op.localSet(m.sq)
+      )
+    }
+    body.push(...op.localGet(models[0]!.v))
+    for (const m of models.slice(1)) body.push(...op.localGet(m.v), ...op.f64x2Add())
+    body.push(...op.localSet(L.s))
+    body.push(...op.localGet(L.s), ...op.localGet(L.zero), ...op.f64x2Lt(), ...op.localGet(L.sign64), ...op.v128And(), ...op.localSet(L.neg))
+    models.forEach((m, i) => {
+      body.push(
+        ...op.localGet(m.v), ...op.localGet(L.neg), ...op.v128Xor(), ...op.localGet(L.zero), ...op.f64x2Gt(),
+        ...op.localGet(L.one64), ...op.v128And(), ...op.localSet(L.agree),
+        ...op.localGet(m.ag), ...op.localGet(L.agree), ...op.f64x2Add(), ...op.localSet(m.ag)
+      )
+      if (i === 0) {
+        body.push(
+          ...op.localGet(L.agree), ...op.localGet(m.v), ...op.f64x2Mul(), ...op.localSet(L.mix),
+          ...op.localGet(L.agree), ...op.localGet(m.w), ...op.f64x2Mul(), ...op.localSet(L.div)
+        )
+      } else {
+        body.push(
+          ...op.localGet(L.mix), ...op.localGet(L.agree), ...op.localGet(m.v), ...op.f64x2Mul(), ...op.f64x2Add(), ...op.localSet(L.mix),
+          ...op.localGet(L.div), ...op.localGet(L.agree), ...op.localGet(m.w), ...op.f64x2Mul(), ...op.f64x2Add(), ...op.localSet(L.div)
+        )
+      }
+    })
+    body.push(
+      ...op.localGet(L.div), ...op.localGet(L.div), ...op.localGet(L.zero), ...op.f64x2Eq(), ...op.localGet(L.one64), ...op.v128And(),
+      ...op.f64x2Add(), ...op.localSet(L.div),
+      ...half(L.b, high), ...op.localGet(L.lambda), ...op.localGet(L.mix), ...op.f64x2Mul(), ...op.localGet(L.div), ...op.f64x2Div(),
+      ...op.f64x2Add(), ...op.f32x4DemoteF64x2Zero(), ...op.localSet(high ? L.high : L.low)
+    )
+  }
+  body.push(
+    ...op.localGet(P), ...op.localGet(L.low), ...op.localGet(L.high), ...op.shuffle(Wasm.JOIN_LOW_HALVES), ...op.v128Store(windowAt(OUT_WINDOW))
+  )
+  const main = [
+    ...op.loop,
+    ...body,
+    ...op.localGet(P), ...op.i32Const(16), ...op.i32Add, ...op.localSet(P),
+    ...op.localGet(STEPS), ...op.i32Const(1), ...op.i32Sub, ...op.localTee(STEPS), ...op.brIf(0),
+    ...op.end
+  ]
+  const store: Array<number> = []
+  models.forEach((m, i) => {
+    store.push(...op.i32Const(0), ...op.localGet(m.sq), ...op.v128Store(resultsAt(i)))
+    store.push(...op.i32Const(0), ...op.localGet(m.ag), ...op.v128Store(resultsAt(i) + 16))
+  })
+  return {
+    name: `ties_${n}`,
+    params: [Wasm.I32, Wasm.I32],
+    results: [],
+    locals: [[16 + 9 * n, Wasm.V128]],
+    code: [...init, ...main, ...store]
+  }
+}
+
+// Compiled once per thread (the module holds no state; each `make` instantiates it on its own memory).
+let compiledModule: WebAssembly.Module | undefined
+const compiled = (): WebAssembly.Module =>
+  compiledModule ??= new WebAssembly.Module(Wasm.module(Array.from({ length: MAX_MODELS }, (_, i) => tiesFunc(i + 1))))
+
+/** The kernel on a fresh private memory holding the windows of `n` models (1 ≤ n ≤ {@link MAX_MODELS}). @category constructors */
+export const make = (n: number): TiesWindows => {
+  const memory = new WebAssembly.Memory({ initial: PAGES, maximum: PAGES, shared: true })
+  const exports = new WebAssembly.Instance(compiled(), { env: { memory } }).exports as Record<string, (p: number, steps: number) => void>
+  const kernel = exports[`ties_${n}`]!
+  const buffer = memory.buffer
+  const window = (k: number) => new Float32Array(buffer, windowAt(k), BLOCK)
+  const base = window(0)
+  const models = Array.from({ length: n }, (_, i) => window(1 + i))
+  const out = window(OUT_WINDOW)
+  const f64 = new Float64Array(buffer, 0, 128)
+  const i32 = new Int32Array(buffer, 0, 256)
+  const tau = new Float32Array(1)
+  const tauBits = new Uint32Array(tau.buffer)
+  const v = new Float64Array(n)
+
+  const apply = (prepared: Prepared, a: number, b: number): TaskDiagnostics.Partial => {
+    const { plan: p, factors } = prepared
+    const weights = p.models.map((m) => m.weight)
+    const cuts = prepared.selectors.map((s) => (s.kind === "window" ? { hb: s.hi.bits, lb: s.lo.bits } : { hb: 0, lb: 0 }))
+    f64[LAMBDA_AT / 8] = p.lambda
+    for (let i = 0; i < n; i++) {
+      f64[modelParamsAt(i) / 8] = factors[i]!
+      f64[modelParamsAt(i) / 8 + 1] = weights[i]!
+      // Signed compares: keys are < 2³¹; END's −1 stays −1, START's 2³² becomes 2³¹ − 1 (no key above it).
+      i32[modelParamsAt(i) / 4 + 4] = Math.min(cuts[i]!.hb, 0x7fffffff)
+      i32[modelParamsAt(i) / 4 + 5] = Math.min(cuts[i]!.lb, 0x7fffffff)
+    }
+    const diagnostics = TaskDiagnostics.empty(n, a, b)
+    const lambda = p.lambda
+    for (let j0 = a; j0 < b; j0 += CHUNK) {
+      const m = Math.min(CHUNK, b - j0)
+      const m4 = m & ~3
+      for (let i = 0; i < n; i++) {
+        f64[resultsAt(i) / 8] = 0
+        f64[resultsAt(i) / 8 + 1] = 0
+      }
+      if (m4 > 0) {
+        kernel(j0 * 4, m4 / 4)
+        for (let i = 0; i < n; i++) diagnostics.agree[i] = diagnostics.agree[i]! + f64[resultsAt(i) / 8 + 2]! + f64[resultsAt(i) / 8 + 3]!
+      }
+      // The tail: TaskArithmetic's arithmetic, element by element.
+      for (let k = m4; k < m; k++) {
+        const j = j0 + k
+        const x0 = base[j]!
+        let s = 0
+        for (let i = 0; i < n; i++) {
+          tau[0] = models[i]![j]! - x0
+          const t = tau[0]!
+          const key = tauBits[0]! & 0x7fffffff
+          v[i] = factors[i]! * t * +(key > cuts[i]!.hb) * +(key <= cuts[i]!.lb)
+          f64[resultsAt(i) / 8 + (k & 1)] = f64[resultsAt(i) / 8 + (k & 1)]! + t * t
+          s = i === 0 ? v[0]! : s + v[i]!
+        }
+        const sign = 1 - 2 * +(s < 0)
+        let mix = 0
+        let div = 0
+        for (let i = 0; i < n; i++) {
+          const agree = +(v[i]! * sign > 0)
+          mix = i === 0 ? agree * v[i]! : mix + agree * v[i]!
+          div = i === 0 ? agree * weights[i]! : div + agree * weights[i]!
+          diagnostics.agree[i] = diagnostics.agree[i]! + agree
+        }
+        div = div + +(div === 0)
+        out[j] = x0 + (lambda * mix) / div
+      }
+      const slot = Math.floor((j0 - a) / BLOCK) * n
+      for (let i = 0; i < n; i++) {
+        diagnostics.squares[slot + i] = diagnostics.squares[slot + i]! + (f64[resultsAt(i) / 8]! + f64[resultsAt(i) / 8 + 1]!)
+      }
+    }
+    return diagnostics
+  }
+  return { base, models, out, apply }
+}

@@ -1,0 +1,129 @@
+import { Result } from "effect"
+import { describe, expect, it } from "vitest"
+import { decode, type PackedInput } from "../../../src/merge/kernels/PackedInput.ts"
+import * as PackedTaskArithmetic from "../../../src/merge/kernels/PackedTaskArithmetic.ts"
+import type { Selector } from "../../../src/merge/kernels/Sparsify.ts"
+import * as TaskArithmetic from "../../../src/merge/kernels/TaskArithmetic.ts"
+import * as TaskStatistics from "../../../src/merge/kernels/TaskStatistics.ts"
+import * as TiesSimd from "../../../src/merge/kernels/TiesSimd.ts"
+import { normal, rng } from "./helpers.ts"
+
+// Two blocks and an odd tail: neither a multiple of the block nor of the 4-element SIMD step.
+const N = 2 * 65536 + 1237
+const TENSOR = "model.layers.0.mlp.up_proj.weight"
+
+/** bf16 bytes (float32 bits, high half) in a SharedArrayBuffer, with specials sprinkled in. */
+const bf16Input = (values: Float32Array, seed: number, base?: Float32Array): PackedInput => {
+  const r = rng(seed)
+  const v = Float32Array.from(values)
+  for (let j = 0; j < v.length; j += 97) {
+    const pick = Math.floor(r() * 5)
+    // τ = 0 (equal to the base), ±0, and a τ that overflows float32 to ±Inf.
+    v[j] = pick === 0 && base !== undefined ? base[j]! : pick === 1 ? -0 : pick === 2 ? 0 : pick === 3 ? 3e38 : -3e38
+  }
+  const bits = new Uint32Array(v.buffer)
+  const bytes = new Uint8Array(new SharedArrayBuffer(v.length * 2))
+  const halves = new Uint16Array(bytes.buffer)
+  for (let j = 0; j < v.length; j++) halves[j] = bits[j]! >>> 16
+  return { bytes, dtype: "BF16" }
+}
+
+const inputsOf = (models: number, seed: number): Array<PackedInput> => {
+  const baseValues = normal(seed, N)
+  const base = bf16Input(baseValues, seed + 1)
+  const baseF32 = new Float32Array(N)
+  decode(base, 0, N, baseF32)
+  const ms = Array.from({ length: models }, (_, i) => {
+    const delta = normal(seed * 7 + i + 3, N, 0.05)
+    return bf16Input(Float32Array.from(baseF32, (b, j) => b + delta[j]!), seed + 11 + i, baseF32)
+  })
+  return [base, ...ms]
+}
+
+const decoded = (input: PackedInput): Float32Array => {
+  const out = new Float32Array(N)
+  decode(input, 0, N, out)
+  return out
+}
+
+const prepare = (inputs: ReadonlyArray<PackedInput>, density: number, weights: ReadonlyArray<number>, lambda = 1) => {
+  const plan = Result.getOrThrow(TaskArithmetic.plan({ ...TaskArithmetic.presets.ties, weights, density, lambda }, [N], weights.length, TENSOR, "ties"))
+  const [base, ...models] = inputs.map(decoded)
+  return TaskStatistics.prepare(plan, base!, models)
+}
+
+/** The same selectors with each cut's index dropped: the bits alone decide (the SIMD case). */
+const withoutTieIndex = (prepared: TaskArithmetic.Prepared): TaskArithmetic.Prepared => ({
+  ...prepared,
+  selectors: prepared.selectors.map((s): Selector =>
+    s.kind === "window" ? { kind: "window", lo: { bits: s.lo.bits, index: 0 }, hi: { bits: s.hi.bits, index: 0 } } : s
+  )
+})
+
+const both = (prepared: TaskArithmetic.Prepared, inputs: ReadonlyArray<PackedInput>, start: number, end: number) => {
+  const run = (simd: boolean) => {
+    const out = new Float32Array(end - start)
+    const bf16 = new Uint8Array((end - start) * 2)
+    const diagnostics = PackedTaskArithmetic.apply(prepared, inputs, out, start, start, end, undefined, bf16, simd)
+    return { out, bf16, diagnostics }
+  }
+  return { simd: run(true), js: run(false) }
+}
+
+const expectSame = (a: ReturnType<typeof both>["simd"], b: ReturnType<typeof both>["js"]) => {
+  const x = new Uint32Array(a.out.buffer), y = new Uint32Array(b.out.buffer)
+  let differing = 0
+  for (let j = 0; j < x.length; j++) if (x[j] !== y[j] && !(Number.isNaN(a.out[j]) && Number.isNaN(b.out[j]))) differing++
+  expect(differing).toBe(0)
+  expect(Buffer.from(a.bf16).equals(Buffer.from(b.bf16))).toBe(true)
+  expect(a.diagnostics).toEqual(b.diagnostics)
+}
+
+describe("TiesSimd", () => {
+  for (const models of [1, 2, 3, 4]) {
+    for (const density of [0.2, 0.5]) {
+      it(`${models} model(s), density ${density}: the SIMD apply has the JavaScript bits and diagnostics`, () => {
+        const inputs = inputsOf(models, 40 + models)
+        const weights = Array.from({ length: models }, (_, i) => [0.7, -0.4, 1.3, 0.25][i]!)
+        const prepared = withoutTieIndex(prepare(inputs, density, weights, 0.9))
+        expect(TiesSimd.eligible(prepared)).toBe(true)
+        for (const [start, end] of [[0, N], [65536, N], [70001, 100003], [5, 11]] as const) {
+          const { simd, js } = both(prepared, inputs, start, end)
+          expectSame(simd, js)
+        }
+      })
+    }
+  }
+
+  it("matches the whole-tensor float32 kernel (TaskArithmetic.apply) on the merged values", () => {
+    const inputs = inputsOf(2, 7)
+    const prepared = withoutTieIndex(prepare(inputs, 0.2, [1, 1]))
+    const [base, ...models] = inputs.map(decoded)
+    const reference = new Float32Array(N)
+    TaskArithmetic.apply(prepared, reference, base!, models)
+    const { simd } = both(prepared, inputs, 0, N)
+    const x = new Uint32Array(simd.out.buffer), y = new Uint32Array(reference.buffer)
+    let differing = 0
+    for (let j = 0; j < N; j++) if (x[j] !== y[j] && !(Number.isNaN(simd.out[j]) && Number.isNaN(reference[j]))) differing++
+    expect(differing).toBe(0)
+  })
+
+  it("a cut inside a group of equal magnitudes falls back to JavaScript (same bits)", () => {
+    const inputs = inputsOf(3, 5)
+    const prepared = prepare(inputs, 0.2, [1, 1, 1])
+    // bf16 task vectors tie a lot: the real cuts fall inside groups of equal |τ|.
+    expect(prepared.selectors.some((s) => s.kind === "window" && (s.hi.index !== 0 || s.lo.index !== 0))).toBe(true)
+    expect(TiesSimd.eligible(prepared)).toBe(false)
+    const { simd, js } = both(prepared, inputs, 0, N)
+    expectSame(simd, js)
+  })
+
+  it("density 0 and 1 (cuts at the ends) keep the bits", () => {
+    const inputs = inputsOf(2, 9)
+    for (const density of [0, 1]) {
+      const prepared = withoutTieIndex(prepare(inputs, density, [0.5, 0.5]))
+      const { simd, js } = both(prepared, inputs, 0, N)
+      expectSame(simd, js)
+    }
+  })
+})
