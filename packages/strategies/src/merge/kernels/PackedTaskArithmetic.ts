@@ -147,7 +147,7 @@ export const l1 = (inputs: ReadonlyArray<PackedInput>, model: number, selector: 
  * The merge of `[start, end)` into `out`, whose element 0 is tensor index `outStart`; with
  * `bf16`, also encoded as bfloat16 into it (2 bytes an element, element 0 at byte 0). Returns the
  * range's diagnostics (the windows' partials joined in order), undefined on the weighted-sum path.
- * TIES whose cuts fall between groups of equal magnitudes runs the SIMD kernel (`TiesSimd.ts`,
+ * TIES (consensus `sum`, `normalize`, ≤ 4 models) runs the SIMD kernel (`TiesSimd.ts`,
  * the same bits); `simd: false` forces the JavaScript kernels (the tests' reference).
  *
  * @category kernels
@@ -165,10 +165,10 @@ export const apply = (
 ): TaskDiagnostics.Partial | undefined => {
   const parts: Array<TaskDiagnostics.Partial> = []
   if (simd && TiesSimd.eligible(prepared)) {
-    // TIES with cuts between groups of equal magnitudes: the SIMD kernel, same bits.
+    // TIES (magnitude windows, sign election by mass, normalized): the SIMD kernel, same bits.
     const ties = TiesSimd.make(inputs.length - 1)
     forEachWindow(inputs, every(inputs.length), lengthOf(inputs), start, end, (_arrays, w0, a, b) => {
-      parts.push(ties.apply(prepared, a, b))
+      parts.push(ties.apply(prepared, a, b, w0))
       out.set(ties.out.subarray(a, b), w0 + a - outStart)
       if (bf16 !== undefined) encodeBF16(ties.out.subarray(a, b), bf16.subarray((w0 + a - outStart) * 2))
     }, [ties.base, ...ties.models])

@@ -6,21 +6,23 @@
  * the same order, so the bits are the same:
  *
  * τᵢ = f32(xᵢ − base) (a float32 subtraction equals JavaScript's rounded float64 one), key =
- * bits(τᵢ) & 0x7fffffff, vᵢ = (factorᵢ·τᵢ)·[hb < key ≤ lb] in float64, s = Σ vᵢ left to right,
+ * bits(τᵢ) & 0x7fffffff, vᵢ = (factorᵢ·τᵢ)·[hi < key ≤ lo] in float64, s = Σ vᵢ left to right,
  * agreeᵢ = [vᵢ·sign(s) > 0] (sign(s) = −1 iff s < 0: the product is vᵢ with its sign bit
  * flipped), mix = Σ agreeᵢ·vᵢ, div = Σ agreeᵢ·wᵢ (+1 when 0), out = f32(base + (λ·mix)/div).
  * The 0/1 factors are multiplied as in JavaScript (not selected), so an infinite τ gives the same
  * NaN. Diagnostics: Σ τ² per 2048-element chunk as the two float64 chains of `applyChunk` (even
  * and odd offsets: the two lanes of one f64x2 accumulator), agreeing counts per model.
  *
- * Only selectors whose cuts fall between groups of equal magnitudes (`hi.index === 0 &&
- * lo.index === 0`, where the bits alone decide) take this path ({@link eligible}); anything else
- * runs the JavaScript kernel. The last `m mod 4` elements of a chunk run a scalar copy of the
- * same arithmetic here.
+ * A cut inside a group of equal magnitudes (frequent with bf16) also compares tensor indices, as
+ * `Select.isAbove` does, and a dropped entry is then +0 (the JavaScript branch), not a product
+ * by 0: a per-model mode word picks which. Other methods (DARE, DELLA, breadcrumbs without
+ * consensus, `count`, more than 4 models; see {@link eligible}) run the JavaScript kernel. The
+ * last `m mod 4` elements of a chunk run a scalar copy of the same arithmetic here.
  *
  * @since 0.1.0
  */
 import { BLOCK } from "./Gram.ts"
+import { END, isAbove as isAboveCut } from "./Select.ts"
 import type { Prepared } from "./TaskArithmetic.ts"
 import * as TaskDiagnostics from "./TaskDiagnostics.ts"
 import * as Wasm from "./Wasm.ts"
@@ -33,8 +35,9 @@ const CHUNK = 2048
 
 // Memory layout (bytes): parameters, results, then six float32 windows of BLOCK elements.
 const LAMBDA_AT = 0
-const modelParamsAt = (i: number) => 64 + i * 32 // factor f64, weight f64, hb i32, lb i32
-const resultsAt = (i: number) => 256 + i * 32 // squares f64x2 (even, odd), agree counts f64x2
+// factor f64, weight f64, then i32: hi bits, lo bits, hi index, lo index, bits-only mode (−1 or 0)
+const modelParamsAt = (i: number) => 64 + i * 48
+const resultsAt = (i: number) => 512 + i * 32 // squares f64x2 (even, odd), agree counts f64x2
 const windowAt = (k: number) => 1024 + k * BLOCK * 4 // 0 base, 1…4 models, 5 out
 const OUT_WINDOW = 5
 const PAGES = Math.ceil(windowAt(6) / 65536)
@@ -43,7 +46,7 @@ const PAGES = Math.ceil(windowAt(6) / 65536)
 export const eligible = (prepared: Prepared): boolean => {
   const { plan: p, selectors } = prepared
   return p.consensus === "sum" && p.normalize && selectors.length >= 1 && selectors.length <= MAX_MODELS &&
-    selectors.every((s) => s.kind === "window" && s.hi.index === 0 && s.lo.index === 0)
+    selectors.every((s) => s.kind === "window")
 }
 
 /** One thread's kernel and its windows. @category models */
@@ -51,21 +54,34 @@ export interface TiesWindows {
   readonly base: Float32Array
   readonly models: ReadonlyArray<Float32Array>
   readonly out: Float32Array
-  /** out[a, b) of the window from base and models[a, b); the diagnostics of TaskArithmetic.apply on the same range. */
-  readonly apply: (prepared: Prepared, a: number, b: number) => TaskDiagnostics.Partial
+  /** out[a, b) of the window (tensor index of element 0: `offset`); the diagnostics of TaskArithmetic.apply on the same range. */
+  readonly apply: (prepared: Prepared, a: number, b: number, offset: number) => TaskDiagnostics.Partial
 }
 
 const { op } = Wasm
 
-// Locals after the two parameters (byte offset p, steps).
-const P = 0, STEPS = 1
+// Locals after the three parameters (byte offset p, steps, tensor index of the first element).
+const P = 0, STEPS = 1, AT = 2
 const L = {
-  lambda: 2, one64: 3, sign64: 4, abs32: 5, one32: 6, zero: 7, b: 8, key: 9, s: 10, neg: 11, agree: 12, mix: 13, div: 14, th: 15, low: 16, high: 17
+  lambda: 3, one64: 4, sign64: 5, abs32: 6, one32: 7, zero: 8, b: 9, key: 10, s: 11, neg: 12, agree: 13, mix: 14, div: 15, th: 16,
+  low: 17, high: 18, index: 19, four: 20, above: 21
 }
+const SHARED_LOCALS = 19
+const MODEL_LOCALS = 13
 const perModel = (i: number) => {
-  const at = 18 + i * 9
-  return { f: at, w: at + 1, hb: at + 2, lb: at + 3, sq: at + 4, ag: at + 5, t: at + 6, k: at + 7, v: at + 8 }
+  const at = 3 + SHARED_LOCALS + i * MODEL_LOCALS
+  return {
+    f: at, w: at + 1, hb: at + 2, lb: at + 3, sq: at + 4, ag: at + 5, t: at + 6, k: at + 7, v: at + 8,
+    hi: at + 9, li: at + 10, mode: at + 11, mask: at + 12
+  }
 }
+
+// isAbove(key, index, cut) on four lanes: key > bits || (key === bits && index < cut index).
+const isAbove = (bits: number, index: number): Array<number> => [
+  ...op.localGet(L.key), ...op.localGet(bits), ...op.i32x4GtS(),
+  ...op.localGet(L.key), ...op.localGet(bits), ...op.i32x4Eq(), ...op.localGet(L.index), ...op.localGet(index), ...op.i32x4LtS(), ...op.v128And(),
+  ...op.v128Or()
+]
 
 const half = (local: number, high: boolean): Array<number> =>
   high
@@ -80,7 +96,9 @@ const tiesFunc = (n: number): Wasm.Func => {
     ...op.v128Const([0, 0, 0, 0, 0, 0, 0xf0, 0x3f, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f]), ...op.localSet(L.one64),
     ...op.v128Const([0, 0, 0, 0, 0, 0, 0, 0x80, 0, 0, 0, 0, 0, 0, 0, 0x80]), ...op.localSet(L.sign64),
     ...op.v128Const(Wasm.i32x4Bytes(0x7fffffff)), ...op.localSet(L.abs32),
-    ...op.v128Const(Wasm.i32x4Bytes(0x3f800000)), ...op.localSet(L.one32)
+    ...op.v128Const(Wasm.i32x4Bytes(0x3f800000)), ...op.localSet(L.one32),
+    ...op.v128Const(Wasm.i32x4Bytes(4)), ...op.localSet(L.four),
+    ...op.localGet(AT), ...op.i32x4Splat(), ...op.v128Const([0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0]), ...op.i32x4Add(), ...op.localSet(L.index)
   ]
   models.forEach((m, i) => {
     const at = modelParamsAt(i)
@@ -88,23 +106,29 @@ const tiesFunc = (n: number): Wasm.Func => {
       ...op.i32Const(0), ...op.v128Load64Splat(at), ...op.localSet(m.f),
       ...op.i32Const(0), ...op.v128Load64Splat(at + 8), ...op.localSet(m.w),
       ...op.i32Const(0), ...op.v128Load32Splat(at + 16), ...op.localSet(m.hb),
-      ...op.i32Const(0), ...op.v128Load32Splat(at + 20), ...op.localSet(m.lb)
+      ...op.i32Const(0), ...op.v128Load32Splat(at + 20), ...op.localSet(m.lb),
+      ...op.i32Const(0), ...op.v128Load32Splat(at + 24), ...op.localSet(m.hi),
+      ...op.i32Const(0), ...op.v128Load32Splat(at + 28), ...op.localSet(m.li),
+      ...op.i32Const(0), ...op.v128Load32Splat(at + 32), ...op.localSet(m.mode)
     )
   })
   const body: Array<number> = [...op.localGet(P), ...op.v128Load(windowAt(0)), ...op.localSet(L.b)]
   models.forEach((m, i) => {
     body.push(
       ...op.localGet(P), ...op.v128Load(windowAt(1 + i)), ...op.localGet(L.b), ...op.f32x4Sub(), ...op.localTee(m.t),
-      ...op.localGet(L.abs32), ...op.v128And(), ...op.localTee(L.key), ...op.localGet(m.hb), ...op.i32x4GtS(),
-      ...op.localGet(m.lb), ...op.localGet(L.key), ...op.i32x4GeS(), ...op.v128And(),
-      ...op.localGet(L.one32), ...op.v128And(), ...op.localSet(m.k)
+      ...op.localGet(L.abs32), ...op.v128And(), ...op.localSet(L.key),
+      ...isAbove(m.hb, m.hi), ...isAbove(m.lb, m.li), ...op.v128Andnot(), ...op.localTee(L.above),
+      ...op.localGet(L.one32), ...op.v128And(), ...op.localSet(m.k),
+      // Cuts inside a group of ties select (a dropped entry is +0), as the JavaScript branch does.
+      ...op.localGet(L.above), ...op.localGet(m.mode), ...op.v128Or(), ...op.localSet(m.mask)
     )
   })
   for (const high of [false, true]) {
     for (const m of models) {
       body.push(
         ...half(m.t, high), ...op.localSet(L.th),
-        ...op.localGet(m.f), ...op.localGet(L.th), ...op.f64x2Mul(), ...half(m.k, high), ...op.f64x2Mul(), ...op.localSet(m.v),
+        ...op.localGet(m.f), ...op.localGet(L.th), ...op.f64x2Mul(), ...half(m.k, high), ...op.f64x2Mul(),
+        ...op.localGet(m.mask), ...(high ? op.i64x2ExtendHighI32x4S() : op.i64x2ExtendLowI32x4S()), ...op.v128And(), ...op.localSet(m.v),
         ...op.localGet(m.sq), ...op.localGet(L.th), ...op.localGet(L.th), ...op.f64x2Mul(), ...op.f64x2Add(), ...op.localSet(m.sq)
       )
     }
@@ -144,6 +168,7 @@ const tiesFunc = (n: number): Wasm.Func => {
     ...op.loop,
     ...body,
     ...op.localGet(P), ...op.i32Const(16), ...op.i32Add, ...op.localSet(P),
+    ...op.localGet(L.index), ...op.localGet(L.four), ...op.i32x4Add(), ...op.localSet(L.index),
     ...op.localGet(STEPS), ...op.i32Const(1), ...op.i32Sub, ...op.localTee(STEPS), ...op.brIf(0),
     ...op.end
   ]
@@ -154,9 +179,9 @@ const tiesFunc = (n: number): Wasm.Func => {
   })
   return {
     name: `ties_${n}`,
-    params: [Wasm.I32, Wasm.I32],
+    params: [Wasm.I32, Wasm.I32, Wasm.I32],
     results: [],
-    locals: [[16 + 9 * n, Wasm.V128]],
+    locals: [[SHARED_LOCALS + MODEL_LOCALS * n, Wasm.V128]],
     code: [...init, ...main, ...store]
   }
 }
@@ -169,7 +194,7 @@ const compiled = (): WebAssembly.Module =>
 /** The kernel on a fresh private memory holding the windows of `n` models (1 ≤ n ≤ {@link MAX_MODELS}). @category constructors */
 export const make = (n: number): TiesWindows => {
   const memory = new WebAssembly.Memory({ initial: PAGES, maximum: PAGES, shared: true })
-  const exports = new WebAssembly.Instance(compiled(), { env: { memory } }).exports as Record<string, (p: number, steps: number) => void>
+  const exports = new WebAssembly.Instance(compiled(), { env: { memory } }).exports as Record<string, (p: number, steps: number, at: number) => void>
   const kernel = exports[`ties_${n}`]!
   const buffer = memory.buffer
   const window = (k: number) => new Float32Array(buffer, windowAt(k), BLOCK)
@@ -182,17 +207,22 @@ export const make = (n: number): TiesWindows => {
   const tauBits = new Uint32Array(tau.buffer)
   const v = new Float64Array(n)
 
-  const apply = (prepared: Prepared, a: number, b: number): TaskDiagnostics.Partial => {
+  const apply = (prepared: Prepared, a: number, b: number, offset: number): TaskDiagnostics.Partial => {
     const { plan: p, factors } = prepared
     const weights = p.models.map((m) => m.weight)
-    const cuts = prepared.selectors.map((s) => (s.kind === "window" ? { hb: s.hi.bits, lb: s.lo.bits } : { hb: 0, lb: 0 }))
+    const cuts = prepared.selectors.map((s) => (s.kind === "window" ? s : { hi: END, lo: END }))
     f64[LAMBDA_AT / 8] = p.lambda
     for (let i = 0; i < n; i++) {
       f64[modelParamsAt(i) / 8] = factors[i]!
       f64[modelParamsAt(i) / 8 + 1] = weights[i]!
       // Signed compares: keys are < 2³¹; END's −1 stays −1, START's 2³² becomes 2³¹ − 1 (no key above it).
-      i32[modelParamsAt(i) / 4 + 4] = Math.min(cuts[i]!.hb, 0x7fffffff)
-      i32[modelParamsAt(i) / 4 + 5] = Math.min(cuts[i]!.lb, 0x7fffffff)
+      const { hi, lo } = cuts[i]!
+      const at = modelParamsAt(i) / 4
+      i32[at + 4] = Math.min(hi.bits, 0x7fffffff)
+      i32[at + 5] = Math.min(lo.bits, 0x7fffffff)
+      i32[at + 6] = hi.index
+      i32[at + 7] = lo.index
+      i32[at + 8] = hi.index === 0 && lo.index === 0 ? -1 : 0
     }
     const diagnostics = TaskDiagnostics.empty(n, a, b)
     const lambda = p.lambda
@@ -204,7 +234,7 @@ export const make = (n: number): TiesWindows => {
         f64[resultsAt(i) / 8 + 1] = 0
       }
       if (m4 > 0) {
-        kernel(j0 * 4, m4 / 4)
+        kernel(j0 * 4, m4 / 4, offset + j0)
         for (let i = 0; i < n; i++) diagnostics.agree[i] = diagnostics.agree[i]! + f64[resultsAt(i) / 8 + 2]! + f64[resultsAt(i) / 8 + 3]!
       }
       // The tail: TaskArithmetic's arithmetic, element by element.
@@ -216,7 +246,10 @@ export const make = (n: number): TiesWindows => {
           tau[0] = models[i]![j]! - x0
           const t = tau[0]!
           const key = tauBits[0]! & 0x7fffffff
-          v[i] = factors[i]! * t * +(key > cuts[i]!.hb) * +(key <= cuts[i]!.lb)
+          const { hi, lo } = cuts[i]!
+          v[i] = hi.index === 0 && lo.index === 0
+            ? factors[i]! * t * +(key > hi.bits) * +(key <= lo.bits)
+            : isAboveCut(key, offset + j, hi) && !isAboveCut(key, offset + j, lo) ? factors[i]! * t : 0
           f64[resultsAt(i) / 8 + (k & 1)] = f64[resultsAt(i) / 8 + (k & 1)]! + t * t
           s = i === 0 ? v[0]! : s + v[i]!
         }

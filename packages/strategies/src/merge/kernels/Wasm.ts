@@ -101,7 +101,11 @@ export const op = {
   f64x2Lt: () => simd(0x49),
   f64x2Gt: () => simd(0x4a),
   f32x4Sub: () => simd(0xe5),
-  f64x2Div: () => simd(0xf3)
+  f64x2Div: () => simd(0xf3),
+  i32x4Splat: () => simd(0x11),
+  v128Andnot: () => simd(0x4f),
+  i64x2ExtendLowI32x4S: () => simd(0xc7),
+  i64x2ExtendHighI32x4S: () => simd(0xc8)
 }
 
 /** Shuffle lanes: the high 8 bytes moved down (to promote the high pair of float32 lanes). @category instructions */

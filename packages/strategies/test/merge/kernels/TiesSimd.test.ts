@@ -108,11 +108,27 @@ describe("TiesSimd", () => {
     expect(differing).toBe(0)
   })
 
-  it("a cut inside a group of equal magnitudes falls back to JavaScript (same bits)", () => {
-    const inputs = inputsOf(3, 5)
-    const prepared = prepare(inputs, 0.2, [1, 1, 1])
-    // bf16 task vectors tie a lot: the real cuts fall inside groups of equal |τ|.
-    expect(prepared.selectors.some((s) => s.kind === "window" && (s.hi.index !== 0 || s.lo.index !== 0))).toBe(true)
+  for (const models of [2, 3]) {
+    for (const density of [0.2, 0.5]) {
+      it(`${models} models, density ${density}, cuts inside groups of equal magnitudes (index compares): same bits`, () => {
+        const inputs = inputsOf(models, 5 + models)
+        const prepared = prepare(inputs, density, Array.from({ length: models }, (_, i) => 1 - 0.3 * i))
+        // bf16 task vectors tie a lot: the real cuts fall inside groups of equal |τ|.
+        expect(prepared.selectors.some((s) => s.kind === "window" && (s.hi.index !== 0 || s.lo.index !== 0))).toBe(true)
+        expect(TiesSimd.eligible(prepared)).toBe(true)
+        for (const [start, end] of [[0, N], [65536, N], [70001, 100003]] as const) {
+          const { simd, js } = both(prepared, inputs, start, end)
+          expectSame(simd, js)
+        }
+      })
+    }
+  }
+
+  it("DARE-TIES (random selectors) keeps the JavaScript kernel", () => {
+    const inputs = inputsOf(2, 3)
+    const plan = Result.getOrThrow(TaskArithmetic.plan({ ...TaskArithmetic.presets["dare-ties"], normalize: true, weights: [1, 1], density: 0.5 }, [N], 2, TENSOR))
+    const [base, ...models] = inputs.map(decoded)
+    const prepared = TaskStatistics.prepare(plan, base!, models)
     expect(TiesSimd.eligible(prepared)).toBe(false)
     const { simd, js } = both(prepared, inputs, 0, N)
     expectSame(simd, js)
