@@ -189,11 +189,13 @@ const tiesFunc = (n: number): Wasm.Func => {
 // Compiled once per thread (the module holds no state; each `make` instantiates it on its own memory).
 let compiledModule: WebAssembly.Module | undefined
 const compiled = (): WebAssembly.Module =>
-  compiledModule ??= new WebAssembly.Module(Wasm.module(Array.from({ length: MAX_MODELS }, (_, i) => tiesFunc(i + 1))))
+  compiledModule ??= new WebAssembly.Module(Wasm.module(Array.from({ length: MAX_MODELS }, (_, i) => tiesFunc(i + 1)), false))
 
-/** The kernel on a fresh private memory holding the windows of `n` models (1 ≤ n ≤ {@link MAX_MODELS}). @category constructors */
+/** The kernel on a fresh private memory (not shared) holding the windows of `n` models (1 ≤ n ≤ {@link MAX_MODELS}). @category constructors */
 export const make = (n: number): TiesWindows => {
-  const memory = new WebAssembly.Memory({ initial: PAGES, maximum: PAGES, shared: true })
+  // Private, not shared: a shared memory is freed by full collections only, and a range-wise
+  // merge makes one per range (1.6 MB each), which held ~1 GB more at the peak.
+  const memory = new WebAssembly.Memory({ initial: PAGES, maximum: PAGES })
   const exports = new WebAssembly.Instance(compiled(), { env: { memory } }).exports as Record<string, (p: number, steps: number, at: number) => void>
   const kernel = exports[`ties_${n}`]!
   const buffer = memory.buffer

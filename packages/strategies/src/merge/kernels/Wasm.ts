@@ -122,10 +122,15 @@ export interface Func {
   readonly code: ReadonlyArray<number>
 }
 
-/** A module that imports `env.memory` (shared, up to 4 GiB) and exports `functions`. @category constructors */
-export const module = (functions: ReadonlyArray<Func>): Uint8Array<ArrayBuffer> => {
+/**
+ * A module that imports `env.memory` (shared, up to 4 GiB; with `shared: false` a private one,
+ * which the garbage collector frees like any ArrayBuffer) and exports `functions`.
+ *
+ * @category constructors
+ */
+export const module = (functions: ReadonlyArray<Func>, shared = true): Uint8Array<ArrayBuffer> => {
   const types = functions.map((f) => [0x60, ...vec(f.params.map((t) => [t])), ...vec(f.results.map((t) => [t]))])
-  const memoryImport = [...name("env"), ...name("memory"), 0x02, 0x03, ...uleb(0), ...uleb(65536)]
+  const memoryImport = [...name("env"), ...name("memory"), 0x02, shared ? 0x03 : 0x01, ...uleb(0), ...uleb(65536)]
   // The code section is most of the bytes: its parts are copied once, into the result.
   const bodies = functions.map((f) => {
     const head = vec(f.locals.map(([count, type]) => [...uleb(count), type]))
