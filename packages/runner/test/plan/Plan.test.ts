@@ -158,8 +158,8 @@ stages:
     const peak = (id: string) => json.stages.find((s) => s.id === id)!.peakMemoryBytes
     const largest = 50 * 16
     expect(peak("a")).toBe(0)
-    // merge/linear: (2 · inputs + 1) · 4 bytes per element of a writer chunk (the whole tensor here).
-    expect(peak("avg")).toBe((2 * 3 + 1) * 4 * largest)
+    // merge/linear: (4 sets (one summed, three read ahead) · inputs + 1) · 4 bytes per element of a writer chunk (the whole tensor here).
+    expect(peak("avg")).toBe((4 * 3 + 1) * 4 * largest)
     // TIES: every input and the output as float32: (base + 2 models + output) · 4 · elements.
     expect(peak("ties")).toBe(4 * 4 * largest)
     // A safetensors writer: three chunk buffers of the largest chunk.
