@@ -49,13 +49,14 @@ const forEachWindow = (
   start: number,
   end: number,
   visit: (arrays: ReadonlyArray<Float32Array>, w0: number, a: number, b: number) => void,
-  scratch: ReadonlyArray<Float32Array> = which.map(() => new Float32Array(BLOCK))
+  scratch: ReadonlyArray<Float32Array> = which.map(() => new Float32Array(BLOCK)),
+  load: (input: PackedInput, w0: number, w1: number, window: Float32Array) => void = decode
 ): void => {
   for (let w0 = Math.floor(start / BLOCK) * BLOCK; w0 < end; w0 += BLOCK) {
     const w1 = Math.min(n, w0 + BLOCK)
     const arrays = which.map((input, k) => {
       const window = scratch[k]!.subarray(0, w1 - w0)
-      decode(inputs[input]!, w0, w1, window)
+      load(inputs[input]!, w0, w1, window)
       return window
     })
     visit(arrays, w0, Math.max(start, w0) - w0, Math.min(end, w1) - w0)
@@ -170,8 +171,8 @@ export const apply = (
     forEachWindow(inputs, every(inputs.length), lengthOf(inputs), start, end, (_arrays, w0, a, b) => {
       parts.push(ties.apply(prepared, a, b, w0))
       out.set(ties.out.subarray(a, b), w0 + a - outStart)
-      if (bf16 !== undefined) encodeBF16(ties.out.subarray(a, b), bf16.subarray((w0 + a - outStart) * 2))
-    }, [ties.base, ...ties.models])
+      if (bf16 !== undefined) ties.encode(a, b, bf16.subarray((w0 + a - outStart) * 2))
+    }, [ties.base, ...ties.models], ties.load)
     return join(parts)
   }
   const merged = new Float32Array(BLOCK)

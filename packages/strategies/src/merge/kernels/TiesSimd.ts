@@ -24,6 +24,7 @@
 import { BLOCK } from "./Gram.ts"
 import { END, isAbove as isAboveCut } from "./Select.ts"
 import type { Prepared } from "./TaskArithmetic.ts"
+import { decode, encodeBF16, type PackedInput } from "./PackedInput.ts"
 import * as TaskDiagnostics from "./TaskDiagnostics.ts"
 import * as Wasm from "./Wasm.ts"
 
@@ -40,7 +41,9 @@ const modelParamsAt = (i: number) => 64 + i * 48
 const resultsAt = (i: number) => 512 + i * 32 // squares f64x2 (even, odd), agree counts f64x2
 const windowAt = (k: number) => 1024 + k * BLOCK * 4 // 0 base, 1…4 models, 5 out
 const OUT_WINDOW = 5
-const PAGES = Math.ceil(windowAt(6) / 65536)
+// bf16 bytes of one input window (copied in, then widened) or of the encoded output.
+const STAGE = windowAt(6)
+const PAGES = Math.ceil((STAGE + BLOCK * 2) / 65536)
 
 /** Whether the prepared merge is one the SIMD kernel computes. @category predicates */
 export const eligible = (prepared: Prepared): boolean => {
@@ -56,6 +59,10 @@ export interface TiesWindows {
   readonly out: Float32Array
   /** out[a, b) of the window (tensor index of element 0: `offset`); the diagnostics of TaskArithmetic.apply on the same range. */
   readonly apply: (prepared: Prepared, a: number, b: number, offset: number) => TaskDiagnostics.Partial
+  /** Decodes elements [w0, w1) of `input` into `window` (one of this kernel's): bf16 copied in and widened in SIMD. */
+  readonly load: (input: PackedInput, w0: number, w1: number, window: Float32Array) => void
+  /** Encodes out[a, b) as bfloat16 into `bytes` (from byte 0), the bytes of `encodeBF16`, in SIMD. */
+  readonly encode: (a: number, b: number, bytes: Uint8Array) => void
 }
 
 const { op } = Wasm
@@ -186,17 +193,64 @@ const tiesFunc = (n: number): Wasm.Func => {
   }
 }
 
+const i32x4 = (v: number) => op.v128Const(Wasm.i32x4Bytes(v))
+
+// widen_bf16(src, dst, steps): 4 bf16 → 4 float32 per step (the high halves: exact).
+const widenFunc: Wasm.Func = {
+  name: "widen_bf16",
+  params: [Wasm.I32, Wasm.I32, Wasm.I32],
+  results: [],
+  locals: [],
+  code: [
+    ...op.loop,
+    ...op.localGet(1), ...op.localGet(0), ...op.v128Load16x4U(0), ...op.i32Const(16), ...op.i32x4Shl(), ...op.v128Store(0),
+    ...op.localGet(0), ...op.i32Const(8), ...op.i32Add, ...op.localSet(0),
+    ...op.localGet(1), ...op.i32Const(16), ...op.i32Add, ...op.localSet(1),
+    ...op.localGet(2), ...op.i32Const(1), ...op.i32Sub, ...op.localTee(2), ...op.brIf(0),
+    ...op.end
+  ]
+}
+
+// bf16 bits of the float32 on the stack (as `PackedInput.encodeBF16`): bits + 0x7fff + lsb, >> 16;
+// NaN → its high half with the quiet bit.
+const encode4 = (t: number): Array<number> => [
+  ...op.localSet(t),
+  ...op.localGet(t), ...op.i32Const(16), ...op.i32x4ShrU(), ...i32x4(0x40), ...op.v128Or(),
+  ...op.localGet(t), ...i32x4(0x7fff), ...op.i32x4Add(),
+  ...op.localGet(t), ...op.i32Const(16), ...op.i32x4ShrU(), ...i32x4(1), ...op.v128And(), ...op.i32x4Add(), ...op.i32Const(16), ...op.i32x4ShrU(),
+  ...op.localGet(t), ...i32x4(0x7fffffff), ...op.v128And(), ...i32x4(0x7f800000), ...op.i32x4GtS(),
+  ...op.v128Bitselect()
+]
+
+// narrow_bf16(src, dst, steps): 8 float32 → 8 bf16 per step.
+const narrowFunc: Wasm.Func = {
+  name: "narrow_bf16",
+  params: [Wasm.I32, Wasm.I32, Wasm.I32],
+  results: [],
+  locals: [[1, Wasm.V128]],
+  code: [
+    ...op.loop,
+    ...op.localGet(1),
+    ...op.localGet(0), ...op.v128Load(0), ...encode4(3), ...op.localGet(0), ...op.v128Load(16), ...encode4(3),
+    ...op.i16x8NarrowI32x4U(), ...op.v128Store(0),
+    ...op.localGet(0), ...op.i32Const(32), ...op.i32Add, ...op.localSet(0),
+    ...op.localGet(1), ...op.i32Const(16), ...op.i32Add, ...op.localSet(1),
+    ...op.localGet(2), ...op.i32Const(1), ...op.i32Sub, ...op.localTee(2), ...op.brIf(0),
+    ...op.end
+  ]
+}
+
 // Compiled once per thread (the module holds no state; each `make` instantiates it on its own memory).
 let compiledModule: WebAssembly.Module | undefined
 const compiled = (): WebAssembly.Module =>
-  compiledModule ??= new WebAssembly.Module(Wasm.module(Array.from({ length: MAX_MODELS }, (_, i) => tiesFunc(i + 1)), false))
+  compiledModule ??= new WebAssembly.Module(Wasm.module(Array.from({ length: MAX_MODELS }, (_, i) => tiesFunc(i + 1)).concat([widenFunc, narrowFunc]), false))
 
 /** The kernel on a fresh private memory (not shared) holding the windows of `n` models (1 ≤ n ≤ {@link MAX_MODELS}). @category constructors */
 export const make = (n: number): TiesWindows => {
   // Private, not shared: a shared memory is freed by full collections only, and a range-wise
   // merge makes one per range (1.6 MB each), which held ~1 GB more at the peak.
   const memory = new WebAssembly.Memory({ initial: PAGES, maximum: PAGES })
-  const exports = new WebAssembly.Instance(compiled(), { env: { memory } }).exports as Record<string, (p: number, steps: number, at: number) => void>
+  const exports = new WebAssembly.Instance(compiled(), { env: { memory } }).exports as Record<string, (...args: Array<number>) => void>
   const kernel = exports[`ties_${n}`]!
   const buffer = memory.buffer
   const window = (k: number) => new Float32Array(buffer, windowAt(k), BLOCK)
@@ -274,5 +328,28 @@ export const make = (n: number): TiesWindows => {
     }
     return diagnostics
   }
-  return { base, models, out, apply }
+  const stage = new Uint8Array(buffer, STAGE, BLOCK * 2)
+  const stageHalves = new Uint16Array(buffer, STAGE, BLOCK)
+  const widen = exports["widen_bf16"]!
+  const narrow = exports["narrow_bf16"]!
+
+  const load = (input: PackedInput, w0: number, w1: number, window: Float32Array): void => {
+    if (input.dtype !== "BF16") return decode(input, w0, w1, window)
+    const m = w1 - w0
+    stage.set(input.bytes.subarray(w0 * 2, w1 * 2))
+    const m4 = m & ~3
+    if (m4 > 0) widen(STAGE, window.byteOffset, m4 / 4)
+    const bits = new Uint32Array(buffer, window.byteOffset, m)
+    for (let k = m4; k < m; k++) bits[k] = stageHalves[k]! << 16
+  }
+
+  const encode = (a: number, b: number, bytes: Uint8Array): void => {
+    const m8 = (b - a) & ~7
+    if (m8 > 0) {
+      narrow(windowAt(OUT_WINDOW) + a * 4, STAGE, m8 / 8)
+      bytes.set(stage.subarray(0, m8 * 2))
+    }
+    if (a + m8 < b) encodeBF16(out.subarray(a + m8, b), bytes.subarray(m8 * 2))
+  }
+  return { base, models, out, apply, load, encode }
 }

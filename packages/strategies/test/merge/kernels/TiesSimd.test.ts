@@ -1,6 +1,6 @@
 import { Result } from "effect"
 import { describe, expect, it } from "vitest"
-import { decode, type PackedInput } from "../../../src/merge/kernels/PackedInput.ts"
+import { decode, encodeBF16, type PackedInput } from "../../../src/merge/kernels/PackedInput.ts"
 import * as PackedTaskArithmetic from "../../../src/merge/kernels/PackedTaskArithmetic.ts"
 import type { Selector } from "../../../src/merge/kernels/Sparsify.ts"
 import * as TaskArithmetic from "../../../src/merge/kernels/TaskArithmetic.ts"
@@ -140,6 +140,33 @@ describe("TiesSimd", () => {
       const prepared = withoutTieIndex(prepare(inputs, density, [0.5, 0.5]))
       const { simd, js } = both(prepared, inputs, 0, N)
       expectSame(simd, js)
+    }
+  })
+
+  it("widens all 65,536 bf16 patterns as decode does, and encodes float32 as encodeBF16 does", () => {
+    const ties = TiesSimd.make(1)
+    const bytes = new Uint8Array(new SharedArrayBuffer(65536 * 2))
+    const halves = new Uint16Array(bytes.buffer)
+    for (let h = 0; h < 65536; h++) halves[h] = h
+    const input: PackedInput = { bytes, dtype: "BF16" }
+    const expected = new Float32Array(65536)
+    decode(input, 0, 65536, expected)
+    ties.load(input, 0, 65536, ties.base)
+    expect(Buffer.from(ties.base.buffer, ties.base.byteOffset, 65536 * 4).equals(Buffer.from(expected.buffer))).toBe(true)
+    // An odd sub-range, for the tail.
+    ties.load(input, 1001, 1001 + 4099, ties.base.subarray(0, 4099))
+    expect(Array.from(new Uint32Array(ties.base.buffer, ties.base.byteOffset, 4099))).toEqual(Array.from(new Uint32Array(expected.buffer, 1001 * 4, 4099)))
+
+    const r = rng(99)
+    const bits = new Uint32Array(ties.out.buffer, ties.out.byteOffset, 65536)
+    const specials = [0, 0x80000000, 0x7f800000, 0xff800000, 0x7fc00000, 0x7f800001, 0xffffffff, 0x7f7fffff, 0x3f808000, 0x3f818000, 0x3f80ffff, 0x00000001, 0x807fffff]
+    for (let j = 0; j < 65536; j++) bits[j] = j < specials.length ? specials[j]! : Math.floor(r() * 2 ** 32)
+    for (const [a, b] of [[0, 65536], [3, 65536 - 5], [17, 30]] as const) {
+      const got = new Uint8Array((b - a) * 2)
+      const want = new Uint8Array((b - a) * 2)
+      ties.encode(a, b, got)
+      encodeBF16(ties.out.slice(a, b), want)
+      expect(Buffer.from(got).equals(Buffer.from(want))).toBe(true)
     }
   })
 })
