@@ -49,8 +49,7 @@ const forEachWindow = (
   start: number,
   end: number,
   visit: (arrays: ReadonlyArray<Float32Array>, w0: number, a: number, b: number) => void,
-  scratch: ReadonlyArray<Float32Array> = which.map(() => new Float32Array(BLOCK)),
-  load: (input: PackedInput, w0: number, w1: number, window: Float32Array) => void = decode
+  { scratch, load }: Windows = windowsFor(which.length)
 ): void => {
   for (let w0 = Math.floor(start / BLOCK) * BLOCK; w0 < end; w0 += BLOCK) {
     const w1 = Math.min(n, w0 + BLOCK)
@@ -61,6 +60,19 @@ const forEachWindow = (
     })
     visit(arrays, w0, Math.max(start, w0) - w0, Math.min(end, w1) - w0)
   }
+}
+
+/** Where windows are decoded: scratch arrays (one per input visited) and the decoder. */
+interface Windows {
+  readonly scratch: ReadonlyArray<Float32Array>
+  readonly load: (input: PackedInput, w0: number, w1: number, window: Float32Array) => void
+}
+
+// In a SIMD kernel's memory when they fit (bf16 is then widened in SIMD); plain arrays otherwise.
+const windowsFor = (count: number): Windows => {
+  if (count < 2 || count > 1 + TiesSimd.MAX_MODELS) return { scratch: Array.from({ length: count }, () => new Float32Array(BLOCK)), load: decode }
+  const ties = TiesSimd.make(count - 1)
+  return { scratch: [ties.base, ...ties.models], load: ties.load }
 }
 
 const every = (count: number): Array<number> => Array.from({ length: count }, (_, k) => k)
@@ -172,7 +184,7 @@ export const apply = (
       parts.push(ties.apply(prepared, a, b, w0))
       out.set(ties.out.subarray(a, b), w0 + a - outStart)
       if (bf16 !== undefined) ties.encode(a, b, bf16.subarray((w0 + a - outStart) * 2))
-    }, [ties.base, ...ties.models], ties.load)
+    }, { scratch: [ties.base, ...ties.models], load: ties.load })
     return join(parts)
   }
   const merged = new Float32Array(BLOCK)
