@@ -66,13 +66,15 @@ const forEachWindow = (
 interface Windows {
   readonly scratch: ReadonlyArray<Float32Array>
   readonly load: (input: PackedInput, w0: number, w1: number, window: Float32Array) => void
+  /** A fast "any NaN/±Inf in window[a, b)?" when the windows are a SIMD kernel's. */
+  readonly hasNonFinite?: (window: Float32Array, a: number, b: number) => boolean
 }
 
 // In a SIMD kernel's memory when they fit (bf16 is then widened in SIMD); plain arrays otherwise.
 const windowsFor = (count: number): Windows => {
   if (count < 2 || count > 1 + TiesSimd.MAX_MODELS) return { scratch: Array.from({ length: count }, () => new Float32Array(BLOCK)), load: decode }
   const ties = TiesSimd.make(count - 1)
-  return { scratch: [ties.base, ...ties.models], load: ties.load }
+  return { scratch: [ties.base, ...ties.models], load: ties.load, hasNonFinite: ties.hasNonFinite }
 }
 
 const every = (count: number): Array<number> => Array.from({ length: count }, (_, k) => k)
@@ -89,8 +91,10 @@ export const scan = (inputs: ReadonlyArray<PackedInput>, ranked: ReadonlyArray<n
   const value = inputs.map(() => 0)
   const count = inputs.map(() => 0)
   const high = ranked.map(() => new Uint32Array(Select.HIGH_BUCKETS))
+  const windows = windowsFor(inputs.length)
   forEachWindow(inputs, every(inputs.length), lengthOf(inputs), start, end, (arrays, w0, a, b) => {
     for (const [k, x] of arrays.entries()) {
+      if (windows.hasNonFinite !== undefined && !windows.hasNonFinite(x, a, b)) continue
       const at = NonFinite.firstNonFinite(x, a, b)
       if (at < 0) continue
       if (first[k]! < 0) {
@@ -100,7 +104,7 @@ export const scan = (inputs: ReadonlyArray<PackedInput>, ranked: ReadonlyArray<n
       count[k] = count[k]! + NonFinite.countNonFinite(x, at, b)
     }
     for (const [c, model] of ranked.entries()) Select.countHigh(arrays[1 + model]!, arrays[0]!, a, b, high[c]!)
-  })
+  }, windows)
   return { nonFinite: first.map((f, k) => ({ first: f, value: value[k]!, count: count[k]! })), high }
 }
 

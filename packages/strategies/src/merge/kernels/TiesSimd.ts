@@ -63,6 +63,8 @@ export interface TiesWindows {
   readonly load: (input: PackedInput, w0: number, w1: number, window: Float32Array) => void
   /** Encodes out[a, b) as bfloat16 into `bytes` (from byte 0), the bytes of `encodeBF16`, in SIMD. */
   readonly encode: (a: number, b: number, bytes: Uint8Array) => void
+  /** Whether window[a, b) (one of this kernel's windows) holds NaN or ±Inf: a SIMD scan, so the exact search runs only where there is one. */
+  readonly hasNonFinite: (window: Float32Array, a: number, b: number) => boolean
 }
 
 const { op } = Wasm
@@ -240,17 +242,34 @@ const narrowFunc: Wasm.Func = {
   ]
 }
 
+// nonfinite_f32(src, steps) → 1 when one of 4·steps float32 is NaN or ±Inf (exponent all ones).
+const nonFiniteFunc: Wasm.Func = {
+  name: "nonfinite_f32",
+  params: [Wasm.I32, Wasm.I32],
+  results: [Wasm.I32],
+  locals: [[1, Wasm.V128]],
+  code: [
+    ...op.loop,
+    ...op.localGet(2), ...op.localGet(0), ...op.v128Load(0), ...i32x4(0x7f800000), ...op.v128And(), ...i32x4(0x7f800000), ...op.i32x4Eq(),
+    ...op.v128Or(), ...op.localSet(2),
+    ...op.localGet(0), ...op.i32Const(16), ...op.i32Add, ...op.localSet(0),
+    ...op.localGet(1), ...op.i32Const(1), ...op.i32Sub, ...op.localTee(1), ...op.brIf(0),
+    ...op.end,
+    ...op.localGet(2), ...op.v128AnyTrue()
+  ]
+}
+
 // Compiled once per thread (the module holds no state; each `make` instantiates it on its own memory).
 let compiledModule: WebAssembly.Module | undefined
 const compiled = (): WebAssembly.Module =>
-  compiledModule ??= new WebAssembly.Module(Wasm.module(Array.from({ length: MAX_MODELS }, (_, i) => tiesFunc(i + 1)).concat([widenFunc, narrowFunc]), false))
+  compiledModule ??= new WebAssembly.Module(Wasm.module(Array.from({ length: MAX_MODELS }, (_, i) => tiesFunc(i + 1)).concat([widenFunc, narrowFunc, nonFiniteFunc]), false))
 
 /** The kernel on a fresh private memory (not shared) holding the windows of `n` models (1 ≤ n ≤ {@link MAX_MODELS}). @category constructors */
 export const make = (n: number): TiesWindows => {
   // Private, not shared: a shared memory is freed by full collections only, and a range-wise
   // merge makes one per range (1.6 MB each), which held ~1 GB more at the peak.
   const memory = new WebAssembly.Memory({ initial: PAGES, maximum: PAGES })
-  const exports = new WebAssembly.Instance(compiled(), { env: { memory } }).exports as Record<string, (...args: Array<number>) => void>
+  const exports = new WebAssembly.Instance(compiled(), { env: { memory } }).exports as Record<string, (...args: Array<number>) => number>
   const kernel = exports[`ties_${n}`]!
   const buffer = memory.buffer
   const window = (k: number) => new Float32Array(buffer, windowAt(k), BLOCK)
@@ -351,5 +370,12 @@ export const make = (n: number): TiesWindows => {
     }
     if (a + m8 < b) encodeBF16(out.subarray(a + m8, b), bytes.subarray(m8 * 2))
   }
-  return { base, models, out, apply, load, encode }
+  const scanNonFinite = exports["nonfinite_f32"]!
+  const hasNonFinite = (window: Float32Array, a: number, b: number): boolean => {
+    const m4 = (b - a) & ~3
+    if (m4 > 0 && scanNonFinite(window.byteOffset + a * 4, m4 / 4) !== 0) return true
+    for (let k = a + m4; k < b; k++) if (!Number.isFinite(window[k]!)) return true
+    return false
+  }
+  return { base, models, out, apply, load, encode, hasNonFinite }
 }

@@ -169,4 +169,22 @@ describe("TiesSimd", () => {
       expect(Buffer.from(got).equals(Buffer.from(want))).toBe(true)
     }
   })
+
+  it("finds NaN and ±Inf in a window wherever they are, and nothing in finite values", () => {
+    const ties = TiesSimd.make(1)
+    const w = ties.base
+    for (let j = 0; j < 200; j++) w[j] = j % 2 === 0 ? 3.4028234663852886e38 : -1e-45
+    expect(ties.hasNonFinite(w, 0, 200)).toBe(false)
+    for (const special of [NaN, Infinity, -Infinity]) {
+      for (const at of [0, 3, 4, 101, 198, 199]) {
+        const keep = w[at]!
+        w[at] = special
+        expect(ties.hasNonFinite(w, 0, 200)).toBe(true)
+        expect(ties.hasNonFinite(w, at, at + 1)).toBe(true)
+        expect(ties.hasNonFinite(w, at + 1, 200)).toBe(false)
+        if (at > 0) expect(ties.hasNonFinite(w, 0, at)).toBe(false)
+        w[at] = keep
+      }
+    }
+  })
 })
