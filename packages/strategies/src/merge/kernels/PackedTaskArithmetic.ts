@@ -68,13 +68,15 @@ interface Windows {
   readonly load: (input: PackedInput, w0: number, w1: number, window: Float32Array) => void
   /** A fast "any NaN/±Inf in window[a, b)?" when the windows are a SIMD kernel's. */
   readonly hasNonFinite?: (window: Float32Array, a: number, b: number) => boolean
+  /** |τ| bits of window[a, b) computed in SIMD (`TiesSimd`), when the windows are a SIMD kernel's. */
+  readonly magnitudes?: (x: Float32Array, base: Float32Array, a: number, b: number) => Uint32Array
 }
 
 // In a SIMD kernel's memory when they fit (bf16 is then widened in SIMD); plain arrays otherwise.
 const windowsFor = (count: number): Windows => {
   if (count < 2 || count > 1 + TiesSimd.MAX_MODELS) return { scratch: Array.from({ length: count }, () => new Float32Array(BLOCK)), load: decode }
   const ties = TiesSimd.make(count - 1)
-  return { scratch: [ties.base, ...ties.models], load: ties.load, hasNonFinite: ties.hasNonFinite }
+  return { scratch: [ties.base, ...ties.models], load: ties.load, hasNonFinite: ties.hasNonFinite, magnitudes: ties.magnitudes }
 }
 
 const every = (count: number): Array<number> => Array.from({ length: count }, (_, k) => k)
@@ -103,9 +105,43 @@ export const scan = (inputs: ReadonlyArray<PackedInput>, ranked: ReadonlyArray<n
       }
       count[k] = count[k]! + NonFinite.countNonFinite(x, at, b)
     }
-    for (const [c, model] of ranked.entries()) Select.countHigh(arrays[1 + model]!, arrays[0]!, a, b, high[c]!)
+    for (const [c, model] of ranked.entries()) countHighIn(windows, arrays[1 + model]!, arrays[0]!, a, b, high[c]!)
   }, windows)
   return { nonFinite: first.map((f, k) => ({ first: f, value: value[k]!, count: count[k]! })), high }
+}
+
+// Select.countHigh / countLow, on keys computed in SIMD when the windows allow it (same counts).
+const countHighIn = (windows: Windows, x: Float32Array, base: Float32Array, a: number, b: number, counts: Uint32Array): void => {
+  if (windows.magnitudes === undefined) return Select.countHigh(x, base, a, b, counts)
+  const keys = windows.magnitudes(x, base, a, b)
+  for (let k = 0; k < keys.length; k++) counts[keys[k]! >>> 16]!++
+}
+
+const countLowIn = (
+  windows: Windows,
+  x: Float32Array,
+  base: Float32Array,
+  a: number,
+  b: number,
+  highs: ReadonlyArray<number>,
+  counts: ReadonlyArray<Uint32Array>
+): void => {
+  if (windows.magnitudes === undefined) return Select.countLow(x, base, a, b, highs, counts)
+  const keys = windows.magnitudes(x, base, a, b)
+  if (highs.length === 1) {
+    const h = highs[0]!
+    const c0 = counts[0]!
+    for (let k = 0; k < keys.length; k++) {
+      const key = keys[k]!
+      if (key >>> 16 === h) c0[key & 0xffff]!++
+    }
+    return
+  }
+  for (let k = 0; k < keys.length; k++) {
+    const key = keys[k]!
+    const high = key >>> 16
+    for (let c = 0; c < highs.length; c++) if (high === highs[c]) counts[c]![key & 0xffff]!++
+  }
 }
 
 /** A model's wanted high buckets, for {@link countLow}. @category models */
@@ -118,9 +154,10 @@ export interface LowRequest {
 export const countLow = (inputs: ReadonlyArray<PackedInput>, requests: ReadonlyArray<LowRequest>, start: number, end: number): Array<Array<Uint32Array>> => {
   const counts = requests.map((r) => r.highs.map(() => new Uint32Array(Select.LOW_BUCKETS)))
   const which = [0, ...requests.map((r) => 1 + r.model)]
+  const windows = windowsFor(which.length)
   forEachWindow(inputs, which, lengthOf(inputs), start, end, (arrays, _w0, a, b) => {
-    for (const [c, r] of requests.entries()) Select.countLow(arrays[1 + c]!, arrays[0]!, a, b, r.highs, counts[c]!)
-  })
+    for (const [c, r] of requests.entries()) countLowIn(windows, arrays[1 + c]!, arrays[0]!, a, b, r.highs, counts[c]!)
+  }, windows)
   return counts
 }
 

@@ -65,6 +65,11 @@ export interface TiesWindows {
   readonly encode: (a: number, b: number, bytes: Uint8Array) => void
   /** Whether window[a, b) (one of this kernel's windows) holds NaN or ±Inf: a SIMD scan, so the exact search runs only where there is one. */
   readonly hasNonFinite: (window: Float32Array, a: number, b: number) => boolean
+  /**
+   * |τ| bits, `bits(f32(x − base)) & 0x7fffffff`, of window[a, b) (x and base: this kernel's
+   * windows), as the keys `Select.forEachKeyChunk` gives; a view of the output window, valid until the next call.
+   */
+  readonly magnitudes: (x: Float32Array, base: Float32Array, a: number, b: number) => Uint32Array
 }
 
 const { op } = Wasm
@@ -259,10 +264,26 @@ const nonFiniteFunc: Wasm.Func = {
   ]
 }
 
+// keys_f32(x, base, dst, steps): dst = bits(x − base) & 0x7fffffff, 4 per step.
+const keysFunc: Wasm.Func = {
+  name: "keys_f32",
+  params: [Wasm.I32, Wasm.I32, Wasm.I32, Wasm.I32],
+  results: [],
+  locals: [],
+  code: [
+    ...op.loop,
+    ...op.localGet(2), ...op.localGet(0), ...op.v128Load(0), ...op.localGet(1), ...op.v128Load(0), ...op.f32x4Sub(),
+    ...i32x4(0x7fffffff), ...op.v128And(), ...op.v128Store(0),
+    ...[0, 1, 2].flatMap((p) => [...op.localGet(p), ...op.i32Const(16), ...op.i32Add, ...op.localSet(p)]),
+    ...op.localGet(3), ...op.i32Const(1), ...op.i32Sub, ...op.localTee(3), ...op.brIf(0),
+    ...op.end
+  ]
+}
+
 // Compiled once per thread (the module holds no state; each `make` instantiates it on its own memory).
 let compiledModule: WebAssembly.Module | undefined
 const compiled = (): WebAssembly.Module =>
-  compiledModule ??= new WebAssembly.Module(Wasm.module(Array.from({ length: MAX_MODELS }, (_, i) => tiesFunc(i + 1)).concat([widenFunc, narrowFunc, nonFiniteFunc]), false))
+  compiledModule ??= new WebAssembly.Module(Wasm.module(Array.from({ length: MAX_MODELS }, (_, i) => tiesFunc(i + 1)).concat([widenFunc, narrowFunc, nonFiniteFunc, keysFunc]), false))
 
 /** The kernel on a fresh private memory (not shared) holding the windows of `n` models (1 ≤ n ≤ {@link MAX_MODELS}). @category constructors */
 export const make = (n: number): TiesWindows => {
@@ -377,5 +398,16 @@ export const make = (n: number): TiesWindows => {
     for (let k = a + m4; k < b; k++) if (!Number.isFinite(window[k]!)) return true
     return false
   }
-  return { base, models, out, apply, load, encode, hasNonFinite }
+  const keysOf = exports["keys_f32"]!
+  const outBits = new Uint32Array(buffer, windowAt(OUT_WINDOW), BLOCK)
+  const magnitudes = (x: Float32Array, base: Float32Array, a: number, b: number): Uint32Array => {
+    const m4 = (b - a) & ~3
+    if (m4 > 0) keysOf(x.byteOffset + a * 4, base.byteOffset + a * 4, windowAt(OUT_WINDOW) + a * 4, m4 / 4)
+    for (let k = a + m4; k < b; k++) {
+      tau[0] = x[k]! - base[k]!
+      outBits[k] = tauBits[0]! & 0x7fffffff
+    }
+    return outBits.subarray(a, b)
+  }
+  return { base, models, out, apply, load, encode, hasNonFinite, magnitudes }
 }

@@ -187,4 +187,19 @@ describe("TiesSimd", () => {
       }
     }
   })
+
+  it("magnitude keys equal the bits of |f32(x − base)| (Select's keys) on odd ranges", () => {
+    const ties = TiesSimd.make(1)
+    const x = ties.models[0]!, base = ties.base
+    const r = rng(5)
+    const xb = new Uint32Array(x.buffer, x.byteOffset, 5000), bb = new Uint32Array(base.buffer, base.byteOffset, 5000)
+    for (let j = 0; j < 5000; j++) {
+      xb[j] = Math.floor(r() * 2 ** 32)
+      bb[j] = j % 3 === 0 ? xb[j]! : Math.floor(r() * 2 ** 32)
+    }
+    const want = new Uint32Array(new Float32Array(Array.from(x.subarray(0, 5000), (v, j) => v - base[j]!)).buffer).map((k) => k & 0x7fffffff)
+    for (const [a, b] of [[0, 5000], [3, 4997], [10, 13]] as const) {
+      expect(Array.from(ties.magnitudes(x, base, a, b))).toEqual(Array.from(want.subarray(a, b)))
+    }
+  })
 })
