@@ -27,6 +27,7 @@ import type { Prepared } from "./TaskArithmetic.ts"
 import { decode, encodeBF16, type PackedInput } from "./PackedInput.ts"
 import * as TaskDiagnostics from "./TaskDiagnostics.ts"
 import * as Wasm from "./Wasm.ts"
+import * as WindowSimd from "./WindowSimd.ts"
 
 /** The most models the kernel takes (as `electBySum`). @category constants */
 export const MAX_MODELS = 4
@@ -200,90 +201,10 @@ const tiesFunc = (n: number): Wasm.Func => {
   }
 }
 
-const i32x4 = (v: number) => op.v128Const(Wasm.i32x4Bytes(v))
-
-// widen_bf16(src, dst, steps): 4 bf16 → 4 float32 per step (the high halves: exact).
-const widenFunc: Wasm.Func = {
-  name: "widen_bf16",
-  params: [Wasm.I32, Wasm.I32, Wasm.I32],
-  results: [],
-  locals: [],
-  code: [
-    ...op.loop,
-    ...op.localGet(1), ...op.localGet(0), ...op.v128Load16x4U(0), ...op.i32Const(16), ...op.i32x4Shl(), ...op.v128Store(0),
-    ...op.localGet(0), ...op.i32Const(8), ...op.i32Add, ...op.localSet(0),
-    ...op.localGet(1), ...op.i32Const(16), ...op.i32Add, ...op.localSet(1),
-    ...op.localGet(2), ...op.i32Const(1), ...op.i32Sub, ...op.localTee(2), ...op.brIf(0),
-    ...op.end
-  ]
-}
-
-// bf16 bits of the float32 on the stack (as `PackedInput.encodeBF16`): bits + 0x7fff + lsb, >> 16;
-// NaN → its high half with the quiet bit.
-const encode4 = (t: number): Array<number> => [
-  ...op.localSet(t),
-  ...op.localGet(t), ...op.i32Const(16), ...op.i32x4ShrU(), ...i32x4(0x40), ...op.v128Or(),
-  ...op.localGet(t), ...i32x4(0x7fff), ...op.i32x4Add(),
-  ...op.localGet(t), ...op.i32Const(16), ...op.i32x4ShrU(), ...i32x4(1), ...op.v128And(), ...op.i32x4Add(), ...op.i32Const(16), ...op.i32x4ShrU(),
-  ...op.localGet(t), ...i32x4(0x7fffffff), ...op.v128And(), ...i32x4(0x7f800000), ...op.i32x4GtS(),
-  ...op.v128Bitselect()
-]
-
-// narrow_bf16(src, dst, steps): 8 float32 → 8 bf16 per step.
-const narrowFunc: Wasm.Func = {
-  name: "narrow_bf16",
-  params: [Wasm.I32, Wasm.I32, Wasm.I32],
-  results: [],
-  locals: [[1, Wasm.V128]],
-  code: [
-    ...op.loop,
-    ...op.localGet(1),
-    ...op.localGet(0), ...op.v128Load(0), ...encode4(3), ...op.localGet(0), ...op.v128Load(16), ...encode4(3),
-    ...op.i16x8NarrowI32x4U(), ...op.v128Store(0),
-    ...op.localGet(0), ...op.i32Const(32), ...op.i32Add, ...op.localSet(0),
-    ...op.localGet(1), ...op.i32Const(16), ...op.i32Add, ...op.localSet(1),
-    ...op.localGet(2), ...op.i32Const(1), ...op.i32Sub, ...op.localTee(2), ...op.brIf(0),
-    ...op.end
-  ]
-}
-
-// nonfinite_f32(src, steps) → 1 when one of 4·steps float32 is NaN or ±Inf (exponent all ones).
-const nonFiniteFunc: Wasm.Func = {
-  name: "nonfinite_f32",
-  params: [Wasm.I32, Wasm.I32],
-  results: [Wasm.I32],
-  locals: [[1, Wasm.V128]],
-  code: [
-    ...op.loop,
-    ...op.localGet(2), ...op.localGet(0), ...op.v128Load(0), ...i32x4(0x7f800000), ...op.v128And(), ...i32x4(0x7f800000), ...op.i32x4Eq(),
-    ...op.v128Or(), ...op.localSet(2),
-    ...op.localGet(0), ...op.i32Const(16), ...op.i32Add, ...op.localSet(0),
-    ...op.localGet(1), ...op.i32Const(1), ...op.i32Sub, ...op.localTee(1), ...op.brIf(0),
-    ...op.end,
-    ...op.localGet(2), ...op.v128AnyTrue()
-  ]
-}
-
-// keys_f32(x, base, dst, steps): dst = bits(x − base) & 0x7fffffff, 4 per step.
-const keysFunc: Wasm.Func = {
-  name: "keys_f32",
-  params: [Wasm.I32, Wasm.I32, Wasm.I32, Wasm.I32],
-  results: [],
-  locals: [],
-  code: [
-    ...op.loop,
-    ...op.localGet(2), ...op.localGet(0), ...op.v128Load(0), ...op.localGet(1), ...op.v128Load(0), ...op.f32x4Sub(),
-    ...i32x4(0x7fffffff), ...op.v128And(), ...op.v128Store(0),
-    ...[0, 1, 2].flatMap((p) => [...op.localGet(p), ...op.i32Const(16), ...op.i32Add, ...op.localSet(p)]),
-    ...op.localGet(3), ...op.i32Const(1), ...op.i32Sub, ...op.localTee(3), ...op.brIf(0),
-    ...op.end
-  ]
-}
-
 // Compiled once per thread (the module holds no state; each `make` instantiates it on its own memory).
 let compiledModule: WebAssembly.Module | undefined
 const compiled = (): WebAssembly.Module =>
-  compiledModule ??= new WebAssembly.Module(Wasm.module(Array.from({ length: MAX_MODELS }, (_, i) => tiesFunc(i + 1)).concat([widenFunc, narrowFunc, nonFiniteFunc, keysFunc]), false))
+  compiledModule ??= new WebAssembly.Module(Wasm.module(Array.from({ length: MAX_MODELS }, (_, i) => tiesFunc(i + 1)).concat(WindowSimd.funcs), false))
 
 /** The kernel on a fresh private memory (not shared) holding the windows of `n` models (1 ≤ n ≤ {@link MAX_MODELS}). @category constructors */
 export const make = (n: number): TiesWindows => {

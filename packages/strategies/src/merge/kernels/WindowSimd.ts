@@ -1,0 +1,95 @@
+/**
+ * The window helpers of the range-wise passes in WebAssembly SIMD, compiled into `TiesSimd.ts`'s
+ * module (same private memory): bf16 → float32 widening, float32 → bf16 encoding (the bytes of
+ * `PackedInput.encodeBF16`), a NaN/±Inf check and the |τ| keys of the histogram passes
+ * (`Select.forEachKeyChunk`'s). Each takes byte addresses and a step count ≥ 1; callers run the
+ * tail of fewer elements than a step in JavaScript.
+ *
+ * @since 0.1.0
+ */
+import * as Wasm from "./Wasm.ts"
+
+const { op } = Wasm
+
+const i32x4 = (v: number) => op.v128Const(Wasm.i32x4Bytes(v))
+
+/** widen_bf16(src, dst, steps): 4 bf16 → 4 float32 per step (the high halves: exact). @category functions */
+export const widenFunc: Wasm.Func = {
+  name: "widen_bf16",
+  params: [Wasm.I32, Wasm.I32, Wasm.I32],
+  results: [],
+  locals: [],
+  code: [
+    ...op.loop,
+    ...op.localGet(1), ...op.localGet(0), ...op.v128Load16x4U(0), ...op.i32Const(16), ...op.i32x4Shl(), ...op.v128Store(0),
+    ...op.localGet(0), ...op.i32Const(8), ...op.i32Add, ...op.localSet(0),
+    ...op.localGet(1), ...op.i32Const(16), ...op.i32Add, ...op.localSet(1),
+    ...op.localGet(2), ...op.i32Const(1), ...op.i32Sub, ...op.localTee(2), ...op.brIf(0),
+    ...op.end
+  ]
+}
+
+// bf16 bits of the float32 on the stack (as `PackedInput.encodeBF16`): bits + 0x7fff + lsb, >> 16;
+// NaN → its high half with the quiet bit.
+const encode4 = (t: number): Array<number> => [
+  ...op.localSet(t),
+  ...op.localGet(t), ...op.i32Const(16), ...op.i32x4ShrU(), ...i32x4(0x40), ...op.v128Or(),
+  ...op.localGet(t), ...i32x4(0x7fff), ...op.i32x4Add(),
+  ...op.localGet(t), ...op.i32Const(16), ...op.i32x4ShrU(), ...i32x4(1), ...op.v128And(), ...op.i32x4Add(), ...op.i32Const(16), ...op.i32x4ShrU(),
+  ...op.localGet(t), ...i32x4(0x7fffffff), ...op.v128And(), ...i32x4(0x7f800000), ...op.i32x4GtS(),
+  ...op.v128Bitselect()
+]
+
+/** narrow_bf16(src, dst, steps): 8 float32 → 8 bf16 per step. @category functions */
+export const narrowFunc: Wasm.Func = {
+  name: "narrow_bf16",
+  params: [Wasm.I32, Wasm.I32, Wasm.I32],
+  results: [],
+  locals: [[1, Wasm.V128]],
+  code: [
+    ...op.loop,
+    ...op.localGet(1),
+    ...op.localGet(0), ...op.v128Load(0), ...encode4(3), ...op.localGet(0), ...op.v128Load(16), ...encode4(3),
+    ...op.i16x8NarrowI32x4U(), ...op.v128Store(0),
+    ...op.localGet(0), ...op.i32Const(32), ...op.i32Add, ...op.localSet(0),
+    ...op.localGet(1), ...op.i32Const(16), ...op.i32Add, ...op.localSet(1),
+    ...op.localGet(2), ...op.i32Const(1), ...op.i32Sub, ...op.localTee(2), ...op.brIf(0),
+    ...op.end
+  ]
+}
+
+/** nonfinite_f32(src, steps) → 1 when one of 4·steps float32 is NaN or ±Inf (exponent all ones). @category functions */
+export const nonFiniteFunc: Wasm.Func = {
+  name: "nonfinite_f32",
+  params: [Wasm.I32, Wasm.I32],
+  results: [Wasm.I32],
+  locals: [[1, Wasm.V128]],
+  code: [
+    ...op.loop,
+    ...op.localGet(2), ...op.localGet(0), ...op.v128Load(0), ...i32x4(0x7f800000), ...op.v128And(), ...i32x4(0x7f800000), ...op.i32x4Eq(),
+    ...op.v128Or(), ...op.localSet(2),
+    ...op.localGet(0), ...op.i32Const(16), ...op.i32Add, ...op.localSet(0),
+    ...op.localGet(1), ...op.i32Const(1), ...op.i32Sub, ...op.localTee(1), ...op.brIf(0),
+    ...op.end,
+    ...op.localGet(2), ...op.v128AnyTrue()
+  ]
+}
+
+/** keys_f32(x, base, dst, steps): dst = bits(x − base) & 0x7fffffff, 4 per step. @category functions */
+export const keysFunc: Wasm.Func = {
+  name: "keys_f32",
+  params: [Wasm.I32, Wasm.I32, Wasm.I32, Wasm.I32],
+  results: [],
+  locals: [],
+  code: [
+    ...op.loop,
+    ...op.localGet(2), ...op.localGet(0), ...op.v128Load(0), ...op.localGet(1), ...op.v128Load(0), ...op.f32x4Sub(),
+    ...i32x4(0x7fffffff), ...op.v128And(), ...op.v128Store(0),
+    ...[0, 1, 2].flatMap((p) => [...op.localGet(p), ...op.i32Const(16), ...op.i32Add, ...op.localSet(p)]),
+    ...op.localGet(3), ...op.i32Const(1), ...op.i32Sub, ...op.localTee(3), ...op.brIf(0),
+    ...op.end
+  ]
+}
+
+/** The helpers, for a module's function list. @category constructors */
+export const funcs: ReadonlyArray<Wasm.Func> = [widenFunc, narrowFunc, nonFiniteFunc, keysFunc]
