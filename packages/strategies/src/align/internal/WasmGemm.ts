@@ -13,37 +13,9 @@
  * @since 0.1.0
  */
 
+import { name, section, sleb as s32, uleb as u32, vec as vector } from "../../merge/kernels/Wasm.ts"
+
 type Bytes = Array<number>
-
-const u32 = (value: number): Bytes => {
-  const out: Bytes = []
-  let v = value >>> 0
-  do {
-    let byte = v & 0x7f
-    v >>>= 7
-    if (v !== 0) byte |= 0x80
-    out.push(byte)
-  } while (v !== 0)
-  return out
-}
-
-const s32 = (value: number): Bytes => {
-  const out: Bytes = []
-  let v = value | 0
-  for (;;) {
-    const byte = v & 0x7f
-    v >>= 7
-    if ((v === 0 && (byte & 0x40) === 0) || (v === -1 && (byte & 0x40) !== 0)) {
-      out.push(byte)
-      return out
-    }
-    out.push(byte | 0x80)
-  }
-}
-
-const vector = (items: ReadonlyArray<Bytes>): Bytes => [...u32(items.length), ...items.flat()]
-const section = (id: number, body: Bytes): Bytes => [id, ...u32(body.length), ...body]
-const name = (text: string): Bytes => vector([...text].map((c) => [c.charCodeAt(0)]))
 
 const I32 = 0x7f
 const F64 = 0x7c

@@ -36,8 +36,10 @@ export const sleb = (value: number): Array<number> => {
 
 /** A length-prefixed vector of already encoded items. @category encoding */
 export const vec = (items: ReadonlyArray<ReadonlyArray<number>>): Array<number> => [...uleb(items.length), ...items.flat()]
-const section = (id: number, body: ReadonlyArray<number>): Array<number> => [id, ...uleb(body.length), ...body]
-const name = (s: string): Array<number> => [...uleb(s.length), ...Array.from(s, (c) => c.charCodeAt(0))]
+/** A section: its id and its length-prefixed body. @category encoding */
+export const section = (id: number, body: ReadonlyArray<number>): Array<number> => [id, ...uleb(body.length), ...body]
+/** A name as the binary format stores it (ASCII here). @category encoding */
+export const name = (s: string): Array<number> => [...uleb(s.length), ...Array.from(s, (c) => c.charCodeAt(0))]
 
 /** Value types. @category types */
 export const I32 = 0x7f, F64 = 0x7c, V128 = 0x7b
