@@ -173,10 +173,11 @@ export const tensor = (options: Options): TensorRef.TensorRef => {
       const s = state ?? (state = yield* load)
       const out = s.out.subarray(0, end - start)
       const bf16 = s.bf16?.subarray(0, (end - start) * 2)
-      const parts = yield* PackedParallel.apply(s.runner, s.prepared, s.inputs, out, start, end, bf16)
+      const { parts, nonFinite } = yield* PackedParallel.apply(s.runner, s.prepared, s.inputs, out, start, end, bf16)
       s.partials.set(start, parts)
       s.served += end - start
-      if (!allowNonFinite) {
+      // The workers checked the range (in SIMD for TIES); the exact element is searched for only when they found one.
+      if (!allowNonFinite && nonFinite) {
         // The count is that of this range: later ranges are never computed.
         const bad = NonFinite.firstNonFinite(out)
         if (bad >= 0) {

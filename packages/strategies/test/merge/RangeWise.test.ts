@@ -107,6 +107,22 @@ describe("range-wise task arithmetic (packed inputs)", () => {
     expect(String(failure)).toContain(`tensor "embed.weight": 2 non-finite values in the input (first: NaN at element 70001)`)
   }, 30_000)
 
+  it("finite inputs merging to ±Inf fail as the whole-tensor path does (the workers flag the range, in SIMD for TIES)", async () => {
+    // τ = −3e38 − 3e38 overflows float32 to −Inf: the merged element is −Inf.
+    const base = { ...baseData, "embed.weight": baseData["embed.weight"]!.slice() }
+    base["embed.weight"]![70_001] = 3e38
+    const tuned = tunes.slice(0, 2).map((d) => ({ ...d, "embed.weight": d["embed.weight"]!.slice() }))
+    for (const d of tuned) d["embed.weight"]![70_001] = -3e38
+    const run = (env: Record<string, string>, rangeWise: boolean) =>
+      withEnv(env, () =>
+        mergeWith(Ties, { density: 0.3 }, modelOf("base", base), tuned.map((d, m) => modelOf(`ft${m}`, d)), 1 << 20, () => rangeWise)
+          .then(() => "no failure", (e: unknown) => String(e)))
+    const whole = await run({ CRUCIBLE_MERGE_THREADS: "1" }, false)
+    expect(whole).toContain(`tensor "embed.weight"`)
+    expect(whole).toContain("output")
+    for (const threads of ["1", "2"]) expect(await run({ CRUCIBLE_MERGE_THREADS: threads, CRUCIBLE_RANGE_WISE_BYTES: "0" }, true)).toBe(whole)
+  }, 30_000)
+
   it("the statistics and diagnostics equal the whole-tensor kernels', for 1 and 2 workers", async () => {
     const n = numel(SHAPES["layers.0.weight"]!)
     const f32 = (v: Float32Array) => DType.toFloat32(DType.fromNumbers(v, "BF16"), "BF16")
@@ -130,7 +146,7 @@ describe("range-wise task arithmetic (packed inputs)", () => {
           const got = yield* PackedParallel.prepare(runner, plan, packed, n, scanned)
           const out = new Float32Array(new SharedArrayBuffer(n * 4))
           const parts: Array<TaskDiagnostics.Partial> = []
-          for (let s = 0; s < n; s += 65536) parts.push(...(yield* PackedParallel.apply(runner, got, packed, out.subarray(s, Math.min(n, s + 65536)), s, Math.min(n, s + 65536))))
+          for (let s = 0; s < n; s += 65536) parts.push(...(yield* PackedParallel.apply(runner, got, packed, out.subarray(s, Math.min(n, s + 65536)), s, Math.min(n, s + 65536))).parts)
           expect(got).toEqual(prepared)
           // bf16 task vectors tie often: the cut falls inside a group of equal magnitudes (the third pass).
           if (plan.sparsify === "magnitude") expect(got.selectors.some((x) => x.kind === "window" && x.hi.index > 0)).toBe(true)

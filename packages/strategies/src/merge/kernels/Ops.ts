@@ -20,6 +20,7 @@ import * as PackedTaskArithmetic from "./PackedTaskArithmetic.ts"
 import * as Sce from "./Sce.ts"
 import * as Select from "./Select.ts"
 import type { SimdKernels } from "./Simd.ts"
+import type * as TiesSimd from "./TiesSimd.ts"
 import type { Selector } from "./Sparsify.ts"
 import * as TaskArithmetic from "./TaskArithmetic.ts"
 import type * as TaskDiagnostics from "./TaskDiagnostics.ts"
@@ -32,6 +33,8 @@ export interface Context {
   readonly simd: SimdKernels | undefined
   /** The packed (bf16/f16/f32 bytes) kernels of the same memory, when there is one. */
   readonly packed?: Packed.PackedKernels | undefined
+  /** This thread's range-wise window kernels (`TiesSimd.ts`), reused across calls; a fresh one per call without it. */
+  readonly ties?: TiesSimd.TiesCache | undefined
 }
 
 /** The weighted sum of this thread: SIMD when every array is in the arena, else the plain loop (same bits). */
@@ -87,20 +90,20 @@ export const ops = {
     return { first, count: first < 0 ? 0 : NonFinite.countNonFinite(a.x, first, end) }
   },
   // Task arithmetic on inputs packed in their dtype (`PackedTaskArithmetic.ts`): ranges are tensor indices.
-  packedScan: (a: { inputs: ReadonlyArray<PackedInput>; ranked: ReadonlyArray<number> }, start: number, end: number): PackedTaskArithmetic.Scan =>
-    PackedTaskArithmetic.scan(a.inputs, a.ranked, start, end),
-  packedCountLow: (a: { inputs: ReadonlyArray<PackedInput>; requests: ReadonlyArray<PackedTaskArithmetic.LowRequest> }, start: number, end: number): Array<Array<Uint32Array>> =>
-    PackedTaskArithmetic.countLow(a.inputs, a.requests, start, end),
-  packedNthEqual: (a: { inputs: ReadonlyArray<PackedInput>; model: number; bits: number; nth: number }, start: number, end: number): number =>
-    PackedTaskArithmetic.nthEqual(a.inputs, a.model, a.bits, a.nth, start, end),
-  packedL1: (a: { inputs: ReadonlyArray<PackedInput>; model: number; selector: Selector }, start: number, end: number): Float64Array =>
-    PackedTaskArithmetic.l1(a.inputs, a.model, a.selector, start, end),
+  packedScan: (a: { inputs: ReadonlyArray<PackedInput>; ranked: ReadonlyArray<number> }, start: number, end: number, ctx: Context): PackedTaskArithmetic.Scan =>
+    PackedTaskArithmetic.scan(a.inputs, a.ranked, start, end, ctx.ties),
+  packedCountLow: (a: { inputs: ReadonlyArray<PackedInput>; requests: ReadonlyArray<PackedTaskArithmetic.LowRequest> }, start: number, end: number, ctx: Context): Array<Array<Uint32Array>> =>
+    PackedTaskArithmetic.countLow(a.inputs, a.requests, start, end, ctx.ties),
+  packedNthEqual: (a: { inputs: ReadonlyArray<PackedInput>; model: number; bits: number; nth: number }, start: number, end: number, ctx: Context): number =>
+    PackedTaskArithmetic.nthEqual(a.inputs, a.model, a.bits, a.nth, start, end, ctx.ties),
+  packedL1: (a: { inputs: ReadonlyArray<PackedInput>; model: number; selector: Selector }, start: number, end: number, ctx: Context): Float64Array =>
+    PackedTaskArithmetic.l1(a.inputs, a.model, a.selector, start, end, ctx.ties),
   packedTaskArithmetic: (
     a: { prepared: TaskArithmetic.Prepared; inputs: ReadonlyArray<PackedInput>; out: F32; outStart: number; bf16: Uint8Array | undefined },
     start: number,
     end: number,
     ctx: Context
-  ): TaskDiagnostics.Partial | undefined => PackedTaskArithmetic.apply(a.prepared, a.inputs, a.out, a.outStart, start, end, sumWith(ctx), a.bf16),
+  ): PackedTaskArithmetic.Applied => PackedTaskArithmetic.apply(a.prepared, a.inputs, a.out, a.outStart, start, end, sumWith(ctx), a.bf16, true, ctx.ties),
   // Weighted sum and NaN/Inf scan on packed bf16/f16/f32 bytes (`Packed.ts`): ranges are elements.
   packedSum: (a: PackedSumArgs, start: number, end: number, ctx: Context): void => {
     if (ctx.packed === undefined || !ctx.packed.weightedSum(a.out, a.outDtype, a.inputs, a.inDtype, a.coefficients, start, end)) {

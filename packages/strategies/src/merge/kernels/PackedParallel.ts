@@ -18,6 +18,7 @@ import type { Selector } from "./Sparsify.ts"
 import type { Prepared, TaskArithmeticPlan } from "./TaskArithmetic.ts"
 import type * as TaskDiagnostics from "./TaskDiagnostics.ts"
 import * as TaskStatistics from "./TaskStatistics.ts"
+import * as TiesSimd from "./TiesSimd.ts"
 
 /** Where ops run: a pool's workers, or this thread. @category models */
 export interface Runner {
@@ -30,17 +31,19 @@ const splitter = (parts: number) => (start: number, end: number): ReadonlyArray<
   split(end - start, parts, BLOCK).map((r) => ({ start: start + r.start, end: start + r.end }))
 
 /** A runner on `pool`, or in this thread (one range) without one. @category constructors */
-export const runner = (pool: Pool | undefined): Runner =>
-  pool !== undefined
-    ? { split: splitter(pool.workers), run: (op, args, ranges) => pool.run(op, args, ranges) }
-    : {
-      split: splitter(1),
-      run: (op, args, ranges) =>
-        Effect.try({
-          try: () => ranges.map((r) => runHere(op, args, r.start, r.end, { simd: undefined })),
-          catch: (cause) => new PoolError({ op, detail: cause instanceof Error ? cause.message : String(cause) })
-        })
-    }
+export const runner = (pool: Pool | undefined): Runner => {
+  if (pool !== undefined) return { split: splitter(pool.workers), run: (op, args, ranges) => pool.run(op, args, ranges) }
+  // This thread's window kernels, reused by every pass of the runner.
+  const ctx = { simd: undefined, ties: TiesSimd.cache() }
+  return {
+    split: splitter(1),
+    run: (op, args, ranges) =>
+      Effect.try({
+        try: () => ranges.map((r) => runHere(op, args, r.start, r.end, ctx)),
+        catch: (cause) => new PoolError({ op, detail: cause instanceof Error ? cause.message : String(cause) })
+      })
+  }
+}
 
 /** The first input (base first) holding a non-finite value: its index in `inputs`, and where. @category models */
 export interface NonFiniteInput extends NonFiniteCount {
@@ -118,7 +121,9 @@ const cutsOf = (runner: Runner, plan: TaskArithmeticPlan, inputs: ReadonlyArray<
 
 /**
  * The merge of `[start, end)` into `out` (element 0 is tensor index `start`) and, with `bf16`
- * (shared memory), encoded as bfloat16 into it by the workers, split across the runner; returns the range's diagnostics partials in order (none on the weighted-sum path).
+ * (shared memory), encoded as bfloat16 into it by the workers, split across the runner; returns the
+ * range's diagnostics partials in order (none on the weighted-sum path) and whether a merged value
+ * is NaN or ±Inf (checked by the workers, so the caller scans `out` only when one is).
  *
  * @category kernels
  */
@@ -130,11 +135,22 @@ export const apply: (
   start: number,
   end: number,
   bf16?: Uint8Array
-) => Effect.Effect<Array<TaskDiagnostics.Partial>, PoolError> =
+) => Effect.Effect<Applied, PoolError> =
   Effect.fn("PackedParallel.apply")(function* (runner, prepared, inputs, out, start, end, bf16) {
-    const parts = yield* runner.run("packedTaskArithmetic", { prepared, inputs, out, outStart: start, bf16 }, runner.split(start, end))
-    return parts.filter((p): p is TaskDiagnostics.Partial => p !== undefined)
+    const ranges = yield* runner.run("packedTaskArithmetic", { prepared, inputs, out, outStart: start, bf16 }, runner.split(start, end))
+    return {
+      parts: ranges.flatMap((r) => (r.diagnostics === undefined ? [] : [r.diagnostics])),
+      nonFinite: ranges.some((r) => r.nonFinite)
+    }
   })
+
+/** What {@link apply} gives for one range of the tensor. @category models */
+export interface Applied {
+  /** The diagnostics partials, in range order (none on the weighted-sum path). */
+  readonly parts: Array<TaskDiagnostics.Partial>
+  /** Whether a merged value is NaN or ±Inf. */
+  readonly nonFinite: boolean
+}
 
 const sum = (parts: ReadonlyArray<Uint32Array>, size: number): Uint32Array => {
   const total = new Uint32Array(size)

@@ -49,7 +49,7 @@ const forEachWindow = (
   start: number,
   end: number,
   visit: (arrays: ReadonlyArray<Float32Array>, w0: number, a: number, b: number) => void,
-  { scratch, load }: Windows = windowsFor(which.length)
+  { scratch, load }: Windows
 ): void => {
   for (let w0 = Math.floor(start / BLOCK) * BLOCK; w0 < end; w0 += BLOCK) {
     const w1 = Math.min(n, w0 + BLOCK)
@@ -72,10 +72,10 @@ interface Windows {
   readonly magnitudes?: (x: Float32Array, base: Float32Array, a: number, b: number) => Uint32Array
 }
 
-// In a SIMD kernel's memory when they fit (bf16 is then widened in SIMD); plain arrays otherwise.
-const windowsFor = (count: number): Windows => {
+// In the thread's SIMD kernel memory when they fit (bf16 is then widened in SIMD); plain arrays otherwise.
+const windowsFor = (count: number, kernels: TiesSimd.TiesCache): Windows => {
   if (count < 2 || count > 1 + TiesSimd.MAX_MODELS) return { scratch: Array.from({ length: count }, () => new Float32Array(BLOCK)), load: decode }
-  const ties = TiesSimd.make(count - 1)
+  const ties = kernels.windows(count - 1)
   return { scratch: [ties.base, ...ties.models], load: ties.load, hasNonFinite: ties.hasNonFinite, magnitudes: ties.magnitudes }
 }
 
@@ -88,12 +88,18 @@ const lengthOf = (inputs: ReadonlyArray<PackedInput>): number => inputs[0]!.byte
  *
  * @category passes
  */
-export const scan = (inputs: ReadonlyArray<PackedInput>, ranked: ReadonlyArray<number>, start: number, end: number): Scan => {
+export const scan = (
+  inputs: ReadonlyArray<PackedInput>,
+  ranked: ReadonlyArray<number>,
+  start: number,
+  end: number,
+  kernels: TiesSimd.TiesCache = TiesSimd.cache()
+): Scan => {
   const first = inputs.map(() => -1)
   const value = inputs.map(() => 0)
   const count = inputs.map(() => 0)
   const high = ranked.map(() => new Uint32Array(Select.HIGH_BUCKETS))
-  const windows = windowsFor(inputs.length)
+  const windows = windowsFor(inputs.length, kernels)
   forEachWindow(inputs, every(inputs.length), lengthOf(inputs), start, end, (arrays, w0, a, b) => {
     for (const [k, x] of arrays.entries()) {
       if (windows.hasNonFinite !== undefined && !windows.hasNonFinite(x, a, b)) continue
@@ -151,10 +157,16 @@ export interface LowRequest {
 }
 
 /** Pass 2 on `[start, end)`: per request, per high bucket, the low-bits histogram (`Select.countLow`). @category passes */
-export const countLow = (inputs: ReadonlyArray<PackedInput>, requests: ReadonlyArray<LowRequest>, start: number, end: number): Array<Array<Uint32Array>> => {
+export const countLow = (
+  inputs: ReadonlyArray<PackedInput>,
+  requests: ReadonlyArray<LowRequest>,
+  start: number,
+  end: number,
+  kernels: TiesSimd.TiesCache = TiesSimd.cache()
+): Array<Array<Uint32Array>> => {
   const counts = requests.map((r) => r.highs.map(() => new Uint32Array(Select.LOW_BUCKETS)))
   const which = [0, ...requests.map((r) => 1 + r.model)]
-  const windows = windowsFor(which.length)
+  const windows = windowsFor(which.length, kernels)
   forEachWindow(inputs, which, lengthOf(inputs), start, end, (arrays, _w0, a, b) => {
     for (const [c, r] of requests.entries()) countLowIn(windows, arrays[1 + c]!, arrays[0]!, a, b, r.highs, counts[c]!)
   }, windows)
@@ -162,7 +174,15 @@ export const countLow = (inputs: ReadonlyArray<PackedInput>, requests: ReadonlyA
 }
 
 /** Pass 3 on `[start, end)`: the tensor index of the `nth` element of `model` whose |τ| bits equal `bits`; −1 if none. @category passes */
-export const nthEqual = (inputs: ReadonlyArray<PackedInput>, model: number, bits: number, nth: number, start: number, end: number): number => {
+export const nthEqual = (
+  inputs: ReadonlyArray<PackedInput>,
+  model: number,
+  bits: number,
+  nth: number,
+  start: number,
+  end: number,
+  kernels: TiesSimd.TiesCache = TiesSimd.cache()
+): number => {
   let seen = 0
   let found = -1
   forEachWindow(inputs, [0, 1 + model], lengthOf(inputs), start, end, (arrays, w0, a, b) => {
@@ -178,16 +198,23 @@ export const nthEqual = (inputs: ReadonlyArray<PackedInput>, model: number, bits
         seen++
       }
     })
-  })
+  }, windowsFor(2, kernels))
   return found
 }
 
 /** `[‖τ‖₁, ‖kept τ‖₁]` per block of `[start, end)` (start on the block grid), as `TaskStatistics.l1Partials`. @category statistics */
-export const l1 = (inputs: ReadonlyArray<PackedInput>, model: number, selector: Selector, start: number, end: number): Float64Array => {
+export const l1 = (
+  inputs: ReadonlyArray<PackedInput>,
+  model: number,
+  selector: Selector,
+  start: number,
+  end: number,
+  kernels: TiesSimd.TiesCache = TiesSimd.cache()
+): Float64Array => {
   const parts: Array<Float64Array> = []
   forEachWindow(inputs, [0, 1 + model], lengthOf(inputs), start, end, (arrays, w0, a, b) => {
     parts.push(TaskStatistics.l1Partials(selector, arrays[1]!, arrays[0]!, a, b, w0, BLOCK))
-  })
+  }, windowsFor(2, kernels))
   const out = new Float64Array(parts.reduce((t, p) => t + p.length, 0))
   let at = 0
   for (const p of parts) {
@@ -200,7 +227,9 @@ export const l1 = (inputs: ReadonlyArray<PackedInput>, model: number, selector: 
 /**
  * The merge of `[start, end)` into `out`, whose element 0 is tensor index `outStart`; with
  * `bf16`, also encoded as bfloat16 into it (2 bytes an element, element 0 at byte 0). Returns the
- * range's diagnostics (the windows' partials joined in order), undefined on the weighted-sum path.
+ * range's diagnostics (the windows' partials joined in order; undefined on the weighted-sum path)
+ * and whether the merged values hold a NaN or ±Inf (checked here, in SIMD on the TIES path, so the
+ * caller searches for the exact element only when there is one).
  * TIES (consensus `sum`, `normalize`, ≤ 4 models) runs the SIMD kernel (`TiesSimd.ts`,
  * the same bits); `simd: false` forces the JavaScript kernels (the tests' reference).
  *
@@ -215,27 +244,40 @@ export const apply = (
   end: number,
   sum?: typeof weightedSum,
   bf16?: Uint8Array,
-  simd = true
-): TaskDiagnostics.Partial | undefined => {
+  simd = true,
+  kernels: TiesSimd.TiesCache = TiesSimd.cache()
+): Applied => {
   const parts: Array<TaskDiagnostics.Partial> = []
+  let nonFinite = false
+  const windows = windowsFor(inputs.length, kernels)
   if (simd && TiesSimd.eligible(prepared)) {
     // TIES (magnitude windows, sign election by mass, normalized): the SIMD kernel, same bits.
-    const ties = TiesSimd.make(inputs.length - 1)
+    const ties = kernels.windows(inputs.length - 1)
     forEachWindow(inputs, every(inputs.length), lengthOf(inputs), start, end, (_arrays, w0, a, b) => {
       parts.push(ties.apply(prepared, a, b, w0))
+      nonFinite ||= ties.hasNonFinite(ties.out, a, b)
       out.set(ties.out.subarray(a, b), w0 + a - outStart)
       if (bf16 !== undefined) ties.encode(a, b, bf16.subarray((w0 + a - outStart) * 2))
-    }, { scratch: [ties.base, ...ties.models], load: ties.load })
-    return join(parts)
+    }, windows)
+    return { diagnostics: join(parts), nonFinite }
   }
   const merged = new Float32Array(BLOCK)
   forEachWindow(inputs, every(inputs.length), lengthOf(inputs), start, end, (arrays, w0, a, b) => {
     const partial = TaskArithmetic.apply(prepared, merged, arrays[0]!, arrays.slice(1), a, b, w0, sum)
+    nonFinite ||= NonFinite.firstNonFinite(merged, a, b) >= 0
     out.set(merged.subarray(a, b), w0 + a - outStart)
     if (bf16 !== undefined) encodeBF16(merged.subarray(a, b), bf16.subarray((w0 + a - outStart) * 2))
     if (partial !== undefined) parts.push(partial)
-  })
-  return parts.length === 0 ? undefined : join(parts)
+  }, windows)
+  return { diagnostics: parts.length === 0 ? undefined : join(parts), nonFinite }
+}
+
+/** What {@link apply} gives for one range. @category models */
+export interface Applied {
+  /** The range's diagnostics partial; undefined on the weighted-sum path. */
+  readonly diagnostics: TaskDiagnostics.Partial | undefined
+  /** Whether a merged value of the range is NaN or ±Inf. */
+  readonly nonFinite: boolean
 }
 
 const join = (parts: ReadonlyArray<TaskDiagnostics.Partial>): TaskDiagnostics.Partial => {

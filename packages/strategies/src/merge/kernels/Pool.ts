@@ -19,6 +19,7 @@ import { BLOCK } from "./Gram.ts"
 import { type Context as OpContext, type OpArgs, type OpName, type OpResult, run as runHere } from "./Ops.ts"
 import * as Packed from "./Packed.ts"
 import * as Simd from "./Simd.ts"
+import * as TiesSimd from "./TiesSimd.ts"
 import { encode } from "./Transfer.ts"
 import type { Request, Response } from "./worker.ts"
 
@@ -82,7 +83,11 @@ export const make = (options: PoolOptions): Effect.Effect<Pool, PoolError, Scope
       (started) => Effect.promise(() => Promise.all(started.map((s) => s.worker.terminate())))
     )
     const simd = options.arena !== undefined && Simd.isSupported() ? Simd.make(options.arena.memory, options.arena.owns) : undefined
-    const ctx: OpContext = { simd, packed: simd !== undefined && options.arena !== undefined ? Packed.make(simd.memory, options.arena.owns) : undefined }
+    const ctx: OpContext = {
+      simd,
+      packed: simd !== undefined && options.arena !== undefined ? Packed.make(simd.memory, options.arena.owns) : undefined,
+      ties: TiesSimd.cache()
+    }
     const inlineBelow = options.inlineBelow ?? 65536
     const inArena = (a: ArrayBufferView) => options.arena?.owns(a) ?? false
     let nextId = 0

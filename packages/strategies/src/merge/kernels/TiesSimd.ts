@@ -207,10 +207,41 @@ const compiled = (): WebAssembly.Module =>
   compiledModule ??= new WebAssembly.Module(Wasm.module(Array.from({ length: MAX_MODELS }, (_, i) => tiesFunc(i + 1)).concat(WindowSimd.funcs), false))
 
 /** The kernel on a fresh private memory (not shared) holding the windows of `n` models (1 ≤ n ≤ {@link MAX_MODELS}). @category constructors */
-export const make = (n: number): TiesWindows => {
-  // Private, not shared: a shared memory is freed by full collections only, and a range-wise
-  // merge makes one per range (1.6 MB each), which held ~1 GB more at the peak.
-  const memory = new WebAssembly.Memory({ initial: PAGES, maximum: PAGES })
+export const make = (n: number): TiesWindows => onMemory(n, privateMemory())
+
+// Private, not shared: a shared memory is freed by full collections only, and a range-wise
+// merge made one per range (1.6 MB each), which held ~1 GB more at the peak.
+const privateMemory = () => new WebAssembly.Memory({ initial: PAGES, maximum: PAGES })
+
+/**
+ * One thread's kernels, reused across op calls: one private memory made on first use, and one
+ * instance per model count on it (every instance has the same layout, so they share the memory).
+ * A fresh memory per call cost ~1 s of collection per worker on a 3 × 1.3 GB merge. Callers run
+ * one op at a time per thread, and no result holds a view of the memory past its call.
+ *
+ * @category models
+ */
+export interface TiesCache {
+  /** The kernel of `n` models (1 ≤ n ≤ {@link MAX_MODELS}) on this thread's memory. */
+  readonly windows: (n: number) => TiesWindows
+}
+
+/** An empty per-thread cache (the memory is made by the first `windows` call). @category constructors */
+export const cache = (): TiesCache => {
+  let memory: WebAssembly.Memory | undefined
+  const made = new Map<number, TiesWindows>()
+  return {
+    windows: (n) => {
+      const hit = made.get(n)
+      if (hit !== undefined) return hit
+      const fresh = onMemory(n, memory ??= privateMemory())
+      made.set(n, fresh)
+      return fresh
+    }
+  }
+}
+
+const onMemory = (n: number, memory: WebAssembly.Memory): TiesWindows => {
   const exports = new WebAssembly.Instance(compiled(), { env: { memory } }).exports as Record<string, (...args: Array<number>) => number>
   const kernel = exports[`ties_${n}`]!
   const buffer = memory.buffer

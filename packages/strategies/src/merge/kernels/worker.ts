@@ -12,6 +12,7 @@ import { parentPort, workerData } from "node:worker_threads"
 import { type OpName, run } from "./Ops.ts"
 import * as Packed from "./Packed.ts"
 import * as Simd from "./Simd.ts"
+import * as TiesSimd from "./TiesSimd.ts"
 import { decode } from "./Transfer.ts"
 
 /** A range of one op, as the pool sends it. @category protocol */
@@ -32,7 +33,8 @@ const port = parentPort
 if (port !== null) {
   const memory = (workerData as { memory?: WebAssembly.Memory } | undefined)?.memory
   const simd = memory !== undefined && Simd.isSupported() ? Simd.make(memory) : undefined
-  const ctx = { simd, packed: simd !== undefined ? Packed.make(simd.memory) : undefined }
+  // One set of range-wise window kernels per worker, reused by every op call it runs.
+  const ctx = { simd, packed: simd !== undefined ? Packed.make(simd.memory) : undefined, ties: TiesSimd.cache() }
   port.on("message", (request: Request) => {
     let response: Response
     try {

@@ -64,8 +64,8 @@ const both = (prepared: TaskArithmetic.Prepared, inputs: ReadonlyArray<PackedInp
   const run = (simd: boolean) => {
     const out = new Float32Array(end - start)
     const bf16 = new Uint8Array((end - start) * 2)
-    const diagnostics = PackedTaskArithmetic.apply(prepared, inputs, out, start, start, end, undefined, bf16, simd)
-    return { out, bf16, diagnostics }
+    const { diagnostics, nonFinite } = PackedTaskArithmetic.apply(prepared, inputs, out, start, start, end, undefined, bf16, simd)
+    return { out, bf16, diagnostics, nonFinite }
   }
   return { simd: run(true), js: run(false) }
 }
@@ -77,6 +77,10 @@ const expectSame = (a: ReturnType<typeof both>["simd"], b: ReturnType<typeof bot
   expect(differing).toBe(0)
   expect(Buffer.from(a.bf16).equals(Buffer.from(b.bf16))).toBe(true)
   expect(a.diagnostics).toEqual(b.diagnostics)
+  // Both kernels flag a NaN/±Inf output exactly when the float64 scan of the values finds one.
+  const expected = Array.from(a.out).some((v) => !Number.isFinite(v))
+  expect(a.nonFinite).toBe(expected)
+  expect(b.nonFinite).toBe(expected)
 }
 
 describe("TiesSimd", () => {
