@@ -329,10 +329,10 @@ const onMemory = (n: number, memory: WebAssembly.Memory): TiesWindows => {
     if (input.dtype !== "BF16") return decode(input, w0, w1, window)
     const m = w1 - w0
     stage.set(input.bytes.subarray(w0 * 2, w1 * 2))
-    const m4 = m & ~3
-    if (m4 > 0) widen(STAGE, window.byteOffset, m4 / 4)
+    const m8 = m & ~7
+    if (m8 > 0) widen(STAGE, window.byteOffset, m8 / 8)
     const bits = new Uint32Array(buffer, window.byteOffset, m)
-    for (let k = m4; k < m; k++) bits[k] = stageHalves[k]! << 16
+    for (let k = m8; k < m; k++) bits[k] = stageHalves[k]! << 16
   }
 
   const encode = (a: number, b: number, bytes: Uint8Array): void => {

@@ -157,9 +157,11 @@ describe("TiesSimd", () => {
     decode(input, 0, 65536, expected)
     ties.load(input, 0, 65536, ties.base)
     expect(Buffer.from(ties.base.buffer, ties.base.byteOffset, 65536 * 4).equals(Buffer.from(expected.buffer))).toBe(true)
-    // An odd sub-range, for the tail.
-    ties.load(input, 1001, 1001 + 4099, ties.base.subarray(0, 4099))
-    expect(Array.from(new Uint32Array(ties.base.buffer, ties.base.byteOffset, 4099))).toEqual(Array.from(new Uint32Array(expected.buffer, 1001 * 4, 4099)))
+    // Odd sub-ranges, for the tails after the 8-element steps (3 and 7 left, and no step at all).
+    for (const m of [4099, 4103, 5]) {
+      ties.load(input, 1001, 1001 + m, ties.base.subarray(0, m))
+      expect(Array.from(new Uint32Array(ties.base.buffer, ties.base.byteOffset, m))).toEqual(Array.from(new Uint32Array(expected.buffer, 1001 * 4, m)))
+    }
 
     const r = rng(99)
     const bits = new Uint32Array(ties.out.buffer, ties.out.byteOffset, 65536)
