@@ -70,13 +70,15 @@ interface Windows {
   readonly hasNonFinite?: (window: Float32Array, a: number, b: number) => boolean
   /** |τ| bits of window[a, b) computed in SIMD (`TiesSimd`), when the windows are a SIMD kernel's. */
   readonly magnitudes?: (x: Float32Array, base: Float32Array, a: number, b: number) => Uint32Array
+  /** The low halves of those |τ| bits whose high half is `high` (`TiesSimd.lowKeys`), when the windows are a SIMD kernel's. */
+  readonly lowKeys?: (x: Float32Array, base: Float32Array, a: number, b: number, high: number) => Uint32Array
 }
 
 // In the thread's SIMD kernel memory when they fit (bf16 is then widened in SIMD); plain arrays otherwise.
 const windowsFor = (count: number, kernels: TiesSimd.TiesCache): Windows => {
   if (count < 2 || count > 1 + TiesSimd.MAX_MODELS) return { scratch: Array.from({ length: count }, () => new Float32Array(BLOCK)), load: decode }
   const ties = kernels.windows(count - 1)
-  return { scratch: [ties.base, ...ties.models], load: ties.load, hasNonFinite: ties.hasNonFinite, magnitudes: ties.magnitudes }
+  return { scratch: [ties.base, ...ties.models], load: ties.load, hasNonFinite: ties.hasNonFinite, magnitudes: ties.magnitudes, lowKeys: ties.lowKeys }
 }
 
 const every = (count: number): Array<number> => Array.from({ length: count }, (_, k) => k)
@@ -132,17 +134,15 @@ const countLowIn = (
   highs: ReadonlyArray<number>,
   counts: ReadonlyArray<Uint32Array>
 ): void => {
-  if (windows.magnitudes === undefined) return Select.countLow(x, base, a, b, highs, counts)
-  const keys = windows.magnitudes(x, base, a, b)
+  if (windows.magnitudes === undefined || windows.lowKeys === undefined) return Select.countLow(x, base, a, b, highs, counts)
   if (highs.length === 1) {
-    const h = highs[0]!
+    // One wanted high bucket (the usual case): SIMD keeps the few keys in it, JavaScript counts them.
+    const lows = windows.lowKeys(x, base, a, b, highs[0]!)
     const c0 = counts[0]!
-    for (let k = 0; k < keys.length; k++) {
-      const key = keys[k]!
-      if (key >>> 16 === h) c0[key & 0xffff]!++
-    }
+    for (let k = 0; k < lows.length; k++) c0[lows[k]!]!++
     return
   }
+  const keys = windows.magnitudes(x, base, a, b)
   for (let k = 0; k < keys.length; k++) {
     const key = keys[k]!
     const high = key >>> 16

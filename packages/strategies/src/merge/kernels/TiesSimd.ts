@@ -71,6 +71,12 @@ export interface TiesWindows {
    * windows), as the keys `Select.forEachKeyChunk` gives; a view of the output window, valid until the next call.
    */
   readonly magnitudes: (x: Float32Array, base: Float32Array, a: number, b: number) => Uint32Array
+  /**
+   * The low halves of the |τ| keys of window[a, b) whose high half is `high`, in order: the
+   * buckets `Select.countLow` increments for that high bucket (filtered in SIMD); a view of the
+   * output window, valid until the next call.
+   */
+  readonly lowKeys: (x: Float32Array, base: Float32Array, a: number, b: number, high: number) => Uint32Array
 }
 
 const { op } = Wasm
@@ -361,5 +367,13 @@ const onMemory = (n: number, memory: WebAssembly.Memory): TiesWindows => {
     }
     return outBits.subarray(a, b)
   }
-  return { base, models, out, apply, load, encode, hasNonFinite, magnitudes }
+  const selectLow = exports["select_low"]!
+  const lowKeys = (x: Float32Array, base: Float32Array, a: number, b: number, high: number): Uint32Array => {
+    const keys = magnitudes(x, base, a, b)
+    const m4 = keys.length & ~3
+    let count = m4 > 0 ? selectLow(keys.byteOffset, m4 / 4, high) : 0
+    for (let k = m4; k < keys.length; k++) if (keys[k]! >>> 16 === high) keys[count++] = keys[k]! & 0xffff
+    return keys.subarray(0, count)
+  }
+  return { base, models, out, apply, load, encode, hasNonFinite, magnitudes, lowKeys }
 }

@@ -98,5 +98,50 @@ export const keysFunc: Wasm.Func = {
   ]
 }
 
+// Scalar instructions only this helper needs (Wasm.ts's `op` has the SIMD ones): binary opcodes.
+const scalar = {
+  i32Load: (offset: number) => [0x28, 2, ...Wasm.uleb(offset)],
+  i32Store: [0x36, 2, 0],
+  if: [0x04, 0x40],
+  i32Eq: [0x46],
+  i32And: [0x71],
+  i32ShrU: [0x76]
+}
+
+/**
+ * select_low(keys, steps, high) → count: of the 4·steps |τ| keys at `keys`, the low halves
+ * (`key & 0xffff`) of those whose high half is `high`, written in order from `keys` on (in place:
+ * a lane is read before anything is written over it) — the keys `Select.countLow` counts. Groups
+ * of 4 with no match (nearly all: one high bucket of 65,536) cost one compare.
+ *
+ * @category functions
+ */
+export const selectLowFunc: Wasm.Func = {
+  name: "select_low",
+  params: [Wasm.I32, Wasm.I32, Wasm.I32],
+  results: [Wasm.I32],
+  locals: [[3, Wasm.I32], [1, Wasm.V128]],
+  code: [
+    // 3: write address, 4: first address, 5: key, 6: high splat
+    ...op.localGet(0), ...op.localTee(3), ...op.localSet(4),
+    ...op.localGet(2), ...op.i32x4Splat(), ...op.localSet(6),
+    ...op.loop,
+    ...op.localGet(0), ...op.v128Load(0), ...op.i32Const(16), ...op.i32x4ShrU(), ...op.localGet(6), ...op.i32x4Eq(), ...op.v128AnyTrue(),
+    ...scalar.if,
+    ...[0, 1, 2, 3].flatMap((lane) => [
+      ...op.localGet(0), ...scalar.i32Load(lane * 4), ...op.localTee(5), ...op.i32Const(16), ...scalar.i32ShrU, ...op.localGet(2), ...scalar.i32Eq,
+      ...scalar.if,
+      ...op.localGet(3), ...op.localGet(5), ...op.i32Const(0xffff), ...scalar.i32And, ...scalar.i32Store,
+      ...op.localGet(3), ...op.i32Const(4), ...op.i32Add, ...op.localSet(3),
+      ...op.end
+    ]),
+    ...op.end,
+    ...op.localGet(0), ...op.i32Const(16), ...op.i32Add, ...op.localSet(0),
+    ...op.localGet(1), ...op.i32Const(1), ...op.i32Sub, ...op.localTee(1), ...op.brIf(0),
+    ...op.end,
+    ...op.localGet(3), ...op.localGet(4), ...op.i32Sub, ...op.i32Const(2), ...scalar.i32ShrU
+  ]
+}
+
 /** The helpers, for a module's function list. @category constructors */
-export const funcs: ReadonlyArray<Wasm.Func> = [widenFunc, narrowFunc, nonFiniteFunc, keysFunc]
+export const funcs: ReadonlyArray<Wasm.Func> = [widenFunc, narrowFunc, nonFiniteFunc, keysFunc, selectLowFunc]

@@ -208,4 +208,25 @@ describe("TiesSimd", () => {
       expect(Array.from(ties.magnitudes(x, base, a, b))).toEqual(Array.from(want.subarray(a, b)))
     }
   })
+
+  it("keeps the low halves of the keys in one high bucket, in order, as Select.countLow's filter does", () => {
+    const ties = TiesSimd.make(1)
+    const x = ties.models[0]!, base = ties.base
+    const r = rng(8)
+    const xb = new Uint32Array(x.buffer, x.byteOffset, 5000), bb = new Uint32Array(base.buffer, base.byteOffset, 5000)
+    // Every other element has base 0 and x in [1, 1.0078) (high half 0x3f80, or 0xbf80 negated): τ = x exactly.
+    for (let j = 0; j < 5000; j++) {
+      const inBucket = j % 2 === 0 || r() < 0.1
+      bb[j] = inBucket ? 0 : Math.floor(r() * 2 ** 32)
+      xb[j] = inBucket ? ((r() < 0.5 ? 0x3f80 : 0xbf80) << 16 | Math.floor(r() * 65536)) >>> 0 : Math.floor(r() * 2 ** 32)
+    }
+    const keys = new Uint32Array(new Float32Array(Array.from(x.subarray(0, 5000), (v, j) => v - base[j]!)).buffer).map((k) => k & 0x7fffffff)
+    for (const high of [0x3f80, 0x7f80, 0x1234]) {
+      for (const [a, b] of [[0, 5000], [3, 4997], [10, 13], [1, 2]] as const) {
+        const want = Array.from(keys.subarray(a, b)).filter((k) => k >>> 16 === high).map((k) => k & 0xffff)
+        if (high === 0x3f80 && b - a > 100) expect(want.length).toBeGreaterThan((b - a) / 2)
+        expect(Array.from(ties.lowKeys(x, base, a, b, high)), `high ${high}, [${a}, ${b})`).toEqual(want)
+      }
+    }
+  })
 })
