@@ -12,7 +12,7 @@
  */
 import { BLOCK } from "./Gram.ts"
 import * as NonFinite from "./NonFinite.ts"
-import { decode, encodeBF16, type PackedInput } from "./PackedInput.ts"
+import { decode, encodeBF16, length, type PackedInput } from "./PackedInput.ts"
 import * as Select from "./Select.ts"
 import type { Selector } from "./Sparsify.ts"
 import * as TaskArithmetic from "./TaskArithmetic.ts"
@@ -82,7 +82,7 @@ const windowsFor = (count: number, kernels: TiesSimd.TiesCache): Windows => {
 }
 
 const every = (count: number): Array<number> => Array.from({ length: count }, (_, k) => k)
-const lengthOf = (inputs: ReadonlyArray<PackedInput>): number => inputs[0]!.bytes.byteLength / (inputs[0]!.dtype === "F32" ? 4 : 2)
+const lengthOf = (inputs: ReadonlyArray<PackedInput>): number => length(inputs[0]!)
 
 /**
  * Pass 1 on `[start, end)`: each input's non-finite elements, and the high histograms of the
