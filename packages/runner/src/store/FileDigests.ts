@@ -94,9 +94,7 @@ export const make = (dir: string, taps?: ReadTap.Taps): Effect.Effect<FileDigest
           const stat = statOf(f)
           return stat === undefined ? Effect.succeed({ path: f, bytes: 0, sha256: MISSING }) : ofFile(f, stat)
         }, { concurrency: HASHING_AT_ONCE })
-        const hash = createHash("sha256")
-        for (const d of digests) hash.update(`${path.relative(folder, d.path).split(path.sep).join("/")}\0${d.sha256}\n`)
-        return { path: folder, bytes: digests.reduce((n, d) => n + d.bytes, 0), sha256: hash.digest("hex") }
+        return { path: folder, bytes: digests.reduce((n, d) => n + d.bytes, 0), sha256: folderDigest(folder, digests) }
       })
     const of = (file: string): Effect.Effect<Digested> =>
       Effect.suspend(() => {
@@ -108,18 +106,25 @@ export const make = (dir: string, taps?: ReadTap.Taps): Effect.Effect<FileDigest
       const stat = statOf(file)
       if (stat === undefined) return undefined
       if (!stat.isDirectory()) return remembered(stat)
-      const hash = createHash("sha256")
+      const entries: Array<{ readonly path: string; readonly sha256: string }> = []
       for (const f of listFiles(file)) {
         const fileStat = statOf(f)
         const sha256 = fileStat === undefined ? undefined : remembered(fileStat)
         if (sha256 === undefined) return undefined
-        hash.update(`${path.relative(file, f).split(path.sep).join("/")}\0${sha256}\n`)
+        entries.push({ path: f, sha256 })
       }
-      return hash.digest("hex")
+      return folderDigest(file, entries)
     }
     const filesOf = (file: string) => (statOf(file)?.isDirectory() === true ? listFiles(file) : [file])
     return { of, known, filesOf, remember }
   })
+
+// A folder's digest from its files' (as `listFiles` lists them): their relative paths and digests.
+const folderDigest = (folder: string, files: ReadonlyArray<{ readonly path: string; readonly sha256: string }>): string => {
+  const hash = createHash("sha256")
+  for (const f of files) hash.update(`${path.relative(folder, f.path).split(path.sep).join("/")}\0${f.sha256}\n`)
+  return hash.digest("hex")
+}
 
 /** The digest of what could not be read. */
 export const MISSING = "missing"
