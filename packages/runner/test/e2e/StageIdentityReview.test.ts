@@ -45,12 +45,20 @@ stages:
   p: { uses: review/probe, with: { value: ${value} } }
 `
 
-const setup = (value: string) => {
+// Two stages of one kind with equal params: equal keys.
+const twins = (ids: ReadonlyArray<string>, kind: string, value: number) => `version: 1
+name: twins
+stages:
+${ids.map((id) => `  ${id}: { uses: ${kind}, with: { value: ${value} } }`).join("\n")}
+`
+
+const inFolder = (yaml: string) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "identity-review-"))
-  fs.writeFileSync(path.join(dir, "p.yaml"), pipeline(value))
+  fs.writeFileSync(path.join(dir, "p.yaml"), yaml)
   const runsDir = path.join(dir, "runs")
   return { file: path.join(dir, "p.yaml"), runsDir, root: path.join(runsDir, ".cache") }
 }
+const setup = (value: string) => inFolder(pipeline(value))
 
 const run = (file: string, runsDir: string) => Runner.runPromise(file, { telemetry: "none", runsDir, kinds })
 
@@ -100,29 +108,15 @@ describe("stage identity, reviewed", () => {
   })
 
   it("--rerun of a stage that took an equal earlier stage's value computes that value afresh", async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "identity-review-"))
-    fs.writeFileSync(path.join(dir, "p.yaml"), `version: 1
-name: twins
-stages:
-  p1: { uses: review/probe, with: { value: 3 } }
-  p2: { uses: review/probe, with: { value: 3 } }
-`)
-    const runsDir = path.join(dir, "runs")
-    const options = { telemetry: "none" as const, runsDir, kinds }
-    await Runner.runPromise(path.join(dir, "p.yaml"), options)
-    const again = await Runner.runPromise(path.join(dir, "p.yaml"), { ...options, rerun: ["p2"] })
+    const { file, runsDir } = inFolder(twins(["p1", "p2"], "review/probe", 3))
+    await run(file, runsDir)
+    const again = await Runner.runPromise(file, { telemetry: "none", runsDir, kinds, rerun: ["p2"] })
     expect(again.outcomes.map((o) => [o.id, o.cached, o.sameAs])).toEqual([["p1", undefined, undefined], ["p2", undefined, "p1"]])
   })
 
   it("a stage whose equal earlier stage failed is skipped because of it, and says it took that stage's value", async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "identity-review-"))
-    fs.writeFileSync(path.join(dir, "p.yaml"), `version: 1
-name: twins
-stages:
-  b1: { uses: review/broken, with: { value: 1 } }
-  b2: { uses: review/broken, with: { value: 1 } }
-`)
-    const result = await Runner.runPromise(path.join(dir, "p.yaml"), { telemetry: "none", runsDir: path.join(dir, "runs"), kinds })
+    const { file, runsDir } = inFolder(twins(["b1", "b2"], "review/broken", 1))
+    const result = await run(file, runsDir)
     expect(result.outcomes.map((o) => [o.id, o.status, o.blockedBy, o.sameAs])).toEqual([["b1", "failed", undefined, undefined], ["b2", "skipped", "b1", "b1"]])
     const manifest = JSON.parse(fs.readFileSync(path.join(result.runDir, "manifest.json"), "utf8"))
     expect(manifest.stages.find((s: { id: string }) => s.id === "b2")).toMatchObject({ status: "skipped", sameAs: "b1" })
