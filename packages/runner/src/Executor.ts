@@ -138,6 +138,8 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
     // Initialised once, and only if a stage that runs tensors starts.
     const backend = yield* Effect.cached(TfBackend.initialise(options.backend))
     const cacheRoot = options.cacheRoot ?? path.join(path.dirname(options.runDir), ".cache")
+    // The run a lock's holder is, as other runs waiting for it see it.
+    const runId = options.runId ?? path.basename(options.runDir)
     const budget = options.memoryLimit === undefined ? undefined : yield* MemoryBudget.make(options.memoryLimit)
     const origins: LazyOutput.Origins = new WeakMap()
     const progress = (e: Stage.ProgressEvent) => reporter.emit({ type: "stage-progress", time: Date.now(), ...e })
@@ -210,7 +212,7 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
       Effect.gen(function* () {
         if (fs.existsSync(target)) return false
         const pathScope = yield* Scope.make()
-        yield* holdLock(store.lockPath(target, { key: PENDING_KEY, kind: "", version: 0, stage, runId: options.runId ?? path.basename(options.runDir), pipeline: pipeline.ir.name }, waitingFor(stage, `writing ${target}`)), pathScope, stage)
+        yield* holdLock(store.lockPath(target, { key: PENDING_KEY, kind: "", version: 0, stage, runId, pipeline: pipeline.ir.name }, waitingFor(stage, `writing ${target}`)), pathScope, stage)
         if (fs.existsSync(target)) {
           yield* Scope.close(pathScope, Exit.void)
           return false
@@ -270,7 +272,7 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
             if (Exit.isSuccess(value) && (yield* lifetimes.borrow(first, stage.id))) return yield* finishWith(stage, base, value.value, startedAt, { sameAs: first })
           }
         }
-        const producerOf = () => ({ key: base.key, kind: base.kind, version: base.version, stage: stage.id, runId: options.runId ?? path.basename(options.runDir), pipeline: pipeline.ir.name })
+        const producerOf = () => ({ key: base.key, kind: base.kind, version: base.version, stage: stage.id, runId, pipeline: pipeline.ir.name })
         const producer = producerOf()
         if (stored && !early) {
           const { found, locked } = yield* findStored(store, producer, reuse(stage.id), lockScope)
