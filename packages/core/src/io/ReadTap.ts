@@ -250,7 +250,7 @@ const fileTap = (file: string, stat: fs.BigIntStats, runScope: Scope.Scope, queu
     yield* Effect.promise(() => hashed)
     const rest = broken ? 0 : reserved
     if (broken || fed === 0) {
-        // Nothing usable came from the reads: the whole file, as `Digest.ofFile` hashes it.
+      // Nothing usable came from the reads: the whole file, as `Digest.ofFile` hashes it.
       const whole = yield* Digest.ofFile(file)
       if (whole !== undefined) stats.reread += whole.bytes
       return whole === undefined ? undefined : { ...whole, unchanged: unchanged(file, stat), fed: 0 }
