@@ -11,6 +11,8 @@
  * @since 0.1.0
  */
 
+import * as Wasm from "./Wasm.ts"
+
 const PAGE = 65536
 const ALIGN = 64
 const MAX_PAGES = 65536
@@ -42,7 +44,7 @@ export const make = (options: { readonly maxBytes?: number; readonly initialByte
   const memory = new WebAssembly.Memory({ initial: initialPages, maximum: maxPages, shared: true })
   const free: Array<Block> = [{ start: 0, size: initialPages * PAGE }]
   const taken = new Map<number, number>()
-  const buffers = new Set<ArrayBufferLike>([memory.buffer])
+  const buffers = Wasm.owner(memory)
   let capacity = initialPages * PAGE
   let inUse = 0
   let everUsed = 0
@@ -53,7 +55,7 @@ export const make = (options: { readonly maxBytes?: number; readonly initialByte
     const pages = Math.ceil((bytes - tailFree) / PAGE)
     if (capacity / PAGE + pages > maxPages) return false
     memory.grow(pages)
-    buffers.add(memory.buffer)
+    buffers.note()
     if (tailFree > 0) last!.size += pages * PAGE
     else free.push({ start: capacity, size: pages * PAGE })
     capacity += pages * PAGE
@@ -92,11 +94,7 @@ export const make = (options: { readonly maxBytes?: number; readonly initialByte
     return start === undefined ? undefined : new Uint8Array(memory.buffer as unknown as SharedArrayBuffer, start, byteLength)
   }
 
-  const owns = (view: ArrayBufferView): boolean => {
-    if (buffers.has(view.buffer)) return true
-    buffers.add(memory.buffer)
-    return buffers.has(view.buffer)
-  }
+  const owns = buffers.owns
 
   const release = (view: ArrayBufferView): void => {
     const bytes = owns(view) ? taken.get(view.byteOffset) : undefined

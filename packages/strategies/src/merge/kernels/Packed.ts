@@ -69,12 +69,7 @@ export const make = (memory: WebAssembly.Memory, owns?: (view: ArrayBufferView) 
     }
     return pair[`sum_${key}_${n}`]!
   }
-  const buffers = new Set<ArrayBufferLike>()
-  const inMemory = owns ?? ((a: ArrayBufferView): boolean => {
-    if (buffers.has(a.buffer)) return true
-    buffers.add(memory.buffer)
-    return buffers.has(a.buffer)
-  })
+  const inMemory = owns ?? Wasm.owner(memory).owns
   const args: Array<number> = []
   const STEP = 8
 

@@ -47,12 +47,7 @@ export const make = (memory: WebAssembly.Memory, owns?: (array: Float32Array) =>
   const instance = new WebAssembly.Instance(compiled(), { env: { memory } })
   const fns = Array.from({ length: MAX_INPUTS }, (_, i) => instance.exports[`wsum${i + 1}`] as (...args: Array<number>) => void)
   const nonfinite = instance.exports.nonfinite as (pointer: number, bytes: number) => number
-  const buffers = new Set<ArrayBufferLike>()
-  const inMemory = owns ?? ((a: Float32Array): boolean => {
-    if (buffers.has(a.buffer)) return true
-    buffers.add(memory.buffer)
-    return buffers.has(a.buffer)
-  })
+  const inMemory = owns ?? Wasm.owner(memory).owns
   const args: Array<number> = []
   return {
     memory,

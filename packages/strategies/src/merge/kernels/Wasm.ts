@@ -44,6 +44,26 @@ export const name = (s: string): Array<number> => [...uleb(s.length), ...Array.f
 /** Value types. @category types */
 export const I32 = 0x7f, F64 = 0x7c, V128 = 0x7b
 
+/**
+ * Tells whether a view lies in `memory`. Each grow of a memory hands out a new `ArrayBuffer`
+ * object, so the buffers seen are remembered: `note()` after a grow (as `Arena` does) keeps views
+ * made before it recognised; without it, views made after the last grow are (as in a worker).
+ *
+ * @category memory
+ */
+export const owner = (memory: WebAssembly.Memory): { readonly owns: (view: ArrayBufferView) => boolean; readonly note: () => void } => {
+  const buffers = new Set<ArrayBufferLike>([memory.buffer])
+  const note = () => void buffers.add(memory.buffer)
+  return {
+    owns: (view) => {
+      if (buffers.has(view.buffer)) return true
+      note()
+      return buffers.has(view.buffer)
+    },
+    note
+  }
+}
+
 /** Memory immediates: alignment as log2 (a hint only), byte offset. */
 const memarg = (align: number, offset: number): Array<number> => [align, ...uleb(offset)]
 const simd = (code: number, ...immediates: Array<number>): Array<number> => [0xfd, ...uleb(code), ...immediates]
