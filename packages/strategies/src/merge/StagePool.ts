@@ -8,6 +8,7 @@
  */
 import { Effect, Exit, Scope } from "effect"
 import { availableParallelism } from "node:os"
+import type { Arena } from "./kernels/Arena.ts"
 import * as Pool from "./kernels/Pool.ts"
 
 /** Tensors with fewer elements merge in the calling thread: a pool round trip costs more. @category constants */
@@ -32,14 +33,19 @@ export const defaultWorkers = (): number => {
   return Number.isInteger(wanted) && wanted >= 1 ? wanted : availableParallelism()
 }
 
-/** A pool of `workers` threads (default: {@link defaultWorkers}) in `scope`. @category constructors */
-export const make = (scope: Scope.Scope, workers = defaultWorkers()): StagePool => {
+/**
+ * A pool of `workers` threads (default: {@link defaultWorkers}) in `scope`; with `arena`, the
+ * workers map it, so its arrays get their SIMD kernels (`merge/linear`'s stream).
+ *
+ * @category constructors
+ */
+export const make = (scope: Scope.Scope, workers = defaultWorkers(), arena?: Arena): StagePool => {
   const enabled = workers > 1
   let started: Promise<Pool.Pool | undefined> | undefined
   const start = (): Promise<Pool.Pool | undefined> =>
     Effect.runPromise(Effect.gen(function* () {
       const own = yield* Scope.fork(scope)
-      const exit = yield* Effect.exit(Scope.provide(own)(Pool.make({ workers, inlineBelow: 0 })))
+      const exit = yield* Effect.exit(Scope.provide(own)(Pool.make({ workers, inlineBelow: 0, ...(arena === undefined ? {} : { arena }) })))
       if (Exit.isSuccess(exit)) return exit.value
       yield* Scope.close(own, Exit.void)
       return undefined

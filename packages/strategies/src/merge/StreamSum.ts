@@ -18,7 +18,7 @@
  *   no float32 copy of a bf16 input. Other dtypes are read as float32 into the same slots and
  *   summed by the f32 kernel (`kernels/Simd.ts`), then encoded. A consumer with its own buffer
  *   (`sumInto`, the safetensors writer) gets the sum copied into it.
- * - **All cores.** A range of at least {@link PARALLEL_MIN} elements is split across the worker
+ * - **All cores.** A range of at least `StagePool.MIN_ELEMENTS` (2¹⁸) elements is split across the worker
  *   threads of a pool on the same memory (`kernels/Pool.ts`, `CRUCIBLE_MERGE_THREADS` threads,
  *   default every core), started when the first such range is summed; the reads of the next
  *   range (libuv's threads) and the writer's write and hash overlap it. Elementwise math: the
@@ -42,14 +42,14 @@
  * @since 0.1.0
  */
 import { DType, TensorRef } from "@crucible/core"
-import { Effect, Exit, Fiber, Scope } from "effect"
+import { Effect, Exit, Fiber, type Scope } from "effect"
 import * as Arena from "./kernels/Arena.ts"
 import * as NonFinite from "./kernels/NonFinite.ts"
 import * as Packed from "./kernels/Packed.ts"
 import * as Pool from "./kernels/Pool.ts"
 import * as Simd from "./kernels/Simd.ts"
 import { weightedSum } from "./kernels/WeightedSum.ts"
-import { defaultWorkers } from "./StagePool.ts"
+import * as StagePool from "./StagePool.ts"
 
 /** Weighted sums of the same range of several tensors. @category models */
 export interface StreamSum {
@@ -71,12 +71,6 @@ export interface StreamSumOptions {
 const DEFAULT_CHUNK = 1024 * 1024
 /** The largest range served from the arena (16 MiB per input); larger ones are read directly. */
 const MAX_RANGE = 4 * 1024 * 1024
-/**
- * Ranges of at least this many elements are summed on the pool: below it a message round trip
- * (~0.1–0.4 ms) costs more than the second core gives.
- * @category constants
- */
-export const PARALLEL_MIN = 1 << 18
 /**
  * Ranges read ahead of the one being summed. One is not enough once the sum is fast: the reads of
  * the next range (three 2 MiB preads for three bf16 inputs) then take longer than the sum, and
@@ -124,7 +118,7 @@ export const make = (
   options: StreamSumOptions = {}
 ): StreamSum => {
   const checkFinite = options.checkFinite ?? false
-  const workers = options.workers ?? defaultWorkers()
+  const workers = options.workers ?? StagePool.defaultWorkers()
   const count = coefficients.length
   const sizes = inputs.map((tensors) => TensorRef.numel(tensors[0]!.shape))
   // The dtype a tensor's inputs share when the fused kernel can read them as they are.
@@ -137,7 +131,7 @@ export const make = (
   // once, see every slot; slots grow inside it.
   let arena: Arena.Arena | undefined
   let kernels: { readonly simd: Simd.SimdKernels; readonly packed: Packed.PackedKernels } | undefined
-  let pool: Effect.Effect<Pool.Pool | undefined> | undefined
+  let pool: StagePool.StagePool | undefined
   let slots: Slots | undefined
   // Read-aheads in the order they are expected to be asked for.
   let queue: Array<Pending> = []
@@ -179,19 +173,12 @@ export const make = (
     return { capacity, sets: Array.from({ length: SETS }, () => coefficients.map(slot)), out: slot() }
   }
 
-  // The pool on the arena's memory, started by the first large range; undefined when one thread
-  // is asked for or the workers cannot start (the same bytes come from this thread).
+  // The pool on the arena's memory, started by the first large range (StagePool: none for one
+  // thread, or when the workers cannot start — the same bytes then come from this thread).
   const poolFor = (elements: number): Effect.Effect<Pool.Pool | undefined> => {
-    if (workers <= 1 || elements < PARALLEL_MIN || arena === undefined || kernels === undefined) return Effect.succeed(undefined)
-    const a = arena
-    pool ??= Effect.runSync(Effect.cached(Effect.gen(function* () {
-      const own = yield* Scope.fork(scope)
-      const exit = yield* Effect.exit(Scope.provide(own)(Pool.make({ workers, arena: a, inlineBelow: 0 })))
-      if (Exit.isSuccess(exit)) return exit.value
-      yield* Scope.close(own, Exit.void)
-      return undefined
-    })))
-    return pool
+    if (arena === undefined || kernels === undefined) return Effect.succeed(undefined)
+    pool ??= StagePool.make(scope, workers, arena)
+    return pool.forTensor(elements)
   }
 
   const guess = (index: number, start: number, end: number): { index: number; start: number; end: number } | undefined => {
