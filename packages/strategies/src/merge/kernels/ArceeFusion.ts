@@ -16,6 +16,7 @@
  *
  * @since 0.1.0
  */
+import * as BlockSums from "./BlockSums.ts"
 import { type Passes, runInThread } from "./Passes.ts"
 import type { Range } from "./Pool.ts"
 import * as Radix64 from "./Radix64.ts"
@@ -125,8 +126,7 @@ export function* passes(
   const n = base.length
   const length = rowLength(shape, n)
   const parts = (yield { args: { pass: "divergences", base, model, rowLength: length }, ranges: rows }) as ReadonlyArray<Float64Array>
-  const kl = new Float64Array(parts.reduce((t, p) => t + p.length, 0))
-  parts.reduce((at, p) => (kl.set(p, at), at + p.length), 0)
+  const kl = BlockSums.concat(parts)
   const ranks = [0.25, 0.5, 0.75].map((q) => Math.floor(q * (n - 1)))
   const { found } = yield* Radix64.select(ranges, n, (c): Step => ({ pass: "count", base, model, rowLength: length, kl, ...c }), () => ranks)
   const quantile = (q: number) => found.find((f) => f.rank === ranks[q])!.value

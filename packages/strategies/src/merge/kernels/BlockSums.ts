@@ -32,6 +32,13 @@ export const partials = (
   return out
 }
 
+/** The per-range partials of consecutive ranges, one after the other (range order). @category statistics */
+export const concat = (parts: ReadonlyArray<Float64Array>): Float64Array => {
+  const out = new Float64Array(parts.reduce((t, p) => t + p.length, 0))
+  parts.reduce((at, p) => (out.set(p, at), at + p.length), 0)
+  return out
+}
+
 /** Adds per-block partials (from consecutive ranges, in range order) block by block: `width` totals. @category statistics */
 export const combine = (parts: ReadonlyArray<unknown>, width: number): Float64Array => {
   const total = new Float64Array(width)

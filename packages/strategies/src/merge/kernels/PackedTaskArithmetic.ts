@@ -10,6 +10,7 @@
  *
  * @since 0.1.0
  */
+import * as BlockSums from "./BlockSums.ts"
 import { BLOCK } from "./Gram.ts"
 import * as NonFinite from "./NonFinite.ts"
 import { decode, encodeBF16, length, type PackedInput } from "./PackedInput.ts"
@@ -215,13 +216,7 @@ export const l1 = (
   forEachWindow(inputs, [0, 1 + model], lengthOf(inputs), start, end, (arrays, w0, a, b) => {
     parts.push(TaskStatistics.l1Partials(selector, arrays[1]!, arrays[0]!, a, b, w0, BLOCK))
   }, windowsFor(2, kernels))
-  const out = new Float64Array(parts.reduce((t, p) => t + p.length, 0))
-  let at = 0
-  for (const p of parts) {
-    out.set(p, at)
-    at += p.length
-  }
-  return out
+  return BlockSums.concat(parts)
 }
 
 /**

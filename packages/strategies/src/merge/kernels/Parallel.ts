@@ -96,12 +96,7 @@ export const modelStock: (
   Effect.fn("Parallel.modelStock")(function* (pool, params, shape, out, base, models, tensor) {
     const rowLength = Math.max(1, ModelStock.rowLength(shape, params))
     const parts = yield* pool.run("gram", { inputs: models, base, block: rowLength }, pool.split(base.length, rowLength))
-    const grams = new Float64Array(parts.reduce((t, p) => t + p.length, 0))
-    let at = 0
-    for (const p of parts) {
-      grams.set(p, at)
-      at += p.length
-    }
+    const grams = BlockSums.concat(parts)
     const plan = yield* Effect.fromResult(ModelStock.plan(grams, models.length, rowLength, tensor))
     yield* pool.run("modelStock", { plan, out, base, models }, pool.split(out.length))
     return plan
