@@ -196,6 +196,8 @@ export const define = <
     check: checksOf(method),
     run: Effect.fn(`${method.kind}.run`)(function* ({ id, params: p, inputs: given }) {
       const raw = p as Record<string, unknown>
+      // The method sees its own fields; the rules reach it through `Job.value`.
+      const fields = p as unknown as Schema.Struct.Type<Fields>
       // The inputs the method lacks are absent; `progressive/iterative` also calls `run` directly
       // (no statistics, maybe no base), so the checks below stay.
       const inputs = given as { readonly base?: Model.Model | undefined; readonly models: ReadonlyArray<Model.Model>; readonly statistics?: ReadonlyArray<Model.Model> }
@@ -250,13 +252,14 @@ export const define = <
           return copyOf
         }
         const value = (param: string, model = 0) => rules.get(param)?.resolve(name, model, Layer.layerIndex(name), layerCount)
+        const perModel = (models: number): Job["perModel"] => (param, fallback) => Array.from({ length: models }, (_, i) => value(param, i) ?? fallback)
         const job = (baseData: Float32Array | undefined, data: ReadonlyArray<Float32Array>, stats: ReadonlyArray<Float32Array> | undefined, diagnose: Job["diagnose"]): Job => ({
           name,
           shape: like.shape,
           base: baseData,
           models: data,
           value,
-          perModel: (param, fallback) => data.map((_, i) => value(param, i) ?? fallback),
+          perModel: perModel(data.length),
           statistics: stats,
           diagnose
         })
@@ -267,9 +270,8 @@ export const define = <
         const inputs = base === undefined ? present.map((t) => t!) : [base.tensors.get(name)!, ...present.map((t) => t!)]
         const dtype = outDtype ?? (DType.parseWritable(like.dtype) ?? "F32")
         if (method.rangeWise !== undefined && base !== undefined && statRefs.length === 0) {
-          const params = p as unknown as Schema.Struct.Type<Fields>
-          const header: TensorParams = { name, shape: like.shape, value, perModel: (param, fallback) => present.map((_, i) => value(param, i) ?? fallback), models: present.length }
-          const planned = method.rangeWise(header, params)
+          const header: TensorParams = { name, shape: like.shape, value, perModel: perModel(present.length), models: present.length }
+          const planned = method.rangeWise(header, fields)
           if (Result.isSuccess(planned) && RangeWise.eligible({ inputs, plan: planned.success, workingSet, threshold: rangeWiseBytes, limit: memoryLimit })) {
             const merged = RangeWise.tensor({ like, dtype, inputs, plan: planned.success, workers, buffers: packed, allowNonFinite, diagnose: true, releaseAfter: memoryLimit !== undefined })
             return TensorRef.withLineage(merged, Lineage.derived(inputs, { bytes: RangeWise.heldBytes(inputs) }))
@@ -296,16 +298,14 @@ export const define = <
             const stats = statsAlongside
               ? read.slice(inputs.length)
               : statTensors !== undefined ? yield* Effect.forEach(statTensors, (t) => TensorRef.readFloat32(t)) : undefined
-            // The method sees its own fields; the rules reach it through `Job.value`.
-            const params = p as unknown as Schema.Struct.Type<Fields>
             const diagnostics: Record<string, number | boolean> = {}
             const diagnose = (values: Diagnostics) => void Object.assign(diagnostics, values)
             let result: Float32Array
             if (pool !== undefined && method.parallel !== undefined && arrays.every(isShared) && (stats === undefined || stats.every(isShared))) {
               result = outputs.take(TensorRef.numel(like.shape))
-              yield* method.parallel(pool, job(baseData, data, stats, diagnose), params, result)
+              yield* method.parallel(pool, job(baseData, data, stats, diagnose), fields, result)
             } else {
-              const merged = method.merge(job(baseData, data, stats, diagnose), params)
+              const merged = method.merge(job(baseData, data, stats, diagnose), fields)
               if (Result.isFailure(merged)) return yield* Effect.fail(merged.failure)
               result = merged.success
             }
