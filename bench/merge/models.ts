@@ -33,8 +33,8 @@ export const layout = (hidden = 4096): Array<readonly [string, ReadonlyArray<num
   ]
 }
 
-// A 32-bit integer hash (lowbias32 by Chris Wellons): good enough to look random, and cheap.
-const hash = (x: number): number => {
+/** A 32-bit integer hash (lowbias32 by Chris Wellons): good enough to look random, and cheap. */
+export const hash = (x: number): number => {
   x ^= x >>> 16
   x = Math.imul(x, 0x7feb352d)
   x ^= x >>> 15
