@@ -308,11 +308,8 @@ const decodeScalar = (bytes: Uint8Array, dtype: DType, out: Float32Array | Float
 export const fromNumbers = (values: ArrayLike<number>, dtype: WritableDType): Uint8Array<ArrayBuffer> => {
   const n = values.length
   const out = new Uint8Array(n * byteSize[dtype])
-  if (littleEndian && values instanceof Float32Array && (dtype === "F16" || dtype === "BF16")) {
-    const bits = new Int32Array(values.buffer, values.byteOffset, n)
-    const half = new Uint16Array(out.buffer, 0, n)
-    if (dtype === "BF16") narrowBF16(bits, half, n)
-    else narrowF16(values, bits, half, n)
+  if (values instanceof Float32Array && (dtype === "F16" || dtype === "BF16")) {
+    encodeInto(values, dtype, out)
     return out
   }
   const dv = view(out)
@@ -333,6 +330,27 @@ export const fromNumbers = (values: ArrayLike<number>, dtype: WritableDType): Ui
     case "BOOL": for (let i = 0; i < n; i++) out[i] = values[i]! !== 0 ? 1 : 0; break
   }
   return out
+}
+
+/**
+ * Encodes float32 `values` as float16 or bfloat16 into `out` (2 bytes each from byte 0, an even
+ * byte offset): the bytes of {@link fromNumbers}, into memory the caller reuses (a merge's
+ * output chunk) instead of a fresh array.
+ *
+ * @category conversions
+ */
+export const encodeInto = (values: Float32Array, dtype: "F16" | "BF16", out: Uint8Array): void => {
+  const n = values.length
+  if (!littleEndian) {
+    const dv = view(out)
+    const bitsOf = dtype === "BF16" ? float32ToBF16Bits : float32ToF16Bits
+    for (let i = 0; i < n; i++) dv.setUint16(i * 2, bitsOf(values[i]!), true)
+    return
+  }
+  const bits = new Int32Array(values.buffer, values.byteOffset, n)
+  const half = new Uint16Array(out.buffer, out.byteOffset, n)
+  if (dtype === "BF16") narrowBF16(bits, half, n)
+  else narrowF16(values, bits, half, n)
 }
 
 // float32 bits → bfloat16 bits, as `float32ToBF16Bits`: add 0x7fff plus the kept lowest bit

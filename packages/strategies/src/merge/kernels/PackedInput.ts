@@ -7,6 +7,7 @@
  *
  * @since 0.1.0
  */
+import { DType } from "@crucible/core"
 
 /** The dtypes a packed input may have. @category models */
 export type PackedDType = "F32" | "F16" | "BF16"
@@ -74,11 +75,4 @@ export const f16ToF32Bits = (h: number): number => {
  *
  * @category encode
  */
-export const encodeBF16 = (values: Float32Array, out: Uint8Array): void => {
-  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length)
-  const halves = new Uint16Array(out.buffer, out.byteOffset, values.length)
-  for (let k = 0; k < bits.length; k++) {
-    const b = bits[k]!
-    halves[k] = (b & 0x7f800000) === 0x7f800000 && (b & 0x7fffff) !== 0 ? ((b >>> 16) | 0x40) & 0xffff : ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff
-  }
-}
+export const encodeBF16 = (values: Float32Array, out: Uint8Array): void => DType.encodeInto(values, "BF16", out)
