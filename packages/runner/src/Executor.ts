@@ -64,6 +64,8 @@ export interface ExecuteOptions {
   readonly backend?: string
   /** Where each stage is written (`file:line:col`), recorded on its span so an error leads back to the YAML. */
   readonly positions?: ReadonlyMap<string, string>
+  /** Attributes every stage span carries besides its own (a cluster worker's id and host). */
+  readonly spanAttributes?: Readonly<Record<string, string>>
   /** Called whenever a stage's outcome is known (the manifest is rewritten from it). */
   readonly onOutcome?: (outcome: StageOutcome) => Effect.Effect<void>
 }
@@ -151,6 +153,7 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
         // A span still, so the trace shows the stage and why it took no time.
         yield* Effect.withSpan(Effect.void, `stage ${stage.id}`, {
           attributes: {
+            ...options.spanAttributes,
             "crucible.stage.id": stage.id,
             "crucible.stage.kind": base.kind,
             "crucible.stage.version": base.version,
@@ -302,7 +305,8 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
             yield* emit({ type: "stage-started", time: Date.now(), stage: stage.id, kind: base.kind })
             span = yield* Effect.makeSpan(`stage ${stage.id}`, {
               attributes: {
-                "crucible.stage.id": stage.id,
+                ...options.spanAttributes,
+            "crucible.stage.id": stage.id,
                 "crucible.stage.kind": base.kind,
                 "crucible.stage.version": base.version,
                 "crucible.stage.key": base.key,

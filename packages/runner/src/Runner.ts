@@ -75,6 +75,8 @@ export interface RunOptions {
   readonly rerun?: ReadonlyArray<string>
   /** The results store (default: `<runsDir>/.cache`), shared by every run that names it. */
   readonly cacheDir?: string
+  /** Attributes every stage span carries besides its own (a cluster worker's id and host). */
+  readonly spanAttributes?: Readonly<Record<string, string>>
   /** Where the warnings of loading go (a filter that matches no tensor); default: logged at warning level. */
   readonly onWarnings?: (warnings: ReadonlyArray<Problem.Problem>, file: string) => Effect.Effect<void>
 }
@@ -249,6 +251,7 @@ const runIn = (
       ...(options.backend === undefined ? {} : { backend: options.backend }),
       ...(options.memoryLimit === undefined ? {} : { memoryLimit: options.memoryLimit }),
       positions: loaded.positions,
+      ...(options.spanAttributes === undefined ? {} : { spanAttributes: options.spanAttributes }),
       onOutcome: (o) =>
         Effect.suspend(() => {
           known.set(o.id, o)

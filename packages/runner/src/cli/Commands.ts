@@ -13,6 +13,7 @@ import * as Convert from "../Convert.ts"
 import * as Runner from "../Runner.ts"
 import * as Server from "../ui/Server.ts"
 import * as CacheCommand from "./CacheCommand.ts"
+import * as ClusterCommands from "./ClusterCommands.ts"
 import { ExitCode, forRun } from "./ExitCode.ts"
 import * as Format from "./Format.ts"
 import * as ImportCommand from "./ImportCommand.ts"
@@ -69,10 +70,20 @@ export const make = (exit: ExitSink) => {
       json,
       quiet: Flag.Boolean("quiet").pipe(Flag.withDescription("print nothing but errors"), Flag.withDefault(false)),
       ui: Flag.Boolean("ui").pipe(Flag.withDescription("serve the live dashboard on a free port of 127.0.0.1 while the run is in progress"), Flag.withDefault(false)),
-      uiKeep: Flag.Boolean("ui-keep").pipe(Flag.withDescription("like --ui, and keep serving after the run until Ctrl-C"), Flag.withDefault(false))
+      uiKeep: Flag.Boolean("ui-keep").pipe(Flag.withDescription("like --ui, and keep serving after the run until Ctrl-C"), Flag.withDefault(false)),
+      cluster: ClusterCommands.clusterFlag,
+      store: ClusterCommands.storeFlag
     },
     (flags) =>
       Effect.gen(function* () {
+        if (Option.isSome(flags.cluster) || Option.isSome(flags.store)) {
+          if (Option.isNone(flags.cluster) || Option.isNone(flags.store)) {
+            yield* err("--cluster and --store go together: the cluster's Postgres, and the shared folder every worker mounts at the same path")
+            exit.code = ExitCode.invalid
+            return
+          }
+          return yield* ClusterCommands.runOnCluster({ ...flags, cluster: flags.cluster.value, store: flags.store.value }, exit)
+        }
         const chosen = Reporters.choose(flags)
         // Ctrl-C is told on stderr whatever the reporter; on a TTY, below the progress line it cuts.
         const reporter = Interrupted.reporting(Reporters.make(chosen), Interrupted.resumeCommand(process.argv.slice(2)), (text) => err(chosen === "tty" ? `\n${text}` : text))
@@ -235,6 +246,6 @@ export const make = (exit: ExitSink) => {
 
   return Command.make("crucible").pipe(
     Command.withDescription("Crucible: fuse neural-network models with typed, traced, resumable pipelines."),
-    Command.withSubcommands([run, validate, plan, inspect, convert, ui, RunsCommand.make(exit), KindsCommand.make(exit, kindsFlag), ImportCommand.make(exit, kindsFlag), SchemaCommand.make(exit, kindsFlag), CacheCommand.make(exit)])
+    Command.withSubcommands([run, validate, plan, inspect, convert, ui, RunsCommand.make(exit), ClusterCommands.worker(exit), ClusterCommands.attach(exit), KindsCommand.make(exit, kindsFlag), ImportCommand.make(exit, kindsFlag), SchemaCommand.make(exit, kindsFlag), CacheCommand.make(exit)])
   )
 }

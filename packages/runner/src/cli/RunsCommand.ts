@@ -5,9 +5,10 @@
  *
  * @since 0.2.0
  */
-import { Effect } from "effect"
+import { Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as RunData from "../ui/RunData.ts"
+import * as ClusterCommands from "./ClusterCommands.ts"
 import type { ExitSink } from "./Commands.ts"
 import { ExitCode } from "./ExitCode.ts"
 import * as Format from "./Format.ts"
@@ -19,10 +20,12 @@ export const make = (exit: ExitSink) =>
     "runs",
     {
       runsDir: Argument.String("runs-dir").pipe(Argument.withDescription("the folder of run directories (default: runs)"), Argument.withDefault("runs")),
-      json: Flag.Boolean("json").pipe(Flag.withDescription("print a JSON array of the runs"), Flag.withDefault(false))
+      json: Flag.Boolean("json").pipe(Flag.withDescription("print a JSON array of the runs"), Flag.withDefault(false)),
+      cluster: Flag.String("cluster").pipe(Flag.withDescription("list the runs of this cluster (postgres://…) and their state instead"), Flag.optional)
     },
     (flags) =>
       Effect.gen(function* () {
+        if (Option.isSome(flags.cluster)) return yield* ClusterCommands.listRuns(flags.cluster.value, flags.json, exit)
         const runs = yield* RunData.listRuns(flags.runsDir)
         if (flags.json) yield* out(JSON.stringify(runs, null, 2))
         else if (runs.length === 0) yield* out(`no runs in ${flags.runsDir}`)
