@@ -3,8 +3,11 @@
  * {@link Holder}. A live holder — another process, or another fiber of this one — is waited for;
  * a dead one (`kill -9`, same host: `Owner.isAlive` false) does not block: its file is removed as
  * stale and the lock taken. A lock file that stays empty or unreadable for over 2 s (its creator
- * died between creating and writing it) is stale too. A holder on another host is always taken
- * as alive (there is no way to tell), so such a lock is waited for until it is released.
+ * died between creating and writing it) is stale too. A holder on another host (machines sharing
+ * the store over NFS: cluster workers) cannot be checked by pid, so holders renew a lease: every
+ * 10 s they touch their lock file, and a holder on another host whose file has not been touched
+ * for 2 minutes is taken as dead (its machine died, or was cut off). The lease is long because a
+ * holder's event loop may be busy for a while and hosts' clocks may differ a little.
  *
  * Removing a stale lock safely. "Read, see a dead holder, delete" is a race: between the read
  * and the delete another process may have removed the stale file and taken the lock, and the
@@ -41,6 +44,10 @@ export interface AcquireOptions {
 }
 
 const POLL = "100 millis"
+/** How often a holder renews its lease (touches its lock file). */
+const LEASE_RENEW = "10 seconds"
+/** A lock file of a holder on another host untouched this long is stale. */
+const LEASE_EXPIRY_MS = 120_000
 /** How long a lock file may stay empty or unreadable before it is taken as stale. */
 const UNREADABLE_STALE_MS = 2000
 
@@ -59,7 +66,7 @@ export const acquire = (file: string, options: AcquireOptions = {}): Effect.Effe
         Effect.flatMap(tryCreate(file, options.info ?? {}), (mine) =>
           mine === undefined ? Effect.succeed(false) : Effect.as(Effect.addFinalizer(() => Effect.sync(() => release(file, mine))), true))
       )
-      if (taken) return
+      if (taken) return yield* Effect.forkScoped(renewLease(file))
       const seen = inspect(file)
       if (seen === undefined) {
         if (!fs.existsSync(file)) continue // released meanwhile
@@ -72,6 +79,21 @@ export const acquire = (file: string, options: AcquireOptions = {}): Effect.Effe
       yield* Effect.sleep(POLL)
     }
   })
+
+// Touches the lock file while it is still ours (same holder text), so holders on other hosts see it alive.
+const renewLease = (file: string) =>
+  Effect.sleep(LEASE_RENEW).pipe(
+    Effect.andThen(Effect.sync(() => {
+      const now = new Date()
+      try {
+        fs.utimesSync(file, now, now)
+      } catch {
+        // Released or removed meanwhile: nothing to renew.
+      }
+    })),
+    Effect.forever,
+    Effect.asVoid
+  )
 
 /** Who holds the lock at `file` now; `undefined` when it is free or unreadable. @category getters */
 export const holder = (file: string): Holder | undefined => inspect(file)?.holder
@@ -86,8 +108,11 @@ interface Seen {
 
 const sameFile = (a: Seen, b: Seen) => a.ino === b.ino && a.text === b.text
 
-/** A lock file of a dead holder, or one unreadable for over 2 s. */
-const isStale = (seen: Seen) => (seen.holder === undefined ? Date.now() - seen.mtimeMs > UNREADABLE_STALE_MS : !Owner.isAlive(seen.holder))
+/** A lock file of a dead holder (on another host: one whose lease ran out), or one unreadable for over 2 s. */
+const isStale = (seen: Seen) =>
+  seen.holder === undefined
+    ? Date.now() - seen.mtimeMs > UNREADABLE_STALE_MS
+    : Owner.isLocal(seen.holder) ? !Owner.isAlive(seen.holder) : Date.now() - seen.mtimeMs > LEASE_EXPIRY_MS
 
 /** Reads the lock file; `undefined` when there is none (or it cannot be opened). */
 const inspect = (file: string): Seen | undefined => {

@@ -53,6 +53,9 @@ export const parseToken = (text: string): { pid: number; start: string } | undef
 
 const unknownStart = (start: string) => start === "" || start === "0"
 
+/** Whether the owner runs on this host (its pid can be checked here). @category predicates */
+export const isLocal = (owner: { readonly host?: string | undefined }): boolean => owner.host === undefined || owner.host === "" || owner.host === os.hostname()
+
 /**
  * Whether the owner still runs. On another host: `true` (it cannot be told; such files are left
  * alone). Otherwise the pid must exist (`kill(pid, 0)`: `ESRCH` is dead, `EPERM` is alive, owned by
@@ -60,7 +63,7 @@ const unknownStart = (start: string) => start === "" || start === "0"
  * is another process that reused the pid, so the owner is dead. @category predicates
  */
 export const isAlive = (owner: { readonly pid: number; readonly start: string; readonly host?: string | undefined }): boolean => {
-  if (owner.host !== undefined && owner.host !== "" && owner.host !== os.hostname()) return true
+  if (!isLocal(owner)) return true
   if (!Number.isSafeInteger(owner.pid) || owner.pid <= 0) return false
   try {
     process.kill(owner.pid, 0)

@@ -39,6 +39,41 @@ describe("LockFile", () => {
       assert.deepStrictEqual(fs.readdirSync(path.dirname(file)), ["k.lock"])
     }))
 
+  // Cluster workers share the store over NFS: a holder on another host is judged by its lease.
+  const otherHostHolder = (file: string, ageMs: number) => {
+    fs.writeFileSync(file, JSON.stringify({ pid: 12345, start: "1", host: "another-machine.invalid", acquiredAt: new Date().toISOString(), info: { runId: "r", stage: "s" } }))
+    const at = new Date(Date.now() - ageMs)
+    fs.utimesSync(file, at, at)
+  }
+
+  it.live("a holder on another host whose lease ran out (its file untouched for over 2 minutes) is taken over", () =>
+    Effect.gen(function* () {
+      const file = path.join(yield* tempDir(), "k.lock")
+      otherHostHolder(file, 3 * 60_000)
+      yield* Effect.scoped(LockFile.acquire(file))
+      assert.isFalse(fs.existsSync(file))
+    }))
+
+  it.live("a holder on another host with a fresh lease is waited for; our own lease is renewed while we hold", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir()
+      const file = path.join(dir, "k.lock")
+      otherHostHolder(file, 30_000)
+      let waitedFor: string | undefined
+      const taken = yield* Effect.scoped(LockFile.acquire(file, { onWait: (h) => Effect.sync(() => { waitedFor = h.host }) })).pipe(Effect.timeoutOption("600 millis"))
+      assert.isTrue(taken._tag === "None")
+      assert.strictEqual(waitedFor, "another-machine.invalid")
+      // Ours: the file's mtime moves on while the lock is held (renewed every 10 s).
+      const mine = path.join(dir, "mine.lock")
+      yield* Effect.scoped(Effect.gen(function* () {
+        yield* LockFile.acquire(mine)
+        const old = new Date(Date.now() - 60_000)
+        fs.utimesSync(mine, old, old)
+        yield* Effect.sleep("10500 millis")
+        assert.isAbove(fs.statSync(mine).mtimeMs, Date.now() - 5_000)
+      }))
+    }), 30_000)
+
   it.live("removeIfStale removes a dead holder's lock, never a live one's", () =>
     Effect.gen(function* () {
       const dir = yield* tempDir()
