@@ -50,6 +50,9 @@ export interface Manifest {
     readonly cached?: true | undefined
     /** The stage had the same key as this earlier stage of the run, and took its value. */
     readonly sameAs?: string | undefined
+    /** On a cluster: the worker that ran it (`crucible worker --id`), and its host. */
+    readonly worker?: string | undefined
+    readonly host?: string | undefined
   }>
   readonly inputs: ReadonlyArray<FileRecord>
   readonly outputs: ReadonlyArray<FileRecord>

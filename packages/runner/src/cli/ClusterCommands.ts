@@ -11,7 +11,10 @@ import { Argument, Command, Flag } from "effect/cli"
 import * as net from "node:net"
 import * as os from "node:os"
 import { Reporter } from "../Events.ts"
+import * as path from "node:path"
 import * as Runner from "../Runner.ts"
+import * as Telemetry from "../telemetry/Telemetry.ts"
+import * as Server from "../ui/Server.ts"
 import * as ClusterLayer from "../cluster/ClusterLayer.ts"
 import * as Resources from "../cluster/Resources.ts"
 import * as Submit from "../cluster/Submit.ts"
@@ -44,10 +47,33 @@ export const runOnCluster = (flags: {
   readonly kinds: ReadonlyArray<string>
   readonly json: boolean
   readonly quiet: boolean
+  readonly out: Option.Option<string>
+  readonly otlp: Option.Option<string>
+  readonly ui: boolean
+  readonly uiKeep: boolean
 }, exit: ExitSink) =>
   Effect.gen(function* () {
-    const reporter = Reporters.make(Reporters.choose(flags))
-    const loaded = yield* Effect.result(Runner.load(flags.pipeline, { kindModules: flags.kinds, preflight: true }))
+    const chosen = Reporters.choose(flags)
+    const plain = Reporters.make(chosen)
+    const note = flags.json || flags.quiet ? err : out
+    // The run's folder in the store is a run folder like a local one: the dashboard serves `<store>/runs`.
+    const started = flags.ui || flags.uiKeep ? yield* Effect.result(Server.listen({ runsDir: path.join(path.resolve(flags.store), "runs") })) : undefined
+    if (started?._tag === "Failure") {
+      yield* err(started.failure.message)
+      exit.code = ExitCode.invalid
+      return
+    }
+    const dashboard = started?.success
+    const reporter = dashboard === undefined ? plain : Server.announcing(plain, dashboard, note)
+    const body = submitAndFollow(flags, reporter, exit).pipe(Effect.andThen(dashboard !== undefined && flags.uiKeep
+      ? Effect.andThen(note(`dashboard: the run has ended; still serving ${dashboard.url} (Ctrl-C to stop)`), Effect.never)
+      : Effect.void))
+    yield* dashboard === undefined ? body : Effect.ensuring(body, dashboard.close)
+  })
+
+const submitAndFollow = (flags: Parameters<typeof runOnCluster>[0], reporter: Reporter["Service"], exit: ExitSink) =>
+  Effect.gen(function* () {
+    const loaded = yield* Effect.result(Runner.load(flags.pipeline, { kindModules: flags.kinds, preflight: true, ...Option.match(flags.out, { onNone: () => ({}), onSome: (o) => ({ out: o }) }) }))
     if (loaded._tag === "Failure") {
       yield* err(loaded.failure.message)
       exit.code = ExitCode.invalid
@@ -60,7 +86,13 @@ export const runOnCluster = (flags: {
       yield* Submit.start(payload, flags.store)
       if (!flags.json && !flags.quiet) yield* err(`submitted run ${runId} to the cluster (${payload.units.length} units); follow it again with: crucible attach ${runId} --cluster ${Submit.redact(flags.cluster)} --store ${flags.store}`)
       return yield* Submit.follow(payload, flags.store)
-    }).pipe(Effect.provide(ClusterLayer.client(flags.cluster)), Effect.provideService(Reporter, reporter)))
+    }).pipe(
+      // The submitter's span is the root of the run's one trace: the workflow and every unit continue it.
+      Effect.withSpan(`cluster run ${runId}`, { attributes: { "crucible.run.id": runId, "crucible.pipeline.name": loaded.success.pipeline.ir.name } }),
+      Effect.provide(ClusterLayer.client(flags.cluster)),
+      Effect.provide(Layer.orDie(Telemetry.layer({ runId, ...Option.match(flags.otlp, { onNone: () => ({}), onSome: (otlpUrl) => ({ otlpUrl }) }) }))),
+      Effect.provideService(Reporter, reporter)
+    ))
     if (submitted._tag === "Failure") {
       yield* err(submitted.failure.message)
       exit.code = ExitCode.invalid

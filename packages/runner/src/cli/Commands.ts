@@ -82,6 +82,19 @@ export const make = (exit: ExitSink) => {
             exit.code = ExitCode.invalid
             return
           }
+          // What a local run's flags set that a cluster run decides elsewhere (on the workers, or not at all yet).
+          const refused = [
+            flags.noCache ? "--no-cache" : undefined,
+            flags.rerun.length > 0 ? "--rerun" : undefined,
+            Option.isSome(flags.cacheDir) ? "--cache-dir (the store's cache/ is the results store)" : undefined,
+            Option.isSome(flags.memoryLimit) ? "--memory-limit (give workers --memory)" : undefined,
+            Option.isSome(flags.backend) ? "--backend (give workers --backend)" : undefined
+          ].filter((f) => f !== undefined)
+          if (refused.length > 0) {
+            yield* err(`not taken with --cluster: ${refused.join(", ")}`)
+            exit.code = ExitCode.invalid
+            return
+          }
           return yield* ClusterCommands.runOnCluster({ ...flags, cluster: flags.cluster.value, store: flags.store.value }, exit)
         }
         const chosen = Reporters.choose(flags)

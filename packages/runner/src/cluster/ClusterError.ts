@@ -35,13 +35,3 @@ export class ClusterRunNotFound extends Schema.TaggedError<ClusterRunNotFound>()
     return `no cluster run "${this.runId}" in the store (${this.file} does not exist or is not a run's record)`
   }
 }
-
-/** An option the cluster mode does not take (yet). @category errors */
-export class ClusterOptionUnsupported extends Schema.TaggedError<ClusterOptionUnsupported>()("ClusterOptionUnsupported", {
-  option: Schema.String,
-  reason: Schema.String
-}) {
-  override get message(): string {
-    return `${this.option} cannot be used with --cluster: ${this.reason}`
-  }
-}

@@ -11,6 +11,7 @@ import { NodeClusterSocket } from "@effect/platform-node"
 import { PgClient } from "@effect/sql-pg"
 import { Duration, Layer, Option, Redacted } from "effect"
 import { ClusterWorkflowEngine, RunnerAddress, type ShardingConfig } from "effect/cluster"
+import * as Telemetry from "../telemetry/Telemetry.ts"
 import * as Resources from "./Resources.ts"
 import * as RunFlow from "./RunFlow.ts"
 import * as Worker from "./Worker.ts"
@@ -45,6 +46,9 @@ export interface WorkerLayerOptions extends Worker.WorkerOptions {
 export const worker = (options: WorkerLayerOptions) =>
   Layer.mergeAll(Worker.layer(options), RunFlow.layer).pipe(
     Layer.provide(ClusterWorkflowEngine.layer),
+    // The worker's own spans (a unit, the workflow's activities) go over OTLP when OTEL_* says so;
+    // each unit's run exports its stages itself (and writes them to its trace.json).
+    Layer.provide(Layer.orDie(Telemetry.layer({ resourceAttributes: { "crucible.worker.id": options.id } }))),
     Layer.provideMerge(NodeClusterSocket.layer({
       storage: "sql",
       shardingConfig: {

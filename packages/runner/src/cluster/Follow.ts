@@ -4,7 +4,8 @@
  * new in each (a poll: NFS has no reliable file watching) and passes on the events of the stages
  * each unit runs itself — the same events a local run emits, so the same reporters (progress line,
  * plain lines, `--json`) show a cluster run. Events of stages a unit only found stored (its
- * ancestors, run by other units) are not repeated.
+ * ancestors, run by other units) are not passed on; a stage run by two units (a lazy `load` two
+ * saves read through) or twice (a unit sent again after its worker died) starts and ends once.
  *
  * @since 0.2.0
  */
@@ -29,6 +30,13 @@ export const make = (folder: string, units: ReadonlyArray<Pick<PlannedUnit, "id"
   const offsets = new Map<string, number>()
   const partial = new Map<string, string>()
   const runsOf = new Map(units.map((u) => [u.id, new Set(u.runs)] as const))
+  const started = new Set<string>()
+  const finished = new Set<string>()
+  const firstTime = (event: RunEvent): boolean => {
+    if (event.type === "stage-started") return started.has(event.stage) ? false : (started.add(event.stage), true)
+    if (event.type === "stage-finished") return finished.has(event.stage) ? false : (finished.add(event.stage), true)
+    return event.type === "stage-progress" && !finished.has(event.stage)
+  }
   const readNew = (sub: string): ReadonlyArray<RunEvent> => {
     const file = path.join(folder, sub, "events.jsonl")
     let fd: number
@@ -70,7 +78,7 @@ export const make = (folder: string, units: ReadonlyArray<Pick<PlannedUnit, "id"
       const unit = unitOfFolder(units, sub)
       const own = unit === undefined ? undefined : runsOf.get(unit)
       if (own === undefined) return []
-      return readNew(sub).filter((e) => "stage" in e && own.has(e.stage))
+      return readNew(sub).filter((e) => "stage" in e && own.has(e.stage) && firstTime(e))
     })
   })
   return { poll }

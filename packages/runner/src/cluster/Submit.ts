@@ -8,6 +8,7 @@
  * @since 0.2.0
  */
 import { Effect, Exit, Option, Schedule, Schema } from "effect"
+import { ClusterError } from "effect/cluster"
 import { SqlClient } from "effect/sql"
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -18,6 +19,7 @@ import { ClusterRunNotFound, ClusterUnreachable, NoWorkerFits } from "./ClusterE
 import * as Follow from "./Follow.ts"
 import { RunPayload, type RunSummary, RunWorkflow } from "./Protocol.ts"
 import * as Resources from "./Resources.ts"
+import * as RunRecord from "./RunRecord.ts"
 import * as Store from "./Store.ts"
 import * as Units from "./Units.ts"
 
@@ -73,6 +75,7 @@ export const checkFit = (payload: RunPayload, needs: ReadonlyMap<string, Resourc
 
 const describeWorker = (w: LiveWorker): string => {
   const tiers = w.groups.filter((g) => g !== Resources.WORKFLOW_GROUP)
+  if (tiers.length === 0) return `${w.address}: no stage group (its --memory is below the smallest tier, ${Resources.groupName("cpu", Resources.TIERS[0]!).slice(4)})`
   const devices = [...new Set(tiers.map((g) => g.slice(0, g.indexOf("-"))))]
   const largest = tiers.at(-1)?.slice(tiers.at(-1)!.indexOf("-") + 1) ?? "none"
   return `${w.address}: ${devices.join(",") || "no device"}, up to ${largest}`
@@ -106,24 +109,36 @@ export const readRecord = (store: string, runId: string): Effect.Effect<RunPaylo
  */
 export const follow = (payload: RunPayload, store: string) =>
   Effect.gen(function* () {
-    const reporter = yield* Reporter
+    const outer = yield* Reporter
     const folder = Store.runFolder(store, payload.runId)
+    const record = yield* RunRecord.start(payload, folder)
+    return yield* Effect.ensuring(followWith(payload, folder, record, outer), Effect.sync(record.close))
+  })
+
+const followWith = (payload: RunPayload, folder: string, record: RunRecord.RunRecord, outer: Reporter["Service"]) =>
+  Effect.gen(function* () {
+    const emit = (event: RunEvent) => Effect.andThen(Effect.sync(() => record.append(event)), outer.emit(event))
     const ir = JSON.parse(payload.ir) as { stages: ReadonlyArray<{ id: string }> }
-    yield* reporter.emit({ type: "run-started", time: Date.now(), runId: payload.runId, runDir: folder, pipeline: payload.pipeline, stages: ir.stages.map((s) => s.id) })
+    yield* emit({ type: "run-started", time: Date.now(), runId: payload.runId, runDir: folder, pipeline: payload.pipeline, stages: ir.stages.map((s) => s.id) })
     const follower = Follow.make(folder, payload.units)
     const executionId = yield* RunWorkflow.executionId(payload)
-    const pass = Effect.flatMap(follower.poll, (events) => Effect.forEach(events, (e) => reporter.emit(e), { discard: true }))
+    const pass = Effect.flatMap(follower.poll, (events) => Effect.forEach(events, emit, { discard: true }))
     const summary = yield* Effect.gen(function* () {
       yield* pass
-      const result = yield* RunWorkflow.poll(executionId)
+      // The engine turns storage it cannot reach (Postgres restarting) into a defect; for a
+      // follower, which only reads, that is "not known yet": ask again.
+      // Storage unreachable (Postgres restarting) surfaces as a defect of `poll`: ask again.
+      const result = yield* RunWorkflow.poll(executionId).pipe(Effect.catchDefect(() => Effect.fail("unreachable" as const))).pipe(
+        Effect.catchDefect((d) => (d instanceof ClusterError.PersistenceError ? Effect.fail("unreachable" as const) : Effect.die(d)))
+      )
       if (Option.isSome(result) && result.value._tag === "Complete") return result.value.exit
       return yield* Effect.fail("running" as const)
     }).pipe(Effect.retry(Schedule.spaced("250 millis")), Effect.orDie)
     // The last events a worker wrote before the workflow heard of its unit's end.
     yield* pass
     const finished: RunSummary = Exit.isSuccess(summary) ? summary.value : { runId: payload.runId, status: "failed", units: [] }
-    const end: RunEvent = { type: "run-finished", time: Date.now(), status: finished.status, durationMs: Date.now() - payload.submittedAt, runDir: folder }
-    yield* reporter.emit(end)
+    yield* record.finish(finished)
+    yield* emit({ type: "run-finished", time: Date.now(), status: finished.status, durationMs: Date.now() - payload.submittedAt, runDir: folder })
     return finished
   })
 

@@ -7,12 +7,13 @@
  *
  * @since 0.2.0
  */
-import { Effect, Semaphore } from "effect"
+import { Effect, Layer, Semaphore } from "effect"
 import { Rpc } from "effect/rpc"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import type { Ir } from "@crucible/core"
+import * as TfBackend from "@crucible/strategies/backend/Backend"
 import * as Runner from "../Runner.ts"
 import { RunIdTaken } from "../RunDir.ts"
 import { StageEntity, type UnitReport, type UnitTask } from "./Protocol.ts"
@@ -35,15 +36,19 @@ export interface WorkerOptions {
 
 /** The entity's handler as a layer: provide the cluster (`ClusterLayer.worker`). */
 export const layer = (options: WorkerOptions) =>
-  StageEntity.toLayer(
-    Effect.gen(function* () {
-      const slots = yield* Semaphore.make(Math.max(1, options.resources.slots))
-      return StageEntity.of({
-        RunUnit: ({ payload }) => slots.withPermits(1)(runUnit(payload, options)).pipe(Rpc.fork)
-      })
-    }),
-    { concurrency: "unbounded" }
-  )
+  Layer.unwrap(Effect.gen(function* () {
+    // TF.js keeps one backend per process, and two runs starting it at once race: the loser sees
+    // `setBackend` return false, falls back to cpu and switches the whole process to it, so units
+    // compute other bytes than a local run. Started here once, each run's start finds it ready.
+    yield* TfBackend.initialise(options.backend).pipe(Effect.ignore)
+    // One semaphore for the worker: the entity's build runs once per entity (per unit), so a
+    // semaphore made there would bound nothing.
+    const slots = yield* Semaphore.make(Math.max(1, options.resources.slots))
+    return StageEntity.toLayer(
+      StageEntity.of({ RunUnit: ({ payload }) => slots.withPermits(1)(runUnit(payload, options)).pipe(Rpc.fork) }),
+      { concurrency: "unbounded" }
+    )
+  }))
 
 /** Runs one unit here and reports how it went (never fails: a failure is in the report). */
 export const runUnit = (task: UnitTask, options: WorkerOptions): Effect.Effect<UnitReport> =>
