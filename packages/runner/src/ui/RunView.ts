@@ -47,6 +47,8 @@ export interface StageView {
   readonly cached?: boolean | undefined
   /** The stage had the same key as this earlier stage of the run, and took its value. */
   readonly sameAs?: string | undefined
+  /** On a cluster: the worker that ran it. */
+  readonly worker?: string | undefined
   /** The manifest's output summary: a model, files, or metrics `{ type, values, artifacts }`. */
   readonly output?: unknown
   readonly summary?: string | undefined
@@ -138,7 +140,8 @@ export const ManifestView = Schema.Struct({
       blockedBy: Schema.optional(Schema.String),
       output: Schema.optional(Schema.Unknown),
       cached: Schema.optional(Schema.Boolean),
-      sameAs: Schema.optional(Schema.String)
+      sameAs: Schema.optional(Schema.String),
+      worker: Schema.optional(Schema.String)
     })
   ),
   inputs: Schema.optional(Schema.Array(FileRecord)),
@@ -215,6 +218,7 @@ interface Mutable {
   blockedBy?: string | undefined
   cached?: boolean | undefined
   sameAs?: string | undefined
+  worker?: string | undefined
   output?: unknown
   summary?: string | undefined
   progress?: Progress | undefined
@@ -243,7 +247,7 @@ export const make = (input: {
   for (const r of manifest.stages) {
     const s = stages.get(r.id) ?? blank(r.id, r.kind, r.params)
     stages.set(r.id, s)
-    Object.assign(s, { kind: r.kind, state: toState(r.status), startedAt: time(r.startedAt), durationMs: r.durationMs, error: r.error, blockedBy: r.blockedBy, output: r.output, cached: r.cached, sameAs: r.sameAs })
+    Object.assign(s, { kind: r.kind, state: toState(r.status), startedAt: time(r.startedAt), durationMs: r.durationMs, error: r.error, blockedBy: r.blockedBy, output: r.output, cached: r.cached, sameAs: r.sameAs, worker: r.worker })
   }
   for (const e of events) {
     if (e.type !== "stage-started" && e.type !== "stage-progress" && e.type !== "stage-finished") continue

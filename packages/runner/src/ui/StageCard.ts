@@ -76,10 +76,11 @@ export const stageCard = (stage: StageView, runStart: number, options: CardOptio
   // A consumer of a lazy stage fails (not skips) when that stage fails while it reads the output.
   const blocked = stage.blockedBy === undefined ? "" : `<p class="note">${stage.state === "failed" ? "failed" : "skipped"} because <a href="#stage-${escape(stage.blockedBy)}">${escape(stage.blockedBy)}</a> failed</p>`
   const timing = stage.durationMs === undefined || stage.state === "skipped" ? "" : `<span class="meta">${escape(duration(stage.durationMs))}</span>`
+  const worker = stage.worker === undefined ? "" : `<span class="meta" data-worker="${escape(stage.worker)}">on ${escape(stage.worker)}</span>`
   const deps = stage.dependsOn.length === 0 ? "" : `<span class="meta">reads ${stage.dependsOn.map((d) => `<a href="#stage-${escape(d)}">${escape(d)}</a>`).join(", ")}</span>`
   return [
     `<article class="stage" id="stage-${escape(stage.id)}" data-stage="${escape(stage.id)}" data-state="${stage.state}">`,
-    `<h3>${escape(stage.id)} <span class="kind">${escape(stage.kind)}</span> <span class="badge" data-state="${stage.state}">${stage.state}</span>${reuseBadge(stage)}${timing}${deps}</h3>`,
+    `<h3>${escape(stage.id)} <span class="kind">${escape(stage.kind)}</span> <span class="badge" data-state="${stage.state}">${stage.state}</span>${reuseBadge(stage)}${timing}${worker}${deps}</h3>`,
     `<div class="dynamic">${progressBlock(stage)}${error}${blocked}${outputBlock(stage, options)}${Diagnostics.block(stage.spanEvents)}${eventsBlock(stage, runStart)}${spanEventsBlock(stage, runStart)}</div>`,
     `<details class="params"><summary>params</summary><pre>${pretty(stage.params ?? {})}</pre></details>`,
     `</article>`
