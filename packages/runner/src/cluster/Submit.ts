@@ -126,9 +126,9 @@ const followWith = (payload: RunPayload, folder: string, record: RunRecord.RunRe
     const summary = yield* Effect.gen(function* () {
       yield* pass
       // The engine turns storage it cannot reach (Postgres restarting) into a defect; for a
-      // follower, which only reads, that is "not known yet": ask again.
-      // Storage unreachable (Postgres restarting) surfaces as a defect of `poll`: ask again.
-      const result = yield* RunWorkflow.poll(executionId).pipe(Effect.catchDefect(() => Effect.fail("unreachable" as const))).pipe(
+      // follower, which only reads, that is "not known yet": ask again. Other defects are bugs and
+      // end the follow instead of retrying forever.
+      const result = yield* RunWorkflow.poll(executionId).pipe(
         Effect.catchDefect((d) => (d instanceof ClusterError.PersistenceError ? Effect.fail("unreachable" as const) : Effect.die(d)))
       )
       if (Option.isSome(result) && result.value._tag === "Complete") return result.value.exit
