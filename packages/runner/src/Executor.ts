@@ -66,6 +66,8 @@ export interface ExecuteOptions {
   readonly positions?: ReadonlyMap<string, string>
   /** Attributes every stage span carries besides its own (a cluster worker's id and host). */
   readonly spanAttributes?: Readonly<Record<string, string>>
+  /** The run's memo (default: a fresh one); a cluster worker passes one per cluster run. */
+  readonly runCache?: RunCache.Shape
   /** Called whenever a stage's outcome is known (the manifest is rewritten from it). */
   readonly onOutcome?: (outcome: StageOutcome) => Effect.Effect<void>
 }
@@ -390,8 +392,9 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
       })
 
     yield* Effect.forEach(pipeline.stages, runOne, { concurrency: "unbounded", discard: true }).pipe(
-      // Memoised loads (data sets, teacher outputs) live as long as the run, bounded.
-      Effect.provide(RunCache.layer()),
+      // Memoised loads (data sets, teacher outputs) live as long as the run, bounded (a cluster
+      // worker gives the units of one cluster run one memo: they are parts of one run).
+      options.runCache === undefined ? Effect.provide(RunCache.layer()) : Effect.provideService(RunCache.RunCache, options.runCache),
       Effect.onInterrupt(() =>
         Effect.gen(function* () {
           for (const s of pipeline.stages) {

@@ -11,7 +11,7 @@
  *
  * @since 0.1.0
  */
-import { type PipelineError, Problem, ReadCounter, ReadTap, Registry, type Validate, Yaml } from "@crucible/core"
+import { type PipelineError, Problem, ReadCounter, ReadTap, Registry, type RunCache, type Validate, Yaml } from "@crucible/core"
 import { builtinRegistry } from "@crucible/strategies"
 import { Effect, Layer, Option } from "effect"
 import { createHash, randomBytes } from "node:crypto"
@@ -77,6 +77,8 @@ export interface RunOptions {
   readonly cacheDir?: string
   /** Attributes every stage span carries besides its own (a cluster worker's id and host). */
   readonly spanAttributes?: Readonly<Record<string, string>>
+  /** The memo of derived values (datasets…) the stages share (default: a fresh one for the run). */
+  readonly runCache?: RunCache.Shape
   /** Where the warnings of loading go (a filter that matches no tensor); default: logged at warning level. */
   readonly onWarnings?: (warnings: ReadonlyArray<Problem.Problem>, file: string) => Effect.Effect<void>
 }
@@ -252,6 +254,7 @@ const runIn = (
       ...(options.memoryLimit === undefined ? {} : { memoryLimit: options.memoryLimit }),
       positions: loaded.positions,
       ...(options.spanAttributes === undefined ? {} : { spanAttributes: options.spanAttributes }),
+      ...(options.runCache === undefined ? {} : { runCache: options.runCache }),
       onOutcome: (o) =>
         Effect.suspend(() => {
           known.set(o.id, o)

@@ -12,7 +12,7 @@ import { Rpc } from "effect/rpc"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import type { Ir } from "@crucible/core"
+import { type Ir, RunCache } from "@crucible/core"
 import * as TfBackend from "@crucible/strategies/backend/Backend"
 import * as Runner from "../Runner.ts"
 import { RunIdTaken } from "../RunDir.ts"
@@ -44,14 +44,31 @@ export const layer = (options: WorkerOptions) =>
     // One semaphore for the worker: the entity's build runs once per entity (per unit), so a
     // semaphore made there would bound nothing.
     const slots = yield* Semaphore.make(Math.max(1, options.resources.slots))
+    const memos = runMemos()
     return StageEntity.toLayer(
-      StageEntity.of({ RunUnit: ({ payload }) => slots.withPermits(1)(runUnit(payload, options)).pipe(Rpc.fork) }),
+      StageEntity.of({ RunUnit: ({ payload }) => slots.withPermits(1)(runUnit(payload, options, memos.of(payload.runId))).pipe(Rpc.fork) }),
       { concurrency: "unbounded" }
     )
   }))
 
+// The units of one cluster run are parts of one run: they share its memo (MNIST parsed once per
+// worker, not once per unit: ~0.7 s each). The memos of the two latest runs are kept, each bounded.
+const runMemos = () => {
+  const memos = new Map<string, RunCache.Shape>()
+  return {
+    of: (runId: string): RunCache.Shape => {
+      const known = memos.get(runId)
+      if (known !== undefined) return known
+      const memo = RunCache.make()
+      memos.set(runId, memo)
+      for (const old of [...memos.keys()].slice(0, -2)) memos.delete(old)
+      return memo
+    }
+  }
+}
+
 /** Runs one unit here and reports how it went (never fails: a failure is in the report). */
-export const runUnit = (task: UnitTask, options: WorkerOptions): Effect.Effect<UnitReport> =>
+export const runUnit = (task: UnitTask, options: WorkerOptions, runCache?: RunCache.Shape): Effect.Effect<UnitReport> =>
   Effect.gen(function* () {
     const startedAt = Date.now()
     const ir = JSON.parse(task.ir) as Ir.PipelineIR
@@ -69,6 +86,7 @@ export const runUnit = (task: UnitTask, options: WorkerOptions): Effect.Effect<U
         preflight: false,
         ...(options.backend === undefined ? {} : { backend: options.backend }),
         ...(options.concurrency === undefined ? {} : { concurrency: options.concurrency }),
+        ...(runCache === undefined ? {} : { runCache }),
         spanAttributes: { "crucible.worker.id": options.id, "host.name": os.hostname(), "crucible.cluster.run.id": task.runId }
       })
     const tryFrom = (n: number): ReturnType<typeof attempt> =>
