@@ -77,6 +77,12 @@ export interface RunOptions {
   readonly cacheDir?: string
   /** Attributes every stage span carries besides its own (a cluster worker's id and host). */
   readonly spanAttributes?: Readonly<Record<string, string>>
+  /**
+   * The results store's implementation, given its root (default: `ResultStore.make`, a POSIX
+   * folder — local, or NFS shared by cluster workers). Another store (an object store with a local
+   * cache) implements the `ResultStore` interface and is given here.
+   */
+  readonly resultStore?: (root: string) => Effect.Effect<ResultStore.ResultStore>
   /** The memo of derived values (datasets…) the stages share (default: a fresh one for the run). */
   readonly runCache?: RunCache.Shape
   /** Where the warnings of loading go (a filter that matches no tensor); default: logged at warning level. */
@@ -202,7 +208,7 @@ const runIn = (
     const knownInOrder = () => pipeline.stages.flatMap((s) => known.get(s.id) ?? [])
     // The results store, by stage key (results, training checkpoints), shared by the runs of one runs folder.
     const cacheRoot = options.cacheDir === undefined ? path.join(path.dirname(runDir), ".cache") : path.resolve(options.cacheDir)
-    const store = yield* ResultStore.make(cacheRoot)
+    const store = yield* (options.resultStore ?? ResultStore.make)(cacheRoot)
     // What killed runs left (temporaries at output paths, in other runs' folders, in the store) goes first.
     yield* store.sweep
     yield* Sweep.orphans(Sweep.outputFolders(pipeline, loaded.baseDir, path.dirname(runDir)))

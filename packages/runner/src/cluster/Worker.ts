@@ -32,6 +32,8 @@ export interface WorkerOptions {
   readonly backend?: string | undefined
   /** Stages of one unit doing work at once (as `crucible run --concurrency`). */
   readonly concurrency?: number | undefined
+  /** The results store's implementation over `<store>/cache` (default: the POSIX folder; see `RunOptions.resultStore`). */
+  readonly resultStore?: Runner.RunOptions["resultStore"]
 }
 
 /** The entity's handler as a layer: provide the cluster (`ClusterLayer.worker`). */
@@ -87,6 +89,7 @@ export const runUnit = (task: UnitTask, options: WorkerOptions, runCache?: RunCa
         ...(options.backend === undefined ? {} : { backend: options.backend }),
         ...(options.concurrency === undefined ? {} : { concurrency: options.concurrency }),
         ...(runCache === undefined ? {} : { runCache }),
+        ...(options.resultStore === undefined ? {} : { resultStore: options.resultStore }),
         spanAttributes: { "crucible.worker.id": options.id, "host.name": os.hostname(), "crucible.cluster.run.id": task.runId }
       })
     const tryFrom = (n: number): ReturnType<typeof attempt> =>

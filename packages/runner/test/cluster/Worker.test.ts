@@ -7,6 +7,7 @@ import * as path from "node:path"
 import { RunCache } from "@crucible/core"
 import { describe, expect, it } from "vitest"
 import * as Runner from "../../src/Runner.ts"
+import * as ResultStore from "../../src/store/ResultStore.ts"
 import { UnitTask } from "../../src/cluster/Protocol.ts"
 import * as Units from "../../src/cluster/Units.ts"
 import * as Worker from "../../src/cluster/Worker.ts"
@@ -47,6 +48,34 @@ stages:
     const again = await Effect.runPromise(Worker.runUnit(task("r1", "t1"), options, memo))
     expect(again.runDir).toBe(path.join(dir, "store", "runs", "r1", "t1-2"))
     expect(again.stages[0]).toMatchObject({ cached: true })
+    fs.rmSync(dir, { recursive: true, force: true })
+  })
+
+  it("take the results store's implementation from their options (the store is an interface)", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "crucible-worker-store-"))
+    fs.writeFileSync(path.join(dir, "p.yaml"), `version: 1
+name: s
+stages:
+  a:   { uses: load, with: { path: ${path.resolve("packages/core/fixtures/torch/merge_a.pt")} } }
+  b:   { uses: load, with: { path: ${path.resolve("packages/core/fixtures/torch/merge_b.pt")} } }
+  avg: { uses: merge/linear, with: { models: [a, b] } }
+  out: { uses: save, with: { model: avg, path: out.safetensors } }
+`)
+    const loaded = await Effect.runPromise(Runner.load(path.join(dir, "p.yaml")))
+    const unit = Units.of(loaded.pipeline).find((u) => u.id === "out")!
+    const published: Array<string> = []
+    // A store that records what goes through it around the POSIX one, as an object store's client would sit.
+    const recording: NonNullable<Runner.RunOptions["resultStore"]> = (root) =>
+      Effect.map(ResultStore.make(root), (inner): ResultStore.ResultStore => ({
+        ...inner,
+        publish: (producer, value, runDir) => Effect.tap(inner.publish(producer, value, runDir), () => Effect.sync(() => published.push(producer.stage)))
+      }))
+    const options = { store: path.join(dir, "store"), id: "w", resources: { devices: ["cpu" as const], memoryBytes: 8e9, slots: 1 }, resultStore: recording }
+    const task = Schema.decodeUnknownSync(UnitTask)({ runId: "r", unit: "out", ir: JSON.stringify(loaded.pipeline.ir), baseDir: dir, kindModules: [], stages: unit.stages, runs: unit.runs })
+    const report = await Effect.runPromise(Worker.runUnit(task, options))
+    expect(report.status).toBe("succeeded")
+    expect(published).toEqual(["out"])
+    expect(fs.existsSync(path.join(dir, "out.safetensors"))).toBe(true)
     fs.rmSync(dir, { recursive: true, force: true })
   })
 })
