@@ -82,10 +82,12 @@ const submitAndFollow = (flags: Parameters<typeof runOnCluster>[0], reporter: Re
     const runId = Option.getOrElse(flags.runId, () => Runner.newRunId(loaded.success.pipeline.ir.name))
     const submitted = yield* Effect.result(Effect.gen(function* () {
       const { payload, needs } = yield* Submit.payloadOf(loaded.success, { runId, kindModules: flags.kinds })
-      yield* Submit.checkFit(payload, needs, yield* Submit.liveWorkers(flags.cluster))
-      yield* Submit.start(payload, flags.store)
+      const workers = yield* Submit.liveWorkers(flags.cluster)
+      yield* Submit.checkFit(payload, needs, workers)
+      const placed = yield* Submit.place(payload, workers)
+      yield* Submit.start(placed, flags.store)
       if (!flags.json && !flags.quiet) yield* err(`submitted run ${runId} to the cluster (${payload.units.length} units); follow it again with: crucible attach ${runId} --cluster ${Submit.redact(flags.cluster)} --store ${flags.store}`)
-      return yield* Submit.follow(payload, flags.store)
+      return yield* Submit.follow(placed, flags.store)
     }).pipe(
       // The submitter's span is the root of the run's one trace: the workflow and every unit continue it.
       Effect.withSpan(`cluster run ${runId}`, { attributes: { "crucible.run.id": runId, "crucible.pipeline.name": loaded.success.pipeline.ir.name } }),

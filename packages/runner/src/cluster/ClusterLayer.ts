@@ -18,7 +18,7 @@ import * as Worker from "./Worker.ts"
 
 // Shards per resource group: enough to spread a run's units over a few workers, few enough that
 // every worker can lock the shards of all its groups (Postgres advisory locks) quickly.
-const SHARDS_PER_GROUP = 16
+export const SHARDS_PER_GROUP = 16
 
 // Faster than the library's defaults, which suit long-lived services: a dead worker is found
 // within seconds (not a minute), so its units go to another one soon.

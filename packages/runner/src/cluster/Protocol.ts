@@ -76,6 +76,8 @@ export const StageEntity = Entity.make("CrucibleStage", [RunUnit]).annotate(Clus
 /** A unit as the workflow schedules it. @category models */
 export const PlannedUnit = Schema.Struct({
   id: Schema.String,
+  /** Its entity id: `<group>:<run>/<unit>`, with a suffix chosen to spread units over workers (`Placement.ts`). */
+  entity: Schema.String,
   dependsOn: Schema.Array(Schema.String),
   stages: Schema.Array(Schema.String),
   runs: Schema.Array(Schema.String),

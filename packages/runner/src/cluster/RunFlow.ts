@@ -10,7 +10,7 @@
  */
 import { Deferred, Effect, Schedule } from "effect"
 import { Activity } from "effect/workflow"
-import { RunSummary, RunWorkflow, StageEntity, type UnitReport, UnitReport as UnitReportSchema, unitEntityId } from "./Protocol.ts"
+import { RunSummary, RunWorkflow, StageEntity, type UnitReport, UnitReport as UnitReportSchema } from "./Protocol.ts"
 
 /** The workflow's implementation, for the workers' layer. */
 export const layer = RunWorkflow.toLayer((payload) =>
@@ -29,7 +29,7 @@ export const layer = RunWorkflow.toLayer((payload) =>
             : yield* Activity.make({
                 name: `unit/${unit.id}`,
                 success: UnitReportSchema,
-                execute: client(unitEntityId(unit.group, payload.runId, unit.id))
+                execute: client(unit.entity)
                   .RunUnit({ runId: payload.runId, unit: unit.id, ir: payload.ir, baseDir: payload.baseDir, kindModules: payload.kindModules, stages: unit.stages, runs: unit.runs })
                   .pipe(
                     // The cluster's own errors (a runner going away, storage briefly unreachable) are

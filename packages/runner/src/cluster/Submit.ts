@@ -9,6 +9,7 @@
  */
 import { Effect, Exit, Option, Schedule, Schema } from "effect"
 import { ClusterError } from "effect/cluster"
+import { EntityId, Sharding } from "effect/cluster"
 import { SqlClient } from "effect/sql"
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -17,7 +18,9 @@ import * as Planner from "../Planner.ts"
 import type * as PipelineSource from "../PipelineSource.ts"
 import { ClusterRunNotFound, ClusterUnreachable, NoWorkerFits } from "./ClusterError.ts"
 import * as Follow from "./Follow.ts"
-import { RunPayload, type RunSummary, RunWorkflow } from "./Protocol.ts"
+import { RunPayload, type RunSummary, RunWorkflow, unitEntityId } from "./Protocol.ts"
+import { SHARDS_PER_GROUP } from "./ClusterLayer.ts"
+import * as Placement from "./Placement.ts"
 import * as Resources from "./Resources.ts"
 import * as RunRecord from "./RunRecord.ts"
 import * as Store from "./Store.ts"
@@ -37,7 +40,7 @@ export const payloadOf = (loaded: PipelineSource.LoadedPipeline, options: { read
       const group = Resources.groupFor(need)
       if (group === undefined) return yield* new NoWorkerFits({ stage: unit.id, needs: Resources.describeNeeds(need), workers: [] })
       needs.set(unit.id, need)
-      planned.push({ id: unit.id, dependsOn: unit.dependsOn, stages: unit.stages, runs: unit.runs, group })
+      planned.push({ id: unit.id, entity: unitEntityId(group, options.runId, unit.id), dependsOn: unit.dependsOn, stages: unit.stages, runs: unit.runs, group })
     }
     const payload = RunPayload.make({
       runId: options.runId,
@@ -53,9 +56,8 @@ export const payloadOf = (loaded: PipelineSource.LoadedPipeline, options: { read
   })
 
 /** A live worker as the cluster's runner table records it. @category models */
-export interface LiveWorker {
+export interface LiveWorker extends Placement.RingRunner {
   readonly address: string
-  readonly groups: ReadonlyArray<string>
 }
 
 /** The workers registered and healthy now. */
@@ -63,7 +65,10 @@ export const liveWorkers = (cluster: string): Effect.Effect<ReadonlyArray<LiveWo
   Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
     const rows = yield* sql<{ address: string; runner: string; healthy: boolean }>`select address, runner, healthy from cluster_runners`
-    return rows.filter((r) => r.healthy).map((r) => ({ address: r.address, groups: (JSON.parse(r.runner) as { groups?: Array<string> }).groups ?? [] }))
+    return rows.filter((r) => r.healthy).map((r) => {
+      const runner = JSON.parse(r.runner) as { address?: { host?: string; port?: number }; groups?: Array<string>; weight?: number }
+      return { address: r.address, host: runner.address?.host ?? "", port: runner.address?.port ?? 0, groups: runner.groups ?? [], weight: runner.weight ?? 1 }
+    })
   }).pipe(Effect.mapError((e) => new ClusterUnreachable({ cluster: redact(cluster), detail: (e as { message?: string }).message ?? String(e) })))
 
 /** Refuses a run whose unit no live worker can take, naming the unit, its needs and the workers. */
@@ -80,6 +85,14 @@ const describeWorker = (w: LiveWorker): string => {
   const largest = tiers.at(-1)?.slice(tiers.at(-1)!.indexOf("-") + 1) ?? "none"
   return `${w.address}: ${devices.join(",") || "no device"}, up to ${largest}`
 }
+
+/** The payload with each unit's entity id chosen to spread the units over the live workers. */
+export const place = (payload: RunPayload, workers: ReadonlyArray<LiveWorker>) =>
+  Effect.gen(function* () {
+    const sharding = yield* Sharding.Sharding
+    const ids = Placement.spread(payload.runId, payload.units, workers, SHARDS_PER_GROUP, (id, group) => sharding.getShardId(EntityId.make(id), group).id)
+    return RunPayload.make({ ...payload, units: payload.units.map((u) => ({ ...u, entity: ids.get(u.id) ?? u.entity })) })
+  })
 
 /** The run's record in the store, for `attach`: the payload as submitted. */
 export const recordFile = (store: string, runId: string): string => path.join(Store.runFolder(store, runId), "run.json")

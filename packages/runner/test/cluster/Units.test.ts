@@ -2,12 +2,15 @@
 // how a follower reads the units' event files, and how the dashboard names a stage's worker.
 import { Yaml } from "@crucible/core"
 import { builtinRegistry } from "@crucible/strategies"
-import { Effect } from "effect"
+import { Effect, HashRing } from "effect"
+import { RunnerAddress } from "effect/cluster"
+import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
 import * as Follow from "../../src/cluster/Follow.ts"
+import * as Placement from "../../src/cluster/Placement.ts"
 import * as Resources from "../../src/cluster/Resources.ts"
 import * as Units from "../../src/cluster/Units.ts"
 import * as RunView from "../../src/ui/RunView.ts"
@@ -70,6 +73,37 @@ describe("resources as shard groups", () => {
     for (const g of Resources.groupsOf({ devices: ["cpu", "gpu"], memoryBytes: 1024 * GiB })) expect(Resources.ALL_GROUPS).toContain(g)
     expect(Resources.parseDevices("cpu,gpu")).toEqual(["cpu", "gpu"])
     expect(Resources.parseDevices("tpu")).toBeUndefined()
+  })
+})
+
+describe("spreading units over workers", () => {
+  // A stand-in for the cluster's shard hash (any hash spreads ids over shards alike).
+  const shardOf = (id: string) => (createHash("sha256").update(id).digest().readUInt32BE(0) % 16) + 1
+  const runners = [
+    { host: "10.0.0.1", port: 34431, groups: ["default", "cpu-512MiB", "cpu-1GiB"], weight: 1 },
+    { host: "10.0.0.2", port: 34431, groups: ["default", "cpu-512MiB"], weight: 1 },
+    { host: "10.0.0.3", port: 34431, groups: ["default", "cpu-512MiB"], weight: 1 }
+  ]
+  // Who the cluster's ring gives each entity id to, computed as the cluster does.
+  const ownerOf = (group: string, id: string) => {
+    const ring = HashRing.make<RunnerAddress.RunnerAddress>()
+    for (const r of runners) if (r.groups.includes(group)) HashRing.add(ring, RunnerAddress.make(r.host, r.port), { weight: r.weight })
+    const a = HashRing.getShards(ring, 16)![shardOf(id) - 1]!
+    return `${a.host}:${a.port}`
+  }
+
+  it("gives each worker of a group its turn, in the order units come, through entity ids the cluster's ring places there", () => {
+    const units = Array.from({ length: 12 }, (_, i) => ({ id: `ft${String(i).padStart(2, "0")}`, group: "cpu-512MiB" }))
+    const ids = Placement.spread("r1", [...units, { id: "big", group: "cpu-1GiB" }], runners, 16, shardOf)
+    const owners = units.map((u) => ownerOf("cpu-512MiB", ids.get(u.id)!))
+    const counts = new Map<string, number>()
+    for (const o of owners) counts.set(o, (counts.get(o) ?? 0) + 1)
+    expect([...counts.values()]).toEqual([4, 4, 4])
+    // Every three consecutive units are on three different workers.
+    for (let i = 0; i + 3 <= owners.length; i += 3) expect(new Set(owners.slice(i, i + 3)).size).toBe(3)
+    for (const u of units) expect(ids.get(u.id)).toMatch(new RegExp(`^cpu-512MiB:r1/${u.id}(#\\d+)?$`))
+    // A group only one worker hosts: the plain id (the suffix could not change where it goes).
+    expect(ids.get("big")).toBe("cpu-1GiB:r1/big")
   })
 })
 
