@@ -33,7 +33,7 @@ describe("the layer's release", () => {
 
     await otlp.receiver.waitFor((r) => r.spans.length >= 3)
     const statuses = Object.fromEntries(otlp.receiver.spans.map((span) => [span.name, span.status.code]))
-    expect(statuses).toEqual({ "stage ok": "OK", "stage last": "ERROR", "run failing": "ERROR" })
+    expect(statuses).toEqual({ "stage ok": "UNSET", "stage last": "ERROR", "run failing": "ERROR" })
     expect(readTrace(traceFile).map((span) => span.name).sort()).toEqual(["run failing", "stage last", "stage ok"])
   })
 
