@@ -1,0 +1,158 @@
+/// <reference types="@webgpu/types" />
+/**
+ * What every WGSL merge kernel shares: compiled pipelines cached per device, uploads, read-backs,
+ * grid-stride dispatches, and the chunk size that keeps every storage binding within the
+ * device's `maxStorageBufferBindingSize` (128 MiB on lavapipe), so a tensor of any size runs as
+ * consecutive element ranges.
+ *
+ * Errors of the device (a shader that does not compile, a lost device, a failed read-back) are
+ * {@link GpuKernelError}s naming the kernel.
+ *
+ * @since 0.2.0
+ */
+import { Effect, Schema } from "effect"
+
+/** A WGSL kernel failed on the device: `kernel` names it, `detail` is what WebGPU said. @category errors */
+export class GpuKernelError extends Schema.TaggedError<GpuKernelError>()("GpuKernelError", {
+  kernel: Schema.String,
+  detail: Schema.String
+}) {
+  override get message() {
+    return `GPU merge kernel "${this.kernel}": ${this.detail} (unset the webgpu backend to merge on the CPU)`
+  }
+}
+
+/** Threads of a workgroup, in every kernel. @category constants */
+export const WORKGROUP = 256
+
+/** Most workgroups one grid-stride dispatch launches (below every device's per-dimension limit). */
+const MAX_GROUPS = 4096
+
+const pipelines = new WeakMap<GPUDevice, Map<string, GPUComputePipeline>>()
+
+/** The compute pipeline of `code` (entry point `main`), compiled once per device. @category pipelines */
+export const pipeline = (device: GPUDevice, kernel: string, code: string): Effect.Effect<GPUComputePipeline, GpuKernelError> =>
+  Effect.suspend(() => {
+    let cache = pipelines.get(device)
+    if (cache === undefined) pipelines.set(device, cache = new Map())
+    const cached = cache.get(code)
+    if (cached !== undefined) return Effect.succeed(cached)
+    return Effect.tryPromise({
+      try: async () => {
+        device.pushErrorScope("validation")
+        const module = device.createShaderModule({ code })
+        const made = await device.createComputePipelineAsync({ layout: "auto", compute: { module, entryPoint: "main" } })
+        const error = await device.popErrorScope()
+        if (error !== null) throw new Error(error.message)
+        cache.set(code, made)
+        return made
+      },
+      catch: (cause) => new GpuKernelError({ kernel, detail: `the WGSL kernel does not compile: ${cause instanceof Error ? cause.message : String(cause)}` })
+    })
+  })
+
+/**
+ * Elements per chunk when `words` 32-bit words per element are bound in one storage buffer
+ * (e.g. N float32 inputs: N words), a multiple of `multiple`. `limit` overrides the device's
+ * binding limit (tests use it to force several chunks).
+ *
+ * @category chunks
+ */
+export const chunkElements = (device: GPUDevice, wordsPerElement: number, limit?: number, multiple = WORKGROUP): number => {
+  const bytes = Math.min(limit ?? device.limits.maxStorageBufferBindingSize, device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize)
+  const elements = Math.floor(bytes / (4 * wordsPerElement))
+  return Math.max(multiple, elements - (elements % multiple))
+}
+
+/** A storage buffer of `bytes` (rounded up to 4), for reading and writing. @category buffers */
+export const storage = (device: GPUDevice, bytes: number, label: string): GPUBuffer =>
+  device.createBuffer({ label, size: Math.max(4, Math.ceil(bytes / 4) * 4), usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC })
+
+/** A uniform buffer holding `words` (u32 and f32 reinterpretation is the caller's). @category buffers */
+export const uniform = (device: GPUDevice, words: ArrayBufferView<ArrayBuffer>, label: string): GPUBuffer => {
+  const size = Math.max(16, Math.ceil(words.byteLength / 16) * 16)
+  const buffer = device.createBuffer({ label, size, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST })
+  device.queue.writeBuffer(buffer, 0, words.buffer, words.byteOffset, words.byteLength)
+  return buffer
+}
+
+/** Writes `data` at `offset` bytes of `buffer`, padded to whole words. @category buffers */
+export const upload = (device: GPUDevice, buffer: GPUBuffer, data: ArrayBufferView<ArrayBufferLike>, offset = 0): void => {
+  const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+  if (bytes.byteLength % 4 === 0 && bytes.byteOffset % 4 === 0 && !(bytes.buffer instanceof SharedArrayBuffer)) {
+    device.queue.writeBuffer(buffer, offset, bytes.buffer as ArrayBuffer, bytes.byteOffset, bytes.byteLength)
+    return
+  }
+  const padded = new Uint8Array(Math.ceil(bytes.byteLength / 4) * 4)
+  padded.set(bytes)
+  device.queue.writeBuffer(buffer, offset, padded.buffer, 0, padded.byteLength)
+}
+
+/** Runs `pass` on a command encoder and submits it. @category dispatch */
+export const submit = (device: GPUDevice, record: (encoder: GPUCommandEncoder) => void): void => {
+  const encoder = device.createCommandEncoder()
+  record(encoder)
+  device.queue.submit([encoder.finish()])
+}
+
+/**
+ * Submits what `record` records, with the uploads queued before it, and fails with the first
+ * validation or out-of-memory error the device reports for them.
+ *
+ * @category dispatch
+ */
+export const run = (device: GPUDevice, kernel: string, record: (encoder: GPUCommandEncoder) => void): Effect.Effect<void, GpuKernelError> =>
+  Effect.tryPromise({
+    try: async () => {
+      device.pushErrorScope("out-of-memory")
+      device.pushErrorScope("validation")
+      submit(device, record)
+      const invalid = await device.popErrorScope()
+      const memory = await device.popErrorScope()
+      const error = invalid ?? memory
+      if (error !== null) throw new Error(error.message)
+    },
+    catch: (cause) => new GpuKernelError({ kernel, detail: cause instanceof Error ? cause.message : String(cause) })
+  })
+
+/** Records one grid-stride dispatch of `pipeline` over `n` elements with `buffers` at bindings 0, 1, … @category dispatch */
+export const dispatch = (encoder: GPUCommandEncoder, device: GPUDevice, pipe: GPUComputePipeline, buffers: ReadonlyArray<GPUBuffer>, n: number): void => {
+  const group = device.createBindGroup({ layout: pipe.getBindGroupLayout(0), entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })) })
+  const pass = encoder.beginComputePass()
+  pass.setPipeline(pipe)
+  pass.setBindGroup(0, group)
+  pass.dispatchWorkgroups(Math.max(1, Math.min(MAX_GROUPS, Math.ceil(n / WORKGROUP))))
+  pass.end()
+}
+
+/** Workgroups a grid-stride dispatch over `n` elements launches (for per-workgroup partials). @category dispatch */
+export const groupsFor = (n: number): number => Math.max(1, Math.min(MAX_GROUPS, Math.ceil(n / WORKGROUP)))
+
+/** Copies `bytes` of `buffer` back to the host (as a fresh ArrayBuffer). @category buffers */
+export const readBack = (device: GPUDevice, buffer: GPUBuffer, bytes: number, kernel: string): Effect.Effect<ArrayBuffer, GpuKernelError> =>
+  Effect.tryPromise({
+    try: async () => {
+      const size = Math.ceil(bytes / 4) * 4
+      const staging = device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST })
+      try {
+        device.pushErrorScope("validation")
+        submit(device, (e) => e.copyBufferToBuffer(buffer, 0, staging, 0, size))
+        await staging.mapAsync(GPUMapMode.READ)
+        const error = await device.popErrorScope()
+        if (error !== null) throw new Error(error.message)
+        const copy = staging.getMappedRange().slice(0, bytes)
+        staging.unmap()
+        return copy
+      } finally {
+        staging.destroy()
+      }
+    },
+    catch: (cause) => new GpuKernelError({ kernel, detail: `reading the result back failed: ${cause instanceof Error ? cause.message : String(cause)}` })
+  })
+
+/** Destroys buffers once `effect` ends, however it ends. @category buffers */
+export const using = <A, E, R>(buffers: Array<GPUBuffer>, effect: (track: (b: GPUBuffer) => GPUBuffer) => Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.ensuring(
+    Effect.suspend(() => effect((b) => (buffers.push(b), b))),
+    Effect.sync(() => buffers.forEach((b) => b.destroy()))
+  )

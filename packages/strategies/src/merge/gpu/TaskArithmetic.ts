@@ -1,0 +1,273 @@
+/// <reference types="@webgpu/types" />
+/**
+ * Task arithmetic, TIES and breadcrumbs in WGSL (the GPU twin of `kernels/TaskArithmetic.ts`):
+ * `θ = base + λ·Σᵢ mᵢ·wᵢ·S(τᵢ) / D`, τᵢ = float32(θᵢ − base).
+ *
+ * - No sparsification and no consensus: the plain weighted sum over `[base, θ₀, …]`
+ *   (`WeightedSum.ts`), with the CPU's coefficients.
+ * - Magnitude windows (TIES's top-k, breadcrumbs): the cut at each rank is found exactly as
+ *   `Select.ts` finds it — a 32768-bucket histogram of the high 15 bits of |τ| (atomic counts),
+ *   then a 65536-bucket histogram of the low 16 bits inside the bucket the rank falls in; the
+ *   buckets are located on the host. Counts are integers, so the cut, and with it the kept set,
+ *   is the CPU's bit for bit. When the cut falls inside a group of equal magnitudes, the index
+ *   of the n-th equal element (the tie-break: lower index first) is found by a host scan.
+ * - Sign election (`sum`: the sign of Σ wᵢS(τᵢ); `count`: of Σ sign), the agreeing entries
+ *   summed and divided by their weights, in float32.
+ *
+ * DARE and DELLA (random draws) and the L1 rescale stay on the CPU: {@link supports} says which
+ * plans run here.
+ *
+ * @since 0.2.0
+ */
+import { Effect } from "effect"
+import * as Select from "../kernels/Select.ts"
+import type { Selector } from "../kernels/Sparsify.ts"
+import { affineCoefficients, type Prepared, type TaskArithmeticPlan } from "../kernels/TaskArithmetic.ts"
+import type * as TaskDiagnostics from "../kernels/TaskDiagnostics.ts"
+import * as TaskStatistics from "../kernels/TaskStatistics.ts"
+import * as Device from "./Device.ts"
+import * as WeightedSum from "./WeightedSum.ts"
+
+/** Most models the election kernel takes (its workgroup counters). @category constants */
+export const MAX_MODELS = 32
+
+const U = 2 ** -24
+
+/** Whether `plan` runs on the GPU: no random draws, no L1 rescale, at most {@link MAX_MODELS} models. @category plans */
+export const supports = (plan: TaskArithmeticPlan): boolean =>
+  plan.rescale === "none" && plan.models.length <= MAX_MODELS &&
+  plan.models.every((m) => m.selector.kind === "all" || m.selector.kind === "none" || m.selector.kind === "ranks")
+
+/** @category models */
+export interface Result {
+  readonly out: Float32Array
+  /** The plan with its selectors (the magnitude cuts), as `TaskStatistics.prepare` gives on the CPU. */
+  readonly prepared: Prepared
+  /** Per model, kept entries agreeing with the elected sign (for the diagnostics); undefined for the weighted sum. */
+  readonly partial: TaskDiagnostics.Partial | undefined
+}
+
+/**
+ * The stated bound of |gpu − cpu| for one element when both elect the same sign:
+ * `2u·|out| + (N + 4)·u·|λ|·S·(1 + T/|D|)/|D|`, u = 2⁻²⁴, with S = Σ|wᵢτᵢ| and T = Σ|wᵢ| over the
+ * agreeing kept entries and D the divisor (Σ agreeing wᵢ for TIES, the plan's divisor otherwise,
+ * T = 0 then). Derivation: wᵢτᵢ rounds twice (wᵢ to float32, the product: 2u), the N-term sum
+ * adds (N − 1)u·S, D's sum N·u·T (relative N·u·T/|D| of the quotient), λ·M/D three roundings,
+ * the final `base + …` one (u·|out|), and the CPU's single rounding u·|out|.
+ *
+ * @category bounds
+ */
+export const bound = (models: number, out: number, lambda: number, s: number, t: number, d: number): number =>
+  2 * U * Math.abs(out) + (models + 4) * U * Math.abs(lambda) * s * (1 + t / Math.abs(d)) / Math.abs(d) + models * 2 ** -126
+
+const histogramShader = `
+struct Params { n: u32, stride: u32, model: u32, mode: u32, high: u32, p1: u32, p2: u32, p3: u32 }
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> counts: array<atomic<u32>>;
+@compute @workgroup_size(${Device.WORKGROUP})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let total = groups.x * ${Device.WORKGROUP}u;
+  let at = (params.model + 1u) * params.stride;
+  for (var j = gid.x; j < params.n; j += total) {
+    let key = bitcast<u32>(x[at + j] - x[j]) & 0x7fffffffu;
+    if (params.mode == 0u) {
+      atomicAdd(&counts[key >> 16u], 1u);
+    } else if ((key >> 16u) == params.high) {
+      atomicAdd(&counts[key & 0xffffu], 1u);
+    }
+  }
+}`
+
+const applyShader = `
+struct Params { n: u32, count: u32, stride: u32, offset: u32, consensus: u32, normalize: u32, lambda: f32, scale: f32 }
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> info: array<u32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> agreed: array<atomic<u32>>;
+var<workgroup> local: array<atomic<u32>, ${MAX_MODELS}>;
+
+fn above(key: u32, at: u32, bits: u32, index: u32, mode: u32) -> bool {
+  if (mode == 1u) { return true; }
+  if (mode == 2u) { return false; }
+  return key > bits || (key == bits && at < index);
+}
+
+fn contribution(i: u32, j: u32, at: u32) -> f32 {
+  let tau = x[(i + 1u) * params.stride + j] - x[j];
+  let w = i * 8u;
+  let flags = info[w + 2u];
+  let kind = flags & 0xfu;
+  var keep = kind == 0u;
+  if (kind == 2u) {
+    let key = bitcast<u32>(tau) & 0x7fffffffu;
+    keep = above(key, at, info[w + 3u], info[w + 4u], (flags >> 4u) & 0xfu) && !above(key, at, info[w + 5u], info[w + 6u], (flags >> 8u) & 0xfu);
+  }
+  return select(0.0, bitcast<f32>(info[w]) * tau, keep);
+}
+
+@compute @workgroup_size(${Device.WORKGROUP})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) lid: u32, @builtin(num_workgroups) groups: vec3<u32>) {
+  let total = groups.x * ${Device.WORKGROUP}u;
+  for (var j = gid.x; j < params.n; j += total) {
+    let at = params.offset + j;
+    var s = 0.0;
+    for (var i = 0u; i < params.count; i++) {
+      let v = contribution(i, j, at);
+      s += select(v, sign(v), params.consensus == 2u);
+    }
+    let elected = select(1.0, -1.0, s < 0.0);
+    var mixed = 0.0;
+    var divisor = 0.0;
+    for (var i = 0u; i < params.count; i++) {
+      let v = contribution(i, j, at);
+      if (params.consensus == 0u) {
+        mixed += v;
+      } else if (v * elected > 0.0) {
+        mixed += v;
+        divisor += bitcast<f32>(info[i * 8u + 1u]);
+        atomicAdd(&local[i], 1u);
+      }
+    }
+    if (params.consensus != 0u && params.normalize != 0u) {
+      out[j] = x[j] + params.lambda * mixed / select(divisor, 1.0, divisor == 0.0);
+    } else {
+      out[j] = x[j] + params.scale * mixed;
+    }
+  }
+  workgroupBarrier();
+  if (lid < params.count) { atomicAdd(&agreed[lid], atomicLoad(&local[lid])); }
+}`
+
+/** Float32 bits of a number. */
+const bitsOf = (value: number): number => new Uint32Array(Float32Array.of(value).buffer)[0]!
+
+const cutWords = (cut: Select.Cut): [number, number, number] =>
+  cut.bits < 0 ? [0, 0, 1] : cut.bits >= 2 ** 32 ? [0, 0, 2] : [cut.bits >>> 0, cut.index, 0]
+
+/** The per-model words of the apply kernel: factor, weight, flags, hi cut, lo cut. */
+const infoWords = (prepared: Prepared): Uint32Array => {
+  const words = new Uint32Array(8 * prepared.selectors.length)
+  prepared.selectors.forEach((selector, i) => {
+    const w = 8 * i
+    words[w] = bitsOf(prepared.factors[i]!)
+    words[w + 1] = bitsOf(prepared.plan.models[i]!.weight)
+    if (selector.kind === "window") {
+      const [hb, hi, hm] = cutWords(selector.hi)
+      const [lb, li, lm] = cutWords(selector.lo)
+      words[w + 2] = 2 | (hm << 4) | (lm << 8)
+      words[w + 3] = hb
+      words[w + 4] = hi
+      words[w + 5] = lb
+      words[w + 6] = li
+    } else {
+      words[w + 2] = selector.kind === "all" ? 0 : 1
+    }
+  })
+  return words
+}
+
+/**
+ * The merge of one tensor on the GPU, for a plan {@link supports} accepts. `base` and `models`
+ * are float32 arrays of one length; the tensor runs in chunks that fit one storage binding.
+ *
+ * @category kernels
+ */
+export const merge = (
+  device: GPUDevice,
+  plan: TaskArithmeticPlan,
+  base: Float32Array,
+  models: ReadonlyArray<Float32Array>,
+  options: WeightedSum.Options = {}
+): Effect.Effect<Result, Device.GpuKernelError> =>
+  Effect.gen(function* () {
+    const simple = plan.needsStatistics ? undefined : { plan, selectors: plan.models.map((m) => m.selector as Selector), factors: plan.models.map((m) => m.weight) }
+    const affine = simple === undefined ? undefined : affineCoefficients(simple)
+    if (simple !== undefined && affine !== undefined) {
+      const out = yield* WeightedSum.weightedSum(device, { dtype: "F32", arrays: [base, ...models] }, affine, options)
+      return { out, prepared: simple, partial: undefined }
+    }
+    const n = base.length
+    const count = models.length
+    const chunk = Device.chunkElements(device, count + 1, options.maxBindingBytes)
+    const chunks = Math.ceil(n / chunk)
+    const histogram = yield* Device.pipeline(device, "ties.histogram", histogramShader)
+    const apply = yield* Device.pipeline(device, "ties.apply", applyShader)
+    return yield* Device.using([], (track) =>
+      Effect.gen(function* () {
+        const first = Math.min(chunk, n)
+        const x = track(Device.storage(device, (count + 1) * first * 4, "ties.x"))
+        let resident = -1
+        // Uploads chunk c as [base, θ₀, …, θₙ₋₁] (stride: its length), unless it is already there.
+        const load = (c: number): { readonly start: number; readonly m: number } => {
+          const start = c * chunk
+          const m = Math.min(chunk, n - start)
+          if (resident !== c) {
+            const packed = new Float32Array((count + 1) * m)
+            packed.set(base.subarray(start, start + m), 0)
+            models.forEach((a, i) => packed.set(a.subarray(start, start + m), (i + 1) * m))
+            Device.upload(device, x, packed)
+            resident = c
+          }
+          return { start, m }
+        }
+        const params = track(Device.uniform(device, new Uint32Array(8), "ties.params"))
+        const counts = track(Device.storage(device, Select.LOW_BUCKETS * 4, "ties.counts"))
+        // One histogram of model i over the whole tensor: mode 0 the high bits, mode 1 the low bits inside `high`.
+        const histogramOf = (model: number, mode: number, high: number, buckets: number) =>
+          Effect.gen(function* () {
+            device.queue.writeBuffer(counts, 0, new Uint32Array(buckets))
+            for (let c = 0; c < chunks; c++) {
+              const { m } = load(c)
+              device.queue.writeBuffer(params, 0, new Uint32Array([m, m, model, mode, high, 0, 0, 0]))
+              yield* Device.run(device, "ties.histogram", (e) => Device.dispatch(e, device, histogram, [params, x, counts], m))
+            }
+            return new Uint32Array(yield* Device.readBack(device, counts, buckets * 4, "ties.histogram"))
+          })
+        // The cuts at the ranks of one model, as `Select.cuts` finds them.
+        const cutsOf = (model: number, ranks: ReadonlyArray<number>) =>
+          Effect.gen(function* () {
+            const inside = ranks.filter((r) => r > 0 && r < n)
+            const high = inside.length > 0 ? yield* histogramOf(model, 0, 0, Select.HIGH_BUCKETS) : undefined
+            return yield* Effect.forEach(ranks, (r) =>
+              Effect.gen(function* () {
+                if (r <= 0) return Select.START
+                if (r >= n) return Select.END
+                const h = Select.locate(high!, r)
+                const low = Select.locate(yield* histogramOf(model, 1, h.bucket, Select.LOW_BUCKETS), r - h.above)
+                const bits = ((h.bucket << 16) | low.bucket) >>> 0
+                const nth = r - h.above - low.above
+                return { bits, index: nth === 0 ? 0 : Select.nthEqual(models[model]!, base, 0, n, bits, nth) }
+              }))
+          })
+        const selectors: Array<Selector> = []
+        for (const [i, m] of plan.models.entries()) {
+          if (m.selector.kind !== "ranks") selectors.push(m.selector)
+          else {
+            const [lo, hi] = yield* cutsOf(i, [m.selector.lo, m.selector.hi])
+            selectors.push({ kind: "window", lo: lo!, hi: hi! })
+          }
+        }
+        const prepared = TaskStatistics.finish(plan, selectors, () => [])
+        const info = track(Device.storage(device, 8 * 4 * count, "ties.info"))
+        Device.upload(device, info, infoWords(prepared))
+        const y = track(Device.storage(device, first * 4, "ties.out"))
+        const agreed = track(Device.storage(device, 4 * count, "ties.agreed"))
+        device.queue.writeBuffer(agreed, 0, new Uint32Array(count))
+        const out = new Float32Array(n)
+        const consensus = plan.consensus === "none" ? 0 : plan.consensus === "sum" ? 1 : 2
+        for (let c = 0; c < chunks; c++) {
+          const { start, m } = load(c)
+          const words = new Uint32Array([m, count, m, start, consensus, plan.normalize ? 1 : 0, 0, 0])
+          words[6] = bitsOf(plan.lambda)
+          words[7] = bitsOf(plan.lambda / plan.divisor)
+          device.queue.writeBuffer(params, 0, words)
+          yield* Device.run(device, "ties.apply", (e) => Device.dispatch(e, device, apply, [params, info, x, y, agreed], m))
+          out.set(new Float32Array(yield* Device.readBack(device, y, m * 4, "ties.apply")), start)
+        }
+        const agree = new Uint32Array(yield* Device.readBack(device, agreed, 4 * count, "ties.apply"))
+        const partial: TaskDiagnostics.Partial = { kept: new Float64Array(count), agree: Float64Array.from(agree), squares: new Float64Array(0) }
+        return { out, prepared, partial }
+      }))
+  })
