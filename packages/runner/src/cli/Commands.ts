@@ -59,7 +59,7 @@ export const make = (exit: ExitSink) => {
       concurrency: Flag.Int("concurrency").pipe(Flag.withDescription("stages doing work at the same time"), Flag.withDefault(2)),
       runsDir: Flag.String("runs-dir").pipe(Flag.withDescription("where run directories are created"), Flag.withDefault("runs")),
       memoryLimit: Flag.String("memory-limit").pipe(Flag.withDescription("tensor memory concurrent stages may hold at once, e.g. 4GB (default: unlimited)"), Flag.optional),
-      backend: Flag.String("backend").pipe(Flag.withDescription("TF.js backend: wasm (default), cpu, tensorflow (needs @tensorflow/tfjs-node[-gpu]); or CRUCIBLE_BACKEND"), Flag.optional),
+      backend: Flag.String("backend").pipe(Flag.withDescription("TF.js backend: wasm (default), cpu, webgpu (Dawn on a Vulkan driver: a GPU's, or lavapipe from scripts/setup-lavapipe.sh), auto (webgpu when there is an adapter, else wasm), tensorflow (needs @tensorflow/tfjs-node[-gpu]); or CRUCIBLE_BACKEND"), Flag.optional),
       runId: Flag.String("run-id").pipe(Flag.withDescription("name of the run directory (default: time-name-random)"), Flag.optional),
       otlp: Flag.String("otlp").pipe(Flag.withDescription("OTLP base endpoint, e.g. http://localhost:4318 (else the OTEL_EXPORTER_OTLP_* variables)"), Flag.optional),
       kinds: kindsFlag,

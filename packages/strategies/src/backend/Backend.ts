@@ -12,8 +12,15 @@
  * - `cpu`: `@tensorflow/tfjs-backend-cpu`, plain JavaScript; slow (~1 GFLOP/s) but always there.
  * - `tensorflow`: libtensorflow through `@tensorflow/tfjs-node-gpu` or `@tensorflow/tfjs-node`,
  *   imported only when asked for (they are optional: their install downloads libtensorflow).
- * - `webgpu`: reserved. A future layer would import `@tensorflow/tfjs-backend-webgpu` over the
- *   `webgpu` npm package (Dawn, needs a Vulkan driver); today it fails with `NotSupported`.
+ * - `webgpu`: `@tensorflow/tfjs-backend-webgpu` on the device of `Gpu.acquire` (Dawn through the
+ *   optional `webgpu` package, on a GPU's Vulkan driver or lavapipe from `scripts/setup-lavapipe.sh`).
+ *   The service carries that device as `gpu`, for the GPU merge kernels. Dawn cannot read GPU memory
+ *   synchronously in Node: code that may run here reads tensors with `await tensor.data()`
+ *   (`Trainer.fetch`, `Evaluate.logitsOf`); a `dataSync` of a tensor not read so fails saying so.
+ *   The device lives as long as the process (TF.js's backend is a process global) and keeps no
+ *   handle open: the process exits by itself.
+ * - `auto`: `webgpu` when an adapter is found, else the default (`wasm`, then `cpu`), with one log
+ *   line saying why webgpu was not used.
  *
  * Selection: the name given to {@link Backend.layer}, else the `CRUCIBLE_BACKEND` config value
  * (the environment variable by default), else `wasm`.
@@ -27,8 +34,10 @@
  *
  * @since 0.1.0
  */
+/// <reference types="@webgpu/types" />
 import * as tf from "@tensorflow/tfjs-core"
 import { Config, Context, Effect, Layer, Option, Schema } from "effect"
+import * as Gpu from "../gpu/Gpu.ts"
 
 /** The backends Crucible knows. @category models */
 export const BackendNames = ["wasm", "cpu", "tensorflow", "webgpu"] as const
@@ -36,8 +45,11 @@ export const BackendNames = ["wasm", "cpu", "tensorflow", "webgpu"] as const
 /** @category models */
 export type BackendName = (typeof BackendNames)[number]
 
+/** What may be asked for: a backend, or `auto` (webgpu when there is an adapter, else the default). @category models */
+export const BackendRequests = [...BackendNames, "auto"] as const
+
 /** Why a backend could not be started. @category errors */
-export const BackendFailure = Schema.Literals(["UnknownBackend", "NotInstalled", "InitFailed", "NotSupported"])
+export const BackendFailure = Schema.Literals(["UnknownBackend", "NotInstalled", "InitFailed", "NotSupported", "NoAdapter"])
 
 /** A backend was asked for that does not exist, is not installed or did not start. @category errors */
 export class BackendError extends Schema.TaggedError<BackendError>()("BackendError", {
@@ -60,6 +72,8 @@ export interface BackendInfo {
   readonly tfjsVersion: string
   /** Tensors currently alive in TF.js: the number a leak check watches. */
   readonly liveTensors: () => number
+  /** The WebGPU device TF.js runs on: present iff `name` is `webgpu`. */
+  readonly gpu?: Gpu.GpuHandle
 }
 
 /** The name of the backend `Backend.layer` would pick: explicit, else `CRUCIBLE_BACKEND`, else none. */
@@ -73,6 +87,7 @@ export const requestedName = (explicit?: string): Effect.Effect<string | undefin
       )
 
 const isBackendName = (name: string): name is BackendName => (BackendNames as ReadonlyArray<string>).includes(name)
+const isBackendRequest = (name: string): name is (typeof BackendRequests)[number] => (BackendRequests as ReadonlyArray<string>).includes(name)
 
 const describe = (cause: unknown): string => (cause instanceof Error ? cause.message : String(cause))
 
@@ -106,6 +121,72 @@ const registerTensorflow = Effect.tryPromise({
     })
 })
 
+// The device TF.js's webgpu backend runs on, once acquired: referenced for the life of the process
+// (Dawn crashes when its instance is collected while the device is used).
+let webGpu: Gpu.GpuHandle | undefined
+// The factory registered for it, to tell it from the one the package's own import registers.
+let webGpuFactory: (() => tf.KernelBackend) | undefined
+
+const webGpuFailure = (error: Gpu.GpuError): BackendError =>
+  new BackendError({
+    backend: "webgpu",
+    reason: error.reason === "NotInstalled" ? "NotInstalled" : "NoAdapter",
+    detail:
+      error.reason === "NotInstalled"
+        ? error.detail
+        : `${error.detail}. On a machine without a GPU, scripts/setup-lavapipe.sh installs lavapipe (Mesa's Vulkan CPU driver), which Crucible then finds by itself`
+  })
+
+/**
+ * The webgpu backend over `Gpu.acquire`'s device. Importing `@tensorflow/tfjs-backend-webgpu`
+ * registers a factory that requests an adapter and device of its own; it is replaced by one that
+ * builds the backend on Crucible's device (the one `BackendInfo.gpu` hands to the GPU merges).
+ */
+const registerWebGpu: Effect.Effect<Gpu.GpuHandle, BackendError> = Effect.gen(function* () {
+  if (webGpu !== undefined && webGpuFactory !== undefined && tf.findBackendFactory("webgpu") === webGpuFactory) return webGpu
+  const handle = webGpu ?? (yield* Gpu.acquire().pipe(Effect.mapError(webGpuFailure)))
+  webGpu = handle
+  const module = yield* Effect.tryPromise({
+    try: () => importOptional("@tensorflow/tfjs-backend-webgpu") as Promise<{ readonly WebGPUBackend: WebGpuBackendClass }>,
+    catch: (cause) =>
+      new BackendError({
+        backend: "webgpu",
+        reason: "NotInstalled",
+        detail: `the optional package @tensorflow/tfjs-backend-webgpu cannot be imported (${describe(cause)}); install it next to @crucible/strategies (\`pnpm --filter @crucible/strategies add @tensorflow/tfjs-backend-webgpu@4.22.0\`)`
+      })
+  })
+  const SyncChecked = syncChecked(module.WebGPUBackend)
+  // (`tf.findBackend` would run the package's factory: only the factory is looked up)
+  if (tf.findBackendFactory("webgpu") !== null) tf.removeBackend("webgpu")
+  const factory = () => new SyncChecked(handle.device, handle.adapter.info)
+  tf.registerBackend("webgpu", factory)
+  webGpuFactory = factory
+  return handle
+})
+
+interface WebGpuBackendLike {
+  tensorMap: { get(dataId: object): { readonly values?: unknown; readonly dtype: string } | undefined }
+}
+type WebGpuBackendClass = new (device: GPUDevice, adapterInfo?: GPUAdapterInfo) => tf.KernelBackend & WebGpuBackendLike
+
+/**
+ * TF.js reads GPU memory synchronously through an `OffscreenCanvas`, which Node lacks: it would
+ * fail with `ReferenceError: OffscreenCanvas is not defined`. Values already read (by `data()`)
+ * are cached on the host and returned; any other synchronous read fails saying what to do.
+ */
+const syncChecked = (Base: WebGpuBackendClass): WebGpuBackendClass =>
+  class extends Base {
+    override readSync(dataId: object): tf.backend_util.BackendValues {
+      const entry = this.tensorMap.get(dataId)
+      if (entry !== undefined && entry.values == null && entry.dtype !== "string" && entry.dtype !== "complex64" && typeof (globalThis as { OffscreenCanvas?: unknown }).OffscreenCanvas !== "function") {
+        throw new Error(
+          "the webgpu backend cannot read GPU memory synchronously in Node (dataSync/arraySync need an OffscreenCanvas): read the tensor with `await tensor.data()` first, or run this on the wasm or cpu backend"
+        )
+      }
+      return super.readSync(dataId)
+    }
+  }
+
 const register = (name: BackendName): Effect.Effect<void, BackendError> => {
   switch (name) {
     case "wasm":
@@ -121,14 +202,7 @@ const register = (name: BackendName): Effect.Effect<void, BackendError> => {
     case "tensorflow":
       return Effect.asVoid(registerTensorflow)
     case "webgpu":
-      return Effect.fail(
-        new BackendError({
-          backend: name,
-          reason: "NotSupported",
-          detail:
-            "not implemented yet; a future layer would use @tensorflow/tfjs-backend-webgpu over the `webgpu` npm package (Dawn, needs a Vulkan driver). Use wasm, cpu or tensorflow"
-        })
-      )
+      return Effect.asVoid(registerWebGpu)
   }
 }
 
@@ -150,30 +224,53 @@ const info = (name: BackendName, fallbackFrom?: BackendName): BackendInfo => ({
   name,
   ...(fallbackFrom === undefined ? {} : { fallbackFrom }),
   tfjsVersion: tf.version_core,
-  liveTensors: () => tf.memory().numTensors
+  liveTensors: () => tf.memory().numTensors,
+  ...(name === "webgpu" && webGpu !== undefined ? { gpu: webGpu } : {})
 })
+
+const annotate = (chosen: BackendInfo) =>
+  Effect.annotateCurrentSpan({
+    "crucible.backend": chosen.name,
+    ...(chosen.fallbackFrom === undefined ? {} : { "crucible.backend.fallback_from": chosen.fallbackFrom }),
+    ...(chosen.gpu === undefined
+      ? {}
+      : {
+          "crucible.gpu.adapter": chosen.gpu.info.description,
+          "crucible.gpu.vendor": chosen.gpu.info.vendor,
+          "crucible.gpu.fallback": chosen.gpu.info.isFallbackAdapter
+        })
+  })
+
+/** The default: wasm, else cpu (saying why). `from` is what was asked for when it was not available. */
+const defaultBackend = (from?: BackendName): Effect.Effect<BackendInfo, BackendError> =>
+  activate("wasm").pipe(
+    Effect.as(info("wasm", from)),
+    Effect.catch((error) =>
+      Effect.logWarning(`wasm backend unavailable (${error.detail}); falling back to cpu`).pipe(
+        Effect.andThen(activate("cpu")),
+        Effect.as(info("cpu", from ?? "wasm"))
+      )
+    )
+  )
 
 /** Starts the requested backend (see the module doc for the order of choice). */
 export const initialise = Effect.fn("Backend.initialise")(function* (explicit?: string) {
   const requested = yield* requestedName(explicit)
-  if (requested !== undefined) {
-    if (!isBackendName(requested)) {
-      return yield* new BackendError({ backend: requested, reason: "UnknownBackend", detail: `expected one of ${BackendNames.join(", ")}` })
-    }
-    yield* activate(requested)
-    yield* Effect.annotateCurrentSpan("crucible.backend", requested)
-    return info(requested)
+  if (requested !== undefined && !isBackendRequest(requested)) {
+    return yield* new BackendError({ backend: requested, reason: "UnknownBackend", detail: `expected one of ${BackendRequests.join(", ")}` })
   }
-  const chosen = yield* activate("wasm").pipe(
-    Effect.as(info("wasm")),
-    Effect.catch((error) =>
-      Effect.logWarning(`wasm backend unavailable (${error.detail}); falling back to cpu`).pipe(
-        Effect.andThen(activate("cpu")),
-        Effect.as(info("cpu", "wasm"))
-      )
-    )
-  )
-  yield* Effect.annotateCurrentSpan("crucible.backend", chosen.name)
+  const chosen: BackendInfo =
+    requested === undefined
+      ? yield* defaultBackend()
+      : requested === "auto"
+        ? yield* activate("webgpu").pipe(
+            Effect.map(() => info("webgpu")),
+            Effect.catch((error) =>
+              Effect.logWarning(`webgpu unavailable (${error.reason}: ${error.detail}); using wasm`).pipe(Effect.andThen(defaultBackend("webgpu")))
+            )
+          )
+        : yield* activate(requested).pipe(Effect.map(() => info(requested)))
+  yield* annotate(chosen)
   return chosen
 })
 
@@ -191,7 +288,7 @@ export const initialise = Effect.fn("Backend.initialise")(function* (explicit?: 
  * @category services
  */
 export class Backend extends Context.Service<Backend, BackendInfo>()("crucible/strategies/backend/Backend") {
-  /** Initialises `name`, else `CRUCIBLE_BACKEND`, else `wasm` (falling back to `cpu`). */
+  /** Initialises `name` (a backend or `auto`), else `CRUCIBLE_BACKEND`, else `wasm` (falling back to `cpu`). */
   static readonly layer = (name?: string): Layer.Layer<Backend, BackendError> => Layer.effect(Backend, initialise(name))
   /** The always-available `cpu` backend, for tests that must not depend on wasm. */
   static readonly layerCpu: Layer.Layer<Backend, BackendError> = Layer.effect(Backend, initialise("cpu"))

@@ -40,20 +40,23 @@ export const checkDataset = (network: Network, dataset: Dataset): Effect.Effect<
   return Effect.succeed(classes)
 }
 
-/** Logits `[count, classes]` of every sample, over uploaded weights (synchronous TF.js work). */
-export const logitsOf = (network: Network, weights: Weights.TfWeights, dataset: Dataset, batchSize = 512): Float32Array => {
-  const size = sampleSize(dataset)
-  const classes = network.outputShape[0]!
-  const out = new Float32Array(dataset.count * classes)
-  for (let start = 0; start < dataset.count; start += batchSize) {
-    const end = Math.min(dataset.count, start + batchSize)
-    tf.tidy(() => {
-      const x = tf.tensor2d(dataset.x.subarray(start * size, end * size), [end - start, size])
-      out.set(Forward.apply(network, weights, x, { training: false }).output.dataSync() as Float32Array, start * classes)
-    })
-  }
-  return out
-}
+/**
+ * Logits `[count, classes]` of every sample, over uploaded weights. Each batch is read back
+ * asynchronously (webgpu cannot read synchronously in Node).
+ */
+export const logitsOf = (network: Network, weights: Weights.TfWeights, dataset: Dataset, batchSize = 512): Effect.Effect<Float32Array> =>
+  Effect.gen(function* () {
+    const size = sampleSize(dataset)
+    const classes = network.outputShape[0]!
+    const out = new Float32Array(dataset.count * classes)
+    for (let start = 0; start < dataset.count; start += batchSize) {
+      const end = Math.min(dataset.count, start + batchSize)
+      const output = tf.tidy(() => Forward.apply(network, weights, tf.tensor2d(dataset.x.subarray(start * size, end * size), [end - start, size]), { training: false }).output)
+      const values = yield* Effect.promise(() => output.data()).pipe(Effect.ensuring(Effect.sync(() => output.dispose())))
+      out.set(values as Float32Array, start * classes)
+    }
+    return out
+  })
 
 /** Metrics of uploaded weights on a dataset (used during training, without a round trip). */
 export const evaluateWeights = Effect.fn("Evaluate.evaluateWeights")(function* (
@@ -64,7 +67,7 @@ export const evaluateWeights = Effect.fn("Evaluate.evaluateWeights")(function* (
 ): Effect.fn.Return<Metrics.Metrics, InputError, Backend> {
   yield* Backend
   const classes = yield* checkDataset(network, dataset)
-  const logits = logitsOf(network, weights, dataset, options.batchSize)
+  const logits = yield* logitsOf(network, weights, dataset, options.batchSize)
   return Metrics.fromLogits(logits, dataset.y, classes, dataset.classNames)
 })
 

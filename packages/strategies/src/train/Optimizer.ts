@@ -67,6 +67,8 @@ export interface DeviceOptimizer {
   readonly apply: (grads: ReadonlyMap<string, tf.Tensor>, lr: number) => void
   /** Downloads the state. */
   readonly state: () => OptimizerState
+  /** The slot variables `state` reads (to copy them to the host first where reads are asynchronous: webgpu). */
+  readonly slotTensors: () => ReadonlyArray<tf.Tensor>
   readonly dispose: () => void
 }
 
@@ -147,6 +149,7 @@ export const create = (spec: Optimizer, params: ReadonlyArray<Trainable>, resume
         )
       )
     }),
+    slotTensors: () => [...slots.values()],
     dispose: () => {
       for (const v of slots.values()) v.dispose()
     }

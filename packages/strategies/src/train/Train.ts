@@ -184,6 +184,13 @@ export const train = <E = never, R = never>(
       (t) => Effect.sync(() => t.dispose())
     )
 
+    // Device memory is read asynchronously first (webgpu has no synchronous read in Node).
+    const fetch = (epoch: number) =>
+      Effect.tryPromise({
+        try: () => trainer.fetch(),
+        catch: (cause) => new TrainError({ reason: "BackendFailure", detail: `cannot read the device: ${cause instanceof Error ? cause.message : String(cause)}`, epoch })
+      })
+
     const runEpoch = (epoch: number) =>
       Effect.gen(function* () {
         const began = performance.now()
@@ -199,6 +206,7 @@ export const train = <E = never, R = never>(
           step++
           if (step % YIELD_EVERY === 0) yield* Effect.yieldNow
         }
+        yield* fetch(epoch + 1)
         const totals = trainer.takeTotals()
         const loss = totals.lossSum / totals.samples
         if (!Number.isFinite(loss)) {
@@ -218,6 +226,7 @@ export const train = <E = never, R = never>(
         return summary
       }).pipe(Effect.withSpan("Train.epoch", { attributes: { "crucible.train.epoch": epoch + 1 } }))
 
+    if (resume === undefined) yield* fetch(0)
     let state: TrainState = resume ?? { epoch: 0, step: 0, params: start, optimizer: trainer.optimizerState() }
     for (let epoch = state.epoch; epoch < config.epochs; epoch++) {
       const summary = yield* runEpoch(epoch)

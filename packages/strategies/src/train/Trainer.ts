@@ -58,6 +58,12 @@ export interface Trainer {
   /** The current parameters and buffers (PyTorch layout). */
   readonly params: () => ParamSet
   readonly optimizerState: () => Optimizer.OptimizerState
+  /**
+   * Copies the running sums, parameters and optimizer slots to the host, so that `takeTotals`,
+   * `params` and `optimizerState` read no device memory: needed on `webgpu`, which cannot read
+   * synchronously in Node; harmless elsewhere.
+   */
+  readonly fetch: () => Promise<void>
   /** The live variables (TF.js layout), e.g. for evaluation without a round trip. */
   readonly weights: Weights.TfWeights
   readonly dispose: () => void
@@ -178,6 +184,9 @@ export const make = (network: Network, params: ParamSet, options: TrainerOptions
     },
     params: () => Weights.download(network, weights),
     optimizerState: () => optimizer.state(),
+    fetch: async () => {
+      await Promise.all([lossSum, correct, ...weights.values(), ...optimizer.slotTensors()].map((t) => t.data()))
+    },
     weights,
     dispose: () => {
       optimizer.dispose()
