@@ -12,7 +12,9 @@
  * @since 0.1.0
  */
 import { type Check, DType, Lineage, MemoryBudget, Model, Port, Stage, TensorRef } from "@crucible/core"
-import { Effect, Result, Schema } from "effect"
+import { Effect, Option, Result, Schema } from "effect"
+import type { GpuKernelError } from "./gpu/Device.ts"
+import { GpuMerge } from "./GpuMerge.ts"
 import type { MergeKernelError } from "./kernels/KernelError.ts"
 import * as NonFinite from "./kernels/NonFinite.ts"
 import * as Parallel from "./kernels/Parallel.ts"
@@ -128,6 +130,13 @@ export interface MethodDefinition<
    */
   readonly parallel?: (pool: Pool.Pool, job: Job, params: Schema.Struct.Type<Fields>, out: Float32Array) => Effect.Effect<void, MergeKernelError | Pool.PoolError>
   /**
+   * The same merge in WGSL (`merge/gpu/`), used when the run provides {@link GpuMerge}; its value
+   * is undefined when these parameters have no GPU kernel (DARE's draws…), and then the CPU runs.
+   * It agrees with `merge` within the bounds the strategies README states ("GPU kernels"), not
+   * bit for bit. Range-wise tensor groups stay on the CPU.
+   */
+  readonly gpu?: (device: GPUDevice, job: Job, params: Schema.Struct.Type<Fields>) => Effect.Effect<Float32Array | undefined, MergeKernelError | GpuKernelError>
+  /**
    * For the task-arithmetic family: the method as a task-arithmetic plan for one tensor. Tensor
    * groups too large to hold as float32 then merge range-wise with their inputs packed in their
    * own dtype (`RangeWise.ts`), with the bytes `merge` gives; the method reports its diagnostics.
@@ -231,6 +240,8 @@ export const define = <
       // after the last tensor, after each one under a memory limit (so that only the working set
       // it holds is in use), and when the stage's scope closes.
       const scope = yield* Effect.scope
+      // The GPU's kernels when the runner provides one (webgpu backend), else the CPU's.
+      const gpu = method.gpu === undefined ? Option.none() : yield* Effect.serviceOption(GpuMerge)
       const workers = method.parallel === undefined ? undefined : StagePool.make(scope)
       const buffers = TensorBuffers.make({ shared: workers?.enabled ?? false })
       const outputs = sharedOutput()
@@ -300,8 +311,10 @@ export const define = <
               : statTensors !== undefined ? yield* Effect.forEach(statTensors, (t) => TensorRef.readFloat32(t)) : undefined
             const diagnostics: Record<string, number | boolean> = {}
             const diagnose = (values: Diagnostics) => void Object.assign(diagnostics, values)
-            let result: Float32Array
-            if (pool !== undefined && method.parallel !== undefined && arrays.every(isShared) && (stats === undefined || stats.every(isShared))) {
+            let result = Option.isSome(gpu) ? yield* method.gpu!(gpu.value.device, job(baseData, data, stats, diagnose), fields) : undefined
+            if (result !== undefined) {
+              yield* Effect.annotateCurrentSpan({ "crucible.merge.device": "gpu" })
+            } else if (pool !== undefined && method.parallel !== undefined && arrays.every(isShared) && (stats === undefined || stats.every(isShared))) {
               result = outputs.take(TensorRef.numel(like.shape))
               yield* method.parallel(pool, job(baseData, data, stats, diagnose), fields, result)
             } else {
@@ -346,7 +359,7 @@ const inputsOf = <Base extends BaseRequirement, StatisticsDescription extends st
 
 /** A method's checks as a stage kind declares them (see `MethodCheck.ts`). */
 const checksOf = <Fields extends Schema.Struct.Fields>(
-  method: Omit<MethodDefinition<string, Fields, string, BaseRequirement, string>, "merge" | "parallel" | "rangeWise">
+  method: Omit<MethodDefinition<string, Fields, string, BaseRequirement, string>, "merge" | "parallel" | "rangeWise" | "gpu">
 ) => {
   const checked: MethodCheck.Checked = {
     ...method,

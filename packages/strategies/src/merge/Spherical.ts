@@ -9,6 +9,7 @@
  */
 import { Stage } from "@crucible/core"
 import { Effect, Result, Schema } from "effect"
+import * as GpuSlerp from "./gpu/Slerp.ts"
 import * as Multi from "./kernels/Multislerp.ts"
 import * as Parallel from "./kernels/Parallel.ts"
 import * as Kernel from "./kernels/Slerp.ts"
@@ -57,6 +58,16 @@ export const Slerp = Method.define({
     return t === undefined
       ? Parallel.copy(pool, out, a)
       : Effect.map(Parallel.slerp(pool, slerpParams(t, params.dot_threshold), out, a, b, job.base, job.name), (plan) => job.diagnose(Kernel.diagnostics(plan, job.base !== undefined)))
+  },
+  gpu: (device, job, params) => {
+    const [a, b] = job.models as [Float32Array, Float32Array]
+    const t = job.value("t")
+    // A tensor no rule gives a t keeps the first model: a copy, on the CPU.
+    if (t === undefined) return Effect.undefined
+    return Effect.map(GpuSlerp.merge(device, slerpParams(t, params.dot_threshold), a, b, job.base, job.name), ({ out, plan }) => {
+      job.diagnose(Kernel.diagnostics(plan, job.base !== undefined))
+      return out
+    })
   }
 })
 

@@ -28,6 +28,7 @@
  */
 import { Stage } from "@crucible/core"
 import { Effect, Result, Schema } from "effect"
+import * as GpuTask from "./gpu/TaskArithmetic.ts"
 import * as Parallel from "./kernels/Parallel.ts"
 import * as Kernel from "./kernels/TaskArithmetic.ts"
 import * as TaskDiagnostics from "./kernels/TaskDiagnostics.ts"
@@ -104,6 +105,13 @@ const preset = <const Kind extends string>(kind: Kind, name: Kernel.PresetName, 
       Effect.flatMap(Effect.fromResult(planOf(kind, { ...job, models: job.models.length }, params)), (plan) =>
         Effect.map(Parallel.taskArithmetic(pool, plan, out, job.base!, job.models), ({ diagnostics }) => {
           if (diagnostics !== undefined) job.diagnose(diagnostics)
+        })),
+    // TIES, breadcrumbs and plain task arithmetic on the GPU; DARE/DELLA (draws, L1 rescale) on the CPU.
+    gpu: (device, job, params) =>
+      Effect.flatMap(Effect.fromResult(planOf(kind, { ...job, models: job.models.length }, params)), (plan) =>
+        !GpuTask.supports(plan) ? Effect.undefined : Effect.map(GpuTask.merge(device, plan, job.base!, job.models), ({ out, partial }) => {
+          if (partial !== undefined) job.diagnose(TaskDiagnostics.summarize(plan, [partial], out.length))
+          return out
         })),
     rangeWise: (tensor, params) => planOf(kind, tensor, params)
   })

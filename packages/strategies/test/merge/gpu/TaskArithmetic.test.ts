@@ -2,73 +2,18 @@ import { Effect, Result } from "effect"
 import { beforeEach, describe, expect, it } from "vitest"
 import * as GpuTask from "../../../src/merge/gpu/TaskArithmetic.ts"
 import * as Kernel from "../../../src/merge/kernels/TaskArithmetic.ts"
-import * as TaskStatistics from "../../../src/merge/kernels/TaskStatistics.ts"
 import { family, rng } from "../kernels/helpers.ts"
 import { device, skipWithoutGpu } from "./support.ts"
-
-beforeEach((context) => skipWithoutGpu(context))
+import { compare, cpuMerge } from "./tiesCompare.ts"
 
 const U = 2 ** -24
+
+beforeEach((context) => skipWithoutGpu(context))
 
 const planOf = (params: Kernel.TaskArithmeticParams, n: number, models: number) => {
   const planned = Kernel.plan(params, [n], models, "t")
   if (Result.isFailure(planned)) throw planned.failure
   return planned.success
-}
-
-/**
- * The GPU result against the CPU kernel's: per element, the CPU's contributions vᵢ = wᵢS(τᵢ) in
- * float64 give the election; where |Σ vᵢ| is within the float32 rounding of the sum
- * ((N + 1)·u·Σ|vᵢ|) the GPU may elect the other sign, and those elements are only counted.
- * Everywhere else the bound `GpuTask.bound` holds. Returns the elements within rounding of 0.
- */
-const compare = (gpu: Float32Array, cpu: Float32Array, prepared: Kernel.Prepared, base: Float32Array, models: ReadonlyArray<Float32Array>) => {
-  const { plan } = prepared
-  const cutOf = (i: number, j: number, tau: number) => {
-    const s = prepared.selectors[i]!
-    if (s.kind === "all") return true
-    if (s.kind !== "window") return false
-    const key = new Uint32Array(Float32Array.of(tau).buffer)[0]! & 0x7fffffff
-    const above = (c: { bits: number; index: number }) => key > c.bits || (key === c.bits && j < c.index)
-    return above(s.hi) && !above(s.lo)
-  }
-  let nearZero = 0
-  for (let j = 0; j < gpu.length; j++) {
-    const v = models.map((x, i) => {
-      const tau = Math.fround(x[j]! - base[j]!)
-      return cutOf(i, j, tau) ? prepared.factors[i]! * tau : 0
-    })
-    let s = 0, abs = 0
-    for (const vi of v) {
-      s += plan.consensus === "count" ? Math.sign(vi) : vi
-      abs += Math.abs(vi)
-    }
-    if (plan.consensus !== "none" && Math.abs(s) <= (models.length + 1) * U * abs) {
-      nearZero++
-      continue
-    }
-    const sign = s < 0 ? -1 : 1
-    let S = 0, T = 0, D = 0
-    v.forEach((vi, i) => {
-      if (plan.consensus === "none" || vi * sign > 0) {
-        S += Math.abs(vi)
-        T += Math.abs(plan.models[i]!.weight)
-        D += plan.models[i]!.weight
-      }
-    })
-    const normalized = plan.consensus !== "none" && plan.normalize
-    const divisor = normalized ? (D === 0 ? 1 : D) : plan.divisor
-    const b = GpuTask.bound(models.length, cpu[j]!, plan.lambda, S, normalized ? T : 0, divisor)
-    if (!(Math.abs(gpu[j]! - cpu[j]!) <= b)) throw new Error(`element ${j}: gpu ${gpu[j]} vs cpu ${cpu[j]}: ${Math.abs(gpu[j]! - cpu[j]!)} > ${b}`)
-  }
-  return nearZero
-}
-
-const cpuMerge = (plan: Kernel.TaskArithmeticPlan, base: Float32Array, models: ReadonlyArray<Float32Array>) => {
-  const prepared = TaskStatistics.prepare(plan, base, models)
-  const out = new Float32Array(base.length)
-  Kernel.apply(prepared, out, base, models)
-  return { prepared, out }
 }
 
 describe("GPU task arithmetic and TIES", () => {
