@@ -18,6 +18,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { emit, Reporter, type StageStatus } from "./Events.ts"
+import * as GpuPool from "./GpuPool.ts"
 import * as LazyOutput from "./LazyOutput.ts"
 import * as Plan from "./Plan.ts"
 import { REPORTED } from "./RunLog.ts"
@@ -70,6 +71,8 @@ export interface ExecuteOptions {
   readonly runCache?: RunCache.Shape
   /** Called whenever a stage's outcome is known (the manifest is rewritten from it). */
   readonly onOutcome?: (outcome: StageOutcome) => Effect.Effect<void>
+  /** Called once the run's GPU has started, when the backend resolves to webgpu (the manifest records its adapter). */
+  readonly onGpu?: (pool: GpuPool.GpuPool) => Effect.Effect<void>
 }
 
 /** How one stage went. @category models */
@@ -141,6 +144,8 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
     const reporter = yield* Reporter
     // Initialised once, and only if a stage that runs tensors starts.
     const backend = yield* Effect.cached(TfBackend.initialise(options.backend))
+    // On a GPU run the backend starts up front: merges, which do not declare `resources.backend`, are given its device.
+    const gpu = yield* gpuOf(options, backend)
     const cacheRoot = options.cacheRoot ?? path.join(path.dirname(options.runDir), ".cache")
     // The run a lock's holder is, as other runs waiting for it see it.
     const runId = options.runId ?? path.basename(options.runDir)
@@ -301,8 +306,15 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
         }
         // A lazy stage that reads models leaves work in its output: it is tracked, not finished, when `run` returns.
         const defers = (value: unknown) => options.dryRun !== true && stage.kind.resources.lazy && Model.isModel(value) && modelsIn(values).length > 0
+        // A stage on the run's GPU is given its device and holds its slot, in place of a concurrency
+        // permit, from its start (a lazy one for each read of its tensors: its `run` only composes,
+        // under a permit); a GPU backend that did not start is its failure.
+        const placed = gpu !== undefined && GpuPool.runsOnGpu(stage.kind) ? yield* Effect.exit(gpu) : Exit.succeed(undefined)
+        const pool = Exit.isSuccess(placed) ? placed.value : undefined
+        const gpuMemory = pool === undefined ? undefined : GpuPool.watchMemory()
+        const gate = pool === undefined || stage.kind.resources.lazy ? permits.withPermits(1) : pool.withSlot
         let span: Tracer.Span | undefined
-        const exit = yield* permits.withPermits(1)(
+        const exit = yield* gate(
           Effect.gen(function* () {
             yield* emit({ type: "stage-started", time: Date.now(), stage: stage.id, kind: base.kind })
             span = yield* Effect.makeSpan(`stage ${stage.id}`, {
@@ -313,11 +325,12 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
                 "crucible.stage.version": base.version,
                 "crucible.stage.key": base.key,
                 "crucible.stage.params": StageKey.canonicalJson(stage.raw),
+                ...GpuPool.spanAttributes(pool),
                 ...(options.positions?.has(stage.id) ? { "crucible.stage.source": options.positions.get(stage.id)! } : {})
               }
             })
             const stageSpan = span
-            return yield* Effect.logInfo(`stage ${stage.id} (${base.kind}) started`).pipe(Effect.andThen(stage.kind.run({
+            return yield* Effect.logInfo(`stage ${stage.id} (${base.kind}) started`).pipe(Effect.andThen(Exit.isFailure(placed) ? placed : stage.kind.run({
               id: stage.id,
               kind: stage.kind.kind,
               params: stage.params,
@@ -331,6 +344,8 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
               Effect.tapError((e) => Effect.annotateCurrentSpan({ "crucible.error.tag": (e as { _tag?: string })._tag ?? "Error", "crucible.error.message": (e as { message?: string }).message ?? String(e) })),
               Effect.tapError((e) => Effect.logError(`stage ${stage.id} (${base.kind}) failed: ${(e as { message?: string }).message ?? String(e)}`).pipe(Effect.annotateLogs(REPORTED, true))),
               stage.kind.resources.backend ? Effect.provideServiceEffect(TfBackend.Backend, backend) : (effect) => effect,
+              pool === undefined ? (effect) => effect : pool.provide,
+              gpuMemory === undefined || stage.kind.resources.lazy ? (effect) => effect : (effect) => gpuMemory.around(effect, { sample: true }),
               budget === undefined ? (effect) => effect : Effect.provideService(MemoryBudget.MemoryBudget, budget),
               Effect.tap((value) => Effect.annotateCurrentSpan(outputAttributes(value))),
               // Stored before consumers see it, still under the key's lock; its checkpoints are then spent.
@@ -341,18 +356,26 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
                   Effect.flatMap(Effect.serviceOption(Metrics), (metrics) =>
                     metrics._tag === "None"
                       ? Effect.void
-                      : metrics.value.epoch({ stage: { stageId: m.stage, stageKind: base.kind }, epoch: m.epoch, loss: m.loss, ...(m.accuracy === undefined ? {} : { accuracy: m.accuracy }), ...(m.split === undefined ? {} : { split: m.split }) }))
+                      : metrics.value.epoch({ stage: { stageId: m.stage, stageKind: base.kind, device: pool === undefined ? "cpu" : "gpu" }, epoch: m.epoch, loss: m.loss, ...(m.accuracy === undefined ? {} : { accuracy: m.accuracy }), ...(m.split === undefined ? {} : { split: m.split }) }))
               }),
               Effect.provideService(Stage.Progress, { report: progress }),
               Effect.withParentSpan(stageSpan),
               // The span of a stage whose work goes on in its output ends when that work does.
-              Effect.onExit((exit) => (Exit.isSuccess(exit) && defers(exit.value) ? Effect.void : LazyOutput.endSpan(stageSpan, exit)))
+              Effect.onExit((exit) => (Exit.isSuccess(exit) && defers(exit.value) ? Effect.void : Effect.andThen(gpuPeak(stageSpan, gpuMemory), LazyOutput.endSpan(stageSpan, exit))))
             )
           })
         ).pipe(Effect.exit)
         yield* Scope.close(lockScope, Exit.void)
         const tracked = span !== undefined && Exit.isSuccess(exit) && defers(exit.value)
-          ? yield* LazyOutput.track({ stage: stage.id, span, output: exit.value as Model.Model, inputs: modelsIn(values), origins, report: progress })
+          ? yield* LazyOutput.track({
+            stage: stage.id,
+            span,
+            output: exit.value as Model.Model,
+            inputs: modelsIn(values),
+            origins,
+            report: progress,
+            ...(pool === undefined ? {} : { guard: <A, E, R>(read: Effect.Effect<A, E, R>) => pool.withSlot(gpuMemory!.around(read)) })
+          })
           : undefined
         if (tracked !== undefined) {
           // Consumers start now; the stage runs on until they have read its output.
@@ -365,7 +388,7 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
         const failed = settlement?._tag === "Failed" ? settlement : undefined
         const final: Exit.Exit<unknown, unknown> = failed === undefined ? exit : Exit.failCause(failed.cause)
         const endedAt = Date.now()
-        yield* recordMetrics(stage, final, endedAt - startedAt)
+        yield* recordMetrics(stage, final, endedAt - startedAt, pool === undefined ? "cpu" : "gpu")
         const status: StageStatus = Exit.isSuccess(final) ? "succeeded" : Cause.hasInterruptsOnly(final.cause) ? "interrupted" : "failed"
         // A stored stage's pending key is resolved now (a failed one's too); a lazy stage's when the
         // run's stages are done, since its consumers' reads of its files are what its digests come from.
@@ -375,7 +398,7 @@ export const execute = (options: ExecuteOptions): Effect.Effect<ReadonlyArray<St
         const origin = status !== "failed" || Exit.isSuccess(final) ? undefined : failed?.upstream ?? LazyOutput.originOf(origins, final.cause)
         const blockedBy = origin === stage.id ? undefined : origin
         const error = Exit.isFailure(final) && status === "failed" ? blame(describeFailure(final.cause), blockedBy, failed?.tensor) : undefined
-        if (tracked !== undefined) yield* settleSpan(span!, final, error, settlement)
+        if (tracked !== undefined) yield* Effect.andThen(gpuPeak(span!, gpuMemory), settleSpan(span!, final, error, settlement))
         if (status === "succeeded") yield* Effect.logInfo(`stage ${stage.id} (${base.kind}) succeeded`).pipe(Effect.withParentSpan(span!))
         const value = Exit.isSuccess(exit) && status === "succeeded" ? (tracked?.output ?? exit.value) : undefined
         yield* record({ ...base, status, startedAt, endedAt, error, blockedBy, value })
@@ -466,12 +489,35 @@ const makeLifetimes = (plan: Plan.Plan, byId: ReadonlyMap<string, Validate.Resol
   }
 }
 
+/**
+ * The run's GPU, when its backend resolves to webgpu (`webgpu`, or `auto` that found an adapter):
+ * the backend is started now, and the pool of its device is what the stages on the GPU share. A
+ * backend that fails stays failed: the stages that would have used it fail with its error.
+ */
+const gpuOf = (options: ExecuteOptions, backend: Effect.Effect<TfBackend.BackendInfo, TfBackend.BackendError>) =>
+  Effect.gen(function* () {
+    if (options.dryRun === true) return undefined
+    const name = yield* TfBackend.requestedName(options.backend)
+    if (name !== "webgpu" && name !== "auto") return undefined
+    const pool = yield* Effect.cached(Effect.map(backend, (info) => (info.gpu === undefined ? undefined : GpuPool.make(info.gpu))))
+    const started = yield* Effect.exit(pool)
+    if (Exit.isSuccess(started) && started.value !== undefined && options.onGpu !== undefined) yield* options.onGpu(started.value)
+    return pool
+  })
+
+// The most GPU memory TF.js held while the stage ran (GpuPool.watchMemory), on its span.
+const gpuPeak = (span: Tracer.Span, watch: GpuPool.MemoryWatch | undefined) =>
+  Effect.sync(() => {
+    const peak = watch?.peak()
+    if (peak !== undefined) span.attribute("crucible.gpu.memory.peak_bytes", peak)
+  })
+
 // Stage metrics go to the run's Metrics service when telemetry provides one.
-const recordMetrics = (stage: Validate.ResolvedStage, exit: Exit.Exit<unknown, unknown>, ms: number) =>
+const recordMetrics = (stage: Validate.ResolvedStage, exit: Exit.Exit<unknown, unknown>, ms: number, device: "cpu" | "gpu") =>
   Effect.gen(function* () {
     const metrics = yield* Effect.serviceOption(Metrics)
     if (metrics._tag === "None") return
-    const attributes = { stageId: stage.id, stageKind: stage.kind.kind }
+    const attributes = { stageId: stage.id, stageKind: stage.kind.kind, device }
     yield* metrics.value.stageDuration(ms / 1000, attributes, Exit.isSuccess(exit) ? "success" : "failure")
     if (!Exit.isSuccess(exit)) return
     const value = exit.value

@@ -70,6 +70,8 @@ export interface TrackOptions {
   readonly inputs: ReadonlyArray<Model.Model>
   readonly origins: Origins
   readonly report: (event: Stage.ProgressEvent) => Effect.Effect<void>
+  /** Runs around each read of the stage's own tensors (a GPU stage's holds the device's slot, see `GpuPool.ts`). */
+  readonly guard?: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
 }
 
 // Partial progress (inside a large tensor) at most this often; a finished tensor is always reported.
@@ -184,7 +186,7 @@ export const track = (options: TrackOptions): Effect.Effect<Tracked> =>
       const around = <A>(range: TensorRef.ElementRange | undefined, effect: Effect.Effect<A, TensorRef.TensorError>) =>
         Effect.flatMap(spanFor, (span) => {
           const started = performance.now()
-          return effect.pipe(Effect.withParentSpan(span), Effect.onExit((exit) => finish(range, exit, started, span)))
+          return (options.guard?.(effect) ?? effect).pipe(Effect.withParentSpan(span), Effect.onExit((exit) => finish(range, exit, started, span)))
         })
       const wrapped: TensorRef.TensorRef = { ...t, read: (range) => around(range, t.read(range)) }
       return TensorRef.hasReadInto(t) ? TensorRef.withReadInto(wrapped, (range, target) => around(range, TensorRef.readInto(t, range, target))) : wrapped

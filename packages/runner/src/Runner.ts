@@ -261,6 +261,8 @@ const runIn = (
       positions: loaded.positions,
       ...(options.spanAttributes === undefined ? {} : { spanAttributes: options.spanAttributes }),
       ...(options.runCache === undefined ? {} : { runCache: options.runCache }),
+      // The GPU's adapter is one of the tools that shaped the outputs (later manifest writes carry it).
+      onGpu: (gpu) => Effect.sync(() => void (base.tools["gpu"] = gpu.adapter)),
       onOutcome: (o) =>
         Effect.suspend(() => {
           known.set(o.id, o)

@@ -19,6 +19,8 @@ import { Clock, Context, Effect, Exit, Layer, Option } from "effect"
 export interface StageAttributes {
   readonly stageId?: string
   readonly stageKind?: string
+  /** Where the stage ran (`GpuPool.ts`); becomes `crucible.device`. */
+  readonly device?: "cpu" | "gpu"
 }
 
 /** The data split a training measurement was taken on. @category models */
@@ -77,6 +79,7 @@ const stageAttributes = (stage: StageAttributes | undefined): Attributes => {
   const attributes: Attributes = {}
   if (stage?.stageId !== undefined) attributes["crucible.stage.id"] = stage.stageId
   if (stage?.stageKind !== undefined) attributes["crucible.stage.kind"] = stage.stageKind
+  if (stage?.device !== undefined) attributes["crucible.device"] = stage.device
   return attributes
 }
 
