@@ -28,7 +28,7 @@ const models = Array.from({ length: N }, (_, i) => modelOf(`ft${i}`, (f) => f.mo
 const context = { id: "m", resolvePath: (p: string) => p, runDir: "/nonexistent", cacheDir: "/nonexistent", dryRun: false }
 
 /** Runs a stage (on the GPU when `gpu`) and reads every output tensor as float32. */
-const run = async (kind: typeof Ties | typeof Slerp, label: string, params: object, inputs: object, gpu: boolean) => {
+const run = async (kind: typeof Ties | typeof TaskArithmetic | typeof Slerp, label: string, params: object, inputs: object, gpu: boolean) => {
   const layer = gpu ? GpuMerge.fromHandle(await gpuHandle()) : Layer.empty
   return Effect.runPromise(Effect.scoped(Effect.gen(function* () {
     const merged = yield* (kind as typeof Slerp).run({ ...context, kind: label, params: decodeParams(kind as never, params as never) as never, inputs: inputs as never })
