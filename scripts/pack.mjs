@@ -32,6 +32,19 @@ const dependencies = () => {
   return Object.fromEntries(Object.entries(found).sort(([a], [b]) => a.localeCompare(b)))
 }
 
+// Optional run-time packages (the WebGPU backend: Dawn's `webgpu`, `@tensorflow/tfjs-backend-webgpu`), imported on
+// demand by name: npm installs them when it can, and `--backend webgpu` says what is missing when it could not.
+const optionalDependencies = () => {
+  const found = {}
+  for (const pkg of ["core", "strategies", "runner"]) {
+    for (const [name, range] of Object.entries(readJson(path.join(root, "packages", pkg, "package.json")).optionalDependencies ?? {})) {
+      if (found[name] !== undefined && found[name] !== range) throw new Error(`${name} is ${found[name]} in one package and ${range} in another`)
+      found[name] = range
+    }
+  }
+  return Object.fromEntries(Object.entries(found).sort(([a], [b]) => a.localeCompare(b)))
+}
+
 // The third-party packages inside the bundle, from its source maps: name, version, license, text.
 const bundledPackages = () => {
   const byDir = new Map()
@@ -105,7 +118,8 @@ export const pack = async (outDir) => {
     license: runner.license,
     bin: { crucible: "bin/crucible.mjs" },
     engines: { node: ">=22.19" },
-    dependencies: deps
+    dependencies: deps,
+    optionalDependencies: optionalDependencies()
   }
   fs.writeFileSync(path.join(stage, "package.json"), `${JSON.stringify(manifest, null, 2)}\n`)
   fs.writeFileSync(path.join(stage, "README.md"), readme(runner.version, deps))
