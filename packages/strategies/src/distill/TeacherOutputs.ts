@@ -67,7 +67,7 @@ export const compute = (teacher: Classifier.Classifier, data: Dataset, augmented
       for (let epoch = 0; epoch < augmented.epochs; epoch++) {
         let row = epoch * data.count
         for (const batch of Batches.batches(data, { ...augmented, epoch })) {
-          out.set(run(batch.x, batch.indices.length), row * k)
+          out.set(yield* run(batch.x, batch.indices.length), row * k)
           row += batch.indices.length
         }
         yield* Effect.yieldNow

@@ -26,8 +26,11 @@ import * as Combine from "./Combine.ts"
 import * as Ensemble from "./Ensemble.ts"
 import { EnsembleError } from "./EnsembleError.ts"
 
-/** Logits `[n, classes]` of `n` samples `x` (`[n, sampleSize]`, PyTorch layout); synchronous TF.js work. */
-export type BatchLogits = (x: Float32Array, n: number) => Float32Array
+/**
+ * Logits `[n, classes]` of `n` samples `x` (`[n, sampleSize]`, PyTorch layout). The members' outputs
+ * are read asynchronously (webgpu has no synchronous read in Node).
+ */
+export type BatchLogits = (x: Float32Array, n: number) => Effect.Effect<Float32Array>
 
 /** @category models */
 export interface Classifier {
@@ -100,21 +103,23 @@ export const open = (classifier: Classifier): Effect.Effect<BatchLogits, never, 
       const cascade = classifier.cascade
       if (cascade !== undefined) {
         const [first, second] = uploaded as [typeof uploaded[0], typeof uploaded[0]]
-        return tf.tidy(() => {
+        const output = tf.tidy(() => {
           const input = tf.tensor2d(x.subarray(0, n * size), [n, size])
           const run = Forward.apply(first!.network, first!.weights, input, { training: false, capture: new Set([cascade.layer]) })
           const at = cascade.layer === CascadeBundle.OUTPUT ? run.output : run.activations.get(cascade.layer)!
           // Captured image activations are NHWC; stage 1 was trained on them flattened in PyTorch's NCHW order.
           const torch = at.rank === 4 ? tf.transpose(at, Layout.NHWC_TO_NCHW as Array<number>) : at
           const features = tf.reshape(torch, [n, torch.size / n])
-          return Forward.apply(second!.network, second!.weights, features, { training: false }).output.dataSync() as Float32Array
+          return Forward.apply(second!.network, second!.weights, features, { training: false }).output
         })
+        return Effect.map(Forward.readAndDispose([output]), ([values]) => values!)
       }
-      const each = uploaded.map((u) =>
-        tf.tidy(() => Forward.apply(u.network, u.weights, tf.tensor2d(x.subarray(0, n * size), [n, size]), { training: false }).output.dataSync() as Float32Array)
-      )
+      const outputs = tf.tidy(() => {
+        const input = tf.tensor2d(x.subarray(0, n * size), [n, size])
+        return uploaded.map((u) => Forward.apply(u.network, u.weights, input, { training: false }).output)
+      })
       const spec = classifier.spec
-      return spec === undefined ? each[0]! : Combine.combine(spec.mode, each, n, classifier.classes, spec.weights)
+      return Effect.map(Forward.readAndDispose(outputs), (each) => spec === undefined ? each[0]! : Combine.combine(spec.mode, each, n, classifier.classes, spec.weights))
     }
   )
 
@@ -128,7 +133,7 @@ export const logits = (classifier: Classifier, data: Dataset, batchSize = 512): 
       const out = new Float32Array(data.count * classifier.classes)
       for (let start = 0; start < data.count; start += batchSize) {
         const end = Math.min(data.count, start + batchSize)
-        out.set(run(data.x.subarray(start * size, end * size), end - start), start * classifier.classes)
+        out.set(yield* run(data.x.subarray(start * size, end * size), end - start), start * classifier.classes)
       }
       return out
     })

@@ -171,7 +171,15 @@ const concatRows = (parts: ReadonlyArray<Layout.HostTensor>, n: number): Layout.
   return { shape: [n, ...rowShape], data }
 }
 
-const toHost = (t: tf.Tensor): Layout.HostTensor => Layout.activationToTorch({ shape: t.shape, data: Float32Array.from(t.dataSync() as Float32Array) })
+/**
+ * Reads tensors to the host with `await tensor.data()` (webgpu has no synchronous read in Node;
+ * on cpu/wasm it returns the same values as `dataSync`), then disposes them. Copies, so the
+ * values never alias a backend's buffer.
+ */
+export const readAndDispose = (tensors: ReadonlyArray<tf.Tensor>): Effect.Effect<Array<Float32Array>> =>
+  Effect.promise(() => Promise.all(tensors.map(async (t) => Float32Array.from((await t.data()) as Float32Array)))).pipe(
+    Effect.ensuring(Effect.sync(() => tensors.forEach((t) => t.dispose())))
+  )
 
 /**
  * Runs `params` over `x` in batches and returns the output (e.g. logits) and the activations
@@ -199,17 +207,24 @@ export const forward = Effect.fn("Forward.forward")(function* (
   return yield* Effect.acquireUseRelease(
     Effect.sync(() => Weights.upload(network, valid)),
     (weights) =>
-      Effect.sync(() => {
+      Effect.gen(function* () {
         const outputs: Array<Layout.HostTensor> = []
         const activations = new Map<string, Array<Layout.HostTensor>>(names.map((name) => [name, []]))
         for (let start = 0; start < n; start += batchSize) {
           const end = Math.min(n, start + batchSize)
-          tf.tidy(() => {
+          // The batch's output and captures outlive the tidy, are read asynchronously, then disposed.
+          let captured: Array<string> = []
+          const kept = tf.tidy(() => {
             const batch = tf.tensor2d(x.data.subarray(start * size, end * size), [end - start, size])
             const result = apply(network, weights, batch, { training: options.mode === "train", capture })
-            outputs.push(toHost(result.output))
-            for (const [name, t] of result.activations) activations.get(name)?.push(toHost(t))
+            captured = Array.from(result.activations.keys())
+            // clones (no copy: the same data) so that disposing them never frees a tensor made outside
+            return [result.output, ...result.activations.values()].map((t) => t.clone())
           })
+          const shapes = kept.map((t) => t.shape)
+          const host = (yield* readAndDispose(kept)).map((data, i) => Layout.activationToTorch({ shape: shapes[i]!, data }))
+          outputs.push(host[0]!)
+          captured.forEach((name, i) => activations.get(name)?.push(host[i + 1]!))
         }
         return {
           output: concatRows(outputs, n),

@@ -34,7 +34,10 @@ export const upload = (network: Network, params: ParamSet, options: { readonly v
   return out
 }
 
-/** Reads tensors back into a parameter set in PyTorch layout. */
+/**
+ * Reads tensors back into a parameter set in PyTorch layout. Synchronous: on `webgpu` the tensors must
+ * have been read with `await tensor.data()` first (as `Trainer.fetch` does before `Trainer.params`).
+ */
 export const download = (network: Network, weights: TfWeights): ParamSet => {
   const out = new Map<string, Layout.HostTensor>()
   for (const spec of network.params) {
