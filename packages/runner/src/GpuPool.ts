@@ -3,12 +3,13 @@
  * `CRUCIBLE_BACKEND=webgpu`, or `auto` that found an adapter), its device is the one TF.js uses,
  * and the stages that run on it take its slot one at a time (CPU stages keep running beside them):
  *
- * - stages whose kind declares `resources.device: "gpu"` or `"any"` (runs where the backend is);
- * - stages whose kind runs tensors on the backend (`resources.backend`: training, evaluation…);
- * - merge stages (`merge/*`): they are given {@link GpuMerge} and their methods with a WGSL kernel
- *   run there. Most are lazy — their `run` only composes, and each tensor is computed as a
- *   consumer reads it — so their slot is taken around each read of one of their tensors
- *   (`LazyOutput.track`'s `guard`), not for their `run`.
+ * - stages whose kind declares `resources.device: "gpu"` or `"any"` (runs where the backend is):
+ *   among them the merges with a WGSL kernel (`merge/linear` and the methods `Method.define`
+ *   gives a `gpu` kernel), which are given {@link GpuMerge}. Merges without one (DARE, model
+ *   stock…) declare nothing and are CPU stages. Most merges are lazy — their `run` only composes,
+ *   and each tensor is computed as a consumer reads it — so their slot is taken around each read
+ *   of one of their tensors (`LazyOutput.track`'s `guard`), not for their `run`;
+ * - stages whose kind runs tensors on the backend (`resources.backend`: training, evaluation…).
  *
  * A GPU stage holds the slot in place of a concurrency permit (`--concurrency` bounds the stages
  * working on the CPU; the device is the GPU stages' bound), so CPU stages keep running beside it and
@@ -78,13 +79,12 @@ export const describeAdapter = (info: Gpu.GpuInfo): string =>
   [info.description || info.device || info.vendor || "unknown adapter", info.architecture ? `(${info.architecture})` : "", info.isFallbackAdapter ? "[software]" : ""].filter((s) => s !== "").join(" ")
 
 /**
- * Whether stages of `kind` run on a run's GPU (see the module doc). `merge/*` kinds count because
- * the runner gives them {@link GpuMerge}; their methods without a kernel compute on the CPU, in the slot.
+ * Whether stages of `kind` run on a run's GPU (see the module doc): from what the kind declares
+ * (`resources.device`, `resources.backend`), never from its name.
  *
  * @category predicates
  */
-export const runsOnGpu = (kind: Stage.AnyStageKind): boolean =>
-  kind.resources.device !== "cpu" || kind.resources.backend || kind.kind.startsWith("merge/")
+export const runsOnGpu = (kind: Stage.AnyStageKind): boolean => kind.resources.device !== "cpu" || kind.resources.backend
 
 /** Bytes TF.js's backend has allocated on the GPU (0 when its backend does not say). */
 const gpuBytes = (): number => {

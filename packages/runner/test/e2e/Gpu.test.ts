@@ -191,7 +191,7 @@ stages:
     expect(manifest.tools["gpu"]).toBe(stage("tf")["crucible.gpu.adapter"])
   }, STAGE_TIMEOUT * 2)
 
-  it("a merge on --backend webgpu agrees with the CPU run within the weighted sum's stated bound; its span names the adapter", async (context) => {
+  it("a merge on --backend webgpu agrees with the CPU run within the weighted sum's stated bound; its span names the adapter; a merge without a GPU kernel is a CPU stage", async (context) => {
     skipWithoutGpu(context)
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "crucible-gpu-merge-"))
     const specs = [{ name: "w", shape: [96, 65] }, { name: "b", shape: [65] }]
@@ -205,6 +205,8 @@ stages:
   c: { uses: load, with: { path: c.safetensors } }
   merged: { uses: merge/linear, with: { models: [a, b, c], weights: [${weights.join(", ")}] } }
   out: { uses: save, with: { model: merged, path: ${out} } }
+  stock: { uses: merge/model-stock, with: { base: a, models: [b, c] } }
+  stocked: { uses: save, with: { model: stock, path: stock-${out} } }
 `
     fs.writeFileSync(path.join(dir, "cpu.yaml"), pipeline("cpu.safetensors"))
     fs.writeFileSync(path.join(dir, "gpu.yaml"), pipeline("gpu.safetensors"))
@@ -234,6 +236,13 @@ stages:
     expect(merged["crucible.device"]).toBe("gpu")
     expect(String(merged["crucible.gpu.adapter"])).toMatch(/\S/)
     expect(spansOf(cpu.runDir).find((s) => s.name === "stage merged")!.attributes["crucible.device"]).toBe("cpu")
+    // Its tensors were summed on the GPU (StreamSum annotates the read each range is summed under).
+    expect(spans.some((s) => s.attributes["crucible.merge.device"] === "gpu")).toBe(true)
+    expect(spansOf(cpu.runDir).some((s) => s.attributes["crucible.merge.device"] !== undefined)).toBe(false)
+    // merge/model-stock has no GPU kernel: it declares no device, so it is a CPU stage on a GPU run.
+    const stock = spans.find((s) => s.name === "stage stock")!.attributes
+    expect(stock["crucible.device"]).toBe("cpu")
+    expect(stock["crucible.gpu.adapter"]).toBeUndefined()
   }, STAGE_TIMEOUT * 2)
 })
 

@@ -6,13 +6,15 @@
  * Integer and bool tensors (step counters, masks) are copied from the first model. NaN/±Inf in an
  * input or the output (in the output's dtype: a sum beyond float16's range is +Inf there) is an
  * error naming the tensor (`allow_nonfinite: true` to merge anyway). bf16/f16/f32 inputs are
- * summed as they are stored, on every core (`StreamSum.ts`).
+ * summed as they are stored, on every core (`StreamSum.ts`), or on the GPU when the run provides
+ * `GpuMerge` (within `gpu/WeightedSum.ts`'s bound of the CPU's sums; `dtype: F64` stays on the CPU).
  *
  * @since 0.1.0
  */
 import { DType, Lineage, MemoryBudget, Model, Port, Stage, TensorRef } from "@crucible/core"
-import { Effect, Schema } from "effect"
+import { Effect, Option, Schema } from "effect"
 import { mismatches } from "./Alignment.ts"
+import { GpuMerge } from "./GpuMerge.ts"
 import * as NonFinite from "./kernels/NonFinite.ts"
 import { InvalidMergeParams, MergeInputsMismatch } from "./MergeError.ts"
 import * as StreamSum from "./StreamSum.ts"
@@ -37,7 +39,8 @@ export const Linear = Stage.define({
   }),
   inputs: { models: Port.many(Port.ModelPort, { min: 1, description: "the models to average" }) },
   output: Port.ModelPort,
-  resources: { lazy: true },
+  // On a GPU run it sums there (GpuMerge), holding the device's slot for each read.
+  resources: { lazy: true, device: "any" },
   // What `run` checks first, said at validation: the weights against the models, then the headers.
   check: {
     params: ({ params, inputs }) => {
@@ -71,7 +74,9 @@ export const Linear = Stage.define({
     const merged = Array.from(first.tensors.values()).filter((t) => DType.isFloat(t.dtype))
     const sources = merged.map((t) => models.map((m) => m.tensors.get(t.name)!))
     const checkFinite = !params.allow_nonfinite
-    const stream = wide ? undefined : StreamSum.make(sources, scale, yield* Effect.scope, { checkFinite })
+    // The run's GPU when it provides one (webgpu backend); F64 sums stay on the CPU (WGSL has no float64).
+    const gpu = wide ? Option.none() : yield* Effect.serviceOption(GpuMerge)
+    const stream = wide ? undefined : StreamSum.make(sources, scale, yield* Effect.scope, { checkFinite, ...(Option.isSome(gpu) ? { gpu: { device: gpu.value.device } } : {}) })
     const index = new Map(merged.map((t, i) => [t.name, i]))
     const tensors = Array.from(first.tensors.values(), (t): TensorRef.TensorRef => {
       const i = index.get(t.name)

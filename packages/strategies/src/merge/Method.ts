@@ -201,7 +201,8 @@ export const define = <
     params,
     inputs: inputsOf(method),
     output: Port.ModelPort,
-    resources: { lazy: true },
+    // A method with a GPU kernel runs where the backend is: on a GPU run it holds the device's slot.
+    resources: { lazy: true, ...(method.gpu === undefined ? {} : { device: "any" as const }) },
     check: checksOf(method),
     run: Effect.fn(`${method.kind}.run`)(function* ({ id, params: p, inputs: given }) {
       const raw = p as Record<string, unknown>

@@ -30,6 +30,14 @@
  *   another is being served (two consumers at once), and more inputs than the SIMD kernel takes
  *   are read directly and summed by the JavaScript loop, which computes the same bits.
  *
+ * - **On a GPU.** Given a device (`options.gpu`: the run's `GpuMerge`), each range is summed there
+ *   instead (`gpu/WeightedSum.ts`: bf16/f16/f32 inputs as stored, decoded in the shader, float32
+ *   sums) and the float32 sums are encoded to the output dtype as the CPU path encodes its own
+ *   (`DType.fromNumbers`, nearest even). The reads, read-ahead and arena are the same. The sums
+ *   agree with the CPU's within `WeightedSum.bound`, not bit for bit; a range whose GPU sum is not
+ *   finite (a float32 partial sum may overflow where the CPU's float64 one does not) is summed
+ *   again on the CPU, whose verdict stands.
+ *
  * - **Non-finite values.** With `checkFinite`, each summed range is scanned for NaN/±Inf (a SIMD
  *   pass while it is in cache, ~3% of the merge). Any non-finite input reaches the sum (0·Inf and
  *   0·NaN are NaN), so scanning the output finds both; the error then says which, by scanning the
@@ -41,8 +49,10 @@
  *
  * @since 0.1.0
  */
+/// <reference types="@webgpu/types" />
 import { DType, TensorRef } from "@crucible/core"
 import { Effect, Exit, Fiber, type Scope } from "effect"
+import * as GpuSum from "./gpu/WeightedSum.ts"
 import * as Arena from "./kernels/Arena.ts"
 import * as NonFinite from "./kernels/NonFinite.ts"
 import * as Packed from "./kernels/Packed.ts"
@@ -65,6 +75,8 @@ export interface StreamSumOptions {
   readonly checkFinite?: boolean
   /** Threads that sum large ranges (default `CRUCIBLE_MERGE_THREADS`, else every core; 1 = this thread). */
   readonly workers?: number
+  /** Sum on this GPU instead of the CPU's kernels (see the module doc); `maxBindingBytes` as `WeightedSum.Options`. */
+  readonly gpu?: { readonly device: GPUDevice; readonly maxBindingBytes?: number }
 }
 
 /** The writer's default chunk (`Safetensors.write`): the first guess for a tensor larger than it. */
@@ -119,6 +131,7 @@ export const make = (
 ): StreamSum => {
   const checkFinite = options.checkFinite ?? false
   const workers = options.workers ?? StagePool.defaultWorkers()
+  const gpu = options.gpu
   const count = coefficients.length
   const sizes = inputs.map((tensors) => TensorRef.numel(tensors[0]!.shape))
   // The dtype a tensor's inputs share when the fused kernel can read them as they are.
@@ -200,8 +213,18 @@ export const make = (
     return fresh
   }
 
-  // Direct path: fresh reads, the JavaScript loops, no read-ahead.
-  const direct = (index: number, start: number, end: number, dtype: DType.WritableDType, target: Uint8Array | undefined) => {
+  // Direct path: fresh reads, the JavaScript loops (or the GPU), no read-ahead.
+  const direct = (index: number, start: number, end: number, dtype: DType.WritableDType, target: Uint8Array | undefined): Effect.Effect<TensorRef.TensorBytes | undefined, TensorRef.TensorError> =>
+    gpu === undefined ? directCpu(index, start, end, dtype, target) : Effect.gen(function* () {
+      const inDtype = packedIn[index] ?? "F32"
+      const raw = yield* (packedIn[index] === undefined
+        ? Effect.map(read(index, start, end), (values) => values.map((v) => new Uint8Array(v.buffer, v.byteOffset, v.byteLength)))
+        : Effect.forEach(inputs[index]!, (t) => t.read(whole(index, start, end)), { concurrency: "unbounded" }))
+      const { bytes, bad } = yield* onGpu(gpu, raw, inDtype, end - start, dtype)
+      return bad ? yield* directCpu(index, start, end, dtype, target) : deliver(bytes, false, target)
+    })
+
+  const directCpu = (index: number, start: number, end: number, dtype: DType.WritableDType, target: Uint8Array | undefined) => {
     const packed = packedOf(index, dtype)
     if (packed !== undefined) {
       return Effect.flatMap(Effect.forEach(inputs[index]!, (t) => t.read(whole(index, start, end)), { concurrency: "unbounded" }), (raw) => {
@@ -246,8 +269,15 @@ export const make = (
     return Effect.forEach(dropped, (p) => Fiber.await(p.fiber), { discard: true })
   })
 
-  // Sums set `set` (m elements) into the output slot; returns the output's bytes.
-  const compute = (index: number, m: number, set: ReadonlyArray<Uint8Array>, out: Uint8Array, dtype: DType.WritableDType) =>
+  // Sums set `set` (m elements): on the GPU when there is one (the CPU again for a range that is
+  // not finite there), else into the output slot; returns the output's bytes.
+  const compute = (index: number, m: number, set: ReadonlyArray<Uint8Array>, out: Uint8Array, dtype: DType.WritableDType) => {
+    if (gpu === undefined) return computeCpu(index, m, set, out, dtype)
+    const inDtype = packedOf(index, dtype)?.inDtype ?? "F32"
+    return Effect.flatMap(onGpu(gpu, set, inDtype, m, dtype), (summed) => (summed.bad ? computeCpu(index, m, set, out, dtype) : Effect.succeed(summed)))
+  }
+
+  const computeCpu = (index: number, m: number, set: ReadonlyArray<Uint8Array>, out: Uint8Array, dtype: DType.WritableDType) =>
     Effect.gen(function* () {
       const packed = packedOf(index, dtype)
       const p = yield* poolFor(m)
@@ -318,6 +348,22 @@ export const make = (
       if (busy || end - start > MAX_RANGE || count > Simd.MAX_INPUTS) return direct(index, start, end, dtype, target)
       busy = true
       return Effect.ensuring(viaArena(index, start, end, dtype, target), Effect.sync(() => { busy = false }))
+    })
+
+  // The sum of m elements of `values` (the raw bytes of `inDtype`) on the GPU, encoded as `dtype`.
+  const onGpu = (device: NonNullable<StreamSumOptions["gpu"]>, values: ReadonlyArray<Uint8Array>, inDtype: Packed.PackedDType, m: number, dtype: DType.WritableDType) =>
+    Effect.gen(function* () {
+      const size = DType.byteSize[inDtype]
+      // Typed views need aligned offsets: arena slots and file reads are; anything else is copied.
+      const aligned = values.map((v) => (v.byteOffset % size === 0 ? v : v.slice(0, m * size)))
+      const inputs: GpuSum.Inputs = inDtype === "F32"
+        ? { dtype: "F32", arrays: aligned.map((v) => new Float32Array(v.buffer, v.byteOffset, m)) }
+        : { dtype: inDtype, arrays: aligned.map((v) => new Uint16Array(v.buffer, v.byteOffset, m)) }
+      const sum = yield* GpuSum.weightedSum(device.device, inputs, coefficients, device.maxBindingBytes === undefined ? {} : { maxBindingBytes: device.maxBindingBytes })
+      yield* Effect.annotateCurrentSpan({ "crucible.merge.device": "gpu" })
+      const bytes = dtype === "F32" ? new Uint8Array(sum.buffer, sum.byteOffset, sum.byteLength) : DType.fromNumbers(sum, dtype)
+      const bad = checkFinite && (NonFinite.firstNonFinite(sum) >= 0 || (dtype !== "F32" && Packed.isPacked(dtype) && Packed.hasNonFiniteJs(bytes, dtype, 0, m)))
+      return { bytes, bad }
     })
 
   return {

@@ -106,13 +106,16 @@ const preset = <const Kind extends string>(kind: Kind, name: Kernel.PresetName, 
         Effect.map(Parallel.taskArithmetic(pool, plan, out, job.base!, job.models), ({ diagnostics }) => {
           if (diagnostics !== undefined) job.diagnose(diagnostics)
         })),
-    // TIES, breadcrumbs and plain task arithmetic on the GPU; DARE/DELLA (draws, L1 rescale) on the CPU.
-    gpu: (device, job, params) =>
-      Effect.flatMap(Effect.fromResult(planOf(kind, { ...job, models: job.models.length }, params)), (plan) =>
-        !GpuTask.supports(plan) ? Effect.undefined : Effect.map(GpuTask.merge(device, plan, job.base!, job.models), ({ out, partial }) => {
-          if (partial !== undefined) job.diagnose(TaskDiagnostics.summarize(plan, [partial], out.length))
-          return out
-        })),
+    // TIES, breadcrumbs and plain task arithmetic on the GPU; DARE/DELLA (draws, L1 rescale) have no
+    // kernel, so they are CPU stages (`resources.device` follows `gpu`, see Method.define).
+    ...(Kernel.presets[name].sparsify === "random" || Kernel.presets[name].sparsify === "della" ? {} : {
+      gpu: (device: GPUDevice, job: Method.Job, params: Schema.Struct.Type<Fields>) =>
+        Effect.flatMap(Effect.fromResult(planOf(kind, { ...job, models: job.models.length }, params)), (plan) =>
+          !GpuTask.supports(plan) ? Effect.undefined : Effect.map(GpuTask.merge(device, plan, job.base!, job.models), ({ out, partial }) => {
+            if (partial !== undefined) job.diagnose(TaskDiagnostics.summarize(plan, [partial], out.length))
+            return out
+          }))
+    }),
     rangeWise: (tensor, params) => planOf(kind, tensor, params)
   })
 
