@@ -1,56 +1,34 @@
 /// <reference types="@webgpu/types" />
 /**
- * The merge kernel bench on a WebGPU device: `out = Σᵢ cᵢ·xᵢ` over 4 inputs of N elements, f32 →
- * f32 and bf16 → bf16, with a WGSL kernel of this bench (packages/strategies/src/merge/gpu/ had no
- * kernels yet when it was written). GB/s counts the bytes read and written, (4 + 1)·N·bytes, and is
- * set against the device's own copy bandwidth measured here (copyBufferToBuffer of the four inputs,
- * 2·4·N·bytes moved: the physical bound) and against the CPU path (`Packed.ts`, one thread, WASM
- * SIMD, float64 sums). The GPU's results are checked against the CPU's bytes.
+ * The merge kernel bench on a WebGPU device: `out = Σᵢ cᵢ·xᵢ` over 4 inputs of N elements, f32 and
+ * bf16 inputs, with the kernel merge/linear runs (`packages/strategies/src/merge/gpu/WeightedSum.ts`:
+ * the inputs in one binding as stored, bf16 decoded in the shader, float32 sums out). It reports:
+ *
+ * - the dispatch alone: GB/s of the bytes the kernel reads and writes, 4·N·bytes + 4·N (float32
+ *   out), against the device's own copy bandwidth measured here (copyBufferToBuffer of the input
+ *   binding, 2·4·N·bytes moved: the physical bound);
+ * - end to end as `StreamSum` calls it (`WeightedSum.weightedSum`: host packing, upload, dispatch,
+ *   read-back) plus the host's encoding to the input dtype (`DType.fromNumbers`), per range;
+ * - the CPU path (`Packed.ts`, one thread, WASM SIMD, float64 sums) on the same bytes, dtype → dtype.
+ *
+ * Check: every element of the GPU's float32 sum against the CPU's (the same inputs → f32, float64
+ * summed and rounded once) within `WeightedSum.bound` (|Δ| ≤ (N + 2)·2⁻²⁴·Σ|cᵢxᵢ| + N·2⁻¹²⁶).
  */
+import * as DType from "../../packages/core/src/tensor/DType.ts"
+import { Effect } from "../merge/effect.ts"
+import * as Device from "../../packages/strategies/src/merge/gpu/Device.ts"
+import * as GpuSum from "../../packages/strategies/src/merge/gpu/WeightedSum.ts"
 import * as Arena from "../../packages/strategies/src/merge/kernels/Arena.ts"
 import * as Packed from "../../packages/strategies/src/merge/kernels/Packed.ts"
 
 export const INPUTS = 4
 /** As float32 values, so that the CPU (float64 sums) and the GPU (float32) multiply by the same numbers. */
 export const COEFFICIENTS = Array.from(new Float32Array([0.4, 0.3, 0.2, 0.1]))
-const WORKGROUP = 256
-
-/**
- * One invocation per 4 f32 (a vec4) or 8 bf16 (a vec4<u32>, two bf16 per word); a grid-stride loop
- * covers sizes past 65535 workgroups. bf16 widens exactly (the high half of an f32), sums in f32 and
- * rounds to nearest even as `float32ToBF16Bits` (NaN kept quiet), like Packed.ts up to the f32 sum.
- */
-const shader = (dtype: "F32" | "BF16"): string => {
-  const element = dtype === "F32" ? "vec4<f32>" : "vec4<u32>"
-  const inputs = Array.from({ length: INPUTS }, (_, i) => `@group(0) @binding(${i}) var<storage, read> x${i}: array<${element}>;`).join("\n")
-  const body =
-    dtype === "F32"
-      ? `out[j] = ${Array.from({ length: INPUTS }, (_, i) => `c.v[${i >> 2}][${i & 3}] * x${i}[j]`).join(" + ")};`
-      : `var lo = vec4<f32>(0.0); var hi = vec4<f32>(0.0);
-      ${Array.from({ length: INPUTS }, (_, i) => `lo += c.v[${i >> 2}][${i & 3}] * bitcast<vec4<f32>>(x${i}[j] << vec4<u32>(16u)); hi += c.v[${i >> 2}][${i & 3}] * bitcast<vec4<f32>>(x${i}[j] & vec4<u32>(0xffff0000u));`).join("\n      ")}
-      out[j] = bf16(lo) | (bf16(hi) << vec4<u32>(16u));`
-  return `${inputs}
-@group(0) @binding(${INPUTS}) var<storage, read_write> out: array<${element}>;
-struct C { v: array<vec4<f32>, ${Math.ceil(INPUTS / 4)}> }
-@group(0) @binding(${INPUTS + 1}) var<uniform> c: C;
-fn bf16(x: vec4<f32>) -> vec4<u32> {
-  let b = bitcast<vec4<u32>>(x);
-  let rounded = (b + vec4<u32>(0x7fffu) + ((b >> vec4<u32>(16u)) & vec4<u32>(1u))) >> vec4<u32>(16u);
-  let nan = (b & vec4<u32>(0x7fffffffu)) > vec4<u32>(0x7f800000u);
-  return select(rounded, (b >> vec4<u32>(16u)) | vec4<u32>(0x40u), nan);
-}
-@compute @workgroup_size(${WORKGROUP})
-fn main(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-  let stride = groups.x * ${WORKGROUP}u;
-  for (var j = id.x; j < arrayLength(&out); j += stride) {
-      ${body}
-  }
-}`
-}
 
 export interface MergeFigures {
   readonly dtype: "F32" | "BF16"
   readonly elements: number
+  /** What the dispatch reads and writes: the inputs as stored and the float32 sums. */
   readonly bytesMoved: number
   readonly gpuSeconds: number
   readonly gpuGBps: number
@@ -58,14 +36,16 @@ export interface MergeFigures {
   readonly copyGBps: number
   /** gpuGBps / copyGBps (target ≥ 0.5 on a real GPU). */
   readonly ofCopy: number
+  /** `WeightedSum.weightedSum` plus encoding to the input dtype, GB/s of the inputs and output as stored. */
+  readonly endToEndSeconds: number
+  readonly endToEndGBps: number
   readonly cpuSeconds: number
   readonly cpuGBps: number
+  /** CPU time over the dispatch's time, and over the end-to-end time. */
   readonly gpuOverCpu: number
-  readonly uploadGBps: number
-  readonly readbackGBps: number
-  /** Elements whose GPU result differs from the CPU's bytes, and the largest difference. */
+  readonly endToEndOverCpu: number
+  /** Elements whose GPU float32 sum differs from the CPU's, and the largest |Δ| / Σ|cᵢxᵢ|. */
   readonly mismatches: number
-  readonly maxUlps: number
   readonly maxRelative: number
   readonly ok: boolean
 }
@@ -93,41 +73,37 @@ export const mergeBench = async (device: GPUDevice, options: { readonly elements
   const per = Packed.bytesPer(dtype)
   const n = options.elements - (options.elements % 8)
   const bytes = n * per
-  const arena = Arena.make({ maxBytes: (INPUTS + 2) * bytes + (1 << 24) })
+  const arena = Arena.make({ maxBytes: (INPUTS + 3) * n * 4 + (1 << 24) })
   const hostInputs = Array.from({ length: INPUTS }, (_, i) => {
     const x = arena.allocBytes(bytes)!
     fill(x, dtype, i + 1)
     return x
   })
   const cpuOut = arena.allocBytes(bytes)!
+  const cpuSums = arena.allocBytes(n * 4)!
   const packed = Packed.make(arena.memory, arena.owns)
+  const sum = (out: Uint8Array, outDtype: Packed.PackedDType) => {
+    if (!packed.weightedSum(out, outDtype, hostInputs, dtype, COEFFICIENTS, 0, n)) Packed.weightedSumJs(out, outDtype, hostInputs, dtype, COEFFICIENTS, 0, n)
+  }
   const cpuSeconds = await best(repeats, () => {
     const t0 = performance.now()
-    if (!packed.weightedSum(cpuOut, dtype, hostInputs, dtype, COEFFICIENTS, 0, n)) Packed.weightedSumJs(cpuOut, dtype, hostInputs, dtype, COEFFICIENTS, 0, n)
+    sum(cpuOut, dtype)
     return (performance.now() - t0) / 1000
   })
+  sum(cpuSums, "F32")
 
-  const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC
-  const inputs = hostInputs.map(() => device.createBuffer({ size: bytes, usage }))
-  const out = device.createBuffer({ size: bytes, usage })
-  const scratch = inputs.map(() => device.createBuffer({ size: bytes, usage: GPUBufferUsage.COPY_DST }))
-  const coefficients = device.createBuffer({ size: 16 * Math.ceil(INPUTS / 4), usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST })
-  const readback = device.createBuffer({ size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST })
+  // The kernel's inputs as WeightedSum.ts lays them out: one binding, input i at i·n (n is even).
+  const views = hostInputs.map((x) => (dtype === "F32" ? new Float32Array(x.buffer, x.byteOffset, n) : new Uint16Array(x.buffer, x.byteOffset, n)))
+  const inputs: GpuSum.Inputs = dtype === "F32" ? { dtype, arrays: views as Array<Float32Array> } : { dtype, arrays: views as Array<Uint16Array> }
+  const pipe = await Effect.runPromise(Device.pipeline(device, `weighted-sum.${dtype}`, GpuSum.shader(dtype)))
+  const x = Device.storage(device, INPUTS * bytes, "bench.x")
+  const y = Device.storage(device, n * 4, "bench.out")
+  const scratch = device.createBuffer({ size: INPUTS * bytes, usage: GPUBufferUsage.COPY_DST })
+  const coef = Device.storage(device, INPUTS * 4, "bench.coef")
+  const params = Device.uniform(device, new Uint32Array([n, INPUTS, n, 0]), "bench.params")
   try {
-    device.queue.writeBuffer(coefficients, 0, new Float32Array(COEFFICIENTS))
-    const t0 = performance.now()
-    inputs.forEach((b, i) => device.queue.writeBuffer(b, 0, hostInputs[i]!))
-    await device.queue.onSubmittedWorkDone()
-    const uploadSeconds = (performance.now() - t0) / 1000
-
-    const module = device.createShaderModule({ code: shader(dtype) })
-    const pipeline = await device.createComputePipelineAsync({ layout: "auto", compute: { module, entryPoint: "main" } })
-    const bindGroup = device.createBindGroup({
-      layout: pipeline.getBindGroupLayout(0),
-      entries: [...inputs, out].map((buffer, binding) => ({ binding, resource: { buffer } })).concat([{ binding: INPUTS + 1, resource: { buffer: coefficients } }])
-    })
-    const invocations = bytes / 16
-    const groups = Math.min(Math.ceil(invocations / WORKGROUP), device.limits.maxComputeWorkgroupsPerDimension)
+    Device.upload(device, coef, Float32Array.from(COEFFICIENTS))
+    hostInputs.forEach((h, i) => Device.upload(device, x, h, i * bytes))
     const submit = async (encode: (encoder: GPUCommandEncoder) => void): Promise<number> => {
       const encoder = device.createCommandEncoder()
       for (let k = 0; k < batch; k++) encode(encoder)
@@ -136,61 +112,41 @@ export const mergeBench = async (device: GPUDevice, options: { readonly elements
       await device.queue.onSubmittedWorkDone()
       return (performance.now() - start) / 1000 / batch
     }
-    const gpuSeconds = await best(repeats, () =>
-      submit((encoder) => {
-        const pass = encoder.beginComputePass()
-        pass.setPipeline(pipeline)
-        pass.setBindGroup(0, bindGroup)
-        pass.dispatchWorkgroups(groups)
-        pass.end()
-      })
-    )
-    const copySeconds = await best(repeats, () => submit((encoder) => inputs.forEach((b, i) => encoder.copyBufferToBuffer(b, 0, scratch[i]!, 0, bytes))))
+    const gpuSeconds = await best(repeats, () => submit((encoder) => Device.dispatch(encoder, device, pipe, [params, coef, x, y], n)))
+    const copySeconds = await best(repeats, () => submit((encoder) => encoder.copyBufferToBuffer(x, 0, scratch, 0, INPUTS * bytes)))
 
-    const encoder = device.createCommandEncoder()
-    encoder.copyBufferToBuffer(out, 0, readback, 0, bytes)
-    device.queue.submit([encoder.finish()])
-    const r0 = performance.now()
-    await readback.mapAsync(GPUMapMode.READ)
-    const gpuOut = new Uint8Array(readback.getMappedRange().slice(0))
-    const readbackSeconds = (performance.now() - r0) / 1000
-    readback.unmap()
+    // End to end, as StreamSum sums one range on the GPU: the kernel's function and the encoding.
+    let gpuSums = new Float32Array(0)
+    const endToEndSeconds = await best(repeats, async () => {
+      const t0 = performance.now()
+      gpuSums = await Effect.runPromise(GpuSum.weightedSum(device, inputs, COEFFICIENTS))
+      if (dtype !== "F32") DType.fromNumbers(gpuSums, dtype)
+      return (performance.now() - t0) / 1000
+    })
 
-    // Check: the CPU sums in float64 and rounds once; the GPU rounds each of the 4 products (unless
-    // fused) and each of the 3 additions in float32, every rounding ≤ 2⁻²⁴ of a value ≤ Σ|cᵢxᵢ|, and
-    // the CPU's one rounding adds one more: |Δ| ≤ 5·2⁻²⁴·Σ|cᵢxᵢ| for f32. A bf16 result is the f32
-    // sum rounded to bf16, so the two may also fall on either side of a rounding boundary.
-    let mismatches = 0, maxUlps = 0, maxRelative = 0, ok = true
-    const view = (x: Uint8Array) => (dtype === "F32" ? new Float32Array(x.buffer, x.byteOffset, n) : new Uint16Array(x.buffer, x.byteOffset, n))
-    const got = view(gpuOut), want = view(cpuOut), xs = hostInputs.map(view)
+    let mismatches = 0, maxRelative = 0, ok = true
+    const want = new Float32Array(cpuSums.buffer, cpuSums.byteOffset, n)
     const asF32 = (v: number) => (dtype === "F32" ? v : new Float32Array(new Uint32Array([v << 16]).buffer)[0]!)
     for (let j = 0; j < n; j++) {
-      if (got[j] === want[j]) continue
+      if (gpuSums[j] === want[j]) continue
       mismatches++
-      const g = asF32(got[j]!), w = asF32(want[j]!)
-      let bound = 0
-      for (let i = 0; i < INPUTS; i++) bound += Math.abs(COEFFICIENTS[i]! * asF32(xs[i]![j]!))
-      maxRelative = Math.max(maxRelative, Math.abs(g - w) / bound)
-      if (dtype === "F32") {
-        if (Math.abs(g - w) > 5 * 2 ** -24 * bound) ok = false
-      } else {
-        // Cancellation can leave a result far below Σ|cᵢxᵢ|, where a bf16 ulp is tiny: the bound is
-        // the f32 one plus one bf16 ulp of the larger result (each side rounds once to bf16).
-        maxUlps = Math.max(maxUlps, Math.abs(((got[j]! & 0x8000 ? -1 : 1) * (got[j]! & 0x7fff)) - ((want[j]! & 0x8000 ? -1 : 1) * (want[j]! & 0x7fff))))
-        if (Math.abs(g - w) > 5 * 2 ** -24 * bound + 2 ** (Math.floor(Math.log2(Math.max(Math.abs(g), Math.abs(w)))) - 7)) ok = false
-      }
+      let terms = 0
+      for (let i = 0; i < INPUTS; i++) terms += Math.abs(COEFFICIENTS[i]! * asF32(views[i]![j]!))
+      const delta = Math.abs(gpuSums[j]! - want[j]!)
+      maxRelative = Math.max(maxRelative, delta / terms)
+      if (!(delta <= GpuSum.bound(INPUTS, terms))) ok = false
     }
-    const moved = (INPUTS + 1) * bytes
+    const moved = INPUTS * bytes + n * 4
+    const asStored = (INPUTS + 1) * bytes
     const gpuGBps = moved / gpuSeconds / 1e9
     const copyGBps = (2 * INPUTS * bytes) / copySeconds / 1e9
-    const cpuGBps = moved / cpuSeconds / 1e9
     return {
       dtype, elements: n, bytesMoved: moved, gpuSeconds, gpuGBps, copySeconds, copyGBps, ofCopy: gpuGBps / copyGBps,
-      cpuSeconds, cpuGBps, gpuOverCpu: cpuSeconds / gpuSeconds,
-      uploadGBps: (INPUTS * bytes) / uploadSeconds / 1e9, readbackGBps: bytes / readbackSeconds / 1e9,
-      mismatches, maxUlps, maxRelative, ok
+      endToEndSeconds, endToEndGBps: asStored / endToEndSeconds / 1e9,
+      cpuSeconds, cpuGBps: asStored / cpuSeconds / 1e9, gpuOverCpu: cpuSeconds / gpuSeconds, endToEndOverCpu: cpuSeconds / endToEndSeconds,
+      mismatches, maxRelative, ok
     }
   } finally {
-    for (const b of [...inputs, ...scratch, out, coefficients, readback]) b.destroy()
+    for (const b of [x, y, scratch, coef, params]) b.destroy()
   }
 }

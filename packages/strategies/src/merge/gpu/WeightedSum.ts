@@ -51,7 +51,8 @@ const load = (dtype: InputDType): string => {
   }
 }
 
-const shader = (dtype: InputDType): string => `
+/** The kernel's WGSL (bindings: params, coef, x, out), for benches that time the dispatch alone. @category kernels */
+export const shader = (dtype: InputDType): string => `
 struct Params { n: u32, count: u32, stride: u32, pad: u32 }
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> coef: array<f32>;
