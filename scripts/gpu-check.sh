@@ -40,7 +40,7 @@ if ! { ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1 '; } && ! ls /usr/lib
 fi
 nvidia_icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 if [ -z "${VK_DRIVER_FILES:-}" ] && [ -z "${VK_ICD_FILENAMES:-}" ] && [ -f "$nvidia_icd" ]; then export VK_DRIVER_FILES="$nvidia_icd"; fi
-echo "gpu-check: VK_DRIVER_FILES=${VK_DRIVER_FILES:-(the loader's default search)}"
+echo "gpu-check: VK_DRIVER_FILES=${VK_DRIVER_FILES:-(the default search of the loader)}"
 command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 export MESA_SHADER_CACHE_DIR="$work/shader-cache"
 
