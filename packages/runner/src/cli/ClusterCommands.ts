@@ -17,6 +17,7 @@ import * as Telemetry from "../telemetry/Telemetry.ts"
 import * as Server from "../ui/Server.ts"
 import * as ClusterLayer from "../cluster/ClusterLayer.ts"
 import * as Resources from "../cluster/Resources.ts"
+import type { RunSummary } from "../cluster/Protocol.ts"
 import * as Submit from "../cluster/Submit.ts"
 import type { ExitSink } from "./Commands.ts"
 import { ExitCode, forRun } from "./ExitCode.ts"
@@ -95,13 +96,12 @@ const submitAndFollow = (flags: Parameters<typeof runOnCluster>[0], reporter: Re
       Effect.provide(Layer.orDie(Telemetry.layer({ runId, ...Option.match(flags.otlp, { onNone: () => ({}), onSome: (otlpUrl) => ({ otlpUrl }) }) }))),
       Effect.provideService(Reporter, reporter)
     ))
-    if (submitted._tag === "Failure") {
-      yield* err(submitted.failure.message)
-      exit.code = ExitCode.invalid
-      return
-    }
-    exit.code = forRun(submitted.success.status)
+    yield* exitWith(submitted, exit)
   })
+
+// A followed run's end as the exit code (a local run's), or what stopped it on stderr (exit 2).
+const exitWith = (followed: Result.Result<RunSummary, { readonly message: string }>, exit: ExitSink) =>
+  Result.isFailure(followed) ? Effect.andThen(err(followed.failure.message), Effect.sync(() => void (exit.code = ExitCode.invalid))) : Effect.sync(() => void (exit.code = forRun(followed.success.status)))
 
 /** The `worker` command. */
 export const worker = (exit: ExitSink) =>
@@ -172,12 +172,7 @@ export const attach = (exit: ExitSink) =>
           Effect.provide(ClusterLayer.client(flags.cluster)),
           Effect.provideService(Reporter, reporter)
         ))
-        if (followed._tag === "Failure") {
-          yield* err(followed.failure.message)
-          exit.code = ExitCode.invalid
-          return
-        }
-        exit.code = forRun(followed.success.status)
+        yield* exitWith(followed, exit)
       })
   ).pipe(Command.withDescription("Follow a cluster run again (after the process that submitted it stopped), to its end."))
 
