@@ -11,11 +11,17 @@
  *   buckets are located on the host. Counts are integers, so the cut, and with it the kept set,
  *   is the CPU's bit for bit. When the cut falls inside a group of equal magnitudes, the index
  *   of the n-th equal element (the tie-break: lower index first) is found by a host scan.
+ * - DARE's random keep: draw j of model i's stream is `Prng.bits` computed in u32 arithmetic
+ *   (`lowbias32(lowbias32(k₀ + j·φ) ⊕ k₁)`, j the tensor index, keys from the host), kept when
+ *   its top 24 bits are below ⌈density·2²⁴⌉ — exactly `Prng.uniform(key, j) < density` — so the
+ *   kept set is the CPU's bit for bit, whatever the chunking. `unbiased` divides by density.
+ * - The L1 rescale (`rescale: l1`): per block of {@link L1_BLOCK} elements, ‖τ‖₁ and ‖kept τ‖₁ in
+ *   float32 on the GPU, the blocks added in float64 on the host ({@link factorError}).
  * - Sign election (`sum`: the sign of Σ wᵢS(τᵢ); `count`: of Σ sign), the agreeing entries
  *   summed and divided by their weights, in float32.
  *
- * DARE and DELLA (random draws) and the L1 rescale stay on the CPU: {@link supports} says which
- * plans run here.
+ * DELLA stays on the CPU (its keep probabilities come from each row's magnitude ranks, a sort per
+ * row): {@link supports} says which plans run here.
  *
  * @since 0.2.0
  */
@@ -33,10 +39,28 @@ export const MAX_MODELS = 32
 
 const U = 2 ** -24
 
-/** Whether `plan` runs on the GPU: no random draws, no L1 rescale, at most {@link MAX_MODELS} models. @category plans */
+/** Elements per float32 partial of the L1 norms (each partial sums at most this many |τ|). @category constants */
+export const L1_BLOCK = 64
+
+/** Whether `plan` runs on the GPU: no DELLA, at most {@link MAX_MODELS} models. @category plans */
 export const supports = (plan: TaskArithmeticPlan): boolean =>
-  plan.rescale === "none" && plan.models.length <= MAX_MODELS &&
-  plan.models.every((m) => m.selector.kind === "all" || m.selector.kind === "none" || m.selector.kind === "ranks")
+  plan.models.length <= MAX_MODELS && plan.models.every((m) => m.selector.kind !== "della")
+
+/**
+ * The relative error δ of a GPU L1 factor ‖τ‖₁/‖kept τ‖₁ against the CPU's (0 without `rescale:
+ * l1`): each float32 block partial sums at most {@link L1_BLOCK} non-negative exact |τ|, within
+ * γ = L1_BLOCK·u of its exact value, and the float64 sums of the blocks (here) and of the
+ * elements (on the CPU) add 2n·2⁻⁵³; numerator and denominator each within γ' = γ + 2n·2⁻⁵³, so
+ * the quotient within 2γ'/(1 − γ'). (A norm within δ of mergekit's 1e-7 floor may take the other
+ * side of it: no such tensor in the tests.)
+ *
+ * @category bounds
+ */
+export const factorError = (plan: TaskArithmeticPlan, n: number): number => {
+  if (plan.rescale !== "l1") return 0
+  const g = L1_BLOCK * U + 2 * n * 2 ** -53
+  return (2 * g) / (1 - g)
+}
 
 /** @category models */
 export interface Result {
@@ -53,12 +77,75 @@ export interface Result {
  * agreeing kept entries and D the divisor (Σ agreeing wᵢ for TIES, the plan's divisor otherwise,
  * T = 0 then). Derivation: wᵢτᵢ rounds twice (wᵢ to float32, the product: 2u), the N-term sum
  * adds (N − 1)u·S, D's sum N·u·T (relative N·u·T/|D| of the quotient), λ·M/D three roundings,
- * the final `base + …` one (u·|out|), and the CPU's single rounding u·|out|.
+ * the final `base + …` one (u·|out|), and the CPU's single rounding u·|out|. With `rescale: l1`
+ * the factors in S are the CPU's and the GPU's lie within `factor` ({@link factorError}) of them,
+ * which adds `factor·|λ|·S/|D|` and scales the rounding terms by (1 + factor).
  *
  * @category bounds
  */
-export const bound = (models: number, out: number, lambda: number, s: number, t: number, d: number): number =>
-  2 * U * Math.abs(out) + (models + 4) * U * Math.abs(lambda) * s * (1 + t / Math.abs(d)) / Math.abs(d) + models * 2 ** -126
+export const bound = (models: number, out: number, lambda: number, s: number, t: number, d: number, factor = 0): number =>
+  2 * U * Math.abs(out) + ((models + 4) * U * (1 + factor) * (1 + t / Math.abs(d)) + factor) * Math.abs(lambda) * s / Math.abs(d) + models * 2 ** -126
+
+// The per-model decision, shared by the apply and L1 kernels: words of model i in `info` (see
+// `infoWords`): kind 0 all, 1 none, 2 a magnitude window, 3 DARE's draw.
+const keepCode = `
+fn lowbias32(v: u32) -> u32 {
+  var h = v;
+  h ^= h >> 16u;
+  h *= 0x7feb352du;
+  h ^= h >> 15u;
+  h *= 0x846ca68bu;
+  h ^= h >> 16u;
+  return h;
+}
+
+fn above(key: u32, at: u32, bits: u32, index: u32, mode: u32) -> bool {
+  if (mode == 1u) { return true; }
+  if (mode == 2u) { return false; }
+  return key > bits || (key == bits && at < index);
+}
+
+fn kept(i: u32, tau: f32, at: u32) -> bool {
+  let w = i * 8u;
+  let flags = info[w + 2u];
+  let kind = flags & 0xfu;
+  if (kind == 0u) { return true; }
+  if (kind == 2u) {
+    let key = bitcast<u32>(tau) & 0x7fffffffu;
+    return above(key, at, info[w + 3u], info[w + 4u], (flags >> 4u) & 0xfu) && !above(key, at, info[w + 5u], info[w + 6u], (flags >> 8u) & 0xfu);
+  }
+  if (kind == 3u) {
+    // Prng.bits(key, at): u32 multiplication wraps as Math.imul does.
+    let draw = lowbias32(lowbias32(info[w + 3u] + at * 0x9e3779b9u) ^ info[w + 4u]);
+    return (draw >> 8u) < info[w + 5u];
+  }
+  return false;
+}`
+
+const l1Shader = `
+struct Params { n: u32, stride: u32, model: u32, offset: u32, blocks: u32, p1: u32, p2: u32, p3: u32 }
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> info: array<u32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read_write> partials: array<f32>;
+${keepCode}
+@compute @workgroup_size(${Device.WORKGROUP})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let total = groups.x * ${Device.WORKGROUP}u;
+  let at = (params.model + 1u) * params.stride;
+  for (var b = gid.x; b < params.blocks; b += total) {
+    var before = 0.0;
+    var after = 0.0;
+    let end = min(params.n, (b + 1u) * ${L1_BLOCK}u);
+    for (var j = b * ${L1_BLOCK}u; j < end; j++) {
+      let tau = x[at + j] - x[j];
+      before += abs(tau);
+      if (kept(params.model, tau, params.offset + j)) { after += abs(tau); }
+    }
+    partials[2u * b] = before;
+    partials[2u * b + 1u] = after;
+  }
+}`
 
 const histogramShader = `
 struct Params { n: u32, stride: u32, model: u32, mode: u32, high: u32, p1: u32, p2: u32, p3: u32 }
@@ -86,30 +173,19 @@ struct Params { n: u32, count: u32, stride: u32, offset: u32, consensus: u32, no
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<storage, read_write> agreed: array<atomic<u32>>;
-var<workgroup> local: array<atomic<u32>, ${MAX_MODELS}>;
-
-fn above(key: u32, at: u32, bits: u32, index: u32, mode: u32) -> bool {
-  if (mode == 1u) { return true; }
-  if (mode == 2u) { return false; }
-  return key > bits || (key == bits && at < index);
-}
+// [0, MAX_MODELS): agreeing entries per model; [MAX_MODELS, 2·MAX_MODELS): survivors of the draws.
+var<workgroup> local: array<atomic<u32>, ${2 * MAX_MODELS}>;
+${keepCode}
 
 fn contribution(i: u32, j: u32, at: u32) -> f32 {
   let tau = x[(i + 1u) * params.stride + j] - x[j];
-  let w = i * 8u;
-  let flags = info[w + 2u];
-  let kind = flags & 0xfu;
-  var keep = kind == 0u;
-  if (kind == 2u) {
-    let key = bitcast<u32>(tau) & 0x7fffffffu;
-    keep = above(key, at, info[w + 3u], info[w + 4u], (flags >> 4u) & 0xfu) && !above(key, at, info[w + 5u], info[w + 6u], (flags >> 8u) & 0xfu);
-  }
-  return select(0.0, bitcast<f32>(info[w]) * tau, keep);
+  return select(0.0, bitcast<f32>(info[i * 8u]) * tau, kept(i, tau, at));
 }
 
 @compute @workgroup_size(${Device.WORKGROUP})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) lid: u32, @builtin(num_workgroups) groups: vec3<u32>) {
   let total = groups.x * ${Device.WORKGROUP}u;
+  var drawn: array<u32, ${MAX_MODELS}>;
   for (var j = gid.x; j < params.n; j += total) {
     let at = params.offset + j;
     var s = 0.0;
@@ -122,6 +198,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation
     var divisor = 0.0;
     for (var i = 0u; i < params.count; i++) {
       let v = contribution(i, j, at);
+      if ((info[i * 8u + 2u] & 0xfu) == 3u && kept(i, x[(i + 1u) * params.stride + j] - x[j], at)) { drawn[i] += 1u; }
       if (params.consensus == 0u) {
         mixed += v;
       } else if (v * elected > 0.0) {
@@ -136,8 +213,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation
       out[j] = x[j] + params.scale * mixed;
     }
   }
+  for (var i = 0u; i < params.count; i++) {
+    if (drawn[i] != 0u) { atomicAdd(&local[${MAX_MODELS}u + i], drawn[i]); }
+  }
   workgroupBarrier();
-  if (lid < params.count) { atomicAdd(&agreed[lid], atomicLoad(&local[lid])); }
+  if (lid < params.count) {
+    atomicAdd(&agreed[lid], atomicLoad(&local[lid]));
+    atomicAdd(&agreed[params.count + lid], atomicLoad(&local[${MAX_MODELS}u + lid]));
+  }
 }`
 
 /** Float32 bits of a number. */
@@ -146,14 +229,24 @@ const bitsOf = (value: number): number => new Uint32Array(Float32Array.of(value)
 const cutWords = (cut: Select.Cut): [number, number, number] =>
   cut.bits < 0 ? [0, 0, 1] : cut.bits >= 2 ** 32 ? [0, 0, 2] : [cut.bits >>> 0, cut.index, 0]
 
-/** The per-model words of the apply kernel: factor, weight, flags, hi cut, lo cut. */
+/**
+ * The per-model words of the kernels: factor (÷ density for DARE's `unbiased`, as
+ * `Sparsify.applyChunk`), weight, flags, then hi and lo cuts, or DARE's key and threshold
+ * ⌈density·2²⁴⌉: a 24-bit draw m/2²⁴ is below density exactly when m is below it.
+ */
 const infoWords = (prepared: Prepared): Uint32Array => {
   const words = new Uint32Array(8 * prepared.selectors.length)
   prepared.selectors.forEach((selector, i) => {
     const w = 8 * i
-    words[w] = bitsOf(prepared.factors[i]!)
+    const factor = prepared.factors[i]!
+    words[w] = bitsOf(selector.kind === "random" && prepared.plan.rescale === "unbiased" ? factor / selector.density : factor)
     words[w + 1] = bitsOf(prepared.plan.models[i]!.weight)
-    if (selector.kind === "window") {
+    if (selector.kind === "random") {
+      words[w + 2] = 3
+      words[w + 3] = selector.key.k0 >>> 0
+      words[w + 4] = selector.key.k1 >>> 0
+      words[w + 5] = Math.ceil(selector.density * 2 ** 24)
+    } else if (selector.kind === "window") {
       const [hb, hi, hm] = cutWords(selector.hi)
       const [lb, li, lm] = cutWords(selector.lo)
       words[w + 2] = 2 | (hm << 4) | (lm << 8)
@@ -194,6 +287,7 @@ export const merge = (
     const chunks = Math.ceil(n / chunk)
     const histogram = yield* Device.pipeline(device, "ties.histogram", histogramShader)
     const apply = yield* Device.pipeline(device, "ties.apply", applyShader)
+    const l1 = plan.rescale === "l1" ? yield* Device.pipeline(device, "ties.l1", l1Shader) : undefined
     return yield* Device.using([], (track) =>
       Effect.gen(function* () {
         const first = Math.min(chunk, n)
@@ -249,12 +343,30 @@ export const merge = (
             selectors.push({ kind: "window", lo: lo!, hi: hi! })
           }
         }
-        const prepared = TaskStatistics.finish(plan, selectors, () => [])
         const info = track(Device.storage(device, 8 * 4 * count, "ties.info"))
+        // The L1 partials of the models whose selector drops entries (`all` and `none` have factor 1).
+        const norms: Array<ReadonlyArray<Float64Array>> = selectors.map(() => [])
+        if (l1 !== undefined) {
+          Device.upload(device, info, infoWords(TaskStatistics.finish({ ...plan, rescale: "none" }, selectors, () => [])))
+          const partials = track(Device.storage(device, 8 * Math.ceil(first / L1_BLOCK), "ties.l1.partials"))
+          for (const [i, selector] of selectors.entries()) {
+            if (selector.kind === "all" || selector.kind === "none") continue
+            const parts: Array<Float64Array> = []
+            for (let c = 0; c < chunks; c++) {
+              const { start, m } = load(c)
+              const blocks = Math.ceil(m / L1_BLOCK)
+              device.queue.writeBuffer(params, 0, new Uint32Array([m, m, i, start, blocks, 0, 0, 0]))
+              yield* Device.run(device, "ties.l1", (e) => Device.dispatch(e, device, l1, [params, info, x, partials], blocks))
+              parts.push(Float64Array.from(new Float32Array(yield* Device.readBack(device, partials, 8 * blocks, "ties.l1"))))
+            }
+            norms[i] = parts
+          }
+        }
+        const prepared = TaskStatistics.finish(plan, selectors, (i) => norms[i]!)
         Device.upload(device, info, infoWords(prepared))
         const y = track(Device.storage(device, first * 4, "ties.out"))
-        const agreed = track(Device.storage(device, 4 * count, "ties.agreed"))
-        device.queue.writeBuffer(agreed, 0, new Uint32Array(count))
+        const agreed = track(Device.storage(device, 8 * count, "ties.agreed"))
+        device.queue.writeBuffer(agreed, 0, new Uint32Array(2 * count))
         const out = new Float32Array(n)
         const consensus = plan.consensus === "none" ? 0 : plan.consensus === "sum" ? 1 : 2
         for (let c = 0; c < chunks; c++) {
@@ -266,8 +378,12 @@ export const merge = (
           yield* Device.run(device, "ties.apply", (e) => Device.dispatch(e, device, apply, [params, info, x, y, agreed], m))
           out.set(new Float32Array(yield* Device.readBack(device, y, m * 4, "ties.apply")), start)
         }
-        const agree = new Uint32Array(yield* Device.readBack(device, agreed, 4 * count, "ties.apply"))
-        const partial: TaskDiagnostics.Partial = { kept: new Float64Array(count), agree: Float64Array.from(agree), squares: new Float64Array(0) }
+        const tallies = new Uint32Array(yield* Device.readBack(device, agreed, 8 * count, "ties.apply"))
+        const partial: TaskDiagnostics.Partial = {
+          kept: Float64Array.from(tallies.subarray(count)),
+          agree: Float64Array.from(tallies.subarray(0, count)),
+          squares: new Float64Array(0)
+        }
         return { out, prepared, partial }
       }))
   })

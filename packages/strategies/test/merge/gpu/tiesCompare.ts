@@ -3,6 +3,7 @@
  * `GpuTask.bound` (see src/merge/gpu/TaskArithmetic.ts).
  */
 import * as GpuTask from "../../../src/merge/gpu/TaskArithmetic.ts"
+import * as Prng from "../../../src/merge/kernels/Prng.ts"
 import * as Kernel from "../../../src/merge/kernels/TaskArithmetic.ts"
 import * as TaskStatistics from "../../../src/merge/kernels/TaskStatistics.ts"
 
@@ -12,30 +13,36 @@ const U = 2 ** -24
  * The GPU result against the CPU kernel's: per element, the CPU's contributions vᵢ = wᵢS(τᵢ) in
  * float64 give the election; where |Σ vᵢ| is within the float32 rounding of the sum
  * ((N + 1)·u·Σ|vᵢ|) the GPU may elect the other sign, and those elements are only counted.
- * Everywhere else the bound `GpuTask.bound` holds. Returns the elements within rounding of 0.
+ * Everywhere else the bound `GpuTask.bound` holds. DARE's kept entries are the CPU's draws
+ * (`Prng.uniform`), and with `rescale: l1` the GPU's factors are within `GpuTask.factorError` δ of
+ * the CPU's, which widens the band around 0 by δ·Σ|vᵢ| and the bound as `GpuTask.bound` states.
+ * Returns the elements within rounding of 0.
  */
 export const compare = (gpu: Float32Array, cpu: Float32Array, prepared: Kernel.Prepared, base: Float32Array, models: ReadonlyArray<Float32Array>) => {
   const { plan } = prepared
   const cutOf = (i: number, j: number, tau: number) => {
     const s = prepared.selectors[i]!
     if (s.kind === "all") return true
+    if (s.kind === "random") return Prng.uniform(s.key, j) < s.density
     if (s.kind !== "window") return false
     const key = new Uint32Array(Float32Array.of(tau).buffer)[0]! & 0x7fffffff
     const above = (c: { bits: number; index: number }) => key > c.bits || (key === c.bits && j < c.index)
     return above(s.hi) && !above(s.lo)
   }
+  const delta = GpuTask.factorError(plan, gpu.length)
+  const factors = prepared.selectors.map((s, i) => s.kind === "random" && plan.rescale === "unbiased" ? prepared.factors[i]! / s.density : prepared.factors[i]!)
   let nearZero = 0
   for (let j = 0; j < gpu.length; j++) {
     const v = models.map((x, i) => {
       const tau = Math.fround(x[j]! - base[j]!)
-      return cutOf(i, j, tau) ? prepared.factors[i]! * tau : 0
+      return cutOf(i, j, tau) ? factors[i]! * tau : 0
     })
     let s = 0, abs = 0
     for (const vi of v) {
       s += plan.consensus === "count" ? Math.sign(vi) : vi
       abs += Math.abs(vi)
     }
-    if (plan.consensus !== "none" && Math.abs(s) <= (models.length + 1) * U * abs) {
+    if (plan.consensus !== "none" && Math.abs(s) <= ((models.length + 1) * U * (1 + delta) + delta) * abs) {
       nearZero++
       continue
     }
@@ -50,7 +57,7 @@ export const compare = (gpu: Float32Array, cpu: Float32Array, prepared: Kernel.P
     })
     const normalized = plan.consensus !== "none" && plan.normalize
     const divisor = normalized ? (D === 0 ? 1 : D) : plan.divisor
-    const b = GpuTask.bound(models.length, cpu[j]!, plan.lambda, S, normalized ? T : 0, divisor)
+    const b = GpuTask.bound(models.length, cpu[j]!, plan.lambda, S, normalized ? T : 0, divisor, delta)
     if (!(Math.abs(gpu[j]! - cpu[j]!) <= b)) throw new Error(`element ${j}: gpu ${gpu[j]} vs cpu ${cpu[j]}: ${Math.abs(gpu[j]! - cpu[j]!)} > ${b}`)
   }
   return nearZero
