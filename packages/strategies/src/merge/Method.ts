@@ -285,7 +285,7 @@ export const define = <
           const header: TensorParams = { name, shape: like.shape, value, perModel: perModel(present.length), models: present.length }
           const planned = method.rangeWise(header, fields)
           if (Result.isSuccess(planned) && RangeWise.eligible({ inputs, plan: planned.success, workingSet, threshold: rangeWiseBytes, limit: memoryLimit })) {
-            const merged = RangeWise.tensor({ like, dtype, inputs, plan: planned.success, workers, buffers: packed, allowNonFinite, diagnose: true, releaseAfter: memoryLimit !== undefined })
+            const merged = RangeWise.tensor({ like, dtype, inputs, plan: planned.success, workers, buffers: packed, allowNonFinite, diagnose: true, releaseAfter: memoryLimit !== undefined, gpu: Option.isSome(gpu) ? { device: gpu.value.device } : undefined })
             return TensorRef.withLineage(merged, Lineage.derived(inputs, { bytes: RangeWise.heldBytes(inputs) }))
           }
         }

@@ -6,6 +6,12 @@
  * output is computed range by range as its reader asks for it — never one whole float32 array.
  * The bytes are those of the whole-tensor path (see `kernels/PackedTaskArithmetic.ts`).
  *
+ * With a GPU (`options.gpu`: the run's `GpuMerge`) and a plan it runs (task arithmetic, TIES,
+ * breadcrumbs: `gpu/RangeWise.supports`), the non-finite scan, the magnitude cuts and every output
+ * range run in WGSL on the packed inputs (`gpu/RangeWise.ts`): the kept sets are the CPU's, the
+ * values within the README's "GPU kernels" bound (not its bytes), encoded to the output dtype on
+ * the host as the CPU encodes its float32 values.
+ *
  * Why hold the packed bytes rather than re-read the files on every pass: a file read decodes in
  * the calling thread (one core) on every pass, while packed bytes in shared memory let every
  * worker decode its own range; and a tensor that is itself computed (a merge of a merge) would be
@@ -16,10 +22,12 @@
  */
 import { DType, MemoryBudget, Stage, TensorRef } from "@crucible/core"
 import { Effect } from "effect"
+import * as GpuRange from "./gpu/RangeWise.ts"
 import * as NonFinite from "./kernels/NonFinite.ts"
-import { isPackable, type PackedInput } from "./kernels/PackedInput.ts"
+import { encodeBF16, isPackable, type PackedInput } from "./kernels/PackedInput.ts"
 import * as PackedParallel from "./kernels/PackedParallel.ts"
 import type { PoolError } from "./kernels/Pool.ts"
+import type { GpuKernelError } from "./gpu/Device.ts"
 import type { Prepared, TaskArithmeticPlan } from "./kernels/TaskArithmetic.ts"
 import * as TaskDiagnostics from "./kernels/TaskDiagnostics.ts"
 import type * as StagePool from "./StagePool.ts"
@@ -115,12 +123,15 @@ export interface Options {
   readonly diagnose: boolean
   /** Drop the packed buffers after this tensor's last range (under a memory limit) instead of keeping them for the next. */
   readonly releaseAfter: boolean
+  /** The GPU to merge on (the run's `GpuMerge`); the CPU when absent or the plan has no GPU kernel. */
+  readonly gpu?: GpuRange.Target | undefined
 }
 
 type State = {
   readonly inputs: ReadonlyArray<PackedInput>
   readonly giveBack: () => void
-  readonly runner: PackedParallel.Runner
+  /** The CPU's runner; undefined when the ranges run on the GPU. */
+  readonly runner: PackedParallel.Runner | undefined
   readonly prepared: Prepared
   /** The merged values of the range being served, reused from range to range (and tensor to tensor). */
   readonly out: Float32Array
@@ -144,6 +155,7 @@ export const tensor = (options: Options): TensorRef.TensorRef => {
   const name = like.name
   const n = TensorRef.numel(like.shape)
   let state: State | undefined
+  const gpu = options.gpu !== undefined && GpuRange.supports(plan) ? options.gpu : undefined
 
   const load = Effect.gen(function* () {
     const range = Math.min(n, CHUNK)
@@ -154,6 +166,16 @@ export const tensor = (options: Options): TensorRef.TensorRef => {
     const read = Effect.forEach(inputs, (t, k) => readPacked(t, views[k]!), { concurrency: "unbounded", discard: true })
     const prepared = yield* Effect.gen(function* () {
       yield* read
+      if (gpu !== undefined) {
+        // Statistics on the GPU: the non-finite scan and the cuts, from the packed inputs.
+        yield* Effect.annotateCurrentSpan({ "crucible.merge.device": "gpu" })
+        const packed = inputs.map((t, k): PackedInput => ({ bytes: views[k]!, dtype: t.dtype as PackedInput["dtype"] }))
+        const bad = (yield* GpuRange.scan(gpu.device, packed, gpu)).find((c) => c.first >= 0)
+        if (!allowNonFinite && bad !== undefined) {
+          return yield* new NonFinite.NonFiniteTensor({ tensor: name, role: "input", index: bad.first, value: bad.value, count: bad.count })
+        }
+        return { packed, runner: undefined, prepared: yield* GpuRange.prepare(gpu.device, plan, packed, gpu) }
+      }
       const pool = options.workers === undefined ? undefined : yield* options.workers.forTensor(n)
       const runner = PackedParallel.runner(pool)
       const packed = inputs.map((t, k): PackedInput => ({ bytes: views[k]!, dtype: t.dtype as PackedInput["dtype"] }))
@@ -168,12 +190,14 @@ export const tensor = (options: Options): TensorRef.TensorRef => {
   })
 
   // The merged float32 values of [start, end), in shared memory for the workers.
-  const merge = (start: number, end: number): Effect.Effect<{ readonly values: Float32Array; readonly bf16: Uint8Array | undefined }, TensorRef.TensorError | PoolError | NonFinite.NonFiniteTensor> =>
+  const merge = (start: number, end: number): Effect.Effect<{ readonly values: Float32Array; readonly bf16: Uint8Array | undefined }, TensorRef.TensorError | PoolError | NonFinite.NonFiniteTensor | GpuKernelError> =>
     Effect.gen(function* () {
       const s = state ?? (state = yield* load)
       const out = s.out.subarray(0, end - start)
       const bf16 = s.bf16?.subarray(0, (end - start) * 2)
-      const { parts, nonFinite } = yield* PackedParallel.apply(s.runner, s.prepared, s.inputs, out, start, end, bf16)
+      const { parts, nonFinite } = s.runner !== undefined
+        ? yield* PackedParallel.apply(s.runner, s.prepared, s.inputs, out, start, end, bf16)
+        : yield* onGpu(s, out, start, end, bf16)
       s.partials.set(start, parts)
       s.served += end - start
       // The workers checked the range (in SIMD for TIES); the exact element is searched for only when they found one.
@@ -189,10 +213,21 @@ export const tensor = (options: Options): TensorRef.TensorRef => {
         finish(s)
         if (options.diagnose && parts.length > 0) {
           const ordered = [...s.partials.entries()].sort(([a], [b]) => a - b).flatMap(([, p]) => p)
-          yield* Stage.event("merge.diagnostics", { tensor: name, ...TaskDiagnostics.summarize(plan, ordered, n) })
+          const diagnostics = TaskDiagnostics.summarize(plan, ordered, n)
+          // The GPU kernel sums no τ²: its diagnostics carry no tau_norm.
+          const reported = s.runner !== undefined ? diagnostics : Object.fromEntries(Object.entries(diagnostics).filter(([k]) => !k.startsWith("tau_norm.")))
+          yield* Stage.event("merge.diagnostics", { tensor: name, ...reported })
         }
       }
       return { values: out, bf16 }
+    })
+
+  // One range on the GPU, written where the CPU's workers write theirs (the bf16 encoding on the host, as the CPU encodes).
+  const onGpu = (s: State, out: Float32Array, start: number, end: number, bf16: Uint8Array | undefined) =>
+    Effect.map(GpuRange.apply(gpu!.device, s.prepared, s.inputs, start, end, gpu), ({ out: values, partial }) => {
+      out.set(values)
+      if (bf16 !== undefined) encodeBF16(out, bf16)
+      return { parts: [partial], nonFinite: NonFinite.firstNonFinite(out) >= 0 }
     })
 
   const finish = (s: State) => {

@@ -1,0 +1,361 @@
+/// <reference types="@webgpu/types" />
+/**
+ * The range-wise task-arithmetic merges (task arithmetic, TIES, breadcrumbs) on the GPU, from
+ * inputs held packed in their dtype (`kernels/PackedInput.ts`: f32, or bf16/f16 decoded in the
+ * shader as `WeightedSum.ts` does) — the GPU twin of `kernels/PackedParallel.ts`, used by
+ * `RangeWise.ts` when the run provides `GpuMerge`:
+ *
+ * - {@link scan}: each input's non-finite elements (first index and count, from the raw bits).
+ * - {@link prepare}: the magnitude cuts exactly as `gpu/TaskArithmetic.ts` finds them (integer
+ *   histograms of the float32 bits of |τ|, high 15 bits then low 16 bits, located on the host;
+ *   the n-th equal element, when a cut falls among equal magnitudes, by a host scan of the packed
+ *   inputs), so the kept sets are the CPU's bit for bit.
+ * - {@link apply}: one output range (the sign election and the disjoint mean of
+ *   `gpu/TaskArithmetic.ts`'s kernel, with tensor indices for the ties), within
+ *   `TaskArithmetic.bound` of the CPU.
+ *
+ * Every pass runs in chunks whose packed bytes fit one storage binding; the inputs of a chunk are
+ * copied into one word-aligned buffer, input k at its own word offset.
+ *
+ * @since 0.2.0
+ */
+import { Effect } from "effect"
+import { bytesPer, decode, length, type PackedInput, type PackedDType } from "../kernels/PackedInput.ts"
+import * as PackedTaskArithmetic from "../kernels/PackedTaskArithmetic.ts"
+import * as Select from "../kernels/Select.ts"
+import type { Selector } from "../kernels/Sparsify.ts"
+import type { Prepared, TaskArithmeticPlan } from "../kernels/TaskArithmetic.ts"
+import type * as TaskDiagnostics from "../kernels/TaskDiagnostics.ts"
+import * as TaskStatistics from "../kernels/TaskStatistics.ts"
+import * as Device from "./Device.ts"
+import * as GpuTask from "./TaskArithmetic.ts"
+
+/** @category options */
+export interface Options {
+  /** Bytes per storage binding at most (default: the device's limit); smaller forces more chunks. */
+  readonly maxBindingBytes?: number
+}
+
+/** Whether `plan` runs here: no random draws (DARE, DELLA), no L1 rescale, at most `MAX_MODELS` models. @category plans */
+export const supports = (plan: TaskArithmeticPlan): boolean =>
+  plan.rescale === "none" && plan.models.length <= GpuTask.MAX_MODELS &&
+  plan.models.every((m) => m.selector.kind === "all" || m.selector.kind === "none" || m.selector.kind === "ranks")
+
+const dtypeCode: Readonly<Record<PackedDType, number>> = { F32: 0, BF16: 1, F16: 2 }
+
+// Input k's element j of the chunk: raw bits (`bits`), and decoded (`load`, exact: every bf16/f16 is a float32).
+const common = `
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> segments: array<u32>;
+@group(0) @binding(2) var<storage, read> x: array<u32>;
+fn bits16(k: u32, j: u32) -> u32 { return (x[segments[2u * k] + (j >> 1u)] >> ((j & 1u) * 16u)) & 0xffffu; }
+fn load(k: u32, j: u32) -> f32 {
+  let dt = segments[2u * k + 1u];
+  if (dt == 0u) { return bitcast<f32>(x[segments[2u * k] + j]); }
+  if (dt == 1u) { return bitcast<f32>(bits16(k, j) << 16u); }
+  return unpack2x16float(bits16(k, j)).x;
+}
+fn finite(k: u32, j: u32) -> bool {
+  let dt = segments[2u * k + 1u];
+  if (dt == 0u) { return (x[segments[2u * k] + j] & 0x7f800000u) != 0x7f800000u; }
+  if (dt == 1u) { return (bits16(k, j) & 0x7f80u) != 0x7f80u; }
+  return (bits16(k, j) & 0x7c00u) != 0x7c00u;
+}`
+
+const scanShader = `
+struct Params { n: u32, inputs: u32, offset: u32, pad: u32 }
+${common}
+@group(0) @binding(3) var<storage, read_write> found: array<atomic<u32>>;
+@compute @workgroup_size(${Device.WORKGROUP})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let total = groups.x * ${Device.WORKGROUP}u;
+  for (var j = gid.x; j < params.n; j += total) {
+    for (var k = 0u; k < params.inputs; k++) {
+      if (!finite(k, j)) {
+        atomicMin(&found[2u * k], params.offset + j);
+        atomicAdd(&found[2u * k + 1u], 1u);
+      }
+    }
+  }
+}`
+
+const histogramShader = `
+struct Params { n: u32, model: u32, mode: u32, high: u32 }
+${common}
+@group(0) @binding(3) var<storage, read_write> counts: array<atomic<u32>>;
+@compute @workgroup_size(${Device.WORKGROUP})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let total = groups.x * ${Device.WORKGROUP}u;
+  for (var j = gid.x; j < params.n; j += total) {
+    let key = bitcast<u32>(load(params.model + 1u, j) - load(0u, j)) & 0x7fffffffu;
+    if (params.mode == 0u) {
+      atomicAdd(&counts[key >> 16u], 1u);
+    } else if ((key >> 16u) == params.high) {
+      atomicAdd(&counts[key & 0xffffu], 1u);
+    }
+  }
+}`
+
+// gpu/TaskArithmetic.ts's apply kernel, on packed inputs.
+const applyShader = `
+struct Params { n: u32, count: u32, offset: u32, consensus: u32, normalize: u32, lambda: f32, scale: f32, pad: u32 }
+${common}
+@group(0) @binding(3) var<storage, read> info: array<u32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read_write> agreed: array<atomic<u32>>;
+var<workgroup> local: array<atomic<u32>, ${GpuTask.MAX_MODELS}>;
+
+fn above(key: u32, at: u32, bits: u32, index: u32, mode: u32) -> bool {
+  if (mode == 1u) { return true; }
+  if (mode == 2u) { return false; }
+  return key > bits || (key == bits && at < index);
+}
+
+fn contribution(i: u32, tau: f32, at: u32) -> f32 {
+  let w = i * 8u;
+  let flags = info[w + 2u];
+  let kind = flags & 0xfu;
+  var keep = kind == 0u;
+  if (kind == 2u) {
+    let key = bitcast<u32>(tau) & 0x7fffffffu;
+    keep = above(key, at, info[w + 3u], info[w + 4u], (flags >> 4u) & 0xfu) && !above(key, at, info[w + 5u], info[w + 6u], (flags >> 8u) & 0xfu);
+  }
+  return select(0.0, bitcast<f32>(info[w]) * tau, keep);
+}
+
+@compute @workgroup_size(${Device.WORKGROUP})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) lid: u32, @builtin(num_workgroups) groups: vec3<u32>) {
+  let total = groups.x * ${Device.WORKGROUP}u;
+  for (var j = gid.x; j < params.n; j += total) {
+    let at = params.offset + j;
+    let b = load(0u, j);
+    var s = 0.0;
+    for (var i = 0u; i < params.count; i++) {
+      let v = contribution(i, load(i + 1u, j) - b, at);
+      s += select(v, sign(v), params.consensus == 2u);
+    }
+    let elected = select(1.0, -1.0, s < 0.0);
+    var mixed = 0.0;
+    var divisor = 0.0;
+    for (var i = 0u; i < params.count; i++) {
+      let v = contribution(i, load(i + 1u, j) - b, at);
+      if (params.consensus == 0u) {
+        mixed += v;
+      } else if (v * elected > 0.0) {
+        mixed += v;
+        divisor += bitcast<f32>(info[i * 8u + 1u]);
+        atomicAdd(&local[i], 1u);
+      }
+    }
+    if (params.consensus != 0u && params.normalize != 0u) {
+      out[j] = b + params.lambda * mixed / select(divisor, 1.0, divisor == 0.0);
+    } else {
+      out[j] = b + params.scale * mixed;
+    }
+  }
+  workgroupBarrier();
+  if (lid < params.count) { atomicAdd(&agreed[lid], atomicLoad(&local[lid])); }
+}`
+
+const bitsOf = (value: number): number => new Uint32Array(Float32Array.of(value).buffer)[0]!
+
+const cutWords = (cut: Select.Cut): [number, number, number] =>
+  cut.bits < 0 ? [0, 0, 1] : cut.bits >= 2 ** 32 ? [0, 0, 2] : [cut.bits >>> 0, cut.index, 0]
+
+/** The per-model words of the apply kernel (as `gpu/TaskArithmetic.ts` lays them out): factor, weight, flags, hi cut, lo cut. */
+const infoWords = (prepared: Prepared): Uint32Array => {
+  const words = new Uint32Array(8 * prepared.selectors.length)
+  prepared.selectors.forEach((selector, i) => {
+    const w = 8 * i
+    words[w] = bitsOf(prepared.factors[i]!)
+    words[w + 1] = bitsOf(prepared.plan.models[i]!.weight)
+    if (selector.kind === "window") {
+      const [hb, hi, hm] = cutWords(selector.hi)
+      const [lb, li, lm] = cutWords(selector.lo)
+      words[w + 2] = 2 | (hm << 4) | (lm << 8)
+      words[w + 3] = hb
+      words[w + 4] = hi
+      words[w + 5] = lb
+      words[w + 6] = li
+    } else {
+      words[w + 2] = selector.kind === "all" ? 0 : 1
+    }
+  })
+  return words
+}
+
+/** Words of input k's segment in a chunk of `m` elements (16-bit inputs: two to a word, padded). */
+const wordsOf = (input: PackedInput, m: number): number => Math.ceil((m * bytesPer[input.dtype]) / 4)
+
+/**
+ * Runs `body` over `[start, end)` in chunks whose packed inputs fit one binding: for each chunk
+ * the inputs' bytes are uploaded into `x` (input k at word `layout[2k]`) and `layout` written.
+ */
+const chunked = <A>(
+  device: GPUDevice,
+  inputs: ReadonlyArray<PackedInput>,
+  start: number,
+  end: number,
+  options: Options,
+  label: string,
+  body: (bind: { readonly x: GPUBuffer; readonly layout: GPUBuffer }, chunkStart: number, m: number, track: (b: GPUBuffer) => GPUBuffer) => Effect.Effect<A, Device.GpuKernelError>
+): Effect.Effect<Array<A>, Device.GpuKernelError> =>
+  Device.using([], (track) =>
+    Effect.gen(function* () {
+      const n = end - start
+      const bytesPerElement = inputs.reduce((t, input) => t + bytesPer[input.dtype], 0)
+      const chunk = Device.chunkElements(device, bytesPerElement / 4, options.maxBindingBytes)
+      const first = Math.min(chunk, Math.max(1, n))
+      const x = track(Device.storage(device, inputs.reduce((t, input) => t + wordsOf(input, first), 0) * 4, `${label}.x`))
+      const layout = track(Device.storage(device, 8 * inputs.length, `${label}.layout`))
+      const results: Array<A> = []
+      for (let s = start; s < end; s += chunk) {
+        const m = Math.min(chunk, end - s)
+        const words = new Uint32Array(2 * inputs.length)
+        const staging = new Uint8Array(inputs.reduce((t, input) => t + wordsOf(input, m), 0) * 4)
+        let at = 0
+        inputs.forEach((input, k) => {
+          const size = bytesPer[input.dtype]
+          words[2 * k] = at
+          words[2 * k + 1] = dtypeCode[input.dtype]
+          staging.set(input.bytes.subarray(s * size, (s + m) * size), at * 4)
+          at += wordsOf(input, m)
+        })
+        Device.upload(device, layout, words)
+        Device.upload(device, x, staging)
+        results.push(yield* body({ x, layout }, s, m, track))
+      }
+      return results
+    }))
+
+/** The first non-finite element of an input (−1 when none), its value and how many there are, per input (base first). @category statistics */
+export const scan = (device: GPUDevice, inputs: ReadonlyArray<PackedInput>, options: Options = {}): Effect.Effect<Array<PackedTaskArithmetic.NonFiniteCount>, Device.GpuKernelError> =>
+  Effect.gen(function* () {
+    const n = length(inputs[0]!)
+    const pipe = yield* Device.pipeline(device, "range-wise.scan", scanShader)
+    const found = new Uint32Array(2 * inputs.length)
+    for (let k = 0; k < inputs.length; k++) found[2 * k] = 0xffffffff
+    yield* Device.using([], (track) =>
+      Effect.gen(function* () {
+        const counts = track(Device.storage(device, found.byteLength, "range-wise.scan.found"))
+        Device.upload(device, counts, found)
+        const params = track(Device.uniform(device, new Uint32Array(4), "range-wise.scan.params"))
+        yield* chunked(device, inputs, 0, n, options, "range-wise.scan", ({ x, layout }, s, m) => {
+          device.queue.writeBuffer(params, 0, new Uint32Array([m, inputs.length, s, 0]))
+          return Device.run(device, "range-wise.scan", (e) => Device.dispatch(e, device, pipe, [params, layout, x, counts], m))
+        })
+        found.set(new Uint32Array(yield* Device.readBack(device, counts, found.byteLength, "range-wise.scan")))
+      }))
+    return inputs.map((input, k) => {
+      const first = found[2 * k]! === 0xffffffff ? -1 : found[2 * k]!
+      const value = new Float32Array(1)
+      if (first >= 0) decode(input, first, first + 1, value)
+      return { first, value: first < 0 ? 0 : value[0]!, count: found[2 * k + 1]! }
+    })
+  })
+
+/**
+ * The plan with its magnitude cuts (`TaskStatistics.finish`), the cuts found on the GPU over the
+ * whole tensor: the CPU's selectors exactly. `plan` must be one {@link supports} accepts.
+ *
+ * @category statistics
+ */
+export const prepare = (device: GPUDevice, plan: TaskArithmeticPlan, inputs: ReadonlyArray<PackedInput>, options: Options = {}): Effect.Effect<Prepared, Device.GpuKernelError> =>
+  Effect.gen(function* () {
+    const n = length(inputs[0]!)
+    if (!plan.needsStatistics) return TaskStatistics.finish(plan, plan.models.map((m) => m.selector as Selector), () => [])
+    const pipe = yield* Device.pipeline(device, "range-wise.histogram", histogramShader)
+    const histogramOf = (model: number, mode: number, high: number, buckets: number) =>
+      Device.using([], (track) =>
+        Effect.gen(function* () {
+          const counts = track(Device.storage(device, buckets * 4, "range-wise.counts"))
+          device.queue.writeBuffer(counts, 0, new Uint32Array(buckets))
+          const params = track(Device.uniform(device, new Uint32Array([0, model, mode, high]), "range-wise.histogram.params"))
+          yield* chunked(device, inputs, 0, n, options, "range-wise.histogram", ({ x, layout }, _s, m) => {
+            device.queue.writeBuffer(params, 0, new Uint32Array([m, model, mode, high]))
+            return Device.run(device, "range-wise.histogram", (e) => Device.dispatch(e, device, pipe, [params, layout, x, counts], m))
+          })
+          return new Uint32Array(yield* Device.readBack(device, counts, buckets * 4, "range-wise.histogram"))
+        }))
+    const selectors: Array<Selector> = []
+    for (const [i, m] of plan.models.entries()) {
+      if (m.selector.kind !== "ranks") {
+        selectors.push(m.selector)
+        continue
+      }
+      const ranks = [m.selector.lo, m.selector.hi]
+      const high = ranks.some((r) => r > 0 && r < n) ? yield* histogramOf(i, 0, 0, Select.HIGH_BUCKETS) : undefined
+      const [lo, hi] = yield* Effect.forEach(ranks, (r) =>
+        Effect.gen(function* () {
+          if (r <= 0) return Select.START
+          if (r >= n) return Select.END
+          const h = Select.locate(high!, r)
+          const low = Select.locate(yield* histogramOf(i, 1, h.bucket, Select.LOW_BUCKETS), r - h.above)
+          const bits = ((h.bucket << 16) | low.bucket) >>> 0
+          const nth = r - h.above - low.above
+          // Among equal magnitudes the lower index is kept first: the n-th equal one, by a host scan.
+          return { bits, index: nth === 0 ? 0 : PackedTaskArithmetic.nthEqual(inputs, i, bits, nth, 0, n) }
+        }))
+      selectors.push({ kind: "window", lo: lo!, hi: hi! })
+    }
+    return TaskStatistics.finish(plan, selectors, () => [])
+  })
+
+/** One range's merge. @category models */
+export interface Applied {
+  /** The merged float32 values of the range. */
+  readonly out: Float32Array
+  /** Agreeing kept entries per model (kept counts of rank windows come from the plan; no Σ τ²: `squares` is empty). */
+  readonly partial: TaskDiagnostics.Partial
+}
+
+/**
+ * The merge of `[start, end)` (tensor indices) into a fresh float32 array, on the GPU, from
+ * {@link prepare}'s plan.
+ *
+ * @category kernels
+ */
+export const apply = (
+  device: GPUDevice,
+  prepared: Prepared,
+  inputs: ReadonlyArray<PackedInput>,
+  start: number,
+  end: number,
+  options: Options = {}
+): Effect.Effect<Applied, Device.GpuKernelError> =>
+  Effect.gen(function* () {
+    const { plan } = prepared
+    const count = inputs.length - 1
+    const pipe = yield* Device.pipeline(device, "range-wise.apply", applyShader)
+    const out = new Float32Array(end - start)
+    const agree = new Float64Array(count)
+    if (end <= start) return { out, partial: { kept: new Float64Array(count), agree, squares: new Float64Array(0) } }
+    yield* Device.using([], (outer) =>
+      Effect.gen(function* () {
+        const info = outer(Device.storage(device, 8 * 4 * count, "range-wise.info"))
+        Device.upload(device, info, infoWords(prepared))
+        const agreed = outer(Device.storage(device, 4 * count, "range-wise.agreed"))
+        device.queue.writeBuffer(agreed, 0, new Uint32Array(count))
+        const params = outer(Device.uniform(device, new Uint32Array(8), "range-wise.apply.params"))
+        const consensus = plan.consensus === "none" ? 0 : plan.consensus === "sum" ? 1 : 2
+        let y: GPUBuffer | undefined
+        yield* chunked(device, inputs, start, end, options, "range-wise.apply", ({ x, layout }, s, m, track) =>
+          Effect.gen(function* () {
+            y ??= track(Device.storage(device, m * 4, "range-wise.out"))
+            const words = new Uint32Array([m, count, s, consensus, plan.normalize ? 1 : 0, 0, 0, 0])
+            words[5] = bitsOf(plan.lambda)
+            words[6] = bitsOf(plan.lambda / plan.divisor)
+            device.queue.writeBuffer(params, 0, words)
+            const target = y
+            yield* Device.run(device, "range-wise.apply", (e) => Device.dispatch(e, device, pipe, [params, layout, x, info, target, agreed], m))
+            out.set(new Float32Array(yield* Device.readBack(device, target, m * 4, "range-wise.apply")), s - start)
+          }))
+        agree.set(new Uint32Array(yield* Device.readBack(device, agreed, 4 * count, "range-wise.apply")))
+      }))
+    return { out, partial: { kept: new Float64Array(count), agree, squares: new Float64Array(0) } }
+  })
+
+/** Where a range-wise group merges on the GPU: the device, and optionally a smaller binding (tests force chunks with it). @category models */
+export interface Target extends Options {
+  readonly device: GPUDevice
+}
