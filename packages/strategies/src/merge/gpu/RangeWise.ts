@@ -11,7 +11,7 @@
  *   the n-th equal element, when a cut falls among equal magnitudes, by a host scan of the packed
  *   inputs), so the kept sets are the CPU's bit for bit.
  * - {@link apply}: one output range (the sign election and the disjoint mean of
- *   `gpu/TaskArithmetic.ts`'s kernel, with tensor indices for the ties), within
+ *   `gpu/TaskArithmetic.ts`, one WGSL in `gpu/TaskShader.ts`, with tensor indices for the ties), within
  *   `TaskArithmetic.bound` of the CPU.
  *
  * Every pass runs in chunks whose packed bytes fit one storage binding; the inputs of a chunk are
@@ -22,13 +22,12 @@
 import { Effect } from "effect"
 import { bytesPer, decode, length, type PackedInput, type PackedDType } from "../kernels/PackedInput.ts"
 import * as PackedTaskArithmetic from "../kernels/PackedTaskArithmetic.ts"
-import * as Select from "../kernels/Select.ts"
 import type { Selector } from "../kernels/Sparsify.ts"
 import type { Prepared, TaskArithmeticPlan } from "../kernels/TaskArithmetic.ts"
 import type * as TaskDiagnostics from "../kernels/TaskDiagnostics.ts"
 import * as TaskStatistics from "../kernels/TaskStatistics.ts"
 import * as Device from "./Device.ts"
-import * as GpuTask from "./TaskArithmetic.ts"
+import * as TaskShader from "./TaskShader.ts"
 
 /** @category options */
 export interface Options {
@@ -38,7 +37,7 @@ export interface Options {
 
 /** Whether `plan` runs here: no random draws (DARE, DELLA), no L1 rescale, at most `MAX_MODELS` models. @category plans */
 export const supports = (plan: TaskArithmeticPlan): boolean =>
-  plan.rescale === "none" && plan.models.length <= GpuTask.MAX_MODELS &&
+  plan.rescale === "none" && plan.models.length <= TaskShader.MAX_MODELS &&
   plan.models.every((m) => m.selector.kind === "all" || m.selector.kind === "none" || m.selector.kind === "ranks")
 
 const dtypeCode: Readonly<Record<PackedDType, number>> = { F32: 0, BF16: 1, F16: 2 }
@@ -83,106 +82,17 @@ const histogramShader = `
 struct Params { n: u32, model: u32, mode: u32, high: u32 }
 ${common}
 @group(0) @binding(3) var<storage, read_write> counts: array<atomic<u32>>;
-@compute @workgroup_size(${Device.WORKGROUP})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-  let total = groups.x * ${Device.WORKGROUP}u;
-  for (var j = gid.x; j < params.n; j += total) {
-    let key = bitcast<u32>(load(params.model + 1u, j) - load(0u, j)) & 0x7fffffffu;
-    if (params.mode == 0u) {
-      atomicAdd(&counts[key >> 16u], 1u);
-    } else if ((key >> 16u) == params.high) {
-      atomicAdd(&counts[key & 0xffffu], 1u);
-    }
-  }
-}`
+${TaskShader.histogramMain("load(params.model + 1u, j) - load(0u, j)")}`
 
-// gpu/TaskArithmetic.ts's apply kernel, on packed inputs.
+// gpu/TaskArithmetic.ts's apply kernel (`TaskShader.applyMain`), on packed inputs.
 const applyShader = `
 struct Params { n: u32, count: u32, offset: u32, consensus: u32, normalize: u32, lambda: f32, scale: f32, pad: u32 }
 ${common}
 @group(0) @binding(3) var<storage, read> info: array<u32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<storage, read_write> agreed: array<atomic<u32>>;
-var<workgroup> local: array<atomic<u32>, ${GpuTask.MAX_MODELS}>;
-
-fn above(key: u32, at: u32, bits: u32, index: u32, mode: u32) -> bool {
-  if (mode == 1u) { return true; }
-  if (mode == 2u) { return false; }
-  return key > bits || (key == bits && at < index);
-}
-
-fn contribution(i: u32, tau: f32, at: u32) -> f32 {
-  let w = i * 8u;
-  let flags = info[w + 2u];
-  let kind = flags & 0xfu;
-  var keep = kind == 0u;
-  if (kind == 2u) {
-    let key = bitcast<u32>(tau) & 0x7fffffffu;
-    keep = above(key, at, info[w + 3u], info[w + 4u], (flags >> 4u) & 0xfu) && !above(key, at, info[w + 5u], info[w + 6u], (flags >> 8u) & 0xfu);
-  }
-  return select(0.0, bitcast<f32>(info[w]) * tau, keep);
-}
-
-@compute @workgroup_size(${Device.WORKGROUP})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) lid: u32, @builtin(num_workgroups) groups: vec3<u32>) {
-  let total = groups.x * ${Device.WORKGROUP}u;
-  for (var j = gid.x; j < params.n; j += total) {
-    let at = params.offset + j;
-    let b = load(0u, j);
-    var s = 0.0;
-    for (var i = 0u; i < params.count; i++) {
-      let v = contribution(i, load(i + 1u, j) - b, at);
-      s += select(v, sign(v), params.consensus == 2u);
-    }
-    let elected = select(1.0, -1.0, s < 0.0);
-    var mixed = 0.0;
-    var divisor = 0.0;
-    for (var i = 0u; i < params.count; i++) {
-      let v = contribution(i, load(i + 1u, j) - b, at);
-      if (params.consensus == 0u) {
-        mixed += v;
-      } else if (v * elected > 0.0) {
-        mixed += v;
-        divisor += bitcast<f32>(info[i * 8u + 1u]);
-        atomicAdd(&local[i], 1u);
-      }
-    }
-    if (params.consensus != 0u && params.normalize != 0u) {
-      out[j] = b + params.lambda * mixed / select(divisor, 1.0, divisor == 0.0);
-    } else {
-      out[j] = b + params.scale * mixed;
-    }
-  }
-  workgroupBarrier();
-  if (lid < params.count) { atomicAdd(&agreed[lid], atomicLoad(&local[lid])); }
-}`
-
-const bitsOf = (value: number): number => new Uint32Array(Float32Array.of(value).buffer)[0]!
-
-const cutWords = (cut: Select.Cut): [number, number, number] =>
-  cut.bits < 0 ? [0, 0, 1] : cut.bits >= 2 ** 32 ? [0, 0, 2] : [cut.bits >>> 0, cut.index, 0]
-
-/** The per-model words of the apply kernel (as `gpu/TaskArithmetic.ts` lays them out): factor, weight, flags, hi cut, lo cut. */
-const infoWords = (prepared: Prepared): Uint32Array => {
-  const words = new Uint32Array(8 * prepared.selectors.length)
-  prepared.selectors.forEach((selector, i) => {
-    const w = 8 * i
-    words[w] = bitsOf(prepared.factors[i]!)
-    words[w + 1] = bitsOf(prepared.plan.models[i]!.weight)
-    if (selector.kind === "window") {
-      const [hb, hi, hm] = cutWords(selector.hi)
-      const [lb, li, lm] = cutWords(selector.lo)
-      words[w + 2] = 2 | (hm << 4) | (lm << 8)
-      words[w + 3] = hb
-      words[w + 4] = hi
-      words[w + 5] = lb
-      words[w + 6] = li
-    } else {
-      words[w + 2] = selector.kind === "all" ? 0 : 1
-    }
-  })
-  return words
-}
+${TaskShader.keep}
+${TaskShader.applyMain({ base: "load(0u, j)", model: "load(i + 1u, j)", draws: false })}`
 
 /** Words of input k's segment in a chunk of `m` elements (16-bit inputs: two to a word, padded). */
 const wordsOf = (input: PackedInput, m: number): number => Math.ceil((m * bytesPer[input.dtype]) / 4)
@@ -283,19 +193,9 @@ export const prepare = (device: GPUDevice, plan: TaskArithmeticPlan, inputs: Rea
         selectors.push(m.selector)
         continue
       }
-      const ranks = [m.selector.lo, m.selector.hi]
-      const high = ranks.some((r) => r > 0 && r < n) ? yield* histogramOf(i, 0, 0, Select.HIGH_BUCKETS) : undefined
-      const [lo, hi] = yield* Effect.forEach(ranks, (r) =>
-        Effect.gen(function* () {
-          if (r <= 0) return Select.START
-          if (r >= n) return Select.END
-          const h = Select.locate(high!, r)
-          const low = Select.locate(yield* histogramOf(i, 1, h.bucket, Select.LOW_BUCKETS), r - h.above)
-          const bits = ((h.bucket << 16) | low.bucket) >>> 0
-          const nth = r - h.above - low.above
-          // Among equal magnitudes the lower index is kept first: the n-th equal one, by a host scan.
-          return { bits, index: nth === 0 ? 0 : PackedTaskArithmetic.nthEqual(inputs, i, bits, nth, 0, n) }
-        }))
+      // Among equal magnitudes the lower index is kept first: the n-th equal one, by a host scan.
+      const [lo, hi] = yield* TaskShader.cutsAt(n, [m.selector.lo, m.selector.hi], (mode, high, buckets) => histogramOf(i, mode, high, buckets), (bits, nth) =>
+        PackedTaskArithmetic.nthEqual(inputs, i, bits, nth, 0, n))
       selectors.push({ kind: "window", lo: lo!, hi: hi! })
     }
     return TaskStatistics.finish(plan, selectors, () => [])
@@ -333,18 +233,18 @@ export const apply = (
     yield* Device.using([], (outer) =>
       Effect.gen(function* () {
         const info = outer(Device.storage(device, 8 * 4 * count, "range-wise.info"))
-        Device.upload(device, info, infoWords(prepared))
+        Device.upload(device, info, TaskShader.infoWords(prepared))
         const agreed = outer(Device.storage(device, 4 * count, "range-wise.agreed"))
         device.queue.writeBuffer(agreed, 0, new Uint32Array(count))
         const params = outer(Device.uniform(device, new Uint32Array(8), "range-wise.apply.params"))
-        const consensus = plan.consensus === "none" ? 0 : plan.consensus === "sum" ? 1 : 2
+        const consensus = TaskShader.consensusCode(plan)
         let y: GPUBuffer | undefined
         yield* chunked(device, inputs, start, end, options, "range-wise.apply", ({ x, layout }, s, m, track) =>
           Effect.gen(function* () {
             y ??= track(Device.storage(device, m * 4, "range-wise.out"))
             const words = new Uint32Array([m, count, s, consensus, plan.normalize ? 1 : 0, 0, 0, 0])
-            words[5] = bitsOf(plan.lambda)
-            words[6] = bitsOf(plan.lambda / plan.divisor)
+            words[5] = TaskShader.bitsOf(plan.lambda)
+            words[6] = TaskShader.bitsOf(plan.lambda / plan.divisor)
             device.queue.writeBuffer(params, 0, words)
             const target = y
             yield* Device.run(device, "range-wise.apply", (e) => Device.dispatch(e, device, pipe, [params, layout, x, info, target, agreed], m))

@@ -32,10 +32,11 @@ import { affineCoefficients, type Prepared, type TaskArithmeticPlan } from "../k
 import type * as TaskDiagnostics from "../kernels/TaskDiagnostics.ts"
 import * as TaskStatistics from "../kernels/TaskStatistics.ts"
 import * as Device from "./Device.ts"
+import * as TaskShader from "./TaskShader.ts"
 import * as WeightedSum from "./WeightedSum.ts"
 
 /** Most models the election kernel takes (its workgroup counters). @category constants */
-export const MAX_MODELS = 32
+export const MAX_MODELS = TaskShader.MAX_MODELS
 
 const U = 2 ** -24
 
@@ -86,49 +87,13 @@ export interface Result {
 export const bound = (models: number, out: number, lambda: number, s: number, t: number, d: number, factor = 0): number =>
   2 * U * Math.abs(out) + ((models + 4) * U * (1 + factor) * (1 + t / Math.abs(d)) + factor) * Math.abs(lambda) * s / Math.abs(d) + models * 2 ** -126
 
-// The per-model decision, shared by the apply and L1 kernels: words of model i in `info` (see
-// `infoWords`): kind 0 all, 1 none, 2 a magnitude window, 3 DARE's draw.
-const keepCode = `
-fn lowbias32(v: u32) -> u32 {
-  var h = v;
-  h ^= h >> 16u;
-  h *= 0x7feb352du;
-  h ^= h >> 15u;
-  h *= 0x846ca68bu;
-  h ^= h >> 16u;
-  return h;
-}
-
-fn above(key: u32, at: u32, bits: u32, index: u32, mode: u32) -> bool {
-  if (mode == 1u) { return true; }
-  if (mode == 2u) { return false; }
-  return key > bits || (key == bits && at < index);
-}
-
-fn kept(i: u32, tau: f32, at: u32) -> bool {
-  let w = i * 8u;
-  let flags = info[w + 2u];
-  let kind = flags & 0xfu;
-  if (kind == 0u) { return true; }
-  if (kind == 2u) {
-    let key = bitcast<u32>(tau) & 0x7fffffffu;
-    return above(key, at, info[w + 3u], info[w + 4u], (flags >> 4u) & 0xfu) && !above(key, at, info[w + 5u], info[w + 6u], (flags >> 8u) & 0xfu);
-  }
-  if (kind == 3u) {
-    // Prng.bits(key, at): u32 multiplication wraps as Math.imul does.
-    let draw = lowbias32(lowbias32(info[w + 3u] + at * 0x9e3779b9u) ^ info[w + 4u]);
-    return (draw >> 8u) < info[w + 5u];
-  }
-  return false;
-}`
-
 const l1Shader = `
 struct Params { n: u32, stride: u32, model: u32, offset: u32, blocks: u32, p1: u32, p2: u32, p3: u32 }
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> info: array<u32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read_write> partials: array<f32>;
-${keepCode}
+${TaskShader.keep}
 @compute @workgroup_size(${Device.WORKGROUP})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
   let total = groups.x * ${Device.WORKGROUP}u;
@@ -152,19 +117,7 @@ struct Params { n: u32, stride: u32, model: u32, mode: u32, high: u32, p1: u32, 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> counts: array<atomic<u32>>;
-@compute @workgroup_size(${Device.WORKGROUP})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-  let total = groups.x * ${Device.WORKGROUP}u;
-  let at = (params.model + 1u) * params.stride;
-  for (var j = gid.x; j < params.n; j += total) {
-    let key = bitcast<u32>(x[at + j] - x[j]) & 0x7fffffffu;
-    if (params.mode == 0u) {
-      atomicAdd(&counts[key >> 16u], 1u);
-    } else if ((key >> 16u) == params.high) {
-      atomicAdd(&counts[key & 0xffffu], 1u);
-    }
-  }
-}`
+${TaskShader.histogramMain("x[(params.model + 1u) * params.stride + j] - x[j]")}`
 
 const applyShader = `
 struct Params { n: u32, count: u32, stride: u32, offset: u32, consensus: u32, normalize: u32, lambda: f32, scale: f32 }
@@ -173,93 +126,8 @@ struct Params { n: u32, count: u32, stride: u32, offset: u32, consensus: u32, no
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<storage, read_write> agreed: array<atomic<u32>>;
-// [0, MAX_MODELS): agreeing entries per model; [MAX_MODELS, 2·MAX_MODELS): survivors of the draws.
-var<workgroup> local: array<atomic<u32>, ${2 * MAX_MODELS}>;
-${keepCode}
-
-fn contribution(i: u32, j: u32, at: u32) -> f32 {
-  let tau = x[(i + 1u) * params.stride + j] - x[j];
-  return select(0.0, bitcast<f32>(info[i * 8u]) * tau, kept(i, tau, at));
-}
-
-@compute @workgroup_size(${Device.WORKGROUP})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) lid: u32, @builtin(num_workgroups) groups: vec3<u32>) {
-  let total = groups.x * ${Device.WORKGROUP}u;
-  var drawn: array<u32, ${MAX_MODELS}>;
-  for (var j = gid.x; j < params.n; j += total) {
-    let at = params.offset + j;
-    var s = 0.0;
-    for (var i = 0u; i < params.count; i++) {
-      let v = contribution(i, j, at);
-      s += select(v, sign(v), params.consensus == 2u);
-    }
-    let elected = select(1.0, -1.0, s < 0.0);
-    var mixed = 0.0;
-    var divisor = 0.0;
-    for (var i = 0u; i < params.count; i++) {
-      let v = contribution(i, j, at);
-      if ((info[i * 8u + 2u] & 0xfu) == 3u && kept(i, x[(i + 1u) * params.stride + j] - x[j], at)) { drawn[i] += 1u; }
-      if (params.consensus == 0u) {
-        mixed += v;
-      } else if (v * elected > 0.0) {
-        mixed += v;
-        divisor += bitcast<f32>(info[i * 8u + 1u]);
-        atomicAdd(&local[i], 1u);
-      }
-    }
-    if (params.consensus != 0u && params.normalize != 0u) {
-      out[j] = x[j] + params.lambda * mixed / select(divisor, 1.0, divisor == 0.0);
-    } else {
-      out[j] = x[j] + params.scale * mixed;
-    }
-  }
-  for (var i = 0u; i < params.count; i++) {
-    if (drawn[i] != 0u) { atomicAdd(&local[${MAX_MODELS}u + i], drawn[i]); }
-  }
-  workgroupBarrier();
-  if (lid < params.count) {
-    atomicAdd(&agreed[lid], atomicLoad(&local[lid]));
-    atomicAdd(&agreed[params.count + lid], atomicLoad(&local[${MAX_MODELS}u + lid]));
-  }
-}`
-
-/** Float32 bits of a number. */
-const bitsOf = (value: number): number => new Uint32Array(Float32Array.of(value).buffer)[0]!
-
-const cutWords = (cut: Select.Cut): [number, number, number] =>
-  cut.bits < 0 ? [0, 0, 1] : cut.bits >= 2 ** 32 ? [0, 0, 2] : [cut.bits >>> 0, cut.index, 0]
-
-/**
- * The per-model words of the kernels: factor (÷ density for DARE's `unbiased`, as
- * `Sparsify.applyChunk`), weight, flags, then hi and lo cuts, or DARE's key and threshold
- * ⌈density·2²⁴⌉: a 24-bit draw m/2²⁴ is below density exactly when m is below it.
- */
-const infoWords = (prepared: Prepared): Uint32Array => {
-  const words = new Uint32Array(8 * prepared.selectors.length)
-  prepared.selectors.forEach((selector, i) => {
-    const w = 8 * i
-    const factor = prepared.factors[i]!
-    words[w] = bitsOf(selector.kind === "random" && prepared.plan.rescale === "unbiased" ? factor / selector.density : factor)
-    words[w + 1] = bitsOf(prepared.plan.models[i]!.weight)
-    if (selector.kind === "random") {
-      words[w + 2] = 3
-      words[w + 3] = selector.key.k0 >>> 0
-      words[w + 4] = selector.key.k1 >>> 0
-      words[w + 5] = Math.ceil(selector.density * 2 ** 24)
-    } else if (selector.kind === "window") {
-      const [hb, hi, hm] = cutWords(selector.hi)
-      const [lb, li, lm] = cutWords(selector.lo)
-      words[w + 2] = 2 | (hm << 4) | (lm << 8)
-      words[w + 3] = hb
-      words[w + 4] = hi
-      words[w + 5] = lb
-      words[w + 6] = li
-    } else {
-      words[w + 2] = selector.kind === "all" ? 0 : 1
-    }
-  })
-  return words
-}
+${TaskShader.keep}
+${TaskShader.applyMain({ base: "x[j]", model: "x[(i + 1u) * params.stride + j]", draws: true })}`
 
 /**
  * The merge of one tensor on the GPU, for a plan {@link supports} accepts. `base` and `models`
@@ -321,20 +189,8 @@ export const merge = (
           })
         // The cuts at the ranks of one model, as `Select.cuts` finds them.
         const cutsOf = (model: number, ranks: ReadonlyArray<number>) =>
-          Effect.gen(function* () {
-            const inside = ranks.filter((r) => r > 0 && r < n)
-            const high = inside.length > 0 ? yield* histogramOf(model, 0, 0, Select.HIGH_BUCKETS) : undefined
-            return yield* Effect.forEach(ranks, (r) =>
-              Effect.gen(function* () {
-                if (r <= 0) return Select.START
-                if (r >= n) return Select.END
-                const h = Select.locate(high!, r)
-                const low = Select.locate(yield* histogramOf(model, 1, h.bucket, Select.LOW_BUCKETS), r - h.above)
-                const bits = ((h.bucket << 16) | low.bucket) >>> 0
-                const nth = r - h.above - low.above
-                return { bits, index: nth === 0 ? 0 : Select.nthEqual(models[model]!, base, 0, n, bits, nth) }
-              }))
-          })
+          TaskShader.cutsAt(n, ranks, (mode, high, buckets) => histogramOf(model, mode, high, buckets), (bits, nth) =>
+            Select.nthEqual(models[model]!, base, 0, n, bits, nth))
         const selectors: Array<Selector> = []
         for (const [i, m] of plan.models.entries()) {
           if (m.selector.kind !== "ranks") selectors.push(m.selector)
@@ -347,7 +203,7 @@ export const merge = (
         // The L1 partials of the models whose selector drops entries (`all` and `none` have factor 1).
         const norms: Array<ReadonlyArray<Float64Array>> = selectors.map(() => [])
         if (l1 !== undefined) {
-          Device.upload(device, info, infoWords(TaskStatistics.finish({ ...plan, rescale: "none" }, selectors, () => [])))
+          Device.upload(device, info, TaskShader.infoWords(TaskStatistics.finish({ ...plan, rescale: "none" }, selectors, () => [])))
           const partials = track(Device.storage(device, 8 * Math.ceil(first / L1_BLOCK), "ties.l1.partials"))
           for (const [i, selector] of selectors.entries()) {
             if (selector.kind === "all" || selector.kind === "none") continue
@@ -363,17 +219,17 @@ export const merge = (
           }
         }
         const prepared = TaskStatistics.finish(plan, selectors, (i) => norms[i]!)
-        Device.upload(device, info, infoWords(prepared))
+        Device.upload(device, info, TaskShader.infoWords(prepared))
         const y = track(Device.storage(device, first * 4, "ties.out"))
         const agreed = track(Device.storage(device, 8 * count, "ties.agreed"))
         device.queue.writeBuffer(agreed, 0, new Uint32Array(2 * count))
         const out = new Float32Array(n)
-        const consensus = plan.consensus === "none" ? 0 : plan.consensus === "sum" ? 1 : 2
+        const consensus = TaskShader.consensusCode(plan)
         for (let c = 0; c < chunks; c++) {
           const { start, m } = load(c)
           const words = new Uint32Array([m, count, m, start, consensus, plan.normalize ? 1 : 0, 0, 0])
-          words[6] = bitsOf(plan.lambda)
-          words[7] = bitsOf(plan.lambda / plan.divisor)
+          words[6] = TaskShader.bitsOf(plan.lambda)
+          words[7] = TaskShader.bitsOf(plan.lambda / plan.divisor)
           device.queue.writeBuffer(params, 0, words)
           yield* Device.run(device, "ties.apply", (e) => Device.dispatch(e, device, apply, [params, info, x, y, agreed], m))
           out.set(new Float32Array(yield* Device.readBack(device, y, m * 4, "ties.apply")), start)

@@ -1,0 +1,219 @@
+/**
+ * The WGSL and host layout shared by the task-arithmetic kernels on the GPU (`gpu/TaskArithmetic.ts`
+ * over float32 inputs, `gpu/RangeWise.ts` over packed bf16/f16/f32 inputs decoded in the shader):
+ * the per-model keep decision, the |τ| histogram pass and the exact cuts found from it, the output
+ * pass (sign election and disjoint mean) and the per-model words they read ({@link infoWords}). Each kernel declares its own
+ * bindings and `Params` and hands these fragments the WGSL expressions that read its inputs.
+ *
+ * @since 0.2.0
+ */
+import { Effect } from "effect"
+import * as Select from "../kernels/Select.ts"
+import type { Prepared, TaskArithmeticPlan } from "../kernels/TaskArithmetic.ts"
+import * as Device from "./Device.ts"
+
+/** Most models the election kernel takes (its workgroup counters). @category constants */
+export const MAX_MODELS = 32
+
+/**
+ * The per-model decision `kept(i, tau, at)` (with `lowbias32` and `above`), reading model i's
+ * words of `info` ({@link infoWords}): kind 0 all, 1 none, 2 a magnitude window, 3 DARE's draw.
+ *
+ * @category shaders
+ */
+export const keep = `
+fn lowbias32(v: u32) -> u32 {
+  var h = v;
+  h ^= h >> 16u;
+  h *= 0x7feb352du;
+  h ^= h >> 15u;
+  h *= 0x846ca68bu;
+  h ^= h >> 16u;
+  return h;
+}
+
+fn above(key: u32, at: u32, bits: u32, index: u32, mode: u32) -> bool {
+  if (mode == 1u) { return true; }
+  if (mode == 2u) { return false; }
+  return key > bits || (key == bits && at < index);
+}
+
+fn kept(i: u32, tau: f32, at: u32) -> bool {
+  let w = i * 8u;
+  let flags = info[w + 2u];
+  let kind = flags & 0xfu;
+  if (kind == 0u) { return true; }
+  if (kind == 2u) {
+    let key = bitcast<u32>(tau) & 0x7fffffffu;
+    return above(key, at, info[w + 3u], info[w + 4u], (flags >> 4u) & 0xfu) && !above(key, at, info[w + 5u], info[w + 6u], (flags >> 8u) & 0xfu);
+  }
+  if (kind == 3u) {
+    // Prng.bits(key, at): u32 multiplication wraps as Math.imul does.
+    let draw = lowbias32(lowbias32(info[w + 3u] + at * 0x9e3779b9u) ^ info[w + 4u]);
+    return (draw >> 8u) < info[w + 5u];
+  }
+  return false;
+}`
+
+/**
+ * The histogram pass's entry point: per element j < `params.n`, the float32 bits of |τ| counted in
+ * `counts` (mode 0: by the high 16 bits; mode 1: by the low 16 bits, inside bucket `params.high`).
+ * `tau` is the WGSL expression of model `params.model`'s τ at element j.
+ *
+ * @category shaders
+ */
+export const histogramMain = (tau: string): string => `
+@compute @workgroup_size(${Device.WORKGROUP})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let total = groups.x * ${Device.WORKGROUP}u;
+  for (var j = gid.x; j < params.n; j += total) {
+    let key = bitcast<u32>(${tau}) & 0x7fffffffu;
+    if (params.mode == 0u) {
+      atomicAdd(&counts[key >> 16u], 1u);
+    } else if ((key >> 16u) == params.high) {
+      atomicAdd(&counts[key & 0xffffu], 1u);
+    }
+  }
+}`
+
+/** How the output pass reads its inputs. @category shaders */
+export interface ApplyInputs {
+  /** WGSL expression of the base's value at element j of the chunk. */
+  readonly base: string
+  /** WGSL expression of model i's value at element j. */
+  readonly model: string
+  /** Whether DARE's survivors are counted too (`agreed[count + i]`, beside the agreeing entries). */
+  readonly draws: boolean
+}
+
+/**
+ * The output pass (after {@link keep}): per element j < `params.n` at tensor index `params.offset
+ * + j`, the sign election (`params.consensus` 1: of Σ wᵢS(τᵢ), 2: of Σ sign) and the agreeing
+ * entries summed, divided by their weights when `params.normalize` (`base + λ·mixed/divisor`),
+ * else `base + params.scale·mixed`; agreeing entries per model added to `agreed`. Needs bindings
+ * `params` (n, count, offset, consensus, normalize, lambda, scale), `info`, `out` and `agreed`.
+ *
+ * @category shaders
+ */
+export const applyMain = (inputs: ApplyInputs): string => `
+// [0, MAX_MODELS): agreeing entries per model${inputs.draws ? "; [MAX_MODELS, 2·MAX_MODELS): survivors of the draws" : ""}.
+var<workgroup> local: array<atomic<u32>, ${(inputs.draws ? 2 : 1) * MAX_MODELS}>;
+
+fn contribution(i: u32, tau: f32, at: u32) -> f32 {
+  return select(0.0, bitcast<f32>(info[i * 8u]) * tau, kept(i, tau, at));
+}
+
+@compute @workgroup_size(${Device.WORKGROUP})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) lid: u32, @builtin(num_workgroups) groups: vec3<u32>) {
+  let total = groups.x * ${Device.WORKGROUP}u;${inputs.draws ? `
+  var drawn: array<u32, ${MAX_MODELS}>;` : ""}
+  for (var j = gid.x; j < params.n; j += total) {
+    let at = params.offset + j;
+    let b = ${inputs.base};
+    var s = 0.0;
+    for (var i = 0u; i < params.count; i++) {
+      let v = contribution(i, ${inputs.model} - b, at);
+      s += select(v, sign(v), params.consensus == 2u);
+    }
+    let elected = select(1.0, -1.0, s < 0.0);
+    var mixed = 0.0;
+    var divisor = 0.0;
+    for (var i = 0u; i < params.count; i++) {
+      let tau = ${inputs.model} - b;
+      let v = contribution(i, tau, at);${inputs.draws ? `
+      if ((info[i * 8u + 2u] & 0xfu) == 3u && kept(i, tau, at)) { drawn[i] += 1u; }` : ""}
+      if (params.consensus == 0u) {
+        mixed += v;
+      } else if (v * elected > 0.0) {
+        mixed += v;
+        divisor += bitcast<f32>(info[i * 8u + 1u]);
+        atomicAdd(&local[i], 1u);
+      }
+    }
+    if (params.consensus != 0u && params.normalize != 0u) {
+      out[j] = b + params.lambda * mixed / select(divisor, 1.0, divisor == 0.0);
+    } else {
+      out[j] = b + params.scale * mixed;
+    }
+  }${inputs.draws ? `
+  for (var i = 0u; i < params.count; i++) {
+    if (drawn[i] != 0u) { atomicAdd(&local[${MAX_MODELS}u + i], drawn[i]); }
+  }` : ""}
+  workgroupBarrier();
+  if (lid < params.count) {
+    atomicAdd(&agreed[lid], atomicLoad(&local[lid]));${inputs.draws ? `
+    atomicAdd(&agreed[params.count + lid], atomicLoad(&local[${MAX_MODELS}u + lid]));` : ""}
+  }
+}`
+
+/** Float32 bits of a number. @category layout */
+export const bitsOf = (value: number): number => new Uint32Array(Float32Array.of(value).buffer)[0]!
+
+const cutWords = (cut: Select.Cut): [number, number, number] =>
+  cut.bits < 0 ? [0, 0, 1] : cut.bits >= 2 ** 32 ? [0, 0, 2] : [cut.bits >>> 0, cut.index, 0]
+
+/**
+ * The per-model words of the kernels (8 per model): factor (÷ density for DARE's `unbiased`, as
+ * `Sparsify.applyChunk`), weight, flags, then hi and lo cuts, or DARE's key and threshold
+ * ⌈density·2²⁴⌉: a 24-bit draw m/2²⁴ is below density exactly when m is below it.
+ *
+ * @category layout
+ */
+export const infoWords = (prepared: Prepared): Uint32Array => {
+  const words = new Uint32Array(8 * prepared.selectors.length)
+  prepared.selectors.forEach((selector, i) => {
+    const w = 8 * i
+    const factor = prepared.factors[i]!
+    words[w] = bitsOf(selector.kind === "random" && prepared.plan.rescale === "unbiased" ? factor / selector.density : factor)
+    words[w + 1] = bitsOf(prepared.plan.models[i]!.weight)
+    if (selector.kind === "random") {
+      words[w + 2] = 3
+      words[w + 3] = selector.key.k0 >>> 0
+      words[w + 4] = selector.key.k1 >>> 0
+      words[w + 5] = Math.ceil(selector.density * 2 ** 24)
+    } else if (selector.kind === "window") {
+      const [hb, hi, hm] = cutWords(selector.hi)
+      const [lb, li, lm] = cutWords(selector.lo)
+      words[w + 2] = 2 | (hm << 4) | (lm << 8)
+      words[w + 3] = hb
+      words[w + 4] = hi
+      words[w + 5] = lb
+      words[w + 6] = li
+    } else {
+      words[w + 2] = selector.kind === "all" ? 0 : 1
+    }
+  })
+  return words
+}
+
+/** The output pass's consensus code (`params.consensus`): 0 none, 1 sum, 2 count. @category layout */
+export const consensusCode = (plan: TaskArithmeticPlan): number =>
+  plan.consensus === "none" ? 0 : plan.consensus === "sum" ? 1 : 2
+
+/**
+ * The cuts at `ranks` of one model's |τ| over a tensor of `n` elements, as `Select.cuts` finds
+ * them: `histogramOf(mode, high, buckets)` runs the {@link histogramMain} pass over the whole
+ * tensor; the buckets are located here, and `nthEqual(bits, nth)` finds the index of the n-th
+ * element of magnitude `bits` (the tie-break: lower index first) by a host scan.
+ *
+ * @category layout
+ */
+export const cutsAt = <E>(
+  n: number,
+  ranks: ReadonlyArray<number>,
+  histogramOf: (mode: number, high: number, buckets: number) => Effect.Effect<Uint32Array, E>,
+  nthEqual: (bits: number, nth: number) => number
+): Effect.Effect<Array<Select.Cut>, E> =>
+  Effect.gen(function* () {
+    const high = ranks.some((r) => r > 0 && r < n) ? yield* histogramOf(0, 0, Select.HIGH_BUCKETS) : undefined
+    return yield* Effect.forEach(ranks, (r) =>
+      Effect.gen(function* () {
+        if (r <= 0) return Select.START
+        if (r >= n) return Select.END
+        const h = Select.locate(high!, r)
+        const low = Select.locate(yield* histogramOf(1, h.bucket, Select.LOW_BUCKETS), r - h.above)
+        const bits = ((h.bucket << 16) | low.bucket) >>> 0
+        const nth = r - h.above - low.above
+        return { bits, index: nth === 0 ? 0 : nthEqual(bits, nth) }
+      }))
+  })
