@@ -18,8 +18,8 @@
  * reading a GPU merge takes the slot for each read while it holds its permit; a slot holder never
  * waits for a permit, so the two cannot wait for each other.
  *
- * One slot per device, kept by device across runs in one process: TF.js has one backend per
- * process, so runs in one process (a cluster worker's units, tests) share its device.
+ * One slot per device, held by the device's handle (`Gpu.GpuHandle.slot`): TF.js has one backend
+ * per process, so runs in one process (a cluster worker's units, tests) share its device and slot.
  *
  * Memory: WebGPU reports no device memory (no free/total query), so there is no `--gpu-memory`
  * budget; a single buffer is bounded by the adapter's `maxBufferSize` (spans record it). What TF.js
@@ -35,7 +35,7 @@ import type { Stage } from "@crucible/core"
 import type * as Gpu from "@crucible/strategies/gpu/Gpu"
 import { GpuMerge } from "@crucible/strategies/merge/GpuMerge"
 import * as tf from "@tensorflow/tfjs-core"
-import { Context, Effect, Fiber, Semaphore } from "effect"
+import { Context, Effect, Fiber } from "effect"
 
 /** The GPU of a run. @category models */
 export interface GpuPool {
@@ -60,17 +60,6 @@ export interface MemoryWatch {
 /** How often the GPU memory TF.js holds is sampled while a GPU stage runs. @category constants */
 export const SAMPLE_EVERY_MS = 25
 
-// One slot per device, for the process (see the module doc).
-const slots = new WeakMap<GPUDevice, Semaphore.Semaphore>()
-const slotOf = (device: GPUDevice): Semaphore.Semaphore => {
-  let slot = slots.get(device)
-  if (slot === undefined) {
-    slot = Semaphore.makeUnsafe(1)
-    slots.set(device, slot)
-  }
-  return slot
-}
-
 // Whether the current context holds a device's slot: nested reads of lazy GPU tensors do not wait for themselves.
 const Holding = Context.Reference<ReadonlySet<GPUDevice>>("crucible/runner/GpuPool/holding", { defaultValue: () => new Set() })
 
@@ -94,7 +83,7 @@ const gpuBytes = (): number => {
 
 /** The pool of `handle`'s device. @category constructors */
 export const make = (handle: Gpu.GpuHandle): GpuPool => {
-  const slot = slotOf(handle.device)
+  const slot = handle.slot
   const merge = GpuMerge.of({ device: handle.device, info: handle.info })
   return {
     handle,

@@ -14,7 +14,7 @@
  *
  * @since 0.2.0
  */
-import { Effect, Schema } from "effect"
+import { Effect, Schema, Semaphore } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -50,6 +50,8 @@ export interface GpuHandle {
   readonly info: GpuInfo
   /** Dawn's instance: referenced as long as the device is used. */
   readonly instance: unknown
+  /** The device's slot: the stages that run on it take it one at a time (the runner's GPU pool). */
+  readonly slot: Semaphore.Semaphore
 }
 
 /** Where `scripts/setup-lavapipe.sh` installs lavapipe (`CRUCIBLE_LAVAPIPE_DIR`, else `~/.cache/crucible/lavapipe`). */
@@ -121,6 +123,7 @@ export const acquire = (options: { readonly env?: NodeJS.ProcessEnv } = {}): Eff
       device,
       adapter,
       instance,
+      slot: yield* Semaphore.make(1),
       info: {
         vendor: a.vendor,
         architecture: a.architecture,
