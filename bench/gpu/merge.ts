@@ -7,8 +7,9 @@
  * - the dispatch alone: GB/s of the bytes the kernel reads and writes, 4·N·bytes + 4·N (float32
  *   out), against the device's own copy bandwidth measured here (copyBufferToBuffer of the input
  *   binding, 2·4·N·bytes moved: the physical bound);
- * - end to end as `StreamSum` calls it (`WeightedSum.weightedSum`: host packing, upload, dispatch,
- *   read-back) plus the host's encoding to the input dtype (`DType.fromNumbers`), per range;
+ * - end to end as `StreamSum` calls it (one `WeightedSum.make` for the stream, then per range its
+ *   `sum`: each input written from its own bytes, dispatch, read-back into a reused float32
+ *   array) plus the host's encoding to the input dtype (`DType.fromNumbers`);
  * - the CPU path (`Packed.ts`, one thread, WASM SIMD, float64 sums) on the same bytes, dtype → dtype.
  *
  * Check: every element of the GPU's float32 sum against the CPU's (the same inputs → f32, float64
@@ -36,7 +37,7 @@ export interface MergeFigures {
   readonly copyGBps: number
   /** gpuGBps / copyGBps (target ≥ 0.5 on a real GPU). */
   readonly ofCopy: number
-  /** `WeightedSum.weightedSum` plus encoding to the input dtype, GB/s of the inputs and output as stored. */
+  /** `WeightedSum.make(…).sum` (context made once) plus encoding to the input dtype, GB/s of the inputs and output as stored. */
   readonly endToEndSeconds: number
   readonly endToEndGBps: number
   readonly cpuSeconds: number
@@ -99,6 +100,8 @@ export const mergeBench = async (device: GPUDevice, options: { readonly elements
   const x = Device.storage(device, INPUTS * bytes, "bench.x")
   const y = Device.storage(device, n * 4, "bench.out")
   const scratch = device.createBuffer({ size: INPUTS * bytes, usage: GPUBufferUsage.COPY_DST })
+  // As StreamSum: one context for the stream, its pipeline and buffers reused by every range.
+  const context = GpuSum.make(device)
   const coef = Device.storage(device, INPUTS * 4, "bench.coef")
   const params = Device.uniform(device, new Uint32Array([n, INPUTS, n, 0]), "bench.params")
   try {
@@ -116,10 +119,10 @@ export const mergeBench = async (device: GPUDevice, options: { readonly elements
     const copySeconds = await best(repeats, () => submit((encoder) => encoder.copyBufferToBuffer(x, 0, scratch, 0, INPUTS * bytes)))
 
     // End to end, as StreamSum sums one range on the GPU: the kernel's function and the encoding.
-    let gpuSums = new Float32Array(0)
+    const gpuSums = new Float32Array(n)
     const endToEndSeconds = await best(repeats, async () => {
       const t0 = performance.now()
-      gpuSums = await Effect.runPromise(GpuSum.weightedSum(device, inputs, COEFFICIENTS))
+      await Effect.runPromise(context.sum(inputs, COEFFICIENTS, gpuSums))
       if (dtype !== "F32") DType.fromNumbers(gpuSums, dtype)
       return (performance.now() - t0) / 1000
     })
@@ -148,5 +151,6 @@ export const mergeBench = async (device: GPUDevice, options: { readonly elements
     }
   } finally {
     for (const b of [x, y, scratch, coef, params]) b.destroy()
+    context.destroy()
   }
 }

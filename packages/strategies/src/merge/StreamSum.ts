@@ -32,7 +32,9 @@
  *
  * - **On a GPU.** Given a device (`options.gpu`: the run's `GpuMerge`), each range is summed there
  *   instead (`gpu/WeightedSum.ts`: bf16/f16/f32 inputs as stored, decoded in the shader, float32
- *   sums) and the float32 sums are encoded to the output dtype as the CPU path encodes its own
+ *   sums; one `WeightedSum.make` for the stream's life, its pipelines and buffers reused, the
+ *   inputs written to the device straight from the arena's slots and the sums read back into its
+ *   output slot) and the float32 sums are encoded to the output dtype as the CPU path encodes its own
  *   (`DType.fromNumbers`, nearest even). The reads, read-ahead and arena are the same. The sums
  *   agree with the CPU's within `WeightedSum.bound`, not bit for bit; a range whose GPU sum is not
  *   finite (a float32 partial sum may overflow where the CPU's float64 one does not) is summed
@@ -51,7 +53,7 @@
  */
 /// <reference types="@webgpu/types" />
 import { DType, TensorRef } from "@crucible/core"
-import { Effect, Exit, Fiber, type Scope } from "effect"
+import { Effect, Exit, Fiber, Scope } from "effect"
 import * as GpuSum from "./gpu/WeightedSum.ts"
 import * as Arena from "./kernels/Arena.ts"
 import * as NonFinite from "./kernels/NonFinite.ts"
@@ -151,6 +153,9 @@ export const make = (
   let current = 0
   let chunk = DEFAULT_CHUNK
   let busy = false
+  // The GPU sum's pipelines and buffers, made by the first range summed there and kept for the
+  // stream's life (destroyed with `scope`).
+  let gpuSum: GpuSum.WeightedSum | undefined
 
   const packedOf = (index: number, dtype: DType.WritableDType): { readonly inDtype: Packed.PackedDType; readonly outDtype: Packed.PackedDType } | undefined => {
     const inDtype = packedIn[index]
@@ -274,7 +279,7 @@ export const make = (
   const compute = (index: number, m: number, set: ReadonlyArray<Uint8Array>, out: Uint8Array, dtype: DType.WritableDType) => {
     if (gpu === undefined) return computeCpu(index, m, set, out, dtype)
     const inDtype = packedOf(index, dtype)?.inDtype ?? "F32"
-    return Effect.flatMap(onGpu(gpu, set, inDtype, m, dtype), (summed) => (summed.bad ? computeCpu(index, m, set, out, dtype) : Effect.succeed(summed)))
+    return Effect.flatMap(onGpu(gpu, set, inDtype, m, dtype, floats(out, m)), (summed) => (summed.bad ? computeCpu(index, m, set, out, dtype) : Effect.succeed(summed)))
   }
 
   const computeCpu = (index: number, m: number, set: ReadonlyArray<Uint8Array>, out: Uint8Array, dtype: DType.WritableDType) =>
@@ -351,15 +356,20 @@ export const make = (
     })
 
   // The sum of m elements of `values` (the raw bytes of `inDtype`) on the GPU, encoded as `dtype`.
-  const onGpu = (device: NonNullable<StreamSumOptions["gpu"]>, values: ReadonlyArray<Uint8Array>, inDtype: Packed.PackedDType, m: number, dtype: DType.WritableDType) =>
+  // `out`, when given, receives the float32 sums (the arena's output slot).
+  const onGpu = (device: NonNullable<StreamSumOptions["gpu"]>, values: ReadonlyArray<Uint8Array>, inDtype: Packed.PackedDType, m: number, dtype: DType.WritableDType, out?: Float32Array) =>
     Effect.gen(function* () {
+      if (gpuSum === undefined) {
+        const made = gpuSum = GpuSum.make(device.device, device.maxBindingBytes === undefined ? {} : { maxBindingBytes: device.maxBindingBytes })
+        yield* Scope.addFinalizer(scope, Effect.sync(() => made.destroy()))
+      }
       const size = DType.byteSize[inDtype]
       // Typed views need aligned offsets: arena slots and file reads are; anything else is copied.
       const aligned = values.map((v) => (v.byteOffset % size === 0 ? v : v.slice(0, m * size)))
       const inputs: GpuSum.Inputs = inDtype === "F32"
         ? { dtype: "F32", arrays: aligned.map((v) => new Float32Array(v.buffer, v.byteOffset, m)) }
         : { dtype: inDtype, arrays: aligned.map((v) => new Uint16Array(v.buffer, v.byteOffset, m)) }
-      const sum = yield* GpuSum.weightedSum(device.device, inputs, coefficients, device.maxBindingBytes === undefined ? {} : { maxBindingBytes: device.maxBindingBytes })
+      const sum = yield* gpuSum.sum(inputs, coefficients, out)
       yield* Effect.annotateCurrentSpan({ "crucible.merge.device": "gpu" })
       const bytes = dtype === "F32" ? new Uint8Array(sum.buffer, sum.byteOffset, sum.byteLength) : DType.fromNumbers(sum, dtype)
       const bad = checkFinite && (NonFinite.firstNonFinite(sum) >= 0 || (dtype !== "F32" && Packed.isPacked(dtype) && Packed.hasNonFiniteJs(bytes, dtype, 0, m)))

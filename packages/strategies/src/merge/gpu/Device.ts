@@ -30,6 +30,20 @@ const MAX_GROUPS = 4096
 
 const pipelines = new WeakMap<GPUDevice, Map<string, GPUComputePipeline>>()
 
+/** The compute pipeline of `code` (entry point `main`), compiled (no cache: {@link pipeline} has one). @category pipelines */
+export const compile = (device: GPUDevice, kernel: string, code: string): Effect.Effect<GPUComputePipeline, GpuKernelError> =>
+  Effect.tryPromise({
+    try: async () => {
+      device.pushErrorScope("validation")
+      const module = device.createShaderModule({ code })
+      const made = await device.createComputePipelineAsync({ layout: "auto", compute: { module, entryPoint: "main" } })
+      const error = await device.popErrorScope()
+      if (error !== null) throw new Error(error.message)
+      return made
+    },
+    catch: (cause) => new GpuKernelError({ kernel, detail: `the WGSL kernel does not compile: ${cause instanceof Error ? cause.message : String(cause)}` })
+  })
+
 /** The compute pipeline of `code` (entry point `main`), compiled once per device. @category pipelines */
 export const pipeline = (device: GPUDevice, kernel: string, code: string): Effect.Effect<GPUComputePipeline, GpuKernelError> =>
   Effect.suspend(() => {
@@ -37,18 +51,7 @@ export const pipeline = (device: GPUDevice, kernel: string, code: string): Effec
     if (cache === undefined) pipelines.set(device, cache = new Map())
     const cached = cache.get(code)
     if (cached !== undefined) return Effect.succeed(cached)
-    return Effect.tryPromise({
-      try: async () => {
-        device.pushErrorScope("validation")
-        const module = device.createShaderModule({ code })
-        const made = await device.createComputePipelineAsync({ layout: "auto", compute: { module, entryPoint: "main" } })
-        const error = await device.popErrorScope()
-        if (error !== null) throw new Error(error.message)
-        cache.set(code, made)
-        return made
-      },
-      catch: (cause) => new GpuKernelError({ kernel, detail: `the WGSL kernel does not compile: ${cause instanceof Error ? cause.message : String(cause)}` })
-    })
+    return Effect.tap(compile(device, kernel, code), (made) => Effect.sync(() => cache.set(code, made)))
   })
 
 /**
@@ -79,8 +82,10 @@ export const uniform = (device: GPUDevice, words: ArrayBufferView<ArrayBuffer>, 
 /** Writes `data` at `offset` bytes of `buffer`, padded to whole words. @category buffers */
 export const upload = (device: GPUDevice, buffer: GPUBuffer, data: ArrayBufferView<ArrayBufferLike>, offset = 0): void => {
   const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
-  if (bytes.byteLength % 4 === 0 && bytes.byteOffset % 4 === 0 && !(bytes.buffer instanceof SharedArrayBuffer)) {
-    device.queue.writeBuffer(buffer, offset, bytes.buffer as ArrayBuffer, bytes.byteOffset, bytes.byteLength)
+  if (bytes.byteLength % 4 === 0) {
+    // A view, not its buffer: Dawn takes views of a SharedArrayBuffer (the merge arena's
+    // WebAssembly memory) as they are, and refuses the SharedArrayBuffer itself.
+    device.queue.writeBuffer(buffer, offset, bytes as Uint8Array<ArrayBuffer>)
     return
   }
   const padded = new Uint8Array(Math.ceil(bytes.byteLength / 4) * 4)
@@ -145,6 +150,25 @@ export const readBack = (device: GPUDevice, buffer: GPUBuffer, bytes: number, ke
         return copy
       } finally {
         staging.destroy()
+      }
+    },
+    catch: (cause) => new GpuKernelError({ kernel, detail: `reading the result back failed: ${cause instanceof Error ? cause.message : String(cause)}` })
+  })
+
+/**
+ * Maps `staging` (a MAP_READ buffer the caller has copied into) and hands its bytes to `read`,
+ * which must copy what it keeps (the range is gone once unmapped); the buffer is reusable after.
+ *
+ * @category buffers
+ */
+export const readMapped = (device: GPUDevice, staging: GPUBuffer, kernel: string, read: (mapped: ArrayBuffer) => void): Effect.Effect<void, GpuKernelError> =>
+  Effect.tryPromise({
+    try: async () => {
+      await staging.mapAsync(GPUMapMode.READ)
+      try {
+        read(staging.getMappedRange())
+      } finally {
+        staging.unmap()
       }
     },
     catch: (cause) => new GpuKernelError({ kernel, detail: `reading the result back failed: ${cause instanceof Error ? cause.message : String(cause)}` })

@@ -80,4 +80,58 @@ describe("GPU weighted sum", () => {
     // c·x with c = 0.5 is exact in float32: the bound is 0 here, so equality.
     for (let j = 0; j < big.length; j += 1) if (summed[j] !== big[j]! * 0.5) throw new Error(`element ${j}: ${summed[j]} ≠ ${big[j]! * 0.5}`)
   })
+
+  it("one context (make) reused across calls: the same bits as a fresh one, any dtype, length or count, inputs in shared memory, into a given array", async () => {
+    const gpu = await device()
+    const context = GpuSum.make(gpu, { maxBindingBytes: 8192 })
+    try {
+      // Lengths that grow and shrink (the buffers grow once, then stale bytes stay behind), odd
+      // 16-bit lengths (the last element in a padded word), counts 1–5, several chunks each.
+      const cases = [
+        { dtype: "F32", n: 700, count: 2 }, { dtype: "BF16", n: 3001, count: 3 }, { dtype: "F32", n: 257, count: 5 },
+        { dtype: "F16", n: 999, count: 1 }, { dtype: "BF16", n: 5, count: 4 }, { dtype: "F32", n: 4099, count: 3 }
+      ] as const
+      for (const [k, { dtype, n, count }] of cases.entries()) {
+        const values = Array.from({ length: count }, (_, i) => normal(20 + 7 * k + i, n, 2))
+        // Each input at a word-aligned place of one SharedArrayBuffer, as the merge arena's slots are.
+        const shared = new SharedArrayBuffer(count * (n + 2) * 4)
+        const inputs: GpuSum.Inputs = dtype === "F32"
+          ? {
+            dtype,
+            arrays: values.map((v, i) => {
+              const floats = new Float32Array(shared, i * (n + 2) * 4, n)
+              floats.set(v)
+              return floats
+            })
+          }
+          : {
+            dtype,
+            arrays: values.map((v, i) => {
+              const words = new Uint16Array(shared, i * (n + 2) * 4, n)
+              words.set(new Uint16Array(DType.fromNumbers(v, dtype).buffer.slice(0)))
+              return words
+            })
+          }
+        const c = Array.from({ length: count }, (_, i) => Math.fround(0.3 - 0.2 * i))
+        const target = new Float32Array(n + 3).fill(Number.NaN)
+        const reused = await Effect.runPromise(context.sum(inputs, c, target.subarray(0, n)))
+        // A fresh context (GpuSum.weightedSum) on copies in ordinary memory: the same kernel and
+        // chunks, so the same bits; and the float64 sum within the bound.
+        const copies: GpuSum.Inputs = inputs.dtype === "F32" ? { dtype: "F32", arrays: inputs.arrays.map((a) => a.slice()) } : { dtype: inputs.dtype, arrays: inputs.arrays.map((a) => a.slice()) }
+        const fresh = await Effect.runPromise(GpuSum.weightedSum(gpu, copies, c, { maxBindingBytes: 8192 }))
+        expect(reused.buffer).toBe(target.buffer)
+        for (const a of inputs.arrays) expect(a.buffer).toBeInstanceOf(SharedArrayBuffer)
+        expect(Array.from(reused)).toEqual(Array.from(fresh))
+        // Past the given length nothing is written.
+        expect(Array.from(target.subarray(n))).toEqual([Number.NaN, Number.NaN, Number.NaN])
+        const decoded = inputs.dtype === "F32" ? inputs.arrays : inputs.arrays.map((w) => DType.toFloat64(new Uint8Array(w.buffer, w.byteOffset, w.byteLength).slice(), dtype))
+        expectWithinBound(reused, decoded, c)
+      }
+    } finally {
+      context.destroy()
+    }
+    const after = await Effect.runPromise(Effect.flip(context.sum({ dtype: "F32", arrays: [new Float32Array(4)] }, [1])))
+    expect(after._tag).toBe("GpuKernelError")
+    expect(after.message).toContain("after destroy")
+  })
 })
