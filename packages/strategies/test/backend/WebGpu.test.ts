@@ -15,6 +15,7 @@ import type { Optimizer } from "../../src/train/Optimizer.ts"
 import * as Train from "../../src/train/Train.ts"
 import { uniform } from "../models/fixtures.ts"
 import { gpuMissing, skipWithoutGpu } from "../support/Gpu.ts"
+import { recordingTracer } from "../support/Spans.ts"
 
 const missing = gpuMissing()
 beforeEach((context) => skipWithoutGpu(context, missing))
@@ -31,14 +32,7 @@ const maxAbsDiff = (a: Float32Array, b: Float32Array): number => {
 describe("webgpu backend (Dawn on lavapipe)", () => {
   it.effect("starts on the adapter Gpu.acquire finds, carries its device, and annotates the span", () =>
     Effect.gen(function* () {
-      const spans: Array<Tracer.Span> = []
-      const tracer = Tracer.make({
-        span: (options) => {
-          const span = new Tracer.NativeSpan(options)
-          spans.push(span)
-          return span
-        }
-      })
+      const { tracer, spans } = recordingTracer()
       const backend: BackendInfo = yield* Effect.provide(Backend, Backend.layer("webgpu")).pipe(Effect.provide(Layer.succeed(Tracer.Tracer, tracer)))
       assert.strictEqual(backend.name, "webgpu")
       assert.strictEqual(tf.getBackend(), "webgpu")

@@ -11,6 +11,7 @@ import * as StreamSum from "../../../src/merge/StreamSum.ts"
 import { decodeParams } from "../../decodeParams.ts"
 import { gpuMissing, skipWithoutGpu } from "../../support/Gpu.ts"
 import { device, gpuHandle } from "./support.ts"
+import { recordingTracer } from "../../support/Spans.ts"
 
 const missing = gpuMissing()
 beforeEach((context) => skipWithoutGpu(context, missing))
@@ -42,14 +43,7 @@ const context = { id: "m", kind: "merge/linear", resolvePath: (p: string) => p, 
 
 /** Runs the stage (with GpuMerge when `gpu`), reads every tensor under its own span, and returns the bytes and the spans' attributes. */
 const runLinear = async (models: ReadonlyArray<Model.Model>, params: object, gpu: boolean) => {
-  const spans: Array<Tracer.Span> = []
-  const tracer = Tracer.make({
-    span: (options) => {
-      const span = new Tracer.NativeSpan(options)
-      spans.push(span)
-      return span
-    }
-  })
+  const { tracer, spans } = recordingTracer()
   const layer = gpu ? GpuMerge.fromHandle(await gpuHandle()) : Layer.empty
   const out = await Effect.runPromise(Effect.scoped(Effect.gen(function* () {
     const merged = yield* Linear.run({ ...context, params: decodeParams(Linear, params as never), inputs: { models } })
