@@ -10,7 +10,7 @@
  * @since 0.2.0
  */
 import { AtomicFile } from "@crucible/core"
-import { Effect } from "effect"
+import { Effect, Option } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import type { RunEvent } from "../Events.ts"
@@ -50,7 +50,8 @@ export const start = (payload: RunPayload, folder: string): Effect.Effect<RunRec
         for (const report of summary.units) {
           const unit = payload.units.find((u) => u.id === report.unit)
           const own = new Set(unit?.runs ?? [report.unit])
-          const manifest = report.runDir === "" ? undefined : readManifest(path.join(report.runDir, "manifest.json"))
+          // A unit whose worker died before writing its manifest has a rerun's folder with one.
+          const manifest = report.runDir === "" ? undefined : Option.getOrUndefined(yield* Effect.option(Manifest.read(path.join(report.runDir, "manifest.json"))))
           for (const s of manifest?.stages ?? []) {
             if (own.has(s.id) && !stages.some((x) => x.id === s.id)) stages.push({ ...s, worker: report.worker, host: report.host })
           }
@@ -80,11 +81,3 @@ const joinTraces = (folder: string) =>
     }
     yield* AtomicFile.writeWhole(path.join(folder, "trace.json"), `${JSON.stringify({ resourceSpans })}\n`)
   })
-
-const readManifest = (file: string): Manifest.Manifest | undefined => {
-  try {
-    return JSON.parse(fs.readFileSync(file, "utf8")) as Manifest.Manifest
-  } catch {
-    return undefined
-  }
-}

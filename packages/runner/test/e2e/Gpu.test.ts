@@ -3,25 +3,17 @@
 // manifest records it, and a merge on `--backend webgpu` agrees with the CPU run within the bound
 // the GPU kernels state. Skipped (with the reason) where lavapipe is not installed, except in CI.
 import { Port, Registry, Stage } from "@crucible/core"
-import * as Gpu from "@crucible/strategies/gpu/Gpu"
 import { GpuMerge } from "@crucible/strategies/merge/GpuMerge"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Schema } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { describe, expect, it, type TestContext } from "vitest"
+import { describe, expect, it } from "vitest"
 import { Reporter } from "../../src/Events.ts"
 import * as Runner from "../../src/Runner.ts"
 import { readModel, writeModel } from "./models.ts"
-
-/** Skips without a Vulkan driver for WebGPU, except in CI, where `.ci/run` installs lavapipe (scripts/setup-lavapipe.sh). */
-const skipWithoutGpu = (context: TestContext): void => {
-  const missing = Gpu.unavailable()
-  if (missing === undefined) return
-  if (process.env.CI === "true") throw new Error(`${missing} CI installs it (.ci/run calls scripts/setup-lavapipe.sh), so here this is a failure.`)
-  context.skip(missing)
-}
+import { skipWithoutGpu } from "../support/Gpu.ts"
 
 interface Span {
   readonly name: string

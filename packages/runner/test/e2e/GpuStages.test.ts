@@ -5,15 +5,10 @@ import { beforeEach, describe, expect, it } from "vitest"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import * as Gpu from "@crucible/strategies/gpu/Gpu"
 import { crucibleAsync } from "./cli.ts"
+import { skipWithoutGpu } from "../support/Gpu.ts"
 
-const missing = Gpu.unavailable()
-beforeEach((context) => {
-  if (missing === undefined) return
-  if (process.env.CI === "true") throw new Error(`${missing} CI installs lavapipe (.ci/run), so here this is a failure.`)
-  context.skip(missing)
-})
+beforeEach(skipWithoutGpu)
 
 const mlp = "{ type: mlp, layers: [4, 16, 3] }"
 const pipeline = `version: 1

@@ -11,6 +11,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import type { TestContext } from "vitest"
 import { Schema } from "effect"
+import { skipUnlessPresent } from "./Requires.ts"
 
 /** A Postgres tool failed: `step` names what was being done, `detail` what the tool said. */
 export class PostgresError extends Schema.TaggedError<PostgresError>()("PostgresError", {
@@ -59,11 +60,7 @@ export const postgresMissing = (env: NodeJS.ProcessEnv = process.env): string | 
  * For a file's `beforeEach`: skips the test with `missing` as the reason, except in CI
  * (`CI=true`), where CI installs Postgres and its absence is a failure, not something to skip.
  */
-export const skipWithoutPostgres = (context: TestContext, missing: string | undefined): void => {
-  if (missing === undefined) return
-  if (process.env.CI === "true") throw new Error(`${missing} CI installs it (.ci/run), so here this is a failure.`)
-  context.skip(missing)
-}
+export const skipWithoutPostgres = (context: TestContext, missing: string | undefined): void => skipUnlessPresent(context, missing)
 
 /** A running private Postgres. */
 export interface PgServer {

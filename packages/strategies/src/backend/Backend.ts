@@ -38,6 +38,7 @@
 import * as tf from "@tensorflow/tfjs-core"
 import { Config, Context, Effect, Layer, Option, Schema } from "effect"
 import * as Gpu from "../gpu/Gpu.ts"
+import { describeCause, importOptional } from "./Optional.ts"
 
 /** The backends Crucible knows. @category models */
 export const BackendNames = ["wasm", "cpu", "tensorflow", "webgpu"] as const
@@ -89,13 +90,10 @@ export const requestedName = (explicit?: string): Effect.Effect<string | undefin
 const isBackendName = (name: string): name is BackendName => (BackendNames as ReadonlyArray<string>).includes(name)
 const isBackendRequest = (name: string): name is (typeof BackendRequests)[number] => (BackendRequests as ReadonlyArray<string>).includes(name)
 
-const describe = (cause: unknown): string => (cause instanceof Error ? cause.message : String(cause))
 
 /** Node packages that provide the `tensorflow` backend, tried in order (GPU first). */
 const TENSORFLOW_PACKAGES: ReadonlyArray<string> = ["@tensorflow/tfjs-node-gpu", "@tensorflow/tfjs-node"]
 
-// Imported by computed name so neither bundlers nor the type checker resolve it statically.
-const importOptional = (specifier: string): Promise<unknown> => import(specifier)
 
 const registerTensorflow = Effect.tryPromise({
   try: async () => {
@@ -105,7 +103,7 @@ const registerTensorflow = Effect.tryPromise({
         await importOptional(specifier)
         return specifier
       } catch (cause) {
-        failures.push(`${specifier}: ${describe(cause)}`)
+        failures.push(`${specifier}: ${describeCause(cause)}`)
       }
     }
     throw new Error(failures.join("; "))
@@ -115,7 +113,7 @@ const registerTensorflow = Effect.tryPromise({
       backend: "tensorflow",
       reason: "NotInstalled",
       detail:
-        `neither ${TENSORFLOW_PACKAGES.join(" nor ")} can be imported (${describe(cause)}). ` +
+        `neither ${TENSORFLOW_PACKAGES.join(" nor ")} can be imported (${describeCause(cause)}). ` +
         "Install one next to @crucible/strategies, e.g. `pnpm --filter @crucible/strategies add @tensorflow/tfjs-node@4.22.0` " +
         "(or `@tensorflow/tfjs-node-gpu@4.22.0` with CUDA); its install step downloads libtensorflow, so it needs network access"
     })
@@ -152,7 +150,7 @@ const registerWebGpu: Effect.Effect<Gpu.GpuHandle, BackendError> = Effect.gen(fu
       new BackendError({
         backend: "webgpu",
         reason: "NotInstalled",
-        detail: `the optional package @tensorflow/tfjs-backend-webgpu cannot be imported (${describe(cause)}); install it next to @crucible/strategies (\`pnpm --filter @crucible/strategies add @tensorflow/tfjs-backend-webgpu@4.22.0\`)`
+        detail: `the optional package @tensorflow/tfjs-backend-webgpu cannot be imported (${describeCause(cause)}); install it next to @crucible/strategies (\`pnpm --filter @crucible/strategies add @tensorflow/tfjs-backend-webgpu@4.22.0\`)`
       })
   })
   const SyncChecked = syncChecked(module.WebGPUBackend)
@@ -192,12 +190,12 @@ const register = (name: BackendName): Effect.Effect<void, BackendError> => {
     case "wasm":
       return Effect.tryPromise({
         try: () => import("@tensorflow/tfjs-backend-wasm"),
-        catch: (cause) => new BackendError({ backend: name, reason: "NotInstalled", detail: describe(cause) })
+        catch: (cause) => new BackendError({ backend: name, reason: "NotInstalled", detail: describeCause(cause) })
       })
     case "cpu":
       return Effect.tryPromise({
         try: () => import("@tensorflow/tfjs-backend-cpu"),
-        catch: (cause) => new BackendError({ backend: name, reason: "NotInstalled", detail: describe(cause) })
+        catch: (cause) => new BackendError({ backend: name, reason: "NotInstalled", detail: describeCause(cause) })
       })
     case "tensorflow":
       return Effect.asVoid(registerTensorflow)
@@ -215,7 +213,7 @@ const activate = (name: BackendName): Effect.Effect<void, BackendError> =>
         await tf.ready()
         return set && tf.getBackend() === name
       },
-      catch: (cause) => new BackendError({ backend: name, reason: "InitFailed", detail: describe(cause) })
+      catch: (cause) => new BackendError({ backend: name, reason: "InitFailed", detail: describeCause(cause) })
     })
     if (!ok) return yield* new BackendError({ backend: name, reason: "InitFailed", detail: "tf.setBackend returned false (see TF.js warnings above)" })
   })

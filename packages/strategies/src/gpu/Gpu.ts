@@ -18,6 +18,7 @@ import { Effect, Schema, Semaphore } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { describeCause, importOptional } from "../backend/Optional.ts"
 
 /** Why no GPU device could be had. @category errors */
 export class GpuError extends Schema.TaggedError<GpuError>()("GpuError", {
@@ -64,10 +65,7 @@ export const lavapipeIcd = (env: NodeJS.ProcessEnv = process.env): string | unde
   return fs.existsSync(icd) ? icd : undefined
 }
 
-// Imported by computed name: optional, and never resolved by the bundler or the type checker.
-const importOptional = (specifier: string): Promise<any> => import(specifier)
 
-const describe = (cause: unknown): string => (cause instanceof Error ? cause.message : String(cause))
 
 /**
  * A WebGPU device with the adapter's largest buffer limits. Chooses the Vulkan driver only when
@@ -84,7 +82,7 @@ export const acquire = (options: { readonly env?: NodeJS.ProcessEnv } = {}): Eff
     const webgpu = yield* Effect.tryPromise({
       try: () => importOptional("webgpu"),
       catch: (cause) =>
-        new GpuError({ reason: "NotInstalled", detail: `the optional package \`webgpu\` (Dawn) cannot be loaded (${describe(cause)}); install it next to @crucible/strategies (\`pnpm --filter @crucible/strategies add webgpu@0.6.2\`)` })
+        new GpuError({ reason: "NotInstalled", detail: `the optional package \`webgpu\` (Dawn) cannot be loaded (${describeCause(cause)}); install it next to @crucible/strategies (\`pnpm --filter @crucible/strategies add webgpu@0.6.2\`)` })
     })
     const instance: GPU = yield* Effect.try({
       try: () => {
@@ -93,11 +91,11 @@ export const acquire = (options: { readonly env?: NodeJS.ProcessEnv } = {}): Eff
         Object.defineProperty(globalThis, "navigator", { value: { gpu }, configurable: true, writable: true })
         return gpu
       },
-      catch: (cause) => new GpuError({ reason: "NoAdapter", detail: `Dawn did not start (${describe(cause)}); a Vulkan loader (Debian: libvulkan1) and driver are needed` })
+      catch: (cause) => new GpuError({ reason: "NoAdapter", detail: `Dawn did not start (${describeCause(cause)}); a Vulkan loader (Debian: libvulkan1) and driver are needed` })
     })
     const adapter: GPUAdapter | null = yield* Effect.tryPromise({
       try: (): Promise<GPUAdapter | null> => instance.requestAdapter(),
-      catch: (cause) => new GpuError({ reason: "NoAdapter", detail: describe(cause) })
+      catch: (cause) => new GpuError({ reason: "NoAdapter", detail: describeCause(cause) })
     })
     if (adapter === null) {
       return yield* new GpuError({
@@ -116,7 +114,7 @@ export const acquire = (options: { readonly env?: NodeJS.ProcessEnv } = {}): Eff
             maxComputeWorkgroupSizeX: adapter.limits.maxComputeWorkgroupSizeX
           }
         }),
-      catch: (cause) => new GpuError({ reason: "NoDevice", detail: describe(cause) })
+      catch: (cause) => new GpuError({ reason: "NoDevice", detail: describeCause(cause) })
     })
     const a = adapter.info
     return {
