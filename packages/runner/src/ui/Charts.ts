@@ -237,3 +237,124 @@ export const epochCharts = (id: string, epochs: ReadonlyArray<EpochPoint>): Read
   if (accuracy.length > 0) charts.push(lineChart({ id: `${id}:accuracy`, title: `${id}: accuracy per epoch`, xLabel: "epoch", yLabel: "accuracy", series: accuracy }))
   return charts
 }
+
+/** One series of a bar chart: a value per category (null: no value, no bar). @category models */
+export interface BarSeries {
+  readonly name: string
+  readonly values: ReadonlyArray<number | null>
+}
+
+/** Bars per category, one per series side by side (a grouped bar chart when there are several series). @category models */
+export interface BarSpec {
+  readonly id: string
+  readonly title: string
+  readonly xLabel: string
+  readonly yLabel: string
+  readonly categories: ReadonlyArray<string>
+  readonly series: ReadonlyArray<BarSeries>
+  readonly width?: number
+  readonly height?: number
+}
+
+/** @category models */
+export interface Bar {
+  readonly category: string
+  readonly series: string
+  readonly value: number
+  readonly color: string
+  /** The bar's rectangle in pixels: from the zero line up to the value. */
+  readonly x: number
+  readonly y: number
+  readonly width: number
+  readonly height: number
+}
+
+/** @category models */
+export interface BarLayout {
+  readonly spec: BarSpec
+  readonly width: number
+  readonly height: number
+  readonly plot: { readonly left: number; readonly top: number; readonly width: number; readonly height: number }
+  readonly y: { readonly min: number; readonly max: number; readonly ticks: ReadonlyArray<number> }
+  /** Each category's slot: its centre, where its label goes. */
+  readonly categories: ReadonlyArray<{ readonly name: string; readonly center: number }>
+  readonly bars: ReadonlyArray<Bar>
+  /** Legend items, wrapped into rows above the plot (none for a single series: the title names it). */
+  readonly legend: ReadonlyArray<{ readonly name: string; readonly color: string; readonly x: number; readonly y: number }>
+}
+
+// Text widths are estimated (12px system-ui ≈ 6.5 px per character), as the line chart's legend does.
+const CHAR = 6.5
+const legendWidth = (name: string) => 24 + name.length * 6.2
+
+/**
+ * Domain, bars and labels of a bar chart. Bars start at zero (a bar's length is its value), so the
+ * y domain always includes 0. Unless a width is given, the chart is as wide as its bars and
+ * category labels need (at least 440 px), so labels are never cut.
+ */
+export const barLayout = (spec: BarSpec): BarLayout => {
+  const n = Math.max(1, spec.series.length)
+  const longest = Math.max(0, ...spec.categories.map((c) => c.length))
+  const slotMin = Math.max(n * 14 + 16, longest * CHAR + 10)
+  const width = spec.width ?? Math.max(440, Math.ceil(MARGIN.left + MARGIN.right + Math.max(1, spec.categories.length) * slotMin))
+  // The legend wraps into as many rows as it needs; the plot starts below them.
+  const legend: Array<{ name: string; color: string; x: number; y: number }> = []
+  const usable = width - MARGIN.left - MARGIN.right
+  let row = 0
+  let lx = 0
+  if (spec.series.length > 1) {
+    spec.series.forEach((s, i) => {
+      const w = legendWidth(s.name)
+      if (lx > 0 && lx + w > usable) (row++, lx = 0)
+      legend.push({ name: s.name, color: COLORS[i % COLORS.length]!, x: MARGIN.left + lx, y: 34 + row * 16 })
+      lx += w
+    })
+  }
+  const top = legend.length === 0 ? 32 : 34 + row * 16 + 12
+  const height = (spec.height ?? 260) + (top - MARGIN.top)
+  const plot = { left: MARGIN.left, top, width: usable, height: height - top - MARGIN.bottom }
+  const values = spec.series.flatMap((s) => s.values.filter(finite))
+  const y = niceDomain(Math.min(0, ...values), Math.max(0, ...values))
+  const py = (v: number) => plot.top + plot.height - ((v - y.min) / (y.max - y.min)) * plot.height
+  const slot = plot.width / Math.max(1, spec.categories.length)
+  const barWidth = (slot * 0.8) / n
+  const bars: Array<Bar> = []
+  spec.categories.forEach((category, c) => {
+    spec.series.forEach((s, i) => {
+      const value = s.values[c]
+      if (!finite(value ?? null)) return
+      const v = value as number
+      const x = plot.left + c * slot + slot * 0.1 + i * barWidth
+      const top = Math.min(py(v), py(0))
+      bars.push({ category, series: s.name, value: v, color: COLORS[i % COLORS.length]!, x, y: top, width: barWidth, height: Math.abs(py(v) - py(0)) })
+    })
+  })
+  return { spec, width, height, plot, y, categories: spec.categories.map((name, c) => ({ name, center: plot.left + (c + 0.5) * slot })), bars, legend }
+}
+
+/** Renders a laid-out bar chart; each bar has a tooltip, and with one series its value is written above it. */
+export const renderBars = (chart: BarLayout): string => {
+  const { plot, spec } = chart
+  const py = (v: number) => plot.top + plot.height - ((v - chart.y.min) / (chart.y.max - chart.y.min)) * plot.height
+  const bottom = plot.top + plot.height
+  const out: Array<string> = [
+    `<svg class="chart bar-chart" data-chart="${escape(spec.id)}" xmlns="http://www.w3.org/2000/svg" width="${chart.width}" height="${chart.height}" viewBox="0 0 ${chart.width} ${chart.height}" role="img" aria-label="${escape(spec.title)}">`,
+    `<text class="chart-title" x="${plot.left}" y="16">${escape(spec.title)}</text>`
+  ]
+  for (const t of chart.y.ticks) out.push(`<line class="grid" x1="${plot.left}" x2="${plot.left + plot.width}" y1="${num(py(t))}" y2="${num(py(t))}"/><text class="axis-label" x="${plot.left - 6}" y="${num(py(t) + 4)}" text-anchor="end">${escape(number(t))}</text>`)
+  out.push(`<rect class="frame" x="${plot.left}" y="${plot.top}" width="${plot.width}" height="${plot.height}" fill="none"/>`)
+  for (const c of chart.categories) out.push(`<text class="axis-label category" x="${num(c.center)}" y="${bottom + 14}" text-anchor="middle">${escape(c.name)}</text>`)
+  out.push(`<text class="axis-title" x="${plot.left + plot.width / 2}" y="${chart.height - 6}" text-anchor="middle">${escape(spec.xLabel)}</text>`)
+  out.push(`<text class="axis-title" transform="translate(12,${plot.top + plot.height / 2}) rotate(-90)" text-anchor="middle">${escape(spec.yLabel)}</text>`)
+  const single = spec.series.length === 1
+  for (const b of chart.bars) {
+    out.push(`<rect class="bar" data-category="${escape(b.category)}" data-series="${escape(b.series)}" data-value="${b.value}" x="${num(b.x)}" y="${num(b.y)}" width="${num(b.width)}" height="${num(b.height)}" fill="${b.color}"><title>${escape(`${single ? "" : `${b.series} · `}${b.category}: ${number(b.value)}`)}</title></rect>`)
+    if (single) out.push(`<text class="bar-value" x="${num(b.x + b.width / 2)}" y="${num(b.y - 4)}" text-anchor="middle">${escape(number(b.value))}</text>`)
+  }
+  for (const l of chart.legend) out.push(`<rect x="${num(l.x)}" y="${l.y - 9}" width="16" height="10" fill="${l.color}"/><text class="legend" x="${num(l.x + 20)}" y="${l.y}">${escape(l.name)}</text>`)
+  out.push(`</svg>`)
+  return out.join("")
+}
+
+/** Lays out and renders a bar chart. */
+export const barChart = (spec: BarSpec): string => renderBars(barLayout(spec))

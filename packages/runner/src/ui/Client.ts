@@ -99,7 +99,7 @@ export function main(config: ClientConfig): void {
         .then((r) => (r.ok ? r.text() : Promise.reject(new Error(String(r.status)))))
         .then((html) => {
           const fresh = new DOMParser().parseFromString(html, "text/html")
-          for (const id of ["timeline-section", "run-meta", "files-section"]) {
+          for (const id of ["timeline-section", "lm-section", "run-meta", "files-section"]) {
             const next = fresh.getElementById(id)
             const current = document.getElementById(id)
             if (next !== null && current !== null) current.replaceWith(document.importNode(next, true))

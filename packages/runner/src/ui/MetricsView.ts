@@ -2,12 +2,15 @@
  * A metrics output (`{ values }`) as HTML, whatever its shape: numbers, strings and short lists in
  * one table (nested objects flattened to dotted names), interpolation paths (`[{ lambda, loss,
  * accuracy }]`, with a sibling `barrier`) and training curves (`[{ epoch, loss, … }]`) as their
- * dedicated charts, and any other list of objects with numeric fields as a line chart plus a table.
+ * dedicated charts, a language-model evaluation (`groups` of perplexities, LmEvaluation.ts) as a
+ * table and a bar chart per group, text samples (`[{ prompt, continuation }]`) as text, and any
+ * other list of objects with numeric fields as a line chart plus a table.
  *
  * @since 0.1.0
  */
 import * as Charts from "./Charts.ts"
 import { clip, escape, number } from "./Html.ts"
+import * as LmEvaluation from "./LmEvaluation.ts"
 
 /** What a metrics value renders to. @category models */
 export interface MetricsHtml {
@@ -44,6 +47,15 @@ const rowTable = (name: string, rows: ReadonlyArray<Readonly<Record<string, unkn
   ].join("")
 }
 
+/** Generated text (`lm/generate`'s `samples`): each prompt and its continuation in full, not cut as table cells are. */
+const samplesBlock = (name: string, rows: ReadonlyArray<Readonly<Record<string, unknown>>>): string =>
+  [
+    `<div class="samples" data-metrics="${escape(name)}">`,
+    ...rows.slice(0, 50).map((r) => `<p class="sample"><span class="prompt">${escape(r.prompt as string)}</span><span class="continuation">${escape(r.continuation as string)}</span></p>`),
+    rows.length > 50 ? `<p class="note">${rows.length - 50} more samples not shown</p>` : "",
+    `</div>`
+  ].join("")
+
 const epochPoint = (r: Readonly<Record<string, unknown>>): Charts.EpochPoint => {
   const validation = isRecord(r.validation) ? r.validation : {}
   const pick = (...vs: ReadonlyArray<unknown>) => vs.find(isNum) ?? null
@@ -75,6 +87,10 @@ export const render = (values: Readonly<Record<string, unknown>>): MetricsHtml =
   const visit = (value: unknown, name: string, parent: Readonly<Record<string, unknown>> | undefined, depth: number) => {
     if (Array.isArray(value) && value.length > 0 && value.every(isRecord)) {
       const rows = value as ReadonlyArray<Readonly<Record<string, unknown>>>
+      if (rows.every((r) => typeof r.prompt === "string" && typeof r.continuation === "string")) {
+        blocks.push(samplesBlock(name, rows))
+        return
+      }
       if (rows.every((r) => isNum(r.lambda) && isNum(r.loss))) {
         blocks.push(...Charts.interpolationCharts(name, rows as unknown as ReadonlyArray<Charts.CurvePoint>, parent?.barrier as Charts.BarrierValue | undefined))
       } else if (rows.every((r) => isNum(r.epoch))) {
@@ -108,7 +124,15 @@ export const render = (values: Readonly<Record<string, unknown>>): MetricsHtml =
     }
     scalars.push([name, isNum(value) ? number(value) : typeof value === "string" ? value : clip(JSON.stringify(value) ?? String(value), 200)])
   }
-  visit(values, "", undefined, 0)
+  // A language-model evaluation: its groups (and the overall figures, as the table's last row) as one
+  // table and a chart; other fields (the data set) as usual.
+  const evaluation = LmEvaluation.read(values)
+  if (evaluation === undefined) visit(values, "", undefined, 0)
+  else {
+    blocks.push(LmEvaluation.groupTable(evaluation), LmEvaluation.groupChart(evaluation))
+    const shown = evaluation.all === undefined ? ["groups"] : ["groups", ...LmEvaluation.FIELDS]
+    for (const [k, v] of Object.entries(values)) if (!shown.includes(k)) visit(v, k, values, 1)
+  }
   const table = scalars.length === 0 ? "" : `<table class="metrics"><tbody>${scalars.map(([k, v]) => `<tr><th>${escape(k)}</th><td>${escape(v)}</td></tr>`).join("")}</tbody></table>`
   return { table, blocks }
 }

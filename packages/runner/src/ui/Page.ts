@@ -9,6 +9,7 @@
 import { main as clientMain, type ClientConfig } from "./Client.ts"
 import * as Dag from "./Dag.ts"
 import { bytes, duration, escape, scriptJson } from "./Html.ts"
+import * as LmEvaluation from "./LmEvaluation.ts"
 import type { RunSummary, RunView } from "./RunView.ts"
 import { type CardOptions, stageCard } from "./StageCard.ts"
 import { css } from "./Style.ts"
@@ -85,6 +86,7 @@ export const runPage = (view: RunView, options: PageOptions): string => {
     view.pipeline.description === undefined ? "" : `<p>${escape(view.pipeline.description)}</p>`,
     `<section id="dag-section"><h2>Pipeline</h2><div class="scroll" id="dag">${Dag.svg(dag, states)}</div><div class="legend-states">${legend}</div></section>`,
     timelineSection(view),
+    LmEvaluation.section(view.stages),
     `<section id="stages-section"><h2>Stages</h2>${view.stages.map((s) => stageCard(s, view.startedAt, options)).join("")}</section>`,
     filesSection(view),
     options.mode === "report" ? `<p class="note">Written by Crucible at the end of the run; the run's data is embedded below as JSON (element #run-data).</p>` : "",

@@ -65,7 +65,15 @@ svg.chart .grid { stroke: #eaeef2; }
 svg.chart .frame { stroke: #afb8c1; }
 svg.chart .axis-label, svg.chart .legend { font-size: 11px; fill: var(--muted); }
 svg.chart .chart-title { font-weight: 600; }
+svg.chart .bar-value { font-size: 11px; fill: var(--muted); }
+table.lm-groups td, table.lm-compare td { font-variant-numeric: tabular-nums; text-align: right; padding-right: 14px; }
+table.lm-groups tr.all th, table.lm-groups tr.all td { font-weight: 600; border-top: 2px solid var(--line); }
+table.lm-compare td.best { font-weight: 700; background: var(--succeeded); }
+.samples .sample { margin: 4px 0; white-space: pre-wrap; font: 12px/1.4 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
+.samples .prompt { font-weight: 700; }
+.samples .continuation { color: var(--muted); }
 .charts { display: flex; flex-wrap: wrap; gap: 12px; margin: 8px 0; }
+.charts > table, .charts > details { align-self: flex-start; }
 .diagnostics h4 { margin: 10px 0 2px; font-size: 13px; }
 .diagnostics-headline { margin: 2px 0 6px; font-size: 12px; }
 .diagnostics-table td { font-variant-numeric: tabular-nums; }
