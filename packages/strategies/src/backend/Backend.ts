@@ -38,6 +38,7 @@
 import * as tf from "@tensorflow/tfjs-core"
 import { Config, Context, Effect, Layer, Option, Schema } from "effect"
 import * as Gpu from "../gpu/Gpu.ts"
+import * as Gemm from "./gemm/Attach.ts"
 import { describeCause, importOptional } from "./Optional.ts"
 
 /** The backends Crucible knows. @category models */
@@ -269,6 +270,8 @@ export const initialise = Effect.fn("Backend.initialise")(function* (explicit?: 
           )
         : yield* activate(requested).pipe(Effect.map(() => info(requested)))
   yield* annotate(chosen)
+  // wasm: matMul on the threaded WebAssembly GEMM (gemm/Attach.ts; CRUCIBLE_GEMM_THREADS=0 keeps XNNPACK's).
+  yield* Gemm.attach(chosen.name)
   return chosen
 })
 

@@ -1,0 +1,60 @@
+/**
+ * Puts the threaded GEMM under TF.js's wasm backend, for `Backend.initialise`.
+ *
+ * Threads: `CRUCIBLE_GEMM_THREADS` (`0` keeps the stock XNNPACK kernels, `N` uses N threads: the
+ * caller and N − 1 workers), default the machine's available parallelism. With a `Scope` in the
+ * context (a `Backend.layer` always has one) the kernels are restored and the workers stopped
+ * when it closes. Without one (`initialise` run bare) they stay for the life of the process, as
+ * the TF.js backend itself does; the workers are unreferenced, so they never keep it alive.
+ * When the GEMM kernels are already registered (a second initialisation), nothing is done.
+ *
+ * @since 0.1.0
+ */
+import { Config, Effect, Option, Scope } from "effect"
+import * as os from "node:os"
+import * as Threads from "./Threads.ts"
+import * as WasmKernels from "./WasmKernels.ts"
+
+/** Threads asked for: `CRUCIBLE_GEMM_THREADS`, else the available parallelism. @category config */
+export const threadCount: Effect.Effect<number> = Config.Int("CRUCIBLE_GEMM_THREADS").pipe(
+  Config.option,
+  Effect.map((value) => Math.max(0, Option.getOrElse(value, () => os.availableParallelism()))),
+  Effect.orElseSucceed(() => os.availableParallelism())
+)
+
+/** Whether the wasm backend's `BatchMatMul` is the GEMM's (marked by `install`). @category predicates */
+export const isAttached = (): boolean => WasmKernels.isInstalled()
+
+/**
+ * Starts the threads and registers the kernels (wasm backend only). Never fails: when the threads
+ * cannot start, the stock kernels stay and a warning says why.
+ *
+ * @category constructors
+ */
+export const attach = Effect.fn("Gemm.attach")(function* (backendName: string) {
+  if (backendName !== "wasm") return
+  const threads = yield* threadCount
+  if (threads === 0 || WasmKernels.isInstalled()) {
+    yield* Effect.annotateCurrentSpan({ "crucible.gemm.threads": threads === 0 ? 0 : "already attached" })
+    return
+  }
+  const scope = yield* Effect.serviceOption(Scope.Scope)
+  const started = yield* Effect.tryPromise(() => Threads.start(threads)).pipe(Effect.option)
+  if (Option.isNone(started)) {
+    yield* Effect.logWarning("gemm: the worker threads did not start; TF.js's own matMul kernels stay")
+    return
+  }
+  const pool = started.value
+  const restore = WasmKernels.install(pool)
+  yield* Effect.annotateCurrentSpan({ "crucible.gemm.threads": pool.threads, "crucible.gemm.fma": pool.fma })
+  yield* Effect.logDebug(`gemm: ${pool.threads} thread(s), ${pool.fma ? "relaxed-SIMD FMA" : "SIMD mul+add"}`)
+  if (Option.isSome(scope)) {
+    yield* Scope.addFinalizer(
+      scope.value,
+      Effect.promise(() => {
+        restore()
+        return pool.close()
+      })
+    )
+  }
+})
