@@ -23,6 +23,7 @@ import { CascadeKind } from "./progressive/Cascade.ts"
 import { LoraExtract } from "./extract/Lora.ts"
 import { Slice, Stack } from "./hf/Slices.ts"
 import { TokenizerAlign } from "./hf/TokenizerAlign.ts"
+import { LmDistillKind, LmEvaluateKind, LmGenerateKind, LmTrainKind } from "./lm/stages/index.ts"
 
 /** @category registry */
 export const Builtin = {
@@ -45,7 +46,11 @@ export const Builtin = {
   "extract/lora": LoraExtract,
   slice: Slice,
   stack: Stack,
-  "tokenizer/align": TokenizerAlign
+  "tokenizer/align": TokenizerAlign,
+  "lm/train": LmTrainKind,
+  "lm/distill": LmDistillKind,
+  "lm/evaluate": LmEvaluateKind,
+  "lm/generate": LmGenerateKind
 } as const
 
 /** The names of the built-in kinds. */
