@@ -13,7 +13,7 @@
  * @since 0.1.0
  */
 import { MR, NR } from "./Kernel.ts"
-import { GEMM, KC, PACK, ROW, TABLE, type Threads } from "./Threads.ts"
+import { GEMM, KC, PACK, ROW, TABLE, type Threads, TRANSPOSE } from "./Threads.ts"
 
 /** One product (float32 throughout). @category models */
 export interface Problem {
@@ -169,4 +169,60 @@ export const broadcastPairs = (
     pairs.push([ia, ib])
   }
   return { shape, pairs }
+}
+
+/**
+ * Transposes `batch` row-major rows×cols float32 matrices of `x` into cols×rows ones, written into
+ * the array `output()` returns (called once `x` is copied). Bits are moved, never computed.
+ *
+ * @category operations
+ */
+export const transpose = (threads: Threads, x: Float32Array, batch: number, rows: number, cols: number, output: () => Float32Array): Float32Array => {
+  const size = rows * cols
+  const bytes = align(batch * size * 4)
+  const base = threads.data(2 * bytes)
+  const src = base, dst = base + bytes
+  new Float32Array(threads.memory.buffer, src, batch * size).set(x.subarray(0, batch * size))
+  let table = threads.table()
+  let tasks = 0
+  // Row blocks of whole 16-row tiles, a few per thread.
+  const block = Math.max(16, Math.ceil(rows / (3 * threads.threads) / 16) * 16)
+  for (let b = 0; b < batch; b++) {
+    for (let r0 = 0; r0 < rows; r0 += block) {
+      if (TABLE + (tasks + 1) * ROW > table.length) {
+        threads.run(tasks)
+        table = threads.table()
+        tasks = 0
+      }
+      table.set([TRANSPOSE, src + b * size * 4, dst + b * size * 4, rows, cols, r0, Math.min(rows, r0 + block)], TABLE + tasks++ * ROW)
+    }
+  }
+  threads.run(tasks)
+  const out = output()
+  out.set(new Float32Array(threads.memory.buffer, dst, batch * size))
+  return out
+}
+
+/**
+ * When `perm` moves a trailing group of axes in front of the group before it (after the axes it
+ * keeps): `[0, 2, 1]`, `[1, 0]`, `[0, 1, 3, 2]`, `[2, 0, 1]`…, the batch × rows × cols transpose it
+ * is; else undefined. Axes of size 1 are dropped first.
+ *
+ * @category operations
+ */
+export const asBatchTranspose = (shape: ReadonlyArray<number>, perm: ReadonlyArray<number>): { readonly batch: number; readonly rows: number; readonly cols: number } | undefined => {
+  const keep = shape.map((d, i) => (d === 1 ? -1 : i)).filter((i) => i >= 0)
+  const dims = keep.map((i) => shape[i]!)
+  const p = perm.filter((i) => shape[i] !== 1).map((i) => keep.indexOf(i))
+  let a = 0
+  while (a < p.length && p[a] === a) a++
+  if (a === p.length) return undefined
+  const t = p[a]!
+  const r = p.length
+  for (let i = a; i < r; i++) {
+    const want = i - a < r - t ? t + (i - a) : a + (i - a - (r - t))
+    if (p[i] !== want) return undefined
+  }
+  const product = (from: number, to: number) => dims.slice(from, to).reduce((x, d) => x * d, 1)
+  return { batch: product(0, a), rows: product(a, t), cols: product(t, r) }
 }

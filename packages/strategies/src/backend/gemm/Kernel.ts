@@ -25,7 +25,7 @@
 import * as Wasm from "../../merge/kernels/Wasm.ts"
 
 /** Rows of the micro-kernel's tile (its columns are 8: two f32x4). @category constants */
-export const MR = 6
+export const MR = 4
 /** Columns of the micro-kernel's tile. @category constants */
 export const NR = 8
 

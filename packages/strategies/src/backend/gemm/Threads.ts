@@ -34,7 +34,7 @@ export const CONTROL_BYTES = (TABLE + MAX_TASKS * ROW) * 4
 export const KC = 256
 
 /** Task kinds (first int of a row). @category constants */
-export const PACK = 1, GEMM = 2
+export const PACK = 1, GEMM = 2, TRANSPOSE = 3
 
 const PAGE = 65536
 
@@ -66,6 +66,8 @@ export interface Threads {
  * GEMM row: [2, pa, pb, c, ldc, k, flags, bias, mPanels, nPanels, paStride, pbStride, kc, mr]:
  * the k extent in chunks of `kc`; C is accumulated after the first chunk, the epilogue flags
  * (bias, relu) apply to the last.
+ * TRANSPOSE row: [3, src, dst, rows, cols, r0, r1]: rows [r0, r1) of a rows×cols matrix into the
+ * cols×rows one, in tiles of 16 × 16 (with power-of-two row strides, the 16 lines a tile writes share few L1 sets: wider tiles thrash them).
  */
 export const runTask = (x: Kernel.Exports, ctl: Int32Array, at: number): void => {
   const kind = ctl[at]!
@@ -84,6 +86,12 @@ export const runTask = (x: Kernel.Exports, ctl: Int32Array, at: number): void =>
     for (let k0 = 0; k0 < k; k0 += kc) {
       const last = k0 + kc >= k
       x.block(pa + k0 * mr * 4, pb + k0 * 32, c, ldc, Math.min(kc, k - k0), (k0 > 0 ? 1 : 0) | (last ? flags : 0), bias, mPanels, nPanels, paStride, pbStride)
+    }
+  } else if (kind === 3) {
+    const src = ctl[at + 1]!, dst = ctl[at + 2]!, rows = ctl[at + 3]!, cols = ctl[at + 4]!, r0 = ctl[at + 5]!, r1 = ctl[at + 6]!
+    for (let r = r0; r < r1; r += 16) {
+      const lanes = Math.min(16, r1 - r)
+      for (let c = 0; c < cols; c += 16) x.pack(src + (r * cols + c) * 4, cols * 4, 4, dst + (c * rows + r) * 4, lanes, Math.min(16, cols - c), lanes, rows * 4)
     }
   }
 }

@@ -1,5 +1,6 @@
 /**
- * The GEMM as TF.js's wasm kernels for `BatchMatMul` and `_FusedMatMul`: each reads its inputs
+ * The GEMM as TF.js's wasm kernels for `BatchMatMul` and `_FusedMatMul` (and the threads'
+ * tiled transpose as its `Transpose` of float32 batches of 2-D transposes): each reads its inputs
  * from the wasm backend's heap, multiplies on {@link Threads} ({@link Gemm.multiply}) and writes a
  * heap tensor made by `backend.makeOutput`. What it does not take — problems under
  * `minFlops` (the threads' start-up and copies cost more than they save), dtypes other than
@@ -21,7 +22,15 @@ import type { Threads } from "./Threads.ts"
  *
  * @category constants
  */
-export const DEFAULT_MIN_FLOPS = 1 << 20
+export const DEFAULT_MIN_FLOPS = 1 << 22
+
+/**
+ * Transposes of at least this many elements run on the threads (XNNPACK's takes ~5 ns an element
+ * on 512×512 here, the tiled one well under 1).
+ *
+ * @category constants
+ */
+export const DEFAULT_MIN_TRANSPOSE = 1 << 14
 
 interface HeapBackend {
   readonly dataIdMap: { get(dataId: object): { readonly memoryOffset: number; readonly shape: ReadonlyArray<number> } | undefined }
@@ -68,6 +77,7 @@ export const isInstalled = (): boolean => (tf.getKernel("BatchMatMul", "wasm")?.
 /** Options of {@link install}. @category models */
 export interface InstallOptions {
   readonly minFlops?: number
+  readonly minTranspose?: number
 }
 
 /**
@@ -80,7 +90,9 @@ export const install = (threads: Threads, options: InstallOptions = {}): (() => 
   const minFlops = options.minFlops ?? DEFAULT_MIN_FLOPS
   const originalBatch = tf.getKernel("BatchMatMul", "wasm")
   const originalFused = tf.getKernel("_FusedMatMul", "wasm")
-  if (originalBatch === undefined || originalFused === undefined) return () => {}
+  const originalTranspose = tf.getKernel("Transpose", "wasm")
+  if (originalBatch === undefined || originalFused === undefined || originalTranspose === undefined) return () => {}
+  const minTranspose = options.minTranspose ?? DEFAULT_MIN_TRANSPOSE
 
   const run = (backend: HeapBackend, a: tf.TensorInfo, b: tf.TensorInfo, plan: Plan, transposeA: boolean, transposeB: boolean, bias: Float32Array | undefined, relu: boolean) => {
     let out: tf.TensorInfo | undefined
@@ -121,11 +133,30 @@ export const install = (threads: Threads, options: InstallOptions = {}): (() => 
     return run(backend, a, b, plan!, transposeA, transposeB, biasValues, activation === "relu")
   }
 
+  const transpose: tf.KernelFunc = (args) => {
+    const { x } = args.inputs as { x: tf.TensorInfo }
+    const { perm } = args.attrs as unknown as tf.TransposeAttrs
+    const size = tf.util.sizeFromShape(x.shape)
+    const plan = x.dtype === "float32" && size >= minTranspose ? Gemm.asBatchTranspose(x.shape, perm) : undefined
+    if (plan === undefined) return originalTranspose.kernelFunc(args)
+    const backend = args.backend as unknown as HeapBackend
+    let out: tf.TensorInfo | undefined
+    Gemm.transpose(threads, heapFloats(backend, x), plan.batch, plan.rows, plan.cols, () => {
+      out = backend.makeOutput(perm.map((i) => x.shape[i]!), "float32")
+      return heapFloats(backend, out)
+    })
+    return out!
+  }
+
+  tf.unregisterKernel("Transpose", "wasm")
+  tf.registerKernel({ ...originalTranspose, kernelFunc: marked(transpose) })
   tf.unregisterKernel("BatchMatMul", "wasm")
   tf.registerKernel({ ...originalBatch, kernelFunc: marked(batchMatMul) })
   tf.unregisterKernel("_FusedMatMul", "wasm")
   tf.registerKernel({ ...originalFused, kernelFunc: marked(fusedMatMul) })
   return () => {
+    tf.unregisterKernel("Transpose", "wasm")
+    tf.registerKernel(originalTranspose)
     tf.unregisterKernel("BatchMatMul", "wasm")
     tf.registerKernel(originalBatch)
     tf.unregisterKernel("_FusedMatMul", "wasm")
