@@ -5,6 +5,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import * as TextSource from "../../src/text/TextSource.ts"
 import * as TextTokenizer from "../../src/text/TextTokenizer.ts"
 
 // Reference ids and decodes from Python `tokenizers` (fixtures/tokenizers/generate.py).
@@ -45,6 +46,25 @@ describe("TextTokenizer", () => {
         // qwen2 normalizes to NFC: its round trip is the NFC form.
         for (const text of cases.texts) assert.strictEqual(tokenizer.decode(tokenizer.encode(text)), name === "qwen2" ? text.normalize("NFC") : text)
       }
+    })
+  )
+
+  it.effect("the lm-merge example's tokenizer: 2048 tokens, EOS 0, under 2 tokens per word of Brown's test documents, exact round trips", () =>
+    Effect.gen(function* () {
+      const tokenizer = yield* TextTokenizer.read(path.join(fixtures, "..", "..", "..", "..", "examples", "lm-merge", "tiny-llama"))
+      assert.strictEqual(tokenizer.vocabSize, 2048)
+      assert.strictEqual(tokenizer.eos, 0)
+      const docs = yield* TextSource.documents("brown", "test", ["news", "learned"], (p) => p)
+      let tokens = 0
+      let words = 0
+      for (const d of docs) {
+        const ids = tokenizer.encode(d.text)
+        assert.strictEqual(tokenizer.decode(ids), d.text)
+        tokens += ids.length
+        words += d.text.split(/\s+/).length
+      }
+      // train_tokenizer.py measured 1.90 over every test document; these two genres are close to it.
+      assert.isBelow(tokens / words, 2)
     })
   )
 
