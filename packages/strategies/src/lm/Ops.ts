@@ -162,36 +162,42 @@ export const mergeHeads = (x: tf.Tensor4D): tf.Tensor2D => {
   )
 }
 
-/** `x` with its last axis's halves `[x1, x2]` turned into `[−x2, x1]` (transformers' rotate_half). */
-const rotateHalf = (x: tf.Tensor): tf.Tensor => {
-  const half = x.shape[x.rank - 1]! / 2
-  const [x1, x2] = tf.split(x, [half, half], -1) as [tf.Tensor, tf.Tensor]
-  return tf.concat([tf.neg(x2), x1], -1)
-}
-
-/** The transpose of {@link rotateHalf}: `[z1, z2]` → `[z2, −z1]`. */
-const rotateHalfTransposed = (z: tf.Tensor): tf.Tensor => {
-  const half = z.shape[z.rank - 1]! / 2
-  const [z1, z2] = tf.split(z, [half, half], -1) as [tf.Tensor, tf.Tensor]
-  return tf.concat([z2, tf.neg(z1)], -1)
-}
-
 /**
  * RoPE on `x` `[B, h, T, D]`: `x·cos + rotate_half(x)·sin` with tables `[T, D]` (see
- * {@link ropeTables}); the backward pass is the transposed rotation.
+ * {@link ropeTables}). transformers' rotate_half (`[x1, x2]` → `[−x2, x1]`) is the signed
+ * permutation `x·M`, done as a small matMul (faster on wasm than splitting and concatenating);
+ * the backward pass is `dy·cos + (dy·sin)·Mᵀ`.
  */
 export const rope = (x: tf.Tensor4D, cos: tf.Tensor2D, sin: tf.Tensor2D): tf.Tensor4D =>
   op<tf.Tensor4D>(
     (ins, save) => {
       const xi = ins[0] as tf.Tensor4D
-      save([cos, sin])
+      const [B, h, T, D] = xi.shape
+      const m = rotateHalfMatrix(D)
+      const mt = tf.transpose(m)
+      save([cos, sin, mt])
+      const rotated = tf.reshape(tf.matMul(tf.reshape(xi, [-1, D]), m), [B, h, T, D])
       return {
-        value: tf.add(tf.mul(xi, cos), tf.mul(rotateHalf(xi), sin)),
-        gradFunc: (dy, saved) => [tf.add(tf.mul(dy, at(saved, 0)), rotateHalfTransposed(tf.mul(dy, at(saved, 1))))]
+        value: tf.add(tf.mul(xi, cos), tf.mul(rotated, sin)),
+        gradFunc: (dy, saved) => {
+          const back = tf.reshape(tf.matMul(tf.reshape(tf.mul(dy, at(saved, 1)), [-1, D]), at(saved, 2) as tf.Tensor2D), [B, h, T, D])
+          return [tf.add(tf.mul(dy, at(saved, 0)), back)]
+        }
       }
     },
     [x]
   )
+
+/** `M` `[D, D]` with `x·M = rotate_half(x)`: output `i < D/2` is `−x[i + D/2]`, output `i ≥ D/2` is `x[i − D/2]`. */
+const rotateHalfMatrix = (D: number): tf.Tensor2D => {
+  const half = D / 2
+  const m = new Float32Array(D * D)
+  for (let i = 0; i < half; i++) {
+    m[(i + half) * D + i] = -1
+    m[i * D + i + half] = 1
+  }
+  return tf.tensor2d(m, [D, D])
+}
 
 /**
  * RoPE's inverse frequencies `1 / θ^(2i/D)` rescaled as the config's `rope_scaling` says
@@ -246,49 +252,43 @@ export const causalMask = (T: number, window?: number): Float32Array => {
   return mask
 }
 
-/** `[B, kv, T, D]` → `[B, kv·g, T, D]`, query head `j` reading kv head `⌊j/g⌋` (transformers' repeat_kv). */
-const repeatKv = (x: tf.Tensor4D, g: number): tf.Tensor4D => {
-  if (g === 1) return x
-  const [B, kv, T, D] = x.shape
-  return tf.reshape(tf.tile(tf.reshape(x, [B, kv, 1, T, D]), [1, 1, g, 1, 1]), [B, kv * g, T, D])
-}
-
-/** The gradient of {@link repeatKv}: each kv head sums the gradients of its `g` query heads. */
-const sumRepeats = (dx: tf.Tensor4D, g: number): tf.Tensor4D => {
-  if (g === 1) return dx
-  const [B, h, T, D] = dx.shape
-  return tf.sum(tf.reshape(dx, [B, h / g, g, T, D]), 2)
-}
-
 /**
  * Causal scaled dot-product attention with grouped-query heads: `q` `[B, h, T, D]`, `k`, `v`
- * `[B, kv, T, D]` (`h` a multiple of `kv`), `mask` `[T, T]` additive → `[B, h, T, D]`. Scores and
- * softmax in float32. The backward pass: `dP = dO·Vᵀ`, `dV = Pᵀ·dO`, `dS = P ⊙ (dP − Σ dP⊙P)`,
- * `dQ = s·dS·K`, `dK = s·dSᵀ·Q`, repeated kv heads summed — every transpose explicit.
+ * `[B, kv, T, D]` (`h` a multiple of `kv`), `mask` `[T, T]` additive → `[B, h, T, D]`. Query head
+ * `j` reads kv head `⌊j/g⌋` (transformers' repeat_kv), done without repeating k and v: the `g`
+ * query heads of a kv head are stacked as `[B, kv, g·T, D]`, so one matMul per kv head scores them
+ * all and `dK`, `dV` sum over the group by themselves. Scores and softmax in float32. Backward:
+ * `dP = dO·Vᵀ`, `dV = Pᵀ·dO`, `dS = P ⊙ (dP − Σ dP⊙P)`, `dQ = s·dS·K`, `dK = s·dSᵀ·Q` — every
+ * transpose explicit.
  */
 export const attention = (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor2D, scale: number): tf.Tensor4D =>
   op<tf.Tensor4D>(
     (ins, save) => {
       const [qi, ki, vi] = ins as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D]
-      const g = qi.shape[1] / ki.shape[1]
-      const kr = repeatKv(ki, g)
-      const vr = repeatKv(vi, g)
-      const scores = tf.add(tf.mul(tf.matMul(qi, tf.transpose(kr, [0, 1, 3, 2])), scale), mask)
+      const [B, h, T, D] = qi.shape
+      const kv = ki.shape[1]
+      const g = h / kv
+      const qg = g === 1 ? qi : tf.reshape(qi, [B, kv, g * T, D])
+      // the mask repeats for each of the g stacked query heads
+      const maskG = g === 1 ? mask : tf.tile(mask, [g, 1])
+      const scores = tf.add(tf.mul(tf.matMul(qg, tf.transpose(ki, [0, 1, 3, 2])), scale), maskG)
       const p = tf.softmax(scores)
-      save([qi, kr, vr, p])
+      save([qg, ki, vi, p])
+      const out = tf.matMul(p, vi)
       return {
-        value: tf.matMul(p, vr),
+        value: (g === 1 ? out : tf.reshape(out, [B, h, T, D])) as tf.Tensor4D,
         gradFunc: (dy, saved) => {
           const qs = at(saved, 0) as tf.Tensor4D
           const ks = at(saved, 1) as tf.Tensor4D
           const vs = at(saved, 2) as tf.Tensor4D
           const ps = at(saved, 3) as tf.Tensor4D
-          const dp = tf.matMul(dy, tf.transpose(vs, [0, 1, 3, 2]))
-          const dv = tf.matMul(tf.transpose(ps, [0, 1, 3, 2]), dy)
+          const dyg = g === 1 ? dy : tf.reshape(dy, [B, kv, g * T, D])
+          const dp = tf.matMul(dyg, tf.transpose(vs, [0, 1, 3, 2]))
+          const dv = tf.matMul(tf.transpose(ps, [0, 1, 3, 2]), dyg)
           const ds = tf.mul(tf.mul(ps, tf.sub(dp, tf.sum(tf.mul(dp, ps), -1, true))), scale) as tf.Tensor4D
           const dq = tf.matMul(ds, ks)
-          const dk = tf.matMul(tf.transpose(ds, [0, 1, 3, 2]), qs) as tf.Tensor4D
-          return [dq, sumRepeats(dk, g), sumRepeats(dv as tf.Tensor4D, g)]
+          const dk = tf.matMul(tf.transpose(ds, [0, 1, 3, 2]), qs)
+          return [g === 1 ? dq : tf.reshape(dq, [B, h, T, D]), dk, dv]
         }
       }
     },
