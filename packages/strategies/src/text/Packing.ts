@@ -28,7 +28,7 @@ export interface TokenBlocks {
   readonly groupOf: Int32Array
 }
 
-/** Options of {@link pack}. */
+/** Options of {@link pack}. @category models */
 export interface PackOptions {
   /** At most this many blocks per group, spread evenly. */
   readonly maxBlocksPerGroup?: number | undefined
@@ -44,7 +44,7 @@ const grow = (buffer: Int32Array<ArrayBuffer>, needed: number): Int32Array<Array
   return next
 }
 
-/** Packs documents into blocks (see the module doc). */
+/** Packs documents into blocks (see the module doc). @category packing */
 export const pack = (docs: ReadonlyArray<TextSource.Document>, tokenizer: TextTokenizer, seqLen: number, options: PackOptions = {}): TokenBlocks => {
   if (!Number.isInteger(seqLen) || seqLen < 1) throw new RangeError(`seqLen must be a positive integer, got ${seqLen}`)
   const row = seqLen + 1
@@ -92,13 +92,13 @@ export const pack = (docs: ReadonlyArray<TextSource.Document>, tokenizer: TextTo
   return { name: options.name ?? "text", seqLen, count, tokens, groups: order, groupOf }
 }
 
-/** The blocks' name: `brown/test`, with the groups when chosen: `brown/test[news,learned]`. */
+/** The blocks' name: `brown/test`, with the groups when chosen: `brown/test[news,learned]`. @category packing */
 export const nameOf = (param: TextSource.TextParam, split: TextSource.TextSplit, groups: TextSource.GroupsParam | undefined): string => {
   const chosen = groups === undefined ? "" : `[${(Array.isArray(groups) ? (groups as ReadonlyArray<string>) : Object.keys(groups)).join(",")}]`
   return `${TextSource.nameOf(param)}/${split}${chosen}`
 }
 
-/** The documents a stage's text params name, packed; memoised for the run (`RunCache`). */
+/** The documents a stage's text params name, packed; memoised for the run (`RunCache`). @category packing */
 export const load = (
   param: TextSource.TextParam,
   split: TextSource.TextSplit,

@@ -19,5 +19,5 @@ export class TextError extends Schema.TaggedError<TextError>()("TextError", {
   }
 }
 
-/** The message of an unknown thrown value. */
+/** The message of an unknown thrown value. @category errors */
 export const describe = (cause: unknown): string => (cause instanceof Error ? cause.message : String(cause))

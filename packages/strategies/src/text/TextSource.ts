@@ -54,16 +54,16 @@ export interface Document {
   readonly text: string
 }
 
-/** Bumped when the split rule changes: part of Brown's `builtin` read, so the stage keys change. */
+/** Bumped when the split rule changes: part of Brown's `builtin` read, so the stage keys change. @category constants */
 export const SPLIT_VERSION = 1
 
-/** The split period: k % 5 == 4 is test, k % 5 == 3 is val. */
+/** The split period: k % 5 == 4 is test, k % 5 == 3 is val. @category constants */
 export const SPLIT_EVERY = 5
 
-/** Brown's `builtin` read: the package's version and the split's. */
+/** Brown's `builtin` read: the package's version and the split's. @category constants */
 export const BROWN_VERSION = `${Brown.VERSION}+split${SPLIT_VERSION}`
 
-/** What a `data:` param reads, for the stage's key. */
+/** What a `data:` param reads, for the stage's key. @category reads */
 export const reads = (param: TextParam): ReadonlyArray<Stage.Read> =>
   param === "brown" ? [{ builtin: BROWN_VERSION }] : [{ file: "text" in param ? param.text : param.jsonl }]
 
@@ -78,14 +78,14 @@ export const splitField = (defaultSplit: TextSplit, description: string) => Text
 export const groupsField = (description = "keep these groups (genres), or named groups of groups ({ press: [news, editorial, reviews] })") =>
   Schema.optional(GroupsParam.annotate({ description }))
 
-/** The split of the k-th document (0-based, source order) of a group of n. */
+/** The split of the k-th document (0-based, source order) of a group of n. @category splitting */
 export const splitOf = (k: number, n: number): Exclude<TextSplit, "all"> => {
   if (k % SPLIT_EVERY === SPLIT_EVERY - 1 || (n < SPLIT_EVERY && k === n - 1)) return "test"
   if (k % SPLIT_EVERY === SPLIT_EVERY - 2) return "val"
   return "train"
 }
 
-/** A short name for messages and block names: `brown`, the text path's base name, the JSONL file's. */
+/** A short name for messages and block names: `brown`, the text path's base name, the JSONL file's. @category reads */
 export const nameOf = (param: TextParam): string => (param === "brown" ? "brown" : path.basename("text" in param ? param.text : param.jsonl))
 
 const stem = (file: string) => path.basename(file, path.extname(file))
@@ -178,7 +178,7 @@ const jsonlDocuments = (file: string, field: string, groupField: string | undefi
     catch: (cause) => (cause instanceof TextError ? cause : new TextError({ source: file, detail: `cannot read the JSONL file: ${describe(cause)}` }))
   })
 
-/** Every document the param names, in source order (uncached). */
+/** Every document the param names, in source order (uncached). @category reading */
 export const readAll = (param: TextParam, resolvePath: (p: string) => string): Effect.Effect<ReadonlyArray<Document>, TextError> => {
   if (param === "brown") return Brown.documents()
   if ("text" in param) return textDocuments(resolvePath(param.text))
@@ -210,7 +210,7 @@ const splitAll = (docs: ReadonlyArray<Document>): Splits => {
 const keyOf = (param: TextParam, resolvePath: (p: string) => string) =>
   `crucible/text:${JSON.stringify(param === "brown" ? param : "text" in param ? { text: resolvePath(param.text) } : { ...param, jsonl: resolvePath(param.jsonl) })}`
 
-/** The groups a `groups:` param names, as `[name, members]`; the members are checked against `known`. */
+/** The groups a `groups:` param names, as `[name, members]`; the members are checked against `known`. @category splitting */
 export const resolveGroups = (groups: GroupsParam, known: ReadonlyArray<string>, source: string): Effect.Effect<ReadonlyArray<readonly [string, ReadonlyArray<string>]>, TextError> => {
   const named: ReadonlyArray<readonly [string, ReadonlyArray<string>]> = Array.isArray(groups)
     ? (groups as ReadonlyArray<string>).map((g) => [g, [g]] as const)
@@ -227,6 +227,8 @@ export const resolveGroups = (groups: GroupsParam, known: ReadonlyArray<string>,
 /**
  * The documents of a split, filtered (and renamed) by `groups`: without `groups`, in source
  * order; with them, group by group in the order given, each in source order. Memoised for the run.
+ *
+ * @category reading
  */
 export const documents = (param: TextParam, split: TextSplit, groups: GroupsParam | undefined, resolvePath: (p: string) => string): Effect.Effect<ReadonlyArray<Document>, TextError> =>
   Effect.gen(function* () {

@@ -44,6 +44,8 @@ const tokenContent = (v: unknown): string | undefined => (typeof v === "string" 
 /**
  * A tokenizer from parsed `tokenizer.json` and `tokenizer_config.json` objects (`source` for
  * messages). Throws what the library throws for a tokenizer it cannot build.
+ *
+ * @category constructors
  */
 export const make = (json: Record<string, unknown>, config: Record<string, unknown>, source: string): TextTokenizer => {
   const tokenizer = new Tokenizer(json, config)
@@ -94,14 +96,14 @@ const readJson = (file: string, optional: boolean): Effect.Effect<Record<string,
     catch: (cause) => (cause instanceof TextError ? cause : new TextError({ source: file, detail: `cannot read it: ${describe(cause)}` }))
   })
 
-/** The tokenizer.json a path names: the file itself, or `tokenizer.json` in the folder. */
+/** The tokenizer.json a path names: the file itself, or `tokenizer.json` in the folder. @category reading */
 export const tokenizerFile = (fileOrFolder: string): Effect.Effect<string, TextError> =>
   Effect.tryPromise({
     try: async () => ((await fsp.stat(fileOrFolder)).isDirectory() ? path.join(fileOrFolder, "tokenizer.json") : fileOrFolder),
     catch: (cause) => new TextError({ source: fileOrFolder, detail: `no tokenizer here (${describe(cause)}): give \`tokenizer:\` a tokenizer.json or a folder holding one` })
   })
 
-/** Reads `tokenizer.json` (a file, or a folder's) and the `tokenizer_config.json` beside it (optional). Memoised for the run. */
+/** Reads `tokenizer.json` (a file, or a folder's) and the `tokenizer_config.json` beside it (optional). Memoised for the run. @category reading */
 export const read = (fileOrFolder: string): Effect.Effect<TextTokenizer, TextError> =>
   Effect.flatMap(tokenizerFile(fileOrFolder), (file) =>
     RunCache.memo(
@@ -120,6 +122,8 @@ export const read = (fileOrFolder: string): Effect.Effect<TextTokenizer, TextErr
 /**
  * A model's tokenizer: `param` when given (a path, resolved); else the tokenizer folder of the
  * model's provenance (`tokenizer`, else `donor`); else an error saying to give `tokenizer:`.
+ *
+ * @category reading
  */
 export const tokenizerOf = (model: Model.Model | undefined, param: string | undefined, resolvePath: (p: string) => string): Effect.Effect<TextTokenizer, TextError> => {
   if (param !== undefined) return read(resolvePath(param))
