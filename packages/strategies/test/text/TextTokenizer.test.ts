@@ -20,7 +20,7 @@ interface Reference {
 const cases = JSON.parse(fs.readFileSync(path.join(fixtures, "cases.json"), "utf8")) as { readonly texts: ReadonlyArray<string>; readonly tokenizers: Readonly<Record<string, Reference>> }
 
 describe("TextTokenizer", () => {
-  for (const name of ["gpt2", "llama2", "llama3", "qwen2"]) {
+  for (const name of ["gpt2", "llama2", "mistral", "llama3", "qwen2"]) {
     it.effect(`${name}: ids and decodes equal Python tokenizers' on ${cases.texts.length} texts`, () =>
       Effect.gen(function* () {
         const reference = cases.tokenizers[name]!
