@@ -47,8 +47,8 @@ export const student = (id: string, kind: string, init: Model.Model | undefined,
     return { config, tokenizer, weights }
   })
 
-/** A teacher's config and weights, refused when its vocabulary is not the student's. */
-const teacherOf = (id: string, teacher: Model.Model, index: number, student: LmConfig.LmConfig, tokenizer: TextTokenizer.TextTokenizer, resolvePath: (p: string) => string) =>
+/** A teacher's config, refused when its vocabulary is not the student's. */
+const teacherConfig = (id: string, teacher: Model.Model, index: number, student: LmConfig.LmConfig, tokenizer: TextTokenizer.TextTokenizer, resolvePath: (p: string) => string) =>
   Effect.gen(function* () {
     const config = yield* LmConfig.configOf(teacher, undefined, resolvePath)
     const mismatch = (detail: string) =>
@@ -57,7 +57,7 @@ const teacherOf = (id: string, teacher: Model.Model, index: number, student: LmC
     // A teacher whose tokenizer can be found must have the student's number of tokens.
     const own = yield* Effect.option(TextTokenizer.tokenizerOf(teacher, undefined, resolvePath))
     if (own._tag === "Some" && own.value.vocabSize !== tokenizer.vocabSize) return yield* mismatch(`has a tokenizer of ${own.value.vocabSize} tokens (${own.value.source}), the student's ${tokenizer.vocabSize} (${tokenizer.source})`)
-    return { config, weights: yield* LmWeights.fromModel(config, teacher) }
+    return config
   })
 
 /**
@@ -72,6 +72,8 @@ export const run = (
 ) => Effect.gen(function* () {
   const { id, kind, cacheDir, resolvePath } = context
   const { config, tokenizer, weights } = yield* student(id, kind, init, params, resolvePath)
+  // The teachers are checked before anything is loaded, so a mismatch fails at once.
+  const teacherConfigs = yield* Effect.forEach(distill?.teachers ?? [], (teacher, i) => teacherConfig(id, teacher, i, config, tokenizer, resolvePath))
   const data = Fields.cap(yield* Fields.blocks(params, tokenizer, resolvePath), params.max_blocks)
   const run = Fields.trainConfig(params)
   const checkpoint = yield* LmCheckpoint.latest(config, cacheDir)
@@ -91,7 +93,8 @@ export const run = (
   if (checkpoint !== undefined) yield* Stage.event("train.resumed", { step: checkpoint.state.step, checkpoint: checkpoint.file })
   yield* Effect.annotateCurrentSpan({ "crucible.dataset": data.name, "crucible.lm.blocks": data.count, "crucible.lm.model_type": config.modelType })
   const distillation = distill === undefined ? undefined : {
-    teachers: yield* Effect.forEach(distill.teachers, (teacher, i) => teacherOf(id, teacher, i, config, tokenizer, resolvePath)),
+    teachers: yield* Effect.forEach(distill.teachers, (teacher, i) =>
+      Effect.map(LmWeights.fromModel(teacherConfigs[i]!, teacher), (weights) => ({ config: teacherConfigs[i]!, weights }))),
     temperature: distill.temperature,
     alpha: distill.alpha
   }
