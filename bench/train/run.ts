@@ -8,6 +8,10 @@
  * Prints a report and writes bench/out/train.json. Both sides skip the input gradient of the
  * first layer, so they do the same matmul work per step (reported as effective GFLOP/s).
  *
+ * On wasm, matMul and transpose run on the threaded GEMM of backend/gemm (as many threads as
+ * the machine has; `CRUCIBLE_GEMM_THREADS=0` measures TF.js's own single-threaded XNNPACK
+ * kernels, `=N` N threads). The report says how many threads ran. Figures: bench/train/README.md.
+ *
  * Debian's python3-torch runs on whatever `libblas.so.3` the system provides, here the
  * reference BLAS, which makes it a weak peer. When OpenBLAS is at hand — a folder holding its
  * `libblas.so.3` in CRUCIBLE_BENCH_OPENBLAS, or the `libopenblas0-pthread` package in the apt
@@ -22,6 +26,7 @@ import * as path from "node:path"
 import { pathToFileURL } from "node:url"
 import { parseArgs } from "node:util"
 import { Backend } from "../../packages/strategies/src/backend/Backend.ts"
+import * as WasmKernels from "../../packages/strategies/src/backend/gemm/WasmKernels.ts"
 import * as Batches from "../../packages/strategies/src/data/Batches.ts"
 import type { Dataset } from "../../packages/strategies/src/data/Dataset.ts"
 import * as Mnist from "../../packages/strategies/src/data/Mnist.ts"
@@ -106,13 +111,15 @@ const onBackend = (steps: number, warmup: number) =>
     const network = yield* Network.resolve({ type: "mlp", layers: WIDTHS })
     const before = backend.liveTensors()
     const measured = measure(backend.name, network, train, steps, warmup)
-    return { measured, backend: backend.name, tfjs: backend.tfjsVersion, leaked: backend.liveTensors() - before }
+    // matMul/transpose threads of the wasm backend (backend/gemm); 1 = XNNPACK's own kernels.
+    const threads = backend.name === "wasm" ? (WasmKernels.installedThreads() ?? 1) : 1
+    return { measured, backend: backend.name, tfjs: backend.tfjsVersion, leaked: backend.liveTensors() - before, threads }
   })
 
 const loadBefore = os.loadavg()[0]!
 const main = await Effect.runPromise(Effect.provide(onBackend(STEPS, WARMUP), Backend.layer()))
 const cpu = CPU_STEPS > 0 ? (await Effect.runPromise(Effect.provide(onBackend(CPU_STEPS, 1), Backend.layer("cpu")))).measured : undefined
-const ours = { backend: main.backend, tfjs: main.tfjs, main: main.measured, cpu, leaked: main.leaked }
+const ours = { backend: main.backend, tfjs: main.tfjs, main: main.measured, cpu, leaked: main.leaked, threads: main.threads }
 const nodeRssMb = process.resourceUsage().maxRSS / 1024
 
 interface Peer {
@@ -164,7 +171,7 @@ const gflops = (stepsPerSecond: number) => (stepsPerSecond * flops) / 1e9
 const row = (label: string, sps: number, extra: string) => `  ${label.padEnd(36)} ${sps.toFixed(1).padStart(8)} steps/s  ${gflops(sps).toFixed(1).padStart(6)} GFLOP/s  ${extra}`
 const lines = [
   `train: MLP ${WIDTHS.join("-")}, batch ${BATCH}, Adam 1e-3, MNIST train split; ${STEPS} timed steps after ${WARMUP} warm-up`,
-  row(`crucible tfjs-${ours.backend} (1 thread)`, ours.main.stepsPerSecond, `mean loss ${ours.main.meanLoss.toFixed(3)}, peak RSS ${nodeRssMb.toFixed(0)} MB (whole process)`),
+  row(`crucible tfjs-${ours.backend} (${ours.threads} thread${ours.threads === 1 ? "" : "s"})`, ours.main.stepsPerSecond, `mean loss ${ours.main.meanLoss.toFixed(3)}, peak RSS ${nodeRssMb.toFixed(0)} MB (whole process)`),
   ...(ours.cpu === undefined ? [] : [row(`crucible tfjs-cpu`, ours.cpu.stepsPerSecond, `(${ours.cpu.steps} steps)`)]),
   ...(peer === undefined
     ? []
@@ -186,7 +193,7 @@ const report = {
   name: "train",
   date: new Date().toISOString(),
   config: { widths: WIDTHS, batch: BATCH, optimizer: "adam", lr: 1e-3, steps: STEPS, warmup: WARMUP, matmulFlopsPerStep: flops },
-  crucible: { ...ours.main, backend: ours.backend, tfjs: ours.tfjs, gflops: gflops(ours.main.stepsPerSecond), peakRssMb: nodeRssMb, leakedTensors: ours.leaked },
+  crucible: { ...ours.main, backend: ours.backend, tfjs: ours.tfjs, threads: ours.threads, gflops: gflops(ours.main.stepsPerSecond), peakRssMb: nodeRssMb, leakedTensors: ours.leaked },
   crucibleCpu: ours.cpu === undefined ? null : { ...ours.cpu, gflops: gflops(ours.cpu.stepsPerSecond) },
   pytorch: peer === undefined ? null : { ...peer, gflops: gflops(peer.steps_per_s) },
   pytorchOpenBlas: openBlasPeer === undefined ? null : { ...openBlasPeer, gflops: gflops(openBlasPeer.steps_per_s) },

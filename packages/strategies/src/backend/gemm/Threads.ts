@@ -67,7 +67,7 @@ export interface Threads {
  * the k extent in chunks of `kc`; C is accumulated after the first chunk, the epilogue flags
  * (bias, relu) apply to the last.
  * TRANSPOSE row: [3, src, dst, rows, cols, r0, r1]: rows [r0, r1) of a rows×cols matrix into the
- * cols×rows one, in tiles of 16 × 16 (with power-of-two row strides, the 16 lines a tile writes share few L1 sets: wider tiles thrash them).
+ * cols×rows one, in tiles of 16 rows × 8 columns: with a power-of-two row count the 8 lines a tile writes (one per column) fall in one L1 set, which holds 8–12 ways: wider tiles thrash it.
  */
 export const runTask = (x: Kernel.Exports, ctl: Int32Array, at: number): void => {
   const kind = ctl[at]!
@@ -91,7 +91,7 @@ export const runTask = (x: Kernel.Exports, ctl: Int32Array, at: number): void =>
     const src = ctl[at + 1]!, dst = ctl[at + 2]!, rows = ctl[at + 3]!, cols = ctl[at + 4]!, r0 = ctl[at + 5]!, r1 = ctl[at + 6]!
     for (let r = r0; r < r1; r += 16) {
       const lanes = Math.min(16, r1 - r)
-      for (let c = 0; c < cols; c += 16) x.pack(src + (r * cols + c) * 4, cols * 4, 4, dst + (c * rows + r) * 4, lanes, Math.min(16, cols - c), lanes, rows * 4)
+      for (let c = 0; c < cols; c += 8) x.pack(src + (r * cols + c) * 4, cols * 4, 4, dst + (c * rows + r) * 4, lanes, Math.min(8, cols - c), lanes, rows * 4)
     }
   }
 }

@@ -68,11 +68,14 @@ const planOf = (a: tf.TensorInfo, b: tf.TensorInfo, transposeA: boolean, transpo
 }
 
 // Marks the kernel functions `install` registers, so a second initialisation sees them.
+// The mark holds the thread count.
 const MARK = Symbol.for("crucible/strategies/backend/gemm")
-const marked = (f: tf.KernelFunc): tf.KernelFunc => Object.assign(f, { [MARK]: true })
+
+/** The threads of the GEMM the wasm backend's `BatchMatMul` runs on; undefined when it is TF.js's own. @category getters */
+export const installedThreads = (): number | undefined => (tf.getKernel("BatchMatMul", "wasm")?.kernelFunc as { [MARK]?: number } | undefined)?.[MARK]
 
 /** Whether the wasm backend's `BatchMatMul` is the GEMM's. @category predicates */
-export const isInstalled = (): boolean => (tf.getKernel("BatchMatMul", "wasm")?.kernelFunc as { [MARK]?: boolean } | undefined)?.[MARK] === true
+export const isInstalled = (): boolean => installedThreads() !== undefined
 
 /** Options of {@link install}. @category models */
 export interface InstallOptions {
@@ -93,6 +96,7 @@ export const install = (threads: Threads, options: InstallOptions = {}): (() => 
   const originalTranspose = tf.getKernel("Transpose", "wasm")
   if (originalBatch === undefined || originalFused === undefined || originalTranspose === undefined) return () => {}
   const minTranspose = options.minTranspose ?? DEFAULT_MIN_TRANSPOSE
+  const marked = (f: tf.KernelFunc): tf.KernelFunc => Object.assign(f, { [MARK]: threads.threads })
 
   const run = (backend: HeapBackend, a: tf.TensorInfo, b: tf.TensorInfo, plan: Plan, transposeA: boolean, transposeB: boolean, bias: Float32Array | undefined, relu: boolean) => {
     let out: tf.TensorInfo | undefined
