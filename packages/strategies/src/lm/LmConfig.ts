@@ -121,6 +121,7 @@ const decodeSync = (raw: unknown, source: string): LmConfig => {
     const act = c["activation_function"] ?? "gelu_new"
     if (act !== "gelu_new" && act !== "gelu_pytorch_tanh") fail("activation_function", `"${String(act)}" is not supported; gpt2 runs gelu_new (the tanh approximation)`)
     if (c["scale_attn_by_inverse_layer_idx"] === true) fail("scale_attn_by_inverse_layer_idx", "true is not supported (set it to false)")
+    if (c["tie_word_embeddings"] === false) fail("tie_word_embeddings", "false is not supported for gpt2 (its output is the token embedding)")
     if (c["scale_attn_weights"] === false) fail("scale_attn_weights", "false is not supported (gpt2 scales attention by 1/√head_dim)")
     const inner = c["n_inner"]
     return {
@@ -176,7 +177,7 @@ const decodeSync = (raw: unknown, source: string): LmConfig => {
   const ropeTheta =
     typeof ropeParams === "object" && ropeParams !== null && typeof (ropeParams as Record<string, unknown>)["rope_theta"] === "number"
       ? ((ropeParams as Record<string, unknown>)["rope_theta"] as number)
-      : num("rope_theta", modelType === "mistral" ? 1e6 : 10000)
+      : num("rope_theta", 10000)
   const ropeScaling = decodeRopeScaling(c["rope_scaling"] ?? ropeParams, typeof c["rope_scaling"] === "object" && c["rope_scaling"] !== null ? "rope_scaling" : "rope_parameters", fail)
   return {
     family: "llama",

@@ -168,6 +168,7 @@ export const logits = (device: LmDevice, ids: tf.Tensor2D): tf.Tensor3D => {
   const c = device.config
   if (ids.rank !== 2) throw new RangeError(`logits: ids must be [B, T], got shape [${ids.shape.join(", ")}]`)
   const [B, T] = ids.shape
+  if (c.family === "gpt2" && T > c.maxPositions) throw new RangeError(`logits: ${T} tokens exceed the model's ${c.maxPositions} positions (n_positions)`)
   const hidden = c.family === "gpt2" ? gpt2Hidden(device, ids) : llamaHidden(device, ids)
   const flat = c.tied
     ? Ops.tiedHead(hidden, v2(device, c.family === "gpt2" ? "transformer.wte.weight" : "model.embed_tokens.weight"))

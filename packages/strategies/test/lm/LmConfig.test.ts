@@ -71,6 +71,8 @@ describe("LmConfig", () => {
       assert.strictEqual(gqa.field, "num_key_value_heads")
       const act = yield* fail({ ...fixture("gpt2"), activation_function: "relu" })
       assert.strictEqual(act.field, "activation_function")
+      const untied = yield* fail({ ...fixture("gpt2"), tie_word_embeddings: false })
+      assert.strictEqual(untied.field, "tie_word_embeddings")
       const sliding = yield* fail({ ...fixture("qwen2"), use_sliding_window: true })
       assert.strictEqual(sliding.field, "use_sliding_window")
       const factor = yield* fail({ ...fixture("llama"), rope_scaling: { type: "linear" } })

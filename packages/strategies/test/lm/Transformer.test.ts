@@ -94,4 +94,16 @@ describe("losses (wasm)", () => {
       expect(Math.abs(loss - sum / (c.T - 1))).toBeLessThan(1e-5)
     })
   )
+
+  it.effect("gpt2 refuses more tokens than it has positions", () =>
+    Effect.gen(function* () {
+      yield* Effect.provide(Backend, Backend.layer("wasm"))
+      const c = yield* loadCase("gpt2")
+      const device = Transformer.upload(c.config, c.weights)
+      const ids = tf.zeros([1, c.config.maxPositions + 1], "int32") as tf.Tensor2D
+      expect(() => tf.tidy(() => Transformer.logits(device, ids))).toThrow(/10 tokens exceed the model's 9 positions/)
+      ids.dispose()
+      device.dispose()
+    })
+  )
 })
