@@ -83,8 +83,12 @@ export const trainedProvenance = (method: string, init: Model.Model | undefined,
   if (params.config !== undefined) {
     // A given config replaces the init's: its folder is the donor, or there is none (inline).
     const folder = typeof params.config === "string" ? configFolder(params.config, resolvePath) : undefined
-    const { donor: _, ...rest } = fresh()
-    provenance = folder !== undefined && fs.existsSync(path.join(folder, "config.json")) ? { ...rest, donor: folder } : rest
+    const donor = folder !== undefined && fs.existsSync(path.join(folder, "config.json")) ? folder : undefined
+    if (donor !== undefined) provenance = { ...fresh(), donor }
+    else if (provenance !== undefined) {
+      const { donor: _, ...rest } = provenance
+      provenance = rest
+    }
   }
   if (params.tokenizer !== undefined) provenance = { ...fresh(), tokenizer: configFolder(params.tokenizer, resolvePath) }
   return provenance
