@@ -3,14 +3,15 @@
  * training split, Crucible on TF.js (the default backend, and `cpu` for a few steps) against
  * PyTorch CPU (`torch_peer.py`, /usr/bin/python3) on this machine, in the same run.
  *
- *   node bench/train/run.ts [--steps 150] [--warmup 10] [--batch 128] [--cpu-steps 4] [--no-peer]
+ *   node bench/train/run.ts [--steps 150] [--warmup 10] [--batch 128] [--cpu-steps 4] [--no-peer] [--no-stock]
  *
  * Prints a report and writes bench/out/train.json. Both sides skip the input gradient of the
  * first layer, so they do the same matmul work per step (reported as effective GFLOP/s).
  *
  * On wasm, matMul and transpose run on the threaded GEMM of backend/gemm (as many threads as
  * the machine has; `CRUCIBLE_GEMM_THREADS=0` measures TF.js's own single-threaded XNNPACK
- * kernels, `=N` N threads). The report says how many threads ran. Figures: bench/train/README.md.
+ * kernels, `=N` N threads). The report says how many threads ran, and (unless --no-stock) times
+ * the XNNPACK kernels too, in the same run. Figures: bench/train/README.md.
  *
  * Debian's python3-torch runs on whatever `libblas.so.3` the system provides, here the
  * reference BLAS, which makes it a weak peer. When OpenBLAS is at hand — a folder holding its
@@ -38,7 +39,7 @@ import * as Trainer from "../../packages/strategies/src/train/Trainer.ts"
 // (TF.js is reached only through strategies' modules for the same reason).
 const ROOT = path.resolve(import.meta.dirname, "..", "..")
 const strategiesRequire = createRequire(path.join(ROOT, "packages", "strategies", "package.json"))
-const { Effect } = (await import(pathToFileURL(strategiesRequire.resolve("effect")).href)) as typeof import("effect")
+const { ConfigProvider, Effect, Layer } = (await import(pathToFileURL(strategiesRequire.resolve("effect")).href)) as typeof import("effect")
 
 const { values: args } = parseArgs({
   options: {
@@ -46,6 +47,7 @@ const { values: args } = parseArgs({
     warmup: { type: "string", default: "10" },
     batch: { type: "string", default: "128" },
     "cpu-steps": { type: "string", default: "4" },
+    "no-stock": { type: "boolean", default: false },
     "no-peer": { type: "boolean", default: false }
   }
 })
@@ -118,8 +120,11 @@ const onBackend = (steps: number, warmup: number) =>
 
 const loadBefore = os.loadavg()[0]!
 const main = await Effect.runPromise(Effect.provide(onBackend(STEPS, WARMUP), Backend.layer()))
+// The same on TF.js's own single-threaded XNNPACK kernels (the figure before backend/gemm).
+const stockLayer = Backend.layer("wasm").pipe(Layer.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({ CRUCIBLE_GEMM_THREADS: "0" }))))
+const stock = main.backend === "wasm" && main.threads > 1 && !args["no-stock"] ? (await Effect.runPromise(Effect.provide(onBackend(STEPS, WARMUP), stockLayer))).measured : undefined
 const cpu = CPU_STEPS > 0 ? (await Effect.runPromise(Effect.provide(onBackend(CPU_STEPS, 1), Backend.layer("cpu")))).measured : undefined
-const ours = { backend: main.backend, tfjs: main.tfjs, main: main.measured, cpu, leaked: main.leaked, threads: main.threads }
+const ours = { backend: main.backend, tfjs: main.tfjs, main: main.measured, stock, cpu, leaked: main.leaked, threads: main.threads }
 const nodeRssMb = process.resourceUsage().maxRSS / 1024
 
 interface Peer {
@@ -172,6 +177,7 @@ const row = (label: string, sps: number, extra: string) => `  ${label.padEnd(36)
 const lines = [
   `train: MLP ${WIDTHS.join("-")}, batch ${BATCH}, Adam 1e-3, MNIST train split; ${STEPS} timed steps after ${WARMUP} warm-up`,
   row(`crucible tfjs-${ours.backend} (${ours.threads} thread${ours.threads === 1 ? "" : "s"})`, ours.main.stepsPerSecond, `mean loss ${ours.main.meanLoss.toFixed(3)}, peak RSS ${nodeRssMb.toFixed(0)} MB (whole process)`),
+  ...(ours.stock === undefined ? [] : [row(`crucible tfjs-wasm, XNNPACK (1 thread)`, ours.stock.stepsPerSecond, `mean loss ${ours.stock.meanLoss.toFixed(3)}`)]),
   ...(ours.cpu === undefined ? [] : [row(`crucible tfjs-cpu`, ours.cpu.stepsPerSecond, `(${ours.cpu.steps} steps)`)]),
   ...(peer === undefined
     ? []
@@ -183,7 +189,10 @@ const lines = [
         `  ratio crucible/pytorch (installed, ${peer.blas} BLAS): ${(ours.main.stepsPerSecond / peer.steps_per_s).toFixed(2)}× (target ≥ 0.5×)`,
         ...(openBlasPeer === undefined
           ? []
-          : [`  ratio crucible/pytorch (${openBlasPeer.blas} BLAS, 1 thread):  ${(ours.main.stepsPerSecond / openBlasPeer.steps_per_s).toFixed(2)}× (target ≥ 0.5×)`])
+          : [
+              `  ratio crucible/pytorch (${openBlasPeer.blas} BLAS, 1 thread):  ${(ours.main.stepsPerSecond / openBlasPeer.steps_per_s).toFixed(2)}× (target ≥ 0.5×)`,
+              ...(ours.stock === undefined ? [] : [`  ratio crucible XNNPACK/pytorch (${openBlasPeer.blas} BLAS, 1 thread): ${(ours.stock.stepsPerSecond / openBlasPeer.steps_per_s).toFixed(2)}×`])
+            ])
       ])
 ]
 lines.push(`  machine: ${os.cpus().length} cores, 1-minute load average ${loadBefore.toFixed(2)} before, ${loadAfter.toFixed(2)} after (other work on the machine skews both sides)`)
@@ -194,6 +203,7 @@ const report = {
   date: new Date().toISOString(),
   config: { widths: WIDTHS, batch: BATCH, optimizer: "adam", lr: 1e-3, steps: STEPS, warmup: WARMUP, matmulFlopsPerStep: flops },
   crucible: { ...ours.main, backend: ours.backend, tfjs: ours.tfjs, threads: ours.threads, gflops: gflops(ours.main.stepsPerSecond), peakRssMb: nodeRssMb, leakedTensors: ours.leaked },
+  crucibleXnnpack: ours.stock === undefined ? null : { ...ours.stock, gflops: gflops(ours.stock.stepsPerSecond) },
   crucibleCpu: ours.cpu === undefined ? null : { ...ours.cpu, gflops: gflops(ours.cpu.stepsPerSecond) },
   pytorch: peer === undefined ? null : { ...peer, gflops: gflops(peer.steps_per_s) },
   pytorchOpenBlas: openBlasPeer === undefined ? null : { ...openBlasPeer, gflops: gflops(openBlasPeer.steps_per_s) },
