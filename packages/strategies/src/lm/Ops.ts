@@ -345,7 +345,7 @@ export const swiglu = (gate: tf.Tensor2D, up: tf.Tensor2D): tf.Tensor2D =>
 
 /**
  * The tied output `x·Eᵀ`, `x` `[N, H]`, embedding `E` `[V, H]` → `[N, V]`: `Eᵀ` is made explicitly
- * (no transposed matMul); `dx = dy·E`, `dE = dyᵀ·x`.
+ * (no transposed matMul); `dx = dy·E`, `dE = (xᵀ·dy)ᵀ`.
  */
 export const tiedHead = (x: tf.Tensor2D, e: tf.Tensor2D): tf.Tensor2D =>
   op<tf.Tensor2D>(
@@ -354,7 +354,8 @@ export const tiedHead = (x: tf.Tensor2D, e: tf.Tensor2D): tf.Tensor2D =>
       save([xi, ei])
       return {
         value: tf.matMul(xi, tf.transpose(ei)),
-        gradFunc: (dy, saved) => [tf.matMul(dy, at(saved, 1) as tf.Tensor2D), tf.matMul(tf.transpose(dy), at(saved, 0) as tf.Tensor2D)]
+        // dE = (xᵀ·dy)ᵀ: transposes x [N, H] and the [H, V] product, not dy [N, V]
+        gradFunc: (dy, saved) => [tf.matMul(dy, at(saved, 1) as tf.Tensor2D), tf.transpose(tf.matMul(tf.transpose(at(saved, 0) as tf.Tensor2D), dy))]
       }
     },
     [x, e]
@@ -388,8 +389,10 @@ export const logSoftmax = <T extends tf.Tensor>(x: T): T =>
 
 /**
  * Mean cross-entropy of `logits` `[B, T, V]` against `targets` `[B, T]` (int32); targets below 0
- * are ignored (PyTorch's `ignore_index=-100`), the mean is over the others. Backward:
- * `(softmax − onehot)/count` on the counted rows.
+ * are ignored (PyTorch's `ignore_index=-100`), the mean is over the others. The forward pass keeps
+ * the unnormalised `exp(z − max)` so the backward pass, `(softmax − onehot)/count` on the counted
+ * rows, needs no second exp over `[B·T, V]`; the targets' logits are gathered, not picked by a
+ * one-hot product.
  */
 export const crossEntropy = (logits: tf.Tensor3D, targets: tf.Tensor2D): tf.Scalar =>
   op<tf.Scalar>(
@@ -397,23 +400,23 @@ export const crossEntropy = (logits: tf.Tensor3D, targets: tf.Tensor2D): tf.Scal
       const x = ins[0] as tf.Tensor3D
       const V = x.shape[2]
       const flat = tf.reshape(x, [-1, V]) as tf.Tensor2D
+      const N = flat.shape[0]
       const t = tf.reshape(targets, [-1]) as tf.Tensor1D
       const keep = tf.cast(tf.greaterEqual(t, 0), "float32")
-      const count = tf.maximum(tf.sum(keep), 1)
-      const onehot = tf.oneHot(tf.maximum(t, tf.zerosLike(t)), V)
-      const lse = tf.logSumExp(flat, 1)
-      const picked = tf.sum(tf.mul(flat, onehot), 1)
-      const weights = tf.div(keep, count)
-      save([flat, onehot, lse, weights])
+      const safe = tf.maximum(t, tf.zerosLike(t))
+      const shifted = tf.sub(flat, tf.max(flat, 1, true))
+      const e = tf.exp(shifted)
+      const sums = tf.sum(e, 1)
+      const index = tf.add(tf.mul(tf.range(0, N, 1, "int32"), tf.scalar(V, "int32")), safe)
+      const picked = tf.gather(tf.reshape(shifted, [-1]), index)
+      const weights = tf.div(keep, tf.maximum(tf.sum(keep), 1))
+      save([e, sums, safe, weights])
       return {
-        value: tf.sum(tf.mul(tf.sub(lse, picked), weights)),
+        value: tf.sum(tf.mul(tf.sub(tf.log(sums), picked), weights)),
         gradFunc: (dy, saved) => {
-          const f = at(saved, 0)
-          const oh = at(saved, 1)
-          const l = at(saved, 2)
-          const w = at(saved, 3)
-          const softmax = tf.exp(tf.sub(f, tf.reshape(l, [-1, 1])))
-          const d = tf.mul(tf.sub(softmax, oh), tf.mul(tf.reshape(w, [-1, 1]), dy))
+          const [es, ss, ts, ws] = saved as [tf.Tensor2D, tf.Tensor1D, tf.Tensor1D, tf.Tensor1D]
+          const softmax = tf.div(es, tf.reshape(ss, [-1, 1]))
+          const d = tf.mul(tf.sub(softmax, tf.oneHot(ts, V)), tf.mul(tf.reshape(ws, [-1, 1]), dy))
           return [tf.reshape(d, x.shape)]
         }
       }
