@@ -96,22 +96,30 @@ export interface LmTrainOptions<E, R> {
   readonly onLog?: (report: LogReport) => Effect.Effect<void, E, R>
 }
 
-/** The block indices of step `step`'s batch (see the module doc). */
-export const batchBlocks = (count: number, batchSize: number, seed: number, step: number): Int32Array => {
-  const out = new Int32Array(batchSize)
+/**
+ * The block order of a run: `at(step)` gives the block indices of step `step`'s batch (see the
+ * module doc). The last epoch's permutation is kept, so consecutive steps draw it once.
+ */
+export const blockOrder = (count: number, batchSize: number, seed: number) => {
   let epoch = -1
   let order: Int32Array = new Int32Array(0)
-  for (let i = 0; i < batchSize; i++) {
-    const position = step * batchSize + i
-    const e = Math.floor(position / count)
-    if (e !== epoch) {
-      epoch = e
-      order = Random.make(Random.derive(seed, "lm-blocks", e)).permutation(count)
+  return (step: number): Int32Array => {
+    const out = new Int32Array(batchSize)
+    for (let i = 0; i < batchSize; i++) {
+      const position = step * batchSize + i
+      const e = Math.floor(position / count)
+      if (e !== epoch) {
+        epoch = e
+        order = Random.make(Random.derive(seed, "lm-blocks", e)).permutation(count)
+      }
+      out[i] = order[position % count]!
     }
-    out[i] = order[position % count]!
+    return out
   }
-  return out
 }
+
+/** The block indices of step `step`'s batch. */
+export const batchBlocks = (count: number, batchSize: number, seed: number, step: number): Int32Array => blockOrder(count, batchSize, seed)(step)
 
 /** Whether a log interval ends after `step` steps. */
 export const logsAt = (config: Pick<LmTrainConfig, "steps" | "logEvery" | "checkpointEvery">, step: number): boolean =>
@@ -228,9 +236,10 @@ export const train = <E = never, R = never>(
     const targets = new Int32Array(run.batchSize * seqLen)
     const stepsPerEpoch = Math.max(1, Math.ceil(blocks.count / run.batchSize))
     const distill = options.distill
+    const order = blockOrder(blocks.count, run.batchSize, run.seed)
 
     const step = (s: number, lr: number): void => {
-      const picked = batchBlocks(blocks.count, run.batchSize, run.seed, s)
+      const picked = order(s)
       for (let i = 0; i < picked.length; i++) {
         const from = picked[i]! * row
         inputs.set(blocks.tokens.subarray(from, from + seqLen), i * seqLen)

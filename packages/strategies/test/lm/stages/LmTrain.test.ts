@@ -4,12 +4,18 @@
 // and loaded back evaluates the same, and a missing config is a typed error naming the stage.
 import { assert, expect, layer } from "@effect/vitest"
 import { Stage } from "@crucible/core"
+import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Exit } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { Backend } from "../../../src/backend/Backend.ts"
 import { Load } from "../../../src/io/Load.ts"
 import { Save } from "../../../src/io/Save.ts"
+import * as LmConfig from "../../../src/lm/LmConfig.ts"
+import * as LmTrain from "../../../src/lm/LmTrain.ts"
+import * as LmWeights from "../../../src/lm/LmWeights.ts"
+import * as Packing from "../../../src/text/Packing.ts"
+import * as TextTokenizer from "../../../src/text/TextTokenizer.ts"
 import { LmEvaluateKind } from "../../../src/lm/stages/LmEvaluateStage.ts"
 import { LmTrainKind } from "../../../src/lm/stages/LmTrainStage.ts"
 import { decodeParams } from "../../decodeParams.ts"
@@ -103,6 +109,26 @@ layer(Backend.layer())("lm/train", (it) => {
       assert.deepStrictEqual(after.values, before.values)
       assert.deepStrictEqual(Object.keys(before.values["groups"] as object), ["news", "fiction"])
     }).pipe(Effect.scoped))
+
+  it.effect("no tensor survives a step: the device holds as many tensors at every log as at the first, and none after", () =>
+    Effect.gen(function* () {
+      const folder = path.join(dir, "tiny")
+      const config = yield* LmConfig.read(folder)
+      const tokenizer = yield* TextTokenizer.read(folder)
+      const blocks = yield* Packing.load("brown", "train", ["news"], tokenizer, 16, (p) => p, { maxBlocksPerGroup: 16 })
+      const before = tf.memory().numTensors
+      const counts: Array<number> = []
+      yield* LmTrain.train(config, LmWeights.init(config, 1), blocks, {
+        steps: 6, batchSize: 4, seed: 0, optimizer: { type: "adam", lr: 0.001 }, schedule: { type: "constant" }, checkpointEvery: 3, logEvery: 1
+      }, {
+        // With a teacher, so the distillation path is counted as well.
+        distill: { teachers: [{ config, weights: LmWeights.init(config, 2) }], temperature: 2, alpha: 0.5 },
+        onLog: () => Effect.sync(() => counts.push(tf.memory().numTensors))
+      })
+      assert.strictEqual(counts.length, 6)
+      assert.deepStrictEqual(counts, counts.map(() => counts[0]))
+      assert.strictEqual(tf.memory().numTensors, before)
+    }))
 
   it.effect("without config and init: an LmStageError naming the stage", () =>
     Effect.gen(function* () {
