@@ -7,7 +7,8 @@
  * Backends, in order of preference:
  * - `wasm` (default): `@tensorflow/tfjs-backend-wasm`, XNNPACK with SIMD. In Node it loads its
  *   binary from `node_modules` without `setWasmPaths` and runs on one thread (its worker threads
- *   are browser blob workers). When it was not asked for by name and fails to start, `cpu` is
+ *   are browser blob workers); its matMul and transpose kernels are replaced by the threaded GEMM
+ *   of `gemm/` (see `gemm/Attach.ts`). When it was not asked for by name and fails to start, `cpu` is
  *   used instead and the service says so in `fallbackFrom`.
  * - `cpu`: `@tensorflow/tfjs-backend-cpu`, plain JavaScript; slow (~1 GFLOP/s) but always there.
  * - `tensorflow`: libtensorflow through `@tensorflow/tfjs-node-gpu` or `@tensorflow/tfjs-node`,

@@ -10,7 +10,7 @@
  *
  * @since 0.1.0
  */
-import { Config, Effect, Option, Scope } from "effect"
+import { Config, Effect, Option, Result, Scope } from "effect"
 import * as os from "node:os"
 import * as Threads from "./Threads.ts"
 import * as WasmKernels from "./WasmKernels.ts"
@@ -39,12 +39,13 @@ export const attach = Effect.fn("Gemm.attach")(function* (backendName: string) {
     return
   }
   const scope = yield* Effect.serviceOption(Scope.Scope)
-  const started = yield* Effect.tryPromise(() => Threads.start(threads)).pipe(Effect.option)
-  if (Option.isNone(started)) {
-    yield* Effect.logWarning("gemm: the worker threads did not start; TF.js's own matMul kernels stay")
+  const started = yield* Effect.tryPromise(() => Threads.start(threads)).pipe(Effect.result)
+  if (Result.isFailure(started)) {
+    const cause = started.failure.cause
+    yield* Effect.logWarning(`${cause instanceof Error ? cause.message : String(cause)}; TF.js's own matMul kernels stay`)
     return
   }
-  const pool = started.value
+  const pool = started.success
   const restore = WasmKernels.install(pool)
   yield* Effect.annotateCurrentSpan({ "crucible.gemm.threads": pool.threads, "crucible.gemm.fma": pool.fma })
   yield* Effect.logDebug(`gemm: ${pool.threads} thread(s), ${pool.fma ? "relaxed-SIMD FMA" : "SIMD mul+add"}`)

@@ -19,6 +19,7 @@
  *
  * @since 0.1.0
  */
+import { Schema } from "effect"
 import { Worker } from "node:worker_threads"
 import * as Kernel from "./Kernel.ts"
 
@@ -134,18 +135,25 @@ for (;;) {
 }
 `
 
-/** Why the threads could not start. */
-export class ThreadsUnavailable extends Error {}
+/** The threads could not start (no WebAssembly SIMD, or a worker failed to start). @category errors */
+export class GemmError extends Schema.TaggedError<GemmError>()("GemmError", {
+  reason: Schema.Literals(["NoSimd", "WorkerFailed"]),
+  detail: Schema.String
+}) {
+  override get message() {
+    return `gemm threads (${this.reason}): ${this.detail}`
+  }
+}
 
 /**
- * Starts `threads − 1` workers (the caller is the last thread). Throws `ThreadsUnavailable` when
- * the runtime has no WebAssembly SIMD.
+ * Starts `threads − 1` workers (the caller is the last thread). Rejects with a `GemmError` when
+ * the runtime has no WebAssembly SIMD or a worker fails to start.
  *
  * @category constructors
  */
 export const start = async (threads: number): Promise<Threads> => {
   const compiled = Kernel.compile()
-  if (compiled === undefined) throw new ThreadsUnavailable("this runtime does not validate WebAssembly SIMD")
+  if (compiled === undefined) throw new GemmError({ reason: "NoSimd", detail: "this runtime does not validate WebAssembly SIMD (Node ≥ 16.4 does)" })
   const count = Math.max(1, Math.floor(threads))
   const memory = new WebAssembly.Memory({ initial: Math.ceil(CONTROL_BYTES / PAGE) + 16, maximum: 65536, shared: true })
   const kernel = Kernel.instantiate(compiled.module, memory)
@@ -162,7 +170,7 @@ export const start = async (threads: number): Promise<Threads> => {
             worker.unref()
             resolve(worker)
           })
-          worker.once("error", reject)
+          worker.once("error", (cause) => reject(new GemmError({ reason: "WorkerFailed", detail: cause instanceof Error ? cause.message : String(cause) })))
         })
     )
   )
