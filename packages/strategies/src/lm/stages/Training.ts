@@ -7,6 +7,7 @@
  */
 import { type Model, Stage } from "@crucible/core"
 import { Effect } from "effect"
+import * as Packing from "../../text/Packing.ts"
 import * as TextTokenizer from "../../text/TextTokenizer.ts"
 import * as LmCheckpoint from "../LmCheckpoint.ts"
 import * as LmConfig from "../LmConfig.ts"
@@ -21,7 +22,7 @@ export type TrainingParams = Parameters<typeof Fields.trainConfig>[0] & {
   readonly tokenizer?: string | undefined
 }
 
-/** The stage's student: config, tokenizer, starting weights. */
+/** The stage's student: config, tokenizer, and the effect reading its starting weights. */
 export const student = (id: string, kind: string, init: Model.Model | undefined, params: TrainingParams, resolvePath: (p: string) => string) =>
   Effect.gen(function* () {
     if (init === undefined && params.config === undefined) {
@@ -43,8 +44,9 @@ export const student = (id: string, kind: string, init: Model.Model | undefined,
     if (params.seq_len > config.maxPositions) {
       return yield* new LmStageError({ stage: id, reason: "InvalidParams", detail: `seq_len ${params.seq_len} exceeds the model's ${config.maxPositions} positions (max_position_embeddings)` })
     }
-    const weights = init === undefined ? LmWeights.init(config, params.seed) : yield* LmWeights.fromModel(config, init)
-    return { config, tokenizer, weights }
+    // Read only when training starts (not on a resume or a reuse).
+    const start = init === undefined ? Effect.sync(() => LmWeights.init(config, params.seed)) : LmWeights.fromModel(config, init)
+    return { config, tokenizer, start }
   })
 
 /** A teacher's config, refused when its vocabulary is not the student's. */
@@ -71,17 +73,17 @@ export const run = (
   distill?: { readonly teachers: ReadonlyArray<Model.Model>; readonly temperature: number; readonly alpha: number }
 ) => Effect.gen(function* () {
   const { id, kind, cacheDir, resolvePath } = context
-  const { config, tokenizer, weights } = yield* student(id, kind, init, params, resolvePath)
+  const { config, tokenizer, start } = yield* student(id, kind, init, params, resolvePath)
   // The teachers are checked before anything is loaded, so a mismatch fails at once.
   const teacherConfigs = yield* Effect.forEach(distill?.teachers ?? [], (teacher, i) => teacherConfig(id, teacher, i, config, tokenizer, resolvePath))
-  const data = Fields.cap(yield* Fields.blocks(params, tokenizer, resolvePath), params.max_blocks)
+  const name = Packing.nameOf(params.data, params.split, params.groups)
   const run = Fields.trainConfig(params)
   const checkpoint = yield* LmCheckpoint.latest(config, cacheDir)
   const history: Array<LmCheckpoint.StepRecord> = checkpoint?.history ?? []
   const output = (final: LmWeights.LmWeights): Model.Model => {
     const model = LmWeights.toModel(config, final, `${id} (${kind})`, {
       "crucible.lm.history": JSON.stringify(history),
-      "crucible.lm.data": data.name
+      "crucible.lm.data": name
     })
     const provenance = Fields.trainedProvenance(kind, init, params, resolvePath)
     return provenance === undefined ? model : { ...model, provenance }
@@ -91,6 +93,7 @@ export const run = (
     return output(checkpoint.state.weights)
   }
   if (checkpoint !== undefined) yield* Stage.event("train.resumed", { step: checkpoint.state.step, checkpoint: checkpoint.file })
+  const data = Fields.cap(yield* Fields.blocks(params, tokenizer, resolvePath), params.max_blocks)
   yield* Effect.annotateCurrentSpan({ "crucible.dataset": data.name, "crucible.lm.blocks": data.count, "crucible.lm.model_type": config.modelType })
   const distillation = distill === undefined ? undefined : {
     teachers: yield* Effect.forEach(distill.teachers, (teacher, i) =>
@@ -98,7 +101,7 @@ export const run = (
     temperature: distill.temperature,
     alpha: distill.alpha
   }
-  const final = yield* LmTrain.train(config, weights, data, run, {
+  const final = yield* LmTrain.train(config, checkpoint?.state.weights ?? (yield* start), data, run, {
     ...(checkpoint === undefined ? {} : { resume: checkpoint.state }),
     ...(distillation === undefined ? {} : { distill: distillation }),
     onLog: (report) =>
