@@ -24,7 +24,7 @@ export const ModelFields = {
       description: "the model's config.json: a folder holding it (and tokenizer.json), the file, or the object inline; default: the input model's"
     })
   ),
-  tokenizer: Schema.optional(Schema.String.annotate({ description: "a tokenizer.json, or a folder holding one; default: the config folder's, or the input model's" }))
+  tokenizer: Schema.optional(Schema.String.annotate({ description: "a tokenizer.json, or a folder holding one; default: the input model's (its folder), else the config folder's" }))
 }
 
 /** The text to train or evaluate on. @category schemas */
