@@ -12,7 +12,7 @@
  *
  * @since 0.1.0
  */
-import { MR, NR } from "./Kernel.ts"
+import { BIAS, MR, NR, RELU } from "./Kernel.ts"
 import { GEMM, KC, PACK, ROW, TABLE, type Threads, TRANSPOSE } from "./Threads.ts"
 
 /** One product (float32 throughout). @category models */
@@ -62,9 +62,9 @@ export const multiply = (threads: Threads, p: Problem, output: () => Float32Arra
     const bias = new Float32Array(buffer, biasAt, ldc)
     if (p.bias.length === 1) bias.fill(p.bias[0]!, 0, n)
     else bias.set(p.bias.subarray(0, n))
-    flags |= 2
+    flags |= BIAS
   }
-  if (p.relu === true) flags |= 4
+  if (p.relu === true) flags |= RELU
   const workers = threads.threads
 
   // 1. packing. Element (r, kk) of A is at r·rowA + kk·colA bytes from its matrix; (kk, c) of B at kk·rowB + c·colB.

@@ -70,7 +70,7 @@ export interface Threads {
  * TRANSPOSE row: [3, src, dst, rows, cols, r0, r1]: rows [r0, r1) of a rows×cols matrix into the
  * cols×rows one, in tiles of 16 rows × 8 columns: with a power-of-two row count the 8 lines a tile writes (one per column) fall in one L1 set, which holds 8–12 ways: wider tiles thrash it.
  */
-export const runTask = (x: Kernel.Exports, ctl: Int32Array, at: number): void => {
+const runTask = (x: Kernel.Exports, ctl: Int32Array, at: number): void => {
   const kind = ctl[at]!
   if (kind === 1) {
     const src = ctl[at + 1]!, outer = ctl[at + 2]!, inner = ctl[at + 3]!, dst = ctl[at + 4]!, lanes = ctl[at + 5]!
@@ -100,7 +100,7 @@ export const runTask = (x: Kernel.Exports, ctl: Int32Array, at: number): void =>
 /**
  * Claims and runs tasks of generation `gen` until none is left. Self-contained (workers' code).
  */
-export const work = (x: Kernel.Exports, ctl: Int32Array, gen: number, run: typeof runTask): void => {
+const work = (x: Kernel.Exports, ctl: Int32Array, gen: number, run: typeof runTask): void => {
   const g = gen & 0x7fff
   for (;;) {
     const v = Atomics.load(ctl, 1)
