@@ -283,6 +283,9 @@ export interface BarLayout {
   readonly legend: ReadonlyArray<{ readonly name: string; readonly color: string; readonly x: number; readonly y: number }>
 }
 
+/** Bar colours: the line charts' and the rest of Tableau 10, so ten models get ten colours. */
+export const BAR_COLORS = [...COLORS, "#ff9da7", "#bab0ac"] as const
+
 // Text widths are estimated (12px system-ui ≈ 6.5 px per character), as the line chart's legend does.
 const CHAR = 6.5
 const legendWidth = (name: string) => 24 + name.length * 6.2
@@ -296,7 +299,8 @@ export const barLayout = (spec: BarSpec): BarLayout => {
   const n = Math.max(1, spec.series.length)
   const longest = Math.max(0, ...spec.categories.map((c) => c.length))
   const slotMin = Math.max(n * 14 + 16, longest * CHAR + 10)
-  const width = spec.width ?? Math.max(440, Math.ceil(MARGIN.left + MARGIN.right + Math.max(1, spec.categories.length) * slotMin))
+  // The title (bold, ≈ 7 px a character) is never cut either.
+  const width = spec.width ?? Math.max(440, Math.ceil(MARGIN.left + MARGIN.right + Math.max(1, spec.categories.length) * slotMin), Math.ceil(MARGIN.left + spec.title.length * 7 + MARGIN.right))
   // The legend wraps into as many rows as it needs; the plot starts below them.
   const legend: Array<{ name: string; color: string; x: number; y: number }> = []
   const usable = width - MARGIN.left - MARGIN.right
@@ -306,7 +310,7 @@ export const barLayout = (spec: BarSpec): BarLayout => {
     spec.series.forEach((s, i) => {
       const w = legendWidth(s.name)
       if (lx > 0 && lx + w > usable) (row++, lx = 0)
-      legend.push({ name: s.name, color: COLORS[i % COLORS.length]!, x: MARGIN.left + lx, y: 34 + row * 16 })
+      legend.push({ name: s.name, color: BAR_COLORS[i % BAR_COLORS.length]!, x: MARGIN.left + lx, y: 34 + row * 16 })
       lx += w
     })
   }
@@ -326,7 +330,7 @@ export const barLayout = (spec: BarSpec): BarLayout => {
       const v = value as number
       const x = plot.left + c * slot + slot * 0.1 + i * barWidth
       const top = Math.min(py(v), py(0))
-      bars.push({ category, series: s.name, value: v, color: COLORS[i % COLORS.length]!, x, y: top, width: barWidth, height: Math.abs(py(v) - py(0)) })
+      bars.push({ category, series: s.name, value: v, color: BAR_COLORS[i % BAR_COLORS.length]!, x, y: top, width: barWidth, height: Math.abs(py(v) - py(0)) })
     })
   })
   return { spec, width, height, plot, y, categories: spec.categories.map((name, c) => ({ name, center: plot.left + (c + 0.5) * slot })), bars, legend }

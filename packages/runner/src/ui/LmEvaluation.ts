@@ -145,7 +145,8 @@ export const comparisonChart = (dataset: string, rows: ReadonlyArray<Compared>):
   const groups = groupsOf(rows)
   return Charts.barChart({
     id: `compare:${dataset}`,
-    title: `perplexity per group, by model${dataset === "" ? "" : ` (${dataset})`}`,
+    // The data set heads the comparison already.
+    title: "perplexity per group, by model",
     xLabel: "group",
     yLabel: "perplexity (lower is better)",
     categories: groups,

@@ -47,6 +47,12 @@ describe("bar charts", () => {
     expect(rows.size).toBeGreaterThan(1)
     for (const l of chart.legend) expect(l.x + 24 + l.name.length * 6.2).toBeLessThanOrEqual(chart.plot.left + chart.plot.width + 1e-9)
     expect(chart.plot.top).toBeGreaterThan(Math.max(...chart.legend.map((l) => l.y)))
+    // Ten series, ten colours.
+    const ten = Charts.barLayout({ id: "b", title: "t", xLabel: "", yLabel: "", categories: ["a"], series: Array.from({ length: 10 }, (_, i) => ({ name: `m${i}`, values: [i + 1] })) })
+    expect(new Set(ten.bars.map((b) => b.color)).size).toBe(10)
+    // A long title widens the chart rather than being cut.
+    const title = "perplexity per group (brown/test[press,fiction,learned,popular])"
+    expect(Charts.barLayout({ id: "b", title, xLabel: "", yLabel: "", categories: ["a"], series: [{ name: "s", values: [1] }] }).width).toBeGreaterThanOrEqual(56 + title.length * 7)
   })
 })
 
