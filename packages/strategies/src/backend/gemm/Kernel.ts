@@ -15,6 +15,9 @@
  *   transposed included; and, with width = lanes, a tile of a transpose.
  * - `copy(src, inner, dst, count, width)`: the same when a panel's lanes are contiguous floats
  *   (width a multiple of 4): f32x4 copies (B as stored, Aᵀ as stored).
+ * - `pack4(src, outer, dst, blocks, step)`: the same for 4 lanes whose elements are contiguous
+ *   (inner 4 bytes: A as stored, Bᵀ as stored), 4×4 blocks at a time: four f32x4 loads, a 4×4
+ *   transpose in eight shuffles, four stores `step` bytes apart.
  *
  * The multiply-add is `f32x4.relaxed_madd` where the runtime has relaxed SIMD (an FMA on x86
  * with FMA3, Node ≥ 22), else `f32x4.mul` then `f32x4.add`: results differ in the last bits
@@ -37,6 +40,7 @@ export interface Exports {
   readonly block: (pa: number, pb: number, c: number, ldc: number, kc: number, flags: number, bias: number, mPanels: number, nPanels: number, paStride: number, pbStride: number) => void
   readonly pack: (src: number, outer: number, inner: number, dst: number, lanes: number, count: number, width: number, step: number) => void
   readonly copy: (src: number, inner: number, dst: number, count: number, width: number) => void
+  readonly pack4: (src: number, outer: number, dst: number, blocks: number, step: number) => void
 }
 
 const { I32, V128, uleb } = Wasm
@@ -171,6 +175,38 @@ const packFunc = (): Wasm.Func => {
   return { name: "pack", params: Array<number>(8).fill(I32), results: [], locals: [[4, I32]], code }
 }
 
+// Float lanes of a shuffle as its 16 byte indices (second operand: floats 4–7).
+const lanes = (floats: ReadonlyArray<number>): Array<number> => floats.flatMap((f) => [4 * f, 4 * f + 1, 4 * f + 2, 4 * f + 3])
+
+const pack4Func = (): Wasm.Func => {
+  const src = 0, outer = 1, dst = 2, blocks = 3, step = 4
+  const s1 = 5, s2 = 6, s3 = 7
+  const v = (i: number) => 8 + i, t = (i: number) => 12 + i
+  const load = (ptr: number, into: number) => [...o.localGet(ptr), ...o.v128Load(0), ...o.localSet(into)]
+  const shuffle = (a: number, b: number, floats: ReadonlyArray<number>) => [...o.localGet(a), ...o.localGet(b), ...o.shuffle(lanes(floats))]
+  const store = (j: number, a: number, b: number, floats: ReadonlyArray<number>) => [
+    ...o.localGet(dst), ...(j === 0 ? [] : [...o.localGet(step), ...o.i32Const(j), ...o.i32Mul, ...o.i32Add]),
+    ...shuffle(a, b, floats), ...o.v128Store(0)
+  ]
+  const code: Array<number> = [
+    ...o.localGet(src), ...o.localGet(outer), ...o.i32Add, ...o.localSet(s1),
+    ...o.localGet(s1), ...o.localGet(outer), ...o.i32Add, ...o.localSet(s2),
+    ...o.localGet(s2), ...o.localGet(outer), ...o.i32Add, ...o.localSet(s3),
+    ...countDown(blocks, [
+      ...load(src, v(0)), ...load(s1, v(1)), ...load(s2, v(2)), ...load(s3, v(3)),
+      ...shuffle(v(0), v(1), [0, 4, 1, 5]), ...o.localSet(t(0)),
+      ...shuffle(v(0), v(1), [2, 6, 3, 7]), ...o.localSet(t(1)),
+      ...shuffle(v(2), v(3), [0, 4, 1, 5]), ...o.localSet(t(2)),
+      ...shuffle(v(2), v(3), [2, 6, 3, 7]), ...o.localSet(t(3)),
+      ...store(0, t(0), t(2), [0, 1, 4, 5]), ...store(1, t(0), t(2), [2, 3, 6, 7]),
+      ...store(2, t(1), t(3), [0, 1, 4, 5]), ...store(3, t(1), t(3), [2, 3, 6, 7]),
+      ...bump(src, 16), ...bump(s1, 16), ...bump(s2, 16), ...bump(s3, 16),
+      ...bump(dst, [...o.localGet(step), ...o.i32Const(4), ...o.i32Mul])
+    ])
+  ]
+  return { name: "pack4", params: Array<number>(5).fill(I32), results: [], locals: [[3, I32], [8, V128]], code }
+}
+
 const copyFunc = (): Wasm.Func => {
   const src = 0, inner = 1, dst = 2, count = 3, width = 4
   const v = 5, bytes = 6
@@ -192,7 +228,7 @@ const copyFunc = (): Wasm.Func => {
 }
 
 /** The module's bytes: with relaxed SIMD's fused multiply-add, or without. @category constructors */
-export const moduleBytes = (fma: boolean): Uint8Array<ArrayBuffer> => Wasm.module([blockFunc(fma), packFunc(), copyFunc()])
+export const moduleBytes = (fma: boolean): Uint8Array<ArrayBuffer> => Wasm.module([blockFunc(fma), packFunc(), copyFunc(), pack4Func()])
 
 /** The module this runtime validates: relaxed SIMD first, then plain SIMD; undefined when neither. @category constructors */
 export const compile = (): { readonly module: WebAssembly.Module; readonly fma: boolean } | undefined => {

@@ -78,8 +78,14 @@ const runTask = (x: Kernel.Exports, ctl: Int32Array, at: number): void => {
     for (let p = 0; p < panels; p++) {
       const here = Math.min(width, lanes - p * width)
       // Contiguous full panels (B as stored, Aᵀ as stored) copy as f32x4.
-      if (outer === 4 && here === width && (width & 3) === 0 && step === width * 4) x.copy(src + p * srcPanel, inner, dst + p * dstPanel, count, width)
-      else x.pack(src + p * srcPanel, outer, inner, dst + p * dstPanel, here, count, width, step)
+      const from = src + p * srcPanel, to = dst + p * dstPanel
+      if (outer === 4 && here === width && (width & 3) === 0 && step === width * 4) x.copy(from, inner, to, count, width)
+      else if (inner === 4 && here === width && (width & 3) === 0 && count >= 4) {
+        // Rows of contiguous elements (A, Bᵀ as stored): 4×4 transposes, then the k tail.
+        const blocks = count >> 2, rest = count & 3
+        for (let l = 0; l < width; l += 4) x.pack4(from + l * outer, outer, to + l * 4, blocks, step)
+        if (rest > 0) x.pack(from + blocks * 16, outer, 4, to + blocks * 4 * step, width, rest, width, step)
+      } else x.pack(from, outer, inner, to, here, count, width, step)
     }
   } else if (kind === 2) {
     const pa = ctl[at + 1]!, pb = ctl[at + 2]!, c = ctl[at + 3]!, ldc = ctl[at + 4]!, k = ctl[at + 5]!, flags = ctl[at + 6]!, bias = ctl[at + 7]!
