@@ -290,8 +290,8 @@ export const initialise = Effect.fn("Backend.initialise")(function* (explicit?: 
  * @category services
  */
 export class Backend extends Context.Service<Backend, BackendInfo>()("crucible/strategies/backend/Backend") {
-  /** Initialises `name` (a backend or `auto`), else `CRUCIBLE_BACKEND`, else `wasm` (falling back to `cpu`). */
-  static readonly layer = (name?: string): Layer.Layer<Backend, BackendError> => Layer.effect(Backend, initialise(name))
+  /** Initialises `name` (a backend or `auto`), else `CRUCIBLE_BACKEND`, else `wasm` (falling back to `cpu`); wasm's GEMM threads end with the layer. */
+  static readonly layer = (name?: string): Layer.Layer<Backend, BackendError> => Layer.effect(Backend, Gemm.scoped(initialise(name)))
   /** The always-available `cpu` backend, for tests that must not depend on wasm. */
   static readonly layerCpu: Layer.Layer<Backend, BackendError> = Layer.effect(Backend, initialise("cpu"))
 }

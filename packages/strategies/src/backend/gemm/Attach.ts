@@ -2,15 +2,17 @@
  * Puts the threaded GEMM under TF.js's wasm backend, for `Backend.initialise`.
  *
  * Threads: `CRUCIBLE_GEMM_THREADS` (`0` keeps the stock XNNPACK kernels, `N` uses N threads: the
- * caller and N − 1 workers), default the machine's available parallelism. With a `Scope` in the
- * context (a `Backend.layer` always has one) the kernels are restored and the workers stopped
- * when it closes. Without one (`initialise` run bare) they stay for the life of the process, as
- * the TF.js backend itself does; the workers are unreferenced, so they never keep it alive.
- * When the GEMM kernels are already registered (a second initialisation), nothing is done.
+ * caller and N − 1 workers), default the machine's available parallelism. With a {@link Lifetime}
+ * in the context (`Backend.layer` gives its own scope through {@link scoped}) the kernels are
+ * restored and the workers stopped when that scope closes. Without one (`initialise` run by
+ * itself, as the runner does) they stay for the life of the process, as the TF.js backend itself
+ * does — not for whatever scope happens to be around (a stage's would end them with the stage);
+ * the workers are unreferenced, so they never keep the process alive. When the GEMM kernels are
+ * already registered (a second initialisation), nothing is done.
  *
  * @since 0.1.0
  */
-import { Config, Effect, Option, Result, Scope } from "effect"
+import { Config, Context, Effect, Option, Result, Scope } from "effect"
 import * as os from "node:os"
 import * as Threads from "./Threads.ts"
 import * as WasmKernels from "./WasmKernels.ts"
@@ -21,6 +23,13 @@ export const threadCount: Effect.Effect<number> = Config.Int("CRUCIBLE_GEMM_THRE
   Effect.map((value) => Math.max(0, Option.getOrElse(value, () => os.availableParallelism()))),
   Effect.orElseSucceed(() => os.availableParallelism())
 )
+
+/** The scope the GEMM is attached for. @category services */
+export class Lifetime extends Context.Service<Lifetime, Scope.Scope>()("crucible/strategies/backend/gemm/Lifetime") {}
+
+/** Runs `effect` (an initialisation) with the GEMM attached for the current scope. @category combinators */
+export const scoped = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R | Scope.Scope> =>
+  Effect.flatMap(Effect.scope, (scope) => Effect.provideService(effect, Lifetime, scope))
 
 /** Whether the wasm backend's `BatchMatMul` is the GEMM's (marked by `install`). @category predicates */
 export const isAttached = (): boolean => WasmKernels.isInstalled()
@@ -38,7 +47,7 @@ export const attach = Effect.fn("Gemm.attach")(function* (backendName: string) {
     yield* Effect.annotateCurrentSpan({ "crucible.gemm.threads": threads === 0 ? 0 : "already attached" })
     return
   }
-  const scope = yield* Effect.serviceOption(Scope.Scope)
+  const lifetime = yield* Effect.serviceOption(Lifetime)
   const started = yield* Effect.tryPromise(() => Threads.start(threads)).pipe(Effect.result)
   if (Result.isFailure(started)) {
     const cause = started.failure.cause
@@ -49,9 +58,9 @@ export const attach = Effect.fn("Gemm.attach")(function* (backendName: string) {
   const restore = WasmKernels.install(pool)
   yield* Effect.annotateCurrentSpan({ "crucible.gemm.threads": pool.threads, "crucible.gemm.fma": pool.fma })
   yield* Effect.logDebug(`gemm: ${pool.threads} thread(s), ${pool.fma ? "relaxed-SIMD FMA" : "SIMD mul+add"}`)
-  if (Option.isSome(scope)) {
+  if (Option.isSome(lifetime)) {
     yield* Scope.addFinalizer(
-      scope.value,
+      lifetime.value,
       Effect.promise(() => {
         restore()
         return pool.close()

@@ -2,7 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as tf from "@tensorflow/tfjs-core"
 import { ConfigProvider, Context, Effect, Exit, Layer, Scope } from "effect"
 import { afterAll, beforeAll } from "vitest"
-import { Backend } from "../../../src/backend/Backend.ts"
+import { Backend, initialise } from "../../../src/backend/Backend.ts"
 import * as Attach from "../../../src/backend/gemm/Attach.ts"
 import * as Gemm from "../../../src/backend/gemm/Gemm.ts"
 import * as Kernel from "../../../src/backend/gemm/Kernel.ts"
@@ -208,6 +208,17 @@ describe("gemm as the wasm backend's matMul", () => {
     Effect.gen(function* () {
       const attached = yield* Effect.scoped(Effect.provide(Effect.sync(() => WasmKernels.isInstalled()), Backend.layer("wasm").pipe(withEnv({ CRUCIBLE_GEMM_THREADS: "0" }))))
       assert.isFalse(attached)
+    })
+  )
+
+  // Last: what it attaches stays for the rest of this file's process (as the runner's does).
+  it.effect("initialise by itself attaches for the process, not for the scope around it (a runner stage's)", () =>
+    Effect.gen(function* () {
+      yield* Effect.scoped(initialise("wasm").pipe(Effect.provide(ConfigProvider.layer(ConfigProvider.fromUnknown({ CRUCIBLE_GEMM_THREADS: "2" })))))
+      assert.strictEqual(WasmKernels.installedThreads(), 2)
+      // A later layer finds it attached and leaves it so when it ends.
+      yield* Effect.scoped(Effect.provide(Backend, Backend.layer("wasm").pipe(withEnv({ CRUCIBLE_GEMM_THREADS: "3" }))))
+      assert.strictEqual(WasmKernels.installedThreads(), 2)
     })
   )
 })
