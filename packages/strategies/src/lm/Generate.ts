@@ -13,7 +13,7 @@
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
 import * as Random from "../backend/Random.ts"
-import { LmTrainError } from "./LmTrain.ts"
+import { LmBackendError } from "./LmError.ts"
 import * as Transformer from "./Transformer.ts"
 
 /** @category models */
@@ -57,7 +57,7 @@ export const pick = (logits: ArrayLike<number>, options: Pick<GenerateOptions, "
 /** The generated ids after `prompt` (prompt number `index`, for the sampling streams). */
 export const generate = (device: Transformer.LmDevice, prompt: Int32Array, options: GenerateOptions, index = 0) =>
   Effect.gen(function* () {
-    const failure = (cause: unknown) => new LmTrainError({ reason: "BackendFailure", detail: `generating: ${cause instanceof Error ? cause.message : String(cause)}` })
+    const failure = LmBackendError.of("generating")
     const window = device.config.maxPositions
     const ids = Array.from(prompt)
     const out: Array<number> = []

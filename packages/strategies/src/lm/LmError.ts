@@ -31,3 +31,19 @@ export class LmWeightsError extends Schema.TaggedError<LmWeightsError>()("LmWeig
     return `${this.source === undefined ? "" : `${this.source}: `}tensor "${this.tensor}": ${this.detail}`
   }
 }
+
+/** The backend failed while a model ran (evaluating, generating): names what was running. @category errors */
+export class LmBackendError extends Schema.TaggedError<LmBackendError>()("LmBackendError", {
+  /** What was running: `evaluating`, `generating`. */
+  operation: Schema.String,
+  detail: Schema.String
+}) {
+  override get message() {
+    return `language model backend failure while ${this.operation}: ${this.detail}`
+  }
+
+  /** The error of a throw while `operation` ran. */
+  static of(operation: string) {
+    return (cause: unknown) => new LmBackendError({ operation, detail: cause instanceof Error ? cause.message : String(cause) })
+  }
+}

@@ -11,7 +11,7 @@ import { Effect } from "effect"
 import type * as Packing from "../text/Packing.ts"
 import type { LmConfig } from "./LmConfig.ts"
 import type { LmWeights } from "./LmWeights.ts"
-import { LmTrainError } from "./LmTrain.ts"
+import { LmBackendError } from "./LmError.ts"
 import * as Transformer from "./Transformer.ts"
 
 /** The scores of a set of blocks. @category models */
@@ -49,7 +49,7 @@ export const positionScores = (logits: tf.Tensor3D, targets: tf.Tensor2D): { rea
 /** Scores `weights` on `blocks`, `batchSize` blocks per forward pass. */
 export const evaluate = (config: LmConfig, weights: LmWeights, blocks: Packing.TokenBlocks, batchSize: number) =>
   Effect.gen(function* () {
-    const failure = (cause: unknown) => new LmTrainError({ reason: "BackendFailure", detail: `evaluating: ${cause instanceof Error ? cause.message : String(cause)}` })
+    const failure = LmBackendError.of("evaluating")
     const device = yield* Effect.acquireRelease(
       Effect.try({ try: () => Transformer.upload(config, weights, { trainable: false }), catch: failure }),
       (d) => Effect.sync(() => d.dispose())

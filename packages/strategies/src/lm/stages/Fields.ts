@@ -13,7 +13,9 @@ import * as Schedule from "../../train/Schedule.ts"
 import * as TextSource from "../../text/TextSource.ts"
 import * as TextTokenizer from "../../text/TextTokenizer.ts"
 import * as Packing from "../../text/Packing.ts"
+import type { LmConfig } from "../LmConfig.ts"
 import type { LmTrainConfig } from "../LmTrain.ts"
+import { LmStageError } from "./LmStageError.ts"
 
 const Positive = Schema.Int.check(Schema.isGreaterThan(0))
 
@@ -71,6 +73,19 @@ export const tokenizer = (model: Model.Model | undefined, params: Files, resolve
   const fromConfig = !modelHasOne && typeof params.config === "string" ? configFolder(params.config, resolvePath) : undefined
   return TextTokenizer.tokenizerOf(model, params.tokenizer ?? fromConfig, (p) => (p === fromConfig ? p : resolvePath(p)))
 }
+
+/**
+ * Refuses a tokenizer whose ids reach past the model's embedding rows: the wasm backend's gather
+ * reads whatever lies past the table rather than failing, so the check must come first.
+ */
+export const checkVocabulary = (stage: string, tokenizer: TextTokenizer.TextTokenizer, config: LmConfig): Effect.Effect<void, LmStageError> =>
+  tokenizer.vocabSize > config.vocabSize
+    ? Effect.fail(new LmStageError({
+      stage,
+      reason: "VocabularyMismatch",
+      detail: `the tokenizer (${tokenizer.source}) has ${tokenizer.vocabSize} tokens, the model's vocab_size is ${config.vocabSize}: give a matching tokenizer or config`
+    }))
+    : Effect.void
 
 /**
  * The provenance of a model trained from `init` (its provenance plus the method), or from

@@ -53,6 +53,7 @@ export const LmEvaluateKind = Stage.define({
       return yield* new LmStageError({ stage: id, reason: "InvalidParams", detail: `seq_len ${params.seq_len} exceeds the model's ${config.maxPositions} positions (max_position_embeddings)` })
     }
     const tokenizer = yield* Fields.tokenizer(inputs.model, params, resolvePath)
+    yield* Fields.checkVocabulary(id, tokenizer, config)
     const weights = yield* LmWeights.fromModel(config, inputs.model)
     const blocks = yield* Fields.blocks(params, tokenizer, resolvePath, { maxBlocksPerGroup: params.max_blocks })
     if (blocks.count === 0) {

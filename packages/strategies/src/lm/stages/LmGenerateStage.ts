@@ -20,6 +20,7 @@ import { Port, Stage } from "@crucible/core"
 import { Effect, Schema } from "effect"
 import * as Generate from "../Generate.ts"
 import * as LmConfig from "../LmConfig.ts"
+import { LmBackendError } from "../LmError.ts"
 import * as LmWeights from "../LmWeights.ts"
 import * as Transformer from "../Transformer.ts"
 import * as Fields from "./Fields.ts"
@@ -47,12 +48,13 @@ export const LmGenerateKind = Stage.define({
   run: Effect.fn("LmGenerate.run")(function* ({ id, params, inputs, resolvePath }) {
     const config = yield* LmConfig.configOf(inputs.model, params.config as string | Record<string, unknown> | undefined, resolvePath)
     const tokenizer = yield* Fields.tokenizer(inputs.model, params, resolvePath)
+    yield* Fields.checkVocabulary(id, tokenizer, config)
     const weights = yield* LmWeights.fromModel(config, inputs.model)
     const prompts = params.prompts.map((text) => ({ text, ids: tokenizer.encode(text) }))
     const empty = prompts.find((p) => p.ids.length === 0 && tokenizer.bos === undefined)
     if (empty !== undefined) return yield* new LmStageError({ stage: id, reason: "InvalidParams", detail: `prompt ${JSON.stringify(empty.text)} encodes to no token and the tokenizer has no BOS to start from` })
     const device = yield* Effect.acquireRelease(
-      Effect.sync(() => Transformer.upload(config, weights, { trainable: false })),
+      Effect.try({ try: () => Transformer.upload(config, weights, { trainable: false }), catch: LmBackendError.of("generating") }),
       (d) => Effect.sync(() => d.dispose())
     )
     const options: Generate.GenerateOptions = { maxNewTokens: params.max_new_tokens, temperature: params.temperature, topK: params.top_k, seed: params.seed, eos: tokenizer.eos }

@@ -34,13 +34,7 @@ export const student = (id: string, kind: string, init: Model.Model | undefined,
     }
     const config = yield* LmConfig.configOf(init, params.config as string | Record<string, unknown> | undefined, resolvePath)
     const tokenizer = yield* Fields.tokenizer(init, params, resolvePath)
-    if (tokenizer.vocabSize > config.vocabSize) {
-      return yield* new LmStageError({
-        stage: id,
-        reason: "VocabularyMismatch",
-        detail: `the tokenizer (${tokenizer.source}) has ${tokenizer.vocabSize} tokens, the model's vocab_size is ${config.vocabSize}: give a matching tokenizer or config`
-      })
-    }
+    yield* Fields.checkVocabulary(id, tokenizer, config)
     if (params.seq_len > config.maxPositions) {
       return yield* new LmStageError({ stage: id, reason: "InvalidParams", detail: `seq_len ${params.seq_len} exceeds the model's ${config.maxPositions} positions (max_position_embeddings)` })
     }

@@ -94,4 +94,16 @@ layer(Backend.layer())("lm/evaluate", (it) => {
       assert.strictEqual(error._tag, "LmStageError")
       expect(error.message).toMatch(/stage "too-long".*seq_len 65.*64 positions/)
     }))
+
+  it.effect("a tokenizer larger than the model's vocabulary: a VocabularyMismatch before any block is scored", () =>
+    Effect.gen(function* () {
+      // vocab_size one row short of the tokenizer: the wasm gather would read past the table, so the stage refuses.
+      const small = writeModelFolder(path.join(dir, "small-vocab"), { vocab_size: 2047 })
+      const config = yield* LmConfig.read(small)
+      const model = { ...LmWeights.toModel(config, LmWeights.init(config, 1), "init"), provenance: { folders: [], donor: small, methods: [] } }
+      const params = decodeParams(LmEvaluateKind, { data: "brown", seq_len: 16, max_blocks: 1 })
+      const error = yield* Effect.flip(LmEvaluateKind.run({ ...context(dir, "small", "lm/evaluate"), params, inputs: { model } }).pipe(Effect.scoped))
+      assert.strictEqual(error._tag, "LmStageError")
+      expect(error.message).toMatch(/stage "small".*2048 tokens.*vocab_size is 2047/)
+    }))
 })
