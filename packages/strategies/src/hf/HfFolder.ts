@@ -19,6 +19,7 @@ import { Effect } from "effect"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { CONFIG_KEY } from "../lm/LmConfig.ts"
 import * as Architecture from "./Architecture.ts"
 import * as AtomicFolder from "./AtomicFolder.ts"
 import * as ChatTemplates from "./ChatTemplates.ts"
@@ -70,6 +71,22 @@ export const isTemplateName = (value: string): boolean => Object.hasOwn(ChatTemp
 export const templateText = (value: string): string => (isTemplateName(value) ? ChatTemplates.named[value]! : value)
 
 /**
+ * The config.json a model carries in its metadata when no folder gives one: `lm/train` from an
+ * inline `config:` stores it there (`LmConfig.CONFIG_KEY`), so the saved folder still loads.
+ */
+const embeddedConfig = (model: Model.Model): Record<string, unknown> | undefined => {
+  const text = model.metadata[CONFIG_KEY]
+  if (text === undefined) return undefined
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch {
+    return undefined // not ours to judge: the folder then has no config, as without a donor
+  }
+  return typeof parsed === "object" && parsed !== null && !Array.isArray(parsed) ? ModelConfig.forModel(parsed as Record<string, unknown>, model) : undefined
+}
+
+/**
  * What the folder at `target` will hold besides the weights, read from the donor (nothing is
  * written). Fails when a folder to read from lacks what is asked of it, or when `target` holds a
  * file the model is read from (or is a folder files are copied from).
@@ -83,7 +100,7 @@ export const contents = (target: string, model: Model.Model, options: Options): 
     const tokenizerFrom = options.tokenizerFrom ?? options.provenance?.tokenizer
     yield* refuseInputs(target, model, [donor, tokenizerFrom])
     yield* AtomicFolder.refuseForeign(target)
-    const config = donor === undefined ? undefined : ModelConfig.forModel(yield* Architecture.readConfig(donor), model)
+    const config = donor === undefined ? embeddedConfig(model) : ModelConfig.forModel(yield* Architecture.readConfig(donor), model)
     let copied = yield* FolderFiles.fromDonor(donor, tokenizerFrom)
     const written: Array<{ name: string; bytes: Uint8Array }> = []
     if (config !== undefined) written.push({ name: "config.json", bytes: json(config) })

@@ -110,6 +110,23 @@ layer(Backend.layer())("lm/train", (it) => {
       assert.deepStrictEqual(Object.keys(before.values["groups"] as object), ["news", "fiction"])
     }).pipe(Effect.scoped))
 
+  it.effect("from an inline config (no folder to copy it from), the saved folder still holds config.json — from the model's metadata — and loads back", () =>
+    Effect.gen(function* () {
+      const inline = JSON.parse(fs.readFileSync(path.join(dir, "tiny", "config.json"), "utf8")) as Record<string, unknown>
+      const short = decodeParams(LmTrainKind, { config: inline, tokenizer: "tiny", data: "brown", groups: ["news"], seq_len: 16, batch_size: 4, steps: 2, max_blocks: 8, seed: 2 })
+      const model = yield* LmTrainKind.run({ ...context(dir, "inline", "lm/train"), params: short, inputs: { init: undefined } }).pipe(Effect.scoped)
+      assert.isUndefined(model.provenance?.donor)
+      yield* Save.run({ ...context(dir, "save-inline", "save"), params: decodeParams(Save, { path: "out-inline/", format: "hf" }), inputs: { model } }).pipe(Effect.scoped)
+      const written = JSON.parse(fs.readFileSync(path.join(dir, "out-inline", "config.json"), "utf8")) as Record<string, unknown>
+      for (const key of ["model_type", "hidden_size", "num_hidden_layers", "vocab_size", "tie_word_embeddings"]) assert.deepStrictEqual(written[key], inline[key], key)
+      assert.include(fs.readdirSync(path.join(dir, "out-inline")), "tokenizer.json")
+      const loaded = yield* Load.run({ ...context(dir, "load-inline", "load"), params: decodeParams(Load, { path: "out-inline" }), inputs: {} })
+      const evaluate = decodeParams(LmEvaluateKind, { data: "brown", split: "test", groups: ["news"], seq_len: 16, max_blocks: 2 })
+      const before = yield* LmEvaluateKind.run({ ...context(dir, "eval-inline-a", "lm/evaluate"), params: { ...evaluate, tokenizer: "tiny" }, inputs: { model } }).pipe(Effect.scoped)
+      const after = yield* LmEvaluateKind.run({ ...context(dir, "eval-inline-b", "lm/evaluate"), params: evaluate, inputs: { model: loaded } }).pipe(Effect.scoped)
+      assert.deepStrictEqual(after.values, before.values)
+    }).pipe(Effect.scoped))
+
   it.effect("no tensor survives a step: the device holds as many tensors at every log as at the first, and none after", () =>
     Effect.gen(function* () {
       const folder = path.join(dir, "tiny")
