@@ -17,6 +17,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core"
 import { Schema } from "effect"
+import * as Update from "../backend/gemm/Update.ts"
 import * as Layout from "../models/Layout.ts"
 import type { ParamSpec } from "../models/Network.ts"
 
@@ -100,8 +101,16 @@ export const create = (spec: Optimizer, params: ReadonlyArray<Trainable>, resume
     const theta = p.variable
     const wd = spec.weightDecay ?? 0
     if (spec.type === "sgd") {
-      let g = wd > 0 ? tf.add(grad, tf.mul(theta, wd)) : grad
       const momentum = spec.momentum ?? 0
+      if (Update.available(Update.SGD_UPDATE)) {
+        // One fused pass (backend/gemm/Update.ts): the chain below, the same float32 operations.
+        const attrs: Update.SgdAttrs = { lr, momentum, nesterov: spec.nesterov === true, weightDecay: wd }
+        const buf = momentum > 0 ? slot(p.spec.name, "momentum_buffer") : undefined
+        const outs = tf.engine().runKernel(Update.SGD_UPDATE, { param: theta, grad, ...(buf === undefined ? {} : { buf }) }, attrs as unknown as tf.NamedAttrMap) as Array<tf.Tensor>
+        if (buf !== undefined) buf.assign(outs[1]!)
+        return outs[0]!
+      }
+      let g = wd > 0 ? tf.add(grad, tf.mul(theta, wd)) : grad
       if (momentum > 0) {
         const buf = slot(p.spec.name, "momentum_buffer")
         const next = tf.add(tf.mul(buf, momentum), g)
@@ -113,6 +122,15 @@ export const create = (spec: Optimizer, params: ReadonlyArray<Trainable>, resume
     const [beta1, beta2] = spec.betas ?? [0.9, 0.999]
     const eps = spec.eps ?? 1e-8
     const decoupled = spec.type === "adamw"
+    if (Update.available(Update.ADAM_UPDATE)) {
+      // One fused pass (backend/gemm/Update.ts): the chain below, the same float32 operations.
+      const attrs: Update.AdamAttrs = { lr, beta1, beta2, eps, weightDecay: wd, step, decoupled }
+      const m = slot(p.spec.name, "exp_avg"), v = slot(p.spec.name, "exp_avg_sq")
+      const [next, mNext, vNext] = tf.engine().runKernel(Update.ADAM_UPDATE, { param: theta, grad, m, v }, attrs as unknown as tf.NamedAttrMap) as Array<tf.Tensor>
+      m.assign(mNext!)
+      v.assign(vNext!)
+      return next!
+    }
     const base = decoupled && wd > 0 ? tf.mul(theta, 1 - lr * wd) : theta
     const g = !decoupled && wd > 0 ? tf.add(grad, tf.mul(theta, wd)) : grad
     const m = slot(p.spec.name, "exp_avg")

@@ -15,6 +15,7 @@
 import { Config, Context, Effect, Option, Result, Scope } from "effect"
 import * as os from "node:os"
 import * as Threads from "./Threads.ts"
+import * as Update from "./Update.ts"
 import * as WasmKernels from "./WasmKernels.ts"
 
 /** Threads asked for: `CRUCIBLE_GEMM_THREADS`, else the available parallelism. @category config */
@@ -55,7 +56,13 @@ export const attach = Effect.fn("Gemm.attach")(function* (backendName: string) {
     return
   }
   const pool = started.success
-  const restore = WasmKernels.install(pool)
+  const restoreGemm = WasmKernels.install(pool)
+  // The fused optimizer updates go with the GEMM (both replace TF.js's single-threaded paths).
+  const restoreUpdate = Update.install()
+  const restore = () => {
+    restoreUpdate()
+    restoreGemm()
+  }
   yield* Effect.annotateCurrentSpan({ "crucible.gemm.threads": pool.threads, "crucible.gemm.fma": pool.fma })
   yield* Effect.logDebug(`gemm: ${pool.threads} thread(s), ${pool.fma ? "relaxed-SIMD FMA" : "SIMD mul+add"}`)
   if (Option.isSome(lifetime)) {
