@@ -5,7 +5,9 @@
  *   differentiate its own ops here;
  * - the wasm backend's transposed matMul is ~10–100× slower than a plain one, and the
  *   built-in dense gradients use it. These gradients transpose explicitly
- *   (`matMul(dy, transpose(W))`, `matMul(transpose(x), dy)`), which is the fast path; the
+ *   (`matMul(dy, transpose(W))`, `matMul(transpose(x), dy)`), which is the fast path — except
+ *   where the threaded GEMM (`backend/gemm/`) takes the product: it reads transposed operands
+ *   as they are stored, so dense asks it for `dy·Wᵀ` and `xᵀ·dy` directly; the
  *   convolution gradients are convolutions too (wasm lacks the filter-gradient kernel, and its
  *   `conv2dTranspose` is slow).
  *
@@ -18,6 +20,7 @@
  * @since 0.1.0
  */
 import * as tf from "@tensorflow/tfjs-core"
+import * as WasmKernels from "../backend/gemm/WasmKernels.ts"
 
 type Save = (tensors: Array<tf.Tensor>) => void
 type Forward<T extends tf.Tensor> = (
@@ -58,8 +61,12 @@ export const dense = (x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D | undefined
         const xs = at(saved, 0) as tf.Tensor2D
         const ws = at(saved, 1) as tf.Tensor2D
         const grads: Array<tf.Tensor> = []
-        if (inputGrad) grads.push(tf.matMul(dy, tf.transpose(ws)))
-        grads.push(tf.matMul(tf.transpose(xs), dy))
+        const [batch, inSize] = xs.shape
+        const outSize = ws.shape[1]
+        // dx = dy·Wᵀ, dW = xᵀ·dy: as transposed products where the GEMM takes them (no copy), else
+        // with explicit transposes (XNNPACK's transposed matMul is ~100× slower). Same bits either way.
+        if (inputGrad) grads.push(WasmKernels.takesTransposed(batch, inSize, outSize) ? tf.matMul(dy, ws, false, true) : tf.matMul(dy, tf.transpose(ws)))
+        grads.push(WasmKernels.takesTransposed(inSize, outSize, batch) ? tf.matMul(xs, dy, true, false) : tf.matMul(tf.transpose(xs), dy))
         if (bi !== undefined) grads.push(tf.sum(dy, 0))
         return grads
       }

@@ -69,14 +69,28 @@ const planOf = (a: tf.TensorInfo, b: tf.TensorInfo, transposeA: boolean, transpo
 }
 
 // Marks the kernel functions `install` registers, so a second initialisation sees them.
-// The mark holds the thread count.
+// The mark holds the thread count; the second, the FLOP threshold.
 const MARK = Symbol.for("crucible/strategies/backend/gemm")
+const MIN_FLOPS = Symbol.for("crucible/strategies/backend/gemm/minFlops")
 
 /** The threads of the GEMM the wasm backend's `BatchMatMul` runs on; undefined when it is TF.js's own. @category getters */
 export const installedThreads = (): number | undefined => (tf.getKernel("BatchMatMul", "wasm")?.kernelFunc as { [MARK]?: number } | undefined)?.[MARK]
 
 /** Whether the wasm backend's `BatchMatMul` is the GEMM's. @category predicates */
 export const isInstalled = (): boolean => installedThreads() !== undefined
+
+/**
+ * Whether an M×K·K×N product (transposed or not) on the active backend runs on the GEMM, where a
+ * transposed operand costs nothing more — unlike XNNPACK's transposed matMul (~100× slower), which
+ * the products it leaves to the stock kernel would get: callers transpose explicitly then.
+ *
+ * @category predicates
+ */
+export const takesTransposed = (m: number, n: number, k: number): boolean => {
+  if (tf.getBackend() !== "wasm") return false
+  const kernel = tf.getKernel("BatchMatMul", "wasm")?.kernelFunc as { [MARK]?: number; [MIN_FLOPS]?: number } | undefined
+  return kernel?.[MARK] !== undefined && 2 * m * n * k >= (kernel[MIN_FLOPS] ?? Infinity)
+}
 
 /** Options of {@link install}. @category models */
 export interface InstallOptions {
@@ -97,7 +111,7 @@ export const install = (threads: Threads, options: InstallOptions = {}): (() => 
   const originalTranspose = tf.getKernel("Transpose", "wasm")
   if (originalBatch === undefined || originalFused === undefined || originalTranspose === undefined) return () => {}
   const minTranspose = options.minTranspose ?? DEFAULT_MIN_TRANSPOSE
-  const marked = (f: tf.KernelFunc): tf.KernelFunc => Object.assign(f, { [MARK]: threads.threads })
+  const marked = (f: tf.KernelFunc): tf.KernelFunc => Object.assign(f, { [MARK]: threads.threads, [MIN_FLOPS]: minFlops })
 
   const run = (backend: HeapBackend, a: tf.TensorInfo, b: tf.TensorInfo, plan: Plan, transposeA: boolean, transposeB: boolean, bias: Float32Array | undefined, relu: boolean) => {
     let out: tf.TensorInfo | undefined
