@@ -1,5 +1,6 @@
 /**
- * Puts the threaded GEMM under TF.js's wasm backend, for `Backend.initialise`.
+ * Puts the threaded GEMM under TF.js's wasm backend, for `Backend.initialise`, with the fused
+ * optimizer updates of {@link Update} (registered and removed with it).
  *
  * Threads: `CRUCIBLE_GEMM_THREADS` (`0` keeps the stock XNNPACK kernels, `N` uses N threads: the
  * caller and N − 1 workers), default the machine's available parallelism. With a {@link Lifetime}
