@@ -1,8 +1,9 @@
 /**
  * The differentiable ops of the transformers, each a `tf.customGrad` whose backward pass is
  * written out with forward ops (Node's tfjs-core registers no gradients; see models/README.md).
- * On wasm a transposed matMul is ~100× slower than a plain one, so every backward transposes
- * explicitly.
+ * On wasm a transposed matMul is ~100× slower than a plain one, so these backwards transpose
+ * explicitly (`linear` is models/Layers.ts `dense`, which asks the threaded GEMM for transposed
+ * products when it is attached). The taping is models/CustomOp.ts.
  *
  * Conventions: token activations are 2-D `[N, C]` with `N = B·T` (batch-major); attention works
  * on `[B, heads, T, headDim]`; projection weights are on the device as `[in, out]`. Anything a
@@ -12,27 +13,9 @@
  * @since 0.1.0
  */
 import * as tf from "@tensorflow/tfjs-core"
+import { customOp as op, savedAt as at } from "../models/CustomOp.ts"
 import { add, dense } from "../models/Layers.ts"
 import type { LmConfig } from "./LmConfig.ts"
-
-type Save = (tensors: Array<tf.Tensor>) => void
-type Forward<T extends tf.Tensor> = (
-  inputs: ReadonlyArray<tf.Tensor>,
-  save: Save
-) => { readonly value: T; readonly gradFunc: (dy: T, saved: ReadonlyArray<tf.Tensor>) => Array<tf.Tensor> }
-
-const op = <T extends tf.Tensor>(forward: Forward<T>, inputs: ReadonlyArray<tf.Tensor>): T =>
-  tf.customGrad<T>((...args) => {
-    const save = args[args.length - 1] as Save
-    const result = forward(args.slice(0, -1) as Array<tf.Tensor>, save)
-    return { value: result.value, gradFunc: (dy: T, saved: Array<tf.Tensor>) => result.gradFunc(dy, saved) }
-  })(...inputs)
-
-const at = (saved: ReadonlyArray<tf.Tensor>, i: number): tf.Tensor => {
-  const t = saved[i]
-  if (t === undefined) throw new Error(`lm op: saved tensor ${i} is missing`)
-  return t
-}
 
 const lastAxis = (x: tf.Tensor): number => x.rank - 1
 

@@ -21,26 +21,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core"
 import * as WasmKernels from "../backend/gemm/WasmKernels.ts"
-
-type Save = (tensors: Array<tf.Tensor>) => void
-type Forward<T extends tf.Tensor> = (
-  inputs: ReadonlyArray<tf.Tensor>,
-  save: Save
-) => { readonly value: T; readonly gradFunc: (dy: T, saved: Array<tf.Tensor>) => Array<tf.Tensor> }
-
-/** Wraps a forward/backward pair as a taped op over `inputs`. */
-const customOp = <T extends tf.Tensor>(forward: Forward<T>, inputs: ReadonlyArray<tf.Tensor>): T =>
-  tf.customGrad<T>((...args) => {
-    const save = args[args.length - 1] as Save
-    const result = forward(args.slice(0, -1) as Array<tf.Tensor>, save)
-    return { value: result.value, gradFunc: (dy: T, saved: Array<tf.Tensor>) => result.gradFunc(dy, saved) }
-  })(...inputs)
-
-const at = (saved: ReadonlyArray<tf.Tensor>, i: number): tf.Tensor => {
-  const t = saved[i]
-  if (t === undefined) throw new Error(`customGrad: saved tensor ${i} is missing`)
-  return t
-}
+import { customOp, savedAt as at } from "./CustomOp.ts"
 
 /**
  * `x·W + b` with `W` `[in, out]`. With `inputGrad: false` the input is treated as a constant
