@@ -25,30 +25,35 @@ export interface KdOptions {
 }
 
 /**
- * The distillation loss of student logits `z` `[N, K]` against teacher probabilities at the
- * temperature, `teacher` `[N, K]` (rows summing to 1), and the labels `[N]`.
+ * The distillation loss of student logits `z` `[..., K]` against teacher probabilities at the
+ * temperature, `teacher` of the same shape (rows summing to 1), and the labels `[...]`, averaged
+ * over the rows: `[N, K]` for a classifier, `[B, T, V]` for a language model's B·T positions
+ * (lm/LmTrain). The rows are flattened inside the op, so the tape sees one op of `z`'s shape.
  */
-export const hinton = (logits: tf.Tensor2D, teacher: tf.Tensor2D, labels: tf.Tensor1D, options: KdOptions): tf.Scalar =>
+export const hinton = <T extends tf.Tensor>(logits: T, teacher: T, labels: tf.Tensor, options: KdOptions): tf.Scalar =>
   tf.customGrad<tf.Scalar>((...args) => {
-    const z = args[0] as tf.Tensor2D
+    const shape = (args[0] as tf.Tensor).shape
+    const k = shape[shape.length - 1]!
+    const n = (args[0] as tf.Tensor).size / k
+    const z = tf.reshape(args[0] as tf.Tensor, [n, k]) as tf.Tensor2D
+    const p = tf.reshape(teacher, [n, k])
     const save = args[1] as (tensors: Array<tf.Tensor>) => void
     const { temperature: t, alpha } = options
-    const [n, k] = z.shape
     const logq = Loss.logSoftmax(tf.div(z, t))
     const logp = Loss.logSoftmax(z)
-    const onehot = tf.oneHot(tf.cast(labels, "int32"), k)
+    const onehot = tf.oneHot(tf.cast(tf.reshape(labels, [n]), "int32"), k)
     // p·log p with p = 0 contributes 0 (the limit), not NaN.
-    const plogp = tf.where(tf.greater(teacher, 0), tf.mul(teacher, tf.log(tf.maximum(teacher, 1e-45))), tf.zerosLike(teacher))
-    const kl = tf.div(tf.sum(tf.sub(plogp, tf.mul(teacher, logq))), n)
+    const plogp = tf.where(tf.greater(p, 0), tf.mul(p, tf.log(tf.maximum(p, 1e-45))), tf.zerosLike(p))
+    const kl = tf.div(tf.sum(tf.sub(plogp, tf.mul(p, logq))), n)
     const ce = tf.neg(tf.div(tf.sum(tf.mul(onehot, logp)), n))
     // Saved, not captured: the forward pass's own tidy disposes the caller's tensors before the backward pass.
-    save([logq, logp, onehot, teacher])
+    save([logq, logp, onehot, p])
     return {
       value: tf.add(tf.mul(kl, alpha * t * t), tf.mul(ce, 1 - alpha)) as tf.Scalar,
       gradFunc: (dy: tf.Scalar, saved: Array<tf.Tensor>) => {
         const soft = tf.mul(tf.sub(tf.exp(saved[0]!), saved[3]!), alpha * t)
         const hard = tf.mul(tf.sub(tf.exp(saved[1]!), saved[2]!), 1 - alpha)
-        return [tf.mul(tf.add(soft, hard), tf.div(dy, n))]
+        return [tf.reshape(tf.mul(tf.add(soft, hard), tf.div(dy, n)), shape)]
       }
     }
   })(logits)

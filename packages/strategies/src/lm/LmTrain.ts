@@ -24,6 +24,7 @@ import * as tf from "@tensorflow/tfjs-core"
 import { Effect, Schema } from "effect"
 import { Backend } from "../backend/Backend.ts"
 import * as Random from "../backend/Random.ts"
+import * as KdLoss from "../distill/KdLoss.ts"
 import type { ParamSpec } from "../models/Network.ts"
 import * as Optimizer from "../train/Optimizer.ts"
 import * as Schedule from "../train/Schedule.ts"
@@ -132,34 +133,11 @@ export const checkpointsAt = (config: Pick<LmTrainConfig, "steps" | "checkpointE
 /**
  * The distillation loss of student logits `z` `[B, T, V]` against the teachers' mean probabilities
  * at temperature `t`, `teacher` `[B, T, V]`, and the targets `[B, T]`, averaged over the B·T
- * positions; one differentiable op (Node's TF.js registers no gradients):
- * `∂L/∂z = [(1 − α)(softmax(z) − onehot(y)) + α·T·(softmax(z/T) − p̄)] / (B·T)`.
+ * positions: distill/KdLoss's `hinton` over the positions as rows (`T²`-scaled KL plus `1 − α` of
+ * the hard cross-entropy), `∂L/∂z = [(1 − α)(softmax(z) − onehot(y)) + α·T·(softmax(z/T) − p̄)] / (B·T)`.
  */
-export const distillLoss = (logits: tf.Tensor3D, teacher: tf.Tensor3D, targets: tf.Tensor2D, options: { readonly temperature: number; readonly alpha: number }): tf.Scalar =>
-  tf.customGrad<tf.Scalar>((...args) => {
-    const z = args[0] as tf.Tensor3D
-    const save = args[1] as (tensors: Array<tf.Tensor>) => void
-    const { temperature: t, alpha } = options
-    const [b, n, v] = z.shape
-    const count = b * n
-    const logq = tf.logSoftmax(tf.div(z, t))
-    const logp = tf.logSoftmax(z)
-    const onehot = tf.oneHot(tf.cast(targets, "int32"), v)
-    // p·log p with p = 0 contributes 0 (the limit), not NaN.
-    const plogp = tf.where(tf.greater(teacher, 0), tf.mul(teacher, tf.log(tf.maximum(teacher, 1e-45))), tf.zerosLike(teacher))
-    const kl = tf.div(tf.sum(tf.sub(plogp, tf.mul(teacher, logq))), count)
-    const ce = tf.neg(tf.div(tf.sum(tf.mul(onehot, logp)), count))
-    // Saved, not captured: the forward's own tidy disposes the caller's tensors before the backward.
-    save([logq, logp, onehot, teacher])
-    return {
-      value: tf.add(tf.mul(kl, alpha * t * t), tf.mul(ce, 1 - alpha)) as tf.Scalar,
-      gradFunc: (dy: tf.Scalar, saved: Array<tf.Tensor>) => {
-        const soft = tf.mul(tf.sub(tf.exp(saved[0]!), saved[3]!), alpha * t)
-        const hard = tf.mul(tf.sub(tf.exp(saved[1]!), saved[2]!), 1 - alpha)
-        return [tf.mul(tf.add(soft, hard), tf.div(dy, count))]
-      }
-    }
-  })(logits)
+export const distillLoss = (logits: tf.Tensor3D, teacher: tf.Tensor3D, targets: tf.Tensor2D, options: KdLoss.KdOptions): tf.Scalar =>
+  KdLoss.hinton(logits, teacher, targets, options)
 
 /** The mean over the teachers of `softmax(z/T)`, `[B, T, V]` (no gradients: outside any tape). */
 const teacherProbabilities = (teachers: ReadonlyArray<Transformer.LmDevice>, ids: tf.Tensor2D, t: number): tf.Tensor3D =>
