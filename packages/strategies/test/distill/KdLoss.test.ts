@@ -4,40 +4,15 @@ import { Effect } from "effect"
 import { Backend } from "../../src/backend/Backend.ts"
 import * as KdLoss from "../../src/distill/KdLoss.ts"
 import { labels, uniform, worstError } from "../models/fixtures.ts"
+import * as Kd64 from "../support/Kd64.ts"
 
 const N = 6
 const K = 5
 
-const softmax64 = (z: ArrayLike<number>, row: number, t: number): Array<number> => {
-  const xs = Array.from({ length: K }, (_, k) => z[row * K + k]! / t)
-  const max = Math.max(...xs)
-  const e = xs.map((x) => Math.exp(x - max))
-  const s = e.reduce((a, b) => a + b, 0)
-  return e.map((v) => v / s)
-}
+const softmax64 = (z: ArrayLike<number>, row: number, t: number): Array<number> => Kd64.softmax64(z, row, K, t)
 
 /** α·T²·KL(p ‖ softmax(z/T)) + (1 − α)·CE(y, z), mean over rows, in float64. */
-const hinton64 = (z: ArrayLike<number>, p: ReadonlyArray<ReadonlyArray<number>>, y: Int32Array, t: number, alpha: number): number => {
-  let kl = 0
-  let ce = 0
-  for (let n = 0; n < N; n++) {
-    const q = softmax64(z, n, t)
-    for (let k = 0; k < K; k++) if (p[n]![k]! > 0) kl += (p[n]![k]! * (Math.log(p[n]![k]!) - Math.log(q[k]!))) / N
-    ce -= Math.log(softmax64(z, n, 1)[y[n]!]!) / N
-  }
-  return alpha * t * t * kl + (1 - alpha) * ce
-}
-
-const numericGrad = (x: Float32Array, f: (v: Float64Array) => number, h = 1e-6): Array<number> => {
-  const x64 = Float64Array.from(x)
-  return Array.from(x64, (_, i) => {
-    const up = Float64Array.from(x64)
-    up[i]! += h
-    const down = Float64Array.from(x64)
-    down[i]! -= h
-    return (f(up) - f(down)) / (2 * h)
-  })
-}
+const hinton64 = (z: ArrayLike<number>, p: ReadonlyArray<ReadonlyArray<number>>, y: Int32Array, t: number, alpha: number): number => Kd64.hinton64(z, K, p, y, t, alpha)
 
 /**
  * Value and gradient of `loss` at `z` through the tape; the constants are created inside the
@@ -65,7 +40,7 @@ layer(Backend.layer())("distillation losses against float64 references", (it) =>
         const { value, grad } = valueAndGrad(z, [N, K], (logits) =>
           KdLoss.hinton(logits, tf.tensor2d(p.flat(), [N, K]), tf.tensor1d(y, "int32"), { temperature: t, alpha }))
         expect(Math.abs(value - hinton64(z, p, y, t, alpha))).toBeLessThan(1e-5 * Math.max(1, Math.abs(value)))
-        expect(worstError(grad, numericGrad(z, (zz) => hinton64(zz, p, y, t, alpha)), 1e-6, 1e-4)).toBeLessThan(1)
+        expect(worstError(grad, Kd64.numericGrad(z, (zz) => hinton64(zz, p, y, t, alpha)), 1e-6, 1e-4)).toBeLessThan(1)
       }
       assert.strictEqual(tf.memory().numTensors, before)
     })
@@ -107,9 +82,9 @@ layer(Backend.layer())("distillation losses against float64 references", (it) =>
       }
       const { value, grad } = valueAndGrad(h, [N, ds], (x) => KdLoss.hint(x, tf.tensor2d(w, [ds, dt]), tf.tensor2d(target, [N, dt]), beta))
       expect(Math.abs(value - f(h, w))).toBeLessThan(1e-6)
-      expect(worstError(grad, numericGrad(h, (hh) => f(hh, w)), 1e-6, 1e-4)).toBeLessThan(1)
+      expect(worstError(grad, Kd64.numericGrad(h, (hh) => f(hh, w)), 1e-6, 1e-4)).toBeLessThan(1)
       const projection = tf.tidy(() => Float32Array.from(KdLoss.hintProjectionGrad(tf.tensor2d(h, [N, ds]), tf.tensor2d(w, [ds, dt]), tf.tensor2d(target, [N, dt]), beta).dataSync() as Float32Array))
-      expect(worstError(projection, numericGrad(w, (ww) => f(h, ww)), 1e-6, 1e-4)).toBeLessThan(1)
+      expect(worstError(projection, Kd64.numericGrad(w, (ww) => f(h, ww)), 1e-6, 1e-4)).toBeLessThan(1)
     })
   )
 

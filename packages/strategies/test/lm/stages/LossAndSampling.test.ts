@@ -8,42 +8,17 @@ import { Backend } from "../../../src/backend/Backend.ts"
 import * as Generate from "../../../src/lm/Generate.ts"
 import * as LmTrain from "../../../src/lm/LmTrain.ts"
 import { labels, uniform, worstError } from "../../models/fixtures.ts"
+import * as Kd64 from "../../support/Kd64.ts"
 
 const B = 2
 const T = 3
 const V = 5
 const N = B * T
 
-const softmax64 = (z: ArrayLike<number>, row: number, t: number): Array<number> => {
-  const xs = Array.from({ length: V }, (_, k) => z[row * V + k]! / t)
-  const max = Math.max(...xs)
-  const e = xs.map((x) => Math.exp(x - max))
-  const s = e.reduce((a, b) => a + b, 0)
-  return e.map((v) => v / s)
-}
+const softmax64 = (z: ArrayLike<number>, row: number, t: number): Array<number> => Kd64.softmax64(z, row, V, t)
 
 /** (1 − α)·CE + α·T²·KL(p̄ ‖ softmax(z/T)), mean over the B·T positions, in float64 from the definitions. */
-const loss64 = (z: ArrayLike<number>, p: ReadonlyArray<ReadonlyArray<number>>, y: Int32Array, t: number, alpha: number): number => {
-  let kl = 0
-  let ce = 0
-  for (let n = 0; n < N; n++) {
-    const q = softmax64(z, n, t)
-    for (let k = 0; k < V; k++) if (p[n]![k]! > 0) kl += (p[n]![k]! * (Math.log(p[n]![k]!) - Math.log(q[k]!))) / N
-    ce -= Math.log(softmax64(z, n, 1)[y[n]!]!) / N
-  }
-  return alpha * t * t * kl + (1 - alpha) * ce
-}
-
-const numericGrad = (x: Float32Array, f: (v: Float64Array) => number, h = 1e-6): Array<number> => {
-  const x64 = Float64Array.from(x)
-  return Array.from(x64, (_, i) => {
-    const up = Float64Array.from(x64)
-    up[i]! += h
-    const down = Float64Array.from(x64)
-    down[i]! -= h
-    return (f(up) - f(down)) / (2 * h)
-  })
-}
+const loss64 = (z: ArrayLike<number>, p: ReadonlyArray<ReadonlyArray<number>>, y: Int32Array, t: number, alpha: number): number => Kd64.hinton64(z, V, p, y, t, alpha)
 
 layer(Backend.layer())("LM distillation loss", (it) => {
   it.effect("value and gradient equal float64 (finite differences) for an ensemble of two teachers, several T and α", () =>
@@ -67,7 +42,7 @@ layer(Backend.layer())("LM distillation loss", (it) => {
         v.dispose()
         // float32 softmax/log over 5 classes: ~1e-6 relative error; the finite differences (h = 1e-6, float64) ~1e-9.
         expect(Math.abs(value - loss64(z, p, y, t, alpha))).toBeLessThan(1e-5 * Math.max(1, Math.abs(value)))
-        expect(worstError(grad, numericGrad(z, (zz) => loss64(zz, p, y, t, alpha)), 1e-6, 1e-4)).toBeLessThan(1)
+        expect(worstError(grad, Kd64.numericGrad(z, (zz) => loss64(zz, p, y, t, alpha)), 1e-6, 1e-4)).toBeLessThan(1)
       }
       assert.strictEqual(tf.memory().numTensors, before)
     })
