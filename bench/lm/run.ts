@@ -27,6 +27,7 @@ import * as LmTrain from "../../packages/strategies/src/lm/LmTrain.ts"
 import * as LmWeights from "../../packages/strategies/src/lm/LmWeights.ts"
 import * as Packing from "../../packages/strategies/src/text/Packing.ts"
 import * as TextTokenizer from "../../packages/strategies/src/text/TextTokenizer.ts"
+import { openBlasDir } from "../support/OpenBlas.ts"
 
 // bench/ has no package.json: Effect is taken from @crucible/strategies, the same instance its modules use.
 const ROOT = path.resolve(import.meta.dirname, "..", "..")
@@ -124,26 +125,8 @@ interface Peer {
   readonly blas: string
   readonly peak_rss_mb: number
 }
-/** A folder with OpenBLAS's libblas.so.3: as bench/train/run.ts finds (and unpacks) it. */
-const openBlasDir = (): string | undefined => {
-  const given = process.env["CRUCIBLE_BENCH_OPENBLAS"]
-  if (given !== undefined && fs.existsSync(path.join(given, "libblas.so.3"))) return given
-  const target = path.join(OUT, ".openblas")
-  const lib = path.join(target, "usr", "lib", "x86_64-linux-gnu", "openblas-pthread")
-  if (fs.existsSync(path.join(lib, "libblas.so.3"))) return lib
-  const cache = "/var/cache/apt/archives"
-  const deb = fs.existsSync(cache) ? fs.readdirSync(cache).find((f) => /^libopenblas0-pthread_.*_amd64\.deb$/.test(f)) : undefined
-  if (deb === undefined) return undefined
-  try {
-    fs.mkdirSync(target, { recursive: true })
-    execFileSync("dpkg-deb", ["-x", path.join(cache, deb), target])
-    return fs.existsSync(path.join(lib, "libblas.so.3")) ? lib : undefined
-  } catch {
-    return undefined
-  }
-}
 const runPeer = (threads: number): Peer => {
-  const dir = openBlasDir()
+  const dir = openBlasDir(OUT)
   const argv = [path.join(import.meta.dirname, "torch_peer.py"), "--config", path.join(MODEL, "config.json"), "--blocks", blocksFile]
   argv.push("--seq", String(SEQ), "--batch", String(BATCH), "--steps", String(STEPS), "--warmup", String(WARMUP), "--threads", String(threads))
   const env = { ...process.env, ...(dir === undefined ? {} : { LD_LIBRARY_PATH: dir, OPENBLAS_NUM_THREADS: String(threads) }) }

@@ -4,11 +4,14 @@ run.ts wrote (int32, rows of seq_len + 1 tokens). Prints one JSON line: tokens/s
 
   python3 torch_peer.py --config CONFIG --blocks FILE --seq 128 --batch 16 --steps 20 --warmup 3 --threads 1
 """
-import argparse, json, math, resource, time
+import argparse, json, math, os, resource, sys, time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from blas import blas_info  # noqa: E402  (bench/support/blas.py: shared with bench/train)
 
 p = argparse.ArgumentParser()
 p.add_argument("--config", required=True)
@@ -105,18 +108,6 @@ start = time.perf_counter()
 losses = [step(a.warmup + i) for i in range(a.steps)]
 seconds = time.perf_counter() - start
 
-
-def blas_info():
-    """The BLAS actually loaded (Debian's torch uses whatever libblas.so.3 the loader finds)."""
-    try:
-        with open("/proc/self/maps") as f:
-            maps = f.read()
-    except OSError:
-        return "unknown"
-    for marker, name in (("openblas", "openblas"), ("libmkl", "mkl"), ("blis", "blis"), ("/blas/libblas.so", "reference")):
-        if marker in maps:
-            return name
-    return "unknown"
 
 print(json.dumps({
     "tokens_per_s": a.steps * a.batch * a.seq / seconds,

@@ -34,6 +34,7 @@ import * as Mnist from "../../packages/strategies/src/data/Mnist.ts"
 import * as Init from "../../packages/strategies/src/models/Init.ts"
 import * as Network from "../../packages/strategies/src/models/Network.ts"
 import * as Trainer from "../../packages/strategies/src/train/Trainer.ts"
+import { openBlasDir } from "../support/OpenBlas.ts"
 
 // bench/ has no package.json: Effect is taken from @crucible/strategies, the same instance its modules use
 // (TF.js is reached only through strategies' modules for the same reason).
@@ -143,30 +144,11 @@ const runPeer = (env: NodeJS.ProcessEnv = {}): Peer => {
   return JSON.parse(out.trim().split("\n").pop()!) as Peer
 }
 
-/** A folder with OpenBLAS's libblas.so.3, from CRUCIBLE_BENCH_OPENBLAS or unpacked from the apt cache. */
-const openBlasDir = (): string | undefined => {
-  const given = process.env["CRUCIBLE_BENCH_OPENBLAS"]
-  if (given !== undefined && fs.existsSync(path.join(given, "libblas.so.3"))) return given
-  const target = path.join(ROOT, "bench", "out", ".openblas")
-  const lib = path.join(target, "usr", "lib", "x86_64-linux-gnu", "openblas-pthread")
-  if (fs.existsSync(path.join(lib, "libblas.so.3"))) return lib
-  const cache = "/var/cache/apt/archives"
-  const deb = fs.existsSync(cache) ? fs.readdirSync(cache).find((f) => /^libopenblas0-pthread_.*_amd64\.deb$/.test(f)) : undefined
-  if (deb === undefined) return undefined
-  try {
-    fs.mkdirSync(target, { recursive: true })
-    execFileSync("dpkg-deb", ["-x", path.join(cache, deb), target])
-    return fs.existsSync(path.join(lib, "libblas.so.3")) ? lib : undefined
-  } catch {
-    return undefined
-  }
-}
-
 let peer: Peer | undefined
 let openBlasPeer: Peer | undefined
 if (!args["no-peer"]) {
   peer = runPeer()
-  const dir = peer.blas === "openblas" ? undefined : openBlasDir()
+  const dir = peer.blas === "openblas" ? undefined : openBlasDir(path.join(ROOT, "bench", "out"))
   if (dir !== undefined) openBlasPeer = runPeer({ LD_LIBRARY_PATH: dir, OPENBLAS_NUM_THREADS: "1" })
 }
 

@@ -11,11 +11,15 @@ import argparse
 import json
 import os
 import resource
+import sys
 import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from blas import blas_info  # noqa: E402  (bench/support/blas.py: shared with bench/lm)
 
 
 def load_train(directory):
@@ -27,19 +31,6 @@ def load_train(directory):
         xs.append(data[keep])
         ys.append(torch.full((int(keep.sum()),), digit, dtype=torch.int64))
     return torch.cat(xs), torch.cat(ys)
-
-
-def blas_info():
-    """The BLAS actually loaded (Debian's torch is built against the generic libblas.so.3 interface)."""
-    try:
-        with open("/proc/self/maps") as f:
-            maps = f.read()
-    except OSError:
-        return "unknown"
-    for marker, name in (("openblas", "openblas"), ("libmkl", "mkl"), ("blis", "blis"), ("/blas/libblas.so", "reference")):
-        if marker in maps:
-            return name
-    return "unknown"
 
 
 def matmul_gflops(n=1024, reps=5):
