@@ -5,41 +5,9 @@ import { Backend } from "../../src/backend/Backend.ts"
 import type { ParamSpec } from "../../src/models/Network.ts"
 import * as Optimizer from "../../src/train/Optimizer.ts"
 import { uniform, worstError } from "../models/fixtures.ts"
+import { pytorchUpdates } from "../support/OptimizerReference.ts"
 
 const spec: ParamSpec = { name: "w", shape: [3, 2], role: "weight", layout: "linear", trainable: true, module: "linear", fanIn: 2 }
-
-/** Float64 reference of the update rules, written from the PyTorch 1.13 source. */
-const reference = (opt: Optimizer.Optimizer, theta0: Float64Array, grads: ReadonlyArray<Float64Array>, lrs: ReadonlyArray<number>) => {
-  const theta = Float64Array.from(theta0)
-  const buf = new Float64Array(theta.length)
-  const m = new Float64Array(theta.length)
-  const v = new Float64Array(theta.length)
-  grads.forEach((grad, t) => {
-    const lr = lrs[t]!
-    const wd = opt.weightDecay ?? 0
-    for (let i = 0; i < theta.length; i++) {
-      if (opt.type === "sgd") {
-        let g = grad[i]! + wd * theta[i]!
-        const mu = opt.momentum ?? 0
-        if (mu > 0) {
-          buf[i] = t === 0 ? g : mu * buf[i]! + g
-          g = opt.nesterov === true ? g + mu * buf[i]! : buf[i]!
-        }
-        theta[i] = theta[i]! - lr * g
-      } else {
-        const [b1, b2] = opt.betas ?? [0.9, 0.999]
-        const eps = opt.eps ?? 1e-8
-        if (opt.type === "adamw") theta[i] = theta[i]! * (1 - lr * wd)
-        const g = opt.type === "adam" ? grad[i]! + wd * theta[i]! : grad[i]!
-        m[i] = b1 * m[i]! + (1 - b1) * g
-        v[i] = b2 * v[i]! + (1 - b2) * g * g
-        const step = t + 1
-        theta[i] = theta[i]! - (lr / (1 - b1 ** step)) * (m[i]! / (Math.sqrt(v[i]!) / Math.sqrt(1 - b2 ** step) + eps))
-      }
-    }
-  })
-  return theta
-}
 
 layer(Backend.layer())("optimizers against a float64 reference of PyTorch's update rules", (it) => {
   const cases: ReadonlyArray<Optimizer.Optimizer> = [
@@ -56,7 +24,7 @@ layer(Backend.layer())("optimizers against a float64 reference of PyTorch's upda
         const theta0 = uniform(1, 6)
         const grads = Array.from({ length: 5 }, (_, t) => uniform(10 + t, 6, -2, 2))
         const lrs = [1, 0.5, 2, 1, 0.25].map((f) => f * opt.lr)
-        const want = reference(opt, Float64Array.from(theta0), grads.map((g) => Float64Array.from(g)), lrs)
+        const want = pytorchUpdates(opt, theta0, grads, lrs).theta
         // θ in TF.js layout [in, out] = transpose of the PyTorch [3, 2] tensor; gradients likewise
         const toTf = (d: Float32Array) => tf.tidy(() => tf.transpose(tf.tensor2d(d, [3, 2])))
         const variable = tf.tidy(() => tf.variable(toTf(theta0)))

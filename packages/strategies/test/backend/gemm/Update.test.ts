@@ -5,15 +5,8 @@ import { Backend } from "../../../src/backend/Backend.ts"
 import * as Update from "../../../src/backend/gemm/Update.ts"
 import type { ParamSpec } from "../../../src/models/Network.ts"
 import * as Optimizer from "../../../src/train/Optimizer.ts"
-
-/** Seeded uniform values in [lo, hi) (a 32-bit LCG: the same numbers on every run). */
-const uniform = (seed: number, length: number, lo = -1, hi = 1): Float32Array => {
-  let s = seed >>> 0
-  return Float32Array.from({ length }, () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0
-    return lo + (hi - lo) * (s / 2 ** 32)
-  })
-}
+import { uniform } from "../../models/fixtures.ts"
+import { pytorchUpdates } from "../../support/OptimizerReference.ts"
 
 const withEnv = (env: Record<string, string>) => Layer.provide(ConfigProvider.layer(ConfigProvider.fromUnknown(env)))
 
@@ -75,37 +68,8 @@ const run = (opt: Optimizer.Optimizer, threads: string) =>
  * still tight-to-float32 bound, 10–100× the rounding actually seen.
  */
 const reference = (opt: Optimizer.Optimizer) => {
-  const theta = Float64Array.from(uniform(1, SIZE))
-  const bound = new Float64Array(SIZE)
-  const m = new Float64Array(SIZE), v = new Float64Array(SIZE), buf = new Float64Array(SIZE)
-  const u = 2 ** -24
-  grads.forEach((grad, t) => {
-    const lr = lrs[t]! * opt.lr
-    const wd = opt.weightDecay ?? 0
-    for (let i = 0; i < SIZE; i++) {
-      let delta: number
-      if (opt.type === "sgd") {
-        let g = grad[i]! + wd * theta[i]!
-        const mu = opt.momentum ?? 0
-        if (mu > 0) {
-          buf[i] = mu * buf[i]! + g
-          g = opt.nesterov === true ? g + mu * buf[i]! : buf[i]!
-        }
-        delta = lr * g
-      } else {
-        const [b1, b2] = opt.betas ?? [0.9, 0.999]
-        const eps = opt.eps ?? 1e-8
-        if (opt.type === "adamw") theta[i] = theta[i]! * (1 - lr * wd)
-        const g = opt.type === "adam" ? grad[i]! + wd * theta[i]! : grad[i]!
-        m[i] = b1 * m[i]! + (1 - b1) * g
-        v[i] = b2 * v[i]! + (1 - b2) * g * g
-        delta = (lr / (1 - b1 ** (t + 1))) * (m[i]! / (Math.sqrt(v[i]!) / Math.sqrt(1 - b2 ** (t + 1)) + eps))
-      }
-      theta[i] = theta[i]! - delta
-      bound[i] = bound[i]! + 16 * u * (Math.abs(theta[i]!) + Math.abs(delta))
-    }
-  })
-  return { theta, bound }
+  const { theta, magnitude } = pytorchUpdates(opt, uniform(1, SIZE), grads, lrs.map((f) => f * opt.lr))
+  return { theta, bound: magnitude.map((x) => 16 * 2 ** -24 * x) }
 }
 
 describe("fused optimizer updates (CrucibleAdamUpdate, CrucibleSgdUpdate)", () => {
