@@ -88,6 +88,40 @@ export const niceDomain = (lo: number, hi: number, target = 5): { readonly min: 
 
 const finite = (y: number | null): y is number => typeof y === "number" && Number.isFinite(y)
 
+type Plot = ChartLayout["plot"]
+type Domain = { readonly min: number; readonly max: number }
+/** What the renderers of line and bar charts read of a layout. */
+interface Frame {
+  readonly spec: { readonly id: string; readonly title: string; readonly xLabel: string; readonly yLabel: string }
+  readonly width: number
+  readonly height: number
+  readonly plot: Plot
+}
+
+/** The pixel of a value on the plot's x axis over `d` (left to right). */
+const xPixel = (plot: Plot, d: Domain) => (v: number) => plot.left + ((v - d.min) / (d.max - d.min)) * plot.width
+/** The pixel of a value on the plot's y axis over `d` (bottom to top). */
+const yPixel = (plot: Plot, d: Domain) => (v: number) => plot.top + plot.height - ((v - d.min) / (d.max - d.min)) * plot.height
+
+/** The `<svg>` opening (class `cls`) and the chart's title. */
+const svgHead = (cls: string, chart: Frame): Array<string> => [
+  `<svg class="${cls}" data-chart="${escape(chart.spec.id)}" xmlns="http://www.w3.org/2000/svg" width="${chart.width}" height="${chart.height}" viewBox="0 0 ${chart.width} ${chart.height}" role="img" aria-label="${escape(chart.spec.title)}">`,
+  `<text class="chart-title" x="${chart.plot.left}" y="16">${escape(chart.spec.title)}</text>`
+]
+
+/** A horizontal grid line and its label for each y tick. */
+const yGrid = (plot: Plot, ticks: ReadonlyArray<number>, py: (v: number) => number): Array<string> =>
+  ticks.map((t) => `<line class="grid" x1="${plot.left}" x2="${plot.left + plot.width}" y1="${num(py(t))}" y2="${num(py(t))}"/><text class="axis-label" x="${plot.left - 6}" y="${num(py(t) + 4)}" text-anchor="end">${escape(number(t))}</text>`)
+
+/** The plot's frame. */
+const frameRect = (plot: Plot): string => `<rect class="frame" x="${plot.left}" y="${plot.top}" width="${plot.width}" height="${plot.height}" fill="none"/>`
+
+/** The x and y axis titles. */
+const axisTitles = (chart: Frame): Array<string> => [
+  `<text class="axis-title" x="${chart.plot.left + chart.plot.width / 2}" y="${chart.height - 6}" text-anchor="middle">${escape(chart.spec.xLabel)}</text>`,
+  `<text class="axis-title" transform="translate(12,${chart.plot.top + chart.plot.height / 2}) rotate(-90)" text-anchor="middle">${escape(chart.spec.yLabel)}</text>`
+]
+
 /** Domains, ticks and pixel positions of a chart. */
 export const layout = (spec: ChartSpec): ChartLayout => {
   const width = spec.width ?? 440
@@ -99,8 +133,8 @@ export const layout = (spec: ChartSpec): ChartLayout => {
   const ys = [...points.map((p) => p.y as number), ...extra.map((p) => p.y)]
   const x = niceDomain(Math.min(...xs), Math.max(...xs))
   const y = niceDomain(Math.min(...ys), Math.max(...ys))
-  const px = (v: number) => plot.left + ((v - x.min) / (x.max - x.min)) * plot.width
-  const py = (v: number) => plot.top + plot.height - ((v - y.min) / (y.max - y.min)) * plot.height
+  const px = xPixel(plot, x)
+  const py = yPixel(plot, y)
   return {
     spec,
     width,
@@ -120,18 +154,14 @@ export const layout = (spec: ChartSpec): ChartLayout => {
 /** Renders a laid-out chart. */
 export const render = (chart: ChartLayout): string => {
   const { plot, spec } = chart
-  const px = (v: number) => plot.left + ((v - chart.x.min) / (chart.x.max - chart.x.min)) * plot.width
-  const py = (v: number) => plot.top + plot.height - ((v - chart.y.min) / (chart.y.max - chart.y.min)) * plot.height
+  const px = xPixel(plot, chart.x)
+  const py = yPixel(plot, chart.y)
   const bottom = plot.top + plot.height
-  const out: Array<string> = [
-    `<svg class="chart" data-chart="${escape(spec.id)}" xmlns="http://www.w3.org/2000/svg" width="${chart.width}" height="${chart.height}" viewBox="0 0 ${chart.width} ${chart.height}" role="img" aria-label="${escape(spec.title)}">`,
-    `<text class="chart-title" x="${plot.left}" y="16">${escape(spec.title)}</text>`
-  ]
-  for (const t of chart.y.ticks) out.push(`<line class="grid" x1="${plot.left}" x2="${plot.left + plot.width}" y1="${num(py(t))}" y2="${num(py(t))}"/><text class="axis-label" x="${plot.left - 6}" y="${num(py(t) + 4)}" text-anchor="end">${escape(number(t))}</text>`)
+  const out = svgHead("chart", chart)
+  out.push(...yGrid(plot, chart.y.ticks, py))
   for (const t of chart.x.ticks) out.push(`<line class="grid" x1="${num(px(t))}" x2="${num(px(t))}" y1="${plot.top}" y2="${bottom}"/><text class="axis-label" x="${num(px(t))}" y="${bottom + 14}" text-anchor="middle">${escape(number(t))}</text>`)
-  out.push(`<rect class="frame" x="${plot.left}" y="${plot.top}" width="${plot.width}" height="${plot.height}" fill="none"/>`)
-  out.push(`<text class="axis-title" x="${plot.left + plot.width / 2}" y="${chart.height - 6}" text-anchor="middle">${escape(spec.xLabel)}</text>`)
-  out.push(`<text class="axis-title" transform="translate(12,${plot.top + plot.height / 2}) rotate(-90)" text-anchor="middle">${escape(spec.yLabel)}</text>`)
+  out.push(frameRect(plot))
+  out.push(...axisTitles(chart))
   for (const a of spec.annotations ?? []) {
     out.push(`<line class="annotation annotation-${a.kind}" x1="${num(px(a.x1))}" y1="${num(py(a.y1))}" x2="${num(px(a.x2))}" y2="${num(py(a.y2))}" stroke="${a.kind === "barrier" ? "#d62728" : "#888"}" stroke-dasharray="${a.kind === "barrier" ? "none" : "4 3"}" stroke-width="${a.kind === "barrier" ? 2 : 1}"/>`)
     // The label sits beside the middle of its segment, inside the plot.
@@ -319,7 +349,7 @@ export const barLayout = (spec: BarSpec): BarLayout => {
   const plot = { left: MARGIN.left, top, width: usable, height: height - top - MARGIN.bottom }
   const values = spec.series.flatMap((s) => s.values.filter(finite))
   const y = niceDomain(Math.min(0, ...values), Math.max(0, ...values))
-  const py = (v: number) => plot.top + plot.height - ((v - y.min) / (y.max - y.min)) * plot.height
+  const py = yPixel(plot, y)
   const slot = plot.width / Math.max(1, spec.categories.length)
   const barWidth = (slot * 0.8) / n
   const bars: Array<Bar> = []
@@ -339,17 +369,13 @@ export const barLayout = (spec: BarSpec): BarLayout => {
 /** Renders a laid-out bar chart; each bar has a tooltip, and with one series its value is written above it. */
 export const renderBars = (chart: BarLayout): string => {
   const { plot, spec } = chart
-  const py = (v: number) => plot.top + plot.height - ((v - chart.y.min) / (chart.y.max - chart.y.min)) * plot.height
+  const py = yPixel(plot, chart.y)
   const bottom = plot.top + plot.height
-  const out: Array<string> = [
-    `<svg class="chart bar-chart" data-chart="${escape(spec.id)}" xmlns="http://www.w3.org/2000/svg" width="${chart.width}" height="${chart.height}" viewBox="0 0 ${chart.width} ${chart.height}" role="img" aria-label="${escape(spec.title)}">`,
-    `<text class="chart-title" x="${plot.left}" y="16">${escape(spec.title)}</text>`
-  ]
-  for (const t of chart.y.ticks) out.push(`<line class="grid" x1="${plot.left}" x2="${plot.left + plot.width}" y1="${num(py(t))}" y2="${num(py(t))}"/><text class="axis-label" x="${plot.left - 6}" y="${num(py(t) + 4)}" text-anchor="end">${escape(number(t))}</text>`)
-  out.push(`<rect class="frame" x="${plot.left}" y="${plot.top}" width="${plot.width}" height="${plot.height}" fill="none"/>`)
+  const out = svgHead("chart bar-chart", chart)
+  out.push(...yGrid(plot, chart.y.ticks, py))
+  out.push(frameRect(plot))
   for (const c of chart.categories) out.push(`<text class="axis-label category" x="${num(c.center)}" y="${bottom + 14}" text-anchor="middle">${escape(c.name)}</text>`)
-  out.push(`<text class="axis-title" x="${plot.left + plot.width / 2}" y="${chart.height - 6}" text-anchor="middle">${escape(spec.xLabel)}</text>`)
-  out.push(`<text class="axis-title" transform="translate(12,${plot.top + plot.height / 2}) rotate(-90)" text-anchor="middle">${escape(spec.yLabel)}</text>`)
+  out.push(...axisTitles(chart))
   const single = spec.series.length === 1
   for (const b of chart.bars) {
     out.push(`<rect class="bar" data-category="${escape(b.category)}" data-series="${escape(b.series)}" data-value="${b.value}" x="${num(b.x)}" y="${num(b.y)}" width="${num(b.width)}" height="${num(b.height)}" fill="${b.color}"><title>${escape(`${single ? "" : `${b.series} · `}${b.category}: ${number(b.value)}`)}</title></rect>`)
