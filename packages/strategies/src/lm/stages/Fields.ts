@@ -17,7 +17,8 @@ import type { LmConfig } from "../LmConfig.ts"
 import type { LmTrainConfig } from "../LmTrain.ts"
 import { LmStageError } from "./LmStageError.ts"
 
-const Positive = Schema.Int.check(Schema.isGreaterThan(0))
+/** A positive integer param (counts, sizes, steps) of the lm/* stages. */
+export const Positive = Schema.Int.check(Schema.isGreaterThan(0))
 
 /** `config:` and `tokenizer:`, both optional where a model carries them. @category schemas */
 export const ModelFields = {

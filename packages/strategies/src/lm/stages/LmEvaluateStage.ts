@@ -29,8 +29,6 @@ import * as LmWeights from "../LmWeights.ts"
 import * as Fields from "./Fields.ts"
 import { LmStageError } from "./LmStageError.ts"
 
-const Positive = Schema.Int.check(Schema.isGreaterThan(0))
-
 /** @category stage kinds */
 export const LmEvaluateKind = Stage.define({
   kind: "lm/evaluate",
@@ -40,8 +38,8 @@ export const LmEvaluateKind = Stage.define({
     ...Fields.ModelFields,
     ...Fields.TextFields("test", "the documents to evaluate on"),
     by: Schema.Literals(["group", "all"]).annotate({ description: "report each group as well (group), or only the whole (all)" }).pipe(Stage.withDefault<Schema.Literals<readonly ["group", "all"]>>("group")),
-    max_blocks: Positive.annotate({ description: "at most this many blocks per group, spread evenly over it" }).pipe(Stage.withDefault(64)),
-    batch_size: Positive.annotate({ description: "blocks per forward pass" }).pipe(Stage.withDefault(8))
+    max_blocks: Fields.Positive.annotate({ description: "at most this many blocks per group, spread evenly over it" }).pipe(Stage.withDefault(64)),
+    batch_size: Fields.Positive.annotate({ description: "blocks per forward pass" }).pipe(Stage.withDefault(8))
   }),
   reads: (params) => [...TextSource.reads(params.data), ...Fields.modelReads(params)],
   inputs: { model: Port.one(Port.ModelPort, "the language model to evaluate") },

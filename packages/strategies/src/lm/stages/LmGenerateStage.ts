@@ -26,8 +26,6 @@ import * as Transformer from "../Transformer.ts"
 import * as Fields from "./Fields.ts"
 import { LmStageError } from "./LmStageError.ts"
 
-const Positive = Schema.Int.check(Schema.isGreaterThan(0))
-
 /** @category stage kinds */
 export const LmGenerateKind = Stage.define({
   kind: "lm/generate",
@@ -36,9 +34,9 @@ export const LmGenerateKind = Stage.define({
   params: Schema.Struct({
     ...Fields.ModelFields,
     prompts: Schema.Array(Schema.String).annotate({ description: "the texts to continue" }),
-    max_new_tokens: Positive.annotate({ description: "tokens to generate per prompt (fewer at end-of-sequence)" }).pipe(Stage.withDefault(32)),
+    max_new_tokens: Fields.Positive.annotate({ description: "tokens to generate per prompt (fewer at end-of-sequence)" }).pipe(Stage.withDefault(32)),
     temperature: Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0)).annotate({ description: "0: greedy; above: sample from softmax(z/T)" }).pipe(Stage.withDefault(0)),
-    top_k: Schema.optional(Positive.annotate({ description: "sample among the k most likely tokens" })),
+    top_k: Schema.optional(Fields.Positive.annotate({ description: "sample among the k most likely tokens" })),
     seed: Schema.Int.annotate({ description: "the sampling draws" }).pipe(Stage.withDefault(0))
   }),
   reads: (params) => Fields.modelReads(params),
