@@ -43,3 +43,14 @@ export const pytorchUpdates = (opt: Optimizer.Optimizer, theta0: ArrayLike<numbe
   })
   return { theta, magnitude }
 }
+
+/** The configurations both tests run: SGD plain, with weight decay, momentum, Nesterov; Adam with and without decay; AdamW. */
+export const optimizerCases: ReadonlyArray<Optimizer.Optimizer> = [
+  { type: "sgd", lr: 0.1 },
+  { type: "sgd", lr: 0.1, weightDecay: 0.01 },
+  { type: "sgd", lr: 0.1, momentum: 0.9, weightDecay: 0.01 },
+  { type: "sgd", lr: 0.05, momentum: 0.8, nesterov: true },
+  { type: "adam", lr: 0.01 },
+  { type: "adam", lr: 0.01, betas: [0.5, 0.9], eps: 1e-6, weightDecay: 0.1 },
+  { type: "adamw", lr: 0.01, weightDecay: 0.1 }
+]

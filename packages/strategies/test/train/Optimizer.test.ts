@@ -5,20 +5,12 @@ import { Backend } from "../../src/backend/Backend.ts"
 import type { ParamSpec } from "../../src/models/Network.ts"
 import * as Optimizer from "../../src/train/Optimizer.ts"
 import { uniform, worstError } from "../models/fixtures.ts"
-import { pytorchUpdates } from "../support/OptimizerReference.ts"
+import { optimizerCases, pytorchUpdates } from "../support/OptimizerReference.ts"
 
 const spec: ParamSpec = { name: "w", shape: [3, 2], role: "weight", layout: "linear", trainable: true, module: "linear", fanIn: 2 }
 
 layer(Backend.layer())("optimizers against a float64 reference of PyTorch's update rules", (it) => {
-  const cases: ReadonlyArray<Optimizer.Optimizer> = [
-    { type: "sgd", lr: 0.1 },
-    { type: "sgd", lr: 0.1, momentum: 0.9, weightDecay: 0.01 },
-    { type: "sgd", lr: 0.05, momentum: 0.8, nesterov: true },
-    { type: "adam", lr: 0.01 },
-    { type: "adam", lr: 0.01, betas: [0.5, 0.9], eps: 1e-6, weightDecay: 0.1 },
-    { type: "adamw", lr: 0.01, weightDecay: 0.1 }
-  ]
-  for (const opt of cases) {
+  for (const opt of optimizerCases) {
     it.effect(`${JSON.stringify(opt)}: 5 steps with changing rates, then the exported state resumes exactly`, () =>
       Effect.gen(function* () {
         const theta0 = uniform(1, 6)

@@ -6,7 +6,7 @@ import * as Update from "../../../src/backend/gemm/Update.ts"
 import type { ParamSpec } from "../../../src/models/Network.ts"
 import * as Optimizer from "../../../src/train/Optimizer.ts"
 import { uniform } from "../../models/fixtures.ts"
-import { pytorchUpdates } from "../../support/OptimizerReference.ts"
+import { optimizerCases, pytorchUpdates } from "../../support/OptimizerReference.ts"
 
 const withEnv = (env: Record<string, string>) => Layer.provide(ConfigProvider.layer(ConfigProvider.fromUnknown(env)))
 
@@ -73,16 +73,7 @@ const reference = (opt: Optimizer.Optimizer) => {
 }
 
 describe("fused optimizer updates (CrucibleAdamUpdate, CrucibleSgdUpdate)", () => {
-  const cases: ReadonlyArray<Optimizer.Optimizer> = [
-    { type: "sgd", lr: 0.1 },
-    { type: "sgd", lr: 0.1, weightDecay: 0.01 },
-    { type: "sgd", lr: 0.1, momentum: 0.9, weightDecay: 0.01 },
-    { type: "sgd", lr: 0.05, momentum: 0.8, nesterov: true },
-    { type: "adam", lr: 0.01 },
-    { type: "adam", lr: 0.01, betas: [0.5, 0.9], eps: 1e-6, weightDecay: 0.1 },
-    { type: "adamw", lr: 0.01, weightDecay: 0.1 }
-  ]
-  for (const opt of cases) {
+  for (const opt of optimizerCases) {
     it.effect(`${JSON.stringify(opt)}: the fused kernel gives the op chain's bits, within float32 rounding of float64`, () =>
       Effect.gen(function* () {
         const chain = yield* run(opt, "0")
