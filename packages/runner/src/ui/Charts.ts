@@ -41,14 +41,29 @@ export interface ChartSpec {
   readonly height?: number
 }
 
+/** The plotting area of a chart, in pixels. @category models */
+export interface Plot {
+  readonly left: number
+  readonly top: number
+  readonly width: number
+  readonly height: number
+}
+
+/** An axis's domain and its tick values. @category models */
+export interface Axis {
+  readonly min: number
+  readonly max: number
+  readonly ticks: ReadonlyArray<number>
+}
+
 /** @category models */
 export interface ChartLayout {
   readonly spec: ChartSpec
   readonly width: number
   readonly height: number
-  readonly plot: { readonly left: number; readonly top: number; readonly width: number; readonly height: number }
-  readonly x: { readonly min: number; readonly max: number; readonly ticks: ReadonlyArray<number> }
-  readonly y: { readonly min: number; readonly max: number; readonly ticks: ReadonlyArray<number> }
+  readonly plot: Plot
+  readonly x: Axis
+  readonly y: Axis
   readonly series: ReadonlyArray<{ readonly name: string; readonly color: string; readonly dashed: boolean; readonly points: ReadonlyArray<{ readonly x: number; readonly y: number; readonly px: number; readonly py: number }> }>
 }
 
@@ -67,7 +82,7 @@ export const niceStep = (lo: number, hi: number, target = 5): number => {
 }
 
 /** The domain `[lo, hi]` widened to round ticks, and the ticks. A flat domain is widened around its value. */
-export const niceDomain = (lo: number, hi: number, target = 5): { readonly min: number; readonly max: number; readonly ticks: ReadonlyArray<number> } => {
+export const niceDomain = (lo: number, hi: number, target = 5): Axis => {
   if (!Number.isFinite(lo) || !Number.isFinite(hi)) return { min: 0, max: 1, ticks: [0, 0.5, 1] }
   if (hi === lo) {
     const pad = lo === 0 ? 1 : Math.abs(lo) * 0.1
@@ -88,7 +103,6 @@ export const niceDomain = (lo: number, hi: number, target = 5): { readonly min: 
 
 const finite = (y: number | null): y is number => typeof y === "number" && Number.isFinite(y)
 
-type Plot = ChartLayout["plot"]
 type Domain = { readonly min: number; readonly max: number }
 /** What the renderers of line and bar charts read of a layout. */
 interface Frame {
@@ -304,8 +318,8 @@ export interface BarLayout {
   readonly spec: BarSpec
   readonly width: number
   readonly height: number
-  readonly plot: { readonly left: number; readonly top: number; readonly width: number; readonly height: number }
-  readonly y: { readonly min: number; readonly max: number; readonly ticks: ReadonlyArray<number> }
+  readonly plot: Plot
+  readonly y: Axis
   /** Each category's slot: its centre, where its label goes. */
   readonly categories: ReadonlyArray<{ readonly name: string; readonly center: number }>
   readonly bars: ReadonlyArray<Bar>
