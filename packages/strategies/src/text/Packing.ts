@@ -6,6 +6,11 @@
  * `maxBlocksPerGroup` keeps at most that many blocks of each group, spread evenly over it
  * (block ⌊i·count/max⌋), so a cap still samples the whole group.
  *
+ * `load` streams: documents are tokenized as they are read (`TextSource.stream`, `packStream`) and
+ * only token ids are held, 2 bytes an id when the tokenizer's vocabulary fits 65,536 (4 otherwise),
+ * in chunks that appending never copies; the blocks are then `Int32Array` (4 bytes a kept id: what
+ * the LM code reads). Peak memory is about 6 bytes a kept token, not the text (see README.md).
+ *
  * @since 0.1.0
  */
 import { RunCache } from "@crucible/core"
@@ -37,7 +42,7 @@ export interface PackOptions {
 }
 
 // A group's token ids as they come, in chunks (appending never copies what is held), 2 bytes an id when
-// the tokenizer's ids fit (vocabulary ≤ 65,536), else 4. Chunks grow from 4 Ki to 1 Mi ids, so a small
+// the tokenizer's ids fit (vocabulary ≤ 65,536), else 4. Chunks grow from 256 to 1 Mi ids, so a small
 // group costs little and a large one at most one part-filled chunk.
 interface Ids {
   readonly chunks: Array<Uint16Array | Int32Array>
@@ -47,7 +52,7 @@ interface Ids {
   filled: number
 }
 
-const FIRST_CHUNK = 1 << 12
+const FIRST_CHUNK = 1 << 8
 const LAST_CHUNK = 1 << 20
 const NARROW = 1 << 16
 

@@ -18,7 +18,12 @@
  *
  * `groups:` keeps the listed groups, or, as `{ name: [groups…] }`, renames groups into named
  * groups of groups (a document is kept once per name listing its group); an unknown group is an
- * error listing the known ones. Documents are memoised for the run (`RunCache`).
+ * error listing the known ones.
+ *
+ * `stream` gives the documents one at a time (files read line by line, Brown file by file) and
+ * `splitter` decides their splits as they come: `Packing.load` tokenizes from them and never holds
+ * the corpus's text. `documents` collects a split for callers that want texts (tests, small data)
+ * and memoises it for the run (`RunCache`).
  *
  * @since 0.1.0
  */
