@@ -81,13 +81,13 @@ describe("reads", () => {
     expect(readsOf("soup/uniform", { arch: "a.json" })).toEqual([{ file: "a.json" }])
   })
 
-  it("every kind that takes data: or arch: declares reads; merges read nothing", () => {
+  it("every kind that takes data:, arch:, config: or tokenizer: declares reads; merges read nothing", () => {
     for (const [name, kind] of Object.entries(Builtin) as Array<[string, Stage.AnyStageKind]>) {
       // A files stage's `path` is where it writes, not a read (save's reads are checked above).
       if (kind.output.name === "files") continue
       const fields = Object.keys((kind.params as unknown as { fields: Record<string, unknown> }).fields)
-      // `source`: tokenizer/align's `model:<folder>`
-      const takesFiles = fields.some((f) => f === "data" || f === "arch" || f === "path" || f === "from" || f === "source")
+      // `source`: tokenizer/align's `model:<folder>`; `config`/`tokenizer`: the lm/* kinds' model files
+      const takesFiles = fields.some((f) => ["data", "arch", "path", "from", "source", "config", "tokenizer"].includes(f))
       expect(kind.reads !== undefined, name).toBe(takesFiles)
     }
     expect(readsOf("merge/linear", {})).toEqual([])

