@@ -23,7 +23,7 @@ import { CascadeKind } from "./progressive/Cascade.ts"
 import { LoraExtract } from "./extract/Lora.ts"
 import { Slice, Stack } from "./hf/Slices.ts"
 import { TokenizerAlign } from "./hf/TokenizerAlign.ts"
-import { LmDistillKind, LmEvaluateKind, LmGenerateKind, LmTrainKind } from "./lm/stages/index.ts"
+import { LmDistillKind, LmEvaluateKind, LmGenerateKind, LmSelectKind, LmTrainKind } from "./lm/stages/index.ts"
 
 /** @category registry */
 export const Builtin = {
@@ -50,7 +50,8 @@ export const Builtin = {
   "lm/train": LmTrainKind,
   "lm/distill": LmDistillKind,
   "lm/evaluate": LmEvaluateKind,
-  "lm/generate": LmGenerateKind
+  "lm/generate": LmGenerateKind,
+  "lm/select": LmSelectKind
 } as const
 
 /** The names of the built-in kinds. */
