@@ -1,5 +1,6 @@
 // examples/lm-merge as an end-to-end test: a tiny LLaMA pre-trained on Brown, four genre specialists, four
-// merges of them, every model evaluated per genre group on the test documents, a generation, an HF folder.
+// merges of them, every model evaluated per genre group on the test documents, the merge of lowest validation
+// perplexity chosen (lm/select), its generation, its HF folder.
 //
 // The pipeline as committed trains for minutes (README: 5.5 min on 2 shared cores); the test runs the same pipeline
 // with fewer steps (REDUCED below: every other param, stage and file as committed), so the suite stays within
@@ -37,7 +38,7 @@ const reducedCopy = (): string => {
 }
 
 describe("examples/lm-merge", () => {
-  it("each specialist beats the base on its own genres, and each merge beats the base on every genre", () => {
+  it("each specialist beats the base on its own genres, each merge beats the base on every genre, and the merge of lowest validation perplexity is chosen", () => {
     const dir = reducedCopy()
     try {
       const r = runPipeline(dir)
@@ -51,16 +52,28 @@ describe("examples/lm-merge", () => {
       for (const s of specialists) expect(ppl(s, s), `${s} on ${s}`).toBeLessThan(ppl("base", s))
       for (const m of merges) for (const g of specialists) expect(ppl(m, g), `${m} on ${g}`).toBeLessThan(ppl("base", g))
 
+      // `choose` (lm/select) takes the merge of lowest validation perplexity; the saved model's metadata holds its ranking.
+      const val = merges.map((m) => values(`val_${m}`).perplexity as number)
+      const argmin = val.indexOf(Math.min(...val))
+      const folder = path.join(dir, "out", "tiny-llama-merged")
+      const saved = inspect(folder)
+      const ranking = JSON.parse(saved.metadata["crucible.lm.selected"])
+      console.log(`choose: ${merges[ranking.chosen]} (validation perplexity ${merges.map((m, i) => `${m} ${val[i]!.toFixed(1)}`).join(", ")})`)
+      expect(ranking.metric).toBe("perplexity")
+      expect(ranking.candidates.map((c: { value: number }) => c.value)).toEqual(val)
+      expect(ranking.chosen).toBe(argmin)
+
       // The chosen merge's continuations, and its Hugging Face folder: config.json, the tokenizer, weights that load.
       const samples = values("generate").samples as Array<{ prompt: string; continuation: string }>
       expect(samples.map((s) => s.prompt)).toEqual(["The jury said", "She opened the door and"])
       for (const s of samples) expect(s.continuation.trim().length).toBeGreaterThan(0)
-      const folder = path.join(dir, "out", "tiny-llama-merged")
       const config = JSON.parse(fs.readFileSync(path.join(folder, "config.json"), "utf8"))
       expect(config.model_type).toBe("llama")
       expect(fs.existsSync(path.join(folder, "tokenizer.json"))).toBe(true)
-      const tensors: Array<{ name: string }> = inspect(folder).tensors
+      const tensors: Array<{ name: string }> = saved.tensors
       expect(tensors.map((t) => t.name)).toContain("model.embed_tokens.weight")
+      // The config folder holds only the model's files (the tokenizer's training script lives beside it): none else is copied.
+      expect(fs.readdirSync(folder).sort()).toEqual(["README.md", "config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"])
     } finally {
       fs.rmSync(dir, { recursive: true, force: true })
     }
