@@ -328,7 +328,7 @@ export interface BarLayout {
 }
 
 /** Bar colours: the line charts' and the rest of Tableau 10, so ten models get ten colours. */
-export const BAR_COLORS = [...COLORS, "#ff9da7", "#bab0ac"] as const
+const BAR_COLORS = [...COLORS, "#ff9da7", "#bab0ac"] as const
 
 // Text widths are estimated (12px system-ui ≈ 6.5 px per character), as the line chart's legend does.
 const CHAR = 6.5

@@ -121,7 +121,7 @@ const perplexityOf = (row: Compared, group: string): number | undefined =>
   group === "all" ? row.evaluation.all?.perplexity : row.evaluation.groups.find((g) => g.group === group)?.perplexity
 
 /** The comparison table: a row per model, a perplexity column per group (and `all`); each column's lowest is marked `best`. */
-export const comparisonTable = (dataset: string, rows: ReadonlyArray<Compared>): string => {
+const comparisonTable = (dataset: string, rows: ReadonlyArray<Compared>): string => {
   const groups = groupsOf(rows)
   const columns = rows.some((r) => r.evaluation.all !== undefined) ? [...groups, "all"] : groups
   const best = new Map(columns.map((c) => {
@@ -141,7 +141,7 @@ export const comparisonTable = (dataset: string, rows: ReadonlyArray<Compared>):
 }
 
 /** The grouped bar chart: groups along x, one bar per model. */
-export const comparisonChart = (dataset: string, rows: ReadonlyArray<Compared>): string => {
+const comparisonChart = (dataset: string, rows: ReadonlyArray<Compared>): string => {
   const groups = groupsOf(rows)
   return Charts.barChart({
     id: `compare:${dataset}`,
