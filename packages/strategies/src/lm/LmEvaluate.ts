@@ -36,12 +36,19 @@ const score = (s: Sums): Score => {
   return { tokens: s.tokens, loss, perplexity: Math.exp(loss), accuracy: s.tokens === 0 ? Number.NaN : s.hits / s.tokens }
 }
 
-/** Per position of a batch: the loss `−log softmax(z)[y]` and whether `argmax z = y`, `[B, T]` each. */
+/**
+ * Per position of a batch: the loss `−log softmax(z)[y] = log Σ exp(z − max) − (z_y − max)` and
+ * whether `argmax z = y`, `[B, T]` each. The target's shifted logit is gathered (as in
+ * `Ops.crossEntropy`), so no `[B, T, V]` log-softmax or one-hot is made; the figures are those of
+ * `−Σ onehot·logSoftmax(z)` to the bit (the same shift and sum, and `−(a − b) = b − a` exactly).
+ */
 export const positionScores = (logits: tf.Tensor3D, targets: tf.Tensor2D): { readonly loss: tf.Tensor2D; readonly hit: tf.Tensor2D } =>
   tf.tidy(() => {
-    const v = logits.shape[2]
-    const logp = tf.logSoftmax(logits)
-    const loss = tf.neg(tf.sum(tf.mul(tf.oneHot(targets, v), logp), -1)) as tf.Tensor2D
+    const [b, t, v] = logits.shape
+    const shifted = tf.sub(logits, tf.max(logits, -1, true))
+    const index = tf.add(tf.mul(tf.range(0, b * t, 1, "int32"), tf.scalar(v, "int32")), tf.reshape(targets, [-1]))
+    const picked = tf.reshape(tf.gather(tf.reshape(shifted, [-1]), index), [b, t])
+    const loss = tf.sub(tf.log(tf.sum(tf.exp(shifted), -1)), picked) as tf.Tensor2D
     const hit = tf.cast(tf.equal(tf.argMax(logits, -1), targets), "float32") as tf.Tensor2D
     return { loss, hit }
   })
