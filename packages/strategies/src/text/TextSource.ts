@@ -22,12 +22,11 @@
  *
  * `stream` gives the documents one at a time (files read line by line, Brown file by file) and
  * `splitter` decides their splits as they come: `Packing.load` tokenizes from them and never holds
- * the corpus's text. `documents` collects a split for callers that want texts (tests, small data)
- * and memoises it for the run (`RunCache`).
+ * the corpus's text. `documents` collects a split for callers that want texts (tests, small data).
  *
  * @since 0.1.0
  */
-import { RunCache, Stage } from "@crucible/core"
+import { Stage } from "@crucible/core"
 import { Effect, Schema, Stream } from "effect"
 import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
@@ -295,9 +294,6 @@ const splitAll = (docs: ReadonlyArray<Document>): Splits => {
   return { all: docs, ...parts, groups: [...sizes.keys()] }
 }
 
-const keyOf = (param: TextParam, resolvePath: (p: string) => string) =>
-  `crucible/text:${JSON.stringify(param === "brown" ? param : "text" in param ? { text: resolvePath(param.text) } : { ...param, jsonl: resolvePath(param.jsonl) })}`
-
 /** The groups a `groups:` param names, as `[name, members]`; the members are checked against `known`. @category splitting */
 export const resolveGroups = (groups: GroupsParam, known: ReadonlyArray<string>, source: string): Effect.Effect<ReadonlyArray<readonly [string, ReadonlyArray<string>]>, TextError> => {
   const named: ReadonlyArray<readonly [string, ReadonlyArray<string>]> = Array.isArray(groups)
@@ -314,15 +310,15 @@ export const resolveGroups = (groups: GroupsParam, known: ReadonlyArray<string>,
 
 /**
  * The documents of a split, filtered (and renamed) by `groups`: without `groups`, in source
- * order; with them, group by group in the order given, each in source order. Memoised for the run.
+ * order; with them, group by group in the order given, each in source order. Reads the whole
+ * source each call and holds its text: the stages use the streamed path (`Packing.load`); this one
+ * is the plain reading of the split rule that tests check the streamed one against.
  *
  * @category reading
  */
 export const documents = (param: TextParam, split: TextSplit, groups: GroupsParam | undefined, resolvePath: (p: string) => string): Effect.Effect<ReadonlyArray<Document>, TextError> =>
   Effect.gen(function* () {
-    const splits = yield* RunCache.memo(keyOf(param, resolvePath), Effect.map(readAll(param, resolvePath), splitAll), {
-      bytes: (s) => s.all.reduce((n, d) => n + 2 * d.text.length + 64, 0)
-    })
+    const splits = splitAll(yield* readAll(param, resolvePath))
     const docs = splits[split]
     if (groups === undefined) return docs
     const named = yield* resolveGroups(groups, splits.groups, nameOf(param))
