@@ -84,8 +84,9 @@ export const latest = (config: LmConfig, dir: string) =>
       if (last === undefined) return undefined
       const file = path.join(dir, last)
       const state = yield* fromModel(config, yield* Safetensors.read(file))
-      if ((readHistory(dir).at(-1)?.step ?? 0) < state.step) return undefined
-      return { state, file, history: readHistory(dir).filter((r) => r.step <= state.step) }
+      const history = readHistory(dir)
+      if ((history.at(-1)?.step ?? 0) < state.step) return undefined
+      return { state, file, history: history.filter((r) => r.step <= state.step) }
     })
   )
 
