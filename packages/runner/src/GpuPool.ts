@@ -84,7 +84,7 @@ const gpuBytes = (): number => {
 /** The pool of `handle`'s device. @category constructors */
 export const make = (handle: Gpu.GpuHandle): GpuPool => {
   const slot = handle.slot
-  const merge = GpuMerge.of({ device: handle.device, info: handle.info })
+  const merge = GpuMerge.ofHandle(handle)
   return {
     handle,
     info: handle.info,

@@ -53,6 +53,8 @@ export interface GpuHandle {
   readonly instance: unknown
   /** The device's slot: the stages that run on it take it one at a time (the runner's GPU pool). */
   readonly slot: Semaphore.Semaphore
+  /** The merge kernels' compiled pipelines on this device, by WGSL source (`merge/gpu/Device.pipeline`). */
+  readonly pipelines: Map<string, GPUComputePipeline>
 }
 
 /** Where `scripts/setup-lavapipe.sh` installs lavapipe (`CRUCIBLE_LAVAPIPE_DIR`, else `~/.cache/crucible/lavapipe`). */
@@ -122,6 +124,7 @@ export const acquire = (options: { readonly env?: NodeJS.ProcessEnv } = {}): Eff
       adapter,
       instance,
       slot: yield* Semaphore.make(1),
+      pipelines: new Map(),
       info: {
         vendor: a.vendor,
         architecture: a.architecture,

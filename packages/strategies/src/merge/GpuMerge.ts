@@ -20,8 +20,13 @@ import type * as Gpu from "../gpu/Gpu.ts"
 export class GpuMerge extends Context.Service<GpuMerge, {
   readonly device: GPUDevice
   readonly info: Gpu.GpuInfo
+  /** Compiled pipelines by WGSL source, held by the device's handle: each kernel compiles once per device. */
+  readonly pipelines: Map<string, GPUComputePipeline>
 }>()("crucible/strategies/merge/GpuMerge") {
-  /** The service from an acquired GPU handle. */
-  static readonly fromHandle = (handle: Gpu.GpuHandle): Layer.Layer<GpuMerge> =>
-    Layer.succeed(GpuMerge, GpuMerge.of({ device: handle.device, info: handle.info }))
+  /** The service of an acquired GPU handle. */
+  static readonly ofHandle = (handle: Gpu.GpuHandle): GpuMerge["Service"] =>
+    GpuMerge.of({ device: handle.device, info: handle.info, pipelines: handle.pipelines })
+
+  /** The service from an acquired GPU handle, as a layer. */
+  static readonly fromHandle = (handle: Gpu.GpuHandle): Layer.Layer<GpuMerge> => Layer.succeed(GpuMerge, GpuMerge.ofHandle(handle))
 }

@@ -1,6 +1,6 @@
 /// <reference types="@webgpu/types" />
 /**
- * What every WGSL merge kernel shares: compiled pipelines cached per device, uploads, read-backs,
+ * What every WGSL merge kernel shares: compiled pipelines (cached per device by the run's `GpuMerge`), uploads, read-backs,
  * grid-stride dispatches, and the chunk size that keeps every storage binding within the
  * device's `maxStorageBufferBindingSize` (128 MiB on lavapipe), so a tensor of any size runs as
  * consecutive element ranges.
@@ -10,7 +10,8 @@
  *
  * @since 0.2.0
  */
-import { Effect, Schema } from "effect"
+import { Effect, Option, Schema } from "effect"
+import { GpuMerge } from "../GpuMerge.ts"
 
 /** A WGSL kernel failed on the device: `kernel` names it, `detail` is what WebGPU said. @category errors */
 export class GpuKernelError extends Schema.TaggedError<GpuKernelError>()("GpuKernelError", {
@@ -28,8 +29,6 @@ export const WORKGROUP = 256
 /** Most workgroups one grid-stride dispatch launches (below every device's per-dimension limit). */
 const MAX_GROUPS = 4096
 
-const pipelines = new WeakMap<GPUDevice, Map<string, GPUComputePipeline>>()
-
 /** The compute pipeline of `code` (entry point `main`), compiled (no cache: {@link pipeline} has one). @category pipelines */
 export const compile = (device: GPUDevice, kernel: string, code: string): Effect.Effect<GPUComputePipeline, GpuKernelError> =>
   Effect.tryPromise({
@@ -44,14 +43,20 @@ export const compile = (device: GPUDevice, kernel: string, code: string): Effect
     catch: (cause) => new GpuKernelError({ kernel, detail: `the WGSL kernel does not compile: ${cause instanceof Error ? cause.message : String(cause)}` })
   })
 
-/** The compute pipeline of `code` (entry point `main`), compiled once per device. @category pipelines */
+/**
+ * The compute pipeline of `code` (entry point `main`), compiled once per device: kept in the
+ * run's {@link GpuMerge} (whose cache the device's handle holds) when it is this device's, else
+ * compiled for this call alone (a kernel called directly, as the tests do).
+ *
+ * @category pipelines
+ */
 export const pipeline = (device: GPUDevice, kernel: string, code: string): Effect.Effect<GPUComputePipeline, GpuKernelError> =>
-  Effect.suspend(() => {
-    let cache = pipelines.get(device)
-    if (cache === undefined) pipelines.set(device, cache = new Map())
-    const cached = cache.get(code)
+  Effect.flatMap(Effect.serviceOption(GpuMerge), (gpu) => {
+    const cache = Option.isSome(gpu) && gpu.value.device === device ? gpu.value.pipelines : undefined
+    const cached = cache?.get(code)
     if (cached !== undefined) return Effect.succeed(cached)
-    return Effect.tap(compile(device, kernel, code), (made) => Effect.sync(() => cache.set(code, made)))
+    const made = compile(device, kernel, code)
+    return cache === undefined ? made : Effect.tap(made, (p) => Effect.sync(() => cache.set(code, p)))
   })
 
 /**
