@@ -29,7 +29,7 @@ export interface GenerateOptions {
 }
 
 /** The index of the largest value (the first on ties). */
-export const argmax = (values: ArrayLike<number>): number => {
+const argmax = (values: ArrayLike<number>): number => {
   let best = 0
   for (let i = 1; i < values.length; i++) if (values[i]! > values[best]!) best = i
   return best

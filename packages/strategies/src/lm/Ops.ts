@@ -187,7 +187,7 @@ const rotateHalfMatrix = (D: number): tf.Tensor2D => {
  * (transformers' `_compute_default_rope_parameters`, `_compute_linear_scaling_rope_parameters`,
  * `_compute_llama3_parameters`), in float64.
  */
-export const inverseFrequencies = (config: LmConfig): Float64Array => {
+const inverseFrequencies = (config: LmConfig): Float64Array => {
   const D = config.headDim
   const inv = Float64Array.from({ length: D / 2 }, (_, i) => 1 / Math.pow(config.ropeTheta, (2 * i) / D))
   const s = config.ropeScaling

@@ -56,7 +56,7 @@ export const upload = (config: LmConfig, weights: LmWeights.LmWeights, options?:
  *
  * @category getters
  */
-export const toHost = async (config: LmConfig, tensors: ReadonlyMap<string, tf.Tensor>): Promise<LmWeights.LmWeights> => {
+const toHost = async (config: LmConfig, tensors: ReadonlyMap<string, tf.Tensor>): Promise<LmWeights.LmWeights> => {
   const layouts = layoutOf(config)
   const out = new Map<string, HostTensor>()
   for (const [name, t] of tensors) {
