@@ -36,6 +36,13 @@ describe("installed crucible (npm pack, npm install -g into a temporary prefix)"
   let tarball: string
   let bin: string
 
+  // The installed command, run in \`cwd\` as a user runs it; it must end cleanly: exit 0, nothing on stderr.
+  const runClean = (cwd: string, args: ReadonlyArray<string>, timeout?: number): void => {
+    const r = spawnSync(bin, args, { cwd, encoding: "utf8", env: userEnv(), ...(timeout === undefined ? {} : { timeout }) })
+    expect(r.stderr).toBe("")
+    expect(r.status).toBe(0)
+  }
+
   beforeAll(() => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), "crucible-install-"))
     const packed = execFileSync(process.execPath, [path.join(root, "scripts/pack.mjs"), "--out", path.join(tmp, "pack")], { cwd: root, encoding: "utf8", env: userEnv() })
@@ -89,9 +96,7 @@ describe("installed crucible (npm pack, npm install -g into a temporary prefix)"
         ""
       ].join("\n")
     )
-    const run = spawnSync(bin, ["run", "pipeline.yaml", "--quiet"], { cwd: work, encoding: "utf8", env: userEnv(), timeout: 60_000 })
-    expect(run.stderr).toBe("")
-    expect(run.status).toBe(0)
+    runClean(work, ["run", "pipeline.yaml", "--quiet"], 60_000)
     const merged = await readModel(path.join(work, "out/merged.safetensors"))
     for (const { name } of specs) {
       const got = merged.get(name)!.values
@@ -136,15 +141,11 @@ describe("installed crucible (npm pack, npm install -g into a temporary prefix)"
       "export default p",
       ""
     ].join("\n"))
-    const run = spawnSync(bin, ["run", "pipeline.ts", "--quiet"], { cwd: work, encoding: "utf8", env: userEnv(), timeout: 60_000 })
-    expect(run.stderr).toBe("")
-    expect(run.status).toBe(0)
+    runClean(work, ["run", "pipeline.ts", "--quiet"], 60_000)
     expect(Array.from((await readModel(path.join(work, "neg.safetensors"))).get("w")!.values)).toEqual(Array.from(a.get("w")!, (x) => -x))
     // The same kind from YAML, by --kinds.
     fs.writeFileSync(path.join(work, "p.yaml"), "version: 1\nname: y\nstages:\n  a: { uses: load, with: { path: a.safetensors } }\n  n: { uses: user/negate, with: { model: a } }\n")
-    const validated = spawnSync(bin, ["validate", "p.yaml", "--kinds", "kinds.ts"], { cwd: work, encoding: "utf8", env: userEnv() })
-    expect(validated.stderr).toBe("")
-    expect(validated.status).toBe(0)
+    runClean(work, ["validate", "p.yaml", "--kinds", "kinds.ts"])
   })
 
   it("trains, evaluates and continues a tiny language model on Brown: the corpus and the tokenizer library come with the installed command", () => {
@@ -162,12 +163,9 @@ describe("installed crucible (npm pack, npm install -g into a temporary prefix)"
       "  gen:  { uses: lm/generate, with: { model: m, prompts: [The jury said], max_new_tokens: 3 } }",
       ""
     ].join("\n"))
-    const run = spawnSync(bin, ["run", "lm.yaml", "--quiet"], { cwd: work, encoding: "utf8", env: userEnv(), timeout: 120_000 })
-    expect(run.stderr).toBe("")
-    expect(run.status).toBe(0)
+    runClean(work, ["run", "lm.yaml", "--quiet"], 120_000)
     const [runDir] = fs.readdirSync(path.join(work, "runs")).filter((n) => !n.startsWith("."))
-    const manifest = JSON.parse(fs.readFileSync(path.join(work, "runs", runDir!, "manifest.json"), "utf8")) as { stages: unknown }
-    const stages = (Array.isArray(manifest.stages) ? manifest.stages : Object.entries(manifest.stages as object).map(([id, s]) => ({ id, ...s }))) as Array<{ id: string; output?: { values: Record<string, unknown> } }>
+    const { stages } = JSON.parse(fs.readFileSync(path.join(work, "runs", runDir!, "manifest.json"), "utf8")) as { stages: Array<{ id: string; output?: { values: Record<string, unknown> } }> }
     const evaluated = stages.find((s) => s.id === "eval")!.output!.values
     expect(evaluated["dataset"]).toBe("brown/test[news]")
     expect(evaluated["tokens"]).toBe(32)
