@@ -43,10 +43,7 @@ export interface Exports {
   readonly pack4: (src: number, outer: number, dst: number, blocks: number, step: number) => void
 }
 
-const { I32, V128, uleb } = Wasm
-
-const simd = (code: number, ...immediates: Array<number>): Array<number> => [0xfd, ...uleb(code), ...immediates]
-const memarg = (align: number, offset: number): Array<number> => [align, ...uleb(offset)]
+const { I32, V128, simd, memarg } = Wasm
 const o = {
   ...Wasm.op,
   i32Mul: [0x6c],

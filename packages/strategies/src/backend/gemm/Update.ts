@@ -50,7 +50,7 @@ export interface SgdAttrs {
 
 const F32 = 0x7d
 const I32 = Wasm.I32, V128 = Wasm.V128
-const simd = (code: number): Array<number> => [0xfd, ...Wasm.uleb(code)]
+const simd = Wasm.simd
 const o = Wasm.op
 type Code = ReadonlyArray<number>
 const get = (l: number): Code => o.localGet(l)

@@ -64,9 +64,10 @@ export const owner = (memory: WebAssembly.Memory): { readonly owns: (view: Array
   }
 }
 
-/** Memory immediates: alignment as log2 (a hint only), byte offset. */
-const memarg = (align: number, offset: number): Array<number> => [align, ...uleb(offset)]
-const simd = (code: number, ...immediates: Array<number>): Array<number> => [0xfd, ...uleb(code), ...immediates]
+/** Memory immediates: alignment as log2 (a hint only), byte offset. @category encoding */
+export const memarg = (align: number, offset: number): Array<number> => [align, ...uleb(offset)]
+/** A SIMD (`0xfd`-prefixed) instruction and its immediates. @category encoding */
+export const simd = (code: number, ...immediates: Array<number>): Array<number> => [0xfd, ...uleb(code), ...immediates]
 
 /** A v128 constant of four 32-bit lanes, each `value`. @category instructions */
 export const i32x4Bytes = (value: number): Array<number> => {
