@@ -52,11 +52,12 @@ export const LmEvaluateKind = Stage.define({
     }
     const tokenizer = yield* Fields.tokenizer(inputs.model, params, resolvePath)
     yield* Fields.checkVocabulary(id, tokenizer, config)
-    const weights = yield* LmWeights.fromModel(config, inputs.model)
     const blocks = yield* Fields.blocks(params, tokenizer, resolvePath, { maxBlocksPerGroup: params.max_blocks })
     if (blocks.count === 0) {
       return yield* new LmStageError({ stage: id, reason: "InvalidParams", detail: `"${blocks.name}" holds no block of ${params.seq_len + 1} tokens: give more text or a shorter seq_len` })
     }
+    // Read once the data is known to hold a block: a refused evaluation reads none of the weights.
+    const weights = yield* LmWeights.fromModel(config, inputs.model)
     const scores = yield* LmEvaluate.evaluate(config, weights, blocks, params.batch_size)
     yield* Effect.annotateCurrentSpan({
       "crucible.dataset": blocks.name,
