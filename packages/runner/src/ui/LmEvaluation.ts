@@ -107,7 +107,10 @@ export const comparisons = (stages: ReadonlyArray<Pick<StageView, "id" | "state"
     found.push({ stage: s.id, model, evaluation })
   }
   const byDataset = new Map<string, Array<(typeof found)[number]>>()
-  for (const f of found) byDataset.set(f.evaluation.dataset ?? "", [...(byDataset.get(f.evaluation.dataset ?? "") ?? []), f])
+  for (const f of found) {
+    const dataset = f.evaluation.dataset ?? ""
+    byDataset.set(dataset, [...(byDataset.get(dataset) ?? []), f])
+  }
   return [...byDataset].filter(([, list]) => list.length >= 2).map(([dataset, list]) => {
     const count = (m: string | undefined) => list.filter((f) => f.model === m).length
     return { dataset, rows: list.map((f) => ({ stage: f.stage, label: f.model !== undefined && count(f.model) === 1 ? f.model : f.stage, evaluation: f.evaluation })) }

@@ -47,12 +47,15 @@ const rowTable = (name: string, rows: ReadonlyArray<Readonly<Record<string, unkn
   ].join("")
 }
 
+// A card shows this many samples at most; the output file has them all.
+const SAMPLES_SHOWN = 50
+
 /** Generated text (`lm/generate`'s `samples`): each prompt and its continuation in full, not cut as table cells are. */
 const samplesBlock = (name: string, rows: ReadonlyArray<Readonly<Record<string, unknown>>>): string =>
   [
     `<div class="samples" data-metrics="${escape(name)}">`,
-    ...rows.slice(0, 50).map((r) => `<p class="sample"><span class="prompt">${escape(r.prompt as string)}</span><span class="continuation">${escape(r.continuation as string)}</span></p>`),
-    rows.length > 50 ? `<p class="note">${rows.length - 50} more samples not shown</p>` : "",
+    ...rows.slice(0, SAMPLES_SHOWN).map((r) => `<p class="sample"><span class="prompt">${escape(r.prompt as string)}</span><span class="continuation">${escape(r.continuation as string)}</span></p>`),
+    rows.length > SAMPLES_SHOWN ? `<p class="note">${rows.length - SAMPLES_SHOWN} more samples not shown</p>` : "",
     `</div>`
   ].join("")
 
