@@ -6,6 +6,8 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { crucibleAsync } from "./cli.ts"
 import { skipWithoutGpu } from "../support/Gpu.ts"
+import { spansOf } from "../support/OtlpDecode.ts"
+import { readModel } from "./models.ts"
 
 beforeEach(skipWithoutGpu)
 
@@ -18,46 +20,30 @@ stages:
   out: { uses: save, with: { model: m, path: out.safetensors } }
 `
 
-/** The float32 tensors of a safetensors file. */
-const tensors = (file: string): Map<string, Float32Array> => {
-  const bytes = fs.readFileSync(file)
-  const headerLength = Number(bytes.readBigUInt64LE(0))
-  const header = JSON.parse(bytes.subarray(8, 8 + headerLength).toString("utf8")) as Record<string, { dtype: string; data_offsets: [number, number] }>
-  const out = new Map<string, Float32Array>()
-  for (const [name, t] of Object.entries(header)) {
-    if (name === "__metadata__") continue
-    expect(t.dtype).toBe("F32")
-    const [begin, end] = t.data_offsets
-    out.set(name, new Float32Array(Uint8Array.from(bytes.subarray(8 + headerLength + begin, 8 + headerLength + end)).buffer))
-  }
-  return out
-}
-
-const attributeValues = (runDir: string, key: string): Array<unknown> => {
-  const trace = JSON.parse(fs.readFileSync(path.join(runDir, "trace.json"), "utf8"))
-  return trace.resourceSpans.flatMap((r: any) =>
-    r.scopeSpans.flatMap((s: any) => s.spans.flatMap((sp: any) => (sp.attributes ?? []).filter((a: any) => a.key === key).map((a: any) => Object.values(a.value)[0])))
-  )
-}
+/** The values of a span attribute over the run's trace. */
+const attributeValues = (runDir: string, key: string): Array<unknown> =>
+  spansOf(JSON.parse(fs.readFileSync(path.join(runDir, "trace.json"), "utf8")), "file").flatMap((span) => (key in span.attributes ? [span.attributes[key]] : []))
 
 describe("crucible run --backend webgpu", () => {
   it("trains on the GPU, saves the cpu backend's weights (within float32 rounding), traces the backend and exits by itself", async () => {
-    const results = new Map<string, Map<string, Float32Array>>()
+    const results = new Map<string, Awaited<ReturnType<typeof readModel>>>()
     for (const backend of ["webgpu", "cpu"]) {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), `gpu-e2e-${backend}-`))
       fs.writeFileSync(path.join(dir, "p.yaml"), pipeline)
       // crucibleAsync resolves when the child exits: a device keeping Node alive would time the test out
       const run = await crucibleAsync(["run", path.join(dir, "p.yaml"), "--runs-dir", path.join(dir, "runs"), "--run-id", "r", "--backend", backend, "--quiet"])
       expect(run.code, run.stderr).toBe(0)
-      results.set(backend, tensors(path.join(dir, "out.safetensors")))
+      results.set(backend, await readModel(path.join(dir, "out.safetensors")))
       expect(attributeValues(path.join(dir, "runs", "r"), "crucible.backend")).toContain(backend)
       fs.rmSync(dir, { recursive: true })
     }
     const gpu = results.get("webgpu")!
     const cpu = results.get("cpu")!
     expect([...gpu.keys()].sort()).toEqual([...cpu.keys()].sort())
-    for (const [name, values] of cpu) {
-      const other = gpu.get(name)!
+    for (const [name, { dtype, values }] of cpu) {
+      expect(dtype).toBe("F32")
+      expect(gpu.get(name)!.dtype).toBe("F32")
+      const other = gpu.get(name)!.values
       // Float32 on both, differing only in summation order over 4-8 inputs and 50-sample batches for
       // 6 steps: ~1e-7 apart; 1e-5 on weights of magnitude ~0.1-1 is ample margin yet far below
       // what a wrong kernel would move (≥ 1e-3).

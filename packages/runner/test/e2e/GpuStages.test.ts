@@ -7,6 +7,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { crucibleAsync } from "./cli.ts"
 import { skipWithoutGpu } from "../support/Gpu.ts"
+import { spansOf } from "../support/OtlpDecode.ts"
 
 beforeEach(skipWithoutGpu)
 
@@ -23,13 +24,9 @@ stages:
   both_score: { uses: evaluate, with: { model: both, data: iris, split: test } }
 `
 
-/** The values of a span attribute over the run's trace (OTLP JSON). */
-const attributeValues = (runDir: string, key: string): Array<unknown> => {
-  const trace = JSON.parse(fs.readFileSync(path.join(runDir, "trace.json"), "utf8"))
-  return trace.resourceSpans.flatMap((r: any) =>
-    r.scopeSpans.flatMap((s: any) => s.spans.flatMap((sp: any) => (sp.attributes ?? []).filter((a: any) => a.key === key).map((a: any) => Object.values(a.value)[0])))
-  )
-}
+/** The values of a span attribute over the run's trace. */
+const attributeValues = (runDir: string, key: string): Array<unknown> =>
+  spansOf(JSON.parse(fs.readFileSync(path.join(runDir, "trace.json"), "utf8")), "file").flatMap((span) => (key in span.attributes ? [span.attributes[key]] : []))
 
 interface StageRecord {
   readonly id: string
