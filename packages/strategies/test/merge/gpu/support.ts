@@ -1,22 +1,19 @@
 /// <reference types="@webgpu/types" />
 /**
  * The GPU tests' device: one Dawn device on lavapipe (or the machine's Vulkan driver) per test
- * file. Without one the tests are skipped with the reason `Gpu.unavailable()` gives — except in
+ * file. Without one the tests are skipped with the reason `test/support/Gpu.ts` gives — except in
  * CI (`CI=true`), which installs lavapipe (scripts/setup-lavapipe.sh), so there it is a failure.
  */
 import { Effect } from "effect"
 import type { TestContext } from "vitest"
 import * as Gpu from "../../../src/gpu/Gpu.ts"
+import * as Support from "../../support/Gpu.ts"
 
-/** Why the GPU tests cannot run here, or undefined. */
-export const gpuMissing: string | undefined = Gpu.unavailable()
+/** Why the GPU tests cannot run here (no `webgpu` package, no Vulkan driver), or undefined. */
+const gpuMissing: string | undefined = Support.gpuMissing()
 
-/** For `beforeEach`: skips with the reason, or fails in CI. */
-export const skipWithoutGpu = (context: TestContext): void => {
-  if (gpuMissing === undefined) return
-  if (process.env.CI === "true") throw new Error(`${gpuMissing} CI installs lavapipe (scripts/setup-lavapipe.sh), so here this is a failure.`)
-  context.skip(gpuMissing)
-}
+/** For `beforeEach`: skips with the reason, or fails in CI (test/support/Gpu.ts). */
+export const skipWithoutGpu = (context: TestContext): void => Support.skipWithoutGpu(context, gpuMissing)
 
 let handle: Promise<Gpu.GpuHandle> | undefined
 
