@@ -25,7 +25,6 @@ import { Effect, Schema } from "effect"
 import { Backend } from "../backend/Backend.ts"
 import * as Random from "../backend/Random.ts"
 import * as KdLoss from "../distill/KdLoss.ts"
-import type { ParamSpec } from "../models/Network.ts"
 import * as Optimizer from "../train/Optimizer.ts"
 import * as Schedule from "../train/Schedule.ts"
 import type * as Packing from "../text/Packing.ts"
@@ -198,7 +197,7 @@ export const train = <E = never, R = never>(
       ))
     // Each trainable tensor as the optimizer sees it: its slots keep the device's shape and layout.
     const trainables = [...student.variables].filter(([, v]) => v.trainable).map(([name, variable]) => ({
-      spec: { name, shape: variable.shape, role: "weight", layout: "vector", trainable: true, module: "linear", fanIn: 0 } satisfies ParamSpec,
+      spec: { name, layout: "vector" as const },
       variable
     }))
     const nameOf = new Map(trainables.map((t) => [t.variable.name, t.spec.name] as const))

@@ -73,9 +73,9 @@ export interface DeviceOptimizer {
   readonly dispose: () => void
 }
 
-/** A parameter the optimizer updates: its spec and its variable (TF.js layout). */
+/** A parameter the optimizer updates: its name (which keys its slots), the layout its slots are saved in, and its variable (TF.js layout). */
 export interface Trainable {
-  readonly spec: ParamSpec
+  readonly spec: Pick<ParamSpec, "name" | "layout">
   readonly variable: tf.Variable
 }
 
