@@ -88,6 +88,12 @@ export const checkVocabulary = (stage: string, tokenizer: TextTokenizer.TextToke
     }))
     : Effect.void
 
+/** Refuses blocks longer than the model's positions (`max_position_embeddings`). */
+export const checkPositions = (stage: string, seqLen: number, config: LmConfig): Effect.Effect<void, LmStageError> =>
+  seqLen > config.maxPositions
+    ? Effect.fail(new LmStageError({ stage, reason: "InvalidParams", detail: `seq_len ${seqLen} exceeds the model's ${config.maxPositions} positions (max_position_embeddings)` }))
+    : Effect.void
+
 /**
  * The provenance of a model trained from `init` (its provenance plus the method), or from
  * `config:` (that folder as the donor when it holds a config.json), so `save` with `format: hf`

@@ -47,9 +47,7 @@ export const LmEvaluateKind = Stage.define({
   resources: { backend: true },
   run: Effect.fn("LmEvaluate.run")(function* ({ id, params, inputs, resolvePath }) {
     const config = yield* LmConfig.configOf(inputs.model, params.config as string | Record<string, unknown> | undefined, resolvePath)
-    if (params.seq_len > config.maxPositions) {
-      return yield* new LmStageError({ stage: id, reason: "InvalidParams", detail: `seq_len ${params.seq_len} exceeds the model's ${config.maxPositions} positions (max_position_embeddings)` })
-    }
+    yield* Fields.checkPositions(id, params.seq_len, config)
     const tokenizer = yield* Fields.tokenizer(inputs.model, params, resolvePath)
     yield* Fields.checkVocabulary(id, tokenizer, config)
     const blocks = yield* Fields.blocks(params, tokenizer, resolvePath, { maxBlocksPerGroup: params.max_blocks })

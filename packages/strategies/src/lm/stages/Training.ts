@@ -35,9 +35,7 @@ export const student = (id: string, kind: string, init: Model.Model | undefined,
     const config = yield* LmConfig.configOf(init, params.config as string | Record<string, unknown> | undefined, resolvePath)
     const tokenizer = yield* Fields.tokenizer(init, params, resolvePath)
     yield* Fields.checkVocabulary(id, tokenizer, config)
-    if (params.seq_len > config.maxPositions) {
-      return yield* new LmStageError({ stage: id, reason: "InvalidParams", detail: `seq_len ${params.seq_len} exceeds the model's ${config.maxPositions} positions (max_position_embeddings)` })
-    }
+    yield* Fields.checkPositions(id, params.seq_len, config)
     // Read only when training starts (not on a resume or a reuse).
     const start = init === undefined ? Effect.sync(() => LmWeights.init(config, params.seed)) : LmWeights.fromModel(config, init)
     return { config, tokenizer, start }
