@@ -372,7 +372,9 @@ export const make = (
       const sum = yield* gpuSum.sum(inputs, coefficients, out)
       yield* Effect.annotateCurrentSpan({ "crucible.merge.device": "gpu" })
       const bytes = dtype === "F32" ? new Uint8Array(sum.buffer, sum.byteOffset, sum.byteLength) : DType.fromNumbers(sum, dtype)
-      const bad = checkFinite && (NonFinite.firstNonFinite(sum) >= 0 || (dtype !== "F32" && Packed.isPacked(dtype) && Packed.hasNonFiniteJs(bytes, dtype, 0, m)))
+      // Always checked, whatever checkFinite says: a float32 partial sum may overflow where the CPU's
+      // float64 one does not, so a non-finite GPU range goes back to the CPU, which applies checkFinite.
+      const bad = NonFinite.firstNonFinite(sum) >= 0 || (dtype !== "F32" && Packed.isPacked(dtype) && Packed.hasNonFiniteJs(bytes, dtype, 0, m))
       return { bytes, bad }
     })
 

@@ -134,6 +134,9 @@ describe("merge/linear with GpuMerge", () => {
     const gpu = await runLinear(models, params, true)
     expect(gpu.out["w"]!.bytes).toEqual(cpu.out["w"]!.bytes)
     expect(new Float32Array(gpu.out["w"]!.bytes.buffer)[0]).toBe(Math.fround(3e38))
+    // allow_nonfinite turns off the refusal of non-finite values, not the GPU's overflow fallback: same bytes.
+    const allowed = await runLinear(models, { ...params, allow_nonfinite: true }, true)
+    expect(allowed.out["w"]!.bytes).toEqual(cpu.out["w"]!.bytes)
   })
 
   it("a range larger than one storage binding runs in chunks, within the bound of the float64 sum", async () => {
