@@ -4,20 +4,18 @@
  * the optimizer slots as `optimizer.<tensor>.<slot>` in the device's layout, the counters in the
  * metadata) and the logged history `history.json`.
  *
- * As in `train/EpochCheckpoints.ts`, the history is written before the state is renamed into
- * place (every write is atomic), readers cut the history at the state's step, and a state whose
- * history does not reach its step is treated as absent: a kill between the two writes redoes that
- * interval, and the resumed training ends with the bytes of an uninterrupted one.
+ * The folder protocol is `train/CheckpointFolder.ts`'s (history written before the state, readers
+ * cut it at the state's step, a state whose history does not reach its step is absent), so a kill
+ * between the two writes redoes that interval.
  *
  * @since 0.1.0
  */
-import { AtomicFile, Safetensors } from "@crucible/core"
+import { Safetensors } from "@crucible/core"
 import * as Model from "@crucible/core/model/Model"
 import * as TensorRef from "@crucible/core/tensor/TensorRef"
 import { Effect } from "effect"
-import * as fs from "node:fs"
-import * as path from "node:path"
 import type { HostTensor } from "../models/Layout.ts"
+import * as CheckpointFolder from "../train/CheckpointFolder.ts"
 import type * as Optimizer from "../train/Optimizer.ts"
 import type { LmConfig } from "./LmConfig.ts"
 import * as LmWeights from "./LmWeights.ts"
@@ -28,14 +26,10 @@ export type StepRecord = Readonly<Record<string, number>> & { readonly step: num
 
 const SLOT_PREFIX = "optimizer."
 const OPTIMIZER_TYPES: ReadonlyArray<Optimizer.OptimizerState["type"]> = ["sgd", "adam", "adamw"]
-const STEP_FILE = /^step-\d+\.safetensors$/
-const stepFile = (dir: string, step: number) => path.join(dir, `step-${String(step).padStart(7, "0")}.safetensors`)
-const historyFile = (dir: string) => path.join(dir, "history.json")
+const folder = CheckpointFolder.make("step", 7)
 
 /** The records logged so far (empty when none). */
-export const readHistory = (dir: string): Array<StepRecord> => {
-  try { return JSON.parse(fs.readFileSync(historyFile(dir), "utf8")) as Array<StepRecord> } catch { return [] }
-}
+export const readHistory = (dir: string): Array<StepRecord> => folder.readHistory<StepRecord>(dir)
 
 const bytesOf = (data: Float32Array) => new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice()
 
@@ -79,10 +73,8 @@ export const fromModel = (config: LmConfig, model: Model.Model) =>
 export const latest = (config: LmConfig, dir: string) =>
   Effect.scoped(
     Effect.gen(function* () {
-      const files = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => STEP_FILE.test(f)).sort() : []
-      const last = files.at(-1)
-      if (last === undefined) return undefined
-      const file = path.join(dir, last)
+      const file = folder.newestFile(dir)
+      if (file === undefined) return undefined
       const state = yield* fromModel(config, yield* Safetensors.read(file))
       const history = readHistory(dir)
       if ((history.at(-1)?.step ?? 0) < state.step) return undefined
@@ -90,16 +82,6 @@ export const latest = (config: LmConfig, dir: string) =>
     })
   )
 
-/**
- * Writes the history (cut at the state's step), then the state, then drops older step files (each
- * holds everything). History first: until the state is in place, readers of the previous one cut it.
- */
+/** Publishes the state with its history cut at its step (`CheckpointFolder.publish`: history first). */
 export const save = (config: LmConfig, state: LmTrainState, dir: string, history: ReadonlyArray<StepRecord>) =>
-  Effect.gen(function* () {
-    fs.mkdirSync(dir, { recursive: true })
-    const file = stepFile(dir, state.step)
-    yield* AtomicFile.writeWhole(historyFile(dir), JSON.stringify(history.filter((r) => r.step <= state.step)))
-    yield* Safetensors.write(file, toModel(config, state))
-    for (const f of fs.readdirSync(dir)) if (STEP_FILE.test(f) && path.join(dir, f) !== file) fs.rmSync(path.join(dir, f), { force: true })
-    return file
-  })
+  folder.publish(dir, state.step, history.filter((r) => r.step <= state.step), (file) => Safetensors.write(file, toModel(config, state)))

@@ -4,44 +4,37 @@
  * per-epoch history `history.json`, and the parameters of the best validation epoch
  * `best.safetensors` (for early stopping). Writes are atomic, so any file present is whole.
  *
- * Model and history are published as one unit: `save` writes the history (which then runs one
- * epoch ahead) before it renames the epoch's state into place, readers cut the history at the
- * state's epoch, and `latest` treats a state whose history is shorter than its epoch as absent.
- * A kill between the two writes therefore redoes that epoch, and the resumed training ends with
- * the same bytes as one that was never interrupted.
+ * Model and history are published as one unit (`CheckpointFolder.ts`): readers cut the history
+ * at the state's epoch, and `latest` treats a state whose history is shorter than its epoch as
+ * absent, so a kill between the two writes redoes that epoch.
  *
  * @since 0.1.0
  */
-import { AtomicFile, Safetensors } from "@crucible/core"
+import { Safetensors } from "@crucible/core"
 import { Effect } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import type { Network } from "../models/Network.ts"
 import * as Params from "../models/Params.ts"
 import * as Checkpoint from "./Checkpoint.ts"
+import * as CheckpointFolder from "./CheckpointFolder.ts"
 import type { TrainState } from "./Train.ts"
 
 /** One epoch's record (no timings, so outputs are deterministic). @category models */
 export type EpochRecord = Readonly<Record<string, number>>
 
-const EPOCH_FILE = /^epoch-\d+\.safetensors$/
-const epochFile = (dir: string, epoch: number) => path.join(dir, `epoch-${String(epoch).padStart(4, "0")}.safetensors`)
-const historyFile = (dir: string) => path.join(dir, "history.json")
+const folder = CheckpointFolder.make("epoch", 4)
 const bestFile = (dir: string) => path.join(dir, "best.safetensors")
 
 /** The history of the epochs done so far (empty when none). */
-export const readHistory = (dir: string): Array<EpochRecord> => {
-  try { return JSON.parse(fs.readFileSync(historyFile(dir), "utf8")) as Array<EpochRecord> } catch { return [] }
-}
+export const readHistory = (dir: string): Array<EpochRecord> => folder.readHistory<EpochRecord>(dir)
 
 /** The newest checkpoint's state, if any. */
 export const latest = (network: Network, dir: string) =>
   Effect.scoped(
     Effect.gen(function* () {
-      const files = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => EPOCH_FILE.test(f)).sort() : []
-      const last = files.at(-1)
-      if (last === undefined) return undefined
-      const file = path.join(dir, last)
+      const file = folder.newestFile(dir)
+      if (file === undefined) return undefined
       const state = yield* Checkpoint.fromModel(network, yield* Safetensors.read(file))
       // A state without its epochs' history (left by a kill between the writes of an older
       // Crucible) would record fewer epochs than it trained: start again from scratch.
@@ -55,13 +48,7 @@ export const latest = (network: Network, dir: string) =>
  * everything). History first: until the state is in place, the previous state's readers cut it.
  */
 export const save = (network: Network, state: TrainState, dir: string, history: ReadonlyArray<EpochRecord>) =>
-  Effect.gen(function* () {
-    fs.mkdirSync(dir, { recursive: true })
-    const file = epochFile(dir, state.epoch)
-    yield* AtomicFile.writeWhole(historyFile(dir), JSON.stringify(history.slice(0, state.epoch)))
-    yield* Safetensors.write(file, Checkpoint.toModel(network, state))
-    for (const f of fs.readdirSync(dir)) if (EPOCH_FILE.test(f) && path.join(dir, f) !== file) fs.rmSync(path.join(dir, f), { force: true })
-  })
+  Effect.asVoid(folder.publish(dir, state.epoch, history.slice(0, state.epoch), (file) => Safetensors.write(file, Checkpoint.toModel(network, state))))
 
 /** Keeps `params` as the best epoch's. */
 export const saveBest = (network: Network, params: Params.ParamSet, epoch: number, dir: string) =>
