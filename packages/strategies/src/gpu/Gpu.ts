@@ -19,6 +19,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { describeCause, importOptional } from "../backend/Optional.ts"
+import * as BufferPool from "./BufferPool.ts"
 
 /** Why no GPU device could be had. @category errors */
 export class GpuError extends Schema.TaggedError<GpuError>()("GpuError", {
@@ -55,6 +56,8 @@ export interface GpuHandle {
   readonly slot: Semaphore.Semaphore
   /** The merge kernels' compiled pipelines on this device, by WGSL source (`merge/gpu/Device.pipeline`). */
   readonly pipelines: Map<string, GPUComputePipeline>
+  /** The merge kernels' recycled buffers on this device (`BufferPool.ts`), bounded; emptied by {@link close}. */
+  readonly buffers: BufferPool.BufferPool
 }
 
 /** Where `scripts/setup-lavapipe.sh` installs lavapipe (`CRUCIBLE_LAVAPIPE_DIR`, else `~/.cache/crucible/lavapipe`). */
@@ -73,7 +76,11 @@ export const lavapipeIcd = (env: NodeJS.ProcessEnv = process.env): string | unde
  * A WebGPU device with the adapter's largest buffer limits. Chooses the Vulkan driver only when
  * none was chosen (`VK_DRIVER_FILES`/`VK_ICD_FILENAMES` unset) and lavapipe is installed.
  */
-export const acquire = (options: { readonly env?: NodeJS.ProcessEnv } = {}): Effect.Effect<GpuHandle, GpuError> =>
+export const acquire = (options: {
+  readonly env?: NodeJS.ProcessEnv
+  /** Idle bytes the buffer pool keeps at most (default `BufferPool.defaultBudget`: 1 GiB, ≤ maxBufferSize/4). */
+  readonly bufferBudget?: number
+} = {}): Effect.Effect<GpuHandle, GpuError> =>
   Effect.gen(function* () {
     const env = options.env ?? process.env
     let driverFiles: string | undefined
@@ -125,6 +132,7 @@ export const acquire = (options: { readonly env?: NodeJS.ProcessEnv } = {}): Eff
       instance,
       slot: yield* Semaphore.make(1),
       pipelines: new Map(),
+      buffers: BufferPool.make(device, options.bufferBudget),
       info: {
         vendor: a.vendor,
         architecture: a.architecture,
@@ -137,6 +145,16 @@ export const acquire = (options: { readonly env?: NodeJS.ProcessEnv } = {}): Eff
       }
     }
   })
+
+/**
+ * Closes a handle: its pooled buffers are destroyed (and any given back later), then the device.
+ * Nothing may use the handle after.
+ */
+export const close = (handle: GpuHandle): void => {
+  handle.buffers.close()
+  handle.pipelines.clear()
+  handle.device.destroy()
+}
 
 /** Why the GPU tests cannot run here (no `webgpu` package, no Vulkan loader, no lavapipe), or undefined. */
 export const unavailable = (env: NodeJS.ProcessEnv = process.env): string | undefined => {

@@ -9,6 +9,7 @@
  * @since 0.2.0
  */
 import { Context, Layer } from "effect"
+import type * as BufferPool from "../gpu/BufferPool.ts"
 import type * as Gpu from "../gpu/Gpu.ts"
 
 /**
@@ -22,10 +23,15 @@ export class GpuMerge extends Context.Service<GpuMerge, {
   readonly info: Gpu.GpuInfo
   /** Compiled pipelines by WGSL source, held by the device's handle: each kernel compiles once per device. */
   readonly pipelines: Map<string, GPUComputePipeline>
+  /**
+   * The handle's recycled buffers (`gpu/BufferPool.ts`): the kernels' storage, uniform and
+   * read-back buffers come from it and go back to it. Absent, each call makes and destroys its own.
+   */
+  readonly buffers?: BufferPool.BufferPool | undefined
 }>()("crucible/strategies/merge/GpuMerge") {
   /** The service of an acquired GPU handle. */
   static readonly ofHandle = (handle: Gpu.GpuHandle): GpuMerge["Service"] =>
-    GpuMerge.of({ device: handle.device, info: handle.info, pipelines: handle.pipelines })
+    GpuMerge.of({ device: handle.device, info: handle.info, pipelines: handle.pipelines, buffers: handle.buffers })
 
   /** The service from an acquired GPU handle, as a layer. */
   static readonly fromHandle = (handle: Gpu.GpuHandle): Layer.Layer<GpuMerge> => Layer.succeed(GpuMerge, GpuMerge.ofHandle(handle))

@@ -5,12 +5,18 @@
  * device's `maxStorageBufferBindingSize` (128 MiB on lavapipe), so a tensor of any size runs as
  * consecutive element ranges.
  *
+ * Buffers: a kernel takes its buffers in {@link scoped}, from the device's pool
+ * (`gpu/BufferPool.ts`, held by the handle, reached through the run's `GpuMerge`), and they go
+ * back to it when the call ends, however it ends; {@link readBack}'s read-back buffer too. Called
+ * without a `GpuMerge` of that device (the tests' direct calls), each call makes and destroys its own.
+ *
  * Errors of the device (a shader that does not compile, a lost device, a failed read-back) are
  * {@link GpuKernelError}s naming the kernel.
  *
  * @since 0.2.0
  */
 import { Effect, Option, Schema } from "effect"
+import * as BufferPool from "../../gpu/BufferPool.ts"
 import { GpuMerge } from "../GpuMerge.ts"
 
 /** A WGSL kernel failed on the device: `kernel` names it, `detail` is what WebGPU said. @category errors */
@@ -138,26 +144,82 @@ export const dispatch = (encoder: GPUCommandEncoder, device: GPUDevice, pipe: GP
 /** Workgroups a grid-stride dispatch over `n` elements launches (for per-workgroup partials). @category dispatch */
 export const groupsFor = (n: number): number => Math.max(1, Math.min(MAX_GROUPS, Math.ceil(n / WORKGROUP)))
 
-/** Copies `bytes` of `buffer` back to the host (as a fresh ArrayBuffer). @category buffers */
+/**
+ * The buffer pool of `device`: the run's {@link GpuMerge}'s when it is this device's, else a pool
+ * for one call that keeps nothing (budget 0: every buffer given back is destroyed).
+ *
+ * @category buffers
+ */
+export const poolOf = (device: GPUDevice): Effect.Effect<BufferPool.BufferPool> =>
+  Effect.map(Effect.serviceOption(GpuMerge), (gpu) =>
+    Option.isSome(gpu) && gpu.value.device === device && gpu.value.buffers !== undefined ? gpu.value.buffers : BufferPool.make(device, 0))
+
+/** A kernel call's buffers, from {@link scoped}. @category buffers */
+export interface Buffers {
+  /** A storage buffer of at least `bytes` (read, written, copied); its contents are stale: write before reading. */
+  readonly storage: (bytes: number, label: string) => GPUBuffer
+  /** A uniform buffer holding `words` (u32 and f32 reinterpretation is the caller's). */
+  readonly uniform: (words: ArrayBufferView<ArrayBuffer>, label: string) => GPUBuffer
+  /** A buffer made elsewhere, destroyed when the call ends. */
+  readonly track: (buffer: GPUBuffer) => GPUBuffer
+}
+
+/**
+ * Runs `effect` with buffers from `device`'s pool ({@link poolOf}), every one given back when
+ * `effect` ends — succeeds, fails or is interrupted — so nothing leaks and the next call reuses them.
+ *
+ * @category buffers
+ */
+export const scoped = <A, E, R>(device: GPUDevice, effect: (buffers: Buffers) => Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.flatMap(poolOf(device), (pool) => {
+    const taken: Array<GPUBuffer> = []
+    const tracked: Array<GPUBuffer> = []
+    const take = (usage: BufferPool.Usage, bytes: number, label: string) => {
+      const buffer = pool.take(usage, bytes, label)
+      taken.push(buffer)
+      return buffer
+    }
+    const buffers: Buffers = {
+      storage: (bytes, label) => take("storage", bytes, label),
+      uniform: (words, label) => {
+        const buffer = take("uniform", Math.max(16, Math.ceil(words.byteLength / 16) * 16), label)
+        device.queue.writeBuffer(buffer, 0, words.buffer, words.byteOffset, words.byteLength)
+        return buffer
+      },
+      track: (buffer) => (tracked.push(buffer), buffer)
+    }
+    return Effect.ensuring(
+      Effect.suspend(() => effect(buffers)),
+      Effect.sync(() => {
+        taken.forEach((b) => pool.give(b))
+        tracked.forEach((b) => b.destroy())
+      })
+    )
+  })
+
+/** Copies `bytes` of `buffer` back to the host (as a fresh ArrayBuffer), through a read-back buffer of the pool. @category buffers */
 export const readBack = (device: GPUDevice, buffer: GPUBuffer, bytes: number, kernel: string): Effect.Effect<ArrayBuffer, GpuKernelError> =>
-  Effect.tryPromise({
-    try: async () => {
-      const size = Math.ceil(bytes / 4) * 4
-      const staging = device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST })
-      try {
-        device.pushErrorScope("validation")
-        submit(device, (e) => e.copyBufferToBuffer(buffer, 0, staging, 0, size))
-        await staging.mapAsync(GPUMapMode.READ)
-        const error = await device.popErrorScope()
-        if (error !== null) throw new Error(error.message)
-        const copy = staging.getMappedRange().slice(0, bytes)
-        staging.unmap()
-        return copy
-      } finally {
-        staging.destroy()
-      }
-    },
-    catch: (cause) => new GpuKernelError({ kernel, detail: `reading the result back failed: ${cause instanceof Error ? cause.message : String(cause)}` })
+  Effect.flatMap(poolOf(device), (pool) => {
+    const size = Math.ceil(bytes / 4) * 4
+    return Effect.acquireUseRelease(
+      Effect.sync(() => pool.take("staging", size, `${kernel}.read`)),
+      (staging) =>
+        Effect.tryPromise({
+          try: async () => {
+            device.pushErrorScope("validation")
+            submit(device, (e) => e.copyBufferToBuffer(buffer, 0, staging, 0, size))
+            await staging.mapAsync(GPUMapMode.READ, 0, size)
+            const error = await device.popErrorScope()
+            if (error !== null) throw new Error(error.message)
+            const copy = staging.getMappedRange(0, size).slice(0, bytes)
+            staging.unmap()
+            return copy
+          },
+          catch: (cause) => new GpuKernelError({ kernel, detail: `reading the result back failed: ${cause instanceof Error ? cause.message : String(cause)}` })
+        }),
+      // Still mapped or being mapped (a failure, an interruption): the pool destroys it.
+      (staging) => Effect.sync(() => pool.give(staging))
+    )
   })
 
 /**
@@ -179,7 +241,7 @@ export const readMapped = (device: GPUDevice, staging: GPUBuffer, kernel: string
     catch: (cause) => new GpuKernelError({ kernel, detail: `reading the result back failed: ${cause instanceof Error ? cause.message : String(cause)}` })
   })
 
-/** Destroys buffers once `effect` ends, however it ends. @category buffers */
+/** Destroys buffers once `effect` ends, however it ends (buffers made outside a pool; the kernels use {@link scoped}). @category buffers */
 export const using = <A, E, R>(buffers: Array<GPUBuffer>, effect: (track: (b: GPUBuffer) => GPUBuffer) => Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
   Effect.ensuring(
     Effect.suspend(() => effect((b) => (buffers.push(b), b))),

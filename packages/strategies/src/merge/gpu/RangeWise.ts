@@ -110,14 +110,14 @@ const chunked = <A>(
   label: string,
   body: (bind: { readonly x: GPUBuffer; readonly layout: GPUBuffer }, chunkStart: number, m: number, track: (b: GPUBuffer) => GPUBuffer) => Effect.Effect<A, Device.GpuKernelError>
 ): Effect.Effect<Array<A>, Device.GpuKernelError> =>
-  Device.using([], (track) =>
+  Device.scoped(device, ({ track, storage }) =>
     Effect.gen(function* () {
       const n = end - start
       const bytesPerElement = inputs.reduce((t, input) => t + bytesPer[input.dtype], 0)
       const chunk = Device.chunkElements(device, bytesPerElement / 4, options.maxBindingBytes)
       const first = Math.min(chunk, Math.max(1, n))
-      const x = track(Device.storage(device, inputs.reduce((t, input) => t + wordsOf(input, first), 0) * 4, `${label}.x`))
-      const layout = track(Device.storage(device, 8 * inputs.length, `${label}.layout`))
+      const x = storage(inputs.reduce((t, input) => t + wordsOf(input, first), 0) * 4, `${label}.x`)
+      const layout = storage(8 * inputs.length, `${label}.layout`)
       const results: Array<A> = []
       for (let s = start; s < end; s += chunk) {
         const m = Math.min(chunk, end - s)
@@ -145,11 +145,11 @@ export const scan = (device: GPUDevice, inputs: ReadonlyArray<PackedInput>, opti
     const pipe = yield* Device.pipeline(device, "range-wise.scan", scanShader)
     const found = new Uint32Array(2 * inputs.length)
     for (let k = 0; k < inputs.length; k++) found[2 * k] = 0xffffffff
-    yield* Device.using([], (track) =>
+    yield* Device.scoped(device, ({ storage, uniform }) =>
       Effect.gen(function* () {
-        const counts = track(Device.storage(device, found.byteLength, "range-wise.scan.found"))
+        const counts = storage(found.byteLength, "range-wise.scan.found")
         Device.upload(device, counts, found)
-        const params = track(Device.uniform(device, new Uint32Array(4), "range-wise.scan.params"))
+        const params = uniform(new Uint32Array(4), "range-wise.scan.params")
         yield* chunked(device, inputs, 0, n, options, "range-wise.scan", ({ x, layout }, s, m) => {
           device.queue.writeBuffer(params, 0, new Uint32Array([m, inputs.length, s, 0]))
           return Device.run(device, "range-wise.scan", (e) => Device.dispatch(e, device, pipe, [params, layout, x, counts], m))
@@ -176,11 +176,11 @@ export const prepare = (device: GPUDevice, plan: TaskArithmeticPlan, inputs: Rea
     if (!plan.needsStatistics) return TaskStatistics.finish(plan, plan.models.map((m) => m.selector as Selector), () => [])
     const pipe = yield* Device.pipeline(device, "range-wise.histogram", histogramShader)
     const histogramOf = (model: number, mode: number, high: number, buckets: number) =>
-      Device.using([], (track) =>
+      Device.scoped(device, ({ storage, uniform }) =>
         Effect.gen(function* () {
-          const counts = track(Device.storage(device, buckets * 4, "range-wise.counts"))
+          const counts = storage(buckets * 4, "range-wise.counts")
           device.queue.writeBuffer(counts, 0, new Uint32Array(buckets))
-          const params = track(Device.uniform(device, new Uint32Array([0, model, mode, high]), "range-wise.histogram.params"))
+          const params = uniform(new Uint32Array([0, model, mode, high]), "range-wise.histogram.params")
           yield* chunked(device, inputs, 0, n, options, "range-wise.histogram", ({ x, layout }, _s, m) => {
             device.queue.writeBuffer(params, 0, new Uint32Array([m, model, mode, high]))
             return Device.run(device, "range-wise.histogram", (e) => Device.dispatch(e, device, pipe, [params, layout, x, counts], m))
@@ -230,18 +230,18 @@ export const apply = (
     const out = new Float32Array(end - start)
     const agree = new Float64Array(count)
     if (end <= start) return { out, partial: { kept: new Float64Array(count), agree, squares: new Float64Array(0) } }
-    yield* Device.using([], (outer) =>
+    yield* Device.scoped(device, ({ storage: outerStorage, uniform: outerUniform }) =>
       Effect.gen(function* () {
-        const info = outer(Device.storage(device, 8 * 4 * count, "range-wise.info"))
+        const info = outerStorage(8 * 4 * count, "range-wise.info")
         Device.upload(device, info, TaskShader.infoWords(prepared))
-        const agreed = outer(Device.storage(device, 4 * count, "range-wise.agreed"))
+        const agreed = outerStorage(4 * count, "range-wise.agreed")
         device.queue.writeBuffer(agreed, 0, new Uint32Array(count))
-        const params = outer(Device.uniform(device, new Uint32Array(8), "range-wise.apply.params"))
+        const params = outerUniform(new Uint32Array(8), "range-wise.apply.params")
         const consensus = TaskShader.consensusCode(plan)
         let y: GPUBuffer | undefined
         yield* chunked(device, inputs, start, end, options, "range-wise.apply", ({ x, layout }, s, m, track) =>
           Effect.gen(function* () {
-            y ??= track(Device.storage(device, m * 4, "range-wise.out"))
+            y ??= outerStorage(m * 4, "range-wise.out")
             const words = new Uint32Array([m, count, s, consensus, plan.normalize ? 1 : 0, 0, 0, 0])
             words[5] = TaskShader.bitsOf(plan.lambda)
             words[6] = TaskShader.bitsOf(plan.lambda / plan.divisor)

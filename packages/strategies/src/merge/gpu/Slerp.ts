@@ -77,12 +77,12 @@ export const statistics = (
     if (n === 0) return gram
     const pipe = yield* Device.pipeline(device, "slerp.gram", gramShader)
     const chunk = Device.chunkElements(device, inputs.length, options.maxBindingBytes)
-    yield* Device.using([], (track) =>
+    yield* Device.scoped(device, ({ storage, uniform }) =>
       Effect.gen(function* () {
         const first = Math.min(chunk, n)
-        const x = track(Device.storage(device, inputs.length * first * 4, "slerp.x"))
-        const partials = track(Device.storage(device, Device.groupsFor(first) * 3 * 4, "slerp.partials"))
-        const params = track(Device.uniform(device, new Uint32Array(4), "slerp.params"))
+        const x = storage(inputs.length * first * 4, "slerp.x")
+        const partials = storage(Device.groupsFor(first) * 3 * 4, "slerp.partials")
+        const params = uniform(new Uint32Array(4), "slerp.params")
         for (let start = 0; start < n; start += chunk) {
           const m = Math.min(chunk, n - start)
           const packed = new Float32Array(inputs.length * m)

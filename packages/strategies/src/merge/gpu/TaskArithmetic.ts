@@ -156,10 +156,10 @@ export const merge = (
     const histogram = yield* Device.pipeline(device, "ties.histogram", histogramShader)
     const apply = yield* Device.pipeline(device, "ties.apply", applyShader)
     const l1 = plan.rescale === "l1" ? yield* Device.pipeline(device, "ties.l1", l1Shader) : undefined
-    return yield* Device.using([], (track) =>
+    return yield* Device.scoped(device, ({ storage, uniform }) =>
       Effect.gen(function* () {
         const first = Math.min(chunk, n)
-        const x = track(Device.storage(device, (count + 1) * first * 4, "ties.x"))
+        const x = storage((count + 1) * first * 4, "ties.x")
         let resident = -1
         // Uploads chunk c as [base, θ₀, …, θₙ₋₁] (stride: its length), unless it is already there.
         const load = (c: number): { readonly start: number; readonly m: number } => {
@@ -174,8 +174,8 @@ export const merge = (
           }
           return { start, m }
         }
-        const params = track(Device.uniform(device, new Uint32Array(8), "ties.params"))
-        const counts = track(Device.storage(device, Select.LOW_BUCKETS * 4, "ties.counts"))
+        const params = uniform(new Uint32Array(8), "ties.params")
+        const counts = storage(Select.LOW_BUCKETS * 4, "ties.counts")
         // One histogram of model i over the whole tensor: mode 0 the high bits, mode 1 the low bits inside `high`.
         const histogramOf = (model: number, mode: number, high: number, buckets: number) =>
           Effect.gen(function* () {
@@ -199,12 +199,12 @@ export const merge = (
             selectors.push({ kind: "window", lo: lo!, hi: hi! })
           }
         }
-        const info = track(Device.storage(device, 8 * 4 * count, "ties.info"))
+        const info = storage(8 * 4 * count, "ties.info")
         // The L1 partials of the models whose selector drops entries (`all` and `none` have factor 1).
         const norms: Array<ReadonlyArray<Float64Array>> = selectors.map(() => [])
         if (l1 !== undefined) {
           Device.upload(device, info, TaskShader.infoWords(TaskStatistics.finish({ ...plan, rescale: "none" }, selectors, () => [])))
-          const partials = track(Device.storage(device, 8 * Math.ceil(first / L1_BLOCK), "ties.l1.partials"))
+          const partials = storage(8 * Math.ceil(first / L1_BLOCK), "ties.l1.partials")
           for (const [i, selector] of selectors.entries()) {
             if (selector.kind === "all" || selector.kind === "none") continue
             const parts: Array<Float64Array> = []
@@ -220,8 +220,8 @@ export const merge = (
         }
         const prepared = TaskStatistics.finish(plan, selectors, (i) => norms[i]!)
         Device.upload(device, info, TaskShader.infoWords(prepared))
-        const y = track(Device.storage(device, first * 4, "ties.out"))
-        const agreed = track(Device.storage(device, 8 * count, "ties.agreed"))
+        const y = storage(first * 4, "ties.out")
+        const agreed = storage(8 * count, "ties.agreed")
         device.queue.writeBuffer(agreed, 0, new Uint32Array(2 * count))
         const out = new Float32Array(n)
         const consensus = TaskShader.consensusCode(plan)
