@@ -5,8 +5,8 @@
  *
  * - stages whose kind declares `resources.device: "gpu"` or `"any"` (runs where the backend is):
  *   among them the merges with a WGSL kernel (`merge/linear` and the methods `Method.define`
- *   gives a `gpu` kernel), which are given {@link GpuMerge}. Merges without one (DELLA, model
- *   stock…) declare nothing and are CPU stages. Most merges are lazy — their `run` only composes,
+ *   gives a `gpu` kernel), which are given {@link GpuMerge}. Merges without one (model
+ *   stock, SCE…) declare nothing and are CPU stages. Most merges are lazy — their `run` only composes,
  *   and each tensor is computed as a consumer reads it — so their slot is taken around each read
  *   of one of their tensors (`LazyOutput.track`'s `guard`), not for their `run`;
  * - stages whose kind runs tensors on the backend (`resources.backend`: training, evaluation…).

@@ -106,17 +106,14 @@ const preset = <const Kind extends string>(kind: Kind, name: Kernel.PresetName, 
         Effect.map(Parallel.taskArithmetic(pool, plan, out, job.base!, job.models), ({ diagnostics }) => {
           if (diagnostics !== undefined) job.diagnose(diagnostics)
         })),
-    // Task arithmetic, TIES, breadcrumbs and DARE on the GPU; DELLA (keep probabilities from each
-    // row's magnitude ranks) has no kernel, so it is a CPU stage (`resources.device` follows `gpu`,
-    // see Method.define).
-    ...(Kernel.presets[name].sparsify === "della" ? {} : {
-      gpu: (device: GPUDevice, job: Method.Job, params: Schema.Struct.Type<Fields>) =>
-        Effect.flatMap(Effect.fromResult(planOf(kind, { ...job, models: job.models.length }, params)), (plan) =>
-          !GpuTask.supports(plan) ? Effect.undefined : Effect.map(GpuTask.merge(device, plan, job.base!, job.models), ({ out, partial }) => {
-            if (partial !== undefined) job.diagnose(TaskDiagnostics.summarize(plan, [partial], out.length))
-            return out
-          }))
-    }),
+    // Every preset on the GPU (DELLA's row ranks by a sort there: gpu/Della.ts); `resources.device`
+    // follows `gpu` (see Method.define).
+    gpu: (device: GPUDevice, job: Method.Job, params: Schema.Struct.Type<Fields>) =>
+      Effect.flatMap(Effect.fromResult(planOf(kind, { ...job, models: job.models.length }, params)), (plan) =>
+        !GpuTask.supports(plan) ? Effect.undefined : Effect.map(GpuTask.merge(device, plan, job.base!, job.models), ({ out, partial }) => {
+          if (partial !== undefined) job.diagnose(TaskDiagnostics.summarize(plan, [partial], out.length))
+          return out
+        })),
     rangeWise: (tensor, params) => planOf(kind, tensor, params)
   })
 

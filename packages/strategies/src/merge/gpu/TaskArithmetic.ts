@@ -20,8 +20,12 @@
  * - Sign election (`sum`: the sign of Σ wᵢS(τᵢ); `count`: of Σ sign), the agreeing entries
  *   summed and divided by their weights, in float32.
  *
- * DELLA stays on the CPU (its keep probabilities come from each row's magnitude ranks, a sort per
- * row): {@link supports} says which plans run here.
+ * - DELLA's keep (`gpu/Della.ts`): each row's magnitude ranks by a bitonic sort of integer keys
+ *   (the CPU's ranks, ties included), then the draw against the host's integer threshold
+ *   ⌈pᵣ·2²⁴⌉ of the rank — exactly `Prng.uniform(key, j) < pᵣ` — so the kept set is the CPU's bit
+ *   for bit; chunks hold whole rows. `unbiased` divides by pᵣ (rounded once to float32).
+ *
+ * {@link supports} says which plans run here.
  *
  * @since 0.2.0
  */
@@ -31,6 +35,7 @@ import type { Selector } from "../kernels/Sparsify.ts"
 import { affineCoefficients, type Prepared, type TaskArithmeticPlan } from "../kernels/TaskArithmetic.ts"
 import type * as TaskDiagnostics from "../kernels/TaskDiagnostics.ts"
 import * as TaskStatistics from "../kernels/TaskStatistics.ts"
+import * as Della from "./Della.ts"
 import * as Device from "./Device.ts"
 import * as TaskShader from "./TaskShader.ts"
 import * as WeightedSum from "./WeightedSum.ts"
@@ -43,9 +48,8 @@ const U = 2 ** -24
 /** Elements per float32 partial of the L1 norms (each partial sums at most this many |τ|). @category constants */
 export const L1_BLOCK = 64
 
-/** Whether `plan` runs on the GPU: no DELLA, at most {@link MAX_MODELS} models. @category plans */
-export const supports = (plan: TaskArithmeticPlan): boolean =>
-  plan.models.length <= MAX_MODELS && plan.models.every((m) => m.selector.kind !== "della")
+/** Whether `plan` runs on the GPU: at most {@link MAX_MODELS} models (every selector has a kernel). @category plans */
+export const supports = (plan: TaskArithmeticPlan): boolean => plan.models.length <= MAX_MODELS
 
 /**
  * The relative error δ of a GPU L1 factor ‖τ‖₁/‖kept τ‖₁ against the CPU's (0 without `rescale:
@@ -87,13 +91,17 @@ export interface Result {
 export const bound = (models: number, out: number, lambda: number, s: number, t: number, d: number, factor = 0): number =>
   2 * U * Math.abs(out) + ((models + 4) * U * (1 + factor) * (1 + t / Math.abs(d)) + factor) * Math.abs(lambda) * s / Math.abs(d) + models * 2 ** -126
 
-const l1Shader = `
+// With `della`, DELLA's ranks and tables at the binding after the others (`gpu/Della.ts`).
+const dellaBinding = (della: boolean, binding: number) => della ? `@group(0) @binding(${binding}) var<storage, read> della: array<u32>;` : ""
+
+const l1Shader = (della: boolean) => `
 struct Params { n: u32, stride: u32, model: u32, offset: u32, blocks: u32, p1: u32, p2: u32, p3: u32 }
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> info: array<u32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read_write> partials: array<f32>;
-${TaskShader.keep}
+${dellaBinding(della, 4)}
+${TaskShader.keepWith(della)}
 @compute @workgroup_size(${Device.WORKGROUP})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
   let total = groups.x * ${Device.WORKGROUP}u;
@@ -119,14 +127,15 @@ struct Params { n: u32, stride: u32, model: u32, mode: u32, high: u32, p1: u32, 
 @group(0) @binding(2) var<storage, read_write> counts: array<atomic<u32>>;
 ${TaskShader.histogramMain("x[(params.model + 1u) * params.stride + j] - x[j]")}`
 
-const applyShader = `
+const applyShader = (della: boolean) => `
 struct Params { n: u32, count: u32, stride: u32, offset: u32, consensus: u32, normalize: u32, lambda: f32, scale: f32 }
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> info: array<u32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<storage, read_write> agreed: array<atomic<u32>>;
-${TaskShader.keep}
+${dellaBinding(della, 5)}
+${TaskShader.keepWith(della)}
 ${TaskShader.applyMain({ base: "x[j]", model: "x[(i + 1u) * params.stride + j]", draws: true })}`
 
 /**
@@ -151,13 +160,17 @@ export const merge = (
     }
     const n = base.length
     const count = models.length
-    const chunk = Device.chunkElements(device, count + 1, options.maxBindingBytes)
+    // DELLA ranks within rows: its chunks hold whole rows.
+    const rowLength = Della.rowLength(plan)
+    const della = rowLength !== undefined
+    const chunk = Device.chunkElements(device, count + 1, options.maxBindingBytes, rowLength)
     const chunks = Math.ceil(n / chunk)
     const histogram = yield* Device.pipeline(device, "ties.histogram", histogramShader)
-    const apply = yield* Device.pipeline(device, "ties.apply", applyShader)
-    const l1 = plan.rescale === "l1" ? yield* Device.pipeline(device, "ties.l1", l1Shader) : undefined
-    return yield* Device.scoped(device, ({ storage, uniform }) =>
+    const apply = yield* Device.pipeline(device, "ties.apply", applyShader(della))
+    const l1 = plan.rescale === "l1" ? yield* Device.pipeline(device, "ties.l1", l1Shader(della)) : undefined
+    return yield* Device.scoped(device, (buffers) =>
       Effect.gen(function* () {
+        const { storage, uniform } = buffers
         const first = Math.min(chunk, n)
         const x = storage((count + 1) * first * 4, "ties.x")
         let resident = -1
@@ -200,26 +213,48 @@ export const merge = (
           }
         }
         const info = storage(8 * 4 * count, "ties.info")
+        // DELLA: the ranks of chunk c for model i (`ranked[i]`: the chunk they are of), and the info
+        // words with the chunk's start; `extra` binds the ranks and tables after a kernel's buffers.
+        const layout = Della.layout(count, rowLength ?? 1, della ? first : 0)
+        const dellaBuffer = della ? storage(4 * layout.words, "della") : undefined
+        const ranker = della
+          ? yield* Della.ranker(device, { name: "f32", bindings: "@group(0) @binding(1) var<storage, read> x: array<f32>;", count: 1, tau: "x[(params.model + 1u) * params.stride + j] - x[j]" }, layout, dellaBuffer!, buffers)
+          : undefined
+        const ranked = selectors.map(() => -1)
+        const rankChunk = (c: number, models: ReadonlyArray<number>) =>
+          Effect.gen(function* () {
+            const { m } = load(c)
+            for (const i of models) {
+              if (ranker === undefined || selectors[i]!.kind !== "della" || ranked[i] === c) continue
+              yield* ranker.rank([x], i, m, m)
+              ranked[i] = c
+            }
+          })
+        const infoOf = (p: Prepared, start: number) => della ? Della.infoWords(p, layout, start) : TaskShader.infoWords(p)
+        const extra = dellaBuffer === undefined ? [] : [dellaBuffer]
         // The L1 partials of the models whose selector drops entries (`all` and `none` have factor 1).
         const norms: Array<ReadonlyArray<Float64Array>> = selectors.map(() => [])
         if (l1 !== undefined) {
-          Device.upload(device, info, TaskShader.infoWords(TaskStatistics.finish({ ...plan, rescale: "none" }, selectors, () => [])))
+          const unscaled = TaskStatistics.finish({ ...plan, rescale: "none" }, selectors, () => [])
+          if (della) Della.uploadTables(device, dellaBuffer!, unscaled, layout)
           const partials = storage(8 * Math.ceil(first / L1_BLOCK), "ties.l1.partials")
           for (const [i, selector] of selectors.entries()) {
             if (selector.kind === "all" || selector.kind === "none") continue
             const parts: Array<Float64Array> = []
             for (let c = 0; c < chunks; c++) {
               const { start, m } = load(c)
+              yield* rankChunk(c, [i])
+              Device.upload(device, info, infoOf(unscaled, start))
               const blocks = Math.ceil(m / L1_BLOCK)
               device.queue.writeBuffer(params, 0, new Uint32Array([m, m, i, start, blocks, 0, 0, 0]))
-              yield* Device.run(device, "ties.l1", (e) => Device.dispatch(e, device, l1, [params, info, x, partials], blocks))
+              yield* Device.run(device, "ties.l1", (e) => Device.dispatch(e, device, l1, [params, info, x, partials, ...extra], blocks))
               parts.push(Float64Array.from(new Float32Array(yield* Device.readBack(device, partials, 8 * blocks, "ties.l1"))))
             }
             norms[i] = parts
           }
         }
         const prepared = TaskStatistics.finish(plan, selectors, (i) => norms[i]!)
-        Device.upload(device, info, TaskShader.infoWords(prepared))
+        if (della) Della.uploadTables(device, dellaBuffer!, prepared, layout)
         const y = storage(first * 4, "ties.out")
         const agreed = storage(8 * count, "ties.agreed")
         device.queue.writeBuffer(agreed, 0, new Uint32Array(2 * count))
@@ -227,11 +262,13 @@ export const merge = (
         const consensus = TaskShader.consensusCode(plan)
         for (let c = 0; c < chunks; c++) {
           const { start, m } = load(c)
+          yield* rankChunk(c, selectors.map((_, i) => i))
+          Device.upload(device, info, infoOf(prepared, start))
           const words = new Uint32Array([m, count, m, start, consensus, plan.normalize ? 1 : 0, 0, 0])
           words[6] = TaskShader.bitsOf(plan.lambda)
           words[7] = TaskShader.bitsOf(plan.lambda / plan.divisor)
           device.queue.writeBuffer(params, 0, words)
-          yield* Device.run(device, "ties.apply", (e) => Device.dispatch(e, device, apply, [params, info, x, y, agreed], m))
+          yield* Device.run(device, "ties.apply", (e) => Device.dispatch(e, device, apply, [params, info, x, y, agreed, ...extra], m))
           out.set(new Float32Array(yield* Device.readBack(device, y, m * 4, "ties.apply")), start)
         }
         const tallies = new Uint32Array(yield* Device.readBack(device, agreed, 8 * count, "ties.apply"))

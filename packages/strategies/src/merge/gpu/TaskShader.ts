@@ -16,12 +16,14 @@ import * as Device from "./Device.ts"
 export const MAX_MODELS = 32
 
 /**
- * The per-model decision `kept(i, tau, at)` (with `lowbias32` and `above`), reading model i's
- * words of `info` ({@link infoWords}): kind 0 all, 1 none, 2 a magnitude window, 3 DARE's draw.
+ * The per-model decision `kept(i, tau, at)` (with `lowbias32` and `above`) and factor
+ * `factorOf(i, at)`, reading model i's words of `info` ({@link infoWords}): kind 0 all, 1 none,
+ * 2 a magnitude window, 3 DARE's draw, and with `della` 4 DELLA's draw against its rank's
+ * threshold (`gpu/Della.ts`: the shader then declares a `della` buffer of ranks and tables).
  *
  * @category shaders
  */
-export const keep = `
+export const keepWith = (della: boolean): string => `
 fn lowbias32(v: u32) -> u32 {
   var h = v;
   h ^= h >> 16u;
@@ -51,9 +53,26 @@ fn kept(i: u32, tau: f32, at: u32) -> bool {
     // Prng.bits(key, at): u32 multiplication wraps as Math.imul does.
     let draw = lowbias32(lowbias32(info[w + 3u] + at * 0x9e3779b9u) ^ info[w + 4u]);
     return (draw >> 8u) < info[w + 5u];
-  }
+  }${della ? `
+  if (kind == 4u) {
+    // DELLA: the same draw, below the host's integer threshold ⌈p·2²⁴⌉ of this entry's rank.
+    let draw = lowbias32(lowbias32(info[w + 3u] + at * 0x9e3779b9u) ^ info[w + 4u]);
+    return (draw >> 8u) < della[info[w + 5u] + 2u * dellaRank(w, at)];
+  }` : ""}
   return false;
-}`
+}
+${della ? `
+fn dellaRank(w: u32, at: u32) -> u32 { return della[info[w + 6u] + at - info[w + 7u]]; }
+
+fn factorOf(i: u32, at: u32) -> f32 {
+  let w = i * 8u;
+  if ((info[w + 2u] & 0xfu) == 4u) { return bitcast<f32>(della[info[w + 5u] + 2u * dellaRank(w, at) + 1u]); }
+  return bitcast<f32>(info[w]);
+}` : `
+fn factorOf(i: u32, at: u32) -> f32 { return bitcast<f32>(info[i * 8u]); }`}`
+
+/** {@link keepWith} without DELLA (kinds 0–3). @category shaders */
+export const keep = keepWith(false)
 
 /**
  * The histogram pass's entry point: per element j < `params.n`, the float32 bits of |τ| counted in
@@ -82,7 +101,7 @@ export interface ApplyInputs {
   readonly base: string
   /** WGSL expression of model i's value at element j. */
   readonly model: string
-  /** Whether DARE's survivors are counted too (`agreed[count + i]`, beside the agreeing entries). */
+  /** Whether the draws' survivors (DARE, DELLA) are counted too (`agreed[count + i]`, beside the agreeing entries). */
   readonly draws: boolean
 }
 
@@ -100,7 +119,7 @@ export const applyMain = (inputs: ApplyInputs): string => `
 var<workgroup> local: array<atomic<u32>, ${(inputs.draws ? 2 : 1) * MAX_MODELS}>;
 
 fn contribution(i: u32, tau: f32, at: u32) -> f32 {
-  return select(0.0, bitcast<f32>(info[i * 8u]) * tau, kept(i, tau, at));
+  return select(0.0, factorOf(i, at) * tau, kept(i, tau, at));
 }
 
 @compute @workgroup_size(${Device.WORKGROUP})
@@ -121,7 +140,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation
     for (var i = 0u; i < params.count; i++) {
       let tau = ${inputs.model} - b;
       let v = contribution(i, tau, at);${inputs.draws ? `
-      if ((info[i * 8u + 2u] & 0xfu) == 3u && kept(i, tau, at)) { drawn[i] += 1u; }` : ""}
+      if ((info[i * 8u + 2u] & 0xfu) >= 3u && kept(i, tau, at)) { drawn[i] += 1u; }` : ""}
       if (params.consensus == 0u) {
         mixed += v;
       } else if (v * elected > 0.0) {
@@ -155,7 +174,8 @@ const cutWords = (cut: Select.Cut): [number, number, number] =>
 /**
  * The per-model words of the kernels (8 per model): factor (÷ density for DARE's `unbiased`, as
  * `Sparsify.applyChunk`), weight, flags, then hi and lo cuts, or DARE's key and threshold
- * ⌈density·2²⁴⌉: a 24-bit draw m/2²⁴ is below density exactly when m is below it.
+ * ⌈density·2²⁴⌉: a 24-bit draw m/2²⁴ is below density exactly when m is below it; DELLA's
+ * keys (kind 4; its factor per rank and the rest come from `Della.infoWords`).
  *
  * @category layout
  */
@@ -171,6 +191,11 @@ export const infoWords = (prepared: Prepared): Uint32Array => {
       words[w + 3] = selector.key.k0 >>> 0
       words[w + 4] = selector.key.k1 >>> 0
       words[w + 5] = Math.ceil(selector.density * 2 ** 24)
+    } else if (selector.kind === "della") {
+      // Words 5–7 (table, ranks, region start) are the run's: `Della.infoWords`.
+      words[w + 2] = 4
+      words[w + 3] = selector.key.k0 >>> 0
+      words[w + 4] = selector.key.k1 >>> 0
     } else if (selector.kind === "window") {
       const [hb, hi, hm] = cutWords(selector.hi)
       const [lb, li, lm] = cutWords(selector.lo)

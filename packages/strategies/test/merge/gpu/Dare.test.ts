@@ -96,10 +96,10 @@ describe("DARE on the GPU", () => {
     }
   })
 
-  it("DELLA stays on the CPU", () => {
+  it("DELLA is a GPU stage too (its kernel: Della.test.ts)", () => {
     const plan = planOf({ ...Kernel.presets.della, weights: [1, 1], density: 0.5 }, [64, 8], 2)
-    expect(GpuTask.supports(plan)).toBe(false)
-    expect(Della.resources?.device).toBe("cpu")
+    expect(GpuTask.supports(plan)).toBe(true)
+    expect(Della.resources?.device).toBe("any")
     expect(DareTies.resources?.device).toBe("any")
     expect(DareLinear.resources?.device).toBe("any")
   })

@@ -74,8 +74,8 @@ describe("GPU task arithmetic and TIES", () => {
         }
       } else compare(result.out, cpu.out, cpu.prepared, base, models)
     }
-    // DELLA's keep probabilities come from per-row magnitude ranks: a CPU method (DARE: Dare.test.ts).
-    expect(GpuTask.supports(planOf({ ...Kernel.presets.della, weights: [1, 1, 1], density: 0.5 }, n, 3))).toBe(false)
+    // DELLA's per-row magnitude ranks run on the GPU too (Della.test.ts).
+    expect(GpuTask.supports(planOf({ ...Kernel.presets.della, weights: [1, 1, 1], density: 0.5 }, n, 3))).toBe(true)
   })
 
   it("a tensor larger than one binding: chunks give the bytes of one pass and the same cuts", async () => {

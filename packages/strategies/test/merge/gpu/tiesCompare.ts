@@ -4,6 +4,7 @@
  */
 import * as GpuTask from "../../../src/merge/gpu/TaskArithmetic.ts"
 import * as Prng from "../../../src/merge/kernels/Prng.ts"
+import * as Sparsify from "../../../src/merge/kernels/Sparsify.ts"
 import * as Kernel from "../../../src/merge/kernels/TaskArithmetic.ts"
 import * as TaskStatistics from "../../../src/merge/kernels/TaskStatistics.ts"
 
@@ -14,16 +15,30 @@ const U = 2 ** -24
  * float64 give the election; where |Σ vᵢ| is within the float32 rounding of the sum
  * ((N + 1)·u·Σ|vᵢ|) the GPU may elect the other sign, and those elements are only counted.
  * Everywhere else the bound `GpuTask.bound` holds. DARE's kept entries are the CPU's draws
- * (`Prng.uniform`), and with `rescale: l1` the GPU's factors are within `GpuTask.factorError` δ of
+ * (`Prng.uniform`), DELLA's the CPU's draws below each row's keep probabilities (`Sparsify.dellaRow`;
+ * `unbiased` divides by them), and with `rescale: l1` the GPU's factors are within `GpuTask.factorError` δ of
  * the CPU's, which widens the band around 0 by δ·Σ|vᵢ| and the bound as `GpuTask.bound` states.
  * Returns the elements within rounding of 0.
  */
 export const compare = (gpu: Float32Array, cpu: Float32Array, prepared: Kernel.Prepared, base: Float32Array, models: ReadonlyArray<Float32Array>) => {
   const { plan } = prepared
+  // DELLA's keep probability of every element, row by row as the CPU computes it.
+  const probabilities = prepared.selectors.map((s, i) => {
+    if (s.kind !== "della") return undefined
+    const p = new Float64Array(base.length)
+    const row = new Float64Array(s.rowLength)
+    const scratch = Sparsify.rowScratch()
+    for (let r = 0; r < base.length; r += s.rowLength) {
+      Sparsify.dellaRow(models[i]!, base, r, s.rowLength, s.density, s.epsilon, row, scratch)
+      p.set(row, r)
+    }
+    return p
+  })
   const cutOf = (i: number, j: number, tau: number) => {
     const s = prepared.selectors[i]!
     if (s.kind === "all") return true
     if (s.kind === "random") return Prng.uniform(s.key, j) < s.density
+    if (s.kind === "della") return Prng.uniform(s.key, j) < probabilities[i]![j]!
     if (s.kind !== "window") return false
     const key = new Uint32Array(Float32Array.of(tau).buffer)[0]! & 0x7fffffff
     const above = (c: { bits: number; index: number }) => key > c.bits || (key === c.bits && j < c.index)
@@ -35,7 +50,8 @@ export const compare = (gpu: Float32Array, cpu: Float32Array, prepared: Kernel.P
   for (let j = 0; j < gpu.length; j++) {
     const v = models.map((x, i) => {
       const tau = Math.fround(x[j]! - base[j]!)
-      return cutOf(i, j, tau) ? factors[i]! * tau : 0
+      const factor = prepared.selectors[i]!.kind === "della" && plan.rescale === "unbiased" ? prepared.factors[i]! / probabilities[i]![j]! : factors[i]!
+      return cutOf(i, j, tau) ? factor * tau : 0
     })
     let s = 0, abs = 0
     for (const vi of v) {
