@@ -214,9 +214,7 @@ export const tensor = (options: Options): TensorRef.TensorRef => {
         if (options.diagnose && parts.length > 0) {
           const ordered = [...s.partials.entries()].sort(([a], [b]) => a - b).flatMap(([, p]) => p)
           const diagnostics = TaskDiagnostics.summarize(plan, ordered, n)
-          // The GPU kernel sums no τ²: its diagnostics carry no tau_norm.
-          const reported = s.runner !== undefined ? diagnostics : Object.fromEntries(Object.entries(diagnostics).filter(([k]) => !k.startsWith("tau_norm.")))
-          yield* Stage.event("merge.diagnostics", { tensor: name, ...reported })
+          yield* Stage.event("merge.diagnostics", { tensor: name, ...diagnostics })
         }
       }
       return { values: out, bf16 }
@@ -224,7 +222,7 @@ export const tensor = (options: Options): TensorRef.TensorRef => {
 
   // One range on the GPU, written where the CPU's workers write theirs (the bf16 encoding on the host, as the CPU encodes).
   const onGpu = (s: State, out: Float32Array, start: number, end: number, bf16: Uint8Array | undefined) =>
-    Effect.map(GpuRange.apply(gpu!.device, s.prepared, s.inputs, start, end, gpu), ({ out: values, partial }) => {
+    Effect.map(GpuRange.apply(gpu!.device, s.prepared, s.inputs, start, end, { ...gpu, squares: options.diagnose }), ({ out: values, partial }) => {
       out.set(values)
       if (bf16 !== undefined) encodeBF16(out, bf16)
       return { parts: [partial], nonFinite: NonFinite.firstNonFinite(out) >= 0 }

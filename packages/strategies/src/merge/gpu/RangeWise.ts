@@ -1,6 +1,6 @@
 /// <reference types="@webgpu/types" />
 /**
- * The range-wise task-arithmetic merges (task arithmetic, TIES, breadcrumbs) on the GPU, from
+ * The range-wise task-arithmetic merges (task arithmetic, TIES, breadcrumbs, DARE, DELLA) on the GPU, from
  * inputs held packed in their dtype (`kernels/PackedInput.ts`: f32, or bf16/f16 decoded in the
  * shader as `WeightedSum.ts` does) — the GPU twin of `kernels/PackedParallel.ts`, used by
  * `RangeWise.ts` when the run provides `GpuMerge`:
@@ -9,10 +9,15 @@
  * - {@link prepare}: the magnitude cuts exactly as `gpu/TaskArithmetic.ts` finds them (integer
  *   histograms of the float32 bits of |τ|, high 15 bits then low 16 bits, located on the host;
  *   the n-th equal element, when a cut falls among equal magnitudes, by a host scan of the packed
- *   inputs), so the kept sets are the CPU's bit for bit.
+ *   inputs), so the kept sets are the CPU's bit for bit; with `rescale: l1`, ‖τ‖₁ and ‖kept τ‖₁ as
+ *   `gpu/TaskArithmetic.ts` takes them (float32 sums over blocks of `L1_BLOCK`, added in float64
+ *   here: within `TaskArithmetic.factorError`).
  * - {@link apply}: one output range (the sign election and the disjoint mean of
  *   `gpu/TaskArithmetic.ts`, one WGSL in `gpu/TaskShader.ts`, with tensor indices for the ties), within
- *   `TaskArithmetic.bound` of the CPU.
+ *   `TaskArithmetic.bound` of the CPU. DARE's and DELLA's draws are the CPU's (`TaskShader.keep`,
+ *   `gpu/Della.ts`), and their survivors are counted (`partial.kept`). DELLA ranks whole rows: a
+ *   pass's chunks hold whole rows, and a range that starts or ends inside a row ranks the rows it
+ *   touches from their own upload.
  *
  * Every pass runs in chunks whose packed bytes fit one storage binding; the inputs of a chunk are
  * copied into one word-aligned buffer, input k at its own word offset.
@@ -26,25 +31,26 @@ import type { Selector } from "../kernels/Sparsify.ts"
 import type { Prepared, TaskArithmeticPlan } from "../kernels/TaskArithmetic.ts"
 import type * as TaskDiagnostics from "../kernels/TaskDiagnostics.ts"
 import * as TaskStatistics from "../kernels/TaskStatistics.ts"
+import * as Della from "./Della.ts"
 import * as Device from "./Device.ts"
+import { L1_BLOCK } from "./TaskArithmetic.ts"
 import * as TaskShader from "./TaskShader.ts"
 
 /** @category options */
 export interface Options {
   /** Bytes per storage binding at most (default: the device's limit); smaller forces more chunks. */
   readonly maxBindingBytes?: number
+  /** {@link apply}: also Σ τ² per model (`partial.squares`, the `tau_norm.*` diagnostics; one more pass over the range). */
+  readonly squares?: boolean | undefined
 }
 
-/** Whether `plan` runs here: no random draws (DARE, DELLA), no L1 rescale, at most `MAX_MODELS` models. @category plans */
-export const supports = (plan: TaskArithmeticPlan): boolean =>
-  plan.rescale === "none" && plan.models.length <= TaskShader.MAX_MODELS &&
-  plan.models.every((m) => m.selector.kind === "all" || m.selector.kind === "none" || m.selector.kind === "ranks")
+/** Whether `plan` runs here: at most `MAX_MODELS` models (every selector and rescale has a kernel). @category plans */
+export const supports = (plan: TaskArithmeticPlan): boolean => plan.models.length <= TaskShader.MAX_MODELS
 
 const dtypeCode: Readonly<Record<PackedDType, number>> = { F32: 0, BF16: 1, F16: 2 }
 
 // Input k's element j of the chunk: raw bits (`bits`), and decoded (`load`, exact: every bf16/f16 is a float32).
-const common = `
-@group(0) @binding(0) var<uniform> params: Params;
+const inputDeclarations = `
 @group(0) @binding(1) var<storage, read> segments: array<u32>;
 @group(0) @binding(2) var<storage, read> x: array<u32>;
 fn bits16(k: u32, j: u32) -> u32 { return (x[segments[2u * k] + (j >> 1u)] >> ((j & 1u) * 16u)) & 0xffffu; }
@@ -60,6 +66,16 @@ fn finite(k: u32, j: u32) -> bool {
   if (dt == 1u) { return (bits16(k, j) & 0x7f80u) != 0x7f80u; }
   return (bits16(k, j) & 0x7c00u) != 0x7c00u;
 }`
+
+const common = `
+@group(0) @binding(0) var<uniform> params: Params;
+${inputDeclarations}`
+
+// DELLA's rank passes read the packed inputs (bindings 1 and 2: `[layout, x]`).
+const rankInputs: Della.Inputs = { name: "packed", bindings: inputDeclarations, count: 2, tau: "load(params.model + 1u, j) - load(0u, j)" }
+
+// With `della`, DELLA's ranks and tables at `binding` (`gpu/Della.ts`).
+const dellaBinding = (della: boolean, binding: number) => della ? `@group(0) @binding(${binding}) var<storage, read> della: array<u32>;` : ""
 
 const scanShader = `
 struct Params { n: u32, inputs: u32, offset: u32, pad: u32 }
@@ -84,22 +100,83 @@ ${common}
 @group(0) @binding(3) var<storage, read_write> counts: array<atomic<u32>>;
 ${TaskShader.histogramMain("load(params.model + 1u, j) - load(0u, j)")}`
 
-// gpu/TaskArithmetic.ts's apply kernel (`TaskShader.applyMain`), on packed inputs.
-const applyShader = `
+// gpu/TaskArithmetic.ts's apply kernel (`TaskShader.applyMain`), on packed inputs; `draws`: the
+// survivors of DARE's and DELLA's draws counted too.
+const applyShader = (draws: boolean, della: boolean) => `
 struct Params { n: u32, count: u32, offset: u32, consensus: u32, normalize: u32, lambda: f32, scale: f32, pad: u32 }
 ${common}
 @group(0) @binding(3) var<storage, read> info: array<u32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<storage, read_write> agreed: array<atomic<u32>>;
-${TaskShader.keep}
-${TaskShader.applyMain({ base: "load(0u, j)", model: "load(i + 1u, j)", draws: false })}`
+${dellaBinding(della, 6)}
+${TaskShader.keepWith(della)}
+${TaskShader.applyMain({ base: "load(0u, j)", model: "load(i + 1u, j)", draws })}`
+
+// ‖τ‖₁ and ‖kept τ‖₁ of model \`params.model\` per block of L1_BLOCK elements, in float32 (as gpu/TaskArithmetic.ts).
+const l1Shader = (della: boolean) => `
+struct Params { n: u32, model: u32, offset: u32, blocks: u32 }
+${common}
+@group(0) @binding(3) var<storage, read> info: array<u32>;
+@group(0) @binding(4) var<storage, read_write> partials: array<f32>;
+${dellaBinding(della, 5)}
+${TaskShader.keepWith(della)}
+@compute @workgroup_size(${Device.WORKGROUP})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let total = groups.x * ${Device.WORKGROUP}u;
+  for (var b = gid.x; b < params.blocks; b += total) {
+    var before = 0.0;
+    var after = 0.0;
+    let end = min(params.n, (b + 1u) * ${L1_BLOCK}u);
+    for (var j = b * ${L1_BLOCK}u; j < end; j++) {
+      let tau = load(params.model + 1u, j) - load(0u, j);
+      before += abs(tau);
+      if (kept(params.model, tau, params.offset + j)) { after += abs(tau); }
+    }
+    partials[2u * b] = before;
+    partials[2u * b + 1u] = after;
+  }
+}`
+
+// Σ τ² per model and block (the tau_norm diagnostics), reading the apply pass's parameters.
+const squaresShader = `
+struct Params { n: u32, count: u32, offset: u32, consensus: u32 }
+${common}
+@group(0) @binding(3) var<storage, read_write> partials: array<f32>;
+${TaskShader.squaresMain({ n: "params.n", count: "params.count", tau: "load(i + 1u, j) - load(0u, j)" })}`
 
 /** Words of input k's segment in a chunk of `m` elements (16-bit inputs: two to a word, padded). */
 const wordsOf = (input: PackedInput, m: number): number => Math.ceil((m * bytesPer[input.dtype]) / 4)
 
 /**
- * Runs `body` over `[start, end)` in chunks whose packed inputs fit one binding: for each chunk
- * the inputs' bytes are uploaded into `x` (input k at word `layout[2k]`) and `layout` written.
+ * Elements per chunk whose packed inputs fit one binding, a multiple of `multiple` (DELLA: its
+ * row length, so that chunks from a row boundary hold whole rows).
+ */
+const chunkOf = (device: GPUDevice, inputs: ReadonlyArray<PackedInput>, options: Options, multiple?: number): number =>
+  Device.chunkElements(device, inputs.reduce((t, input) => t + bytesPer[input.dtype], 0) / 4, options.maxBindingBytes, multiple)
+
+/** Bytes of `[s, s + m)` of every input packed (input k at word `layout[2k]`). */
+const bytesOfRange = (inputs: ReadonlyArray<PackedInput>, m: number): number => inputs.reduce((t, input) => t + wordsOf(input, m), 0) * 4
+
+/** Uploads `[s, s + m)` of the inputs into `x` and their word offsets and dtypes into `layout`. */
+const uploadRange = (device: GPUDevice, inputs: ReadonlyArray<PackedInput>, s: number, m: number, bind: { readonly x: GPUBuffer; readonly layout: GPUBuffer }): void => {
+  const words = new Uint32Array(2 * inputs.length)
+  const staging = new Uint8Array(bytesOfRange(inputs, m))
+  let at = 0
+  inputs.forEach((input, k) => {
+    const size = bytesPer[input.dtype]
+    words[2 * k] = at
+    words[2 * k + 1] = dtypeCode[input.dtype]
+    staging.set(input.bytes.subarray(s * size, (s + m) * size), at * 4)
+    at += wordsOf(input, m)
+  })
+  Device.upload(device, bind.layout, words)
+  Device.upload(device, bind.x, staging)
+}
+
+/**
+ * Runs `body` over `[start, end)` in chunks whose packed inputs fit one binding (a multiple of
+ * `multiple` elements): for each chunk the inputs' bytes are uploaded into `x` (input k at word
+ * `layout[2k]`) and `layout` written.
  */
 const chunked = <A>(
   device: GPUDevice,
@@ -108,32 +185,20 @@ const chunked = <A>(
   end: number,
   options: Options,
   label: string,
-  body: (bind: { readonly x: GPUBuffer; readonly layout: GPUBuffer }, chunkStart: number, m: number, track: (b: GPUBuffer) => GPUBuffer) => Effect.Effect<A, Device.GpuKernelError>
+  body: (bind: { readonly x: GPUBuffer; readonly layout: GPUBuffer }, chunkStart: number, m: number, track: (b: GPUBuffer) => GPUBuffer) => Effect.Effect<A, Device.GpuKernelError>,
+  multiple?: number
 ): Effect.Effect<Array<A>, Device.GpuKernelError> =>
   Device.scoped(device, ({ track, storage }) =>
     Effect.gen(function* () {
       const n = end - start
-      const bytesPerElement = inputs.reduce((t, input) => t + bytesPer[input.dtype], 0)
-      const chunk = Device.chunkElements(device, bytesPerElement / 4, options.maxBindingBytes)
+      const chunk = chunkOf(device, inputs, options, multiple)
       const first = Math.min(chunk, Math.max(1, n))
-      const x = storage(inputs.reduce((t, input) => t + wordsOf(input, first), 0) * 4, `${label}.x`)
-      const layout = storage(8 * inputs.length, `${label}.layout`)
+      const bind = { x: storage(bytesOfRange(inputs, first), `${label}.x`), layout: storage(8 * inputs.length, `${label}.layout`) }
       const results: Array<A> = []
       for (let s = start; s < end; s += chunk) {
         const m = Math.min(chunk, end - s)
-        const words = new Uint32Array(2 * inputs.length)
-        const staging = new Uint8Array(inputs.reduce((t, input) => t + wordsOf(input, m), 0) * 4)
-        let at = 0
-        inputs.forEach((input, k) => {
-          const size = bytesPer[input.dtype]
-          words[2 * k] = at
-          words[2 * k + 1] = dtypeCode[input.dtype]
-          staging.set(input.bytes.subarray(s * size, (s + m) * size), at * 4)
-          at += wordsOf(input, m)
-        })
-        Device.upload(device, layout, words)
-        Device.upload(device, x, staging)
-        results.push(yield* body({ x, layout }, s, m, track))
+        uploadRange(device, inputs, s, m, bind)
+        results.push(yield* body(bind, s, m, track))
       }
       return results
     }))
@@ -205,7 +270,7 @@ export const prepare = (device: GPUDevice, plan: TaskArithmeticPlan, inputs: Rea
 export interface Applied {
   /** The merged float32 values of the range. */
   readonly out: Float32Array
-  /** Agreeing kept entries per model (kept counts of rank windows come from the plan; no Σ τ²: `squares` is empty). */
+  /** Agreeing kept entries per model (kept counts of rank windows come from the plan); with `options.squares` Σ τ² per model (`squares`, float32 block sums added in float64), else empty. */
   readonly partial: TaskDiagnostics.Partial
 }
 
@@ -227,9 +292,11 @@ export const apply = (
     const { plan } = prepared
     const count = inputs.length - 1
     const pipe = yield* Device.pipeline(device, "range-wise.apply", applyShader)
+    const squares = options.squares === true ? yield* Device.pipeline(device, "range-wise.squares", squaresShader) : undefined
     const out = new Float32Array(end - start)
     const agree = new Float64Array(count)
-    if (end <= start) return { out, partial: { kept: new Float64Array(count), agree, squares: new Float64Array(0) } }
+    const squareSums = new Float64Array(squares === undefined ? 0 : count)
+    if (end <= start) return { out, partial: { kept: new Float64Array(count), agree, squares: squareSums } }
     yield* Device.scoped(device, ({ storage: outerStorage, uniform: outerUniform }) =>
       Effect.gen(function* () {
         const info = outerStorage(8 * 4 * count, "range-wise.info")
@@ -239,6 +306,7 @@ export const apply = (
         const params = outerUniform(new Uint32Array(8), "range-wise.apply.params")
         const consensus = TaskShader.consensusCode(plan)
         let y: GPUBuffer | undefined
+        let squareParts: GPUBuffer | undefined
         yield* chunked(device, inputs, start, end, options, "range-wise.apply", ({ x, layout }, s, m, track) =>
           Effect.gen(function* () {
             y ??= outerStorage(m * 4, "range-wise.out")
@@ -249,10 +317,16 @@ export const apply = (
             const target = y
             yield* Device.run(device, "range-wise.apply", (e) => Device.dispatch(e, device, pipe, [params, layout, x, info, target, agreed], m))
             out.set(new Float32Array(yield* Device.readBack(device, target, m * 4, "range-wise.apply")), s - start)
+            if (squares !== undefined) {
+              const blocks = TaskShader.squareBlocks(m)
+              const parts = squareParts ??= outerStorage(4 * count * blocks, "range-wise.squares")
+              yield* Device.run(device, "range-wise.squares", (e) => Device.dispatch(e, device, squares, [params, layout, x, parts], blocks * Device.WORKGROUP))
+              TaskShader.addSquares(squareSums, new Float32Array(yield* Device.readBack(device, parts, 4 * count * blocks, "range-wise.squares")), count)
+            }
           }))
         agree.set(new Uint32Array(yield* Device.readBack(device, agreed, 4 * count, "range-wise.apply")))
       }))
-    return { out, partial: { kept: new Float64Array(count), agree, squares: new Float64Array(0) } }
+    return { out, partial: { kept: new Float64Array(count), agree, squares: squareSums } }
   })
 
 /** Where a range-wise group merges on the GPU: the device, and optionally a smaller binding (tests force chunks with it). @category models */

@@ -138,6 +138,14 @@ ${dellaBinding(della, 5)}
 ${TaskShader.keepWith(della)}
 ${TaskShader.applyMain({ base: "x[j]", model: "x[(i + 1u) * params.stride + j]", draws: true })}`
 
+// Σ τ² per model and block (the tau_norm diagnostics), reading the output pass's parameters.
+const squaresShader = `
+struct Params { n: u32, count: u32, stride: u32, offset: u32 }
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> partials: array<f32>;
+${TaskShader.squaresMain({ n: "params.n", count: "params.count", tau: "x[(i + 1u) * params.stride + j] - x[j]" })}`
+
 /**
  * The merge of one tensor on the GPU, for a plan {@link supports} accepts. `base` and `models`
  * are float32 arrays of one length; the tensor runs in chunks that fit one storage binding.
@@ -168,6 +176,7 @@ export const merge = (
     const histogram = yield* Device.pipeline(device, "ties.histogram", histogramShader)
     const apply = yield* Device.pipeline(device, "ties.apply", applyShader(della))
     const l1 = plan.rescale === "l1" ? yield* Device.pipeline(device, "ties.l1", l1Shader(della)) : undefined
+    const squares = yield* Device.pipeline(device, "ties.squares", squaresShader)
     return yield* Device.scoped(device, (buffers) =>
       Effect.gen(function* () {
         const { storage, uniform } = buffers
@@ -257,6 +266,9 @@ export const merge = (
         if (della) Della.uploadTables(device, dellaBuffer!, prepared, layout)
         const y = storage(first * 4, "ties.out")
         const agreed = storage(8 * count, "ties.agreed")
+        // Per model: Σ τ² (float32 per block on the GPU, the blocks added here in float64).
+        const squareParts = storage(4 * count * TaskShader.squareBlocks(first), "ties.squares")
+        const squareSums = new Float64Array(count)
         device.queue.writeBuffer(agreed, 0, new Uint32Array(2 * count))
         const out = new Float32Array(n)
         const consensus = TaskShader.consensusCode(plan)
@@ -270,12 +282,15 @@ export const merge = (
           device.queue.writeBuffer(params, 0, words)
           yield* Device.run(device, "ties.apply", (e) => Device.dispatch(e, device, apply, [params, info, x, y, agreed, ...extra], m))
           out.set(new Float32Array(yield* Device.readBack(device, y, m * 4, "ties.apply")), start)
+          const blocks = TaskShader.squareBlocks(m)
+          yield* Device.run(device, "ties.squares", (e) => Device.dispatch(e, device, squares, [params, x, squareParts], blocks * Device.WORKGROUP))
+          TaskShader.addSquares(squareSums, new Float32Array(yield* Device.readBack(device, squareParts, 4 * count * blocks, "ties.squares")), count)
         }
         const tallies = new Uint32Array(yield* Device.readBack(device, agreed, 8 * count, "ties.apply"))
         const partial: TaskDiagnostics.Partial = {
           kept: Float64Array.from(tallies.subarray(count)),
           agree: Float64Array.from(tallies.subarray(0, count)),
-          squares: new Float64Array(0)
+          squares: squareSums
         }
         return { out, prepared, partial }
       }))

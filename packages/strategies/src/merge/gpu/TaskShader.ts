@@ -74,24 +74,73 @@ fn factorOf(i: u32, at: u32) -> f32 { return bitcast<f32>(info[i * 8u]); }`}`
 /** {@link keepWith} without DELLA (kinds 0–3). @category shaders */
 export const keep = keepWith(false)
 
+/** Buckets of the workgroup-private high-bits window: |τ| in [2⁻³¹, 1), 31 exponents of 128 buckets. @category constants */
+export const WINDOW = 31 * 128
+
+/** The first high bucket of the window (the high 15 bits of |τ| = 2⁻³¹: exponent field 96). @category constants */
+export const WINDOW_START = 96 * 128
+
+/** Buckets of the mid (bits 15–8) and low (bits 7–0) passes. @category constants */
+export const BYTE_BUCKETS = 256
+
 /**
  * The histogram pass's entry point: per element j < `params.n`, the float32 bits of |τ| counted in
- * `counts` (mode 0: by the high 16 bits; mode 1: by the low 16 bits, inside bucket `params.high`).
+ * `counts` by `params.mode`:
+ *
+ * - 0: by the high 15 bits (32768 buckets);
+ * - 1: by the low 16 bits, inside high bucket `params.high` (65536 buckets);
+ * - 2: by bits 15–8, inside high bucket `params.high` (256 buckets);
+ * - 3: by bits 7–0, among the keys whose top 23 bits are `params.high` (256 buckets).
+ *
+ * Modes 0, 2 and 3 count in `var<workgroup>` atomics and flush each non-zero count to `counts`
+ * once per workgroup (mode 0: the {@link WINDOW} buckets from {@link WINDOW_START}, where task
+ * vectors' magnitudes lie, and bucket 0, the zeros; other magnitudes go straight to `counts`).
+ * Counts are exact integers in any order, so every mode gives the global-atomic counts exactly.
  * `tau` is the WGSL expression of model `params.model`'s τ at element j.
  *
  * @category shaders
  */
 export const histogramMain = (tau: string): string => `
+// Mode 0: [0, WINDOW) the window, WINDOW the zeros; modes 2 and 3: [0, 256).
+var<workgroup> local: array<atomic<u32>, ${WINDOW + 1}>;
+
 @compute @workgroup_size(${Device.WORKGROUP})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) lid: u32, @builtin(num_workgroups) groups: vec3<u32>) {
   let total = groups.x * ${Device.WORKGROUP}u;
+  let mode = params.mode;
   for (var j = gid.x; j < params.n; j += total) {
     let key = bitcast<u32>(${tau}) & 0x7fffffffu;
-    if (params.mode == 0u) {
-      atomicAdd(&counts[key >> 16u], 1u);
-    } else if ((key >> 16u) == params.high) {
-      atomicAdd(&counts[key & 0xffffu], 1u);
+    if (mode == 0u) {
+      let h = key >> 16u;
+      let w = h - ${WINDOW_START}u;
+      if (w < ${WINDOW}u) {
+        atomicAdd(&local[w], 1u);
+      } else if (h == 0u) {
+        atomicAdd(&local[${WINDOW}u], 1u);
+      } else {
+        atomicAdd(&counts[h], 1u);
+      }
+    } else if (mode == 1u) {
+      if ((key >> 16u) == params.high) { atomicAdd(&counts[key & 0xffffu], 1u); }
+    } else if (mode == 2u) {
+      if ((key >> 16u) == params.high) { atomicAdd(&local[(key >> 8u) & 0xffu], 1u); }
+    } else if ((key >> 8u) == params.high) {
+      atomicAdd(&local[key & 0xffu], 1u);
     }
+  }
+  workgroupBarrier();
+  if (mode == 0u) {
+    for (var b = lid; b < ${WINDOW}u; b += ${Device.WORKGROUP}u) {
+      let c = atomicLoad(&local[b]);
+      if (c != 0u) { atomicAdd(&counts[${WINDOW_START}u + b], c); }
+    }
+    if (lid == 0u) {
+      let zeros = atomicLoad(&local[${WINDOW}u]);
+      if (zeros != 0u) { atomicAdd(&counts[0], zeros); }
+    }
+  } else if (mode != 1u) {
+    let c = atomicLoad(&local[lid]);
+    if (c != 0u) { atomicAdd(&counts[lid], c); }
   }
 }`
 
@@ -218,7 +267,9 @@ export const consensusCode = (plan: TaskArithmeticPlan): number =>
 /**
  * The cuts at `ranks` of one model's |τ| over a tensor of `n` elements, as `Select.cuts` finds
  * them: `histogramOf(mode, high, buckets)` runs the {@link histogramMain} pass over the whole
- * tensor; the buckets are located here, and `nthEqual(bits, nth)` finds the index of the n-th
+ * tensor — the high 15 bits once, then per rank bits 15–8 and 7–0 (modes 2 and 3, workgroup
+ * counters; the buckets of `Select.ts`'s 65536-bucket low pass split in two, so the cut is the
+ * same); the buckets are located here, and `nthEqual(bits, nth)` finds the index of the n-th
  * element of magnitude `bits` (the tie-break: lower index first) by a host scan.
  *
  * @category layout
@@ -236,9 +287,92 @@ export const cutsAt = <E>(
         if (r <= 0) return Select.START
         if (r >= n) return Select.END
         const h = Select.locate(high!, r)
-        const low = Select.locate(yield* histogramOf(1, h.bucket, Select.LOW_BUCKETS), r - h.above)
-        const bits = ((h.bucket << 16) | low.bucket) >>> 0
-        const nth = r - h.above - low.above
+        const mid = Select.locate(yield* histogramOf(2, h.bucket, BYTE_BUCKETS), r - h.above)
+        const prefix = ((h.bucket << 8) | mid.bucket) >>> 0
+        const low = Select.locate(yield* histogramOf(3, prefix, BYTE_BUCKETS), r - h.above - mid.above)
+        const bits = ((prefix << 8) | low.bucket) >>> 0
+        const nth = r - h.above - mid.above - low.above
         return { bits, index: nth === 0 ? 0 : nthEqual(bits, nth) }
       }))
   })
+
+/** Elements of one float32 partial of Σ τ² (a workgroup's block: 8 per thread, then its tree). @category constants */
+export const SQUARE_BLOCK = 8 * Device.WORKGROUP
+
+/** How the Σ τ² pass reads its inputs and parameters. @category shaders */
+export interface SquareInputs {
+  /** WGSL expression of model i's τ at element j of the chunk. */
+  readonly tau: string
+  /** WGSL expressions of the chunk's elements and the models. */
+  readonly n: string
+  readonly count: string
+}
+
+/**
+ * The Σ τ² pass (the `tau_norm.*` diagnostics): workgroup w takes blocks b = w, w + groups, … of
+ * {@link SQUARE_BLOCK} elements; per model i, each thread sums the squares of its 8 elements in
+ * float32 (strided by the workgroup: coalesced reads), the workgroup adds its threads in a tree,
+ * and thread 0 writes `partials[b·count + i]`. The host adds the partials in float64
+ * ({@link tauNormError} bounds the result against the CPU's). Needs a `partials` binding.
+ *
+ * @category shaders
+ */
+export const squaresMain = (inputs: SquareInputs): string => `
+var<workgroup> sums: array<f32, ${Device.WORKGROUP}>;
+
+@compute @workgroup_size(${Device.WORKGROUP})
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let n = ${inputs.n};
+  let count = ${inputs.count};
+  let blocks = (n + ${SQUARE_BLOCK - 1}u) / ${SQUARE_BLOCK}u;
+  for (var b = wid.x; b < blocks; b += groups.x) {
+    for (var i = 0u; i < count; i++) {
+      var acc = 0.0;
+      for (var k = 0u; k < 8u; k++) {
+        let j = b * ${SQUARE_BLOCK}u + k * ${Device.WORKGROUP}u + lid;
+        if (j < n) {
+          let tau = ${inputs.tau};
+          acc += tau * tau;
+        }
+      }
+      sums[lid] = acc;
+      workgroupBarrier();
+      for (var half = ${Device.WORKGROUP / 2}u; half > 0u; half = half >> 1u) {
+        if (lid < half) { sums[lid] = sums[lid] + sums[lid + half]; }
+        workgroupBarrier();
+      }
+      if (lid == 0u) { partials[b * count + i] = sums[0]; }
+      workgroupBarrier();
+    }
+  }
+}`
+
+/** Blocks of {@link SQUARE_BLOCK} in a chunk of `m` elements (the partials per model). @category layout */
+export const squareBlocks = (m: number): number => Math.ceil(m / SQUARE_BLOCK)
+
+/** Workgroups the Σ τ² pass launches for a chunk of `m` elements. @category layout */
+export const squareGroups = (m: number): number => Math.max(1, Math.min(4096, squareBlocks(m)))
+
+/** Adds a chunk's partials (block-major, `count` per block) to `totals` in float64, block by block. @category layout */
+export const addSquares = (totals: Float64Array, partials: Float32Array, count: number): void => {
+  for (let q = 0; q < partials.length; q++) totals[q % count] = totals[q % count]! + partials[q]!
+}
+
+/**
+ * The stated bound of |‖τ‖₂(gpu) − ‖τ‖₂(cpu)| for a tensor of `n` elements whose CPU norm is
+ * `norm`. Each float32 partial adds at most 16 roundings to each of its non-negative terms (the
+ * square, 7 running additions, 8 tree levels): within γ₁₆ = 16u/(1 − 16u) of its exact sum; the
+ * host's float64 sums of the partials and the CPU's of the squares add ≤ 2n·2⁻⁵³; a device that
+ * flushes subnormals loses < 2n·2⁻¹²⁶ (δ). So the sums differ by ≤ ε·S + δ, ε = γ₁₆ + 2n·2⁻⁵³,
+ * and the square roots by ≤ min(ε·‖τ‖ + δ/‖τ‖, √(ε·‖τ‖² + δ)), plus the two square roots'
+ * roundings.
+ *
+ * @category bounds
+ */
+export const tauNormError = (n: number, norm: number): number => {
+  const u = 2 ** -24
+  const epsilon = (16 * u) / (1 - 16 * u) + 2 * n * 2 ** -53
+  const delta = 2 * n * 2 ** -126
+  const sums = epsilon * norm * norm + delta
+  return Math.min(norm > 0 ? epsilon * norm + delta / norm : Infinity, Math.sqrt(sums)) + 2 * 2 ** -53 * norm
+}
