@@ -82,6 +82,36 @@ const windowsFor = (count: number, kernels: TiesSimd.TiesCache): Windows => {
   return { scratch: [ties.base, ...ties.models], load: ties.load, hasNonFinite: ties.hasNonFinite, magnitudes: ties.magnitudes, lowKeys: ties.lowKeys }
 }
 
+// The bf16 path: when every visited input is bf16 and fits the thread's SIMD kernel, windows are
+// staged as bytes and the kernels read them in place (`TiesSimd.PackedWindows`): no pass widens
+// a window into float32 first. Same counts, cuts and bits as the float32 windows.
+const packedKernel = (
+  inputs: ReadonlyArray<PackedInput>,
+  which: ReadonlyArray<number>,
+  kernels: TiesSimd.TiesCache
+): TiesSimd.PackedWindows | undefined =>
+  which.length >= 2 && which.length <= 1 + TiesSimd.MAX_MODELS && which.every((k) => inputs[k]!.dtype === "BF16")
+    ? kernels.windows(which.length - 1).packed
+    : undefined
+
+/** {@link forEachWindow} on staged bf16 slots: slot k holds input `which[k]`'s part of the window inside the range. */
+const forEachStaged = (
+  inputs: ReadonlyArray<PackedInput>,
+  which: ReadonlyArray<number>,
+  n: number,
+  start: number,
+  end: number,
+  packed: TiesSimd.PackedWindows,
+  visit: (w0: number, a: number, b: number) => boolean | void
+): void => {
+  for (let w0 = Math.floor(start / BLOCK) * BLOCK; w0 < end; w0 += BLOCK) {
+    const a = Math.max(start, w0) - w0
+    const b = Math.min(end, n, w0 + BLOCK) - w0
+    for (let k = 0; k < which.length; k++) packed.stage(k, inputs[which[k]!]!, w0, a, b)
+    if (visit(w0, a, b) === true) return
+  }
+}
+
 const every = (count: number): Array<number> => Array.from({ length: count }, (_, k) => k)
 const lengthOf = (inputs: ReadonlyArray<PackedInput>): number => length(inputs[0]!)
 
@@ -102,6 +132,25 @@ export const scan = (
   const value = inputs.map(() => 0)
   const count = inputs.map(() => 0)
   const high = ranked.map(() => new Uint32Array(Select.HIGH_BUCKETS))
+  const packed = packedKernel(inputs, every(inputs.length), kernels)
+  if (packed !== undefined) {
+    ranked.forEach((_, c) => packed.clearHigh(c))
+    forEachStaged(inputs, every(inputs.length), lengthOf(inputs), start, end, packed, (w0, a, b) => {
+      for (let k = 0; k < inputs.length; k++) {
+        if (!packed.hasNonFinite(k, a, b)) continue
+        const x = packed.widen(k, a, b)
+        const at = NonFinite.firstNonFinite(x, a, b)
+        if (first[k]! < 0) {
+          first[k] = w0 + at
+          value[k] = x[at]!
+        }
+        count[k] = count[k]! + NonFinite.countNonFinite(x, at, b)
+      }
+      for (let c = 0; c < ranked.length; c++) packed.countHigh(c, 1 + ranked[c]!, a, b)
+    })
+    ranked.forEach((_, c) => packed.readHigh(c, high[c]!))
+    return { nonFinite: first.map((f, k) => ({ first: f, value: value[k]!, count: count[k]! })), high }
+  }
   const windows = windowsFor(inputs.length, kernels)
   forEachWindow(inputs, every(inputs.length), lengthOf(inputs), start, end, (arrays, w0, a, b) => {
     for (const [k, x] of arrays.entries()) {
@@ -167,6 +216,21 @@ export const countLow = (
 ): Array<Array<Uint32Array>> => {
   const counts = requests.map((r) => r.highs.map(() => new Uint32Array(Select.LOW_BUCKETS)))
   const which = [0, ...requests.map((r) => 1 + r.model)]
+  const packed = packedKernel(inputs, which, kernels)
+  if (packed !== undefined) {
+    // SIMD keeps, per wanted high bucket, the few keys in it (none stored otherwise); JavaScript counts them.
+    forEachStaged(inputs, which, lengthOf(inputs), start, end, packed, (_w0, a, b) => {
+      for (let c = 0; c < requests.length; c++) {
+        const highs = requests[c]!.highs
+        for (let h = 0; h < highs.length; h++) {
+          const lows = packed.lowKeys(1 + c, a, b, highs[h]!)
+          const into = counts[c]![h]!
+          for (let k = 0; k < lows.length; k++) into[lows[k]!]!++
+        }
+      }
+    })
+    return counts
+  }
   const windows = windowsFor(which.length, kernels)
   forEachWindow(inputs, which, lengthOf(inputs), start, end, (arrays, _w0, a, b) => {
     for (const [c, r] of requests.entries()) countLowIn(windows, arrays[1 + c]!, arrays[0]!, a, b, r.highs, counts[c]!)
@@ -186,6 +250,27 @@ export const nthEqual = (
 ): number => {
   let seen = 0
   let found = -1
+  const packed = packedKernel(inputs, [0, 1 + model], kernels)
+  if (packed !== undefined) {
+    // Windows are counted in SIMD; only the one holding the nth equal key is searched element by element.
+    forEachStaged(inputs, [0, 1 + model], lengthOf(inputs), start, end, packed, (w0, a, b) => {
+      const equal = packed.countEqual(1, a, b, bits)
+      if (seen + equal <= nth) {
+        seen += equal
+        return false
+      }
+      for (let j = a; j < b; j++) {
+        if (packed.key(1, j) !== bits) continue
+        if (seen === nth) {
+          found = w0 + j
+          return true
+        }
+        seen++
+      }
+      return true
+    })
+    return found
+  }
   forEachWindow(inputs, [0, 1 + model], lengthOf(inputs), start, end, (arrays, w0, a, b) => {
     if (found >= 0) return
     Select.forEachKeyChunk(arrays[1]!, arrays[0]!, a, b, (keys, m, first) => {
@@ -248,6 +333,16 @@ export const apply = (
   if (simd && TiesSimd.eligible(prepared)) {
     // TIES (magnitude windows, sign election by mass, normalized): the SIMD kernel, same bits.
     const ties = kernels.windows(inputs.length - 1)
+    const packed = packedKernel(inputs, every(inputs.length), kernels)
+    if (packed !== undefined) {
+      forEachStaged(inputs, every(inputs.length), lengthOf(inputs), start, end, packed, (w0, a, b) => {
+        parts.push(packed.apply(prepared, a, b, w0))
+        nonFinite ||= ties.hasNonFinite(ties.out, a, b)
+        out.set(ties.out.subarray(a, b), w0 + a - outStart)
+        if (bf16 !== undefined) ties.encode(a, b, bf16.subarray((w0 + a - outStart) * 2))
+      })
+      return { diagnostics: join(parts), nonFinite }
+    }
     forEachWindow(inputs, every(inputs.length), lengthOf(inputs), start, end, (_arrays, w0, a, b) => {
       parts.push(ties.apply(prepared, a, b, w0))
       nonFinite ||= ties.hasNonFinite(ties.out, a, b)

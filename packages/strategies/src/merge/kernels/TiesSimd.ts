@@ -44,7 +44,12 @@ const windowAt = (k: number) => 1024 + k * BLOCK * 4 // 0 base, 1…4 models, 5 
 const OUT_WINDOW = 5
 // bf16 bytes of one input window (copied in, then widened) or of the encoded output.
 const STAGE = windowAt(6)
-const PAGES = Math.ceil((STAGE + BLOCK * 2) / 65536)
+// The bf16 windows the packed kernels read in place: slot 0 the base, 1… the models (BLOCK halves each).
+const packedAt = (k: number) => STAGE + BLOCK * 2 + k * BLOCK * 2
+// The scan's high histograms, one per ranked model (32,768 u32 each), kept here across windows.
+const HIGH_BYTES = 32768 * 4
+const highAt = (c: number) => packedAt(1 + MAX_MODELS) + c * HIGH_BYTES
+const PAGES = Math.ceil(highAt(MAX_MODELS) / 65536)
 
 /** Whether the prepared merge is one the SIMD kernel computes. @category predicates */
 export const eligible = (prepared: Prepared): boolean => {
@@ -77,6 +82,35 @@ export interface TiesWindows {
    * output window, valid until the next call.
    */
   readonly lowKeys: (x: Float32Array, base: Float32Array, a: number, b: number, high: number) => Uint32Array
+  /**
+   * The bf16 path, windows read in place (no float32 copy): `stage` copies elements
+   * [w0 + a, w0 + b) of a bf16 input's bytes into slot `k` (0 the base, 1… the models) at window
+   * offset a; the functions below then read slots, never the float32 windows.
+   */
+  readonly packed: PackedWindows
+}
+
+/** The kernels on staged bf16 windows (see {@link TiesWindows.packed}); results as their float32 twins'. @category models */
+export interface PackedWindows {
+  readonly stage: (k: number, input: PackedInput, w0: number, a: number, b: number) => void
+  /** `apply` with slot 0 the base and slots 1… the models. */
+  readonly apply: (prepared: Prepared, a: number, b: number, offset: number) => TaskDiagnostics.Partial
+  /** Whether slot k's [a, b) holds NaN or ±Inf. */
+  readonly hasNonFinite: (k: number, a: number, b: number) => boolean
+  /** Slot k's [a, b) widened into float32 window k (`base` for 0, `models[k − 1]`), which is returned (for the rare exact searches). */
+  readonly widen: (k: number, a: number, b: number) => Float32Array
+  /** Zeroes high histogram `c` (0 ≤ c < {@link MAX_MODELS}) in this memory. */
+  readonly clearHigh: (c: number) => void
+  /** Adds the high buckets (`key >>> 16`) of slot k's |τ| keys on [a, b) to histogram `c`. */
+  readonly countHigh: (c: number, k: number, a: number, b: number) => void
+  /** Adds histogram `c` into `counts` (32,768 buckets). */
+  readonly readHigh: (c: number, counts: Uint32Array) => void
+  /** As `lowKeys`, for slot k against slot 0. */
+  readonly lowKeys: (k: number, a: number, b: number, high: number) => Uint32Array
+  /** How many |τ| keys of slot k on [a, b) equal `bits`. */
+  readonly countEqual: (k: number, a: number, b: number, bits: number) => number
+  /** The |τ| key of slot k's element j. */
+  readonly key: (k: number, j: number) => number
 }
 
 const { op } = Wasm
@@ -109,8 +143,15 @@ const half = (local: number, high: boolean): Array<number> =>
     ? [...op.localGet(local), ...op.localGet(local), ...op.shuffle(Wasm.HIGH_HALF), ...op.f64x2PromoteLowF32x4()]
     : [...op.localGet(local), ...op.f64x2PromoteLowF32x4()]
 
-// ties_N(p, steps): elements [p/4, p/4 + 4·steps) of the window.
-const tiesFunc = (n: number): Wasm.Func => {
+// Input k's 4 float32 lanes at element p/4 of the window: the float32 window, or (packed) the
+// bf16 slot read in place, each half shifted into the high half of its lane (exact).
+const loadInput = (k: number, packed: boolean): Array<number> =>
+  packed
+    ? [...op.localGet(P), ...op.i32Const(1), 0x76 /* i32.shr_u */, ...op.v128Load16x4U(packedAt(k)), ...op.i32Const(16), ...op.i32x4Shl()]
+    : [...op.localGet(P), ...op.v128Load(windowAt(k))]
+
+// ties_N(p, steps): elements [p/4, p/4 + 4·steps) of the window; ties_bf16_N reads the packed slots.
+const tiesFunc = (n: number, packed = false): Wasm.Func => {
   const models = Array.from({ length: n }, (_, i) => perModel(i))
   const init: Array<number> = [
     ...op.i32Const(0), ...op.v128Load64Splat(LAMBDA_AT), ...op.localSet(L.lambda),
@@ -133,10 +174,10 @@ const tiesFunc = (n: number): Wasm.Func => {
       ...op.i32Const(0), ...op.v128Load32Splat(at + 32), ...op.localSet(m.mode)
     )
   })
-  const body: Array<number> = [...op.localGet(P), ...op.v128Load(windowAt(0)), ...op.localSet(L.b)]
+  const body: Array<number> = [...loadInput(0, packed), ...op.localSet(L.b)]
   models.forEach((m, i) => {
     body.push(
-      ...op.localGet(P), ...op.v128Load(windowAt(1 + i)), ...op.localGet(L.b), ...op.f32x4Sub(), ...op.localTee(m.t),
+      ...loadInput(1 + i, packed), ...op.localGet(L.b), ...op.f32x4Sub(), ...op.localTee(m.t),
       ...op.localGet(L.abs32), ...op.v128And(), ...op.localSet(L.key),
       ...isAbove(m.hb, m.hi), ...isAbove(m.lb, m.li), ...op.v128Andnot(), ...op.localTee(L.above),
       ...op.localGet(L.one32), ...op.v128And(), ...op.localSet(m.k),
@@ -199,7 +240,7 @@ const tiesFunc = (n: number): Wasm.Func => {
     store.push(...op.i32Const(0), ...op.localGet(m.ag), ...op.v128Store(resultsAt(i) + 16))
   })
   return {
-    name: `ties_${n}`,
+    name: packed ? `ties_bf16_${n}` : `ties_${n}`,
     params: [Wasm.I32, Wasm.I32, Wasm.I32],
     results: [],
     locals: [[SHARED_LOCALS + MODEL_LOCALS * n, Wasm.V128]],
@@ -210,7 +251,10 @@ const tiesFunc = (n: number): Wasm.Func => {
 // Compiled once per thread (the module holds no state; each `make` instantiates it on its own memory).
 let compiledModule: WebAssembly.Module | undefined
 const compiled = (): WebAssembly.Module =>
-  compiledModule ??= new WebAssembly.Module(Wasm.module(Array.from({ length: MAX_MODELS }, (_, i) => tiesFunc(i + 1)).concat(WindowSimd.funcs), false))
+  compiledModule ??= new WebAssembly.Module(Wasm.module(
+    [false, true].flatMap((packed) => Array.from({ length: MAX_MODELS }, (_, i) => tiesFunc(i + 1, packed))).concat(WindowSimd.funcs),
+    false
+  ))
 
 /** The kernel on a fresh private memory (not shared) holding the windows of `n` models (1 ≤ n ≤ {@link MAX_MODELS}). @category constructors */
 export const make = (n: number): TiesWindows => onMemory(n, privateMemory())
@@ -261,7 +305,28 @@ const onMemory = (n: number, memory: WebAssembly.Memory): TiesWindows => {
   const tauBits = new Uint32Array(tau.buffer)
   const v = new Float64Array(n)
 
-  const apply = (prepared: Prepared, a: number, b: number, offset: number): TaskDiagnostics.Partial => {
+  const packedKernel = exports[`ties_bf16_${n}`]!
+  const slots = Array.from({ length: 1 + MAX_MODELS }, (_, k) => new Uint16Array(buffer, packedAt(k), BLOCK))
+  const one = new Float32Array(1)
+  const oneBits = new Uint32Array(one.buffer)
+  // Element j of input k (0 the base) as the float32 kernel reads it: from its window, or its bf16 slot widened.
+  const fromWindows = (k: number, j: number): number => (k === 0 ? base[j]! : models[k - 1]![j]!)
+  const fromSlots = (k: number, j: number): number => {
+    oneBits[0] = slots[k]![j]! << 16
+    return one[0]!
+  }
+
+  const apply = (prepared: Prepared, a: number, b: number, offset: number): TaskDiagnostics.Partial =>
+    applyWith(kernel, fromWindows, prepared, a, b, offset)
+
+  const applyWith = (
+    ties: (...args: Array<number>) => number,
+    input: (k: number, j: number) => number,
+    prepared: Prepared,
+    a: number,
+    b: number,
+    offset: number
+  ): TaskDiagnostics.Partial => {
     const { plan: p, factors } = prepared
     const weights = p.models.map((m) => m.weight)
     const cuts = prepared.selectors.map((s) => (s.kind === "window" ? s : { hi: END, lo: END }))
@@ -288,16 +353,16 @@ const onMemory = (n: number, memory: WebAssembly.Memory): TiesWindows => {
         f64[resultsAt(i) / 8 + 1] = 0
       }
       if (m4 > 0) {
-        kernel(j0 * 4, m4 / 4, offset + j0)
+        ties(j0 * 4, m4 / 4, offset + j0)
         for (let i = 0; i < n; i++) diagnostics.agree[i] = diagnostics.agree[i]! + f64[resultsAt(i) / 8 + 2]! + f64[resultsAt(i) / 8 + 3]!
       }
       // The tail: TaskArithmetic's arithmetic, element by element.
       for (let k = m4; k < m; k++) {
         const j = j0 + k
-        const x0 = base[j]!
+        const x0 = input(0, j)
         let s = 0
         for (let i = 0; i < n; i++) {
-          tau[0] = models[i]![j]! - x0
+          tau[0] = input(1 + i, j) - x0
           const t = tau[0]!
           const key = tauBits[0]! & 0x7fffffff
           const { hi, lo } = cuts[i]!
@@ -375,5 +440,58 @@ const onMemory = (n: number, memory: WebAssembly.Memory): TiesWindows => {
     for (let k = m4; k < keys.length; k++) if (keys[k]! >>> 16 === high) keys[count++] = keys[k]! & 0xffff
     return keys.subarray(0, count)
   }
-  return { base, models, out, apply, load, encode, hasNonFinite, magnitudes, lowKeys }
+  const nonFiniteBf16 = exports["nonfinite_bf16"]!
+  const highBf16 = exports["high_bf16"]!
+  const selectLowBf16 = exports["select_low_bf16"]!
+  const equalBf16 = exports["equal_bf16"]!
+  const slotBytes = slots.map((h) => new Uint8Array(h.buffer, h.byteOffset, BLOCK * 2))
+  const highs = Array.from({ length: MAX_MODELS }, (_, c) => new Uint32Array(buffer, highAt(c), HIGH_BYTES / 4))
+  const key = (k: number, j: number): number => {
+    tau[0] = fromSlots(k, j) - fromSlots(0, j)
+    return tauBits[0]! & 0x7fffffff
+  }
+  const packed: PackedWindows = {
+    stage: (k, input, w0, a, b) => slotBytes[k]!.set(input.bytes.subarray((w0 + a) * 2, (w0 + b) * 2), a * 2),
+    apply: (prepared, a, b, offset) => applyWith(packedKernel, fromSlots, prepared, a, b, offset),
+    hasNonFinite: (k, a, b) => {
+      const m8 = (b - a) & ~7
+      if (m8 > 0 && nonFiniteBf16(packedAt(k) + a * 2, m8 / 8) !== 0) return true
+      for (let j = a + m8; j < b; j++) if ((slots[k]![j]! & 0x7f80) === 0x7f80) return true
+      return false
+    },
+    widen: (k, a, b) => {
+      const window = k === 0 ? base : models[k - 1]!
+      const bits = new Uint32Array(buffer, window.byteOffset, BLOCK)
+      for (let j = a; j < b; j++) bits[j] = slots[k]![j]! << 16
+      return window
+    },
+    clearHigh: (c) => highs[c]!.fill(0),
+    countHigh: (c, k, a, b) => {
+      const m4 = (b - a) & ~3
+      if (m4 > 0) highBf16(packedAt(k) + a * 2, packedAt(0) + a * 2, m4 / 4, highAt(c))
+      const counts = highs[c]!
+      for (let j = a + m4; j < b; j++) counts[key(k, j) >>> 16]!++
+    },
+    readHigh: (c, counts) => {
+      const h = highs[c]!
+      for (let q = 0; q < counts.length; q++) counts[q] = counts[q]! + h[q]!
+    },
+    lowKeys: (k, a, b, high) => {
+      const m4 = (b - a) & ~3
+      let count = m4 > 0 ? selectLowBf16(packedAt(k) + a * 2, packedAt(0) + a * 2, windowAt(OUT_WINDOW), m4 / 4, high) : 0
+      for (let j = a + m4; j < b; j++) {
+        const q = key(k, j)
+        if (q >>> 16 === high) outBits[count++] = q & 0xffff
+      }
+      return outBits.subarray(0, count)
+    },
+    countEqual: (k, a, b, bits) => {
+      const m4 = (b - a) & ~3
+      let count = m4 > 0 ? equalBf16(packedAt(k) + a * 2, packedAt(0) + a * 2, m4 / 4, bits) : 0
+      for (let j = a + m4; j < b; j++) if (key(k, j) === bits) count++
+      return count
+    },
+    key
+  }
+  return { base, models, out, apply, load, encode, hasNonFinite, magnitudes, lowKeys, packed }
 }

@@ -105,7 +105,8 @@ const scalar = {
   if: [0x04, 0x40],
   i32Eq: [0x46],
   i32And: [0x71],
-  i32ShrU: [0x76]
+  i32ShrU: [0x76],
+  i32Shl: [0x74]
 }
 
 /**
@@ -143,5 +144,120 @@ export const selectLowFunc: Wasm.Func = {
   ]
 }
 
+// The packed forms below read bf16 windows in place (a bf16 is the high half of its float32:
+// `v128.load16x4_u` then a shift by 16 gives 4 exact float32 lanes), so no pass widens a window
+// into float32 first. Their keys are `keys_f32`'s on the widened values, bit for bit.
+
+// The |τ| keys of the 4 bf16 elements at the addresses in locals `x` and `base`, on the stack.
+const keys4Bf16 = (x: number, base: number): Array<number> => [
+  ...op.localGet(x), ...op.v128Load16x4U(0), ...op.i32Const(16), ...op.i32x4Shl(),
+  ...op.localGet(base), ...op.v128Load16x4U(0), ...op.i32Const(16), ...op.i32x4Shl(),
+  ...op.f32x4Sub(), ...i32x4(0x7fffffff), ...op.v128And()
+]
+
+const i16x8 = (v: number) => op.v128Const(Array.from({ length: 16 }, (_, k) => (k & 1 ? v >>> 8 : v) & 0xff))
+const extractLane = (lane: number) => Wasm.simd(0x1b, lane)
+const advance = (locals: ReadonlyArray<number>, by: number) => locals.flatMap((p) => [...op.localGet(p), ...op.i32Const(by), ...op.i32Add, ...op.localSet(p)])
+const countDown = (local: number) => [...op.localGet(local), ...op.i32Const(1), ...op.i32Sub, ...op.localTee(local), ...op.brIf(0)]
+
+/** nonfinite_bf16(src, steps) → 1 when one of 8·steps bf16 is NaN or ±Inf (exponent all ones). @category functions */
+export const nonFiniteBf16Func: Wasm.Func = {
+  name: "nonfinite_bf16",
+  params: [Wasm.I32, Wasm.I32],
+  results: [Wasm.I32],
+  locals: [[1, Wasm.V128]],
+  code: [
+    ...op.loop,
+    ...op.localGet(2), ...op.localGet(0), ...op.v128Load(0), ...i16x8(0x7f80), ...op.v128And(), ...i16x8(0x7f80), ...op.i16x8Eq(),
+    ...op.v128Or(), ...op.localSet(2),
+    ...advance([0], 16),
+    ...countDown(1),
+    ...op.end,
+    ...op.localGet(2), ...op.v128AnyTrue()
+  ]
+}
+
+/**
+ * high_bf16(x, base, steps, counts): for 4·steps bf16 elements, adds 1 to the u32 count at
+ * `counts + 4·(key >>> 16)` of each |τ| key — `Select.countHigh`'s histogram (32,768 buckets),
+ * kept in this memory from window to window, so no key is stored and JavaScript counts nothing.
+ *
+ * @category functions
+ */
+export const highBf16Func: Wasm.Func = {
+  name: "high_bf16",
+  params: [Wasm.I32, Wasm.I32, Wasm.I32, Wasm.I32],
+  results: [],
+  locals: [[1, Wasm.I32], [1, Wasm.V128]],
+  code: [
+    // 4: a bucket's address, 5: the keys' high halves
+    ...op.loop,
+    ...keys4Bf16(0, 1), ...op.i32Const(16), ...op.i32x4ShrU(), ...op.localSet(5),
+    ...[0, 1, 2, 3].flatMap((lane) => [
+      ...op.localGet(5), ...extractLane(lane), ...op.i32Const(2), ...scalar.i32Shl, ...op.localGet(3), ...op.i32Add, ...op.localTee(4),
+      ...op.localGet(4), ...scalar.i32Load(0), ...op.i32Const(1), ...op.i32Add, ...scalar.i32Store
+    ]),
+    ...advance([0, 1], 8),
+    ...countDown(2),
+    ...op.end
+  ]
+}
+
+/**
+ * select_low_bf16(x, base, dst, steps, high) → count: `select_low` on the |τ| keys of 4·steps
+ * bf16 elements, computed here (none stored): the low halves of the keys whose high half is
+ * `high`, in order, written from `dst` on (u32 each).
+ *
+ * @category functions
+ */
+export const selectLowBf16Func: Wasm.Func = {
+  name: "select_low_bf16",
+  params: [Wasm.I32, Wasm.I32, Wasm.I32, Wasm.I32, Wasm.I32],
+  results: [Wasm.I32],
+  locals: [[2, Wasm.I32], [2, Wasm.V128]],
+  code: [
+    // 5: first address, 6: a key, 7: the keys, 8: high << 16 splat
+    ...op.localGet(2), ...op.localSet(5),
+    ...op.localGet(4), ...op.i32Const(16), ...scalar.i32Shl, ...op.i32x4Splat(), ...op.localSet(8),
+    ...op.loop,
+    ...keys4Bf16(0, 1), ...op.localTee(7), ...i32x4(0xffff0000 | 0), ...op.v128And(), ...op.localGet(8), ...op.i32x4Eq(), ...op.v128AnyTrue(),
+    ...scalar.if,
+    ...[0, 1, 2, 3].flatMap((lane) => [
+      ...op.localGet(7), ...extractLane(lane), ...op.localTee(6), ...op.i32Const(16), ...scalar.i32ShrU, ...op.localGet(4), ...scalar.i32Eq,
+      ...scalar.if,
+      ...op.localGet(2), ...op.localGet(6), ...op.i32Const(0xffff), ...scalar.i32And, ...scalar.i32Store,
+      ...advance([2], 4),
+      ...op.end
+    ]),
+    ...op.end,
+    ...advance([0, 1], 8),
+    ...countDown(3),
+    ...op.end,
+    ...op.localGet(2), ...op.localGet(5), ...op.i32Sub, ...op.i32Const(2), ...scalar.i32ShrU
+  ]
+}
+
+/** equal_bf16(x, base, steps, bits) → how many of the 4·steps bf16 elements' |τ| keys equal `bits` (`nthEqual`'s count). @category functions */
+export const equalBf16Func: Wasm.Func = {
+  name: "equal_bf16",
+  params: [Wasm.I32, Wasm.I32, Wasm.I32, Wasm.I32],
+  results: [Wasm.I32],
+  locals: [[2, Wasm.V128]],
+  code: [
+    // 4: per-lane counts (minus the −1 masks), 5: bits splat
+    ...op.localGet(3), ...op.i32x4Splat(), ...op.localSet(5),
+    ...op.loop,
+    ...op.localGet(4), ...keys4Bf16(0, 1), ...op.localGet(5), ...op.i32x4Eq(), ...op.i32x4Sub(), ...op.localSet(4),
+    ...advance([0, 1], 8),
+    ...countDown(2),
+    ...op.end,
+    ...op.localGet(4), ...extractLane(0), ...op.localGet(4), ...extractLane(1), ...op.i32Add,
+    ...op.localGet(4), ...extractLane(2), ...op.i32Add, ...op.localGet(4), ...extractLane(3), ...op.i32Add
+  ]
+}
+
 /** The helpers, for a module's function list. @category constructors */
-export const funcs: ReadonlyArray<Wasm.Func> = [widenFunc, narrowFunc, nonFiniteFunc, keysFunc, selectLowFunc]
+export const funcs: ReadonlyArray<Wasm.Func> = [
+  widenFunc, narrowFunc, nonFiniteFunc, keysFunc, selectLowFunc, nonFiniteBf16Func, highBf16Func, selectLowBf16Func, equalBf16Func
+]
+

@@ -209,6 +209,47 @@ describe("TiesSimd", () => {
     }
   })
 
+  it("the statistics passes on bf16 read in place give the float32 windows' non-finite counts, histograms and nth equal", () => {
+    const inputs = inputsOf(3, 77)
+    // NaN and ±Inf in the base and a model, in SIMD steps and in a tail.
+    const halves = (k: number) => new Uint16Array(inputs[k]!.bytes.buffer)
+    halves(0)[5] = 0x7fc0
+    halves(0)[70000] = 0x7f80
+    halves(2)[N - 1] = 0xff80
+    halves(3)[65536 + 8] = 0xffc1
+    // The same values as float32 bytes: the float32-window path (widened copies, keys_f32, JavaScript counts).
+    const asF32 = inputs.map((input): PackedInput => {
+      const bytes = new Uint8Array(new SharedArrayBuffer(N * 4))
+      bytes.set(new Uint8Array(decoded(input).buffer))
+      return { bytes, dtype: "F32" }
+    })
+    for (const [start, end] of [[0, N], [65536, N], [70001, 100003], [5, 11]] as const) {
+      const range = `[${start}, ${end})`
+      const bf = PackedTaskArithmetic.scan(inputs, [0, 1, 2], start, end)
+      const f32 = PackedTaskArithmetic.scan(asF32, [0, 1, 2], start, end)
+      expect(bf.nonFinite, range).toEqual(f32.nonFinite)
+      for (const c of [0, 1, 2]) expect(Buffer.from(bf.high[c]!.buffer).equals(Buffer.from(f32.high[c]!.buffer)), range).toBe(true)
+      // The two most populated high buckets of model 0, and one of model 2 (all in one pass, as the cuts ask).
+      const order = (h: Uint32Array) => Array.from(h.keys()).sort((a, b) => h[b]! - h[a]!)
+      const requests = [{ model: 0, highs: order(bf.high[0]!).slice(0, 2) }, { model: 2, highs: order(bf.high[2]!).slice(0, 1) }]
+      const lowBf = PackedTaskArithmetic.countLow(inputs, requests, start, end)
+      const lowF32 = PackedTaskArithmetic.countLow(asF32, requests, start, end)
+      for (const [q, r] of requests.entries()) {
+        for (const c of r.highs.keys()) expect(Buffer.from(lowBf[q]![c]!.buffer).equals(Buffer.from(lowF32[q]![c]!.buffer)), range).toBe(true)
+      }
+      // The most repeated key of model 0: its first, second and last occurrences, and one past the last (−1).
+      const low = lowBf[0]![0]!
+      const bucket = order(low)[0]!
+      const bits = ((requests[0]!.highs[0]! << 16) | bucket) >>> 0
+      for (const nth of [0, 1, low[bucket]! - 1, low[bucket]!]) {
+        const got = PackedTaskArithmetic.nthEqual(inputs, 0, bits, nth, start, end)
+        expect(got, `${range} nth ${nth}`).toBe(PackedTaskArithmetic.nthEqual(asF32, 0, bits, nth, start, end))
+        if (nth === low[bucket]!) expect(got).toBe(-1)
+        else expect(got).toBeGreaterThanOrEqual(start)
+      }
+    }
+  })
+
   it("keeps the low halves of the keys in one high bucket, in order, as Select.countLow's filter does", () => {
     const ties = TiesSimd.make(1)
     const x = ties.models[0]!, base = ties.base
