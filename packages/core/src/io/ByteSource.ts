@@ -2,13 +2,21 @@
  * Positional reads of a file: a model's tensors are read by byte range, never as a whole-file
  * buffer, so a reader's memory is bounded by the tensor it reads.
  *
+ * Large reads of a large file go around the page cache (`DirectRead`: `O_DIRECT`, piece by piece
+ * through page-aligned slots) when `CRUCIBLE_DIRECT_READS` says so, or, by default, when the
+ * file's `ReadTap` does (a first run over inputs larger than half the memory). A tapped piece's
+ * slot is lent to the hash (`Ticket.lend`) rather than copied into its ring. The bytes, the counts
+ * and the digests are the same either way; a filesystem that refuses `O_DIRECT` is read through
+ * the cache.
+ *
  * @since 0.1.0
  */
 import { Effect, Scope } from "effect"
 import * as fs from "node:fs"
+import * as DirectRead from "./DirectRead.ts"
 import { describe, FormatError, IoError } from "./IoError.ts"
 import { ReadCounter } from "./ReadCounter.ts"
-import { ReadTap, type Tap } from "./ReadTap.ts"
+import { ReadTap, type Tap, type Ticket } from "./ReadTap.ts"
 
 /** An open file read by absolute byte offsets. @category models */
 export interface ByteSource {
@@ -33,29 +41,95 @@ export const open = (path: string, format = "file"): Effect.Effect<ByteSource, I
   Effect.gen(function* () {
     const counter = yield* ReadCounter
     const taps = yield* ReadTap
+    const policy = DirectRead.policy()
     return yield* Effect.acquireRelease(
       Effect.try({
         try: () => {
           const fd = fs.openSync(path, "r")
-          return { fd, size: fs.fstatSync(fd).size, tap: taps.forFile(fd) }
+          const size = fs.fstatSync(fd).size
+          const tap = taps.forFile(fd)
+          const wantsDirect = size >= DirectRead.MIN_FILE_BYTES && (policy === "on" || (policy === "auto" && tap?.direct === true))
+          return { fd, size, tap, direct: wantsDirect ? DirectRead.open(path) : undefined }
         },
         catch: (cause) => new IoError({ file: path, operation: "open", detail: describe(cause) })
       }),
-      ({ fd }) => Effect.sync(() => fs.closeSync(fd))
-    ).pipe(Effect.map(({ fd, size, tap }) => fromDescriptor(path, fd, size, format, counter, tap)))
+      ({ fd, direct }) => Effect.sync(() => {
+        fs.closeSync(fd)
+        if (direct !== undefined) fs.closeSync(direct)
+      })
+    ).pipe(Effect.map(({ fd, size, tap, direct }) => fromDescriptor(path, fd, size, format, counter, tap, direct)))
   })
 
-const fromDescriptor = (path: string, fd: number, size: number, format: string, counter: ReadCounter, tap: Tap | undefined): ByteSource => {
+const fromDescriptor = (path: string, fd: number, size: number, format: string, counter: ReadCounter, tap: Tap | undefined, direct: number | undefined): ByteSource => {
+  const slots = direct === undefined ? undefined : DirectRead.slots()
+  // Cleared by the first read the filesystem refuses (EINVAL): the rest go through the cache.
+  let directOk = direct !== undefined
+  const count = (n: number) => counter.add(path, n)
   const beyondEnd = (offset: number, length: number) =>
     new FormatError({ file: path, format, detail: `read of ${length} bytes at offset ${offset} is beyond the end of the file (${size} bytes)` })
+  const failed = (error: Error) => Effect.fail(new IoError({ file: path, operation: "read", detail: describe(error) }))
+  // A direct read: piece by piece, each read into a slot, copied into `target`, and lent to the
+  // hash (or given back). A piece with no free slot, or refused, is read through the cache.
+  const directInto = (offset: number, target: Uint8Array, done: (error: Error | null) => void) => {
+    const pieces: Array<{ readonly at: number; readonly length: number; readonly ticket: Ticket | undefined }> = []
+    // Reserved when issued, in order, one ticket per piece.
+    for (let at = 0; at < target.byteLength; at += DirectRead.PIECE_BYTES) {
+      const length = Math.min(DirectRead.PIECE_BYTES, target.byteLength - at)
+      pieces.push({ at, length, ticket: tap?.reserve(offset + at, length) })
+    }
+    // Copies into the hash's ring the read waits for before `target` may be reused.
+    const copies: Array<Promise<void>> = []
+    const fail = (k: number, error: Error) => {
+      for (const p of pieces.slice(k)) p.ticket?.fail()
+      done(error)
+    }
+    const buffered = (k: number) => {
+      const piece = pieces[k]!
+      const part = target.subarray(piece.at, piece.at + piece.length)
+      readFully(fd, part, offset + piece.at, count, (error) => {
+        if (error) return fail(k, error)
+        const copied = piece.ticket?.fill(part)
+        if (copied !== undefined) copies.push(copied)
+        next(k + 1)
+      })
+    }
+    const next = (k: number): void => {
+      if (k === pieces.length) return void Promise.all(copies).then(() => done(null))
+      const piece = pieces[k]!
+      const slot = directOk ? slots!.take() : undefined
+      if (slot === undefined) return buffered(k)
+      DirectRead.readPiece(direct!, slot, offset + piece.at, piece.length, (error, bytes) => {
+        if (error) {
+          slots!.give(slot)
+          if (error.code !== "EINVAL") return fail(k, error)
+          directOk = false
+          return buffered(k)
+        }
+        target.set(bytes!, piece.at)
+        count(piece.length)
+        const lent = piece.ticket?.lend(bytes!)
+        if (lent !== undefined) void lent.then(() => slots!.give(slot))
+        else {
+          slots!.give(slot)
+          const copied = piece.ticket?.fill(target.subarray(piece.at, piece.at + piece.length))
+          if (copied !== undefined) copies.push(copied)
+        }
+        next(k + 1)
+      })
+    }
+    next(0)
+  }
   const into = (offset: number, target: Uint8Array) =>
     Effect.callback<void, IoError>((resume) => {
+      if (directOk && target.byteLength >= DirectRead.MIN_READ_BYTES) {
+        return directInto(offset, target, (error) => resume(error ? failed(error) : Effect.void))
+      }
       // Reserved when issued, so concurrent reads of consecutive ranges are all fed, in order.
       const ticket = tap?.reserve(offset, target.byteLength)
-      readFully(fd, target, offset, (n) => counter.add(path, n), (error) => {
+      readFully(fd, target, offset, count, (error) => {
         if (error) {
           ticket?.fail()
-          return resume(Effect.fail(new IoError({ file: path, operation: "read", detail: describe(error) })))
+          return resume(failed(error))
         }
         // The bytes are copied for the hash before the caller may reuse `target` (it waits only while the hash's queue is full).
         const copied = ticket?.fill(target)

@@ -17,10 +17,17 @@
  * hashed in file order). A read reserves its range when it is issued,
  * so concurrent reads of consecutive ranges are all fed.
  *
+ * When the files wanted exceed what the page cache could hold ({@link Taps.direct}: a first run
+ * over checkpoints larger than the memory), `ByteSource` reads them around the cache
+ * (`DirectRead`: `O_DIRECT` into page-aligned shared slots) and lends each slot to the hash
+ * ({@link Ticket.lend}): the worker hashes it where it is, no copy into the ring, and the slot is
+ * read into again once hashed.
+ *
  * @since 0.3.0
  */
 import { Context, Effect, Exit, Scope } from "effect"
 import * as fs from "node:fs"
+import * as os from "node:os"
 import * as Digest from "./Digest.ts"
 import * as ReadCounter from "./ReadCounter.ts"
 
@@ -30,12 +37,21 @@ export interface Ticket {
   readonly fill: (bytes: Uint8Array) => Promise<void> | undefined
   /** The read failed: the hash cannot go on from the reads (the file is hashed whole when finished). */
   readonly fail: () => void
+  /**
+   * Instead of `fill`: the read's bytes in shared memory, hashed where they are (no copy). The
+   * promise settles once they are hashed: keep them until then. Undefined when they cannot be
+   * taken now (an earlier read of the file is still in flight, or the bytes are not shared):
+   * `fill` them then.
+   */
+  readonly lend: (bytes: Uint8Array) => Promise<void> | undefined
 }
 
 /** One tapped file, as `ByteSource` sees it. @category models */
 export interface Tap {
   /** A ticket when the range `[offset, offset + length)` reaches where the hash stands, else undefined. */
   readonly reserve: (offset: number, length: number) => Ticket | undefined
+  /** Whether to read the file around the page cache (`DirectRead`): see {@link Taps.direct}. */
+  readonly direct: boolean
 }
 
 /** What `ByteSource.open` asks: the tap of the file open at `fd`, if its digest is wanted. @category models */
@@ -64,6 +80,8 @@ export interface TapStats {
   readonly reread: number
   /** Times a reader waited for room in a full queue. */
   readonly waits: number
+  /** Of `fed`, bytes hashed where a direct read left them ({@link Ticket.lend}: no copy into the ring). */
+  readonly lent: number
 }
 
 /** @category models */
@@ -79,6 +97,12 @@ export interface Taps extends ReadTap {
    */
   readonly finish: (file: string) => Effect.Effect<TappedDigest | undefined>
   readonly stats: () => TapStats
+  /**
+   * Whether the files wanted so far, together, exceed `cacheBytes` (half the memory by default):
+   * read through the page cache they would evict one another before a later run could find them
+   * there, so they are read around it (`ByteSource`, `DirectRead.Policy` "auto").
+   */
+  readonly direct: () => boolean
 }
 
 /** Bytes of one chunk of the ring. @category constants */
@@ -93,18 +117,22 @@ interface FileTap extends Tap {
 /**
  * Taps whose workers live as long as the current scope. `queueBytes` bounds each file's ring. @category constructors
  */
-export const make = (options: { readonly queueBytes?: number } = {}): Effect.Effect<Taps, never, Scope.Scope> =>
+export const make = (options: { readonly queueBytes?: number; readonly cacheBytes?: number } = {}): Effect.Effect<Taps, never, Scope.Scope> =>
   Effect.gen(function* () {
     const scope = yield* Effect.scope
     const byPath = new Map<string, FileTap>()
     const byInode = new Map<string, { readonly stat: fs.BigIntStats; readonly tap: FileTap }>()
-    const stats = { fed: 0, reread: 0, waits: 0 }
+    const stats = { fed: 0, reread: 0, waits: 0, lent: 0 }
     const queueBytes = Math.max(PIECE_BYTES, options.queueBytes ?? QUEUE_BYTES)
+    const cacheBytes = options.cacheBytes ?? os.totalmem() / 2
+    let wantedBytes = 0
+    const direct = () => wantedBytes > cacheBytes
     const want = (file: string) => {
       if (byPath.has(file)) return true
       const stat = statOf(file)
       if (stat === undefined || !stat.isFile()) return false
-      const tap = fileTap(file, stat, scope, queueBytes, stats)
+      wantedBytes += Number(stat.size)
+      const tap = fileTap(file, stat, scope, queueBytes, stats, direct)
       byPath.set(file, tap)
       byInode.set(inode(stat), { stat, tap })
       return true
@@ -128,10 +156,10 @@ export const make = (options: { readonly queueBytes?: number } = {}): Effect.Eff
         }
         return once
       })
-    return { want, has: (file) => byPath.has(file) && !finished.has(file), forFile, finish, stats: () => ({ ...stats }) }
+    return { want, has: (file) => byPath.has(file) && !finished.has(file), forFile, finish, stats: () => ({ ...stats }), direct }
   })
 
-const fileTap = (file: string, stat: fs.BigIntStats, runScope: Scope.Scope, queueBytes: number, stats: { fed: number; reread: number; waits: number }): FileTap => {
+const fileTap = (file: string, stat: fs.BigIntStats, runScope: Scope.Scope, queueBytes: number, stats: { fed: number; reread: number; waits: number; lent: number }, direct: () => boolean): FileTap => {
   const size = Number(stat.size)
   let reserved = 0 // the end of the ranges reserved so far
   let closed = false
@@ -151,6 +179,8 @@ const fileTap = (file: string, stat: fs.BigIntStats, runScope: Scope.Scope, queu
   // The promise the last reserved ticket resolves when its bytes are queued: tickets copy in order.
   let lastCopied: Promise<void> = Promise.resolve()
   let lastSettled = true
+  // Whether the ticket before the last reserved one has queued its bytes (read live by `lend`).
+  let lastState = { settled: true }
 
   const digestNow = () => {
     if (digest === undefined) {
@@ -204,12 +234,16 @@ const fileTap = (file: string, stat: fs.BigIntStats, runScope: Scope.Scope, queu
     reserved = offset + length
     const previous = lastCopied
     const previousSettled = lastSettled
+    const previousState = lastState
+    const state = { settled: false }
     let settle!: () => void
     const copied = new Promise<void>((resolve) => (settle = resolve))
     lastCopied = copied
     lastSettled = false
+    lastState = state
     const done = () => {
       if (lastCopied === copied) lastSettled = true
+      state.settled = true
       settle()
       // The reads reached the end of the file: the digest is done now, and the ring and worker go.
       if (lastCopied === copied && reserved === size && !closed) completing = complete()
@@ -225,6 +259,25 @@ const fileTap = (file: string, stat: fs.BigIntStats, runScope: Scope.Scope, queu
       fail: () => {
         broken = true
         void previous.then(done)
+      },
+      lend: (bytes) => {
+        // Only in order and without waiting: a slot lent while an earlier read is still in flight
+        // would be held by a hash that waits for that read, which may be waiting for a slot.
+        if (!previousState.settled || !(bytes.buffer instanceof SharedArrayBuffer)) return undefined
+        if (broken) {
+          done()
+          return Promise.resolve()
+        }
+        // The ring's partial chunk holds earlier bytes: it goes first.
+        post()
+        const own = bytes.subarray(skip)
+        const hashedOwn = Effect.runPromise(digestNow().update(own)).then(
+          () => void ((fed += own.byteLength), (stats.fed += own.byteLength), (stats.lent += own.byteLength)),
+          () => void (broken = true)
+        )
+        hashed = Promise.all([hashed, hashedOwn]).then(() => undefined)
+        done()
+        return hashedOwn
       }
     }
   }
@@ -265,7 +318,7 @@ const fileTap = (file: string, stat: fs.BigIntStats, runScope: Scope.Scope, queu
     Effect.provideService(ReadTap, none),
     Effect.provideService(ReadCounter.ReadCounter, ReadCounter.none)
   )
-  return { reserve, finish }
+  return { reserve, finish, get direct() { return direct() } }
 }
 
 const inode = (stat: fs.BigIntStats) => `${stat.dev}-${stat.ino}`
