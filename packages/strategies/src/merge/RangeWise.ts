@@ -6,9 +6,10 @@
  * output is computed range by range as its reader asks for it — never one whole float32 array.
  * The bytes are those of the whole-tensor path (see `kernels/PackedTaskArithmetic.ts`).
  *
- * With a GPU (`options.gpu`: the run's `GpuMerge`) and a plan it runs (task arithmetic, TIES,
- * breadcrumbs: `gpu/RangeWise.supports`), the non-finite scan, the magnitude cuts and every output
- * range run in WGSL on the packed inputs (`gpu/RangeWise.ts`): the kept sets are the CPU's, the
+ * With a GPU (`options.gpu`: the run's `GpuMerge`) and a plan it runs (every preset, any rescale, up
+ * to 32 models: `gpu/RangeWise.supports`), the non-finite scan, the magnitude cuts, the L1 norms,
+ * DARE's and DELLA's draws and every output range run in WGSL on the packed inputs
+ * (`gpu/RangeWise.ts`): the kept sets are the CPU's, the
  * values within the README's "GPU kernels" bound (not its bytes), encoded to the output dtype on
  * the host as the CPU encodes its float32 values.
  *

@@ -112,7 +112,7 @@ ${dellaBinding(della, 6)}
 ${TaskShader.keepWith(della)}
 ${TaskShader.applyMain({ base: "load(0u, j)", model: "load(i + 1u, j)", draws })}`
 
-// ‖τ‖₁ and ‖kept τ‖₁ of model \`params.model\` per block of L1_BLOCK elements, in float32 (as gpu/TaskArithmetic.ts).
+// ‖τ‖₁ and ‖kept τ‖₁ of model `params.model` per block of L1_BLOCK elements, in float32 (as gpu/TaskArithmetic.ts).
 const l1Shader = (della: boolean) => `
 struct Params { n: u32, model: u32, offset: u32, blocks: u32 }
 ${common}
@@ -230,8 +230,56 @@ export const scan = (device: GPUDevice, inputs: ReadonlyArray<PackedInput>, opti
   })
 
 /**
- * The plan with its magnitude cuts (`TaskStatistics.finish`), the cuts found on the GPU over the
- * whole tensor: the CPU's selectors exactly. `plan` must be one {@link supports} accepts.
+ * Per model, `[‖τ‖₁, ‖kept τ‖₁]` per block of `L1_BLOCK` elements over the whole tensor (float32
+ * sums on the GPU, as float64; empty for `all` and `none`), for `TaskStatistics.finish`.
+ */
+const l1Norms = (
+  device: GPUDevice,
+  plan: TaskArithmeticPlan,
+  selectors: ReadonlyArray<Selector>,
+  inputs: ReadonlyArray<PackedInput>,
+  options: Options
+): Effect.Effect<Array<Array<Float64Array>>, Device.GpuKernelError> =>
+  Effect.gen(function* () {
+    const n = length(inputs[0]!)
+    const count = inputs.length - 1
+    const unscaled = TaskStatistics.finish({ ...plan, rescale: "none" }, selectors, () => [])
+    const rowLength = Della.uses(unscaled) ? Della.rowLength(plan) : undefined
+    const della = rowLength !== undefined
+    const pipe = yield* Device.pipeline(device, "range-wise.l1", l1Shader(della))
+    const norms: Array<Array<Float64Array>> = selectors.map(() => [])
+    yield* Device.scoped(device, (buffers) =>
+      Effect.gen(function* () {
+        // Chunks from 0 in whole rows: each is its own DELLA rank region.
+        const first = Math.min(chunkOf(device, inputs, options, rowLength), n)
+        const l = Della.layout(count, rowLength ?? 1, della ? first : 0)
+        const dellaBuffer = della ? buffers.storage(4 * l.words, "range-wise.della") : undefined
+        const ranker = della ? yield* Della.ranker(device, rankInputs, l, dellaBuffer!, buffers) : undefined
+        if (della) Della.uploadTables(device, dellaBuffer!, unscaled, l)
+        const extra = dellaBuffer === undefined ? [] : [dellaBuffer]
+        const info = buffers.storage(8 * 4 * count, "range-wise.info")
+        const partials = buffers.storage(8 * Math.ceil(first / L1_BLOCK), "range-wise.l1.partials")
+        const params = buffers.uniform(new Uint32Array(4), "range-wise.l1.params")
+        for (const [i, selector] of selectors.entries()) {
+          if (selector.kind === "all" || selector.kind === "none") continue
+          yield* chunked(device, inputs, 0, n, options, "range-wise.l1", ({ x, layout }, s, m) =>
+            Effect.gen(function* () {
+              if (selector.kind === "della") yield* ranker!.rank([layout, x], i, m, 0)
+              Device.upload(device, info, della ? Della.infoWords(unscaled, l, s) : TaskShader.infoWords(unscaled))
+              const blocks = Math.ceil(m / L1_BLOCK)
+              device.queue.writeBuffer(params, 0, new Uint32Array([m, i, s, blocks]))
+              yield* Device.run(device, "range-wise.l1", (e) => Device.dispatch(e, device, pipe, [params, layout, x, info, partials, ...extra], blocks))
+              norms[i]!.push(Float64Array.from(new Float32Array(yield* Device.readBack(device, partials, 8 * blocks, "range-wise.l1"))))
+            }), rowLength)
+        }
+      }))
+    return norms
+  })
+
+/**
+ * The plan with its magnitude cuts and L1 factors (`TaskStatistics.finish`), found on the GPU over
+ * the whole tensor: the CPU's selectors exactly, the L1 factors within
+ * `TaskArithmetic.factorError` of the CPU's. `plan` must be one {@link supports} accepts.
  *
  * @category statistics
  */
@@ -240,6 +288,7 @@ export const prepare = (device: GPUDevice, plan: TaskArithmeticPlan, inputs: Rea
     const n = length(inputs[0]!)
     if (!plan.needsStatistics) return TaskStatistics.finish(plan, plan.models.map((m) => m.selector as Selector), () => [])
     const pipe = yield* Device.pipeline(device, "range-wise.histogram", histogramShader)
+    // Each histogram is one pass over the tensor; DARE and DELLA need none.
     const histogramOf = (model: number, mode: number, high: number, buckets: number) =>
       Device.scoped(device, ({ storage, uniform }) =>
         Effect.gen(function* () {
@@ -263,14 +312,16 @@ export const prepare = (device: GPUDevice, plan: TaskArithmeticPlan, inputs: Rea
         PackedTaskArithmetic.nthEqual(inputs, i, bits, nth, 0, n))
       selectors.push({ kind: "window", lo: lo!, hi: hi! })
     }
-    return TaskStatistics.finish(plan, selectors, () => [])
+    if (plan.rescale !== "l1") return TaskStatistics.finish(plan, selectors, () => [])
+    const norms = yield* l1Norms(device, plan, selectors, inputs, options)
+    return TaskStatistics.finish(plan, selectors, (i) => norms[i]!)
   })
 
 /** One range's merge. @category models */
 export interface Applied {
   /** The merged float32 values of the range. */
   readonly out: Float32Array
-  /** Agreeing kept entries per model (kept counts of rank windows come from the plan); with `options.squares` Σ τ² per model (`squares`, float32 block sums added in float64), else empty. */
+  /** Agreeing kept entries per model and the survivors of DARE's and DELLA's draws (`kept`; kept counts of rank windows come from the plan); with `options.squares` Σ τ² per model (`squares`, float32 block sums added in float64), else empty. */
   readonly partial: TaskDiagnostics.Partial
 }
 
@@ -291,31 +342,62 @@ export const apply = (
   Effect.gen(function* () {
     const { plan } = prepared
     const count = inputs.length - 1
-    const pipe = yield* Device.pipeline(device, "range-wise.apply", applyShader)
+    const rowLength = Della.uses(prepared) ? Della.rowLength(plan) : undefined
+    const della = rowLength !== undefined
+    const draws = prepared.selectors.some((s) => s.kind === "random" || s.kind === "della")
+    const pipe = yield* Device.pipeline(device, "range-wise.apply", applyShader(draws, della))
     const squares = options.squares === true ? yield* Device.pipeline(device, "range-wise.squares", squaresShader) : undefined
     const out = new Float32Array(end - start)
     const agree = new Float64Array(count)
+    const kept = new Float64Array(count)
     const squareSums = new Float64Array(squares === undefined ? 0 : count)
     if (end <= start) return { out, partial: { kept: new Float64Array(count), agree, squares: squareSums } }
-    yield* Device.scoped(device, ({ storage: outerStorage, uniform: outerUniform }) =>
+    yield* Device.scoped(device, (outer) =>
       Effect.gen(function* () {
+        const { storage: outerStorage, uniform: outerUniform } = outer
         const info = outerStorage(8 * 4 * count, "range-wise.info")
-        Device.upload(device, info, TaskShader.infoWords(prepared))
-        const agreed = outerStorage(4 * count, "range-wise.agreed")
-        device.queue.writeBuffer(agreed, 0, new Uint32Array(count))
+        if (!della) Device.upload(device, info, TaskShader.infoWords(prepared))
+        // Agreeing entries per model, then (with draws) the draws' survivors.
+        const tallies = (draws ? 2 : 1) * count
+        const agreed = outerStorage(4 * tallies, "range-wise.agreed")
+        device.queue.writeBuffer(agreed, 0, new Uint32Array(tallies))
+        // DELLA: a chunk's rank region is its rows — the chunk itself when it starts and ends on row
+        // boundaries (chunks are whole rows), else up to a row more on either side, uploaded apart.
+        const L = rowLength ?? 1
+        const l = Della.layout(count, L, della ? (Math.ceil(Math.min(chunkOf(device, inputs, options, rowLength), end - start) / L) + 1) * L : 0)
+        const dellaBuffer = della ? outerStorage(4 * l.words, "range-wise.della") : undefined
+        const ranker = della ? yield* Della.ranker(device, rankInputs, l, dellaBuffer!, outer) : undefined
+        if (della) Della.uploadTables(device, dellaBuffer!, prepared, l)
+        const extra = dellaBuffer === undefined ? [] : [dellaBuffer]
+        let region: { readonly x: GPUBuffer; readonly layout: GPUBuffer } | undefined
+        const rankRows = (bind: { readonly x: GPUBuffer; readonly layout: GPUBuffer }, s: number, m: number) =>
+          Effect.gen(function* () {
+            const a = Math.floor(s / L) * L
+            const b = Math.ceil((s + m) / L) * L
+            let rows = bind
+            if (a !== s || b !== s + m) {
+              rows = region ??= { x: outerStorage(bytesOfRange(inputs, l.region), "range-wise.della.x"), layout: outerStorage(8 * inputs.length, "range-wise.della.layout") }
+              uploadRange(device, inputs, a, b - a, rows)
+            }
+            for (const [i, selector] of prepared.selectors.entries()) {
+              if (selector.kind === "della") yield* ranker!.rank([rows.layout, rows.x], i, b - a, 0)
+            }
+            Device.upload(device, info, Della.infoWords(prepared, l, a))
+          })
         const params = outerUniform(new Uint32Array(8), "range-wise.apply.params")
         const consensus = TaskShader.consensusCode(plan)
         let y: GPUBuffer | undefined
         let squareParts: GPUBuffer | undefined
         yield* chunked(device, inputs, start, end, options, "range-wise.apply", ({ x, layout }, s, m, track) =>
           Effect.gen(function* () {
+            if (della) yield* rankRows({ x, layout }, s, m)
             y ??= outerStorage(m * 4, "range-wise.out")
             const words = new Uint32Array([m, count, s, consensus, plan.normalize ? 1 : 0, 0, 0, 0])
             words[5] = TaskShader.bitsOf(plan.lambda)
             words[6] = TaskShader.bitsOf(plan.lambda / plan.divisor)
             device.queue.writeBuffer(params, 0, words)
             const target = y
-            yield* Device.run(device, "range-wise.apply", (e) => Device.dispatch(e, device, pipe, [params, layout, x, info, target, agreed], m))
+            yield* Device.run(device, "range-wise.apply", (e) => Device.dispatch(e, device, pipe, [params, layout, x, info, target, agreed, ...extra], m))
             out.set(new Float32Array(yield* Device.readBack(device, target, m * 4, "range-wise.apply")), s - start)
             if (squares !== undefined) {
               const blocks = TaskShader.squareBlocks(m)
@@ -323,10 +405,12 @@ export const apply = (
               yield* Device.run(device, "range-wise.squares", (e) => Device.dispatch(e, device, squares, [params, layout, x, parts], blocks * Device.WORKGROUP))
               TaskShader.addSquares(squareSums, new Float32Array(yield* Device.readBack(device, parts, 4 * count * blocks, "range-wise.squares")), count)
             }
-          }))
-        agree.set(new Uint32Array(yield* Device.readBack(device, agreed, 4 * count, "range-wise.apply")))
+          }), rowLength)
+        const counts = new Uint32Array(yield* Device.readBack(device, agreed, 4 * tallies, "range-wise.apply"))
+        agree.set(counts.subarray(0, count))
+        if (draws) kept.set(counts.subarray(count))
       }))
-    return { out, partial: { kept: new Float64Array(count), agree, squares: squareSums } }
+    return { out, partial: { kept, agree, squares: squareSums } }
   })
 
 /** Where a range-wise group merges on the GPU: the device, and optionally a smaller binding (tests force chunks with it). @category models */
