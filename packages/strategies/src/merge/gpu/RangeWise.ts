@@ -149,10 +149,15 @@ const wordsOf = (input: PackedInput, m: number): number => Math.ceil((m * bytesP
 
 /**
  * Elements per chunk whose packed inputs fit one binding, a multiple of `multiple` (DELLA: its
- * row length, so that chunks from a row boundary hold whole rows).
+ * row length, so that chunks from a row boundary hold whole rows). With DELLA each of its buffers
+ * fits one binding too: the sort's keys and indices (up to 2 words per element each, rows padded
+ * to a power of two) and the models' ranks (a word per element and model) — 16-bit inputs alone
+ * would allow chunks twice too long for them.
  */
-const chunkOf = (device: GPUDevice, inputs: ReadonlyArray<PackedInput>, options: Options, multiple?: number): number =>
-  Device.chunkElements(device, inputs.reduce((t, input) => t + bytesPer[input.dtype], 0) / 4, options.maxBindingBytes, multiple)
+const chunkOf = (device: GPUDevice, inputs: ReadonlyArray<PackedInput>, options: Options, multiple?: number): number => {
+  const packed = Device.chunkElements(device, inputs.reduce((t, input) => t + bytesPer[input.dtype], 0) / 4, options.maxBindingBytes, multiple)
+  return multiple === undefined ? packed : Math.min(packed, Device.chunkElements(device, Math.max(2, inputs.length - 1) + 1, options.maxBindingBytes, multiple))
+}
 
 /** Bytes of `[s, s + m)` of every input packed (input k at word `layout[2k]`). */
 const bytesOfRange = (inputs: ReadonlyArray<PackedInput>, m: number): number => inputs.reduce((t, input) => t + wordsOf(input, m), 0) * 4
