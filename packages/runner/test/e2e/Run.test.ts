@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest"
+import { describe, expect, it, onTestFinished } from "vitest"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -10,7 +10,11 @@ import * as Manifest from "../../src/Manifest.ts"
 import { crucible } from "./cli.ts"
 import { readModel, writeFilled, writeModel } from "./models.ts"
 
-const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), "crucible-run-"))
+const tmp = () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "crucible-run-"))
+  onTestFinished(() => fs.rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
 
 const specs = [
   { name: "embed.weight", shape: [50, 16] },

@@ -1,6 +1,6 @@
 // The merge stage kinds end to end: real safetensors files in, a pipeline run, real files out,
 // compared with values PyTorch/numpy computed (strategies/fixtures/merge/reference.json).
-import { describe, expect, it } from "vitest"
+import { describe, expect, it, onTestFinished } from "vitest"
 import { DType, Model, Safetensors, TensorRef } from "@crucible/core"
 import { Effect } from "effect"
 import * as fs from "node:fs"
@@ -39,6 +39,7 @@ const ulpClose = (got: ArrayLike<number>, want: ArrayLike<number>) => {
 describe("merge stages against PyTorch/numpy", () => {
   it.each(reference.cases.map((c, i) => [`${i}: ${c.method} ${JSON.stringify(c.params)}`, c] as const))("%s", async (_, c) => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "merge-ref-"))
+    onTestFinished(() => fs.rmSync(dir, { recursive: true, force: true }))
     for (const [name, values] of Object.entries(reference.inputs)) await write(path.join(dir, `${name}.safetensors`), { w: { shape: reference.shape, values } })
     const { base, ...params } = c.params as Record<string, unknown> & { base?: boolean }
     const usesBase = c.method === "task-arithmetic" || c.method === "ties" || base === true
