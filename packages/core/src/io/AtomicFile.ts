@@ -8,12 +8,18 @@
  * their owner (`.model.safetensors.<pid>-<start>.<12 hex>.partial`, `Owner.ts`), and
  * {@link sweepOrphans} removes those of dead processes.
  *
+ * An output larger than the page cache could keep ({@link OpenOptions.direct}, or any file of at
+ * least `DirectRead.MIN_FILE_BYTES` under `CRUCIBLE_DIRECT_READS=on`) is written around the cache
+ * (`DirectWrite`); `off` never. The bytes, the digest and the commit are the same.
+ *
  * @since 0.1.0
  */
 import { Effect, Exit, Scope } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as Digest from "./Digest.ts"
+import * as DirectRead from "./DirectRead.ts"
+import * as DirectWrite from "./DirectWrite.ts"
 import { describe, IoError } from "./IoError.ts"
 import * as Owner from "./Owner.ts"
 
@@ -36,6 +42,12 @@ export interface AtomicFile {
 export interface OpenOptions {
   /** The size the file will have, when known: large files are hashed on a worker thread (`Digest.ts`). */
   readonly expectedBytes?: number
+  /**
+   * Write around the page cache (`DirectWrite`) when the policy (`DirectRead.policy`) is `auto`:
+   * the writer says the whole output (all its files) exceeds what the cache could keep
+   * (`DirectRead.exceedsCache`). Files under `DirectRead.MIN_FILE_BYTES` are written through it.
+   */
+  readonly direct?: boolean
 }
 
 /** An atomic file that can be committed: renamed into place, alone or with others. @category models */
@@ -74,8 +86,20 @@ export const open = (target: string, options: OpenOptions = {}): Effect.Effect<C
     // so several may be in flight and land in the order they were started.
     const state = { committed: false, closed: false, written: 0, reserved: 0 }
     const digest = (options.expectedBytes ?? 0) >= Digest.WORKER_MIN_BYTES ? yield* Digest.onWorker() : Digest.inThread()
+    const policy = DirectRead.policy()
+    const wantsDirect = (options.expectedBytes ?? 0) >= DirectRead.MIN_FILE_BYTES && (policy === "on" || (policy === "auto" && options.direct === true))
+    const directFd = wantsDirect ? yield* Effect.acquireRelease(
+      Effect.sync(() => DirectWrite.open(temporary)),
+      (dfd) => Effect.sync(() => {
+        if (dfd !== undefined) try { fs.closeSync(dfd) } catch { /* closed by seal */ }
+      })
+    ) : undefined
+    const staged = directFd === undefined ? undefined : DirectWrite.make(fd, directFd)
     const writeBytes = (bytes: Uint8Array, at: number) =>
-      Effect.callback<void, IoError>((resume) => {
+      staged !== undefined ? Effect.tryPromise({
+        try: () => staged.append(bytes),
+        catch: (cause) => new IoError({ file: target, operation: "write", detail: describe(cause) })
+      }).pipe(Effect.map(() => void (state.written += bytes.byteLength))) : Effect.callback<void, IoError>((resume) => {
         writeFully(fd, bytes, at, (error) => {
           if (error) return resume(Effect.fail(new IoError({ file: target, operation: "write", detail: describe(error) })))
           state.written += bytes.byteLength
@@ -89,6 +113,7 @@ export const open = (target: string, options: OpenOptions = {}): Effect.Effect<C
     let flushing: Array<() => void> | undefined
     let flushedAt = 0
     const flushBehind = () => {
+      if (staged !== undefined) return
       if (flushing !== undefined || state.closed || state.written - flushedAt < FLUSH_BEHIND) return
       const waiting: Array<() => void> = (flushing = [])
       flushedAt = state.written
@@ -110,7 +135,12 @@ export const open = (target: string, options: OpenOptions = {}): Effect.Effect<C
         state.reserved += bytes.byteLength
         return Effect.asVoid(Effect.all([writeBytes(bytes, at), digest.update(bytes)], { concurrency: 2 }))
       })
-    const seal = Effect.andThen(flushed, Effect.try({
+    // Direct writes: everything staged goes out (the last block's tail through `fd`) before the fsync.
+    const stagedOut = staged === undefined ? Effect.void : Effect.tryPromise({
+      try: () => staged.flush(),
+      catch: (cause) => new IoError({ file: target, operation: "write", detail: describe(cause) })
+    })
+    const seal = Effect.andThen(Effect.andThen(flushed, stagedOut), Effect.try({
       try: () => {
         if (state.closed) return
         fs.fsyncSync(fd)

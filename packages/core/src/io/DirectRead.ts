@@ -18,6 +18,7 @@
  * @since 0.3.0
  */
 import * as fs from "node:fs"
+import * as os from "node:os"
 
 /** Alignment of offsets, lengths and addresses of direct reads. @category constants */
 export const ALIGN = 4096
@@ -46,6 +47,13 @@ export type Slot = Uint8Array<SharedArrayBuffer>
  * cached, and a direct read would go to the disk for them. @category models
  */
 export type Policy = "on" | "off" | "auto"
+
+/**
+ * Whether `bytes` of files read or written by one run exceed what the page cache could keep (half
+ * the memory): through the cache they would evict one another, and everything else, before anyone
+ * read them from there again. @category predicates
+ */
+export const exceedsCache = (bytes: number): boolean => bytes > os.totalmem() / 2
 
 /** {@link Policy} from the environment. @category constructors */
 export const policy = (env: NodeJS.ProcessEnv = process.env): Policy => {

@@ -27,8 +27,8 @@
  */
 import { Context, Effect, Exit, Scope } from "effect"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as Digest from "./Digest.ts"
+import * as DirectRead from "./DirectRead.ts"
 import * as ReadCounter from "./ReadCounter.ts"
 
 /** A reserved range of a tapped file: the read that reserved it hands its bytes over (or gives up). @category models */
@@ -124,9 +124,8 @@ export const make = (options: { readonly queueBytes?: number; readonly cacheByte
     const byInode = new Map<string, { readonly stat: fs.BigIntStats; readonly tap: FileTap }>()
     const stats = { fed: 0, reread: 0, waits: 0, lent: 0 }
     const queueBytes = Math.max(PIECE_BYTES, options.queueBytes ?? QUEUE_BYTES)
-    const cacheBytes = options.cacheBytes ?? os.totalmem() / 2
     let wantedBytes = 0
-    const direct = () => wantedBytes > cacheBytes
+    const direct = () => (options.cacheBytes === undefined ? DirectRead.exceedsCache(wantedBytes) : wantedBytes > options.cacheBytes)
     const want = (file: string) => {
       if (byPath.has(file)) return true
       const stat = statOf(file)

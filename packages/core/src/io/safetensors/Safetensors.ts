@@ -7,6 +7,7 @@
 import { Effect, Fiber, Scope } from "effect"
 import * as AtomicFile from "../AtomicFile.ts"
 import * as ByteSource from "../ByteSource.ts"
+import * as DirectRead from "../DirectRead.ts"
 import { FormatError, type ModelIoError, type IoError } from "../IoError.ts"
 import * as Model from "../../model/Model.ts"
 import { byteSize } from "../../tensor/DType.ts"
@@ -90,7 +91,8 @@ export const write = (path: string, model: Model.Model, options: WriteOptions = 
   Effect.scoped(
     Effect.gen(function* () {
       yield* AtomicFile.refuseOverwrite([path], model.files)
-      const file = yield* AtomicFile.open(path, { expectedBytes: Model.totalBytes(model) })
+      const bytes = Model.totalBytes(model)
+      const file = yield* AtomicFile.open(path, { expectedBytes: bytes, direct: DirectRead.exceedsCache(bytes) })
       const written = yield* stream(file, [...model.tensors.values()], { ...model.metadata, ...options.metadata }, options)
       yield* file.commit
       return written

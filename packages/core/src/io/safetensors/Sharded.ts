@@ -12,6 +12,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import * as AtomicFile from "../AtomicFile.ts"
 import * as ByteSource from "../ByteSource.ts"
+import * as DirectRead from "../DirectRead.ts"
 import { FormatError, InvalidArgument, type ModelIoError, describe, IoError } from "../IoError.ts"
 import { ReadCounter } from "../ReadCounter.ts"
 import * as Model from "../../model/Model.ts"
@@ -137,8 +138,10 @@ export const write = (target: string, model: Model.Model, options: WriteOptions 
       const files: Array<AtomicFile.Committable> = []
       const written: Array<Safetensors.Written> = []
       let first = 0
+      // The whole output decides whether it goes around the page cache (each shard is smaller).
+      const direct = DirectRead.exceedsCache(totalByteLength(tensors))
       for (const shard of shards) {
-        const file = yield* AtomicFile.open(shard.path, { expectedBytes: totalByteLength(shard.tensors) })
+        const file = yield* AtomicFile.open(shard.path, { expectedBytes: totalByteLength(shard.tensors), direct })
         written.push(yield* Safetensors.stream(file, shard.tensors, metadata, options, { first, total: tensors.length }))
         files.push(file)
         first += shard.tensors.length

@@ -1,0 +1,146 @@
+/**
+ * Writes around the page cache (`O_DIRECT`), for `AtomicFile`s of outputs larger than the cache could
+ * keep. Through the cache each written byte is the kernel's copy into a fresh cache page (~0.7 s of
+ * system CPU per GB here), then the flusher's writeback and the reclaim of the page; written
+ * directly, the disk reads this process's memory.
+ *
+ * The file is written from its start, in order (`AtomicFile` appends). Bytes are copied into
+ * page-aligned slots (`DirectRead.slots`): each full slot ({@link DirectRead.PIECE_BYTES}, aligned)
+ * is written directly while the next fills; {@link Staged.flush} writes the last slot's aligned
+ * part directly and its tail (under {@link DirectRead.ALIGN} bytes) through the ordinary
+ * descriptor. A filesystem that refuses a direct write (`EINVAL`) gets that slot, and every later
+ * one, through the ordinary descriptor: the same bytes at the same offsets.
+ *
+ * @since 0.3.0
+ */
+import * as fs from "node:fs"
+import * as DirectRead from "./DirectRead.ts"
+
+/** Direct writes in flight at most (slots being written, one more filling). @category constants */
+export const SLOTS = 4
+
+/** An output written directly. @category models */
+export interface Staged {
+  /** Appends `bytes` (copied: they may be reused once this settles; it waits only for a free slot). Rejects after a failed write. */
+  readonly append: (bytes: Uint8Array) => Promise<void>
+  /** Writes everything appended and waits for every write; rejects with the first write's error. */
+  readonly flush: () => Promise<void>
+}
+
+/** A second descriptor of the file `path` opened for direct writes, or undefined where it cannot be. @category constructors */
+export const open = (path: string): number | undefined => {
+  if (fs.constants.O_DIRECT === undefined) return undefined
+  try {
+    return fs.openSync(path, fs.constants.O_WRONLY | fs.constants.O_DIRECT)
+  } catch {
+    return undefined
+  }
+}
+
+/** Appends to the file open at `fd` (ordinary) and `directFd` (`O_DIRECT`), from offset 0. @category constructors */
+export const make = (fd: number, directFd: number): Staged => {
+  const slots = DirectRead.slots(SLOTS)
+  let direct = true
+  let failure: Error | undefined
+  let current: DirectRead.Slot | undefined
+  let used = 0
+  let position = 0 // the file offset of current[0]
+  let inFlight = 0
+  let waiters: Array<() => void> = []
+  let drained: Array<() => void> = []
+  // Appends copy in call order: a later one waits for an earlier one that waits for a slot.
+  let queue: Promise<void> = Promise.resolve()
+
+  const wake = () => {
+    const waiting = waiters
+    waiters = []
+    for (const resume of waiting) resume()
+    if (inFlight === 0) {
+      const done = drained
+      drained = []
+      for (const resume of done) resume()
+    }
+  }
+  // Writes slot[from, to) at `at`, directly while allowed, then gives the slot back.
+  const writeOut = (slot: DirectRead.Slot, length: number, at: number, give: boolean) => {
+    inFlight++
+    const finish = (error: Error | null) => {
+      if (error !== null) failure ??= error
+      if (give) slots.give(slot)
+      inFlight--
+      wake()
+    }
+    const step = (written: number, target: number): void => {
+      if (written === length) return finish(null)
+      const isDirect = target !== fd
+      fs.write(target, slot, written, length - written, at + written, (error, n) => {
+        if (error !== null) {
+          // Refused (alignment or the filesystem): this slot and every later one through the cache.
+          if (isDirect && (error as NodeJS.ErrnoException).code === "EINVAL") {
+            direct = false
+            return step(written, fd)
+          }
+          return finish(error)
+        }
+        // A short direct write leaves an unaligned point: the rest through the cache.
+        step(written + n, isDirect && (written + n) % DirectRead.ALIGN !== 0 ? fd : target)
+      })
+    }
+    step(0, direct ? directFd : fd)
+  }
+  const takeSlot = (): Promise<DirectRead.Slot> => {
+    const slot = slots.take()
+    if (slot !== undefined) return Promise.resolve(slot)
+    return new Promise<void>((resume) => waiters.push(resume)).then(takeSlot)
+  }
+  const copyIn = async (bytes: Uint8Array) => {
+    for (let at = 0; at < bytes.byteLength;) {
+      if (failure !== undefined) throw failure
+      current ??= await takeSlot()
+      const n = Math.min(bytes.byteLength - at, DirectRead.PIECE_BYTES - used)
+      current.set(bytes.subarray(at, at + n), used)
+      used += n
+      at += n
+      if (used === DirectRead.PIECE_BYTES) {
+        writeOut(current, used, position, true)
+        position += used
+        current = undefined
+        used = 0
+      }
+    }
+  }
+  // The last, unaligned bytes: one small write through the cache.
+  const writeTail = (bytes: Uint8Array, at: number) => {
+    inFlight++
+    const step = (written: number): void => {
+      if (written === bytes.byteLength) return end(null)
+      fs.write(fd, bytes, written, bytes.byteLength - written, at + written, (error, n) => (error !== null ? end(error) : step(written + n)))
+    }
+    const end = (error: Error | null) => {
+      if (error !== null) failure ??= error
+      inFlight--
+      wake()
+    }
+    step(0)
+  }
+  return {
+    append: (bytes) => {
+      const next = queue.then(() => copyIn(bytes))
+      queue = next.catch(() => undefined)
+      return next
+    },
+    flush: async () => {
+      await queue
+      if (current !== undefined && used > 0) {
+        const aligned = used - (used % DirectRead.ALIGN)
+        // The last slot is not given back: nothing is appended after a flush.
+        if (aligned > 0) writeOut(current, aligned, position, false)
+        if (aligned < used) writeTail(current.subarray(aligned, used), position + aligned)
+        position += used
+        used = 0
+      }
+      while (inFlight > 0) await new Promise<void>((resume) => drained.push(resume))
+      if (failure !== undefined) throw failure
+    }
+  }
+}

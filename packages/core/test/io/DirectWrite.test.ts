@@ -1,0 +1,74 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { createHash } from "node:crypto"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import * as AtomicFile from "../../src/io/AtomicFile.ts"
+import * as DirectRead from "../../src/io/DirectRead.ts"
+import { tempDir } from "./helpers.ts"
+
+// Direct writes apply to files of at least DirectRead.MIN_FILE_BYTES: the smallest such file plus
+// an odd tail, so the last block is partial. Seeded bytes (xorshift32).
+const SIZE = DirectRead.MIN_FILE_BYTES + 12_345
+const seeded = () => {
+  const words = new Uint32Array(Math.ceil(SIZE / 4))
+  let x = 0x2545f491
+  for (let i = 0; i < words.length; i++) {
+    x ^= x << 13
+    x ^= x >>> 17
+    x ^= x << 5
+    words[i] = x >>> 0
+  }
+  return new Uint8Array(words.buffer, 0, SIZE)
+}
+
+// A writer's pattern: a header of 77 bytes, then chunks of a few sizes (none a multiple of the
+// alignment), two writes in flight, each chunk in its own buffer until its write is done.
+const cuts = (): Array<readonly [number, number]> => {
+  const out: Array<readonly [number, number]> = [[0, 77]]
+  const sizes = [2 * 1024 * 1024, 3 * 1024 * 1024 + 1, 4097, 6 * 1024 * 1024 - 3]
+  for (let at = 77, k = 0; at < SIZE; k++) {
+    const n = Math.min(sizes[k % sizes.length]!, SIZE - at)
+    out.push([at, n])
+    at += n
+  }
+  return out
+}
+
+const writeWith = (env: string | undefined, direct: boolean, file: string, bytes: Uint8Array) =>
+  Effect.acquireUseRelease(
+    Effect.sync(() => {
+      const before = process.env["CRUCIBLE_DIRECT_READS"]
+      if (env === undefined) delete process.env["CRUCIBLE_DIRECT_READS"]
+      else process.env["CRUCIBLE_DIRECT_READS"] = env
+      return before
+    }),
+    () =>
+      Effect.scoped(Effect.gen(function* () {
+        const out = yield* AtomicFile.open(file, { expectedBytes: SIZE, direct })
+        yield* Effect.forEach(cuts(), ([at, n]) => out.write(bytes.slice(at, at + n)), { concurrency: 2, discard: true })
+        const sha256 = yield* out.digest
+        yield* out.commit
+        return { sha256, written: out.written() }
+      })),
+    (before) => Effect.sync(() => (before === undefined ? delete process.env["CRUCIBLE_DIRECT_READS"] : (process.env["CRUCIBLE_DIRECT_READS"] = before)))
+  )
+
+describe("DirectWrite (AtomicFile around the page cache)", () => {
+  it.effect("an output larger than the cache (direct: true) and one under CRUCIBLE_DIRECT_READS=on are the bytes written, with their sha256, as through the cache", () =>
+    Effect.scoped(Effect.gen(function* () {
+      const dir = yield* tempDir("directw-")
+      const bytes = seeded()
+      const expected = createHash("sha256").update(bytes).digest("hex")
+      for (const [name, env, direct] of [["auto-direct", undefined, true], ["on", "on", false], ["off", "off", true]] as const) {
+        const file = path.join(dir, `${name}.bin`)
+        const { sha256, written } = yield* writeWith(env, direct, file, bytes)
+        assert.strictEqual(sha256, expected, name)
+        assert.strictEqual(written, SIZE, name)
+        assert.strictEqual(Buffer.compare(fs.readFileSync(file), bytes), 0, name)
+        // Nothing left beside it: the temporary was renamed into place.
+        assert.deepStrictEqual(fs.readdirSync(dir).filter((f) => f.endsWith(".partial")), [], name)
+        fs.rmSync(file)
+      }
+    })))
+})
