@@ -90,8 +90,12 @@ export const ops = {
     return { first, count: first < 0 ? 0 : NonFinite.countNonFinite(a.x, first, end) }
   },
   // Task arithmetic on inputs packed in their dtype (`PackedTaskArithmetic.ts`): ranges are tensor indices.
-  packedScan: (a: { inputs: ReadonlyArray<PackedInput>; ranked: ReadonlyArray<number> }, start: number, end: number, ctx: Context): PackedTaskArithmetic.Scan =>
-    PackedTaskArithmetic.scan(a.inputs, a.ranked, start, end, ctx.ties),
+  packedScan: (
+    a: { inputs: ReadonlyArray<PackedInput>; ranked: ReadonlyArray<number>; guesses?: ReadonlyArray<PackedTaskArithmetic.LowGuess | undefined> },
+    start: number,
+    end: number,
+    ctx: Context
+  ): PackedTaskArithmetic.Scan => PackedTaskArithmetic.scan(a.inputs, a.ranked, start, end, ctx.ties, a.guesses),
   packedCountLow: (a: { inputs: ReadonlyArray<PackedInput>; requests: ReadonlyArray<PackedTaskArithmetic.LowRequest> }, start: number, end: number, ctx: Context): Array<Array<Uint32Array>> =>
     PackedTaskArithmetic.countLow(a.inputs, a.requests, start, end, ctx.ties),
   packedNthEqual: (a: { inputs: ReadonlyArray<PackedInput>; model: number; bits: number; nth: number }, start: number, end: number, ctx: Context): number =>

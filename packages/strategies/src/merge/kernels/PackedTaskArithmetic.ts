@@ -36,6 +36,18 @@ export interface Scan {
   readonly nonFinite: ReadonlyArray<NonFiniteCount>
   /** Per model in `ranked`: the high-bits histogram of |τ| (`Select.countHigh`). */
   readonly high: ReadonlyArray<Uint32Array>
+  /**
+   * Per model in `ranked` that was given a {@link LowGuess} (and on the bf16 path): the low-bits
+   * histograms of its `span` candidate high buckets (`Select.countLow`'s), bucket `first + h` at
+   * [h·65536, (h + 1)·65536). Undefined where none were counted.
+   */
+  readonly low?: ReadonlyArray<Uint32Array | undefined>
+}
+
+/** Candidate high buckets `[first, first + span)` of one model whose low histograms the scan counts too (span ≤ `TiesSimd.MAX_LOW_SPAN`). @category models */
+export interface LowGuess {
+  readonly first: number
+  readonly span: number
 }
 
 /**
@@ -126,7 +138,8 @@ export const scan = (
   ranked: ReadonlyArray<number>,
   start: number,
   end: number,
-  kernels: TiesSimd.TiesCache = TiesSimd.cache()
+  kernels: TiesSimd.TiesCache = TiesSimd.cache(),
+  guesses: ReadonlyArray<LowGuess | undefined> = []
 ): Scan => {
   const first = inputs.map(() => -1)
   const value = inputs.map(() => 0)
@@ -135,6 +148,11 @@ export const scan = (
   const packed = packedKernel(inputs, every(inputs.length), kernels)
   if (packed !== undefined) {
     ranked.forEach((_, c) => packed.clearHigh(c))
+    const guess = ranked.map((_, c) => {
+      const g = guesses[c]
+      return g !== undefined && g.span >= 1 && g.span <= TiesSimd.MAX_LOW_SPAN ? g : undefined
+    })
+    guess.forEach((g, c) => g !== undefined && packed.clearLow(c, g.span))
     forEachStaged(inputs, every(inputs.length), lengthOf(inputs), start, end, packed, (w0, a, b) => {
       for (let k = 0; k < inputs.length; k++) {
         if (!packed.hasNonFinite(k, a, b)) continue
@@ -146,10 +164,15 @@ export const scan = (
         }
         count[k] = count[k]! + NonFinite.countNonFinite(x, at, b)
       }
-      for (let c = 0; c < ranked.length; c++) packed.countHigh(c, 1 + ranked[c]!, a, b)
+      for (let c = 0; c < ranked.length; c++) {
+        const g = guess[c]
+        if (g === undefined) packed.countHigh(c, 1 + ranked[c]!, a, b)
+        else packed.countHighLow(c, 1 + ranked[c]!, a, b, g.first, g.span)
+      }
     })
     ranked.forEach((_, c) => packed.readHigh(c, high[c]!))
-    return { nonFinite: first.map((f, k) => ({ first: f, value: value[k]!, count: count[k]! })), high }
+    const low = guess.map((g, c) => (g === undefined ? undefined : packed.readLow(c, g.span)))
+    return { nonFinite: first.map((f, k) => ({ first: f, value: value[k]!, count: count[k]! })), high, low }
   }
   const windows = windowsFor(inputs.length, kernels)
   forEachWindow(inputs, every(inputs.length), lengthOf(inputs), start, end, (arrays, w0, a, b) => {

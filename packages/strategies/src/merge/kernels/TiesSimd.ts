@@ -49,7 +49,11 @@ const packedAt = (k: number) => STAGE + BLOCK * 2 + k * BLOCK * 2
 // The scan's high histograms, one per ranked model (32,768 u32 each), kept here across windows.
 const HIGH_BYTES = 32768 * 4
 const highAt = (c: number) => packedAt(1 + MAX_MODELS) + c * HIGH_BYTES
-const PAGES = Math.ceil(highAt(MAX_MODELS) / 65536)
+/** The most candidate high buckets whose low histograms the scan counts per model. @category constants */
+export const MAX_LOW_SPAN = 3
+const LOW_BYTES = 65536 * 4
+const lowAt = (c: number) => highAt(MAX_MODELS) + c * MAX_LOW_SPAN * LOW_BYTES
+const PAGES = Math.ceil(lowAt(MAX_MODELS) / 65536)
 
 /** Whether the prepared merge is one the SIMD kernel computes. @category predicates */
 export const eligible = (prepared: Prepared): boolean => {
@@ -103,6 +107,15 @@ export interface PackedWindows {
   readonly clearHigh: (c: number) => void
   /** Adds the high buckets (`key >>> 16`) of slot k's |τ| keys on [a, b) to histogram `c`. */
   readonly countHigh: (c: number, k: number, a: number, b: number) => void
+  /**
+   * {@link countHigh}, and into low histograms `c` the low halves of
+   * the keys whose high half is in [first, first + span) (span ≤ {@link MAX_LOW_SPAN}).
+   */
+  readonly countHighLow: (c: number, k: number, a: number, b: number, first: number, span: number) => void
+  /** Zeroes low histograms `c` (`span` of them). */
+  readonly clearLow: (c: number, span: number) => void
+  /** A copy of low histograms `c`: `span` × 65,536 counts, bucket first + h at [h·65536, (h + 1)·65536). */
+  readonly readLow: (c: number, span: number) => Uint32Array
   /** Adds histogram `c` into `counts` (32,768 buckets). */
   readonly readHigh: (c: number, counts: Uint32Array) => void
   /** As `lowKeys`, for slot k against slot 0. */
@@ -442,6 +455,7 @@ const onMemory = (n: number, memory: WebAssembly.Memory): TiesWindows => {
   }
   const nonFiniteBf16 = exports["nonfinite_bf16"]!
   const highBf16 = exports["high_bf16"]!
+  const highLowBf16 = exports["high_low_bf16"]!
   const selectLowBf16 = exports["select_low_bf16"]!
   const equalBf16 = exports["equal_bf16"]!
   const slotBytes = slots.map((h) => new Uint8Array(h.buffer, h.byteOffset, BLOCK * 2))
@@ -472,6 +486,20 @@ const onMemory = (n: number, memory: WebAssembly.Memory): TiesWindows => {
       const counts = highs[c]!
       for (let j = a + m4; j < b; j++) counts[key(k, j) >>> 16]!++
     },
+    countHighLow: (c, k, a, b, first, span) => {
+      const m4 = (b - a) & ~3
+      if (m4 > 0) highLowBf16(packedAt(k) + a * 2, packedAt(0) + a * 2, m4 / 4, highAt(c), lowAt(c), first, span)
+      const counts = highs[c]!
+      const lows = new Uint32Array(buffer, lowAt(c), span * 65536)
+      for (let j = a + m4; j < b; j++) {
+        const q = key(k, j)
+        counts[q >>> 16]!++
+        const h = (q >>> 16) - first
+        if (h >= 0 && h < span) lows[h * 65536 + (q & 0xffff)]!++
+      }
+    },
+    clearLow: (c, span) => new Uint32Array(buffer, lowAt(c), span * 65536).fill(0),
+    readLow: (c, span) => new Uint32Array(buffer, lowAt(c), span * 65536).slice(),
     readHigh: (c, counts) => {
       const h = highs[c]!
       for (let q = 0; q < counts.length; q++) counts[q] = counts[q]! + h[q]!

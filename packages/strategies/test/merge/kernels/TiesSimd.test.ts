@@ -237,6 +237,17 @@ describe("TiesSimd", () => {
       for (const [q, r] of requests.entries()) {
         for (const c of r.highs.keys()) expect(Buffer.from(lowBf[q]![c]!.buffer).equals(Buffer.from(lowF32[q]![c]!.buffer)), range).toBe(true)
       }
+      // The scan's guessed low histograms (counted with the high ones) equal the low pass's for the same buckets.
+      const [h0, h1] = requests[0]!.highs
+      const guessed = PackedTaskArithmetic.scan(inputs, [0, 1, 2], start, end, undefined, [{ first: h0! - 1, span: 3 }, undefined, { first: h1!, span: 1 }])
+      expect(guessed.low![1]).toBeUndefined()
+      const lowAt = (counts: Uint32Array, h: number) => Buffer.from(counts.buffer, counts.byteOffset + h * 65536 * 4, 65536 * 4)
+      expect(lowAt(guessed.low![0]!, 1).equals(Buffer.from(lowF32[0]![0]!.buffer)), range).toBe(true)
+      const twoPass = PackedTaskArithmetic.countLow(asF32, [{ model: 0, highs: [h0! - 1, h0! + 1] }, { model: 2, highs: [h1!] }], start, end)
+      expect(lowAt(guessed.low![0]!, 0).equals(Buffer.from(twoPass[0]![0]!.buffer)), range).toBe(true)
+      expect(lowAt(guessed.low![0]!, 2).equals(Buffer.from(twoPass[0]![1]!.buffer)), range).toBe(true)
+      expect(lowAt(guessed.low![2]!, 0).equals(Buffer.from(twoPass[1]![0]!.buffer)), range).toBe(true)
+      for (const c of [0, 1, 2]) expect(Buffer.from(guessed.high[c]!.buffer).equals(Buffer.from(f32.high[c]!.buffer)), range).toBe(true)
       // The most repeated key of model 0: its first, second and last occurrences, and one past the last (−1).
       const low = lowBf[0]![0]!
       const bucket = order(low)[0]!
