@@ -35,6 +35,7 @@ const { values: flags } = parseArgs({
     rounds: { type: "string" },
     threads: { type: "string", default: String(os.cpus().length) },
     cache: { type: "string" },
+    direct: { type: "string" },
     out: { type: "string", default: "bigmerge" }
   }
 })
@@ -53,6 +54,13 @@ const failures = selfCheck()
 if (failures.length > 0) fail(`self-check failed, the bench's own numbers cannot be trusted:\n${failures.join("\n")}`)
 const GB = 1e9
 
+// Crucible reads (and writes) around the page cache by CRUCIBLE_DIRECT_READS (packages/core/src/io/DirectRead.ts):
+// --direct sets it for the timed runs; unset, the children inherit this process's value (auto when none).
+if (flags.direct !== undefined) {
+  if (!["on", "off", "auto"].includes(flags.direct)) fail(`--direct ${flags.direct}: use on, off or auto`)
+  process.env["CRUCIBLE_DIRECT_READS"] = flags.direct
+}
+const directReads = process.env["CRUCIBLE_DIRECT_READS"] ?? "auto"
 const dir = path.resolve(flags.dir)
 const outDir = path.resolve(flags["out-dir"] ?? dir)
 fs.mkdirSync(dir, { recursive: true })
@@ -82,7 +90,7 @@ const needHere = missing.length * modelBytes + DISK_TEST + (sameFs ? outputs : 0
 if (needHere > free(dir)) fail(`${dir} has ${(free(dir) / GB).toFixed(1)} GB free; this run needs ${(needHere / GB).toFixed(1)} GB (${missing.length} model folders of ${(modelBytes / GB).toFixed(2)} GB to write, 2 GiB for the disk test${sameFs ? `, one output${withTorch ? " and the compared sample of it" : ""}` : ""}). Free space, or use --dir elsewhere, fewer --layers or --models, or --no-torch`)
 if (!sameFs && outputs > free(outDir)) fail(`${outDir} has ${(free(outDir) / GB).toFixed(1)} GB free; the outputs need ${(outputs / GB).toFixed(1)} GB. Use another --out-dir or fewer --layers`)
 
-console.log(`bigmerge: ${count} Llama-shaped bf16 folders of ${dims.layers} layers (${(Llama.parameters(dims) / 1e9).toFixed(2)} B parameters, ${(modelBytes / GB).toFixed(2)} GB each) in ${dir}; outputs in ${outDir}; ${os.cpus().length} CPUs, ${(os.totalmem() / GB).toFixed(1)} GB RAM, Node ${process.version}; page cache ${cache}; ${rounds} round(s)`)
+console.log(`bigmerge: ${count} Llama-shaped bf16 folders of ${dims.layers} layers (${(Llama.parameters(dims) / 1e9).toFixed(2)} B parameters, ${(modelBytes / GB).toFixed(2)} GB each) in ${dir}; outputs in ${outDir}; ${os.cpus().length} CPUs, ${(os.totalmem() / GB).toFixed(1)} GB RAM, Node ${process.version}; page cache ${cache}; CRUCIBLE_DIRECT_READS ${directReads}; ${rounds} round(s)`)
 const folders: Array<string> = []
 const t0 = performance.now()
 for (let k = 0; k < count; k++) {
@@ -156,6 +164,7 @@ const report = {
   density: Tools.DENSITY,
   rounds,
   cache,
+  directReads,
   dropCachesAllowed: canDrop,
   outputsOnTmpfs: outIsTmpfs,
   torchThreads: threads,

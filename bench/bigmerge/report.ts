@@ -21,6 +21,9 @@ export interface Summary {
   readonly startupSeconds: number
   readonly mergeSeconds: number
   readonly cpuSeconds: number
+  /** The median run's CPU split: user and system (kernel: the copies of buffered reads and writes, page-cache upkeep). */
+  readonly userSeconds: number
+  readonly systemSeconds: number
   readonly peakRssBytes: number
   /** (bytes read + bytes written) / median wall, GB/s. */
   readonly gbps: number
@@ -46,6 +49,8 @@ export const summarize = (runs: ReadonlyArray<ToolRun>, bytesRead: number, bound
     startupSeconds: median(runs.map((r) => r.startupSeconds)),
     mergeSeconds: median(runs.map((r) => r.mergeSeconds)),
     cpuSeconds: median(runs.map((r) => r.userSeconds + r.systemSeconds)),
+    userSeconds: median(runs.map((r) => r.userSeconds)),
+    systemSeconds: median(runs.map((r) => r.systemSeconds)),
     peakRssBytes: Math.max(...runs.map((r) => r.peakRssBytes)),
     gbps: (bytesRead + runs[0]!.bytesWritten) / wall / GB,
     overBound: { serial: wall / bound.serialSeconds, overlapped: wall / bound.overlappedSeconds }
@@ -60,10 +65,10 @@ const f = (x: number, digits = 2) => x.toFixed(digits)
 /** The table's line for `tool`'s runs of `method`. */
 export const row = (method: string, tool: string, s: Summary): Row => [
   method, tool, f(s.wallSeconds.median, 1), f(s.wallSeconds.best, 1), `${f(s.overBound.serial)}×`, `${f(s.overBound.overlapped)}×`,
-  f(s.gbps), f(s.cpuSeconds, 1), f(s.peakRssBytes / MiB, 0), `before ${f(s.startupSeconds, 1)} + merge ${f(s.mergeSeconds, 1)}`
+  f(s.gbps), `${f(s.cpuSeconds, 1)} (${f(s.userSeconds, 1)} + ${f(s.systemSeconds, 1)})`, f(s.peakRssBytes / MiB, 0), `before ${f(s.startupSeconds, 1)} + merge ${f(s.mergeSeconds, 1)}`
 ]
 
-const HEAD: Row = ["method", "tool", "wall s", "best", "/bound ser", "/bound ovl", "GB/s", "cpu s", "peak MiB", "split (median s)"]
+const HEAD: Row = ["method", "tool", "wall s", "best", "/bound ser", "/bound ovl", "GB/s", "cpu s (user + sys)", "peak MiB", "split (median s)"]
 
 /** The rows under a header, in columns. */
 export const table = (rows: ReadonlyArray<Row>): string => {
