@@ -302,7 +302,7 @@ export const prepare = (device: GPUDevice, plan: TaskArithmeticPlan, inputs: Rea
           const params = uniform(new Uint32Array([0, model, mode, high]), "range-wise.histogram.params")
           yield* chunked(device, inputs, 0, n, options, "range-wise.histogram", ({ x, layout }, _s, m) => {
             device.queue.writeBuffer(params, 0, new Uint32Array([m, model, mode, high]))
-            return Device.run(device, "range-wise.histogram", (e) => Device.dispatch(e, device, pipe, [params, layout, x, counts], m))
+            return Device.run(device, "range-wise.histogram", (e) => Device.dispatch(e, device, pipe, [params, layout, x, counts], TaskShader.histogramThreads(m)))
           })
           return new Uint32Array(yield* Device.readBack(device, counts, buckets * 4, "range-wise.histogram"))
         }))

@@ -205,7 +205,7 @@ export const merge = (
             for (let c = 0; c < chunks; c++) {
               const { m } = load(c)
               device.queue.writeBuffer(params, 0, new Uint32Array([m, m, model, mode, high, 0, 0, 0]))
-              yield* Device.run(device, "ties.histogram", (e) => Device.dispatch(e, device, histogram, [params, x, counts], m))
+              yield* Device.run(device, "ties.histogram", (e) => Device.dispatch(e, device, histogram, [params, x, counts], TaskShader.histogramThreads(m)))
             }
             return new Uint32Array(yield* Device.readBack(device, counts, buckets * 4, "ties.histogram"))
           })

@@ -80,34 +80,44 @@ export const WINDOW = 31 * 128
 /** The first high bucket of the window (the high 15 bits of |τ| = 2⁻³¹: exponent field 96). @category constants */
 export const WINDOW_START = 96 * 128
 
-/** Buckets of the mid (bits 15–8) and low (bits 7–0) passes. @category constants */
-export const BYTE_BUCKETS = 256
+/**
+ * Elements per workgroup of a histogram pass (256 per thread): each workgroup zeroes and flushes
+ * its {@link WINDOW} counters once, which pays only over many elements — with one element per
+ * thread (the grid-stride default) the counters' upkeep would cost 16× the counting.
+ *
+ * @category constants
+ */
+export const HISTOGRAM_GROUP_ELEMENTS = 256 * Device.WORKGROUP
+
+/** The thread count to give `Device.dispatch` for a histogram pass over `n` elements (one workgroup per {@link HISTOGRAM_GROUP_ELEMENTS}). @category layout */
+export const histogramThreads = (n: number): number => Math.ceil(n / HISTOGRAM_GROUP_ELEMENTS) * Device.WORKGROUP
 
 /**
  * The histogram pass's entry point: per element j < `params.n`, the float32 bits of |τ| counted in
- * `counts` by `params.mode`:
+ * `counts` by `params.mode`: 0 by the high 15 bits (32768 buckets); 1 by the low 16 bits, inside
+ * high bucket `params.high` (65536 buckets).
  *
- * - 0: by the high 15 bits (32768 buckets);
- * - 1: by the low 16 bits, inside high bucket `params.high` (65536 buckets);
- * - 2: by bits 15–8, inside high bucket `params.high` (256 buckets);
- * - 3: by bits 7–0, among the keys whose top 23 bits are `params.high` (256 buckets).
- *
- * Modes 0, 2 and 3 count in `var<workgroup>` atomics and flush each non-zero count to `counts`
- * once per workgroup (mode 0: the {@link WINDOW} buckets from {@link WINDOW_START}, where task
- * vectors' magnitudes lie, and bucket 0, the zeros; other magnitudes go straight to `counts`).
- * Counts are exact integers in any order, so every mode gives the global-atomic counts exactly.
- * `tau` is the WGSL expression of model `params.model`'s τ at element j.
+ * Mode 0 counts in `var<workgroup>` atomics the {@link WINDOW} buckets from {@link WINDOW_START}
+ * (where task vectors' magnitudes lie) and bucket 0 (the zeros), flushing each non-zero count to
+ * `counts` once per workgroup; other magnitudes go straight to `counts`. Mode 1 — one high bucket,
+ * often a run of equal magnitudes — keeps each thread's current bucket and its count in registers
+ * and adds the count when the bucket changes (a run of equal keys costs one atomic). Counts are
+ * exact integers in any order, so both give the global-atomic counts exactly. Dispatch
+ * {@link histogramThreads} threads. `tau` is the WGSL expression of model `params.model`'s τ at element j.
  *
  * @category shaders
  */
 export const histogramMain = (tau: string): string => `
-// Mode 0: [0, WINDOW) the window, WINDOW the zeros; modes 2 and 3: [0, 256).
+// Mode 0: [0, WINDOW) the window, WINDOW the zeros.
 var<workgroup> local: array<atomic<u32>, ${WINDOW + 1}>;
 
 @compute @workgroup_size(${Device.WORKGROUP})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_index) lid: u32, @builtin(num_workgroups) groups: vec3<u32>) {
   let total = groups.x * ${Device.WORKGROUP}u;
   let mode = params.mode;
+  // Mode 1: this thread's current low bucket and its uncounted elements.
+  var runKey = 0u;
+  var run = 0u;
   for (var j = gid.x; j < params.n; j += total) {
     let key = bitcast<u32>(${tau}) & 0x7fffffffu;
     if (mode == 0u) {
@@ -120,14 +130,17 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation
       } else {
         atomicAdd(&counts[h], 1u);
       }
-    } else if (mode == 1u) {
-      if ((key >> 16u) == params.high) { atomicAdd(&counts[key & 0xffffu], 1u); }
-    } else if (mode == 2u) {
-      if ((key >> 16u) == params.high) { atomicAdd(&local[(key >> 8u) & 0xffu], 1u); }
-    } else if ((key >> 8u) == params.high) {
-      atomicAdd(&local[key & 0xffu], 1u);
+    } else if ((key >> 16u) == params.high) {
+      let low = key & 0xffffu;
+      if (run != 0u && low != runKey) {
+        atomicAdd(&counts[runKey], run);
+        run = 0u;
+      }
+      runKey = low;
+      run += 1u;
     }
   }
+  if (run != 0u) { atomicAdd(&counts[runKey], run); }
   workgroupBarrier();
   if (mode == 0u) {
     for (var b = lid; b < ${WINDOW}u; b += ${Device.WORKGROUP}u) {
@@ -138,9 +151,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation
       let zeros = atomicLoad(&local[${WINDOW}u]);
       if (zeros != 0u) { atomicAdd(&counts[0], zeros); }
     }
-  } else if (mode != 1u) {
-    let c = atomicLoad(&local[lid]);
-    if (c != 0u) { atomicAdd(&counts[lid], c); }
   }
 }`
 
@@ -267,9 +277,7 @@ export const consensusCode = (plan: TaskArithmeticPlan): number =>
 /**
  * The cuts at `ranks` of one model's |τ| over a tensor of `n` elements, as `Select.cuts` finds
  * them: `histogramOf(mode, high, buckets)` runs the {@link histogramMain} pass over the whole
- * tensor — the high 15 bits once, then per rank bits 15–8 and 7–0 (modes 2 and 3, workgroup
- * counters; the buckets of `Select.ts`'s 65536-bucket low pass split in two, so the cut is the
- * same); the buckets are located here, and `nthEqual(bits, nth)` finds the index of the n-th
+ * tensor; the buckets are located here, and `nthEqual(bits, nth)` finds the index of the n-th
  * element of magnitude `bits` (the tie-break: lower index first) by a host scan.
  *
  * @category layout
@@ -287,11 +295,9 @@ export const cutsAt = <E>(
         if (r <= 0) return Select.START
         if (r >= n) return Select.END
         const h = Select.locate(high!, r)
-        const mid = Select.locate(yield* histogramOf(2, h.bucket, BYTE_BUCKETS), r - h.above)
-        const prefix = ((h.bucket << 8) | mid.bucket) >>> 0
-        const low = Select.locate(yield* histogramOf(3, prefix, BYTE_BUCKETS), r - h.above - mid.above)
-        const bits = ((prefix << 8) | low.bucket) >>> 0
-        const nth = r - h.above - mid.above - low.above
+        const low = Select.locate(yield* histogramOf(1, h.bucket, Select.LOW_BUCKETS), r - h.above)
+        const bits = ((h.bucket << 16) | low.bucket) >>> 0
+        const nth = r - h.above - low.above
         return { bits, index: nth === 0 ? 0 : nthEqual(bits, nth) }
       }))
   })
