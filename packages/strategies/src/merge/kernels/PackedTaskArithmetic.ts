@@ -13,7 +13,7 @@
 import * as BlockSums from "./BlockSums.ts"
 import { BLOCK } from "./Gram.ts"
 import * as NonFinite from "./NonFinite.ts"
-import { decode, encodeBF16, length, type PackedInput } from "./PackedInput.ts"
+import { copyBytes, decode, encodeBF16, length, type PackedInput } from "./PackedInput.ts"
 import * as Select from "./Select.ts"
 import type { Selector } from "./Sparsify.ts"
 import * as TaskArithmetic from "./TaskArithmetic.ts"
@@ -358,10 +358,12 @@ export const apply = (
     const ties = kernels.windows(inputs.length - 1)
     const packed = packedKernel(inputs, every(inputs.length), kernels)
     if (packed !== undefined) {
+      const outBytes = new Uint8Array(out.buffer, out.byteOffset, out.byteLength)
+      const merged = new Uint8Array(ties.out.buffer, ties.out.byteOffset, ties.out.byteLength)
       forEachStaged(inputs, every(inputs.length), lengthOf(inputs), start, end, packed, (w0, a, b) => {
         parts.push(packed.apply(prepared, a, b, w0))
         nonFinite ||= ties.hasNonFinite(ties.out, a, b)
-        out.set(ties.out.subarray(a, b), w0 + a - outStart)
+        copyBytes(outBytes, (w0 + a - outStart) * 4, merged, a * 4, b * 4)
         if (bf16 !== undefined) ties.encode(a, b, bf16.subarray((w0 + a - outStart) * 2))
       })
       return { diagnostics: join(parts), nonFinite }

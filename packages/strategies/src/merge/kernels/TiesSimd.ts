@@ -24,7 +24,7 @@
 import { BLOCK } from "./Gram.ts"
 import { END, isAbove as isAboveCut } from "./Select.ts"
 import type { Prepared } from "./TaskArithmetic.ts"
-import { decode, encodeBF16, type PackedInput } from "./PackedInput.ts"
+import { copyBytes, decode, encodeBF16, type PackedInput } from "./PackedInput.ts"
 import * as TaskDiagnostics from "./TaskDiagnostics.ts"
 import * as Wasm from "./Wasm.ts"
 import * as WindowSimd from "./WindowSimd.ts"
@@ -412,7 +412,7 @@ const onMemory = (n: number, memory: WebAssembly.Memory): TiesWindows => {
   const load = (input: PackedInput, w0: number, w1: number, window: Float32Array): void => {
     if (input.dtype !== "BF16") return decode(input, w0, w1, window)
     const m = w1 - w0
-    stage.set(input.bytes.subarray(w0 * 2, w1 * 2))
+    copyBytes(stage, 0, input.bytes, w0 * 2, w1 * 2)
     const m8 = m & ~7
     if (m8 > 0) widen(STAGE, window.byteOffset, m8 / 8)
     const bits = new Uint32Array(buffer, window.byteOffset, m)
@@ -423,7 +423,7 @@ const onMemory = (n: number, memory: WebAssembly.Memory): TiesWindows => {
     const m8 = (b - a) & ~7
     if (m8 > 0) {
       narrow(windowAt(OUT_WINDOW) + a * 4, STAGE, m8 / 8)
-      bytes.set(stage.subarray(0, m8 * 2))
+      copyBytes(bytes, 0, stage, 0, m8 * 2)
     }
     if (a + m8 < b) encodeBF16(out.subarray(a + m8, b), bytes.subarray(m8 * 2))
   }
@@ -465,7 +465,7 @@ const onMemory = (n: number, memory: WebAssembly.Memory): TiesWindows => {
     return tauBits[0]! & 0x7fffffff
   }
   const packed: PackedWindows = {
-    stage: (k, input, w0, a, b) => slotBytes[k]!.set(input.bytes.subarray((w0 + a) * 2, (w0 + b) * 2), a * 2),
+    stage: (k, input, w0, a, b) => copyBytes(slotBytes[k]!, a * 2, input.bytes, (w0 + a) * 2, (w0 + b) * 2),
     apply: (prepared, a, b, offset) => applyWith(packedKernel, fromSlots, prepared, a, b, offset),
     hasNonFinite: (k, a, b) => {
       const m8 = (b - a) & ~7
