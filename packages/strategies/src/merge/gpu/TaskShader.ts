@@ -302,8 +302,11 @@ export const cutsAt = <E>(
       }))
   })
 
-/** Elements of one float32 partial of Σ τ² (a workgroup's block: 8 per thread, then its tree). @category constants */
-export const SQUARE_BLOCK = 8 * Device.WORKGROUP
+/** Elements each thread of the Σ τ² pass sums per block (in float32). @category constants */
+export const SQUARE_PER_THREAD = 32
+
+/** Elements of one float32 partial of Σ τ² (a workgroup's block: {@link SQUARE_PER_THREAD} per thread, then its tree). @category constants */
+export const SQUARE_BLOCK = SQUARE_PER_THREAD * Device.WORKGROUP
 
 /** How the Σ τ² pass reads its inputs and parameters. @category shaders */
 export interface SquareInputs {
@@ -316,9 +319,10 @@ export interface SquareInputs {
 
 /**
  * The Σ τ² pass (the `tau_norm.*` diagnostics): workgroup w takes blocks b = w, w + groups, … of
- * {@link SQUARE_BLOCK} elements; per model i, each thread sums the squares of its 8 elements in
- * float32 (strided by the workgroup: coalesced reads), the workgroup adds its threads in a tree,
- * and thread 0 writes `partials[b·count + i]`. The host adds the partials in float64
+ * {@link SQUARE_BLOCK} elements; each thread sums, per model i, the squares of its
+ * {@link SQUARE_PER_THREAD} elements in float32 (strided by the workgroup: coalesced reads, the
+ * base read once per element), the workgroup adds its threads in a tree per model, and thread 0
+ * writes `partials[b·count + i]`. The host adds the partials in float64
  * ({@link tauNormError} bounds the result against the CPU's). Needs a `partials` binding.
  *
  * @category shaders
@@ -326,22 +330,23 @@ export interface SquareInputs {
 export const squaresMain = (inputs: SquareInputs): string => `
 var<workgroup> sums: array<f32, ${Device.WORKGROUP}>;
 
+fn squareOf(tau: f32) -> f32 { return tau * tau; }
+
 @compute @workgroup_size(${Device.WORKGROUP})
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
   let n = ${inputs.n};
   let count = ${inputs.count};
   let blocks = (n + ${SQUARE_BLOCK - 1}u) / ${SQUARE_BLOCK}u;
   for (var b = wid.x; b < blocks; b += groups.x) {
-    for (var i = 0u; i < count; i++) {
-      var acc = 0.0;
-      for (var k = 0u; k < 8u; k++) {
-        let j = b * ${SQUARE_BLOCK}u + k * ${Device.WORKGROUP}u + lid;
-        if (j < n) {
-          let tau = ${inputs.tau};
-          acc += tau * tau;
-        }
+    var acc: array<f32, ${MAX_MODELS}>;
+    for (var k = 0u; k < ${SQUARE_PER_THREAD}u; k++) {
+      let j = b * ${SQUARE_BLOCK}u + k * ${Device.WORKGROUP}u + lid;
+      if (j < n) {
+        for (var i = 0u; i < count; i++) { acc[i] += squareOf(${inputs.tau}); }
       }
-      sums[lid] = acc;
+    }
+    for (var i = 0u; i < count; i++) {
+      sums[lid] = acc[i];
       workgroupBarrier();
       for (var half = ${Device.WORKGROUP / 2}u; half > 0u; half = half >> 1u) {
         if (lid < half) { sums[lid] = sums[lid] + sums[lid + half]; }
@@ -366,18 +371,19 @@ export const addSquares = (totals: Float64Array, partials: Float32Array, count: 
 
 /**
  * The stated bound of |‖τ‖₂(gpu) − ‖τ‖₂(cpu)| for a tensor of `n` elements whose CPU norm is
- * `norm`. Each float32 partial adds at most 16 roundings to each of its non-negative terms (the
- * square, 7 running additions, 8 tree levels): within γ₁₆ = 16u/(1 − 16u) of its exact sum; the
- * host's float64 sums of the partials and the CPU's of the squares add ≤ 2n·2⁻⁵³; a device that
- * flushes subnormals loses < 2n·2⁻¹²⁶ (δ). So the sums differ by ≤ ε·S + δ, ε = γ₁₆ + 2n·2⁻⁵³,
- * and the square roots by ≤ min(ε·‖τ‖ + δ/‖τ‖, √(ε·‖τ‖² + δ)), plus the two square roots'
- * roundings.
+ * `norm`. Each float32 partial adds at most P + 8 roundings to each of its non-negative terms (the
+ * square, P − 1 running additions, 8 tree levels; P = {@link SQUARE_PER_THREAD} = 32): within
+ * γ₄₀ = 40u/(1 − 40u) of its exact sum; the host's float64 sums of the partials and the CPU's of
+ * the squares add ≤ 2n·2⁻⁵³; a device that flushes subnormals loses < 2n·2⁻¹²⁶ (δ). So the sums
+ * differ by ≤ ε·S + δ, ε = γ₄₀ + 2n·2⁻⁵³, and the square roots by ≤ min(ε·‖τ‖ + δ/‖τ‖,
+ * √(ε·‖τ‖² + δ)), plus the two square roots' roundings.
  *
  * @category bounds
  */
 export const tauNormError = (n: number, norm: number): number => {
   const u = 2 ** -24
-  const epsilon = (16 * u) / (1 - 16 * u) + 2 * n * 2 ** -53
+  const g = SQUARE_PER_THREAD + 8
+  const epsilon = (g * u) / (1 - g * u) + 2 * n * 2 ** -53
   const delta = 2 * n * 2 ** -126
   const sums = epsilon * norm * norm + delta
   return Math.min(norm > 0 ? epsilon * norm + delta / norm : Infinity, Math.sqrt(sums)) + 2 * 2 ** -53 * norm
