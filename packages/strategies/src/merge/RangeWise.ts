@@ -156,7 +156,7 @@ export const tensor = (options: Options): TensorRef.TensorRef => {
   const name = like.name
   const n = TensorRef.numel(like.shape)
   let state: State | undefined
-  const gpu = options.gpu !== undefined && GpuRange.supports(plan) ? options.gpu : undefined
+  const gpu = options.gpu !== undefined && GpuRange.supports(plan, options.gpu.device) ? options.gpu : undefined
 
   const load = Effect.gen(function* () {
     const range = Math.min(n, CHUNK)

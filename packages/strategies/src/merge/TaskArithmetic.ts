@@ -110,7 +110,7 @@ const preset = <const Kind extends string>(kind: Kind, name: Kernel.PresetName, 
     // follows `gpu` (see Method.define).
     gpu: (device: GPUDevice, job: Method.Job, params: Schema.Struct.Type<Fields>) =>
       Effect.flatMap(Effect.fromResult(planOf(kind, { ...job, models: job.models.length }, params)), (plan) =>
-        !GpuTask.supports(plan) ? Effect.undefined : Effect.map(GpuTask.merge(device, plan, job.base!, job.models), ({ out, partial }) => {
+        !GpuTask.supports(plan, device) ? Effect.undefined : Effect.map(GpuTask.merge(device, plan, job.base!, job.models), ({ out, partial }) => {
           if (partial !== undefined) job.diagnose(TaskDiagnostics.summarize(plan, [partial], out.length))
           return out
         })),

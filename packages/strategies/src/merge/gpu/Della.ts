@@ -37,6 +37,22 @@ export const rowLength = (plan: TaskArithmeticPlan): number | undefined => {
   return undefined
 }
 
+/**
+ * Whether one whole row of `plan`'s DELLA models fits the device's storage bindings (a chunk
+ * holds whole rows): the float32 inputs of a row, its padded sort keys, and the tables and ranks
+ * of every model (at most two rows of ranks a model). A longer row (a huge 1-D tensor) is merged
+ * on the CPU instead of failing on the GPU. True without DELLA.
+ *
+ * @category plans
+ */
+export const fits = (device: GPUDevice, plan: TaskArithmeticPlan): boolean => {
+  const L = rowLength(plan)
+  if (L === undefined) return true
+  const bytes = Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize)
+  const count = plan.models.length
+  return 4 * L * (count + 1) <= bytes && 4 * padded(L) <= bytes && 4 * count * 4 * L <= bytes
+}
+
 /** Whether any model of `prepared` draws DELLA's keep. @category plans */
 export const uses = (prepared: Prepared): boolean => prepared.selectors.some((s) => s.kind === "della")
 

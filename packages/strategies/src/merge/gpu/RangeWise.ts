@@ -44,8 +44,8 @@ export interface Options {
   readonly squares?: boolean | undefined
 }
 
-/** Whether `plan` runs here: at most `MAX_MODELS` models (every selector and rescale has a kernel). @category plans */
-export const supports = (plan: TaskArithmeticPlan): boolean => plan.models.length <= TaskShader.MAX_MODELS
+/** Whether `plan` runs here: at most `MAX_MODELS` models (every selector and rescale has a kernel), DELLA rows within one binding (`Della.fits`). @category plans */
+export const supports = (plan: TaskArithmeticPlan, device: GPUDevice): boolean => plan.models.length <= TaskShader.MAX_MODELS && Della.fits(device, plan)
 
 const dtypeCode: Readonly<Record<PackedDType, number>> = { F32: 0, BF16: 1, F16: 2 }
 

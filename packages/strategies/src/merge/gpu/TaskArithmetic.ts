@@ -48,8 +48,8 @@ const U = 2 ** -24
 /** Elements per float32 partial of the L1 norms (each partial sums at most this many |τ|). @category constants */
 export const L1_BLOCK = 64
 
-/** Whether `plan` runs on the GPU: at most {@link MAX_MODELS} models (every selector has a kernel). @category plans */
-export const supports = (plan: TaskArithmeticPlan): boolean => plan.models.length <= MAX_MODELS
+/** Whether `plan` runs on the GPU: at most {@link MAX_MODELS} models (every selector has a kernel), DELLA rows within one binding (`Della.fits`). @category plans */
+export const supports = (plan: TaskArithmeticPlan, device: GPUDevice): boolean => plan.models.length <= MAX_MODELS && Della.fits(device, plan)
 
 /**
  * The relative error δ of a GPU L1 factor ‖τ‖₁/‖kept τ‖₁ against the CPU's (0 without `rescale:

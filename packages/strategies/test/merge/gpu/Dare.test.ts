@@ -40,7 +40,7 @@ describe("DARE on the GPU", () => {
         for (const [model, density] of [[0, 0.1], [1, 1 / 3], [2, 0.9]] as const) {
           const densities = Array.from({ length: count }, (_, i) => (i === model ? density : 0))
           const plan = planOf({ ...Kernel.presets["dare-linear"], rescale: "none", weights: [1, 1, 1], density: densities, seed }, [n], count, name)
-          expect(GpuTask.supports(plan)).toBe(true)
+          expect(GpuTask.supports(plan, gpu)).toBe(true)
           const key = Prng.key(seed, name, model)
           const expected = Uint8Array.from({ length: n }, (_, j) => +(Prng.uniform(key, j) < density))
           const whole = await Effect.runPromise(GpuTask.merge(gpu, plan, base, taus))
@@ -79,7 +79,7 @@ describe("DARE on the GPU", () => {
       { ...Kernel.presets.ties, weights, density: 0.3, rescale: "l1" as const }
     ]) {
       const plan = planOf(params, [n], 4)
-      expect(GpuTask.supports(plan)).toBe(true)
+      expect(GpuTask.supports(plan, gpu)).toBe(true)
       const cpu = cpuMerge(plan, base, models)
       const cpuPartial = Kernel.apply(cpu.prepared, new Float32Array(n), base, models)!
       for (const chunked of [false, true]) {
@@ -96,9 +96,14 @@ describe("DARE on the GPU", () => {
     }
   })
 
-  it("DELLA is a GPU stage too (its kernel: Della.test.ts)", () => {
+  it("DELLA is a GPU stage too (its kernel: Della.test.ts), but a row longer than one binding holds goes to the CPU", async () => {
+    const gpu = await device()
     const plan = planOf({ ...Kernel.presets.della, weights: [1, 1], density: 0.5 }, [64, 8], 2)
-    expect(GpuTask.supports(plan)).toBe(true)
+    expect(GpuTask.supports(plan, gpu)).toBe(true)
+    // A 1-D tensor is one row: past the binding limit its rank sort cannot hold it (a plan only: no data).
+    const huge = Math.floor(gpu.limits.maxStorageBufferBindingSize / 4) + 1
+    expect(GpuTask.supports(planOf({ ...Kernel.presets.della, weights: [1, 1], density: 0.5 }, [huge], 2), gpu)).toBe(false)
+    expect(GpuTask.supports(planOf({ ...Kernel.presets.ties, weights: [1, 1], density: 0.5 }, [huge], 2), gpu)).toBe(true)
     expect(Della.resources?.device).toBe("any")
     expect(DareTies.resources?.device).toBe("any")
     expect(DareLinear.resources?.device).toBe("any")

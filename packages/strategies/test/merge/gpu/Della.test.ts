@@ -61,7 +61,7 @@ describe("DELLA on the GPU", () => {
         for (const [model, density, epsilon] of [[0, 0.3, 0.2], [1, 0.5, 0.49], [2, 0.8, 0.05]] as const) {
           const densities = Array.from({ length: count }, (_, i) => (i === model ? density : 0))
           const plan = planOf({ ...Kernel.presets["della-linear"], rescale: "none", weights: [1, 1, 1], density: densities, epsilon, seed: 11 + model }, shape, count, "layers.3.mlp")
-          expect(GpuTask.supports(plan)).toBe(true)
+          expect(GpuTask.supports(plan, gpu)).toBe(true)
           const expected = cpuKept(taus[model]!, base, Prng.key(11 + model, "layers.3.mlp", model), length, density, epsilon)
           const cpu = cpuMerge(plan, base, taus)
           const cpuPartial = Kernel.apply(cpu.prepared, new Float32Array(n), base, taus)!
@@ -96,7 +96,7 @@ describe("DELLA on the GPU", () => {
       { ...Kernel.presets["della-linear"], weights, density: [0.3, 1, 0, 0.5], epsilon: 0.2, rescale: "unbiased" as const, seed: 7 }
     ]) {
       const plan = planOf(params, shape, 4)
-      expect(GpuTask.supports(plan)).toBe(true)
+      expect(GpuTask.supports(plan, gpu)).toBe(true)
       const cpu = cpuMerge(plan, base, models)
       const cpuPartial = Kernel.apply(cpu.prepared, new Float32Array(n), base, models)!
       for (const options of [{}, { maxBindingBytes: 16384 }]) {

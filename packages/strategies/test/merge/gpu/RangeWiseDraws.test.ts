@@ -63,7 +63,7 @@ describe("range-wise DARE, DELLA and L1 groups on the GPU", () => {
       { ...Kernel.presets["dare-linear"], rescale: "none" as const, weights: [1, 1], density: [0.35, 0], seed: 23 }
     ]) {
       const plan = planOf(params, shape, 2)
-      expect(GpuRange.supports(plan)).toBe(true)
+      expect(GpuRange.supports(plan, await device())).toBe(true)
       const cpu = cpuMerge(plan, base, taus)
       const cpuPartial = Kernel.apply(cpu.prepared, new Float32Array(n), base, taus)!
       // 3 float32 inputs in 16 KiB bindings: chunks of 1332 elements (4 rows).
@@ -96,7 +96,7 @@ describe("range-wise DARE, DELLA and L1 groups on the GPU", () => {
       { ...Kernel.presets.ties, weights, density: 0.3, rescale: "l1" as const }
     ]) {
       const plan = planOf(params, shape, 3)
-      expect(GpuRange.supports(plan)).toBe(true)
+      expect(GpuRange.supports(plan, await device())).toBe(true)
       const cpu = cpuMerge(plan, base!, models)
       const cpuPartial = Kernel.apply(cpu.prepared, new Float32Array(n), base!, models)!
       // The CPU range-wise path gives the whole-tensor kernel's plan (its module doc): the reference.

@@ -60,7 +60,7 @@ describe("GPU task arithmetic and TIES", () => {
       { ...Kernel.presets.ties, consensus: "count" as const, weights: [1, 2, 3], density: 0.6 }
     ]) {
       const plan = planOf(params, n, 3)
-      expect(GpuTask.supports(plan)).toBe(true)
+      expect(GpuTask.supports(plan, gpu)).toBe(true)
       const cpu = cpuMerge(plan, base, models)
       const result = await Effect.runPromise(GpuTask.merge(gpu, plan, base, models))
       expect(result.prepared.selectors).toEqual(cpu.prepared.selectors)
@@ -75,7 +75,7 @@ describe("GPU task arithmetic and TIES", () => {
       } else compare(result.out, cpu.out, cpu.prepared, base, models)
     }
     // DELLA's per-row magnitude ranks run on the GPU too (Della.test.ts).
-    expect(GpuTask.supports(planOf({ ...Kernel.presets.della, weights: [1, 1, 1], density: 0.5 }, n, 3))).toBe(true)
+    expect(GpuTask.supports(planOf({ ...Kernel.presets.della, weights: [1, 1, 1], density: 0.5 }, n, 3), gpu)).toBe(true)
   })
 
   it("a tensor larger than one binding: chunks give the bytes of one pass and the same cuts", async () => {
