@@ -80,20 +80,67 @@ export const scan: (runner: Runner, plan: TaskArithmeticPlan, inputs: ReadonlyAr
   Effect.fn("PackedParallel.scan")(function* (runner, plan, inputs, n) {
     const ranked = plan.models.flatMap((m, i) => (m.selector.kind === "ranks" ? [i] : []))
     const guesses = yield* guess(runner, plan, inputs, n, ranked)
-    const parts = yield* runner.run("packedScan", { inputs, ranked, guesses }, runner.split(0, n))
+    const guessed = yield* runner.run("packedScan", { inputs, ranked, guesses }, runner.split(0, n))
+    const located = guesses.length === 0 ? undefined : locatedHighs(plan, n, ranked, guesses, guessed)
+    // A guess that missed a cut's bucket: the scan again, with the whole high histograms.
+    const parts = guesses.length === 0 || located !== undefined ? guessed : yield* runner.run("packedScan", { inputs, ranked }, runner.split(0, n))
     let nonFinite: NonFiniteInput | undefined
     for (let k = 0; k < inputs.length && nonFinite === undefined; k++) {
       const hit = parts.find((p) => p.nonFinite[k]!.first >= 0)
       if (hit !== undefined) nonFinite = { input: k, ...hit.nonFinite[k]!, count: parts.reduce((t, p) => t + p.nonFinite[k]!.count, 0) }
     }
-    const high = ranked.map((_, c) => sum(parts.map((p) => p.high[c]!), Select.HIGH_BUCKETS))
+    const high = ranked.map((_, c) => located?.[c] ?? sum(parts.map((p) => p.high[c]!), Select.HIGH_BUCKETS))
     const low = ranked.map((_, c): GuessedLows | undefined => {
       const g = guesses[c]
       const perRange = parts.map((p) => p.low?.[c])
-      return g === undefined || perRange.some((l) => l === undefined) ? undefined : { ...g, perRange: perRange as Array<Uint32Array> }
+      return located === undefined || g === undefined || perRange.some((l) => l === undefined) ? undefined : { ...g, perRange: perRange as Array<Uint32Array> }
     })
     return { nonFinite, high, ranked, low }
   })
+
+/**
+ * Where the scan counted guessed buckets instead of a model's high histogram: when every cut of
+ * every such model falls inside its candidate buckets, a high histogram that locates those cuts
+ * exactly as the whole one does (the count above the candidates in the top bucket, each
+ * candidate's total in its own; nothing below, which no cut reaches) for those models, and the
+ * scan's own for the others; undefined when a guess missed (or the scan counted no guess).
+ */
+const locatedHighs = (
+  plan: TaskArithmeticPlan,
+  n: number,
+  ranked: ReadonlyArray<number>,
+  guesses: ReadonlyArray<PackedTaskArithmetic.LowGuess | undefined>,
+  parts: ReadonlyArray<PackedTaskArithmetic.Scan>
+): Array<Uint32Array | undefined> | undefined => {
+  const highs: Array<Uint32Array | undefined> = []
+  for (const [c, model] of ranked.entries()) {
+    const g = guesses[c]
+    if (g === undefined) {
+      highs.push(undefined)
+      continue
+    }
+    const lows = parts.map((p) => p.low?.[c])
+    const aboves = parts.map((p) => p.above?.[c])
+    if (lows.some((l) => l === undefined) || aboves.some((a) => a === undefined)) return undefined
+    const above = (aboves as Array<number>).reduce((t, a) => t + a, 0)
+    const totals = Array.from({ length: g.span }, (_, h) => {
+      let total = 0
+      for (const l of lows as Array<Uint32Array>) for (let q = h * Select.LOW_BUCKETS; q < (h + 1) * Select.LOW_BUCKETS; q++) total += l[q]!
+      return total
+    })
+    const inWindow = totals.reduce((t, x) => t + x, 0)
+    const top = g.first + g.span - 1
+    const s = plan.models[model]!.selector as { readonly lo: number; readonly hi: number }
+    const ranks = [s.lo, s.hi].filter((r) => r > 0 && r < n)
+    // A cut above the candidates, below them, or counts above them with no bucket left to hold them: the guess missed.
+    if (ranks.some((r) => r < above || r >= above + inWindow) || (above > 0 && top === Select.HIGH_BUCKETS - 1)) return undefined
+    const high = new Uint32Array(Select.HIGH_BUCKETS)
+    high[Select.HIGH_BUCKETS - 1] = above
+    totals.forEach((t, h) => { high[g.first + h] = t })
+    highs.push(high)
+  }
+  return highs
+}
 
 // Blocks sampled for the guess: 1 in 16, at least 8 and at most 32 (2M elements: the sampled rank
 // of a 20% cut is within ~0.03% of the tensor's, well inside one high bucket of a smooth

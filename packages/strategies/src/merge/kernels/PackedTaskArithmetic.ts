@@ -34,7 +34,7 @@ export interface NonFiniteCount {
 export interface Scan {
   /** Per input (base first). */
   readonly nonFinite: ReadonlyArray<NonFiniteCount>
-  /** Per model in `ranked`: the high-bits histogram of |τ| (`Select.countHigh`). */
+  /** Per model in `ranked`: the high-bits histogram of |τ| (`Select.countHigh`); empty for a model whose `low` was counted. */
   readonly high: ReadonlyArray<Uint32Array>
   /**
    * Per model in `ranked` that was given a {@link LowGuess} (and on the bf16 path): the low-bits
@@ -42,6 +42,8 @@ export interface Scan {
    * [h·65536, (h + 1)·65536). Undefined where none were counted.
    */
   readonly low?: ReadonlyArray<Uint32Array | undefined>
+  /** With `low`: how many |τ| keys have a high half above the candidate buckets. */
+  readonly above?: ReadonlyArray<number>
 }
 
 /** Candidate high buckets `[first, first + span)` of one model whose low histograms the scan counts too (span ≤ `TiesSimd.MAX_LOW_SPAN`). @category models */
@@ -153,6 +155,7 @@ export const scan = (
       return g !== undefined && g.span >= 1 && g.span <= TiesSimd.MAX_LOW_SPAN ? g : undefined
     })
     guess.forEach((g, c) => g !== undefined && packed.clearLow(c, g.span))
+    const above = ranked.map(() => 0)
     forEachStaged(inputs, every(inputs.length), lengthOf(inputs), start, end, packed, (w0, a, b) => {
       for (let k = 0; k < inputs.length; k++) {
         if (!packed.hasNonFinite(k, a, b)) continue
@@ -167,12 +170,16 @@ export const scan = (
       for (let c = 0; c < ranked.length; c++) {
         const g = guess[c]
         if (g === undefined) packed.countHigh(c, 1 + ranked[c]!, a, b)
-        else packed.countHighLow(c, 1 + ranked[c]!, a, b, g.first, g.span)
+        else above[c] = above[c]! + packed.countAboveLow(c, 1 + ranked[c]!, a, b, g.first, g.span)
       }
     })
-    ranked.forEach((_, c) => packed.readHigh(c, high[c]!))
+    const counted = guess.map((g, c) => {
+      if (g !== undefined) return new Uint32Array(0)
+      packed.readHigh(c, high[c]!)
+      return high[c]!
+    })
     const low = guess.map((g, c) => (g === undefined ? undefined : packed.readLow(c, g.span)))
-    return { nonFinite: first.map((f, k) => ({ first: f, value: value[k]!, count: count[k]! })), high, low }
+    return { nonFinite: first.map((f, k) => ({ first: f, value: value[k]!, count: count[k]! })), high: counted, low, above }
   }
   const windows = windowsFor(inputs.length, kernels)
   forEachWindow(inputs, every(inputs.length), lengthOf(inputs), start, end, (arrays, w0, a, b) => {

@@ -108,10 +108,11 @@ export interface PackedWindows {
   /** Adds the high buckets (`key >>> 16`) of slot k's |τ| keys on [a, b) to histogram `c`. */
   readonly countHigh: (c: number, k: number, a: number, b: number) => void
   /**
-   * {@link countHigh}, and into low histograms `c` the low halves of
-   * the keys whose high half is in [first, first + span) (span ≤ {@link MAX_LOW_SPAN}).
+   * For slot k's |τ| keys on [a, b): adds into low histograms `c` the low halves of those whose
+   * high half is in [first, first + span) (span ≤ {@link MAX_LOW_SPAN}) and returns how many have
+   * a high half above that window.
    */
-  readonly countHighLow: (c: number, k: number, a: number, b: number, first: number, span: number) => void
+  readonly countAboveLow: (c: number, k: number, a: number, b: number, first: number, span: number) => number
   /** Zeroes low histograms `c` (`span` of them). */
   readonly clearLow: (c: number, span: number) => void
   /** A copy of low histograms `c`: `span` × 65,536 counts, bucket first + h at [h·65536, (h + 1)·65536). */
@@ -455,7 +456,7 @@ const onMemory = (n: number, memory: WebAssembly.Memory): TiesWindows => {
   }
   const nonFiniteBf16 = exports["nonfinite_bf16"]!
   const highBf16 = exports["high_bf16"]!
-  const highLowBf16 = exports["high_low_bf16"]!
+  const aboveLowBf16 = exports["above_low_bf16"]!
   const selectLowBf16 = exports["select_low_bf16"]!
   const equalBf16 = exports["equal_bf16"]!
   const slotBytes = slots.map((h) => new Uint8Array(h.buffer, h.byteOffset, BLOCK * 2))
@@ -486,17 +487,17 @@ const onMemory = (n: number, memory: WebAssembly.Memory): TiesWindows => {
       const counts = highs[c]!
       for (let j = a + m4; j < b; j++) counts[key(k, j) >>> 16]!++
     },
-    countHighLow: (c, k, a, b, first, span) => {
+    countAboveLow: (c, k, a, b, first, span) => {
       const m4 = (b - a) & ~3
-      if (m4 > 0) highLowBf16(packedAt(k) + a * 2, packedAt(0) + a * 2, m4 / 4, highAt(c), lowAt(c), first, span)
-      const counts = highs[c]!
+      let above = m4 > 0 ? aboveLowBf16(packedAt(k) + a * 2, packedAt(0) + a * 2, m4 / 4, lowAt(c), first, span) : 0
       const lows = new Uint32Array(buffer, lowAt(c), span * 65536)
       for (let j = a + m4; j < b; j++) {
         const q = key(k, j)
-        counts[q >>> 16]!++
         const h = (q >>> 16) - first
-        if (h >= 0 && h < span) lows[h * 65536 + (q & 0xffff)]!++
+        if (h >= span) above++
+        else if (h >= 0) lows[h * 65536 + (q & 0xffff)]!++
       }
+      return above
     },
     clearLow: (c, span) => new Uint32Array(buffer, lowAt(c), span * 65536).fill(0),
     readLow: (c, span) => new Uint32Array(buffer, lowAt(c), span * 65536).slice(),

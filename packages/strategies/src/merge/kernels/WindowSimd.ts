@@ -206,44 +206,47 @@ export const highBf16Func: Wasm.Func = {
 }
 
 /**
- * high_low_bf16(x, base, steps, counts, lows, first, span): `high_bf16`, and for each key whose
- * high half h lies in [first, first + span), 1 added to the u32 at `lows + 4·((h − first)·65536
- * + (key & 0xffff))` — the low histograms of `span` candidate high buckets in the same pass (the
- * scan's guess of where a cut falls, so that the low pass is not needed when the guess holds).
+ * above_low_bf16(x, base, steps, lows, first, span) → count: of the 4·steps bf16 elements' |τ|
+ * keys, how many have a high half above `first + span − 1`, and for each whose high half h lies
+ * in [first, first + span), 1 added to the u32 at `lows + 4·((h − first)·65536 + (key & 0xffff))`:
+ * when the scan has guessed the buckets the cuts fall in, that is all the cuts need (the count
+ * above and the low histograms of the candidate buckets) — two compares per 4 keys, the lanes
+ * looked at only when one is in a candidate bucket, and no histogram of 32,768 buckets.
  *
  * @category functions
  */
-export const highLowBf16Func: Wasm.Func = {
-  name: "high_low_bf16",
-  params: [Wasm.I32, Wasm.I32, Wasm.I32, Wasm.I32, Wasm.I32, Wasm.I32, Wasm.I32],
-  results: [],
-  locals: [[2, Wasm.I32], [4, Wasm.V128]],
+export const aboveLowBf16Func: Wasm.Func = {
+  name: "above_low_bf16",
+  params: [Wasm.I32, Wasm.I32, Wasm.I32, Wasm.I32, Wasm.I32, Wasm.I32],
+  results: [Wasm.I32],
+  locals: [[2, Wasm.I32], [6, Wasm.V128]],
   code: [
-    // 7: an address, 8: a key, 9: the keys, 10: their high halves, 11: first splat, 12: span splat
+    // 6: an address, 7: a key, 8: the keys, 9: their high halves, 10: first splat, 11: span splat, 12: top splat, 13: −(counts above)
+    ...op.localGet(4), ...op.i32x4Splat(), ...op.localSet(10),
     ...op.localGet(5), ...op.i32x4Splat(), ...op.localSet(11),
-    ...op.localGet(6), ...op.i32x4Splat(), ...op.localSet(12),
+    ...op.localGet(4), ...op.localGet(5), ...op.i32Add, ...op.i32Const(1), ...op.i32Sub, ...op.i32x4Splat(), ...op.localSet(12),
     ...op.loop,
-    ...keys4Bf16(0, 1), ...op.localTee(9), ...op.i32Const(16), ...op.i32x4ShrU(), ...op.localSet(10),
-    ...[0, 1, 2, 3].flatMap((lane) => [
-      ...op.localGet(10), ...extractLane(lane), ...op.i32Const(2), ...scalar.i32Shl, ...op.localGet(3), ...op.i32Add, ...op.localTee(7),
-      ...op.localGet(7), ...scalar.i32Load(0), ...op.i32Const(1), ...op.i32Add, ...scalar.i32Store
-    ]),
+    ...keys4Bf16(0, 1), ...op.localTee(8), ...op.i32Const(16), ...op.i32x4ShrU(), ...op.localTee(9),
+    // High halves are < 2¹⁵: signed compares hold.
+    ...op.localGet(12), ...op.i32x4GtS(), ...op.localGet(13), ...op.i32x4Add(), ...op.localSet(13),
     // (h − first) <u span on the lanes: rare, so the lanes are looked at only when one is.
-    ...op.localGet(10), ...op.localGet(11), ...op.i32x4Sub(), ...op.localGet(12), ...Wasm.simd(0x3a) /* i32x4.lt_u */, ...op.v128AnyTrue(),
+    ...op.localGet(9), ...op.localGet(10), ...op.i32x4Sub(), ...op.localGet(11), ...Wasm.simd(0x3a) /* i32x4.lt_u */, ...op.v128AnyTrue(),
     ...scalar.if,
     ...[0, 1, 2, 3].flatMap((lane) => [
-      ...op.localGet(9), ...extractLane(lane), ...op.localTee(8), ...op.i32Const(16), ...scalar.i32ShrU, ...op.localGet(5), ...op.i32Sub,
-      ...op.localTee(7), ...op.localGet(6), ...scalar.i32LtU,
+      ...op.localGet(8), ...extractLane(lane), ...op.localTee(7), ...op.i32Const(16), ...scalar.i32ShrU, ...op.localGet(4), ...op.i32Sub,
+      ...op.localTee(6), ...op.localGet(5), ...scalar.i32LtU,
       ...scalar.if,
-      ...op.localGet(7), ...op.i32Const(16), ...scalar.i32Shl, ...op.localGet(8), ...op.i32Const(0xffff), ...scalar.i32And, ...scalar.i32Or,
-      ...op.i32Const(2), ...scalar.i32Shl, ...op.localGet(4), ...op.i32Add, ...op.localTee(7),
-      ...op.localGet(7), ...scalar.i32Load(0), ...op.i32Const(1), ...op.i32Add, ...scalar.i32Store,
+      ...op.localGet(6), ...op.i32Const(16), ...scalar.i32Shl, ...op.localGet(7), ...op.i32Const(0xffff), ...scalar.i32And, ...scalar.i32Or,
+      ...op.i32Const(2), ...scalar.i32Shl, ...op.localGet(3), ...op.i32Add, ...op.localTee(6),
+      ...op.localGet(6), ...scalar.i32Load(0), ...op.i32Const(1), ...op.i32Add, ...scalar.i32Store,
       ...op.end
     ]),
     ...op.end,
     ...advance([0, 1], 8),
     ...countDown(2),
-    ...op.end
+    ...op.end,
+    ...op.i32Const(0),
+    ...[0, 1, 2, 3].flatMap((lane) => [...op.localGet(13), ...extractLane(lane), ...op.i32Sub])
   ]
 }
 
@@ -302,6 +305,6 @@ export const equalBf16Func: Wasm.Func = {
 
 /** The helpers, for a module's function list. @category constructors */
 export const funcs: ReadonlyArray<Wasm.Func> = [
-  widenFunc, narrowFunc, nonFiniteFunc, keysFunc, selectLowFunc, nonFiniteBf16Func, highBf16Func, highLowBf16Func, selectLowBf16Func, equalBf16Func
+  widenFunc, narrowFunc, nonFiniteFunc, keysFunc, selectLowFunc, nonFiniteBf16Func, highBf16Func, aboveLowBf16Func, selectLowBf16Func, equalBf16Func
 ]
 
