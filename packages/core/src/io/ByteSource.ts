@@ -69,7 +69,10 @@ const fromDescriptor = (path: string, fd: number, size: number, format: string, 
     new FormatError({ file: path, format, detail: `read of ${length} bytes at offset ${offset} is beyond the end of the file (${size} bytes)` })
   const failed = (error: Error) => Effect.fail(new IoError({ file: path, operation: "read", detail: describe(error) }))
   // A direct read: piece by piece, each read into a slot, copied into `target`, and lent to the
-  // hash (or given back). A piece with no free slot, or refused, is read through the cache.
+  // hash (or given back). With every slot out (being read, or lent to a hash that is behind) the
+  // read waits for one: the hash's back-pressure, as its ring's. Slots are held only by reads in
+  // flight and by hashes of bytes already posted in order, so one always comes back. A piece the
+  // filesystem refuses is read through the cache.
   const directInto = (offset: number, target: Uint8Array, done: (error: Error | null) => void) => {
     const pieces: Array<{ readonly at: number; readonly length: number; readonly ticket: Ticket | undefined }> = []
     // Reserved when issued, in order, one ticket per piece.
@@ -96,8 +99,9 @@ const fromDescriptor = (path: string, fd: number, size: number, format: string, 
     const next = (k: number): void => {
       if (k === pieces.length) return void Promise.all(copies).then(() => done(null))
       const piece = pieces[k]!
-      const slot = directOk ? slots!.take() : undefined
-      if (slot === undefined) return buffered(k)
+      if (!directOk) return buffered(k)
+      const slot = slots!.take()
+      if (slot === undefined) return void slots!.freed().then(() => next(k))
       DirectRead.readPiece(direct!, slot, offset + piece.at, piece.length, (error, bytes) => {
         if (error) {
           slots!.give(slot)

@@ -71,19 +71,29 @@ export const open = (path: string): number | undefined => {
   }
 }
 
-/** At most {@link SLOTS} slots, made when first needed; `take` gives undefined when all are out (read through the cache then). @category models */
+/** At most {@link SLOTS} slots, made when first needed. @category models */
 export interface Slots {
+  /** A free slot, or undefined when all are out. */
   readonly take: () => Slot | undefined
   readonly give: (slot: Slot) => void
+  /** Settles at the next `give`. */
+  readonly freed: () => Promise<void>
 }
 
 /** A fresh set of slots. @category constructors */
 export const slots = (count = SLOTS): Slots => {
   const free: Array<Slot> = []
   let made = 0
+  let waiters: Array<() => void> = []
   return {
     take: () => free.pop() ?? (made < count ? (made++, new Uint8Array(new WebAssembly.Memory({ initial: SLOT_PAGES, maximum: SLOT_PAGES, shared: true }).buffer as unknown as SharedArrayBuffer)) : undefined),
-    give: (slot) => void free.push(slot)
+    give: (slot) => {
+      free.push(slot)
+      const waiting = waiters
+      waiters = []
+      for (const wake of waiting) wake()
+    },
+    freed: () => new Promise<void>((resolve) => waiters.push(resolve))
   }
 }
 

@@ -46,15 +46,11 @@ export const make = (fd: number, directFd: number): Staged => {
   let used = 0
   let position = 0 // the file offset of current[0]
   let inFlight = 0
-  let waiters: Array<() => void> = []
   let drained: Array<() => void> = []
   // Appends copy in call order: a later one waits for an earlier one that waits for a slot.
   let queue: Promise<void> = Promise.resolve()
 
   const wake = () => {
-    const waiting = waiters
-    waiters = []
-    for (const resume of waiting) resume()
     if (inFlight === 0) {
       const done = drained
       drained = []
@@ -90,8 +86,7 @@ export const make = (fd: number, directFd: number): Staged => {
   }
   const takeSlot = (): Promise<DirectRead.Slot> => {
     const slot = slots.take()
-    if (slot !== undefined) return Promise.resolve(slot)
-    return new Promise<void>((resume) => waiters.push(resume)).then(takeSlot)
+    return slot !== undefined ? Promise.resolve(slot) : slots.freed().then(takeSlot)
   }
   const copyIn = async (bytes: Uint8Array) => {
     for (let at = 0; at < bytes.byteLength;) {

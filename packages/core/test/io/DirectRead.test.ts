@@ -106,8 +106,9 @@ describe("DirectRead", () => {
       assert.isTrue(taps.want(file))
       assert.isTrue(taps.direct())
       const tally = ReadCounter.tally()
-      // Four in flight, as a merge's read-ahead: later reads that finish first are copied into the ring instead of lent.
-      const wrong = yield* withEnv(undefined, readAndCheck(file, bytes, taps, tally, mergeRanges(), 4))
+      // More reads in flight than a file has slots (a merge keeps ~4): some wait for a slot; later reads that
+      // finish first are copied into the ring instead of lent.
+      const wrong = yield* withEnv(undefined, readAndCheck(file, bytes, taps, tally, mergeRanges(), DirectRead.SLOTS + 4))
       assert.strictEqual(wrong, 0)
       const digest = yield* taps.finish(file)
       assert.strictEqual(digest?.sha256, sha256)
