@@ -95,6 +95,8 @@ export const open = (target: string, options: OpenOptions = {}): Effect.Effect<C
       })
     ) : undefined
     const staged = directFd === undefined ? undefined : DirectWrite.make(fd, directFd)
+    // Runs before both descriptors are closed (finalizers run last-added first): no staged write outlives them.
+    if (staged !== undefined) yield* Effect.addFinalizer(() => Effect.promise(() => staged.drain()))
     const writeBytes = (bytes: Uint8Array, at: number) =>
       staged !== undefined ? Effect.tryPromise({
         try: () => staged.append(bytes),

@@ -25,6 +25,11 @@ export interface Staged {
   readonly append: (bytes: Uint8Array) => Promise<void>
   /** Writes everything appended and waits for every write; rejects with the first write's error. */
   readonly flush: () => Promise<void>
+  /**
+   * Settles once no write is queued or in flight, whatever their outcome: a descriptor closed under
+   * a queued write could be reused by another open file before the thread pool writes to it.
+   */
+  readonly drain: () => Promise<void>
 }
 
 /** A second descriptor of the file `path` opened for direct writes, or undefined where it cannot be. @category constructors */
@@ -136,6 +141,10 @@ export const make = (fd: number, directFd: number): Staged => {
       }
       while (inFlight > 0) await new Promise<void>((resume) => drained.push(resume))
       if (failure !== undefined) throw failure
+    },
+    drain: async () => {
+      await queue
+      while (inFlight > 0) await new Promise<void>((resume) => drained.push(resume))
     }
   }
 }
