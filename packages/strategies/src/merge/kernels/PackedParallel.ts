@@ -60,11 +60,21 @@ export interface Scanned {
   readonly low?: ReadonlyArray<GuessedLows | undefined>
 }
 
-/** The low histograms the scan counted for high buckets [first, first + span) of one model, per range in order. @category statistics */
+/** The low histograms the scan counted for high buckets [first, first + span) of one model, per range in order (as `PackedTaskArithmetic.Scan.low`: pairs of nonzero counts). @category statistics */
 export interface GuessedLows {
   readonly first: number
   readonly span: number
   readonly perRange: ReadonlyArray<Uint32Array>
+}
+
+// The dense low histogram of candidate h from the pairs (position, count) of one range.
+const denseLow = (pairs: Uint32Array, h: number): Uint32Array => {
+  const counts = new Uint32Array(Select.LOW_BUCKETS)
+  for (let p = 0; p < pairs.length; p += 2) {
+    const at = pairs[p]! - h * Select.LOW_BUCKETS
+    if (at >= 0 && at < Select.LOW_BUCKETS) counts[at] = pairs[p + 1]!
+  }
+  return counts
 }
 
 /**
@@ -123,11 +133,13 @@ const locatedHighs = (
     const aboves = parts.map((p) => p.above?.[c])
     if (lows.some((l) => l === undefined) || aboves.some((a) => a === undefined)) return undefined
     const above = (aboves as Array<number>).reduce((t, a) => t + a, 0)
-    const totals = Array.from({ length: g.span }, (_, h) => {
-      let total = 0
-      for (const l of lows as Array<Uint32Array>) for (let q = h * Select.LOW_BUCKETS; q < (h + 1) * Select.LOW_BUCKETS; q++) total += l[q]!
-      return total
-    })
+    const totals = Array.from({ length: g.span }, () => 0)
+    for (const pairs of lows as Array<Uint32Array>) {
+      for (let p = 0; p < pairs.length; p += 2) {
+        const h = Math.floor(pairs[p]! / Select.LOW_BUCKETS)
+        totals[h] = totals[h]! + pairs[p + 1]!
+      }
+    }
     const inWindow = totals.reduce((t, x) => t + x, 0)
     const top = g.first + g.span - 1
     const s = plan.models[model]!.selector as { readonly lo: number; readonly hi: number }
@@ -201,11 +213,9 @@ const cutsOf = (runner: Runner, plan: TaskArithmeticPlan, inputs: ReadonlyArray<
     const found = new Map<string, Select.Cut>()
     if (located.length === 0) return found
     // The low histograms of a bucket: from the scan where it guessed that bucket, else from one low pass for the rest.
-    const guessed = (l: (typeof located)[number], bucket: number): ReadonlyArray<Uint32Array> | undefined => {
+    const guessed = (l: (typeof located)[number], bucket: number): GuessedLows | undefined => {
       const g = scanned.low?.[l.c]
-      if (g === undefined || bucket < g.first || bucket >= g.first + g.span) return undefined
-      const at = (bucket - g.first) * Select.LOW_BUCKETS
-      return g.perRange.map((counts) => counts.subarray(at, at + Select.LOW_BUCKETS))
+      return g === undefined || bucket < g.first || bucket >= g.first + g.span ? undefined : g
     }
     const missing = located.filter((l) => l.ranks.some((r) => guessed(l, r.bucket) === undefined))
     const requests = missing.map((l) => ({ model: l.model, highs: l.ranks.map((r) => r.bucket) }))
@@ -213,7 +223,8 @@ const cutsOf = (runner: Runner, plan: TaskArithmeticPlan, inputs: ReadonlyArray<
     for (const l of located) {
       const q = missing.indexOf(l)
       for (const [c, h] of l.ranks.entries()) {
-        const perRange = q < 0 ? guessed(l, h.bucket)! : lows.map((r) => r[q]![c]!)
+        const g = guessed(l, h.bucket)
+        const perRange = q < 0 && g !== undefined ? g.perRange.map((pairs) => denseLow(pairs, h.bucket - g.first)) : lows.map((r) => r[q]![c]!)
         const low = Select.locate(sum(perRange, Select.LOW_BUCKETS), h.rank - h.above)
         const bits = ((h.bucket << 16) | low.bucket) >>> 0
         let nth = h.rank - h.above - low.above

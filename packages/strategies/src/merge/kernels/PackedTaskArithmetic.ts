@@ -38,8 +38,9 @@ export interface Scan {
   readonly high: ReadonlyArray<Uint32Array>
   /**
    * Per model in `ranked` that was given a {@link LowGuess} (and on the bf16 path): the low-bits
-   * histograms of its `span` candidate high buckets (`Select.countLow`'s), bucket `first + h` at
-   * [h·65536, (h + 1)·65536). Undefined where none were counted.
+   * histograms of its `span` candidate high buckets (`Select.countLow`'s), as pairs (h·65536 +
+   * low, count) of their nonzero counts in order, bucket `first + h`. Undefined where none were
+   * counted.
    */
   readonly low?: ReadonlyArray<Uint32Array | undefined>
   /** With `low`: how many |τ| keys have a high half above the candidate buckets. */

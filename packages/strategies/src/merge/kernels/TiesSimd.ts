@@ -115,7 +115,12 @@ export interface PackedWindows {
   readonly countAboveLow: (c: number, k: number, a: number, b: number, first: number, span: number) => number
   /** Zeroes low histograms `c` (`span` of them). */
   readonly clearLow: (c: number, span: number) => void
-  /** A copy of low histograms `c`: `span` × 65,536 counts, bucket first + h at [h·65536, (h + 1)·65536). */
+  /**
+   * Low histograms `c` (`span` × 65,536 counts, candidate h at [h·65536, (h + 1)·65536)) as pairs
+   * (position, count) of the nonzero counts, in order: bf16 |τ| keys take few distinct values in
+   * a bucket, so this is a few KB where the histograms are 768 KB, sent to the main thread per
+   * range and tensor (whose garbage set the peak RSS).
+   */
   readonly readLow: (c: number, span: number) => Uint32Array
   /** Adds histogram `c` into `counts` (32,768 buckets). */
   readonly readHigh: (c: number, counts: Uint32Array) => void
@@ -500,7 +505,18 @@ const onMemory = (n: number, memory: WebAssembly.Memory): TiesWindows => {
       return above
     },
     clearLow: (c, span) => new Uint32Array(buffer, lowAt(c), span * 65536).fill(0),
-    readLow: (c, span) => new Uint32Array(buffer, lowAt(c), span * 65536).slice(),
+    readLow: (c, span) => {
+      const counts = new Uint32Array(buffer, lowAt(c), span * 65536)
+      let nonzero = 0
+      for (let q = 0; q < counts.length; q++) if (counts[q] !== 0) nonzero++
+      const pairs = new Uint32Array(2 * nonzero)
+      for (let q = 0, at = 0; q < counts.length; q++) {
+        if (counts[q] === 0) continue
+        pairs[at++] = q
+        pairs[at++] = counts[q]!
+      }
+      return pairs
+    },
     readHigh: (c, counts) => {
       const h = highs[c]!
       for (let q = 0; q < counts.length; q++) counts[q] = counts[q]! + h[q]!
