@@ -2,12 +2,13 @@
  * The GPU bench (issue 17): on the WebGPU device (Dawn; a GPU's Vulkan driver, or lavapipe here)
  * (a) the merge weighted sum of 4 × N elements, f32 and bf16, with merge/linear's kernel
  * (strategies' `merge/gpu/WeightedSum.ts`), in GB/s against the device's copy bandwidth and the
- * CPU path, the dispatch alone and end to end (`merge.ts`); (b) steps/s of bench/train's MLP on TF.js `webgpu`
+ * CPU path, the dispatch alone and end to end (`merge.ts`); TIES end to end through the
+ * task-arithmetic and range-wise kernels, with the buffer pool's counters (`ties.ts`); (b) steps/s of bench/train's MLP on TF.js `webgpu`
  * against `wasm` (`train.ts`). Targets on a real GPU: merge ≥ 50% of copy bandwidth, training ≥ 10×
  * wasm. On a fallback adapter (lavapipe, Mesa's CPU driver) only the correctness checks count.
  *
  *   node bench/gpu/run.ts [--size 16777216] [--steps 20] [--wasm-steps 20] [--warmup 3]
- *                         [--repeats 3] [--batch 8] [--no-train] [--out bench/out/gpu.json]
+ *                         [--repeats 3] [--batch 8] [--ties-size 1048576] [--no-train] [--out bench/out/gpu.json]
  *
  * Exits 0 with a printed reason when no WebGPU device can be had (so `npm run bench` still runs the
  * others), 1 when a correctness check fails. scripts/gpu-kit.sh bundles this file for
@@ -21,6 +22,7 @@ import { Effect } from "../merge/effect.ts"
 import { Backend } from "../../packages/strategies/src/backend/Backend.ts"
 import * as Gpu from "../../packages/strategies/src/gpu/Gpu.ts"
 import { type MergeFigures, INPUTS, mergeBench } from "./merge.ts"
+import { tiesBench } from "./ties.ts"
 import { BATCH, trainBench, WIDTHS } from "./train.ts"
 
 const { values: args } = parseArgs({
@@ -31,6 +33,7 @@ const { values: args } = parseArgs({
     warmup: { type: "string", default: "3" },
     repeats: { type: "string", default: "3" },
     batch: { type: "string", default: "8" },
+    "ties-size": { type: "string", default: String(1 << 20) },
     "no-train": { type: "boolean", default: false },
     out: { type: "string", default: path.join(import.meta.dirname, "..", "out", "gpu.json") }
   }
@@ -76,6 +79,12 @@ for (const dtype of ["F32", "BF16"] as const) {
   console.log(`  check of the float32 sums against the CPU's: ${m.ok ? "ok" : "FAILED"} (${m.mismatches} of ${m.elements} differ; max |Δ|/Σ|cx| ${m.maxRelative.toExponential(2)}, WeightedSum.bound ${(6 * 2 ** -24).toExponential(2)})`)
 }
 
+// (a′) TIES of 3 models end to end on the task-arithmetic kernels (histograms, cuts, output pass, read-backs).
+const ties = await tiesBench(gpu, Number(args["ties-size"]), Number(args.repeats))
+console.log(
+  `ties: ${ties.models} models × ${ties.n}: gpu/TaskArithmetic.merge ${ties.tiesMs.toFixed(1)} ms, range-wise prepare + apply (bf16) ${ties.rangeWiseMs.toFixed(1)} ms (best of ${args.repeats}); buffers created ${ties.pool?.created ?? "?"}, reused ${ties.pool?.reused ?? "?"}; selectors = the CPU's: ${ties.check}${mark}`
+)
+
 // (b) training.
 let train: Awaited<ReturnType<typeof runTrain>> | undefined
 async function runTrain() {
@@ -89,7 +98,7 @@ if (!args["no-train"]) {
   console.log(`  webgpu/wasm ${train.speedup.toFixed(2)}× (target ≥ 10×)${mark}; webgpu set up by ${train.how}; first-step loss ${train.firstLossAgrees ? "agrees" : "DIFFERS"} (≤ 1e-4 relative)`)
 }
 
-const ok = merges.every((m) => m.ok) && (train === undefined || train.firstLossAgrees)
+const ok = merges.every((m) => m.ok) && ties.check === "ok" && (train === undefined || train.firstLossAgrees)
 write({
   name: "gpu",
   date: new Date().toISOString(),
@@ -97,6 +106,7 @@ write({
   software,
   note: software ? "lavapipe (CPU): not a GPU figure; only the correctness checks count" : "a GPU adapter",
   merge: { kernel: "packages/strategies/src/merge/gpu/WeightedSum.ts (merge/linear's)", inputs: INPUTS, results: merges },
+  ties,
   train: train ?? null,
   targets: { mergeOfCopy: 0.5, trainSpeedup: 10 },
   ok,
