@@ -26,7 +26,7 @@ export interface ToolRun extends ChildRun {
   readonly bytesWritten: number
 }
 
-/** The runs folder of the bench's `crucible run`s, under the bench's folder. */
+/** The runs folder of the bench's `crucible run`s, under the bench's folder; removed after each run. */
 export const RUNS = ".bigmerge-runs"
 
 /** Bytes of the `.safetensors` files in `folder`. */
@@ -55,8 +55,9 @@ export const crucible = (cli: string, method: Method, folders: ReadonlyArray<str
     stages: Array<{ id: string; startedAt: string; durationMs: number }>
   }
   const save = manifest.stages.find((s) => s.id === "out")!
-  // The run folder's manifest and logs are small, but one per round adds up over many benches.
-  fs.rmSync(path.join(runs, runId), { recursive: true, force: true })
+  // The whole runs folder goes, its remembered input digests (.cache/digests) with it: every round is a
+  // first run, which hashes its inputs from the merge's reads (a later round would otherwise know them).
+  fs.rmSync(runs, { recursive: true, force: true })
   return { ...r, mergeSeconds: save.durationMs / 1000, startupSeconds: (Date.parse(save.startedAt) - r.spawnedAt) / 1000, bytesWritten: shardBytes(out) }
 }
 
