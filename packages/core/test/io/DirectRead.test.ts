@@ -107,15 +107,13 @@ describe("DirectRead", () => {
       assert.isTrue(taps.direct())
       const tally = ReadCounter.tally()
       // More reads in flight than a file has slots (a merge keeps ~4): some wait for a slot; later reads that
-      // finish first are copied into the ring instead of lent.
+      // finish first are copied into the ring instead of lent (how many depends on timing: not asserted).
       const wrong = yield* withEnv(undefined, readAndCheck(file, bytes, taps, tally, mergeRanges(), DirectRead.SLOTS + 4))
       assert.strictEqual(wrong, 0)
       const digest = yield* taps.finish(file)
       assert.strictEqual(digest?.sha256, sha256)
       assert.strictEqual(digest?.fed, SIZE)
       assert.strictEqual(taps.stats().reread, 0)
-      // Most of it hashed where the direct reads left it (the header reads and reads that finished early were copied).
-      assert.isAbove(taps.stats().lent, SIZE / 2)
       assert.strictEqual(tally.totals().get(file), SIZE)
     })))
 
@@ -131,6 +129,9 @@ describe("DirectRead", () => {
       const digest = yield* taps.finish(file)
       assert.strictEqual(digest?.sha256, sha256)
       assert.strictEqual(digest?.fed, 1001 + big - 10 + 1_000_000)
+      // One read at a time, so each direct read's bytes are lent to the hash (hashed in place): all but the first
+      // read (under MIN_READ_BYTES: through the cache and the ring) and the 10 bytes the last one shares with the one before.
+      assert.strictEqual(taps.stats().lent, big + 1_000_000 - 10)
     })))
 
   it.effect("CRUCIBLE_DIRECT_READS=on reads an untapped large file directly (the same bytes); off and a small cache-sized run read through the cache", () =>
