@@ -120,7 +120,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   }
 }`
 
-const histogramShader = `
+/** The |τ| histogram kernel of model `params.model` of `[base, θ₀, …]` at stride n (`TaskShader.histogramMain`). @category kernels */
+export const histogramShader = `
 struct Params { n: u32, stride: u32, model: u32, mode: u32, high: u32, p1: u32, p2: u32, p3: u32 }
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;

@@ -24,12 +24,7 @@ import { device, skipWithoutGpu } from "./support.ts"
 beforeEach((context) => skipWithoutGpu(context))
 
 // gpu/TaskArithmetic.ts's histogram kernel: model 0 of [base, θ] at stride n.
-const shader = `
-struct Params { n: u32, stride: u32, model: u32, mode: u32, high: u32, p1: u32, p2: u32, p3: u32 }
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> counts: array<atomic<u32>>;
-${TaskShader.histogramMain("x[(params.model + 1u) * params.stride + j] - x[j]")}`
+const shader = GpuTask.histogramShader
 
 // τ on a 1/64 grid (a third 0), a few τ ≥ 1 and below 2⁻³¹ (outside the private window).
 const quantized = (seed: number, n: number) => {
