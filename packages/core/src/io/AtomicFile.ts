@@ -89,7 +89,7 @@ export const open = (target: string, options: OpenOptions = {}): Effect.Effect<C
     const policy = DirectRead.policy()
     const wantsDirect = (options.expectedBytes ?? 0) >= DirectRead.MIN_FILE_BYTES && (policy === "on" || (policy === "auto" && options.direct === true))
     const directFd = wantsDirect ? yield* Effect.acquireRelease(
-      Effect.sync(() => DirectWrite.open(temporary)),
+      Effect.sync(() => DirectRead.open(temporary, "write")),
       (dfd) => Effect.sync(() => {
         if (dfd !== undefined) try { fs.closeSync(dfd) } catch { /* closed by seal */ }
       })

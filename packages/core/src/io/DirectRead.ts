@@ -61,11 +61,16 @@ export const policy = (env: NodeJS.ProcessEnv = process.env): Policy => {
   return value === "1" || value === "on" ? "on" : value === "0" || value === "off" ? "off" : "auto"
 }
 
-/** A second descriptor of `path` opened `O_DIRECT`, or undefined where it cannot be. @category constructors */
-export const open = (path: string): number | undefined => {
+/**
+ * A second descriptor of `path` opened `O_DIRECT` (read-only, or write-only with `write`), or
+ * undefined where it cannot be (no `O_DIRECT` on this platform, a filesystem that refuses it).
+ *
+ * @category constructors
+ */
+export const open = (path: string, mode: "read" | "write" = "read"): number | undefined => {
   if (fs.constants.O_DIRECT === undefined) return undefined
   try {
-    return fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_DIRECT)
+    return fs.openSync(path, (mode === "read" ? fs.constants.O_RDONLY : fs.constants.O_WRONLY) | fs.constants.O_DIRECT)
   } catch {
     return undefined
   }

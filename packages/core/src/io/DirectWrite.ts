@@ -32,15 +32,6 @@ export interface Staged {
   readonly drain: () => Promise<void>
 }
 
-/** A second descriptor of the file `path` opened for direct writes, or undefined where it cannot be. @category constructors */
-export const open = (path: string): number | undefined => {
-  if (fs.constants.O_DIRECT === undefined) return undefined
-  try {
-    return fs.openSync(path, fs.constants.O_WRONLY | fs.constants.O_DIRECT)
-  } catch {
-    return undefined
-  }
-}
 
 /** Appends to the file open at `fd` (ordinary) and `directFd` (`O_DIRECT`), from offset 0. @category constructors */
 export const make = (fd: number, directFd: number): Staged => {
