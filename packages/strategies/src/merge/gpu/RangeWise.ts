@@ -74,9 +74,6 @@ ${inputDeclarations}`
 // DELLA's rank passes read the packed inputs (bindings 1 and 2: `[layout, x]`).
 const rankInputs: Della.Inputs = { name: "packed", bindings: inputDeclarations, count: 2, tau: "load(params.model + 1u, j) - load(0u, j)" }
 
-// With `della`, DELLA's ranks and tables at `binding` (`gpu/Della.ts`).
-const dellaBinding = (della: boolean, binding: number) => della ? `@group(0) @binding(${binding}) var<storage, read> della: array<u32>;` : ""
-
 const scanShader = `
 struct Params { n: u32, inputs: u32, offset: u32, pad: u32 }
 ${common}
@@ -108,7 +105,7 @@ ${common}
 @group(0) @binding(3) var<storage, read> info: array<u32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<storage, read_write> agreed: array<atomic<u32>>;
-${dellaBinding(della, 6)}
+${TaskShader.dellaBinding(della, 6)}
 ${TaskShader.keepWith(della)}
 ${TaskShader.applyMain({ base: "load(0u, j)", model: "load(i + 1u, j)", draws })}`
 
@@ -118,24 +115,9 @@ struct Params { n: u32, model: u32, offset: u32, blocks: u32 }
 ${common}
 @group(0) @binding(3) var<storage, read> info: array<u32>;
 @group(0) @binding(4) var<storage, read_write> partials: array<f32>;
-${dellaBinding(della, 5)}
+${TaskShader.dellaBinding(della, 5)}
 ${TaskShader.keepWith(della)}
-@compute @workgroup_size(${Device.WORKGROUP})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-  let total = groups.x * ${Device.WORKGROUP}u;
-  for (var b = gid.x; b < params.blocks; b += total) {
-    var before = 0.0;
-    var after = 0.0;
-    let end = min(params.n, (b + 1u) * ${L1_BLOCK}u);
-    for (var j = b * ${L1_BLOCK}u; j < end; j++) {
-      let tau = load(params.model + 1u, j) - load(0u, j);
-      before += abs(tau);
-      if (kept(params.model, tau, params.offset + j)) { after += abs(tau); }
-    }
-    partials[2u * b] = before;
-    partials[2u * b + 1u] = after;
-  }
-}`
+${TaskShader.l1Main("load(params.model + 1u, j) - load(0u, j)", L1_BLOCK)}`
 
 // Σ τ² per model and block (the tau_norm diagnostics), reading the apply pass's parameters.
 const squaresShader = `

@@ -91,34 +91,16 @@ export interface Result {
 export const bound = (models: number, out: number, lambda: number, s: number, t: number, d: number, factor = 0): number =>
   2 * U * Math.abs(out) + ((models + 4) * U * (1 + factor) * (1 + t / Math.abs(d)) + factor) * Math.abs(lambda) * s / Math.abs(d) + models * 2 ** -126
 
-// With `della`, DELLA's ranks and tables at the binding after the others (`gpu/Della.ts`).
-const dellaBinding = (della: boolean, binding: number) => della ? `@group(0) @binding(${binding}) var<storage, read> della: array<u32>;` : ""
-
+// ‖τ‖₁ and ‖kept τ‖₁ per block (`TaskShader.l1Main`); with `della`, DELLA's ranks and tables after the other bindings.
 const l1Shader = (della: boolean) => `
 struct Params { n: u32, stride: u32, model: u32, offset: u32, blocks: u32, p1: u32, p2: u32, p3: u32 }
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> info: array<u32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read_write> partials: array<f32>;
-${dellaBinding(della, 4)}
+${TaskShader.dellaBinding(della, 4)}
 ${TaskShader.keepWith(della)}
-@compute @workgroup_size(${Device.WORKGROUP})
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-  let total = groups.x * ${Device.WORKGROUP}u;
-  let at = (params.model + 1u) * params.stride;
-  for (var b = gid.x; b < params.blocks; b += total) {
-    var before = 0.0;
-    var after = 0.0;
-    let end = min(params.n, (b + 1u) * ${L1_BLOCK}u);
-    for (var j = b * ${L1_BLOCK}u; j < end; j++) {
-      let tau = x[at + j] - x[j];
-      before += abs(tau);
-      if (kept(params.model, tau, params.offset + j)) { after += abs(tau); }
-    }
-    partials[2u * b] = before;
-    partials[2u * b + 1u] = after;
-  }
-}`
+${TaskShader.l1Main("x[(params.model + 1u) * params.stride + j] - x[j]", L1_BLOCK)}`
 
 /** The |τ| histogram kernel of model `params.model` of `[base, θ₀, …]` at stride n (`TaskShader.histogramMain`). @category kernels */
 export const histogramShader = `
@@ -135,7 +117,7 @@ struct Params { n: u32, count: u32, stride: u32, offset: u32, consensus: u32, no
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<storage, read_write> agreed: array<atomic<u32>>;
-${dellaBinding(della, 5)}
+${TaskShader.dellaBinding(della, 5)}
 ${TaskShader.keepWith(della)}
 ${TaskShader.applyMain({ base: "x[j]", model: "x[(i + 1u) * params.stride + j]", draws: true })}`
 

@@ -92,6 +92,36 @@ export const HISTOGRAM_GROUP_ELEMENTS = 256 * Device.WORKGROUP
 /** The thread count to give `Device.dispatch` for a histogram pass over `n` elements (one workgroup per {@link HISTOGRAM_GROUP_ELEMENTS}). @category layout */
 export const histogramThreads = (n: number): number => Math.ceil(n / HISTOGRAM_GROUP_ELEMENTS) * Device.WORKGROUP
 
+/** DELLA's ranks and tables bound at `binding` when `della` (`gpu/Della.ts`), else nothing. @category shaders */
+export const dellaBinding = (della: boolean, binding: number): string =>
+  della ? `@group(0) @binding(${binding}) var<storage, read> della: array<u32>;` : ""
+
+/**
+ * ‖τ‖₁ and ‖kept τ‖₁ of model `params.model` per block of `block` elements, in float32, into
+ * `partials[2b]`, `partials[2b + 1]` (the host adds the blocks in float64: `gpu/TaskArithmetic.factorError`).
+ * Needs `params.n`, `params.model`, `params.offset` (the first element's tensor index, for the
+ * draws), `params.blocks`, a `partials` binding and `keep`; `tau` is model `params.model`'s τ at element j.
+ *
+ * @category shaders
+ */
+export const l1Main = (tau: string, block: number): string => `
+@compute @workgroup_size(${Device.WORKGROUP})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+  let total = groups.x * ${Device.WORKGROUP}u;
+  for (var b = gid.x; b < params.blocks; b += total) {
+    var before = 0.0;
+    var after = 0.0;
+    let end = min(params.n, (b + 1u) * ${block}u);
+    for (var j = b * ${block}u; j < end; j++) {
+      let tau = ${tau};
+      before += abs(tau);
+      if (kept(params.model, tau, params.offset + j)) { after += abs(tau); }
+    }
+    partials[2u * b] = before;
+    partials[2u * b + 1u] = after;
+  }
+}`
+
 /**
  * The histogram pass's entry point: per element j < `params.n`, the float32 bits of |τ| counted in
  * `counts` by `params.mode`: 0 by the high 15 bits (32768 buckets); 1 by the low 16 bits, inside
