@@ -34,6 +34,8 @@ export interface AtomicFile {
   readonly write: (bytes: Uint8Array) => Effect.Effect<void, IoError>
   /** Bytes written so far. */
   readonly written: () => number
+  /** Of those, the bytes written around the page cache (`DirectWrite`); 0 for a file written through it. */
+  readonly writtenDirectly: () => number
   /** The sha256 of everything written, hex; no write may follow. */
   readonly digest: Effect.Effect<string>
 }
@@ -167,6 +169,7 @@ export const open = (target: string, options: OpenOptions = {}): Effect.Effect<C
       seal,
       publish,
       written: () => state.written,
+      writtenDirectly: () => staged?.directBytes() ?? 0,
       digest: digest.hex
     }
   })

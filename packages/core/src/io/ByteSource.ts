@@ -110,7 +110,7 @@ const fromDescriptor = (path: string, fd: number, size: number, format: string, 
           return buffered(k)
         }
         target.set(bytes!, piece.at)
-        count(piece.length)
+        counter.add(path, piece.length, true)
         const lent = piece.ticket?.lend(bytes!)
         if (lent !== undefined) void lent.then(() => slots!.give(slot))
         else {

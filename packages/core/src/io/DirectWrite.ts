@@ -30,6 +30,8 @@ export interface Staged {
    * a queued write could be reused by another open file before the thread pool writes to it.
    */
   readonly drain: () => Promise<void>
+  /** Bytes written so far through the `O_DIRECT` descriptor (the rest went through the cache). */
+  readonly directBytes: () => number
 }
 
 
@@ -42,6 +44,7 @@ export const make = (fd: number, directFd: number): Staged => {
   let used = 0
   let position = 0 // the file offset of current[0]
   let inFlight = 0
+  let directBytes = 0
   let drained: Array<() => void> = []
   // Appends copy in call order: a later one waits for an earlier one that waits for a slot.
   let queue: Promise<void> = Promise.resolve()
@@ -74,6 +77,7 @@ export const make = (fd: number, directFd: number): Staged => {
           }
           return finish(error)
         }
+        if (isDirect) directBytes += n
         // A short direct write leaves an unaligned point: the rest through the cache.
         step(written + n, isDirect && (written + n) % DirectRead.ALIGN !== 0 ? fd : target)
       })
@@ -136,6 +140,7 @@ export const make = (fd: number, directFd: number): Staged => {
     drain: async () => {
       await queue
       while (inFlight > 0) await new Promise<void>((resume) => drained.push(resume))
-    }
+    },
+    directBytes: () => directBytes
   }
 }

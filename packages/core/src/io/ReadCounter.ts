@@ -13,8 +13,8 @@ import { Context } from "effect"
 
 /** Where reads are reported. @category models */
 export interface ReadCounter {
-  /** `bytes` more were read from `file`. */
-  readonly add: (file: string, bytes: number) => void
+  /** `bytes` more were read from `file`; `direct` when they were read around the page cache (`DirectRead`). */
+  readonly add: (file: string, bytes: number, direct?: boolean) => void
 }
 
 /** Counts nothing: the default. @category constructors */
@@ -27,13 +27,20 @@ export const ReadCounter = Context.Reference<ReadCounter>("crucible/ReadCounter"
 export interface Tally extends ReadCounter {
   /** Bytes read so far, by file, in the order the files were first read. */
   readonly totals: () => ReadonlyMap<string, number>
+  /** Of those, the bytes read around the page cache, by file (files read only through the cache are absent). */
+  readonly directTotals: () => ReadonlyMap<string, number>
 }
 
 /** A fresh {@link Tally}. @category constructors */
 export const tally = (): Tally => {
   const totals = new Map<string, number>()
+  const direct = new Map<string, number>()
   return {
-    add: (file, bytes) => void totals.set(file, (totals.get(file) ?? 0) + bytes),
-    totals: () => new Map(totals)
+    add: (file, bytes, isDirect) => {
+      totals.set(file, (totals.get(file) ?? 0) + bytes)
+      if (isDirect === true) direct.set(file, (direct.get(file) ?? 0) + bytes)
+    },
+    totals: () => new Map(totals),
+    directTotals: () => new Map(direct)
   }
 }

@@ -49,7 +49,7 @@ const writeWith = (env: string | undefined, direct: boolean, file: string, bytes
         yield* Effect.forEach(cuts(), ([at, n]) => out.write(bytes.slice(at, at + n)), { concurrency: 2, discard: true })
         const sha256 = yield* out.digest
         yield* out.commit
-        return { sha256, written: out.written() }
+        return { sha256, written: out.written(), direct: out.writtenDirectly() }
       })),
     (before) => Effect.sync(() => (before === undefined ? delete process.env["CRUCIBLE_DIRECT_READS"] : (process.env["CRUCIBLE_DIRECT_READS"] = before)))
   )
@@ -60,9 +60,18 @@ describe("DirectWrite (AtomicFile around the page cache)", () => {
       const dir = yield* tempDir("directw-")
       const bytes = seeded()
       const expected = createHash("sha256").update(bytes).digest("hex")
+      // Where the filesystem refuses O_DIRECT, everything goes through the cache: only the bytes are checked.
+      const probeFile = path.join(dir, "probe.bin")
+      fs.writeFileSync(probeFile, "")
+      const probe = DirectRead.open(probeFile, "write")
+      if (probe !== undefined) fs.closeSync(probe)
+      fs.rmSync(probeFile)
       for (const [name, env, direct] of [["auto-direct", undefined, true], ["on", "on", false], ["off", "off", true]] as const) {
         const file = path.join(dir, `${name}.bin`)
-        const { sha256, written } = yield* writeWith(env, direct, file, bytes)
+        const { sha256, written, direct: writtenDirectly } = yield* writeWith(env, direct, file, bytes)
+        // auto-direct and on: the aligned bulk around the cache; off: nothing, whatever the caller asked.
+        if (name === "off") assert.strictEqual(writtenDirectly, 0, name)
+        else if (probe !== undefined) assert.isAbove(writtenDirectly, 0, name)
         assert.strictEqual(sha256, expected, name)
         assert.strictEqual(written, SIZE, name)
         assert.strictEqual(Buffer.compare(fs.readFileSync(file), bytes), 0, name)
