@@ -11,7 +11,7 @@ import { Effect } from "effect"
 import { BLOCK } from "./Gram.ts"
 import { type OpArgs, type OpName, type OpResult, run as runHere } from "./Ops.ts"
 import type { PackedInput } from "./PackedInput.ts"
-import type * as PackedTaskArithmetic from "./PackedTaskArithmetic.ts"
+import * as PackedTaskArithmetic from "./PackedTaskArithmetic.ts"
 import type { NonFiniteCount } from "./PackedTaskArithmetic.ts"
 import { type Pool, PoolError, type Range, split } from "./Pool.ts"
 import * as Select from "./Select.ts"
@@ -168,8 +168,7 @@ const guess = (runner: Runner, plan: TaskArithmeticPlan, inputs: ReadonlyArray<P
   Effect.gen(function* () {
     const blocks = Math.floor(n / BLOCK)
     const samples = Math.min(SAMPLE_MAX, Math.max(SAMPLE_MIN, Math.floor(blocks / SAMPLE_EVERY)))
-    const bf16 = inputs.length >= 2 && inputs.length <= 1 + TiesSimd.MAX_MODELS && inputs.every((x) => x.dtype === "BF16")
-    if (ranked.length === 0 || !bf16 || blocks < 2 * samples) return []
+    if (ranked.length === 0 || !PackedTaskArithmetic.readsInPlace(inputs) || blocks < 2 * samples) return []
     const stride = Math.floor(blocks / samples)
     const ranges = Array.from({ length: samples }, (_, s) => ({ start: (s * stride + (stride >> 1)) * BLOCK, end: (s * stride + (stride >> 1) + 1) * BLOCK }))
     const parts = yield* runner.run("packedScan", { inputs, ranked }, ranges)

@@ -105,9 +105,16 @@ const packedKernel = (
   which: ReadonlyArray<number>,
   kernels: TiesSimd.TiesCache
 ): TiesSimd.PackedWindows | undefined =>
-  which.length >= 2 && which.length <= 1 + TiesSimd.MAX_MODELS && which.every((k) => inputs[k]!.dtype === "BF16")
-    ? kernels.windows(which.length - 1).packed
-    : undefined
+  readsInPlace(which.map((k) => inputs[k]!)) ? kernels.windows(which.length - 1).packed : undefined
+
+/**
+ * Whether the kernels read these inputs (base first) as bf16 in place: 2 to
+ * 1 + `TiesSimd.MAX_MODELS` of them, all bf16.
+ *
+ * @category predicates
+ */
+export const readsInPlace = (inputs: ReadonlyArray<PackedInput>): boolean =>
+  inputs.length >= 2 && inputs.length <= 1 + TiesSimd.MAX_MODELS && inputs.every((x) => x.dtype === "BF16")
 
 /** {@link forEachWindow} on staged bf16 slots: slot k holds input `which[k]`'s part of the window inside the range. */
 const forEachStaged = (
