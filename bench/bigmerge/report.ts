@@ -20,6 +20,7 @@ export interface Summary {
   readonly wallSeconds: { readonly median: number; readonly best: number; readonly all: ReadonlyArray<number> }
   readonly startupSeconds: number
   readonly mergeSeconds: number
+  /** The median run's CPU: its user + system (so the split below sums to it). */
   readonly cpuSeconds: number
   /** The median run's CPU split: user and system (kernel: the copies of buffered reads and writes, page-cache upkeep). */
   readonly userSeconds: number
@@ -44,13 +45,16 @@ export interface MethodResult {
 /** Medians (peak RSS: the largest) of one tool's runs. */
 export const summarize = (runs: ReadonlyArray<ToolRun>, bytesRead: number, bound: Bound): Summary => {
   const wall = median(runs.map((r) => r.wallSeconds))
+  // The median run: the one whose wall is nearest the median (of an even count, the earlier of the
+  // two middle ones). Separate medians of user and sys need not be one run's, nor sum to its CPU.
+  const middle = runs.reduce((best, r) => (Math.abs(r.wallSeconds - wall) < Math.abs(best.wallSeconds - wall) ? r : best))
   return {
     wallSeconds: { median: wall, best: Math.min(...runs.map((r) => r.wallSeconds)), all: runs.map((r) => r.wallSeconds) },
     startupSeconds: median(runs.map((r) => r.startupSeconds)),
     mergeSeconds: median(runs.map((r) => r.mergeSeconds)),
-    cpuSeconds: median(runs.map((r) => r.userSeconds + r.systemSeconds)),
-    userSeconds: median(runs.map((r) => r.userSeconds)),
-    systemSeconds: median(runs.map((r) => r.systemSeconds)),
+    cpuSeconds: middle.userSeconds + middle.systemSeconds,
+    userSeconds: middle.userSeconds,
+    systemSeconds: middle.systemSeconds,
     peakRssBytes: Math.max(...runs.map((r) => r.peakRssBytes)),
     gbps: (bytesRead + runs[0]!.bytesWritten) / wall / GB,
     overBound: { serial: wall / bound.serialSeconds, overlapped: wall / bound.overlappedSeconds }
