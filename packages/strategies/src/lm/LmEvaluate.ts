@@ -12,6 +12,7 @@ import type * as Packing from "../text/Packing.ts"
 import type { LmConfig } from "./LmConfig.ts"
 import type { LmWeights } from "./LmWeights.ts"
 import { LmBackendError } from "./LmError.ts"
+import * as Ops from "./Ops.ts"
 import * as Transformer from "./Transformer.ts"
 
 /** The scores of a set of blocks. @category models */
@@ -38,17 +39,14 @@ const score = (s: Sums): Score => {
 
 /**
  * Per position of a batch: the loss `−log softmax(z)[y] = log Σ exp(z − max) − (z_y − max)` and
- * whether `argmax z = y`, `[B, T]` each. The target's shifted logit is gathered (as in
- * `Ops.crossEntropy`), so no `[B, T, V]` log-softmax or one-hot is made; the figures are those of
- * `−Σ onehot·logSoftmax(z)` to the bit (the same shift and sum, and `−(a − b) = b − a` exactly).
+ * whether `argmax z = y`, `[B, T]` each: the loss is `Ops.tokenLosses` (the training loss's), the
+ * figures those of `−Σ onehot·logSoftmax(z)` to the bit (the same shift and sum, and `−(a − b) = b − a` exactly).
  */
 export const positionScores = (logits: tf.Tensor3D, targets: tf.Tensor2D): { readonly loss: tf.Tensor2D; readonly hit: tf.Tensor2D } =>
   tf.tidy(() => {
     const [b, t, v] = logits.shape
-    const shifted = tf.sub(logits, tf.max(logits, -1, true))
-    const index = tf.add(tf.mul(tf.range(0, b * t, 1, "int32"), tf.scalar(v, "int32")), tf.reshape(targets, [-1]))
-    const picked = tf.reshape(tf.gather(tf.reshape(shifted, [-1]), index), [b, t])
-    const loss = tf.sub(tf.log(tf.sum(tf.exp(shifted), -1)), picked) as tf.Tensor2D
+    const { losses } = Ops.tokenLosses(tf.reshape(logits, [b * t, v]), tf.reshape(targets, [-1]))
+    const loss = tf.reshape(losses, [b, t]) as tf.Tensor2D
     const hit = tf.cast(tf.equal(tf.argMax(logits, -1), targets), "float32") as tf.Tensor2D
     return { loss, hit }
   })

@@ -371,6 +371,21 @@ export const logSoftmax = <T extends tf.Tensor>(x: T): T =>
   )
 
 /**
+ * Per row of `flat` `[N, V]` and its target id: `−log softmax(z)[y] = log Σ exp(z − max) − (z_y − max)`,
+ * with the shifted logits' `exp` and their row sums (the backward pass's softmax). The target's
+ * shifted logit is gathered by flat index, so no `[N, V]` log-softmax or one-hot is made.
+ */
+export const tokenLosses = (flat: tf.Tensor2D, targets: tf.Tensor1D): { readonly e: tf.Tensor2D; readonly sums: tf.Tensor1D; readonly losses: tf.Tensor1D } => {
+  const [N, V] = flat.shape
+  const shifted = tf.sub(flat, tf.max(flat, 1, true))
+  const e = tf.exp(shifted) as tf.Tensor2D
+  const sums = tf.sum(e, 1) as tf.Tensor1D
+  const index = tf.add(tf.mul(tf.range(0, N, 1, "int32"), tf.scalar(V, "int32")), targets)
+  const picked = tf.gather(tf.reshape(shifted, [-1]), index)
+  return { e, sums, losses: tf.sub(tf.log(sums), picked) as tf.Tensor1D }
+}
+
+/**
  * Mean cross-entropy of `logits` `[B, T, V]` against `targets` `[B, T]` (int32); targets below 0
  * are ignored (PyTorch's `ignore_index=-100`), the mean is over the others. The forward pass keeps
  * the unnormalised `exp(z − max)` so the backward pass, `(softmax − onehot)/count` on the counted
@@ -383,19 +398,14 @@ export const crossEntropy = (logits: tf.Tensor3D, targets: tf.Tensor2D): tf.Scal
       const x = ins[0] as tf.Tensor3D
       const V = x.shape[2]
       const flat = tf.reshape(x, [-1, V]) as tf.Tensor2D
-      const N = flat.shape[0]
       const t = tf.reshape(targets, [-1]) as tf.Tensor1D
       const keep = tf.cast(tf.greaterEqual(t, 0), "float32")
-      const safe = tf.maximum(t, tf.zerosLike(t))
-      const shifted = tf.sub(flat, tf.max(flat, 1, true))
-      const e = tf.exp(shifted)
-      const sums = tf.sum(e, 1)
-      const index = tf.add(tf.mul(tf.range(0, N, 1, "int32"), tf.scalar(V, "int32")), safe)
-      const picked = tf.gather(tf.reshape(shifted, [-1]), index)
+      const safe = tf.maximum(t, tf.zerosLike(t)) as tf.Tensor1D
+      const { e, sums, losses } = tokenLosses(flat, safe)
       const weights = tf.div(keep, tf.maximum(tf.sum(keep), 1))
       save([e, sums, safe, weights])
       return {
-        value: tf.sum(tf.mul(tf.sub(tf.log(sums), picked), weights)),
+        value: tf.sum(tf.mul(losses, weights)),
         gradFunc: (dy, saved) => {
           const [es, ss, ts, ws] = saved as [tf.Tensor2D, tf.Tensor1D, tf.Tensor1D, tf.Tensor1D]
           const softmax = tf.div(es, tf.reshape(ss, [-1, 1]))
