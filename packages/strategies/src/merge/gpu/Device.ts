@@ -160,8 +160,6 @@ export interface Buffers {
   readonly storage: (bytes: number, label: string) => GPUBuffer
   /** A uniform buffer holding `words` (u32 and f32 reinterpretation is the caller's). */
   readonly uniform: (words: ArrayBufferView<ArrayBuffer>, label: string) => GPUBuffer
-  /** A buffer made elsewhere, destroyed when the call ends. */
-  readonly track: (buffer: GPUBuffer) => GPUBuffer
 }
 
 /**
@@ -173,7 +171,6 @@ export interface Buffers {
 export const scoped = <A, E, R>(device: GPUDevice, effect: (buffers: Buffers) => Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
   Effect.flatMap(poolOf(device), (pool) => {
     const taken: Array<GPUBuffer> = []
-    const tracked: Array<GPUBuffer> = []
     const take = (usage: BufferPool.Usage, bytes: number, label: string) => {
       const buffer = pool.take(usage, bytes, label)
       taken.push(buffer)
@@ -185,14 +182,12 @@ export const scoped = <A, E, R>(device: GPUDevice, effect: (buffers: Buffers) =>
         const buffer = take("uniform", Math.max(16, Math.ceil(words.byteLength / 16) * 16), label)
         device.queue.writeBuffer(buffer, 0, words.buffer, words.byteOffset, words.byteLength)
         return buffer
-      },
-      track: (buffer) => (tracked.push(buffer), buffer)
+      }
     }
     return Effect.ensuring(
       Effect.suspend(() => effect(buffers)),
       Effect.sync(() => {
         taken.forEach((b) => pool.give(b))
-        tracked.forEach((b) => b.destroy())
       })
     )
   })
@@ -240,10 +235,3 @@ export const readMapped = (device: GPUDevice, staging: GPUBuffer, kernel: string
     },
     catch: (cause) => new GpuKernelError({ kernel, detail: `reading the result back failed: ${cause instanceof Error ? cause.message : String(cause)}` })
   })
-
-/** Destroys buffers once `effect` ends, however it ends (buffers made outside a pool; the kernels use {@link scoped}). @category buffers */
-export const using = <A, E, R>(buffers: Array<GPUBuffer>, effect: (track: (b: GPUBuffer) => GPUBuffer) => Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  Effect.ensuring(
-    Effect.suspend(() => effect((b) => (buffers.push(b), b))),
-    Effect.sync(() => buffers.forEach((b) => b.destroy()))
-  )

@@ -172,10 +172,10 @@ const chunked = <A>(
   end: number,
   options: Options,
   label: string,
-  body: (bind: { readonly x: GPUBuffer; readonly layout: GPUBuffer }, chunkStart: number, m: number, track: (b: GPUBuffer) => GPUBuffer) => Effect.Effect<A, Device.GpuKernelError>,
+  body: (bind: { readonly x: GPUBuffer; readonly layout: GPUBuffer }, chunkStart: number, m: number) => Effect.Effect<A, Device.GpuKernelError>,
   multiple?: number
 ): Effect.Effect<Array<A>, Device.GpuKernelError> =>
-  Device.scoped(device, ({ track, storage }) =>
+  Device.scoped(device, ({ storage }) =>
     Effect.gen(function* () {
       const n = end - start
       const chunk = chunkOf(device, inputs, options, multiple)
@@ -185,7 +185,7 @@ const chunked = <A>(
       for (let s = start; s < end; s += chunk) {
         const m = Math.min(chunk, end - s)
         uploadRange(device, inputs, s, m, bind)
-        results.push(yield* body(bind, s, m, track))
+        results.push(yield* body(bind, s, m))
       }
       return results
     }))
@@ -376,7 +376,7 @@ export const apply = (
         const consensus = TaskShader.consensusCode(plan)
         let y: GPUBuffer | undefined
         let squareParts: GPUBuffer | undefined
-        yield* chunked(device, inputs, start, end, options, "range-wise.apply", ({ x, layout }, s, m, track) =>
+        yield* chunked(device, inputs, start, end, options, "range-wise.apply", ({ x, layout }, s, m) =>
           Effect.gen(function* () {
             if (della) yield* rankRows({ x, layout }, s, m)
             y ??= outerStorage(m * 4, "range-wise.out")

@@ -391,9 +391,6 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wid: v
 /** Blocks of {@link SQUARE_BLOCK} in a chunk of `m` elements (the partials per model). @category layout */
 export const squareBlocks = (m: number): number => Math.ceil(m / SQUARE_BLOCK)
 
-/** Workgroups the Σ τ² pass launches for a chunk of `m` elements. @category layout */
-export const squareGroups = (m: number): number => Math.max(1, Math.min(4096, squareBlocks(m)))
-
 /** Adds a chunk's partials (block-major, `count` per block) to `totals` in float64, block by block. @category layout */
 export const addSquares = (totals: Float64Array, partials: Float32Array, count: number): void => {
   for (let q = 0; q < partials.length; q++) totals[q % count] = totals[q % count]! + partials[q]!
