@@ -104,7 +104,7 @@ export const open = (target: string, options: OpenOptions = {}): Effect.Effect<C
         try: () => staged.append(bytes),
         catch: (cause) => new IoError({ file: target, operation: "write", detail: describe(cause) })
       }).pipe(Effect.map(() => void (state.written += bytes.byteLength))) : Effect.callback<void, IoError>((resume) => {
-        writeFully(fd, bytes, at, (error) => {
+        DirectWrite.writeFully(fd, bytes, at, (error) => {
           if (error) return resume(Effect.fail(new IoError({ file: target, operation: "write", detail: describe(error) })))
           state.written += bytes.byteLength
           flushBehind()
@@ -217,12 +217,6 @@ export const sweepOrphans = (dir: string): Effect.Effect<ReadonlyArray<string>> 
     }
     return removed
   })
-
-// Writes all of `bytes` at file position `at` (fs.write may write fewer bytes than asked).
-const writeFully = (fd: number, bytes: Uint8Array, at: number, done: (error: Error | null) => void, offset = 0): void => {
-  if (offset === bytes.byteLength) return done(null)
-  fs.write(fd, bytes, offset, bytes.byteLength - offset, at + offset, (error, n) => (error ? done(error) : writeFully(fd, bytes, at, done, offset + n)))
-}
 
 /**
  * Publishes a group of files together: all are flushed first, then renamed into place; if a

@@ -56,33 +56,41 @@ export const make = (fd: number, directFd: number): Staged => {
       for (const resume of done) resume()
     }
   }
-  // Writes slot[from, to) at `at`, directly while allowed, then gives the slot back.
-  const writeOut = (slot: DirectRead.Slot, length: number, at: number, give: boolean) => {
+  // Counts a write in flight; the returned callback ends it (giving `slot` back, if any).
+  const started = (slot?: DirectRead.Slot) => {
     inFlight++
-    const finish = (error: Error | null) => {
+    return (error: Error | null) => {
       if (error !== null) failure ??= error
-      if (give) slots.give(slot)
+      if (slot !== undefined) slots.give(slot)
       inFlight--
       wake()
     }
-    const step = (written: number, target: number): void => {
+  }
+  // Writes slot[0, length) at `at`, directly while allowed, then gives the slot back if `give`.
+  const writeOut = (slot: DirectRead.Slot, length: number, at: number, give: boolean) => {
+    const finish = started(give ? slot : undefined)
+    const bytes = slot.subarray(0, length)
+    if (!direct) return writeFully(fd, bytes, at, finish)
+    const step = (written: number): void => {
       if (written === length) return finish(null)
-      const isDirect = target !== fd
-      fs.write(target, slot, written, length - written, at + written, (error, n) => {
+      fs.write(directFd, slot, written, length - written, at + written, (error, n) => {
         if (error !== null) {
+          if (error.code !== "EINVAL") return finish(error)
           // Refused (alignment or the filesystem): this slot and every later one through the cache.
-          if (isDirect && (error as NodeJS.ErrnoException).code === "EINVAL") {
-            direct = false
-            return step(written, fd)
-          }
-          return finish(error)
+          direct = false
+          return writeFully(fd, bytes, at, finish, written)
         }
-        if (isDirect) directBytes += n
+        directBytes += n
         // A short direct write leaves an unaligned point: the rest through the cache.
-        step(written + n, isDirect && (written + n) % DirectRead.ALIGN !== 0 ? fd : target)
+        if ((written + n) % DirectRead.ALIGN !== 0) return writeFully(fd, bytes, at, finish, written + n)
+        step(written + n)
       })
     }
-    step(0, direct ? directFd : fd)
+    step(0)
+  }
+  const drain = async () => {
+    await queue
+    while (inFlight > 0) await new Promise<void>((resume) => drained.push(resume))
   }
   const takeSlot = (): Promise<DirectRead.Slot> => {
     const slot = slots.take()
@@ -104,20 +112,6 @@ export const make = (fd: number, directFd: number): Staged => {
       }
     }
   }
-  // The last, unaligned bytes: one small write through the cache.
-  const writeTail = (bytes: Uint8Array, at: number) => {
-    inFlight++
-    const step = (written: number): void => {
-      if (written === bytes.byteLength) return end(null)
-      fs.write(fd, bytes, written, bytes.byteLength - written, at + written, (error, n) => (error !== null ? end(error) : step(written + n)))
-    }
-    const end = (error: Error | null) => {
-      if (error !== null) failure ??= error
-      inFlight--
-      wake()
-    }
-    step(0)
-  }
   return {
     append: (bytes) => {
       const next = queue.then(() => copyIn(bytes))
@@ -130,17 +124,24 @@ export const make = (fd: number, directFd: number): Staged => {
         const aligned = used - (used % DirectRead.ALIGN)
         // The last slot is not given back: nothing is appended after a flush.
         if (aligned > 0) writeOut(current, aligned, position, false)
-        if (aligned < used) writeTail(current.subarray(aligned, used), position + aligned)
+        // The last, unaligned bytes: one small write through the cache.
+        if (aligned < used) writeFully(fd, current.subarray(aligned, used), position + aligned, started())
         position += used
         used = 0
       }
-      while (inFlight > 0) await new Promise<void>((resume) => drained.push(resume))
+      await drain()
       if (failure !== undefined) throw failure
     },
-    drain: async () => {
-      await queue
-      while (inFlight > 0) await new Promise<void>((resume) => drained.push(resume))
-    },
+    drain,
     directBytes: () => directBytes
   }
+}
+
+/**
+ * Writes all of `bytes` from `offset` on at file position `at + offset` through `fd` (fs.write
+ * may write fewer bytes than asked). @category utils
+ */
+export const writeFully = (fd: number, bytes: Uint8Array, at: number, done: (error: Error | null) => void, offset = 0): void => {
+  if (offset === bytes.byteLength) return done(null)
+  fs.write(fd, bytes, offset, bytes.byteLength - offset, at + offset, (error, n) => (error ? done(error) : writeFully(fd, bytes, at, done, offset + n)))
 }
