@@ -367,14 +367,14 @@ export const apply = (
 ): Applied => {
   const parts: Array<TaskDiagnostics.Partial> = []
   let nonFinite = false
-  const windows = windowsFor(inputs.length, kernels)
+  // `out` may be in shared memory (a pool's output): bytes are copied with `copyBytes`.
+  const outBytes = new Uint8Array(out.buffer, out.byteOffset, out.byteLength)
   if (simd && TiesSimd.eligible(prepared)) {
     // TIES (magnitude windows, sign election by mass, normalized): the SIMD kernel, same bits.
     const ties = kernels.windows(inputs.length - 1)
+    const merged = new Uint8Array(ties.out.buffer, ties.out.byteOffset, ties.out.byteLength)
     const packed = packedKernel(inputs, every(inputs.length), kernels)
     if (packed !== undefined) {
-      const outBytes = new Uint8Array(out.buffer, out.byteOffset, out.byteLength)
-      const merged = new Uint8Array(ties.out.buffer, ties.out.byteOffset, ties.out.byteLength)
       forEachStaged(inputs, every(inputs.length), lengthOf(inputs), start, end, packed, (w0, a, b) => {
         parts.push(packed.apply(prepared, a, b, w0))
         nonFinite ||= ties.hasNonFinite(ties.out, a, b)
@@ -386,9 +386,9 @@ export const apply = (
     forEachWindow(inputs, every(inputs.length), lengthOf(inputs), start, end, (_arrays, w0, a, b) => {
       parts.push(ties.apply(prepared, a, b, w0))
       nonFinite ||= ties.hasNonFinite(ties.out, a, b)
-      out.set(ties.out.subarray(a, b), w0 + a - outStart)
+      copyBytes(outBytes, (w0 + a - outStart) * 4, merged, a * 4, b * 4)
       if (bf16 !== undefined) ties.encode(a, b, bf16.subarray((w0 + a - outStart) * 2))
-    }, windows)
+    }, windowsFor(inputs.length, kernels))
     return { diagnostics: join(parts), nonFinite }
   }
   const merged = new Float32Array(BLOCK)
@@ -398,7 +398,7 @@ export const apply = (
     out.set(merged.subarray(a, b), w0 + a - outStart)
     if (bf16 !== undefined) encodeBF16(merged.subarray(a, b), bf16.subarray((w0 + a - outStart) * 2))
     if (partial !== undefined) parts.push(partial)
-  }, windows)
+  }, windowsFor(inputs.length, kernels))
   return { diagnostics: parts.length === 0 ? undefined : join(parts), nonFinite }
 }
 
