@@ -88,8 +88,7 @@ export const open = (target: string, options: OpenOptions = {}): Effect.Effect<C
     // so several may be in flight and land in the order they were started.
     const state = { committed: false, closed: false, written: 0, reserved: 0 }
     const digest = (options.expectedBytes ?? 0) >= Digest.WORKER_MIN_BYTES ? yield* Digest.onWorker() : Digest.inThread()
-    const policy = DirectRead.policy()
-    const wantsDirect = (options.expectedBytes ?? 0) >= DirectRead.MIN_FILE_BYTES && (policy === "on" || (policy === "auto" && options.direct === true))
+    const wantsDirect = DirectRead.wanted(options.expectedBytes ?? 0, options.direct === true)
     const directFd = wantsDirect ? yield* Effect.acquireRelease(
       Effect.sync(() => DirectRead.open(temporary, "write")),
       (dfd) => Effect.sync(() => {

@@ -48,8 +48,7 @@ export const open = (path: string, format = "file"): Effect.Effect<ByteSource, I
           const fd = fs.openSync(path, "r")
           const size = fs.fstatSync(fd).size
           const tap = taps.forFile(fd)
-          const wantsDirect = size >= DirectRead.MIN_FILE_BYTES && (policy === "on" || (policy === "auto" && tap?.direct === true))
-          return { fd, size, tap, direct: wantsDirect ? DirectRead.open(path) : undefined }
+          return { fd, size, tap, direct: DirectRead.wanted(size, tap?.direct === true, policy) ? DirectRead.open(path) : undefined }
         },
         catch: (cause) => new IoError({ file: path, operation: "open", detail: describe(cause) })
       }),

@@ -62,6 +62,15 @@ export const policy = (env: NodeJS.ProcessEnv = process.env): Policy => {
 }
 
 /**
+ * Whether a file of `size` bytes goes around the cache under `current`: never under
+ * {@link MIN_FILE_BYTES}; otherwise always when `"on"`, never when `"off"`, and when `"auto"` as
+ * `autoSaysDirect` says (a `ReadTap` wanting the file hashed, an output larger than the cache).
+ * Read and write sides decide alike. @category predicates
+ */
+export const wanted = (size: number, autoSaysDirect: boolean, current: Policy = policy()): boolean =>
+  size >= MIN_FILE_BYTES && (current === "on" || (current === "auto" && autoSaysDirect))
+
+/**
  * A second descriptor of `path` opened `O_DIRECT` (read-only, or write-only with `write`), or
  * undefined where it cannot be (no `O_DIRECT` on this platform, a filesystem that refuses it).
  *

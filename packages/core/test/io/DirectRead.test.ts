@@ -80,6 +80,15 @@ describe("DirectRead", () => {
     assert.strictEqual(DirectRead.policy({}), "auto")
   })
 
+  it("a file goes direct when at least MIN_FILE_BYTES and on, or auto with a reason; never off or smaller", () => {
+    const big = DirectRead.MIN_FILE_BYTES, small = DirectRead.MIN_FILE_BYTES - 1
+    assert.isTrue(DirectRead.wanted(big, false, "on"))
+    assert.isTrue(DirectRead.wanted(big, true, "auto"))
+    assert.isFalse(DirectRead.wanted(big, false, "auto"))
+    assert.isFalse(DirectRead.wanted(big, true, "off"))
+    for (const p of ["on", "auto", "off"] as const) assert.isFalse(DirectRead.wanted(small, true, p))
+  })
+
   it.effect("pieces read O_DIRECT at unaligned offsets and lengths, up to an unaligned end of file, are the file's bytes", () =>
     Effect.scoped(Effect.gen(function* () {
       const { file, bytes } = seededFile(yield* tempDir("direct-"))
