@@ -24,6 +24,7 @@
  * @since 0.2.0
  */
 import { Effect } from "effect"
+import * as Sparsify from "../kernels/Sparsify.ts"
 import type { Selector } from "../kernels/Sparsify.ts"
 import type { Prepared, TaskArithmeticPlan } from "../kernels/TaskArithmetic.ts"
 import * as Device from "./Device.ts"
@@ -60,17 +61,13 @@ export const uses = (prepared: Prepared): boolean => prepared.selectors.some((s)
 export const padded = (length: number): number => 2 ** Math.ceil(Math.log2(Math.max(1, length)))
 
 /**
- * The keep probability of rank r in a row of `length`, exactly as `Sparsify.dellaRow` computes
- * it in float64.
+ * The keep probability of rank r in a row of the selector's length: `Sparsify.dellaProbability`,
+ * the CPU's own float64 expression, so the thresholds below match `Sparsify.dellaRow` bit for bit.
  *
  * @category layout
  */
-export const probability = (selector: DellaSelector, rank: number): number => {
-  if (selector.rowLength === 1) return selector.density
-  const low = selector.density - selector.epsilon
-  const step = (2 * selector.epsilon) / (selector.rowLength - 1)
-  return low + rank * step
-}
+export const probability = (selector: DellaSelector, rank: number): number =>
+  Sparsify.dellaProbability(selector.density, selector.epsilon, selector.rowLength, rank)
 
 /** The least integer t with m < t ⇔ m·2⁻²⁴ < p for every 24-bit m, clamped to [0, 2²⁴]. @category layout */
 export const threshold = (p: number): number => {

@@ -84,7 +84,7 @@ export const dellaRow = (
   scratch: RowScratch
 ): void => {
   if (length === 1) {
-    p[0] = density
+    p[0] = dellaProbability(density, epsilon, 1, 0)
     return
   }
   if (scratch.tau.length < length) {
@@ -121,10 +121,18 @@ export const dellaRow = (
     ;[keys, keysB] = [keysB, keys]
     ;[order, orderB] = [orderB, order]
   }
-  const low = density - epsilon
-  const step = (2 * epsilon) / (length - 1)
-  for (let rank = 0; rank < length; rank++) p[order[rank]!] = low + rank * step
+  for (let rank = 0; rank < length; rank++) p[order[rank]!] = dellaProbability(density, epsilon, length, rank)
 }
+
+/**
+ * DELLA's keep probability of rank `rank` (0 = smallest magnitude) in a row of `length`:
+ * density − ε + rank·2ε/(L − 1) in float64, density for a row of one. {@link dellaRow} and the GPU
+ * kernel's tables (`gpu/Della.ts`) both take it from here, so their kept sets agree bit for bit.
+ *
+ * @category selection
+ */
+export const dellaProbability = (density: number, epsilon: number, length: number, rank: number): number =>
+  length === 1 ? density : density - epsilon + rank * ((2 * epsilon) / (length - 1))
 
 /**
  * Applies one model's selector to the chunk `[j0, j0 + m)` of the arrays: writes
