@@ -51,6 +51,12 @@ export interface NonFiniteInput extends NonFiniteCount {
   readonly input: number
 }
 
+// The distinct ranks of a rank-cut model's cuts inside (0, n): the ends need no cut.
+const cutRanks = (plan: TaskArithmeticPlan, model: number, n: number): Array<number> => {
+  const s = plan.models[model]!.selector as { readonly lo: number; readonly hi: number }
+  return [...new Set([s.lo, s.hi].filter((r) => r > 0 && r < n))]
+}
+
 /** The first pass: non-finite inputs and the magnitude histograms the cuts need. @category statistics */
 export interface Scanned {
   readonly nonFinite: NonFiniteInput | undefined
@@ -142,8 +148,7 @@ const locatedHighs = (
     }
     const inWindow = totals.reduce((t, x) => t + x, 0)
     const top = g.first + g.span - 1
-    const s = plan.models[model]!.selector as { readonly lo: number; readonly hi: number }
-    const ranks = [s.lo, s.hi].filter((r) => r > 0 && r < n)
+    const ranks = cutRanks(plan, model, n)
     // A cut above the candidates, below them, or counts above them with no bucket left to hold them: the guess missed.
     if (ranks.some((r) => r < above || r >= above + inWindow) || (above > 0 && top === Select.HIGH_BUCKETS - 1)) return undefined
     const high = new Uint32Array(Select.HIGH_BUCKETS)
@@ -174,9 +179,8 @@ const guess = (runner: Runner, plan: TaskArithmeticPlan, inputs: ReadonlyArray<P
     const parts = yield* runner.run("packedScan", { inputs, ranked }, ranges)
     const sampled = samples * BLOCK
     return ranked.map((model, c): PackedTaskArithmetic.LowGuess | undefined => {
-      const s = plan.models[model]!.selector as { readonly lo: number; readonly hi: number }
       const high = sum(parts.map((p) => p.high[c]!), Select.HIGH_BUCKETS)
-      const buckets = [s.lo, s.hi].filter((r) => r > 0 && r < n).map((r) => Select.locate(high, Math.floor((r * sampled) / n)).bucket)
+      const buckets = cutRanks(plan, model, n).map((r) => Select.locate(high, Math.floor((r * sampled) / n)).bucket)
       if (buckets.length === 0 || buckets.some((b) => b < 0)) return undefined
       const first = Math.max(0, Math.min(...buckets) - 1)
       const span = Math.min(Select.HIGH_BUCKETS - 1, Math.max(...buckets) + 1) - first + 1
@@ -204,11 +208,11 @@ export const prepare: (runner: Runner, plan: TaskArithmeticPlan, inputs: Readonl
 // low-histogram pass for all models (the base is decoded once).
 const cutsOf = (runner: Runner, plan: TaskArithmeticPlan, inputs: ReadonlyArray<PackedInput>, n: number, scanned: Scanned, ranges: ReadonlyArray<Range>) =>
   Effect.gen(function* () {
-    const located = scanned.ranked.map((model, c) => {
-      const s = plan.models[model]!.selector as { readonly lo: number; readonly hi: number }
-      const inside = [...new Set([s.lo, s.hi].filter((r) => r > 0 && r < n))]
-      return { model, c, ranks: inside.map((rank) => ({ rank, ...Select.locate(scanned.high[c]!, rank) })) }
-    }).filter((l) => l.ranks.length > 0)
+    const located = scanned.ranked.map((model, c) => ({
+      model,
+      c,
+      ranks: cutRanks(plan, model, n).map((rank) => ({ rank, ...Select.locate(scanned.high[c]!, rank) }))
+    })).filter((l) => l.ranks.length > 0)
     const found = new Map<string, Select.Cut>()
     if (located.length === 0) return found
     // The low histograms of a bucket: from the scan where it guessed that bucket, else from one low pass for the rest.
