@@ -17,7 +17,7 @@
  * hashed in file order). A read reserves its range when it is issued,
  * so concurrent reads of consecutive ranges are all fed.
  *
- * When the files wanted exceed what the page cache could hold ({@link Taps.direct}: a first run
+ * When the files wanted exceed what the page cache could hold (`cacheBytes` of {@link make}: a first run
  * over checkpoints larger than the memory), `ByteSource` reads them around the cache
  * (`DirectRead`: `O_DIRECT` into page-aligned shared slots) and lends each slot to the hash
  * ({@link Ticket.lend}): the worker hashes it where it is, no copy into the ring, and the slot is
@@ -50,7 +50,11 @@ export interface Ticket {
 export interface Tap {
   /** A ticket when the range `[offset, offset + length)` reaches where the hash stands, else undefined. */
   readonly reserve: (offset: number, length: number) => Ticket | undefined
-  /** Whether to read the file around the page cache (`DirectRead`): see {@link Taps.direct}. */
+  /**
+   * Whether to read the file around the page cache (`DirectRead`, policy "auto"): the files wanted so
+   * far, together, exceed `cacheBytes` (half the memory by default); read through the page cache they
+   * would evict one another before a later run could find them there.
+   */
   readonly direct: boolean
 }
 
@@ -97,12 +101,6 @@ export interface Taps extends ReadTap {
    */
   readonly finish: (file: string) => Effect.Effect<TappedDigest | undefined>
   readonly stats: () => TapStats
-  /**
-   * Whether the files wanted so far, together, exceed `cacheBytes` (half the memory by default):
-   * read through the page cache they would evict one another before a later run could find them
-   * there, so they are read around it (`ByteSource`, `DirectRead.Policy` "auto").
-   */
-  readonly direct: () => boolean
 }
 
 /** Bytes of one chunk of the ring. @category constants */
@@ -155,7 +153,7 @@ export const make = (options: { readonly queueBytes?: number; readonly cacheByte
         }
         return once
       })
-    return { want, has: (file) => byPath.has(file) && !finished.has(file), forFile, finish, stats: () => ({ ...stats }), direct }
+    return { want, has: (file) => byPath.has(file) && !finished.has(file), forFile, finish, stats: () => ({ ...stats }) }
   })
 
 const fileTap = (file: string, stat: fs.BigIntStats, runScope: Scope.Scope, queueBytes: number, stats: { fed: number; reread: number; waits: number; lent: number }, direct: () => boolean): FileTap => {
@@ -177,8 +175,7 @@ const fileTap = (file: string, stat: fs.BigIntStats, runScope: Scope.Scope, queu
   let early: Digest.FileDigest | undefined
   // The promise the last reserved ticket resolves when its bytes are queued: tickets copy in order.
   let lastCopied: Promise<void> = Promise.resolve()
-  let lastSettled = true
-  // Whether the ticket before the last reserved one has queued its bytes (read live by `lend`).
+  // Whether the ticket before the last reserved one has queued its bytes (read live by the next ticket's `fill` and `lend`).
   let lastState = { settled: true }
 
   const digestNow = () => {
@@ -232,16 +229,13 @@ const fileTap = (file: string, stat: fs.BigIntStats, runScope: Scope.Scope, queu
     const skip = reserved - offset
     reserved = offset + length
     const previous = lastCopied
-    const previousSettled = lastSettled
     const previousState = lastState
     const state = { settled: false }
     let settle!: () => void
     const copied = new Promise<void>((resolve) => (settle = resolve))
     lastCopied = copied
-    lastSettled = false
     lastState = state
     const done = () => {
-      if (lastCopied === copied) lastSettled = true
       state.settled = true
       settle()
       // The reads reached the end of the file: the digest is done now, and the ring and worker go.
@@ -251,7 +245,7 @@ const fileTap = (file: string, stat: fs.BigIntStats, runScope: Scope.Scope, queu
       fill: (bytes) => {
         const own = bytes.subarray(skip)
         // Earlier reads of this file copy first (they may complete after this one).
-        const after = previousSettled ? copy(own) : previous.then(() => copy(own))
+        const after = previousState.settled ? copy(own) : previous.then(() => copy(own))
         if (after === undefined) return void done()
         return after.then(done)
       },
