@@ -83,7 +83,7 @@ export const DistillKind = Stage.define({
 
     const early = params.early_stopping
     const checkpoint = yield* Checkpoints.latest(network, cacheDir)
-    const history = Checkpoints.readHistory(cacheDir).slice(0, checkpoint?.state.epoch ?? 0)
+    const history = [...(checkpoint?.history ?? [])]
     const finished = checkpoint !== undefined && (checkpoint.state.epoch >= config.epochs || (early !== undefined && EarlyStopping.standing(history, early).stop))
     const result = (last: typeof start) =>
       Effect.gen(function* () {

@@ -28,9 +28,6 @@ const SLOT_PREFIX = "optimizer."
 const OPTIMIZER_TYPES: ReadonlyArray<Optimizer.OptimizerState["type"]> = ["sgd", "adam", "adamw"]
 const folder = CheckpointFolder.make("step", 7)
 
-/** The records logged so far (empty when none). */
-export const readHistory = (dir: string): Array<StepRecord> => folder.readHistory<StepRecord>(dir)
-
 const bytesOf = (data: Float32Array) => new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice()
 
 /** A model holding a training state (weights, optimizer slots, counters). */
@@ -69,17 +66,15 @@ export const fromModel = (config: LmConfig, model: Model.Model) =>
     return state
   })
 
-/** The newest checkpoint's state and file, if any (one whose history reaches its step). */
+/** The newest checkpoint's state, file and history, if any (one whose history reaches its step). */
 export const latest = (config: LmConfig, dir: string) =>
   Effect.scoped(
-    Effect.gen(function* () {
-      const file = folder.newestFile(dir)
-      if (file === undefined) return undefined
-      const state = yield* fromModel(config, yield* Safetensors.read(file))
-      const history = readHistory(dir)
-      if ((history.at(-1)?.step ?? 0) < state.step) return undefined
-      return { state, file, history: history.filter((r) => r.step <= state.step) }
-    })
+    folder.latest(
+      dir,
+      (file) => Effect.flatMap(Safetensors.read(file), (model) => fromModel(config, model)),
+      (state) => state.step,
+      (history: Array<StepRecord>, step) => ((history.at(-1)?.step ?? 0) < step ? undefined : history.filter((r) => r.step <= step))
+    )
   )
 
 /** Publishes the state with its history cut at its step (`CheckpointFolder.publish`: history first). */

@@ -128,7 +128,7 @@ export const CascadeKind = Stage.define({
         { "crucible.cascade.history": JSON.stringify(history), "crucible.cascade.data": data.name }
       )
     const checkpoint = yield* Checkpoints.latest(network, cacheDir)
-    const history: Array<Record<string, number>> = Checkpoints.readHistory(cacheDir).slice(0, checkpoint?.state.epoch ?? 0)
+    const history: Array<Record<string, number>> = [...(checkpoint?.history ?? [])]
     if (checkpoint !== undefined && checkpoint.state.epoch >= config.epochs) {
       yield* Stage.event("cascade.reused", { epoch: checkpoint.state.epoch, checkpoint: checkpoint.file })
       return yield* output(checkpoint.state.params, history)

@@ -26,21 +26,19 @@ export type EpochRecord = Readonly<Record<string, number>>
 const folder = CheckpointFolder.make("epoch", 4)
 const bestFile = (dir: string) => path.join(dir, "best.safetensors")
 
-/** The history of the epochs done so far (empty when none). */
-export const readHistory = (dir: string): Array<EpochRecord> => folder.readHistory<EpochRecord>(dir)
-
-/** The newest checkpoint's state, if any. */
+/**
+ * The newest checkpoint's state, with the history of its epochs. A state without its epochs'
+ * history (left by a kill between the writes) would record fewer epochs than it trained: absent,
+ * so that epoch is redone.
+ */
 export const latest = (network: Network, dir: string) =>
   Effect.scoped(
-    Effect.gen(function* () {
-      const file = folder.newestFile(dir)
-      if (file === undefined) return undefined
-      const state = yield* Checkpoint.fromModel(network, yield* Safetensors.read(file))
-      // A state without its epochs' history (left by a kill between the writes of an older
-      // Crucible) would record fewer epochs than it trained: start again from scratch.
-      if (readHistory(dir).length < state.epoch) return undefined
-      return { state, file }
-    })
+    folder.latest(
+      dir,
+      (file) => Effect.flatMap(Safetensors.read(file), (model) => Checkpoint.fromModel(network, model)),
+      (state) => state.epoch,
+      (history: Array<EpochRecord>, epoch) => (history.length < epoch ? undefined : history.slice(0, epoch))
+    )
   )
 
 /**

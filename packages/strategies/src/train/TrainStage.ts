@@ -39,7 +39,7 @@ export const TrainKind = Stage.define({
     const validation = params.validation === undefined ? undefined : yield* DataSource.load(dataParam, params.validation, resolvePath)
     const config = TrainParams.config(params)
     const checkpoints = yield* Checkpoints.latest(network, cacheDir)
-    const history: Array<Record<string, number>> = Checkpoints.readHistory(cacheDir).slice(0, checkpoints?.state.epoch ?? 0)
+    const history: Array<Record<string, number>> = [...(checkpoints?.history ?? [])]
     if (checkpoints !== undefined && checkpoints.state.epoch >= config.epochs) {
       yield* Stage.event("train.reused", { epoch: checkpoints.state.epoch, checkpoint: checkpoints.file })
       return output(id, network, checkpoints.state.params, history, data.name)
