@@ -123,7 +123,7 @@ const sgdFunc = (decay: boolean, momentum: boolean, nesterov: boolean): Wasm.Fun
 const sgdName = (decay: boolean, momentum: boolean, nesterov: boolean) => `sgd_${+decay}${+momentum}${+nesterov}`
 
 /** The module's bytes (it imports a memory that is not shared: TF.js's). @category constructors */
-export const moduleBytes = (): Uint8Array<ArrayBuffer> => {
+const moduleBytes = (): Uint8Array<ArrayBuffer> => {
   const funcs: Array<Wasm.Func> = (["none", "l2", "decoupled"] as const).map(adamFunc)
   for (const decay of [false, true]) for (const momentum of [false, true]) for (const nesterov of momentum ? [false, true] : [false]) funcs.push(sgdFunc(decay, momentum, nesterov))
   return Wasm.module(funcs, false)

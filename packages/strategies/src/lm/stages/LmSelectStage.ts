@@ -30,7 +30,7 @@ export type SelectMetric = typeof SelectMetric.Type
 const higherIsBetter = (metric: SelectMetric): boolean => metric === "accuracy"
 
 /** One candidate as ranked: its input index, the evaluation's data set, and the figure compared. */
-export interface Ranked {
+interface Ranked {
   readonly index: number
   readonly source: string
   readonly dataset: string
@@ -45,7 +45,7 @@ const isRecord = (u: unknown): u is Figures => typeof u === "object" && u !== nu
  * The figure `metric` of `group` (or the overall one) in an `lm/evaluate` output's values, or
  * why it is not there (the detail of the error).
  */
-export const figureOf = (values: Figures, metric: SelectMetric, group: string | undefined): { readonly value: number } | { readonly problem: string } => {
+const figureOf = (values: Figures, metric: SelectMetric, group: string | undefined): { readonly value: number } | { readonly problem: string } => {
   if (typeof values["dataset"] !== "string" || typeof values["tokens"] !== "number") {
     return { problem: `is not an lm/evaluate output (no dataset and tokens among ${JSON.stringify(Object.keys(values))}): give the metrics of an lm/evaluate stage` }
   }
@@ -63,7 +63,7 @@ export const figureOf = (values: Figures, metric: SelectMetric, group: string | 
 }
 
 /** The index of the best value (the first of equals). */
-export const best = (values: ReadonlyArray<number>, metric: SelectMetric): number => {
+const best = (values: ReadonlyArray<number>, metric: SelectMetric): number => {
   let at = 0
   for (let i = 1; i < values.length; i++) {
     if (higherIsBetter(metric) ? values[i]! > values[at]! : values[i]! < values[at]!) at = i
