@@ -33,7 +33,7 @@ import type * as TaskDiagnostics from "../kernels/TaskDiagnostics.ts"
 import * as TaskStatistics from "../kernels/TaskStatistics.ts"
 import * as Della from "./Della.ts"
 import * as Device from "./Device.ts"
-import { L1_BLOCK } from "./TaskArithmetic.ts"
+import { L1_BLOCK, supports as wholeTensorSupports } from "./TaskArithmetic.ts"
 import * as TaskShader from "./TaskShader.ts"
 
 /** @category options */
@@ -44,8 +44,8 @@ export interface Options {
   readonly squares?: boolean | undefined
 }
 
-/** Whether `plan` runs here: at most `MAX_MODELS` models (every selector and rescale has a kernel), DELLA rows within one binding (`Della.fits`). @category plans */
-export const supports = (plan: TaskArithmeticPlan, device: GPUDevice): boolean => plan.models.length <= TaskShader.MAX_MODELS && Della.fits(device, plan)
+/** Whether `plan` runs here: the whole-tensor kernel's test (`TaskArithmetic.supports`), the same models, selectors and DELLA rows. @category plans */
+export const supports = wholeTensorSupports
 
 const dtypeCode: Readonly<Record<PackedDType, number>> = { F32: 0, BF16: 1, F16: 2 }
 
