@@ -154,6 +154,14 @@ export const scan = (
   const first = inputs.map(() => -1)
   const value = inputs.map(() => 0)
   const count = inputs.map(() => 0)
+  // Input k's non-finite values of window w0 from window-local `at` (its first) to `b`.
+  const record = (k: number, x: Float32Array, w0: number, at: number, b: number): void => {
+    if (first[k]! < 0) {
+      first[k] = w0 + at
+      value[k] = x[at]!
+    }
+    count[k] = count[k]! + NonFinite.countNonFinite(x, at, b)
+  }
   const high = ranked.map(() => new Uint32Array(Select.HIGH_BUCKETS))
   const packed = packedKernel(inputs, every(inputs.length), kernels)
   if (packed !== undefined) {
@@ -168,12 +176,7 @@ export const scan = (
       for (let k = 0; k < inputs.length; k++) {
         if (!packed.hasNonFinite(k, a, b)) continue
         const x = packed.widen(k, a, b)
-        const at = NonFinite.firstNonFinite(x, a, b)
-        if (first[k]! < 0) {
-          first[k] = w0 + at
-          value[k] = x[at]!
-        }
-        count[k] = count[k]! + NonFinite.countNonFinite(x, at, b)
+        record(k, x, w0, NonFinite.firstNonFinite(x, a, b), b)
       }
       for (let c = 0; c < ranked.length; c++) {
         const g = guess[c]
@@ -194,12 +197,7 @@ export const scan = (
     for (const [k, x] of arrays.entries()) {
       if (windows.hasNonFinite !== undefined && !windows.hasNonFinite(x, a, b)) continue
       const at = NonFinite.firstNonFinite(x, a, b)
-      if (at < 0) continue
-      if (first[k]! < 0) {
-        first[k] = w0 + at
-        value[k] = x[at]!
-      }
-      count[k] = count[k]! + NonFinite.countNonFinite(x, at, b)
+      if (at >= 0) record(k, x, w0, at, b)
     }
     for (const [c, model] of ranked.entries()) countHighIn(windows, arrays[1 + model]!, arrays[0]!, a, b, high[c]!)
   }, windows)

@@ -22,6 +22,7 @@
  * @since 0.1.0
  */
 import { BLOCK } from "./Gram.ts"
+import { hasNonFiniteJs } from "./Packed.ts"
 import { END, isAbove as isAboveCut } from "./Select.ts"
 import type { Prepared } from "./TaskArithmetic.ts"
 import { copyBytes, decode, encodeBF16, type PackedInput } from "./PackedInput.ts"
@@ -476,8 +477,7 @@ const onMemory = (n: number, memory: WebAssembly.Memory): TiesWindows => {
     hasNonFinite: (k, a, b) => {
       const m8 = (b - a) & ~7
       if (m8 > 0 && nonFiniteBf16(packedAt(k) + a * 2, m8 / 8) !== 0) return true
-      for (let j = a + m8; j < b; j++) if ((slots[k]![j]! & 0x7f80) === 0x7f80) return true
-      return false
+      return hasNonFiniteJs(slotBytes[k]!, "BF16", a + m8, b)
     },
     widen: (k, a, b) => {
       const window = k === 0 ? base : models[k - 1]!
