@@ -25,9 +25,9 @@ export class GpuMerge extends Context.Service<GpuMerge, {
   readonly pipelines: Map<string, GPUComputePipeline>
   /**
    * The handle's recycled buffers (`gpu/BufferPool.ts`): the kernels' storage, uniform and
-   * read-back buffers come from it and go back to it. Absent, each call makes and destroys its own.
+   * read-back buffers come from it and go back to it.
    */
-  readonly buffers?: BufferPool.BufferPool | undefined
+  readonly buffers: BufferPool.BufferPool
 }>()("crucible/strategies/merge/GpuMerge") {
   /** The service of an acquired GPU handle. */
   static readonly ofHandle = (handle: Gpu.GpuHandle): GpuMerge["Service"] =>

@@ -152,7 +152,7 @@ export const groupsFor = (n: number): number => Math.max(1, Math.min(MAX_GROUPS,
  */
 export const poolOf = (device: GPUDevice): Effect.Effect<BufferPool.BufferPool> =>
   Effect.map(Effect.serviceOption(GpuMerge), (gpu) =>
-    Option.isSome(gpu) && gpu.value.device === device && gpu.value.buffers !== undefined ? gpu.value.buffers : BufferPool.make(device, 0))
+    Option.isSome(gpu) && gpu.value.device === device ? gpu.value.buffers : BufferPool.make(device, 0))
 
 /** A kernel call's buffers, from {@link scoped}. @category buffers */
 export interface Buffers {
