@@ -48,7 +48,6 @@ const o = {
   ...Wasm.op,
   i32Mul: [0x6c],
   i32And: [0x71],
-  i32Eqz: [0x45],
   i32LtU: [0x49],
   if: [0x04, 0x40],
   else: [0x05],
@@ -60,13 +59,7 @@ const o = {
   relaxedMadd: simd(0x105)
 }
 
-/** `x += step` for an i32 local. */
-const bump = (x: number, step: number | Array<number>): Array<number> => [
-  ...o.localGet(x),
-  ...(typeof step === "number" ? o.i32Const(step) : step),
-  ...o.i32Add,
-  ...o.localSet(x)
-]
+const { bump, countDown } = Wasm
 /** `while (i < n) { body; i++ }` with `i` set to 0 first. */
 const forUp = (i: number, n: number, body: ReadonlyArray<number>): Array<number> => [
   ...o.i32Const(0),
@@ -79,22 +72,6 @@ const forUp = (i: number, n: number, body: ReadonlyArray<number>): Array<number>
   ...o.brIf(1),
   ...body,
   ...bump(i, 1),
-  ...o.br(0),
-  ...o.end,
-  ...o.end
-]
-/** `while (n != 0) { body; n-- }` (n is consumed). */
-const countDown = (n: number, body: ReadonlyArray<number>): Array<number> => [
-  ...o.block,
-  ...o.loop,
-  ...o.localGet(n),
-  ...o.i32Eqz,
-  ...o.brIf(1),
-  ...body,
-  ...o.localGet(n),
-  ...o.i32Const(1),
-  ...o.i32Sub,
-  ...o.localSet(n),
   ...o.br(0),
   ...o.end,
   ...o.end

@@ -61,16 +61,8 @@ const load = (ptr: number): Array<number> => [...get(ptr), ...o.v128Load(0)]
 const store = (ptr: number, value: Code): Array<number> => [...get(ptr), ...value, ...o.v128Store(0)]
 const set = (l: number, value: Code): Array<number> => [...value, ...o.localSet(l)]
 const splat = (scalar: number, into: number): Array<number> => [...get(scalar), ...simd(0x13), ...o.localSet(into)]
-const bump16 = (ptrs: ReadonlyArray<number>): Array<number> => ptrs.flatMap((p) => [...get(p), ...o.i32Const(16), ...o.i32Add, ...o.localSet(p)])
-/** `while (n != 0) { body; n-- }`. */
-const countDown = (n: number, body: Code): Array<number> => [
-  ...o.block, ...o.loop,
-  ...get(n), 0x45 /* i32.eqz */, ...o.brIf(1),
-  ...body,
-  ...get(n), ...o.i32Const(1), ...o.i32Sub, ...o.localSet(n),
-  ...o.br(0),
-  ...o.end, ...o.end
-]
+const bump16 = (ptrs: ReadonlyArray<number>): Array<number> => ptrs.flatMap((p) => Wasm.bump(p, 16))
+const { countDown } = Wasm
 
 /** Weight decay in the Adam pass: none, `adam`'s (added to the gradient), `adamw`'s (decoupled). */
 type AdamDecay = "none" | "l2" | "decoupled"

@@ -131,6 +131,31 @@ export const op = {
   i64x2ExtendHighI32x4S: () => simd(0xc8)
 }
 
+/** `x += step` for an i32 local (`step` a constant or code that pushes an i32). @category control */
+export const bump = (x: number, step: number | ReadonlyArray<number>): Array<number> => [
+  ...op.localGet(x),
+  ...(typeof step === "number" ? op.i32Const(step) : step),
+  ...op.i32Add,
+  ...op.localSet(x)
+]
+
+/** `while (n != 0) { body; n-- }` (the i32 local n is consumed). @category control */
+export const countDown = (n: number, body: ReadonlyArray<number>): Array<number> => [
+  ...op.block,
+  ...op.loop,
+  ...op.localGet(n),
+  0x45, // i32.eqz: leave the loop when n is 0
+  ...op.brIf(1),
+  ...body,
+  ...op.localGet(n),
+  ...op.i32Const(1),
+  ...op.i32Sub,
+  ...op.localSet(n),
+  ...op.br(0),
+  ...op.end,
+  ...op.end
+]
+
 /** Shuffle lanes: the high 8 bytes moved down (to promote the high pair of float32 lanes). @category instructions */
 export const HIGH_HALF = [8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7]
 /** Shuffle lanes: the low 8 bytes of the first operand, then the low 8 of the second. @category instructions */
