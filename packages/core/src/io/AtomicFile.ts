@@ -92,7 +92,9 @@ export const open = (target: string, options: OpenOptions = {}): Effect.Effect<C
     const directFd = wantsDirect ? yield* Effect.acquireRelease(
       Effect.sync(() => DirectRead.open(temporary, "write")),
       (dfd) => Effect.sync(() => {
-        if (dfd !== undefined) try { fs.closeSync(dfd) } catch { /* closed by seal */ }
+        // `seal` closes only `fd`: this descriptor is closed here, after the staged writes drained (the
+        // finalizer below). Best effort: seal's fsync covers the file whichever descriptor wrote it.
+        if (dfd !== undefined) try { fs.closeSync(dfd) } catch { /* nothing left to lose */ }
       })
     ) : undefined
     const staged = directFd === undefined ? undefined : DirectWrite.make(fd, directFd)

@@ -175,7 +175,7 @@ const fileTap = (file: string, stat: fs.BigIntStats, runScope: Scope.Scope, queu
   let early: Digest.FileDigest | undefined
   // The promise the last reserved ticket resolves when its bytes are queued: tickets copy in order.
   let lastCopied: Promise<void> = Promise.resolve()
-  // Whether the ticket before the last reserved one has queued its bytes (read live by the next ticket's `fill` and `lend`).
+  // Whether the last reserved ticket has queued its bytes: the next ticket's `previousState`, read live by its `fill` and `lend`.
   let lastState = { settled: true }
 
   const digestNow = () => {
