@@ -13,6 +13,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
+import * as DirectRead from "../../packages/core/src/io/DirectRead.ts"
 import { compareFolders, extractSample, sample, type Difference } from "./compare.ts"
 import * as Disk from "./disk.ts"
 import * as Generate from "./generate.ts"
@@ -60,7 +61,8 @@ if (flags.direct !== undefined) {
   if (!["on", "off", "auto"].includes(flags.direct)) fail(`--direct ${flags.direct}: use on, off or auto`)
   process.env["CRUCIBLE_DIRECT_READS"] = flags.direct
 }
-const directReads = process.env["CRUCIBLE_DIRECT_READS"] ?? "auto"
+// Recorded as the children read it ("1" is on, anything unknown auto), not as spelled.
+const directReads = DirectRead.policy()
 const dir = path.resolve(flags.dir)
 const outDir = path.resolve(flags["out-dir"] ?? dir)
 fs.mkdirSync(dir, { recursive: true })
@@ -179,7 +181,6 @@ fs.writeFileSync(path.join(reportDir, `${flags.out}.json`), JSON.stringify(repor
 console.log(`wrote ${path.join(reportDir, `${flags.out}.json`)}`)
 if (!flags.keep) for (const f of folders) fs.rmSync(f, { recursive: true, force: true })
 else console.log(`kept ${folders.join(", ")} (--keep: the next run with the same --dir and --layers reuses them)`)
-fs.rmSync(path.join(dir, Tools.RUNS), { recursive: true, force: true })
 for (const m of methods) fs.rmSync(path.join(dir, `bigmerge-${m}.yaml`), { force: true })
 if (!flags.keep && fs.readdirSync(dir).length === 0) fs.rmdirSync(dir)
 if (outDir !== dir && fs.readdirSync(outDir).length === 0) fs.rmdirSync(outDir)
