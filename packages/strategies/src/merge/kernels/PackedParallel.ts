@@ -73,14 +73,23 @@ export interface GuessedLows {
   readonly perRange: ReadonlyArray<Uint32Array>
 }
 
-// The dense low histogram of candidate h from the pairs (position, count) of one range.
-const denseLow = (pairs: Uint32Array, h: number): Uint32Array => {
+// The low histogram of candidate h over all ranges, from each range's pairs (position, count).
+const guessedLow = (perRange: ReadonlyArray<Uint32Array>, h: number): Uint32Array => {
   const counts = new Uint32Array(Select.LOW_BUCKETS)
-  for (let p = 0; p < pairs.length; p += 2) {
-    const at = pairs[p]! - h * Select.LOW_BUCKETS
-    if (at >= 0 && at < Select.LOW_BUCKETS) counts[at] = pairs[p + 1]!
+  for (const pairs of perRange) {
+    for (let p = 0; p < pairs.length; p += 2) {
+      const at = pairs[p]! - h * Select.LOW_BUCKETS
+      if (at >= 0 && at < Select.LOW_BUCKETS) counts[at] = counts[at]! + pairs[p + 1]!
+    }
   }
   return counts
+}
+
+// One range's count at low bucket `low` of candidate h, from its pairs (position, count); 0 where absent.
+const guessedCount = (pairs: Uint32Array, h: number, low: number): number => {
+  const at = h * Select.LOW_BUCKETS + low
+  for (let p = 0; p < pairs.length; p += 2) if (pairs[p] === at) return pairs[p + 1]!
+  return 0
 }
 
 /**
@@ -227,8 +236,10 @@ const cutsOf = (runner: Runner, plan: TaskArithmeticPlan, inputs: ReadonlyArray<
       const q = missing.indexOf(l)
       for (const [c, h] of l.ranks.entries()) {
         const g = guessed(l, h.bucket)
-        const perRange = q < 0 && g !== undefined ? g.perRange.map((pairs) => denseLow(pairs, h.bucket - g.first)) : lows.map((r) => r[q]![c]!)
-        const low = Select.locate(sum(perRange, Select.LOW_BUCKETS), h.rank - h.above)
+        const fromScan = q < 0 && g !== undefined
+        const counts = fromScan ? guessedLow(g.perRange, h.bucket - g.first) : sum(lows.map((r) => r[q]![c]!), Select.LOW_BUCKETS)
+        const low = Select.locate(counts, h.rank - h.above)
+        const inRange = (r: number): number => (fromScan ? guessedCount(g.perRange[r]!, h.bucket - g.first, low.bucket) : lows[r]![q]![c]![low.bucket]!)
         const bits = ((h.bucket << 16) | low.bucket) >>> 0
         let nth = h.rank - h.above - low.above
         if (nth === 0) {
@@ -236,7 +247,7 @@ const cutsOf = (runner: Runner, plan: TaskArithmeticPlan, inputs: ReadonlyArray<
           continue
         }
         let r = 0
-        while (nth >= perRange[r]![low.bucket]!) nth -= perRange[r++]![low.bucket]!
+        while (nth >= inRange(r)) nth -= inRange(r++)
         const [index] = yield* runner.run("packedNthEqual", { inputs, model: l.model, bits, nth }, [ranges[r]!])
         found.set(`${l.model}:${h.rank}`, { bits, index: index! })
       }
