@@ -216,11 +216,7 @@ export const packStream = (
     checkSeqLen(seqLen)
     const add = tokenize(tokenizer)
     // The `groups:` entries (name, members); without them, one entry per group, made as it first appears.
-    const named: ReadonlyArray<readonly [string, ReadonlyArray<string>]> | undefined = groups === undefined
-      ? undefined
-      : Array.isArray(groups)
-      ? (groups as ReadonlyArray<string>).map((g) => [g, [g]] as const)
-      : Object.entries(groups as Readonly<Record<string, ReadonlyArray<string>>>)
+    const named = groups === undefined ? undefined : TextSource.namedGroups(groups)
     const entries = new Map<string | number, Entry>()
     const targetsOf = new Map<string, Set<number>>()
     named?.forEach(([, members], e) => members.forEach((m) => targetsOf.set(m, (targetsOf.get(m) ?? new Set()).add(e))))
@@ -283,7 +279,7 @@ export const packStream = (
 
 /** The blocks' name: `brown/test`, with the groups when chosen: `brown/test[news,learned]`. @category packing */
 export const nameOf = (param: TextSource.TextParam, split: TextSource.TextSplit, groups: TextSource.GroupsParam | undefined): string => {
-  const chosen = groups === undefined ? "" : `[${(Array.isArray(groups) ? (groups as ReadonlyArray<string>) : Object.keys(groups)).join(",")}]`
+  const chosen = groups === undefined ? "" : `[${TextSource.namedGroups(groups).map(([name]) => name).join(",")}]`
   return `${TextSource.nameOf(param)}/${split}${chosen}`
 }
 

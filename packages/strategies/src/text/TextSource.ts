@@ -294,11 +294,15 @@ const splitAll = (docs: ReadonlyArray<Document>): Splits => {
   return { all: docs, ...parts, groups: [...sizes.keys()] }
 }
 
-/** The groups a `groups:` param names, as `[name, members]`; the members are checked against `known`. @category splitting */
-export const resolveGroups = (groups: GroupsParam, known: ReadonlyArray<string>, source: string): Effect.Effect<ReadonlyArray<readonly [string, ReadonlyArray<string>]>, TextError> => {
-  const named: ReadonlyArray<readonly [string, ReadonlyArray<string>]> = Array.isArray(groups)
+/** The groups a `groups:` param names, as `[name, members]`: a list names each group alone, a map names groups of groups. @category splitting */
+export const namedGroups = (groups: GroupsParam): ReadonlyArray<readonly [string, ReadonlyArray<string>]> =>
+  Array.isArray(groups)
     ? (groups as ReadonlyArray<string>).map((g) => [g, [g]] as const)
     : Object.entries(groups as Readonly<Record<string, ReadonlyArray<string>>>)
+
+/** {@link namedGroups}, with the members checked against `known`. @category splitting */
+export const resolveGroups = (groups: GroupsParam, known: ReadonlyArray<string>, source: string): Effect.Effect<ReadonlyArray<readonly [string, ReadonlyArray<string>]>, TextError> => {
+  const named = namedGroups(groups)
   const unknown = [...new Set(named.flatMap(([, members]) => members.filter((m) => !known.includes(m))))]
   if (unknown.length > 0) {
     return Effect.fail(new TextError({ source, detail: `unknown group${unknown.length > 1 ? "s" : ""} ${unknown.map((g) => `"${g}"`).join(", ")}; the groups are: ${known.join(", ")}` }))
