@@ -2,7 +2,6 @@ import { Effect, Result } from "effect"
 import { describe, expect, it } from "vitest"
 import { decode, type PackedInput } from "../../../src/merge/kernels/PackedInput.ts"
 import * as PackedParallel from "../../../src/merge/kernels/PackedParallel.ts"
-import * as Select from "../../../src/merge/kernels/Select.ts"
 import * as TaskArithmetic from "../../../src/merge/kernels/TaskArithmetic.ts"
 import * as TaskStatistics from "../../../src/merge/kernels/TaskStatistics.ts"
 import { normal } from "./helpers.ts"
@@ -39,34 +38,44 @@ const inputsOf = (skewSample: boolean): Array<PackedInput> => {
 
 const run = (inputs: ReadonlyArray<PackedInput>, density: number) => {
   const plan = Result.getOrThrow(TaskArithmetic.plan({ ...TaskArithmetic.presets.ties, weights: [1, 0.6], density }, [N], 2, TENSOR, "ties"))
-  const runner = PackedParallel.runner(undefined)
+  // This thread's runner, recording the ops it runs: whether the guess held shows in the passes run.
+  const here = PackedParallel.runner(undefined)
+  const ops: Array<string> = []
+  const runner: PackedParallel.Runner = {
+    split: here.split,
+    run: (op, args, ranges) => {
+      ops.push(op)
+      return here.run(op, args, ranges)
+    }
+  }
   const scanned = Effect.runSync(PackedParallel.scan(runner, plan, inputs, N))
   const prepared = Effect.runSync(PackedParallel.prepare(runner, plan, inputs, N, scanned))
   const [base, ...models] = inputs.map(decoded)
   const reference = TaskStatistics.prepare(plan, base!, models)
-  // Whether the scan's guess held for each model's cut (its bucket among the guessed ones).
-  const held = scanned.ranked.map((model, c) => {
-    const s = plan.models[model]!.selector as { readonly lo: number; readonly hi: number }
-    const g = scanned.low?.[c]
-    const buckets = [s.lo, s.hi].filter((r) => r > 0 && r < N).map((r) => Select.locate(scanned.high[c]!, r).bucket)
-    return g !== undefined && buckets.every((b) => b >= g.first && b < g.first + g.span)
-  })
-  return { prepared, reference, held }
+  // Whether the scan kept guessed low histograms for each model (it keeps them only when every cut fell in the guess).
+  const held = scanned.ranked.map((_, c) => scanned.low?.[c] !== undefined)
+  const count = (op: string) => ops.filter((o) => o === op).length
+  return { prepared, reference, held, scans: count("packedScan"), lowPasses: count("packedCountLow") }
 }
 
 describe("PackedParallel on bf16", () => {
   for (const density of [0.2, 0.5]) {
     it(`density ${density}: the cuts from the scan's guessed low histograms are the whole-tensor ones`, () => {
-      const { prepared, reference, held } = run(inputsOf(false), density)
+      const { prepared, reference, held, scans, lowPasses } = run(inputsOf(false), density)
       expect(held).toEqual([true, true])
+      // The sample and the scan; no rescan, no low pass.
+      expect([scans, lowPasses]).toEqual([2, 0])
       expect(prepared.selectors).toEqual(reference.selectors)
       expect(prepared.factors).toEqual(reference.factors)
     })
   }
 
   it("a sample that misguesses the buckets falls back to the low pass: the same cuts", () => {
-    const { prepared, reference, held } = run(inputsOf(true), 0.2)
+    const { prepared, reference, held, scans, lowPasses } = run(inputsOf(true), 0.2)
     expect(held).toEqual([false, false])
+    // The sample, the guessed scan, the rescan with whole high histograms, and one low pass for all models.
+    expect([scans, lowPasses]).toEqual([3, 1])
     expect(prepared.selectors).toEqual(reference.selectors)
+    expect(prepared.factors).toEqual(reference.factors)
   })
 })
