@@ -385,12 +385,15 @@ export const apply = (
             words[6] = TaskShader.bitsOf(plan.lambda / plan.divisor)
             device.queue.writeBuffer(params, 0, words)
             const target = y
-            yield* Device.run(device, "range-wise.apply", (e) => Device.dispatch(e, device, pipe, [params, layout, x, info, target, agreed, ...extra], m))
+            const blocks = TaskShader.squareBlocks(m)
+            const parts = squares === undefined ? undefined : (squareParts ??= outerStorage(4 * count * blocks, "range-wise.squares"))
+            // Σ τ² rides in apply's submission: it only reads params, layout and x, which apply leaves as they are.
+            yield* Device.run(device, "range-wise.apply", (e) => {
+              Device.dispatch(e, device, pipe, [params, layout, x, info, target, agreed, ...extra], m)
+              if (squares !== undefined && parts !== undefined) Device.dispatch(e, device, squares, [params, layout, x, parts], blocks * Device.WORKGROUP)
+            })
             out.set(new Float32Array(yield* Device.readBack(device, target, m * 4, "range-wise.apply")), s - start)
-            if (squares !== undefined) {
-              const blocks = TaskShader.squareBlocks(m)
-              const parts = squareParts ??= outerStorage(4 * count * blocks, "range-wise.squares")
-              yield* Device.run(device, "range-wise.squares", (e) => Device.dispatch(e, device, squares, [params, layout, x, parts], blocks * Device.WORKGROUP))
+            if (parts !== undefined) {
               TaskShader.addSquares(squareSums, new Float32Array(yield* Device.readBack(device, parts, 4 * count * blocks, "range-wise.squares")), count)
             }
           }), rowLength)

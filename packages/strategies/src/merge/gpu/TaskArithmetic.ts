@@ -263,10 +263,13 @@ export const merge = (
           words[6] = TaskShader.bitsOf(plan.lambda)
           words[7] = TaskShader.bitsOf(plan.lambda / plan.divisor)
           device.queue.writeBuffer(params, 0, words)
-          yield* Device.run(device, "ties.apply", (e) => Device.dispatch(e, device, apply, [params, info, x, y, agreed, ...extra], m))
-          out.set(new Float32Array(yield* Device.readBack(device, y, m * 4, "ties.apply")), start)
           const blocks = TaskShader.squareBlocks(m)
-          yield* Device.run(device, "ties.squares", (e) => Device.dispatch(e, device, squares, [params, x, squareParts], blocks * Device.WORKGROUP))
+          // Σ τ² rides in apply's submission: it only reads params and x, which apply leaves as they are.
+          yield* Device.run(device, "ties.apply", (e) => {
+            Device.dispatch(e, device, apply, [params, info, x, y, agreed, ...extra], m)
+            Device.dispatch(e, device, squares, [params, x, squareParts], blocks * Device.WORKGROUP)
+          })
+          out.set(new Float32Array(yield* Device.readBack(device, y, m * 4, "ties.apply")), start)
           TaskShader.addSquares(squareSums, new Float32Array(yield* Device.readBack(device, squareParts, 4 * count * blocks, "ties.squares")), count)
         }
         const tallies = new Uint32Array(yield* Device.readBack(device, agreed, 8 * count, "ties.apply"))
