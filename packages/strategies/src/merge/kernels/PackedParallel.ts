@@ -115,10 +115,10 @@ export const scan: (runner: Runner, plan: TaskArithmeticPlan, inputs: ReadonlyAr
       if (hit !== undefined) nonFinite = { input: k, ...hit.nonFinite[k]!, count: parts.reduce((t, p) => t + p.nonFinite[k]!.count, 0) }
     }
     const high = ranked.map((_, c) => located?.[c] ?? sum(parts.map((p) => p.high[c]!), Select.HIGH_BUCKETS))
+    // With `located`, `parts` is the guessed scan, whose ranges all counted lows for every guessed model (`locatedHighs` checked).
     const low = ranked.map((_, c): GuessedLows | undefined => {
       const g = guesses[c]
-      const perRange = parts.map((p) => p.low?.[c])
-      return located === undefined || g === undefined || perRange.some((l) => l === undefined) ? undefined : { ...g, perRange: perRange as Array<Uint32Array> }
+      return located === undefined || g === undefined ? undefined : { ...g, perRange: parts.map((p) => p.low![c]!) }
     })
     return { nonFinite, high, ranked, low }
   })
