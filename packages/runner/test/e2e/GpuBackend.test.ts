@@ -2,12 +2,12 @@
 // with the reason when it is missing), against the same pipeline on `--backend cpu`.
 import { beforeEach, describe, expect, it } from "vitest"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
 import { crucibleAsync } from "./cli.ts"
 import { skipWithoutGpu } from "../support/Gpu.ts"
-import { spansOf } from "../support/OtlpDecode.ts"
+import { attributeValues } from "../support/OtlpDecode.ts"
 import { readModel } from "./models.ts"
+import { tempDir } from "../support/TempDir.ts"
 
 beforeEach(skipWithoutGpu)
 
@@ -20,22 +20,17 @@ stages:
   out: { uses: save, with: { model: m, path: out.safetensors } }
 `
 
-/** The values of a span attribute over the run's trace. */
-const attributeValues = (runDir: string, key: string): Array<unknown> =>
-  spansOf(JSON.parse(fs.readFileSync(path.join(runDir, "trace.json"), "utf8")), "file").flatMap((span) => (key in span.attributes ? [span.attributes[key]] : []))
-
 describe("crucible run --backend webgpu", () => {
   it("trains on the GPU, saves the cpu backend's weights (within float32 rounding), traces the backend and exits by itself", async () => {
     const results = new Map<string, Awaited<ReturnType<typeof readModel>>>()
     for (const backend of ["webgpu", "cpu"]) {
-      const dir = fs.mkdtempSync(path.join(os.tmpdir(), `gpu-e2e-${backend}-`))
+      const dir = tempDir(`gpu-e2e-${backend}-`)
       fs.writeFileSync(path.join(dir, "p.yaml"), pipeline)
       // crucibleAsync resolves when the child exits: a device keeping Node alive would time the test out
       const run = await crucibleAsync(["run", path.join(dir, "p.yaml"), "--runs-dir", path.join(dir, "runs"), "--run-id", "r", "--backend", backend, "--quiet"])
       expect(run.code, run.stderr).toBe(0)
       results.set(backend, await readModel(path.join(dir, "out.safetensors")))
       expect(attributeValues(path.join(dir, "runs", "r"), "crucible.backend")).toContain(backend)
-      fs.rmSync(dir, { recursive: true })
     }
     const gpu = results.get("webgpu")!
     const cpu = results.get("cpu")!

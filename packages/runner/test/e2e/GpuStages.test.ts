@@ -3,11 +3,11 @@
 // elsewhere skipped with the reason when it is missing), against the same pipeline on `--backend cpu`.
 import { beforeEach, describe, expect, it } from "vitest"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
 import { crucibleAsync } from "./cli.ts"
 import { skipWithoutGpu } from "../support/Gpu.ts"
-import { spansOf } from "../support/OtlpDecode.ts"
+import { attributeValues } from "../support/OtlpDecode.ts"
+import { tempDir } from "../support/TempDir.ts"
 
 beforeEach(skipWithoutGpu)
 
@@ -24,10 +24,6 @@ stages:
   both_score: { uses: evaluate, with: { model: both, data: iris, split: test } }
 `
 
-/** The values of a span attribute over the run's trace. */
-const attributeValues = (runDir: string, key: string): Array<unknown> =>
-  spansOf(JSON.parse(fs.readFileSync(path.join(runDir, "trace.json"), "utf8")), "file").flatMap((span) => (key in span.attributes ? [span.attributes[key]] : []))
-
 interface StageRecord {
   readonly id: string
   readonly status: string
@@ -39,7 +35,7 @@ describe("crucible run --backend webgpu over the model stages", () => {
   it("train, align, merge, evaluate and ensemble exit 0 with the cpu run's metrics (within float32 rounding)", async () => {
     const manifests = new Map<string, ReadonlyArray<StageRecord>>()
     for (const backend of ["webgpu", "cpu"]) {
-      const dir = fs.mkdtempSync(path.join(os.tmpdir(), `gpu-stages-${backend}-`))
+      const dir = tempDir(`gpu-stages-${backend}-`)
       fs.writeFileSync(path.join(dir, "p.yaml"), pipeline)
       const run = await crucibleAsync(["run", path.join(dir, "p.yaml"), "--runs-dir", path.join(dir, "runs"), "--run-id", "r", "--backend", backend, "--quiet"])
       expect(run.code, run.stderr).toBe(0)
@@ -52,7 +48,6 @@ describe("crucible run --backend webgpu over the model stages", () => {
       // the forward passes (activation matching, evaluation) ran on this backend and no other
       expect(new Set(attributeValues(path.join(dir, "runs", "r"), "crucible.backend"))).toEqual(new Set([backend]))
       manifests.set(backend, stages)
-      fs.rmSync(dir, { recursive: true })
     }
     for (const id of ["merged_score", "both_score"]) {
       const [gpu, cpu] = ["webgpu", "cpu"].map((b) => manifests.get(b)!.find((s) => s.id === id)!.output!.values!)

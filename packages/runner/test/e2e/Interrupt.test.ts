@@ -1,15 +1,14 @@
-import { describe, expect, it, onTestFinished } from "vitest"
+import { describe, expect, it } from "vitest"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
 import { startCrucible } from "./cli.ts"
 import { writeModel } from "./models.ts"
+import { tempDir } from "../support/TempDir.ts"
 
 describe("interruption", () => {
   it("SIGINT during a save stops the run, leaves no partial output, and exits 130", async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "crucible-sigint-"))
+    const dir = tempDir("crucible-sigint-")
     // Three 48 MB models and the runs folder: removed however the test ends.
-    onTestFinished(() => fs.rmSync(dir, { recursive: true, force: true }))
     // 12 tensors of 1M floats per model: enough work that the signal lands mid-write.
     const specs = Array.from({ length: 12 }, (_, i) => ({ name: `t${i}`, shape: [1024, 1024] }))
     for (const [i, m] of ["a", "b", "c"].entries()) await writeModel(path.join(dir, `${m}.safetensors`), specs, i)

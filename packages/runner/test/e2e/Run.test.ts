@@ -1,7 +1,6 @@
-import { describe, expect, it, onTestFinished } from "vitest"
+import { describe, expect, it } from "vitest"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
 import { DType } from "@crucible/core"
 import { Effect } from "effect"
@@ -9,12 +8,9 @@ import * as FileDigests from "../../src/store/FileDigests.ts"
 import * as Manifest from "../../src/Manifest.ts"
 import { crucible } from "./cli.ts"
 import { readModel, writeFilled, writeModel } from "./models.ts"
+import { tempDir } from "../support/TempDir.ts"
 
-const tmp = () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "crucible-run-"))
-  onTestFinished(() => fs.rmSync(dir, { recursive: true, force: true }))
-  return dir
-}
+const tmp = () => tempDir("crucible-run-")
 
 const specs = [
   { name: "embed.weight", shape: [50, 16] },

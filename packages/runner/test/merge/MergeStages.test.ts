@@ -1,15 +1,15 @@
 // The merge stage kinds end to end: real safetensors files in, a pipeline run, real files out,
 // compared with values PyTorch/numpy computed (strategies/fixtures/merge/reference.json).
-import { describe, expect, it, onTestFinished } from "vitest"
+import { describe, expect, it } from "vitest"
 import { DType, Model, Safetensors, TensorRef } from "@crucible/core"
 import { Effect } from "effect"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { Reporter } from "../../src/Events.ts"
 import * as Runner from "../../src/Runner.ts"
 import { readModel } from "../e2e/models.ts"
+import { tempDir } from "../support/TempDir.ts"
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const reference = JSON.parse(fs.readFileSync(path.resolve(here, "../../../strategies/fixtures/merge/reference.json"), "utf8")) as {
@@ -38,8 +38,7 @@ const ulpClose = (got: ArrayLike<number>, want: ArrayLike<number>) => {
 
 describe("merge stages against PyTorch/numpy", () => {
   it.each(reference.cases.map((c, i) => [`${i}: ${c.method} ${JSON.stringify(c.params)}`, c] as const))("%s", async (_, c) => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "merge-ref-"))
-    onTestFinished(() => fs.rmSync(dir, { recursive: true, force: true }))
+    const dir = tempDir("merge-ref-")
     for (const [name, values] of Object.entries(reference.inputs)) await write(path.join(dir, `${name}.safetensors`), { w: { shape: reference.shape, values } })
     const { base, ...params } = c.params as Record<string, unknown> & { base?: boolean }
     const usesBase = c.method === "task-arithmetic" || c.method === "ties" || base === true
@@ -67,7 +66,7 @@ describe("merge stage parameters and checks", () => {
   const loads = "  base: { uses: load, with: { path: base.safetensors } }\n  a: { uses: load, with: { path: a.safetensors } }\n  b: { uses: load, with: { path: b.safetensors } }\n"
 
   it("resolves a lambda gradient over layers and filter rules per tensor; integer tensors come from the base", async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "merge-rules-"))
+    const dir = tempDir("merge-rules-")
     const m = await layered(dir)
     const { error } = await run(dir, `version: 1\nname: rules\nstages:\n${loads}  m:\n    uses: merge/task-arithmetic\n    with:\n      base: base\n      models: [a, b]\n      weights: [1, 0.5]\n      lambda: { gradient: [0, 1] }\n      unmatched: base\n  out: { uses: save, with: { model: m, path: out.safetensors } }\n`)
     expect(error).toBeUndefined()
@@ -82,7 +81,7 @@ describe("merge stage parameters and checks", () => {
   })
 
   it("with filter rules, unmatched tensors are copied from the base (unmatched: base) or rejected, all listed (unmatched: error)", async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "merge-unmatched-"))
+    const dir = tempDir("merge-unmatched-")
     const m = await layered(dir)
     const stage = (mode: string) => `version: 1\nname: unmatched\nstages:\n${loads}  m:\n    uses: merge/ties\n    with:\n      base: base\n      models: [a, b]\n      density:\n        - { filter: "layers.*", value: 0.5 }\n      unmatched: ${mode}\n  out: { uses: save, with: { model: m, path: out-${mode}.safetensors } }\n`
     expect((await run(dir, stage("base"))).error).toBeUndefined()
@@ -96,7 +95,7 @@ describe("merge stage parameters and checks", () => {
   })
 
   it("an adversarial glob (*a ×20 + *b) against a 41-character name merges at once (it used to backtrack for hours)", async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "merge-glob-"))
+    const dir = tempDir("merge-glob-")
     const long = "a".repeat(41)
     for (const [name, offset] of [["base", 0], ["a", 1], ["b", 2]] as const) {
       await write(path.join(dir, `${name}.safetensors`), { [long]: { shape: [4], values: [1, 2, 3, 4].map((v) => v + offset) } })
@@ -110,7 +109,7 @@ describe("merge stage parameters and checks", () => {
   })
 
   it("rejects missing tensors unless on_missing says otherwise", async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "merge-missing-"))
+    const dir = tempDir("merge-missing-")
     await write(path.join(dir, "a.safetensors"), { w: { shape: [2], values: [1, 2] }, extra: { shape: [1], values: [5] } })
     await write(path.join(dir, "b.safetensors"), { w: { shape: [2], values: [3, 4] } })
     const pipeline = (extra: string, kind = "merge/multislerp") => `version: 1\nname: missing\nstages:\n  a: { uses: load, with: { path: a.safetensors } }\n  b: { uses: load, with: { path: b.safetensors } }\n  m: { uses: ${kind}, with: { models: [a, b]${extra} } }\n  out: { uses: save, with: { model: m, path: out.safetensors } }\n`
@@ -135,7 +134,7 @@ describe("merge stage parameters and checks", () => {
   })
 
   it("fails on a non-finite input naming the tensor, unless allow_nonfinite", async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "merge-nan-"))
+    const dir = tempDir("merge-nan-")
     await write(path.join(dir, "a.safetensors"), { good: { shape: [2], values: [1, 2] }, bad: { shape: [3], values: [1, Number.NaN, 3] } })
     await write(path.join(dir, "b.safetensors"), { good: { shape: [2], values: [3, 4] }, bad: { shape: [3], values: [1, 2, 3] } })
     const pipeline = (extra: string) => `version: 1\nname: nan\nstages:\n  a: { uses: load, with: { path: a.safetensors } }\n  b: { uses: load, with: { path: b.safetensors } }\n  m: { uses: merge/multislerp, with: { models: [a, b]${extra} } }\n  out: { uses: save, with: { model: m, path: out.safetensors } }\n`
@@ -147,7 +146,7 @@ describe("merge stage parameters and checks", () => {
   })
 
   it("merge/linear fails on a non-finite input or an overflowing sum, naming the tensor and the element, unless allow_nonfinite (F32 and F64)", async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "merge-nan-linear-"))
+    const dir = tempDir("merge-nan-linear-")
     const n = 3 * 1024 * 1024 + 5 // three chunks and a bit: the NaN sits in the third
     const clean = new Float32Array(n).map((_, i) => (i % 13) / 13)
     const dirty = clean.slice()
@@ -174,7 +173,7 @@ describe("merge stage parameters and checks", () => {
   })
 
   it("DARE is seeded by (seed, tensor name): the same bytes whatever the tensor order, different with another seed", async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "merge-dare-"))
+    const dir = tempDir("merge-dare-")
     const t = (s: number) => ({ shape: [64], values: Array.from({ length: 64 }, (_, i) => Math.cos(i * s)) })
     await write(path.join(dir, "base.safetensors"), { x: t(1), y: t(2) })
     await write(path.join(dir, "a.safetensors"), { x: t(3), y: t(4) })
@@ -191,7 +190,7 @@ describe("merge stage parameters and checks", () => {
 
 describe("data-driven merges", () => {
   it("statistics/gram measures XᵀX/N of each linear layer's inputs, and merge/regmean over equal Grams computes what the average computes", async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "merge-regmean-"))
+    const dir = tempDir("merge-regmean-")
     const arch = "{ type: mlp, layers: [784, 10] }"
     const { error } = await run(dir, `version: 1
 name: regmean
@@ -249,7 +248,7 @@ stages:
 
 describe("memory limit", () => {
   it("a tensor whose working set exceeds --memory-limit fails naming it; within the limit the merge runs", async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "merge-budget-"))
+    const dir = tempDir("merge-budget-")
     const big = { shape: [1024, 1024], values: new Float32Array(1024 * 1024).fill(0.5) }
     await write(path.join(dir, "base.safetensors"), { w: big })
     await write(path.join(dir, "a.safetensors"), { w: big })
@@ -278,7 +277,7 @@ stages:
   })
 
   it("a merge of a merge under a limit: fails at once when both working sets cannot fit (no wait for memory its reader holds), merges when they can", async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "merge-budget-nested-"))
+    const dir = tempDir("merge-budget-nested-")
     const n = 1024 * 1024
     for (const [i, name] of ["base", "a", "b", "c", "d"].entries()) {
       await write(path.join(dir, `${name}.safetensors`), { w: { shape: [1024, 1024], values: new Float32Array(n).map((_, j) => Math.sin(j * 0.001 + i)) } })
@@ -320,7 +319,7 @@ stages:
   }, 60_000)
 
   it("merge/linear holds each chunk's working set: a limit below it fails naming the tensor, one above it merges", async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "merge-budget-linear-"))
+    const dir = tempDir("merge-budget-linear-")
     const n = 1536 * 1024 // 1.5 chunks of the writer's 1M elements
     const a = new Float32Array(n).map((_, i) => (i % 97) / 97)
     const b = new Float32Array(n).map((_, i) => (i % 89) / 89)

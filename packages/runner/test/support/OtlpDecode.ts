@@ -4,6 +4,8 @@
  * (`longs: String`, ids as bytes). Tests compare what a receiver got, over any protocol, with
  * what a trace file holds through these types.
  */
+import * as fs from "node:fs"
+import * as path from "node:path"
 
 /** How a record reached the test. */
 export type Via = "http/json" | "http/protobuf" | "grpc" | "file"
@@ -129,6 +131,10 @@ export const spansOf = (request: Node, via: Via): Array<ReceivedSpan> =>
       }))
     )
   })
+
+/** The values of span attribute `key` over a run's trace file (`<runDir>/trace.json`), span by span, where set. */
+export const attributeValues = (runDir: string, key: string): Array<unknown> =>
+  spansOf(JSON.parse(fs.readFileSync(path.join(runDir, "trace.json"), "utf8")), "file").flatMap((span) => (key in span.attributes ? [span.attributes[key]] : []))
 
 const numberPoints = (points: unknown): Array<NumberPoint> =>
   list(points).map((point) => ({ attributes: attributes(point.attributes), value: "asInt" in point && point.asInt !== undefined ? num(point.asInt) : num(point.asDouble) }))
