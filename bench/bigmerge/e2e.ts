@@ -124,11 +124,18 @@ const rows: Array<Report.Row> = []
 for (const method of methods) {
   const mine = path.join(outDir, `crucible-${method}`), theirs = path.join(outDir, `torch-${method}`)
   const kept = path.join(outDir, `crucible-${method}-sample`)
-  const ours: Array<Tools.ToolRun> = [], peers: Array<Tools.ToolRun> = []
+  const ours: Array<Tools.ToolRun> = [], reruns: Array<Tools.ToolRun> = [], peers: Array<Tools.ToolRun> = []
   for (let r = 1; r <= rounds; r++) {
     fs.rmSync(mine, { recursive: true, force: true })
     prepare()
-    ours.push(Tools.crucible(node, method, folders, mine, dir, `bigmerge-${method}-${r}-${process.pid}`))
+    // Warm: a rerun follows each first run, with its runs folder (the inputs' digests remembered), the
+    // output removed and the inputs read in again — a user's second merge of the same models.
+    ours.push(Tools.crucible(node, method, folders, mine, dir, `bigmerge-${method}-${r}-${process.pid}`, cache === "warm"))
+    if (cache === "warm") {
+      fs.rmSync(mine, { recursive: true, force: true })
+      prepare()
+      reruns.push(Tools.crucible(node, method, folders, mine, dir, `bigmerge-${method}-${r}-rerun-${process.pid}`))
+    }
     if (withTorch) {
       // Only the compared tensors of Crucible's output stay while torch writes: room for one output, not two.
       fs.rmSync(kept, { recursive: true, force: true })
@@ -138,7 +145,7 @@ for (const method of methods) {
       prepare()
       peers.push(Tools.torch(method, folders, theirs, dir, threads))
     }
-    console.log(`  ${method} round ${r}: crucible ${ours.at(-1)!.wallSeconds.toFixed(1)} s${withTorch ? `, torch ${peers.at(-1)!.wallSeconds.toFixed(1)} s` : ""}`)
+    console.log(`  ${method} round ${r}: crucible ${ours.at(-1)!.wallSeconds.toFixed(1)} s${reruns.length > 0 ? `, rerun ${reruns.at(-1)!.wallSeconds.toFixed(1)} s` : ""}${withTorch ? `, torch ${peers.at(-1)!.wallSeconds.toFixed(1)} s` : ""}`)
   }
   const written = ours[0]!.bytesWritten
   const bound = Disk.bound(disk, inputBytes, outIsTmpfs ? 0 : written)
@@ -147,9 +154,10 @@ for (const method of methods) {
   fs.rmSync(mine, { recursive: true, force: true })
   fs.rmSync(kept, { recursive: true, force: true })
   fs.rmSync(theirs, { recursive: true, force: true })
-  const c = summary(ours), t = withTorch ? summary(peers) : undefined
-  results[method] = { bytesRead: inputBytes, bytesWritten: written, bound, crucible: c, torch: t, agreement }
+  const c = summary(ours), again = reruns.length > 0 ? summary(reruns) : undefined, t = withTorch ? summary(peers) : undefined
+  results[method] = { bytesRead: inputBytes, bytesWritten: written, bound, crucible: c, rerun: again, torch: t, agreement }
   rows.push(Report.row(method, "crucible", c))
+  if (again !== undefined) rows.push(Report.row(method, "crucible rerun", again))
   if (t !== undefined) rows.push(Report.row(method, "torch", t))
 }
 

@@ -43,8 +43,12 @@ export const pipeline = (method: Method, folders: ReadonlyArray<string>, out: st
   return `version: 1\nname: bigmerge-${method}\nstages:\n${loads}\n${merge}\n  out: { uses: save, with: { model: merged, path: ${JSON.stringify(out + "/")}, dtype: bf16 } }\n`
 }
 
-/** Runs `crucible run` of `method` over `folders` into the folder `out`; `work` holds the YAML and the runs folder. */
-export const crucible = (cli: string, method: Method, folders: ReadonlyArray<string>, out: string, work: string, runId: string): ToolRun => {
+/**
+ * Runs `crucible run` of `method` over `folders` into the folder `out`; `work` holds the YAML and the
+ * runs folder. The runs folder is removed after the run unless `keepRuns` (a rerun follows: it finds
+ * the inputs' digests the first run remembered, as a user's second run over the same models does).
+ */
+export const crucible = (cli: string, method: Method, folders: ReadonlyArray<string>, out: string, work: string, runId: string, keepRuns = false): ToolRun => {
   const yaml = path.join(work, `bigmerge-${method}.yaml`)
   fs.writeFileSync(yaml, pipeline(method, folders, out))
   const runs = path.join(work, RUNS)
@@ -57,7 +61,7 @@ export const crucible = (cli: string, method: Method, folders: ReadonlyArray<str
   const save = manifest.stages.find((s) => s.id === "out")!
   // The whole runs folder goes, its remembered input digests (.cache/digests) with it: every round is a
   // first run, which hashes its inputs from the merge's reads (a later round would otherwise know them).
-  fs.rmSync(runs, { recursive: true, force: true })
+  if (!keepRuns) fs.rmSync(runs, { recursive: true, force: true })
   return { ...r, mergeSeconds: save.durationMs / 1000, startupSeconds: (Date.parse(save.startedAt) - r.spawnedAt) / 1000, bytesWritten: shardBytes(out) }
 }
 
