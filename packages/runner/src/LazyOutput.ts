@@ -189,7 +189,7 @@ export const track = (options: TrackOptions): Effect.Effect<Tracked> =>
           return (options.guard?.(effect) ?? effect).pipe(Effect.withParentSpan(span), Effect.onExit((exit) => finish(range, exit, started, span)))
         })
       const wrapped: TensorRef.TensorRef = { ...t, read: (range) => around(range, t.read(range)) }
-      return TensorRef.hasReadInto(t) ? TensorRef.withReadInto(wrapped, (range, target) => around(range, TensorRef.readInto(t, range, target))) : wrapped
+      return TensorRef.hasReadInto(t) ? TensorRef.withReadInto(wrapped, (range, target) => around(range, TensorRef.readInto(t, range, target)), TensorRef.targetMemoryOf(t)) : wrapped
     }
 
     const ownSet = new Set(own)

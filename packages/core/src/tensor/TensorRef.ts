@@ -48,14 +48,33 @@ export type ReadInto = (range: ElementRange | undefined, target: Uint8Array) => 
 const fastReads = new WeakMap<TensorRef, ReadInto>()
 
 /**
+ * Memory a consumer may take its {@link readInto} targets from: the memory a fast path computes in
+ * (a merge's WebAssembly arena), so a target taken from it receives the result where it is
+ * computed, without a copy into the target. Any target still works; this one only spares a copy.
+ */
+export interface TargetMemory {
+  /** Shared bytes of `byteLength` for the consumer to keep and reuse, or undefined when there is no room. */
+  readonly take: (byteLength: number) => Uint8Array<SharedArrayBuffer> | undefined
+  /** Returns bytes `take` gave once the consumer is done with them (nothing may still read or write them). */
+  readonly give: (bytes: Uint8Array) => void
+}
+
+const targetMemories = new WeakMap<TensorRef, TargetMemory>()
+
+/**
  * Gives `ref` a fast path for {@link readInto}: bytes go straight into memory the caller reuses
  * (a file read into a buffer, a merge computed into it) instead of a fresh buffer per read.
- * It must produce exactly the bytes `read` produces. Returns `ref`.
+ * It must produce exactly the bytes `read` produces. With `memory`, targets taken from it are
+ * filled without a copy ({@link TargetMemory}). Returns `ref`.
  */
-export const withReadInto = <T extends TensorRef>(ref: T, readInto: ReadInto): T => {
+export const withReadInto = <T extends TensorRef>(ref: T, readInto: ReadInto, memory?: TargetMemory): T => {
   fastReads.set(ref, readInto)
+  if (memory !== undefined) targetMemories.set(ref, memory)
   return ref
 }
+
+/** The memory `ref`'s fast path computes in, when it offers one ({@link withReadInto}). */
+export const targetMemoryOf = (ref: TensorRef): TargetMemory | undefined => targetMemories.get(ref)
 
 /**
  * `ref` with `lineage`: the same tensor (its fast {@link readInto} path included), described for
@@ -65,6 +84,8 @@ export const withLineage = <T extends TensorRef>(ref: T, lineage: Lineage): T =>
   const described = { ...ref, lineage }
   const fast = fastReads.get(ref)
   if (fast !== undefined) fastReads.set(described, fast)
+  const memory = targetMemories.get(ref)
+  if (memory !== undefined) targetMemories.set(described, memory)
   return described
 }
 

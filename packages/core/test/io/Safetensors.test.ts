@@ -41,6 +41,43 @@ describe("safetensors", () => {
       assert.deepStrictEqual(fs.readdirSync(dir), ["copy.safetensors"])
     }))
 
+  it.effect("takes its chunk buffers from the memory a tensor's fast path offers, writes the same bytes, and gives them back", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir()
+      const source = fixture("safetensors", "dtypes.safetensors")
+      const model = yield* Safetensors.read(source)
+      // A memory that hands out views of one shared buffer (as an arena does) and records what it lent;
+      // the fast path fills a target from it and says so, so the test sees which buffers were used.
+      const pool = new SharedArrayBuffer(1 << 16)
+      const lent: Array<number> = [], returned: Array<number> = [], filledInMemory: Array<boolean> = []
+      let next = 0
+      const memory: TensorRef.TargetMemory = {
+        take: (byteLength) => {
+          const view = new Uint8Array(pool, next, byteLength)
+          lent.push(next)
+          next += Math.ceil(byteLength / 64) * 64
+          return view
+        },
+        give: (bytes) => void returned.push(bytes.byteOffset)
+      }
+      const tensors = [...model.tensors.values()].map((t, i) =>
+        i === 1
+          ? TensorRef.withReadInto({ ...t }, (range, target) => {
+            filledInMemory.push(target.buffer === pool)
+            return Effect.map(t.read(range), (bytes) => target.set(bytes))
+          }, memory)
+          : t)
+      const out = path.join(dir, "copy.safetensors")
+      const written = yield* Safetensors.write(out, Model.make("mem", tensors, model.metadata), { chunkElements: 5 })
+      assert.isTrue(fs.readFileSync(out).equals(fs.readFileSync(source)))
+      assert.strictEqual(written.sha256, createHash("sha256").update(fs.readFileSync(source)).digest("hex"))
+      // Three buffers, each taken once at the largest chunk, all given back; the fast path wrote into them.
+      assert.strictEqual(lent.length, 3)
+      assert.deepStrictEqual([...returned].sort((a, b) => a - b), lent)
+      assert.isAbove(filledInMemory.length, 0)
+      assert.isTrue(filledInMemory.every((inMemory) => inMemory))
+    }))
+
   it.effect("reads a sharded checkpoint through its index, equal to the same weights saved by torch", () =>
     Effect.gen(function* () {
       const model = yield* Sharded.read(fixture("safetensors", "sharded", "model.safetensors.index.json"))

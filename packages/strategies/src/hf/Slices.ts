@@ -53,7 +53,7 @@ const partOf = (model: Model.Model, range?: readonly [number, number]): Result.R
 
 /** `t` under another name, reading `t`'s bytes (its fast path and lineage included). */
 const renamed = (t: TensorRef.TensorRef, name: string): TensorRef.TensorRef =>
-  name === t.name ? t : TensorRef.withReadInto({ ...t, name }, (range, target) => TensorRef.readInto(t, range, target))
+  name === t.name ? t : TensorRef.withReadInto({ ...t, name }, (range, target) => TensorRef.readInto(t, range, target), TensorRef.targetMemoryOf(t))
 
 /**
  * The tensors of `parts` stacked: the first's input embeddings, each part's layers renumbered

@@ -110,7 +110,7 @@ const streamed = (like: TensorRef.TensorRef, sources: ReadonlyArray<TensorRef.Te
     read: (range) => hold(range, stream.sum(index, TensorRef.rangeOf(like, range), dtype)),
     lineage: Lineage.derived(sources, { perElement })
   }
-  return TensorRef.withReadInto(tensor, (range, target) => hold(range, stream.sumInto(index, TensorRef.rangeOf(like, range), dtype, target)))
+  return TensorRef.withReadInto(tensor, (range, target) => hold(range, stream.sumInto(index, TensorRef.rangeOf(like, range), dtype, target)), stream.targetMemory)
 }
 
 /** A tensor summed in float64 (F64), range by range; a read holds the inputs and the sum as float64. */

@@ -34,6 +34,22 @@ export const defaultWorkers = (): number => {
 }
 
 /**
+ * Threads `merge/linear`'s streamed sum (`StreamSum.ts`) uses: `CRUCIBLE_MERGE_THREADS` when set,
+ * else one fewer than the cores. A weighted sum costs about a nanosecond an element, less than
+ * handing its range to a worker and back; what keeps cores busy in a streamed merge is the rest
+ * of the run — the calling thread issuing the reads and writes, libuv's threads copying them, the
+ * output's sha256 on its own thread. So the calling thread sums, and workers join only on cores
+ * beyond those: on 2 cores, none (measured, 3 × 1.33 GB bf16 page-cached to tmpfs, rerun: 2.6 s
+ * summing in the calling thread against 3.0 s with two workers; bench/bigmerge/README.md).
+ *
+ * @category constants
+ */
+export const streamWorkers = (): number => {
+  const wanted = Number(process.env.CRUCIBLE_MERGE_THREADS)
+  return Number.isInteger(wanted) && wanted >= 1 ? wanted : Math.max(1, availableParallelism() - 1)
+}
+
+/**
  * A pool of `workers` threads (default: {@link defaultWorkers}) in `scope`; with `arena`, the
  * workers map it, so its arrays get their SIMD kernels (`merge/linear`'s stream).
  *

@@ -17,12 +17,15 @@
  *   (`kernels/Packed.ts`) decodes, sums and encodes them in one pass: no per-element conversion,
  *   no float32 copy of a bf16 input. Other dtypes are read as float32 into the same slots and
  *   summed by the f32 kernel (`kernels/Simd.ts`), then encoded. A consumer with its own buffer
- *   (`sumInto`, the safetensors writer) gets the sum copied into it.
- * - **All cores.** A range of at least `StagePool.MIN_ELEMENTS` (2¹⁸) elements is split across the worker
- *   threads of a pool on the same memory (`kernels/Pool.ts`, `CRUCIBLE_MERGE_THREADS` threads,
- *   default every core), started when the first such range is summed; the reads of the next
- *   range (libuv's threads) and the writer's write and hash overlap it. Elementwise math: the
- *   bytes do not depend on the split.
+ *   (`sumInto`, the safetensors writer) gets the sum copied into it, or, when it took its buffer
+ *   from the arena (`targetMemory`), computed there: the copy costed ~7% of a page-cached bf16
+ *   merge's calling thread.
+ * - **Every core.** A range of at least `StagePool.MIN_ELEMENTS` (2¹⁸) elements is split across the worker
+ *   threads of a pool on the same memory (`kernels/Pool.ts`, `StagePool.streamWorkers`: one fewer
+ *   than the cores, the calling thread's share of the work being the reads and writes it issues;
+ *   on 2 cores the calling thread sums), started when the first such range is summed; the reads of
+ *   the next range (libuv's threads) and the writer's write and hash overlap it. Elementwise math:
+ *   the bytes do not depend on the split.
  * - **Reused memory.** No fresh buffer per chunk: fresh read buffers kept alive across a write
  *   made V8 promote them and run a full collection every few chunks (measured: 57 against 2 per
  *   256 MiB merge, twice the CPU time), and each fresh buffer is page-faulted memory.
@@ -69,13 +72,19 @@ export interface StreamSum {
   readonly sum: (index: number, range: TensorRef.ElementRange, dtype: DType.WritableDType) => Effect.Effect<TensorRef.TensorBytes, TensorRef.TensorError>
   /** The same bytes, written into `target` (the consumer's reused memory: no fresh output). */
   readonly sumInto: (index: number, range: TensorRef.ElementRange, dtype: DType.WritableDType, target: Uint8Array) => Effect.Effect<void, TensorRef.TensorError>
+  /**
+   * The arena, for the consumer's targets (`TensorRef.TargetMemory`): a bf16/f16/f32 sum into a
+   * target taken from it is computed there, with no copy. Undefined where the sum is not computed
+   * by the arena's kernels (a GPU, or inputs the kernels do not take).
+   */
+  readonly targetMemory: TensorRef.TargetMemory | undefined
 }
 
 /** @category models */
 export interface StreamSumOptions {
   /** Scan each summed range for NaN/±Inf and fail naming the tensor (default false). */
   readonly checkFinite?: boolean
-  /** Threads that sum large ranges (default `CRUCIBLE_MERGE_THREADS`, else every core; 1 = this thread). */
+  /** Threads that sum large ranges (default `StagePool.streamWorkers`: `CRUCIBLE_MERGE_THREADS`, else one fewer than the cores; 1 = this thread). */
   readonly workers?: number
   /** Sum on this GPU instead of the CPU's kernels (see the module doc); `maxBindingBytes` as `WeightedSum.Options`. */
   readonly gpu?: { readonly device: GPUDevice; readonly maxBindingBytes?: number }
@@ -85,6 +94,8 @@ export interface StreamSumOptions {
 const DEFAULT_CHUNK = 1024 * 1024
 /** The largest range served from the arena (16 MiB per input); larger ones are read directly. */
 const MAX_RANGE = 4 * 1024 * 1024
+/** Arena room for the consumer's targets: the writer's three chunk buffers of up to {@link MAX_RANGE} float32s. */
+const TARGET_BYTES = 3 * MAX_RANGE * 4
 /**
  * Ranges read ahead of the one being summed. One is not enough once the sum is fast: the reads of
  * the next range (three 2 MiB preads for three bf16 inputs) then take longer than the sum, and
@@ -132,7 +143,7 @@ export const make = (
   options: StreamSumOptions = {}
 ): StreamSum => {
   const checkFinite = options.checkFinite ?? false
-  const workers = options.workers ?? StagePool.defaultWorkers()
+  const workers = options.workers ?? StagePool.streamWorkers()
   const gpu = options.gpu
   const count = coefficients.length
   const sizes = inputs.map((tensors) => TensorRef.numel(tensors[0]!.shape))
@@ -176,13 +187,18 @@ export const make = (
       discard: true
     })
 
-  const allocate = (capacity: number): Slots => {
+  // Made by the first range summed or target taken; the memory is virtual until touched.
+  const arenaFor = (capacity: number): Arena.Arena => {
     if (arena === undefined) {
-      const most = (SETS * count + 1) * MAX_RANGE * 4 + (1 << 20)
+      const most = (SETS * count + 1) * MAX_RANGE * 4 + TARGET_BYTES + (1 << 20)
       arena = Arena.make({ maxBytes: most, initialBytes: (SETS * count + 1) * capacity * 4 + (1 << 16) })
       if (kernelsOk) kernels = { simd: Simd.make(arena.memory, arena.owns), packed: Packed.make(arena.memory, arena.owns) }
     }
-    const a = arena
+    return arena
+  }
+
+  const allocate = (capacity: number): Slots => {
+    const a = arenaFor(capacity)
     if (slots !== undefined) for (const s of [...slots.sets.flat(), slots.out]) a.free(floats(s, s.byteLength / 4))
     const slot = () => {
       const f = a.alloc(capacity)!
@@ -209,7 +225,7 @@ export const make = (
   // reused arena's).
   const deliver = (bytes: Uint8Array, reused: boolean, target: Uint8Array | undefined): TensorRef.TensorBytes | undefined => {
     if (target !== undefined) {
-      target.set(bytes)
+      if (bytes.buffer !== target.buffer || bytes.byteOffset !== target.byteOffset) target.set(bytes)
       return undefined
     }
     if (!reused && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer) return bytes as TensorRef.TensorBytes
@@ -340,7 +356,9 @@ export const make = (
         queue.push({ ...next, set, fiber })
         last = next
       }
-      const { bytes, bad } = yield* compute(index, m, s.sets[current]!, s.out, dtype)
+      // A target in the arena receives the packed sum where the kernel writes it (no copy below).
+      const inPlace = target !== undefined && gpu === undefined && packed && arena!.owns(target)
+      const { bytes, bad } = yield* compute(index, m, s.sets[current]!, inPlace ? target : s.out, dtype)
       if (bad) return yield* nonFinite(index, dtype)
       return deliver(bytes, bytes.buffer === s.out.buffer, target)
     })
@@ -378,8 +396,16 @@ export const make = (
       return { bytes, bad }
     })
 
+  const targetMemory: TensorRef.TargetMemory | undefined = gpu !== undefined || !kernelsOk || packedIn.every((d) => d === undefined)
+    ? undefined
+    : {
+      take: (byteLength) => (byteLength > TARGET_BYTES / 3 ? undefined : arenaFor(DEFAULT_CHUNK).allocBytes(byteLength)),
+      give: (bytes) => arena?.free(bytes)
+    }
+
   return {
     sum: (index, range, dtype) => Effect.map(serve(index, range, dtype, undefined), (bytes) => bytes!),
-    sumInto: (index, range, dtype, target) => Effect.asVoid(serve(index, range, dtype, target))
+    sumInto: (index, range, dtype, target) => Effect.asVoid(serve(index, range, dtype, target)),
+    targetMemory
   }
 }

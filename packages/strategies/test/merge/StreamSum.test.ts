@@ -245,6 +245,42 @@ describe("StreamSum", () => {
       })
     }
 
+    for (const workers of [1, 2]) {
+      it(`on ${workers} thread(s), a target taken from the stream's memory receives the sum where it is computed: the same bytes, the memory reused once given back`, async () => {
+        const c = [0.25, 0.5, 0.25]
+        const tensors = pairs.map(([inDtype], t) => c.map((_, i) => source(`t${t}.m${i}`, rand(90 + 10 * t + i, n), inDtype)))
+        await withScope((scope) => Effect.gen(function* () {
+          const stream = StreamSum.make(tensors.map((ins) => ins.map((s) => s.ref)), c, scope, { workers, checkFinite: true })
+          const memory = stream.targetMemory!
+          // Larger than the writer's buffers ever are: refused (the writer then makes its own).
+          expect(memory.take(64 * CHUNK)).toBeUndefined()
+          for (const [t, [, outDtype]] of pairs.entries()) {
+            const size = DType.byteSize[outDtype]
+            const target = memory.take(CHUNK * size)!
+            expect(target.buffer).toBeInstanceOf(SharedArrayBuffer)
+            for (let start = 0; start < n; start += CHUNK) {
+              const end = Math.min(n, start + CHUNK)
+              const into = target.subarray(0, (end - start) * size)
+              into.fill(0xa5)
+              yield* stream.sumInto(t, { start, end }, outDtype, into)
+              expect(firstDifference(into, DType.fromNumbers(expected(tensors[t]!.map((x) => x.decoded), c, start, end), outDtype))).toBe(-1)
+            }
+            memory.give(target)
+            // Given back, the same memory is handed out again.
+            const again = memory.take(CHUNK * size)!
+            expect(again.byteOffset).toBe(target.byteOffset)
+            memory.give(again)
+          }
+        }))
+      })
+    }
+
+    it("has no target memory when its inputs are not summed by the arena's kernels (float64 inputs)", async () => {
+      const ins = [source("w", rand(1, 1000)), source("w", rand(2, 1000))]
+      const wide = ins.map((s) => ({ ...s.ref, dtype: "F64" as const, read: () => Effect.succeed(DType.fromNumbers(Float64Array.from(rand(3, 1000)), "F64")) }))
+      await withScope((scope) => Effect.sync(() => expect(StreamSum.make([wide], [1, 1], scope).targetMemory).toBeUndefined()))
+    })
+
     it("fails naming the tensor when the f16 sum overflows to Inf only once encoded", async () => {
       const big = Float32Array.from({ length: 300_000 }, (_, i) => (i === 123_456 ? 60_000 : 1))
       const ins = [source("w", big, "F16"), source("w", big, "F16")]

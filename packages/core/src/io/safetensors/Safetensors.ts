@@ -12,7 +12,7 @@ import { FormatError, type ModelIoError, type IoError } from "../IoError.ts"
 import * as Model from "../../model/Model.ts"
 import { byteSize } from "../../tensor/DType.ts"
 import * as Lineage from "../../tensor/Lineage.ts"
-import { hasReadInto, numel, rangeOf, readInto, type TensorError, type TensorRef, withReadInto } from "../../tensor/TensorRef.ts"
+import { hasReadInto, numel, rangeOf, readInto, type TargetMemory, targetMemoryOf, type TensorError, type TensorRef, withReadInto } from "../../tensor/TensorRef.ts"
 import * as Header from "./Header.ts"
 
 const FORMAT = "safetensors"
@@ -107,7 +107,10 @@ export const write = (path: string, model: Model.Model, options: WriteOptions = 
  * merge's lazy tensor) into one while chunks k and k+1 are written and hashed from the others, and a
  * tensor with a fast path (`TensorRef.withReadInto`) is read straight into the buffer. Reused buffers also spare the fresh,
  * page-faulted buffer per chunk that would otherwise be garbage; shared ones let the hash run on
- * a worker thread without a copy (`Digest.ts`).
+ * a worker thread without a copy (`Digest.ts`). When a tensor offers the memory its fast path
+ * computes in (`TensorRef.TargetMemory`: `merge/linear`'s arena), the buffers are taken from it, so
+ * the merge's kernel writes each chunk where it is then written and hashed, with no copy between
+ * (given back once the last write is done).
  */
 export const stream = (
   file: AtomicFile.AtomicFile,
@@ -120,7 +123,7 @@ export const stream = (
     const { header } = Header.serialize(tensors, metadata)
     yield* file.write(header)
     const chunk = options.chunkElements ?? DEFAULT_CHUNK_ELEMENTS
-    const buffers = chunkBuffers()
+    const buffers = chunkBuffers(targetMemory(tensors), bufferBytes(tensors, chunk) / BUFFERS)
     // Up to two writes in flight (each chunk's write and hash overlap the next chunk's); a
     // tensor is reported written once the write of its last chunk is done.
     const inFlight: Array<{ readonly fiber: Fiber.Fiber<void, IoError>; readonly last: number | undefined }> = []
@@ -158,6 +161,8 @@ export const stream = (
       }
     }
     yield* settleAll
+    // Only here: after a failure a write may still be using a buffer (the memory goes with its owner's scope).
+    buffers.giveBack()
     return { path: file.target, bytes: file.written(), sha256: yield* file.digest, tensors: tensors.length }
   })
 
@@ -171,19 +176,40 @@ export const bufferBytes = (tensors: Iterable<TensorRef>, chunkElements = DEFAUL
   return BUFFERS * largest
 }
 
+/** The memory the first tensor that offers one computes in ({@link TargetMemory}). */
+const targetMemory = (tensors: ReadonlyArray<TensorRef>): TargetMemory | undefined => {
+  for (const t of tensors) {
+    const memory = targetMemoryOf(t)
+    if (memory !== undefined) return memory
+  }
+  return undefined
+}
+
 /**
  * {@link BUFFERS} byte buffers in shared memory, handed out in turn: the one handed out is not
  * one of the two handed out just before (which may still be being written). Each grows to the
- * largest chunk.
+ * largest chunk; from `memory`, each is taken once at `largest` bytes (the largest chunk), a fresh
+ * `SharedArrayBuffer` where it has no room.
  */
-const chunkBuffers = () => {
+const chunkBuffers = (memory: TargetMemory | undefined, largest: number) => {
   const buffers: Array<Uint8Array> = Array.from({ length: BUFFERS }, () => new Uint8Array(0))
+  const taken = new Set<Uint8Array>()
   let turn = 0
   return {
     next: (bytes: number): Uint8Array => {
       turn = (turn + 1) % BUFFERS
-      if (buffers[turn]!.byteLength < bytes) buffers[turn] = new Uint8Array(new SharedArrayBuffer(bytes))
+      const current = buffers[turn]!
+      if (current.byteLength < bytes) {
+        if (taken.delete(current)) memory!.give(current)
+        const fromMemory = memory?.take(Math.max(bytes, largest))
+        if (fromMemory !== undefined) taken.add(fromMemory)
+        buffers[turn] = fromMemory ?? new Uint8Array(new SharedArrayBuffer(bytes))
+      }
       return buffers[turn]!.subarray(0, bytes)
+    },
+    giveBack: (): void => {
+      for (const b of taken) memory!.give(b)
+      taken.clear()
     }
   }
 }
