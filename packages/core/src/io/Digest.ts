@@ -20,6 +20,7 @@
  */
 import { Effect, Fiber, type Scope } from "effect"
 import { createHash } from "node:crypto"
+import * as fs from "node:fs"
 import { Worker } from "node:worker_threads"
 import * as ByteSource from "./ByteSource.ts"
 
@@ -135,14 +136,24 @@ const FILE_CHUNK = 4 * 1024 * 1024
 /**
  * The size and digest of the file at `path`: read into two reused shared buffers in turn (chunk
  * k+1 is read while chunk k is hashed) and hashed on a worker thread ({@link onWorker}), so the
- * calling thread only dispatches; undefined when the file cannot be read.
+ * calling thread only dispatches; undefined when the file cannot be read. A file under
+ * {@link WORKER_MIN_BYTES} is hashed on this thread: a worker's start costs ~70 ms of CPU, more
+ * than hashing 100 MB (a run's config.json and shard index each started one).
  *
  * @category constructors
  */
 export const ofFile = (path: string): Effect.Effect<FileDigest | undefined> =>
   Effect.scoped(
     Effect.gen(function* () {
-      const digest = yield* onWorker()
+      const size = yield* Effect.sync(() => {
+        try {
+          return fs.statSync(path).size
+        } catch {
+          return undefined
+        }
+      })
+      if (size === undefined) return undefined
+      const digest = size >= WORKER_MIN_BYTES ? yield* onWorker() : inThread()
       const bytes = yield* continueFile(path, digest, 0)
       return bytes === undefined ? undefined : { bytes, sha256: yield* digest.hex }
     })

@@ -99,6 +99,18 @@ describe("Digest", () => {
       assert.strictEqual(yield* worker.hex, expected)
       assert.strictEqual(yield* here.hex, expected)
     }))
+
+  it.effect("a file's size and sha256: a small one hashed on this thread, one of 32 MiB and more on a worker, a missing one undefined", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir()
+      for (const [name, n] of [["empty", 0], ["config.json", 1234], ["large.bin", Digest.WORKER_MIN_BYTES + 4_194_305]] as const) {
+        const data = bytesOf(n + 1, n)
+        const file = path.join(dir, name)
+        fs.writeFileSync(file, data)
+        assert.deepStrictEqual(yield* Digest.ofFile(file), { bytes: n, sha256: sha256(data) }, name)
+      }
+      assert.strictEqual(yield* Digest.ofFile(path.join(dir, "missing")), undefined)
+    }))
 })
 
 describe("the pipelined safetensors writer", () => {
