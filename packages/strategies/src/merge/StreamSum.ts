@@ -18,7 +18,7 @@
  *   no float32 copy of a bf16 input. Other dtypes are read as float32 into the same slots and
  *   summed by the f32 kernel (`kernels/Simd.ts`), then encoded. A consumer with its own buffer
  *   (`sumInto`, the safetensors writer) gets the sum copied into it, or, when it took its buffer
- *   from the arena (`targetMemory`), computed there: the copy costed ~7% of a page-cached bf16
+ *   from the arena (`targetMemory`), computed there: the copy cost ~7% of a page-cached bf16
  *   merge's calling thread.
  * - **Every core.** A range of at least `StagePool.MIN_ELEMENTS` (2¹⁸) elements is split across the worker
  *   threads of a pool on the same memory (`kernels/Pool.ts`, `StagePool.streamWorkers`: one fewer
