@@ -5,14 +5,20 @@
  * (counter-based), so the output depends only on the seed, not on what ran before. Generation
  * stops after `maxNewTokens` tokens or at the end-of-sequence token (kept in the ids).
  *
- * Each step runs the forward pass over the whole window (at most the model's positions, the
- * newest tokens): no cache, which is fine for the tiny models this is for. Reads are asynchronous.
+ * Decoding is incremental (`Decode.ts`): the prompt is run once (prefill) and each new token
+ * runs one position's forward pass against the cached keys and values of the earlier ones. The
+ * context is the newest `maxPositions` tokens (the model's positions), as it always was: once the
+ * ids outgrow it, the window slides, and since a slid window changes every token's absolute
+ * position (gpt2's learned `wpe`, llama's RoPE) and drops the oldest token every layer attended
+ * to, the cache is then rebuilt by a prefill over the newest `maxPositions` tokens at each step —
+ * the full-window recompute, the same logits it gave before the cache existed. Reads are asynchronous.
  *
  * @since 0.1.0
  */
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
 import * as Random from "../backend/Random.ts"
+import * as Decode from "./Decode.ts"
 import { LmBackendError } from "./LmError.ts"
 import * as Transformer from "./Transformer.ts"
 
@@ -54,30 +60,50 @@ export const pick = (logits: ArrayLike<number>, options: Pick<GenerateOptions, "
   return kept[kept.length - 1]!
 }
 
+/**
+ * The last position's logits for the next token after `ids`: a step on `cache` when it holds every
+ * id but the newest and has room for it, else a prefill of the newest `window` ids.
+ */
+const advance = (device: Transformer.LmDevice, ids: ReadonlyArray<number>, cache: Decode.KvCache | undefined, window: number): Decode.Decoded => {
+  if (cache !== undefined && cache.length === ids.length - 1 && cache.length < window) return Decode.step(device, cache, Int32Array.of(ids[ids.length - 1]!))
+  const context = Int32Array.from(ids.slice(-window))
+  const t = tf.tensor2d(context, [1, context.length], "int32")
+  try {
+    return Decode.prefill(device, t)
+  } finally {
+    t.dispose()
+  }
+}
+
 /** The generated ids after `prompt` (prompt number `index`, for the sampling streams). */
 export const generate = (device: Transformer.LmDevice, prompt: Int32Array, options: GenerateOptions, index = 0) =>
-  Effect.gen(function* () {
-    const failure = LmBackendError.of("generating")
-    const window = device.config.maxPositions
-    const ids = Array.from(prompt)
-    const out: Array<number> = []
-    for (let step = 0; step < options.maxNewTokens; step++) {
-      const context = ids.slice(-window)
-      const last = yield* Effect.try({
-        try: () =>
-          tf.tidy(() => {
-            const z = Transformer.logits(device, tf.tensor2d(Int32Array.from(context), [1, context.length], "int32"))
-            return tf.slice(z, [0, context.length - 1, 0], [1, 1, z.shape[2]])
-          }),
-        catch: failure
-      })
-      const logits = yield* Effect.tryPromise({ try: () => last.data() as Promise<Float32Array>, catch: failure }).pipe(Effect.ensuring(Effect.sync(() => last.dispose())))
-      const u = options.temperature === 0 ? 0 : Random.make(Random.derive(options.seed, "generate", index, step)).next()
-      const next = pick(logits, options, u)
-      ids.push(next)
-      out.push(next)
-      if (next === options.eos) break
-      yield* Effect.yieldNow
-    }
-    return Int32Array.from(out)
+  Effect.suspend(() => {
+    // the cache of the ids so far (this call's own; released however the loop ends)
+    let cache: Decode.KvCache | undefined
+    return Effect.gen(function* () {
+      const failure = LmBackendError.of("generating")
+      const window = device.config.maxPositions
+      const ids = Array.from(prompt)
+      const out: Array<number> = []
+      for (let step = 0; step < options.maxNewTokens; step++) {
+        const next = yield* Effect.try({ try: () => advance(device, ids, cache, window), catch: failure })
+        if (cache !== undefined) Decode.dispose(cache)
+        cache = next.cache
+        const last = next.logits
+        const logits = yield* Effect.tryPromise({ try: () => last.data() as Promise<Float32Array>, catch: failure }).pipe(Effect.ensuring(Effect.sync(() => last.dispose())))
+        const u = options.temperature === 0 ? 0 : Random.make(Random.derive(options.seed, "generate", index, step)).next()
+        const token = pick(logits, options, u)
+        ids.push(token)
+        out.push(token)
+        if (token === options.eos) break
+        yield* Effect.yieldNow
+      }
+      return Int32Array.from(out)
+    }).pipe(
+      Effect.ensuring(
+        Effect.sync(() => {
+          if (cache !== undefined) Decode.dispose(cache)
+        })
+      )
+    )
   })

@@ -62,6 +62,25 @@ export const positions = (wpe: tf.Tensor2D, B: number, T: number): tf.Tensor2D =
     [wpe]
   )
 
+/**
+ * Learned positions `start … start + T − 1` of `wpe` `[P, H]`, repeated for `B` sequences → `[B·T, H]`
+ * (incremental decoding: the new tokens of a sequence whose first `start` are cached). The
+ * gradient lands on those rows.
+ */
+export const positionsFrom = (wpe: tf.Tensor2D, start: number, B: number, T: number): tf.Tensor2D =>
+  op<tf.Tensor2D>(
+    (ins) => {
+      const w = ins[0] as tf.Tensor2D
+      const [P, H] = w.shape
+      if (start + T > P) throw new RangeError(`positions ${start} … ${start + T - 1} exceed the model's ${P} positions (n_positions)`)
+      return {
+        value: tf.tile(tf.slice(w, [start, 0], [T, H]), [B, 1]),
+        gradFunc: (dy) => [tf.pad(tf.sum(tf.reshape(dy, [B, T, H]), 0), [[start, P - start - T], [0, 0]])]
+      }
+    },
+    [wpe]
+  )
+
 /** `nn.LayerNorm` over the last axis of `x` `[N, H]` (biased variance, as PyTorch). */
 export const layerNorm = (x: tf.Tensor2D, gamma: tf.Tensor1D, beta: tf.Tensor1D, eps: number): tf.Tensor2D =>
   op<tf.Tensor2D>(
@@ -207,7 +226,13 @@ const inverseFrequencies = (config: LmConfig): Float64Array => {
 }
 
 /** `cos` and `sin` of positions `0 … T−1` times the inverse frequencies, each `[T, D]` (halves repeated), host float32. */
-export const ropeTables = (config: LmConfig, T: number): { readonly cos: Float32Array; readonly sin: Float32Array } => {
+export const ropeTables = (config: LmConfig, T: number): { readonly cos: Float32Array; readonly sin: Float32Array } => ropeTablesFrom(config, 0, T)
+
+/**
+ * {@link ropeTables} of positions `start … start + T − 1` (incremental decoding): row `t` is row
+ * `start + t` of the tables from 0, bit for bit (the same float64 angle, rounded once).
+ */
+export const ropeTablesFrom = (config: LmConfig, start: number, T: number): { readonly cos: Float32Array; readonly sin: Float32Array } => {
   const inv = inverseFrequencies(config)
   const D = config.headDim
   const half = D / 2
@@ -215,7 +240,7 @@ export const ropeTables = (config: LmConfig, T: number): { readonly cos: Float32
   const sin = new Float32Array(T * D)
   for (let t = 0; t < T; t++)
     for (let i = 0; i < half; i++) {
-      const angle = t * inv[i]!
+      const angle = (start + t) * inv[i]!
       cos[t * D + i] = cos[t * D + i + half] = Math.cos(angle)
       sin[t * D + i] = sin[t * D + i + half] = Math.sin(angle)
     }
@@ -236,8 +261,25 @@ export const causalMask = (T: number, window?: number): Float32Array => {
 }
 
 /**
+ * The additive causal mask `[T, start + T]` of `T` new queries at positions `start … start + T − 1`
+ * against every key so far (`start` cached, then the new ones): query `i` may see key `j` when
+ * `j ≤ start + i` and, with a sliding window, `start + i − j < window`. `causalMaskFrom(0, T, w)`
+ * is `causalMask(T, w)`.
+ */
+export const causalMaskFrom = (start: number, T: number, window?: number): Float32Array => {
+  const keys = start + T
+  const mask = new Float32Array(T * keys)
+  for (let i = 0; i < T; i++) {
+    const at = start + i
+    for (let j = 0; j < keys; j++) if (j > at || (window !== undefined && at - j >= window)) mask[i * keys + j] = MASKED
+  }
+  return mask
+}
+
+/**
  * Causal scaled dot-product attention with grouped-query heads: `q` `[B, h, T, D]`, `k`, `v`
- * `[B, kv, T, D]` (`h` a multiple of `kv`), `mask` `[T, T]` additive → `[B, h, T, D]`. Query head
+ * `[B, kv, T, D]` (`h` a multiple of `kv`), `mask` `[T, T]` additive → `[B, h, T, D]` (or `Tq`
+ * queries against `Tk` keys, `mask` `[Tq, Tk]`: a decoding step's new queries against its cache). Query head
  * `j` reads kv head `⌊j/g⌋` (transformers' repeat_kv), done without repeating k and v: the `g`
  * query heads of a kv head are stacked as `[B, kv, g·T, D]`, so one matMul per kv head scores them
  * all and `dK`, `dV` sum over the group by themselves. Scores and softmax in float32. Backward:
