@@ -44,28 +44,10 @@ export const embedding = (ids: tf.Tensor1D, w: tf.Tensor2D): tf.Tensor2D =>
     [w]
   )
 
-/** Learned positions `0 … T−1` of `wpe` `[P, H]`, repeated for `B` sequences → `[B·T, H]`. */
-export const positions = (wpe: tf.Tensor2D, B: number, T: number): tf.Tensor2D =>
-  op<tf.Tensor2D>(
-    (ins) => {
-      const w = ins[0] as tf.Tensor2D
-      const [P, H] = w.shape
-      if (T > P) throw new RangeError(`sequence length ${T} exceeds the model's ${P} positions (n_positions)`)
-      return {
-        value: tf.tile(tf.slice(w, [0, 0], [T, H]), [B, 1]),
-        gradFunc: (dy) => {
-          const perPosition = tf.sum(tf.reshape(dy, [B, T, H]), 0)
-          return [T === P ? perPosition : tf.pad(perPosition, [[0, P - T], [0, 0]])]
-        }
-      }
-    },
-    [wpe]
-  )
-
 /**
  * Learned positions `start … start + T − 1` of `wpe` `[P, H]`, repeated for `B` sequences → `[B·T, H]`
- * (incremental decoding: the new tokens of a sequence whose first `start` are cached). The
- * gradient lands on those rows.
+ * (`start` 0 for a whole sequence; more in incremental decoding: the new tokens of a sequence whose
+ * first `start` are cached). The gradient lands on those rows.
  */
 export const positionsFrom = (wpe: tf.Tensor2D, start: number, B: number, T: number): tf.Tensor2D =>
   op<tf.Tensor2D>(
@@ -225,12 +207,10 @@ const inverseFrequencies = (config: LmConfig): Float64Array => {
   return inv
 }
 
-/** `cos` and `sin` of positions `0 … T−1` times the inverse frequencies, each `[T, D]` (halves repeated), host float32. */
-export const ropeTables = (config: LmConfig, T: number): { readonly cos: Float32Array; readonly sin: Float32Array } => ropeTablesFrom(config, 0, T)
-
 /**
- * {@link ropeTables} of positions `start … start + T − 1` (incremental decoding): row `t` is row
- * `start + t` of the tables from 0, bit for bit (the same float64 angle, rounded once).
+ * `cos` and `sin` of positions `start … start + T − 1` (0 for a whole sequence; more in incremental
+ * decoding) times the inverse frequencies, each `[T, D]` (halves repeated), host float32: row `t`
+ * is the same float64 angle, rounded once, whatever `start`.
  */
 export const ropeTablesFrom = (config: LmConfig, start: number, T: number): { readonly cos: Float32Array; readonly sin: Float32Array } => {
   const inv = inverseFrequencies(config)
@@ -251,20 +231,10 @@ export const ropeTablesFrom = (config: LmConfig, start: number, T: number): { re
 const MASKED = -1e9
 
 /**
- * The additive causal mask `[T, T]`: 0 where query `i` may see key `j` (`j ≤ i`, and `i − j <
- * window` with a sliding window), else a large negative.
- */
-export const causalMask = (T: number, window?: number): Float32Array => {
-  const mask = new Float32Array(T * T)
-  for (let i = 0; i < T; i++) for (let j = 0; j < T; j++) if (j > i || (window !== undefined && i - j >= window)) mask[i * T + j] = MASKED
-  return mask
-}
-
-/**
  * The additive causal mask `[T, start + T]` of `T` new queries at positions `start … start + T − 1`
- * against every key so far (`start` cached, then the new ones): query `i` may see key `j` when
- * `j ≤ start + i` and, with a sliding window, `start + i − j < window`. `causalMaskFrom(0, T, w)`
- * is `causalMask(T, w)`.
+ * against every key so far (`start` cached, then the new ones; 0 for a whole sequence): 0 where
+ * query `i` may see key `j` (`j ≤ start + i` and, with a sliding window, `start + i − j < window`),
+ * else a large negative.
  */
 export const causalMaskFrom = (start: number, T: number, window?: number): Float32Array => {
   const keys = start + T

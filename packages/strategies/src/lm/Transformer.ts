@@ -101,39 +101,70 @@ const v1 = (device: LmDevice, name: string) => variable(device, name) as tf.Vari
 const v2 = (device: LmDevice, name: string) => variable(device, name) as tf.Variable<tf.Rank.R2>
 const bias = (device: LmDevice, name: string, present: boolean) => (present ? v1(device, name) : undefined)
 
-const gpt2Hidden = (device: LmDevice, ids: tf.Tensor2D): tf.Tensor2D => {
+/**
+ * Keys and values of the positions before a pass, each layer's `[B, kvHeads, t, D]` (llama's keys
+ * rotated, after q/k norm; gpt2's `kvHeads` is its heads): `Decode.ts`'s cache. @category models
+ */
+export interface Past {
+  readonly length: number
+  readonly keys: ReadonlyArray<tf.Tensor4D>
+  readonly values: ReadonlyArray<tf.Tensor4D>
+}
+
+/**
+ * A forward pass: the final hidden states `[B·T, H]` (after the final norm) of the tokens run, and
+ * every layer's keys and values so far (the past's, then theirs). @category models
+ */
+export interface Pass {
+  readonly hidden: tf.Tensor2D
+  readonly keys: ReadonlyArray<tf.Tensor4D>
+  readonly values: ReadonlyArray<tf.Tensor4D>
+}
+
+/** One layer's new keys or values after the past's (none: the new ones). */
+const after = (past: tf.Tensor4D | undefined, fresh: tf.Tensor4D): tf.Tensor4D => (past === undefined ? fresh : tf.concat([past, fresh], 2))
+
+const gpt2Pass = (device: LmDevice, ids: tf.Tensor2D, past: Past | undefined): Pass => {
   const c = device.config
   const [B, T] = ids.shape
   const H = c.hiddenSize
   const D = c.headDim
-  const mask = tf.tensor2d(Ops.causalMask(T), [T, T])
+  const start = past?.length ?? 0
+  const mask = tf.tensor2d(Ops.causalMaskFrom(start, T), [T, start + T])
   const scale = 1 / Math.sqrt(D)
-  let h = Ops.residual(Ops.embedding(tf.reshape(ids, [-1]), v2(device, "transformer.wte.weight")), Ops.positions(v2(device, "transformer.wpe.weight"), B, T))
+  const keys: Array<tf.Tensor4D> = []
+  const values: Array<tf.Tensor4D> = []
+  let h = Ops.residual(Ops.embedding(tf.reshape(ids, [-1]), v2(device, "transformer.wte.weight")), Ops.positionsFrom(v2(device, "transformer.wpe.weight"), start, B, T))
   for (let i = 0; i < c.layers; i++) {
     const p = `transformer.h.${i}`
     const x = Ops.layerNorm(h, v1(device, `${p}.ln_1.weight`), v1(device, `${p}.ln_1.bias`), c.normEps)
     const qkv = Ops.linear(x, v2(device, `${p}.attn.c_attn.weight`), v1(device, `${p}.attn.c_attn.bias`))
     const q = Ops.splitHeads(qkv, 0, B, T, c.heads, D)
-    const k = Ops.splitHeads(qkv, H, B, T, c.heads, D)
-    const v = Ops.splitHeads(qkv, 2 * H, B, T, c.heads, D)
+    const k = after(past?.keys[i], Ops.splitHeads(qkv, H, B, T, c.heads, D))
+    const v = after(past?.values[i], Ops.splitHeads(qkv, 2 * H, B, T, c.heads, D))
+    keys.push(k)
+    values.push(v)
     const o = Ops.mergeHeads(Ops.attention(q, k, v, mask, scale))
     h = Ops.residual(h, Ops.linear(o, v2(device, `${p}.attn.c_proj.weight`), v1(device, `${p}.attn.c_proj.bias`)))
     const x2 = Ops.layerNorm(h, v1(device, `${p}.ln_2.weight`), v1(device, `${p}.ln_2.bias`), c.normEps)
     const m = Ops.geluNew(Ops.linear(x2, v2(device, `${p}.mlp.c_fc.weight`), v1(device, `${p}.mlp.c_fc.bias`)))
     h = Ops.residual(h, Ops.linear(m, v2(device, `${p}.mlp.c_proj.weight`), v1(device, `${p}.mlp.c_proj.bias`)))
   }
-  return Ops.layerNorm(h, v1(device, "transformer.ln_f.weight"), v1(device, "transformer.ln_f.bias"), c.normEps)
+  return { hidden: Ops.layerNorm(h, v1(device, "transformer.ln_f.weight"), v1(device, "transformer.ln_f.bias"), c.normEps), keys, values }
 }
 
-const llamaHidden = (device: LmDevice, ids: tf.Tensor2D): tf.Tensor2D => {
+const llamaPass = (device: LmDevice, ids: tf.Tensor2D, past: Past | undefined): Pass => {
   const c = device.config
   const [B, T] = ids.shape
   const D = c.headDim
-  const mask = tf.tensor2d(Ops.causalMask(T, c.slidingWindow), [T, T])
-  const tables = Ops.ropeTables(c, T)
+  const start = past?.length ?? 0
+  const mask = tf.tensor2d(Ops.causalMaskFrom(start, T, c.slidingWindow), [T, start + T])
+  const tables = Ops.ropeTablesFrom(c, start, T)
   const cos = tf.tensor2d(tables.cos, [T, D])
   const sin = tf.tensor2d(tables.sin, [T, D])
   const scale = 1 / Math.sqrt(D)
+  const keys: Array<tf.Tensor4D> = []
+  const values: Array<tf.Tensor4D> = []
   let h = Ops.embedding(tf.reshape(ids, [-1]), v2(device, "model.embed_tokens.weight"))
   for (let i = 0; i < c.layers; i++) {
     const p = `model.layers.${i}`
@@ -141,12 +172,15 @@ const llamaHidden = (device: LmDevice, ids: tf.Tensor2D): tf.Tensor2D => {
     const x = Ops.rmsNorm(h, v1(device, `${p}.input_layernorm.weight`), c.normEps)
     let q = Ops.splitHeads(Ops.linear(x, v2(device, `${a}.q_proj.weight`), bias(device, `${a}.q_proj.bias`, c.qkvBias)), 0, B, T, c.heads, D)
     let k = Ops.splitHeads(Ops.linear(x, v2(device, `${a}.k_proj.weight`), bias(device, `${a}.k_proj.bias`, c.qkvBias)), 0, B, T, c.kvHeads, D)
-    const v = Ops.splitHeads(Ops.linear(x, v2(device, `${a}.v_proj.weight`), bias(device, `${a}.v_proj.bias`, c.qkvBias)), 0, B, T, c.kvHeads, D)
+    const v = after(past?.values[i], Ops.splitHeads(Ops.linear(x, v2(device, `${a}.v_proj.weight`), bias(device, `${a}.v_proj.bias`, c.qkvBias)), 0, B, T, c.kvHeads, D))
     if (c.qkNorm) {
       q = Ops.rmsNorm(q, v1(device, `${a}.q_norm.weight`), c.normEps)
       k = Ops.rmsNorm(k, v1(device, `${a}.k_norm.weight`), c.normEps)
     }
-    const o = Ops.mergeHeads(Ops.attention(Ops.rope(q, cos, sin), Ops.rope(k, cos, sin), v, mask, scale))
+    const rotated = after(past?.keys[i], Ops.rope(k, cos, sin))
+    keys.push(rotated)
+    values.push(v)
+    const o = Ops.mergeHeads(Ops.attention(Ops.rope(q, cos, sin), rotated, v, mask, scale))
     h = Ops.residual(h, Ops.linear(o, v2(device, `${a}.o_proj.weight`), bias(device, `${a}.o_proj.bias`, c.oBias)))
     const x2 = Ops.rmsNorm(h, v1(device, `${p}.post_attention_layernorm.weight`), c.normEps)
     const m = `${p}.mlp`
@@ -154,7 +188,25 @@ const llamaHidden = (device: LmDevice, ids: tf.Tensor2D): tf.Tensor2D => {
     const up = Ops.linear(x2, v2(device, `${m}.up_proj.weight`), bias(device, `${m}.up_proj.bias`, c.mlpBias))
     h = Ops.residual(h, Ops.linear(Ops.swiglu(gate, up), v2(device, `${m}.down_proj.weight`), bias(device, `${m}.down_proj.bias`, c.mlpBias)))
   }
-  return Ops.rmsNorm(h, v1(device, "model.norm.weight"), c.normEps)
+  return { hidden: Ops.rmsNorm(h, v1(device, "model.norm.weight"), c.normEps), keys, values }
+}
+
+/**
+ * The forward pass of `ids` `[B, T]` (int32) after `past` (none: from position 0), one architecture
+ * for training ({@link logits}) and incremental decoding (`Decode.ts`). Call it inside `tf.tidy`
+ * or `tf.variableGrads`: its intermediates (masks, RoPE tables) belong to the caller's scope.
+ *
+ * @category models
+ */
+export const pass = (device: LmDevice, ids: tf.Tensor2D, past?: Past): Pass =>
+  device.config.family === "gpt2" ? gpt2Pass(device, ids, past) : llamaPass(device, ids, past)
+
+/** The language-model head over hidden states `[N, H]` → logits `[N, V]`: the tied embedding or `lm_head`. @category models */
+export const head = (device: LmDevice, hidden: tf.Tensor2D): tf.Tensor2D => {
+  const c = device.config
+  return c.tied
+    ? Ops.tiedHead(hidden, v2(device, c.family === "gpt2" ? "transformer.wte.weight" : "model.embed_tokens.weight"))
+    : Ops.linear(hidden, v2(device, "lm_head.weight"))
 }
 
 /**
@@ -169,11 +221,7 @@ export const logits = (device: LmDevice, ids: tf.Tensor2D): tf.Tensor3D => {
   if (ids.rank !== 2) throw new RangeError(`logits: ids must be [B, T], got shape [${ids.shape.join(", ")}]`)
   const [B, T] = ids.shape
   if (c.family === "gpt2" && T > c.maxPositions) throw new RangeError(`logits: ${T} tokens exceed the model's ${c.maxPositions} positions (n_positions)`)
-  const hidden = c.family === "gpt2" ? gpt2Hidden(device, ids) : llamaHidden(device, ids)
-  const flat = c.tied
-    ? Ops.tiedHead(hidden, v2(device, c.family === "gpt2" ? "transformer.wte.weight" : "model.embed_tokens.weight"))
-    : Ops.linear(hidden, v2(device, "lm_head.weight"))
-  return Ops.reshape<tf.Tensor3D>(flat, [B, T, c.vocabSize])
+  return Ops.reshape<tf.Tensor3D>(head(device, pass(device, ids).hidden), [B, T, c.vocabSize])
 }
 
 /**
