@@ -28,9 +28,12 @@ export interface StagePool {
  *
  * @category constants
  */
-export const defaultWorkers = (): number => {
+export const defaultWorkers = (): number => chosenThreads() ?? availableParallelism()
+
+/** `CRUCIBLE_MERGE_THREADS` when it is a positive integer. */
+const chosenThreads = (): number | undefined => {
   const wanted = Number(process.env.CRUCIBLE_MERGE_THREADS)
-  return Number.isInteger(wanted) && wanted >= 1 ? wanted : availableParallelism()
+  return Number.isInteger(wanted) && wanted >= 1 ? wanted : undefined
 }
 
 /**
@@ -40,14 +43,12 @@ export const defaultWorkers = (): number => {
  * of the run — the calling thread issuing the reads and writes, libuv's threads copying them, the
  * output's sha256 on its own thread. So the calling thread sums, and workers join only on cores
  * beyond those: on 2 cores, none (measured, 3 × 1.33 GB bf16 page-cached to tmpfs, rerun: 2.6 s
- * summing in the calling thread against 3.0 s with two workers; bench/bigmerge/README.md).
+ * summing in the calling thread against 3.0 s with two workers, and 2.7–2.9 s with one worker taking
+ * half of each chunk beside it; bench/bigmerge/README.md).
  *
  * @category constants
  */
-export const streamWorkers = (): number => {
-  const wanted = Number(process.env.CRUCIBLE_MERGE_THREADS)
-  return Number.isInteger(wanted) && wanted >= 1 ? wanted : Math.max(1, availableParallelism() - 1)
-}
+export const streamWorkers = (): number => chosenThreads() ?? Math.max(1, availableParallelism() - 1)
 
 /**
  * A pool of `workers` threads (default: {@link defaultWorkers}) in `scope`; with `arena`, the
