@@ -100,6 +100,21 @@ describe("Digest", () => {
       assert.strictEqual(yield* here.hex, expected)
     }))
 
+  it.effect("the worker's update of plain bytes is done at once (a copy is handed over), and reusing them does not change the digest", () =>
+    Effect.gen(function* () {
+      const worker = yield* Digest.onWorker()
+      const plain = bytesOf(11, 4096)
+      const original = plain.slice()
+      // Synchronous: it does not wait for the worker (still starting here) to hash them.
+      Effect.runSync(worker.update(plain))
+      plain.fill(0)
+      const shared = new Uint8Array(new SharedArrayBuffer(1000))
+      shared.set(bytesOf(12, 1000))
+      yield* worker.update(shared)
+      const expected = createHash("sha256").update(original).update(shared).digest("hex")
+      assert.strictEqual(yield* worker.hex, expected)
+    }))
+
   it.effect("a file's size and sha256: a small one hashed on this thread, one of 32 MiB and more on a worker, a missing one undefined", () =>
     Effect.gen(function* () {
       const dir = yield* tempDir()
