@@ -7,25 +7,33 @@ import * as ByteSource from "../../src/io/ByteSource.ts"
 import * as DirectRead from "../../src/io/DirectRead.ts"
 import * as ReadCounter from "../../src/io/ReadCounter.ts"
 import * as ReadTap from "../../src/io/ReadTap.ts"
-import { tempDir } from "./helpers.ts"
+import { seededBytes, tempDir, withDirectReads } from "./helpers.ts"
 
 // Direct reads apply to files of at least DirectRead.MIN_FILE_BYTES: the smallest such file, plus
 // an odd tail so the end is not aligned. Seeded bytes (xorshift32), sha256 computed by node:crypto.
 const SIZE = DirectRead.MIN_FILE_BYTES + 12_345
 const seededFile = (dir: string) => {
-  const words = new Uint32Array(Math.ceil(SIZE / 4))
-  let x = 0x9e3779b9
-  for (let i = 0; i < words.length; i++) {
-    x ^= x << 13
-    x ^= x >>> 17
-    x ^= x << 5
-    words[i] = x >>> 0
-  }
-  const bytes = new Uint8Array(words.buffer, 0, SIZE)
+  const bytes = seededBytes(SIZE, 0x9e3779b9)
   const file = path.join(dir, "big.bin")
   fs.writeFileSync(file, bytes)
   return { file, bytes, sha256: createHash("sha256").update(bytes).digest("hex") }
 }
+
+// Whether the filesystem takes O_DIRECT for `file`. Where it refuses, ByteSource reads everything through the
+// cache (nothing is lent, nothing counted direct): the tests then check only the bytes.
+const takesDirect = (file: string): boolean => {
+  const probe = DirectRead.open(file)
+  if (probe === undefined) return false
+  fs.closeSync(probe)
+  return true
+}
+
+// A first run over inputs larger than the cache: the seeded file, a tap with cacheBytes 0, and the O_DIRECT probe.
+const coldRun = Effect.gen(function* () {
+  const seeded = seededFile(yield* tempDir("direct-"))
+  const taps = yield* ReadTap.make({ cacheBytes: 0 })
+  return { ...seeded, taps, direct: takesDirect(seeded.file) }
+})
 
 // Reads `ranges` through a ByteSource opened under `taps` (and `tally`), checking each against the file's bytes.
 const readAndCheck = (file: string, bytes: Uint8Array, taps: ReadTap.ReadTap, tally: ReadCounter.Tally, ranges: ReadonlyArray<readonly [number, number]>, concurrency: number) =>
@@ -47,18 +55,6 @@ const mergeRanges = (): Array<readonly [number, number]> => {
   for (let at = 77; at < SIZE; at += 2 * 1024 * 1024) out.push([at, Math.min(2 * 1024 * 1024, SIZE - at)])
   return out
 }
-
-const withEnv = <A, E, R>(value: string | undefined, effect: Effect.Effect<A, E, R>) =>
-  Effect.acquireUseRelease(
-    Effect.sync(() => {
-      const before = process.env["CRUCIBLE_DIRECT_READS"]
-      if (value === undefined) delete process.env["CRUCIBLE_DIRECT_READS"]
-      else process.env["CRUCIBLE_DIRECT_READS"] = value
-      return before
-    }),
-    () => effect,
-    (before) => Effect.sync(() => (before === undefined ? delete process.env["CRUCIBLE_DIRECT_READS"] : (process.env["CRUCIBLE_DIRECT_READS"] = before)))
-  )
 
 describe("DirectRead", () => {
   it("the aligned range around a read covers it and starts and ends on ALIGN", () => {
@@ -110,16 +106,12 @@ describe("DirectRead", () => {
 
   it.effect("a first run over inputs larger than the cache (Taps cacheBytes 0): reads read directly are the file's bytes, counted exactly, and hash it whole from the reads", () =>
     Effect.scoped(Effect.gen(function* () {
-      const { file, bytes, sha256 } = seededFile(yield* tempDir("direct-"))
-      const taps = yield* ReadTap.make({ cacheBytes: 0 })
-      // A filesystem that refuses O_DIRECT reads everything through the cache: nothing is lent.
-      const probe = DirectRead.open(file)
-      if (probe !== undefined) fs.closeSync(probe)
+      const { file, bytes, sha256, taps, direct } = yield* coldRun
       assert.isTrue(taps.want(file))
       const tally = ReadCounter.tally()
       // More reads in flight than a file has slots (a merge keeps ~4): some wait for a slot; later reads that
       // finish first are copied into the ring instead of lent (how many depends on timing: not asserted).
-      const wrong = yield* withEnv(undefined, readAndCheck(file, bytes, taps, tally, mergeRanges(), DirectRead.SLOTS + 4))
+      const wrong = yield* withDirectReads(undefined, readAndCheck(file, bytes, taps, tally, mergeRanges(), DirectRead.SLOTS + 4))
       assert.strictEqual(wrong, 0)
       const digest = yield* taps.finish(file)
       assert.strictEqual(digest?.sha256, sha256)
@@ -127,44 +119,39 @@ describe("DirectRead", () => {
       assert.strictEqual(taps.stats().reread, 0)
       assert.strictEqual(tally.totals().get(file), SIZE)
       // The tap asked for the file around the cache (auto): its large reads went directly.
-      if (probe !== undefined) assert.isAbove(tally.directTotals().get(file) ?? 0, 0)
+      if (direct) assert.isAbove(tally.directTotals().get(file) ?? 0, 0)
     })))
 
   it.effect("reads spanning several pieces and out of order, one at a time: the same bytes; the hash goes on from where the reads left it", () =>
     Effect.scoped(Effect.gen(function* () {
-      const { file, bytes, sha256 } = seededFile(yield* tempDir("direct-"))
-      const taps = yield* ReadTap.make({ cacheBytes: 0 })
-      // A filesystem that refuses O_DIRECT reads everything through the cache: nothing is lent.
-      const probe = DirectRead.open(file)
-      if (probe !== undefined) fs.closeSync(probe)
+      const { file, bytes, sha256, taps, direct } = yield* coldRun
       taps.want(file)
       const big = 2 * DirectRead.PIECE_BYTES + 4099
       const ranges: Array<readonly [number, number]> = [[0, 1001], [1001, big], [40_000_000, 300_000], [1001 + big - 10, 1_000_000]]
-      const wrong = yield* withEnv(undefined, readAndCheck(file, bytes, taps, ReadCounter.tally(), ranges, 1))
+      const wrong = yield* withDirectReads(undefined, readAndCheck(file, bytes, taps, ReadCounter.tally(), ranges, 1))
       assert.strictEqual(wrong, 0)
       const digest = yield* taps.finish(file)
       assert.strictEqual(digest?.sha256, sha256)
       assert.strictEqual(digest?.fed, 1001 + big - 10 + 1_000_000)
       // One read at a time, so each direct read's bytes are lent to the hash (hashed in place): all but the first
       // read (under MIN_READ_BYTES: through the cache and the ring) and the 10 bytes the last one shares with the one before.
-      if (probe !== undefined) assert.strictEqual(taps.stats().lent, big + 1_000_000 - 10)
+      if (direct) assert.strictEqual(taps.stats().lent, big + 1_000_000 - 10)
     })))
 
   it.effect("CRUCIBLE_DIRECT_READS=on reads an untapped large file directly (the same bytes); off and a small cache-sized run read through the cache", () =>
     Effect.scoped(Effect.gen(function* () {
       const { file, bytes } = seededFile(yield* tempDir("direct-"))
       // Where the filesystem refuses O_DIRECT, `on` reads through the cache too: only the bytes are checked.
-      const probe = DirectRead.open(file)
-      if (probe !== undefined) fs.closeSync(probe)
+      const direct = takesDirect(file)
       for (const env of ["on", "off", undefined]) {
         const tally = ReadCounter.tally()
-        const wrong = yield* withEnv(env, readAndCheck(file, bytes, ReadTap.none, tally, mergeRanges(), 4))
+        const wrong = yield* withDirectReads(env, readAndCheck(file, bytes, ReadTap.none, tally, mergeRanges(), 4))
         assert.strictEqual(wrong, 0, `CRUCIBLE_DIRECT_READS=${env}`)
         assert.strictEqual(tally.totals().get(file), SIZE, `CRUCIBLE_DIRECT_READS=${env}`)
         // `on`: every 2 MiB range directly (the header reads are under MIN_READ_BYTES); off, and auto with no tap asking: none.
-        const direct = tally.directTotals().get(file) ?? 0
-        if (env === "on" && probe !== undefined) assert.isAbove(direct, 0, "CRUCIBLE_DIRECT_READS=on")
-        if (env !== "on") assert.strictEqual(direct, 0, `CRUCIBLE_DIRECT_READS=${env}`)
+        const readDirectly = tally.directTotals().get(file) ?? 0
+        if (env === "on" && direct) assert.isAbove(readDirectly, 0, "CRUCIBLE_DIRECT_READS=on")
+        if (env !== "on") assert.strictEqual(readDirectly, 0, `CRUCIBLE_DIRECT_READS=${env}`)
       }
     })))
 })

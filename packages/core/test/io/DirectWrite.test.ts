@@ -5,23 +5,11 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import * as AtomicFile from "../../src/io/AtomicFile.ts"
 import * as DirectRead from "../../src/io/DirectRead.ts"
-import { tempDir } from "./helpers.ts"
+import { seededBytes, tempDir, withDirectReads } from "./helpers.ts"
 
 // Direct writes apply to files of at least DirectRead.MIN_FILE_BYTES: the smallest such file plus
 // an odd tail, so the last block is partial. Seeded bytes (xorshift32).
 const SIZE = DirectRead.MIN_FILE_BYTES + 12_345
-const seeded = () => {
-  const words = new Uint32Array(Math.ceil(SIZE / 4))
-  let x = 0x2545f491
-  for (let i = 0; i < words.length; i++) {
-    x ^= x << 13
-    x ^= x >>> 17
-    x ^= x << 5
-    words[i] = x >>> 0
-  }
-  return new Uint8Array(words.buffer, 0, SIZE)
-}
-
 // A writer's pattern: a header of 77 bytes, then chunks of a few sizes (none a multiple of the
 // alignment), two writes in flight, each chunk in its own buffer until its write is done.
 const cuts = (): Array<readonly [number, number]> => {
@@ -36,29 +24,19 @@ const cuts = (): Array<readonly [number, number]> => {
 }
 
 const writeWith = (env: string | undefined, direct: boolean, file: string, bytes: Uint8Array) =>
-  Effect.acquireUseRelease(
-    Effect.sync(() => {
-      const before = process.env["CRUCIBLE_DIRECT_READS"]
-      if (env === undefined) delete process.env["CRUCIBLE_DIRECT_READS"]
-      else process.env["CRUCIBLE_DIRECT_READS"] = env
-      return before
-    }),
-    () =>
-      Effect.scoped(Effect.gen(function* () {
-        const out = yield* AtomicFile.open(file, { expectedBytes: SIZE, direct })
-        yield* Effect.forEach(cuts(), ([at, n]) => out.write(bytes.slice(at, at + n)), { concurrency: 2, discard: true })
-        const sha256 = yield* out.digest
-        yield* out.commit
-        return { sha256, written: out.written(), direct: out.writtenDirectly() }
-      })),
-    (before) => Effect.sync(() => (before === undefined ? delete process.env["CRUCIBLE_DIRECT_READS"] : (process.env["CRUCIBLE_DIRECT_READS"] = before)))
-  )
+  withDirectReads(env, Effect.scoped(Effect.gen(function* () {
+    const out = yield* AtomicFile.open(file, { expectedBytes: SIZE, direct })
+    yield* Effect.forEach(cuts(), ([at, n]) => out.write(bytes.slice(at, at + n)), { concurrency: 2, discard: true })
+    const sha256 = yield* out.digest
+    yield* out.commit
+    return { sha256, written: out.written(), direct: out.writtenDirectly() }
+  })))
 
 describe("DirectWrite (AtomicFile around the page cache)", () => {
   it.effect("an output larger than the cache (direct: true) and one under CRUCIBLE_DIRECT_READS=on are the bytes written, with their sha256, as through the cache", () =>
     Effect.scoped(Effect.gen(function* () {
       const dir = yield* tempDir("directw-")
-      const bytes = seeded()
+      const bytes = seededBytes(SIZE, 0x2545f491)
       const expected = createHash("sha256").update(bytes).digest("hex")
       // Where the filesystem refuses O_DIRECT, everything goes through the cache: only the bytes are checked.
       const probeFile = path.join(dir, "probe.bin")

@@ -1,7 +1,7 @@
 /**
  * Shared helpers of the model I/O tests: fixture paths, reading a whole model into float64
- * values, decoding the expected values the fixture generator (PyTorch/numpy) recorded, and
- * running an effect to its typed failure.
+ * values, decoding the expected values the fixture generator (PyTorch/numpy) recorded,
+ * running an effect to its typed failure, seeded bytes and CRUCIBLE_DIRECT_READS for the direct I/O tests.
  */
 import { Cause, Effect, Exit, Scope } from "effect"
 import * as fs from "node:fs"
@@ -87,3 +87,29 @@ export const writeFile = (dir: string, name: string, bytes: Uint8Array | string)
   fs.writeFileSync(file, bytes)
   return file
 }
+
+/** `size` seeded bytes (xorshift32 from `seed`, little-endian words): the same bytes on every run. */
+export const seededBytes = (size: number, seed: number): Uint8Array => {
+  const words = new Uint32Array(Math.ceil(size / 4))
+  let x = seed
+  for (let i = 0; i < words.length; i++) {
+    x ^= x << 13
+    x ^= x >>> 17
+    x ^= x << 5
+    words[i] = x >>> 0
+  }
+  return new Uint8Array(words.buffer, 0, size)
+}
+
+/** Runs `effect` with CRUCIBLE_DIRECT_READS set to `value` (unset when undefined), restoring it after. */
+export const withDirectReads = <A, E, R>(value: string | undefined, effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.acquireUseRelease(
+    Effect.sync(() => {
+      const before = process.env["CRUCIBLE_DIRECT_READS"]
+      if (value === undefined) delete process.env["CRUCIBLE_DIRECT_READS"]
+      else process.env["CRUCIBLE_DIRECT_READS"] = value
+      return before
+    }),
+    () => effect,
+    (before) => Effect.sync(() => (before === undefined ? delete process.env["CRUCIBLE_DIRECT_READS"] : (process.env["CRUCIBLE_DIRECT_READS"] = before)))
+  )
