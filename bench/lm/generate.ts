@@ -30,12 +30,13 @@ import * as LmConfig from "../../packages/strategies/src/lm/LmConfig.ts"
 import * as LmWeights from "../../packages/strategies/src/lm/LmWeights.ts"
 import * as Transformer from "../../packages/strategies/src/lm/Transformer.ts"
 import * as TextTokenizer from "../../packages/strategies/src/text/TextTokenizer.ts"
+// The reference the tests check Generate against: the same loop is timed here.
+import { recomputeGenerate } from "../../packages/strategies/test/lm/RecomputeGenerate.ts"
 
 // bench/ has no package.json: Effect and TF.js are taken from @crucible/strategies, the same instance its modules use.
 const ROOT = path.resolve(import.meta.dirname, "..", "..")
 const strategiesRequire = createRequire(path.join(ROOT, "packages", "strategies", "package.json"))
 const { Effect } = (await import(pathToFileURL(strategiesRequire.resolve("effect")).href)) as typeof import("effect")
-const tf = (await import(pathToFileURL(strategiesRequire.resolve("@tensorflow/tfjs-core")).href)) as typeof import("@tensorflow/tfjs-core")
 
 const { values: args } = parseArgs({ options: { new: { type: "string", default: "200" }, runs: { type: "string", default: "2" } } })
 const NEW = Number(args.new)
@@ -44,25 +45,6 @@ const MODEL = path.join(ROOT, "examples", "lm-merge", "tiny-llama")
 const OUT = path.join(ROOT, "bench", "out")
 const PROMPT = "The Fulton County Grand Jury said Friday an investigation of Atlanta's recent primary election produced no evidence that any irregularities took place."
 
-/** What Generate did before the cache: the forward pass over the newest `maxPositions` ids per token (greedy). */
-const recompute = async (device: Transformer.LmDevice, prompt: Int32Array, count: number): Promise<Array<number>> => {
-  const window = device.config.maxPositions
-  const ids = Array.from(prompt)
-  const out: Array<number> = []
-  for (let step = 0; step < count; step++) {
-    const context = ids.slice(-window)
-    const last = tf.tidy(() => {
-      const z = Transformer.logits(device, tf.tensor2d(Int32Array.from(context), [1, context.length], "int32"))
-      return tf.slice(z, [0, context.length - 1, 0], [1, 1, z.shape[2]])
-    })
-    const logits = (await last.data()) as Float32Array
-    last.dispose()
-    const next = Generate.pick(logits, { temperature: 0 }, 0)
-    ids.push(next)
-    out.push(next)
-  }
-  return out
-}
 
 const seconds = async <A>(f: () => Promise<A>): Promise<{ readonly value: A; readonly s: number }> => {
   const t0 = performance.now()
@@ -82,10 +64,10 @@ const main = Effect.gen(function* () {
   let ids: { cached: Array<number>; recompute: Array<number> } = { cached: [], recompute: [] }
   yield* Effect.promise(async () => {
     await Effect.runPromise(Generate.generate(device, prompt, { ...options, maxNewTokens: 8 }))
-    await recompute(device, prompt, 8)
+    await recomputeGenerate(device, prompt, { ...options, maxNewTokens: 8 })
     for (let r = 0; r < RUNS; r++) {
       const a = await seconds(cachedRun)
-      const b = await seconds(() => recompute(device, prompt, NEW))
+      const b = await seconds(() => recomputeGenerate(device, prompt, options))
       best.cached = Math.min(best.cached, a.s)
       best.recompute = Math.min(best.recompute, b.s)
       ids = { cached: Array.from(a.value), recompute: b.value }

@@ -9,22 +9,13 @@
 import { assert } from "@effect/vitest"
 import * as tf from "@tensorflow/tfjs-core"
 import { Effect } from "effect"
-import * as Random from "../../src/backend/Random.ts"
 import * as Decode from "../../src/lm/Decode.ts"
 import * as Generate from "../../src/lm/Generate.ts"
 import type { LmConfig } from "../../src/lm/LmConfig.ts"
 import * as Transformer from "../../src/lm/Transformer.ts"
+import { readLast, recomputeGenerate } from "./RecomputeGenerate.ts"
 import { type Case, maxAbsDiff } from "./TransformerFixtures.ts"
 
-const readLast = async (z: tf.Tensor3D): Promise<Float32Array> => {
-  const [B, T, V] = z.shape
-  const last = tf.slice(z, [0, T - 1, 0], [B, 1, V])
-  try {
-    return (await last.data()) as Float32Array
-  } finally {
-    last.dispose()
-  }
-}
 
 /**
  * Prefills the first `prefix` tokens of every fixture sequence, then steps through the rest; at each
@@ -72,24 +63,6 @@ export const decodeErrors = async (c: Case, prefix: number): Promise<{ readonly 
   return { recompute, pytorch, positions }
 }
 
-/** Generate as it was before the cache: the forward pass over the newest `maxPositions` ids at every step. */
-export const recomputeGenerate = async (device: Transformer.LmDevice, prompt: Int32Array, options: Generate.GenerateOptions, index = 0): Promise<Array<number>> => {
-  const window = device.config.maxPositions
-  const ids = Array.from(prompt)
-  const out: Array<number> = []
-  for (let step = 0; step < options.maxNewTokens; step++) {
-    const context = ids.slice(-window)
-    const z = tf.tidy(() => Transformer.logits(device, tf.tensor2d(Int32Array.from(context), [1, context.length], "int32")))
-    const logits = await readLast(z)
-    z.dispose()
-    const u = options.temperature === 0 ? 0 : Random.make(Random.derive(options.seed, "generate", index, step)).next()
-    const next = Generate.pick(logits, options, u)
-    ids.push(next)
-    out.push(next)
-    if (next === options.eos) break
-  }
-  return out
-}
 
 /**
  * `Generate.generate` (cached) and {@link recomputeGenerate} on the fixture model with `maxPositions`
