@@ -4,15 +4,14 @@
 // `TaskArithmetic.bound` (elements whose election is within rounding of 0 only counted: tiesCompare.ts).
 // End to end, merge/ties with GpuMerge and CRUCIBLE_RANGE_WISE_BYTES=0 gives values within that bound.
 import { DType, Model, TensorRef } from "@crucible/core"
-import { Effect, Layer, Result } from "effect"
+import { Effect } from "effect"
 import { beforeEach, describe, expect, it } from "vitest"
 import * as GpuRange from "../../../src/merge/gpu/RangeWise.ts"
-import { GpuMerge } from "../../../src/merge/GpuMerge.ts"
 import type { PackedInput } from "../../../src/merge/kernels/PackedInput.ts"
 import * as PackedParallel from "../../../src/merge/kernels/PackedParallel.ts"
 import * as Kernel from "../../../src/merge/kernels/TaskArithmetic.ts"
 import { Ties } from "../../../src/merge/TaskArithmetic.ts"
-import { decodeParams } from "../../decodeParams.ts"
+import { floatsOf, forcedRangeWise, packedOf, planOf as planFor, stageOutput } from "./rangeWise.ts"
 import { device, gpuHandle, skipWithoutGpu } from "./support.ts"
 import { compare } from "./tiesCompare.ts"
 
@@ -26,11 +25,7 @@ const wave = (seed: number, around?: Float32Array) =>
 const baseValues = wave(0)
 const tuneValues = [1, 2, 3].map((m) => wave(10 * m, baseValues))
 
-// The packed inputs and their exact float32 values (bf16/f16 decode exactly).
-const packedOf = (values: Float32Array, dtype: PackedInput["dtype"]): PackedInput => ({ bytes: DType.fromNumbers(values, dtype), dtype })
-const floatsOf = (p: PackedInput) => DType.toFloat32(p.bytes.slice(), p.dtype)
-
-const planOf = (params: Kernel.TaskArithmeticParams, models: number) => Result.getOrThrow(Kernel.plan(params, SHAPE, models, "t"))
+const planOf = (params: Kernel.TaskArithmeticParams, models: number) => planFor(params, SHAPE, models)
 
 // The CPU range-wise path in this thread: statistics, then the output in one range.
 const cpuRangeWise = (plan: Kernel.TaskArithmeticPlan, inputs: ReadonlyArray<PackedInput>) =>
@@ -120,17 +115,9 @@ describe("range-wise task arithmetic on the GPU (packed inputs)", () => {
     const modelOf = (name: string, values: Float32Array) => Model.make(name, [TensorRef.fromBytes("embed.weight", "BF16", SHAPE, DType.fromNumbers(values, "BF16"))])
     const base = modelOf("base", baseValues)
     const models = tuneValues.map((v, m) => modelOf(`ft${m}`, v))
-    const context = { id: "m", kind: "merge/ties", resolvePath: (p: string) => p, runDir: "/nonexistent", cacheDir: "/nonexistent", dryRun: false }
     const run = (inputs: { base: Model.Model; models: ReadonlyArray<Model.Model> }, onGpu: boolean) =>
-      Effect.runPromise(Effect.scoped(Effect.gen(function* () {
-        const merged = yield* Ties.run({ ...context, params: decodeParams(Ties as never, { density: 0.3, weights: [0.3, 0.7, 1.1], lambda: 0.9, out_dtype: "float32" } as never) as never, inputs })
-        const t = merged.tensors.get("embed.weight")!
-        // Declared memory: the packed inputs, i.e. the range-wise path.
-        expect(t.lineage?._tag === "Derived" ? t.lineage.memory.bytes : undefined).toBe(4 * n * 2)
-        return new Float32Array((yield* t.read()).slice().buffer)
-      })).pipe(Effect.provide(onGpu ? GpuMerge.fromHandle(handle) : Layer.empty as unknown as Layer.Layer<GpuMerge>)))
-    process.env.CRUCIBLE_RANGE_WISE_BYTES = "0"
-    try {
+      stageOutput(Ties, { density: 0.3, weights: [0.3, 0.7, 1.1], lambda: 0.9, out_dtype: "float32" }, inputs, "embed.weight", 4 * n * 2, onGpu ? handle : undefined)
+    await forcedRangeWise(async () => {
       const cpu = await run({ base, models }, false)
       const gpu = await run({ base, models }, true)
       const inputs = [baseValues, ...tuneValues].map((v) => packedOf(v, "BF16"))
@@ -147,8 +134,6 @@ describe("range-wise task arithmetic on the GPU (packed inputs)", () => {
       const expected = await failure(false)
       expect(expected).toContain("first: NaN at element 70001")
       expect(await failure(true)).toBe(expected)
-    } finally {
-      delete process.env.CRUCIBLE_RANGE_WISE_BYTES
-    }
+    })
   }, 120_000)
 })

@@ -4,7 +4,7 @@
 // `GpuTask.factorError` of the CPU's, and each range within `TaskArithmetic.bound` (tiesCompare.ts).
 // End to end, merge/della with GpuMerge and CRUCIBLE_RANGE_WISE_BYTES=0 agrees with the CPU stage.
 import { DType, Model, TensorRef } from "@crucible/core"
-import { Effect, Layer, Result } from "effect"
+import { Effect } from "effect"
 import { beforeEach, describe, expect, it } from "vitest"
 import * as GpuRange from "../../../src/merge/gpu/RangeWise.ts"
 import * as GpuTask from "../../../src/merge/gpu/TaskArithmetic.ts"
@@ -13,17 +13,13 @@ import type { PackedInput } from "../../../src/merge/kernels/PackedInput.ts"
 import * as PackedParallel from "../../../src/merge/kernels/PackedParallel.ts"
 import * as Kernel from "../../../src/merge/kernels/TaskArithmetic.ts"
 import { Della } from "../../../src/merge/TaskArithmetic.ts"
-import { decodeParams } from "../../decodeParams.ts"
 import { normal } from "../kernels/helpers.ts"
+import { floatsOf, forcedRangeWise, packedOf, planOf, stageOutput } from "./rangeWise.ts"
 import { device, gpuHandle, skipWithoutGpu } from "./support.ts"
 import { compare, cpuMerge } from "./tiesCompare.ts"
 
 beforeEach((context) => skipWithoutGpu(context))
 
-const packedOf = (values: Float32Array, dtype: PackedInput["dtype"]): PackedInput => ({ bytes: DType.fromNumbers(values, dtype), dtype })
-const floatsOf = (p: PackedInput) => DType.toFloat32(p.bytes.slice(), p.dtype)
-const planOf = (params: Kernel.TaskArithmeticParams, shape: ReadonlyArray<number>, models: number, name = "t") =>
-  Result.getOrThrow(Kernel.plan(params, shape, models, name))
 const bytes = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength)
 
 // Through the run's GpuMerge, so the pipelines compile once for the file (lavapipe compiles slowly).
@@ -132,17 +128,8 @@ describe("range-wise DARE, DELLA and L1 groups on the GPU", () => {
     const base = modelOf("base", baseValues)
     const models = tunes.map((v, m) => modelOf(`ft${m}`, v))
     const params = { density: 0.5, epsilon: 0.2, weights: [0.6, 0.9], seed: 9, out_dtype: "float32" }
-    const context = { id: "m", kind: "merge/della", resolvePath: (p: string) => p, runDir: "/nonexistent", cacheDir: "/nonexistent", dryRun: false }
-    const stage = (onGpu: boolean) =>
-      Effect.runPromise(Effect.scoped(Effect.gen(function* () {
-        const merged = yield* Della.run({ ...context, params: decodeParams(Della as never, params as never) as never, inputs: { base, models } })
-        const t = merged.tensors.get("mlp.weight")!
-        // Declared memory: the packed inputs, i.e. the range-wise path.
-        expect(t.lineage?._tag === "Derived" ? t.lineage.memory.bytes : undefined).toBe(3 * n * 2)
-        return new Float32Array((yield* t.read()).slice().buffer)
-      })).pipe(Effect.provide(onGpu ? GpuMerge.fromHandle(handle) : Layer.empty as unknown as Layer.Layer<GpuMerge>)))
-    process.env.CRUCIBLE_RANGE_WISE_BYTES = "0"
-    try {
+    const stage = (onGpu: boolean) => stageOutput(Della, params, { base, models }, "mlp.weight", 3 * n * 2, onGpu ? handle : undefined)
+    await forcedRangeWise(async () => {
       const cpu = await stage(false)
       const gpu = await stage(true)
       const [b, ...m] = [baseValues, ...tunes].map((v) => floatsOf(packedOf(v, "BF16")))
@@ -150,8 +137,6 @@ describe("range-wise DARE, DELLA and L1 groups on the GPU", () => {
       expect(cpu).toEqual(reference.out)
       compare(gpu, cpu, reference.prepared, b!, m)
       expect(gpu.some((v, j) => v !== cpu[j])).toBe(true)
-    } finally {
-      delete process.env.CRUCIBLE_RANGE_WISE_BYTES
-    }
+    })
   }, 120_000)
 })
