@@ -100,25 +100,25 @@ export const open = (target: string, options: OpenOptions = {}): Effect.Effect<C
     const staged = directFd === undefined ? undefined : DirectWrite.make(fd, directFd)
     // Runs before both descriptors are closed (finalizers run last-added first): no staged write outlives them.
     if (staged !== undefined) yield* Effect.addFinalizer(() => Effect.promise(() => staged.drain()))
-    const writeBytes = (bytes: Uint8Array, at: number) =>
-      staged !== undefined ? Effect.tryPromise({
-        try: () => staged.append(bytes),
-        catch: (cause) => new IoError({ file: target, operation: "write", detail: describe(cause) })
-      }).pipe(Effect.map(() => void (state.written += bytes.byteLength))) : Effect.callback<void, IoError>((resume) => {
-        DirectWrite.writeFully(fd, bytes, at, (error) => {
-          if (error) return resume(Effect.fail(new IoError({ file: target, operation: "write", detail: describe(error) })))
-          state.written += bytes.byteLength
-          flushBehind()
-          resume(Effect.void)
+    const writeFailed = (cause: unknown) => new IoError({ file: target, operation: "write", detail: describe(cause) })
+    // Staged (direct) writes go in call order, so `at` is implied; they are not flushed behind (they bypass the cache).
+    const writeBytes = (bytes: Uint8Array, at: number): Effect.Effect<void, IoError> =>
+      staged !== undefined
+        ? Effect.map(Effect.tryPromise({ try: () => staged.append(bytes), catch: writeFailed }), () => void (state.written += bytes.byteLength))
+        : Effect.callback<void, IoError>((resume) => {
+          DirectWrite.writeFully(fd, bytes, at, (error) => {
+            if (error) return resume(Effect.fail(writeFailed(error)))
+            state.written += bytes.byteLength
+            flushBehind()
+            resume(Effect.void)
+          })
         })
-      })
     // Large files are flushed to disk while they are written (one fdatasync in the thread pool
     // at a time, every FLUSH_BEHIND bytes), so the fsync of `seal` finds little left to write.
     // Only the final fsync is relied on: these are just early starts of the same work.
     let flushing: Array<() => void> | undefined
     let flushedAt = 0
     const flushBehind = () => {
-      if (staged !== undefined) return
       if (flushing !== undefined || state.closed || state.written - flushedAt < FLUSH_BEHIND) return
       const waiting: Array<() => void> = (flushing = [])
       flushedAt = state.written
@@ -141,10 +141,7 @@ export const open = (target: string, options: OpenOptions = {}): Effect.Effect<C
         return Effect.asVoid(Effect.all([writeBytes(bytes, at), digest.update(bytes)], { concurrency: 2 }))
       })
     // Direct writes: everything staged goes out (the last block's tail through `fd`) before the fsync.
-    const stagedOut = staged === undefined ? Effect.void : Effect.tryPromise({
-      try: () => staged.flush(),
-      catch: (cause) => new IoError({ file: target, operation: "write", detail: describe(cause) })
-    })
+    const stagedOut = staged === undefined ? Effect.void : Effect.tryPromise({ try: () => staged.flush(), catch: writeFailed })
     const seal = Effect.andThen(Effect.andThen(flushed, stagedOut), Effect.try({
       try: () => {
         if (state.closed) return
