@@ -81,6 +81,12 @@ const fromDescriptor = (path: string, fd: number, size: number, format: string, 
     }
     // Copies into the hash's ring the read waits for before `target` may be reused.
     const copies: Array<Promise<void>> = []
+    // Hands a piece's bytes (in `target`) to its ticket's ring, if tapped.
+    const fill = (k: number) => {
+      const piece = pieces[k]!
+      const copied = piece.ticket?.fill(target.subarray(piece.at, piece.at + piece.length))
+      if (copied !== undefined) copies.push(copied)
+    }
     const fail = (k: number, error: Error) => {
       for (const p of pieces.slice(k)) p.ticket?.fail()
       done(error)
@@ -90,8 +96,7 @@ const fromDescriptor = (path: string, fd: number, size: number, format: string, 
       const part = target.subarray(piece.at, piece.at + piece.length)
       readFully(fd, part, offset + piece.at, count, (error) => {
         if (error) return fail(k, error)
-        const copied = piece.ticket?.fill(part)
-        if (copied !== undefined) copies.push(copied)
+        fill(k)
         next(k + 1)
       })
     }
@@ -114,8 +119,7 @@ const fromDescriptor = (path: string, fd: number, size: number, format: string, 
         if (lent !== undefined) void lent.then(() => slots!.give(slot))
         else {
           slots!.give(slot)
-          const copied = piece.ticket?.fill(target.subarray(piece.at, piece.at + piece.length))
-          if (copied !== undefined) copies.push(copied)
+          fill(k)
         }
         next(k + 1)
       })
