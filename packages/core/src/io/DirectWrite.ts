@@ -34,7 +34,6 @@ export interface Staged {
   readonly directBytes: () => number
 }
 
-
 /** Appends to the file open at `fd` (ordinary) and `directFd` (`O_DIRECT`), from offset 0. @category constructors */
 export const make = (fd: number, directFd: number): Staged => {
   const slots = DirectRead.slots(SLOTS)
