@@ -56,7 +56,7 @@ export interface GpuHandle {
   readonly slot: Semaphore.Semaphore
   /** The merge kernels' compiled pipelines on this device, by WGSL source (`merge/gpu/Device.pipeline`). */
   readonly pipelines: Map<string, GPUComputePipeline>
-  /** The merge kernels' recycled buffers on this device (`BufferPool.ts`), bounded; emptied by {@link close}. */
+  /** The merge kernels' recycled buffers on this device (`BufferPool.ts`), bounded; they live as long as the device (the process: see `backend/Backend.ts`). */
   readonly buffers: BufferPool.BufferPool
 }
 
@@ -145,16 +145,6 @@ export const acquire = (options: {
       }
     }
   })
-
-/**
- * Closes a handle: its pooled buffers are destroyed (and any given back later), then the device.
- * Nothing may use the handle after.
- */
-export const close = (handle: GpuHandle): void => {
-  handle.buffers.close()
-  handle.pipelines.clear()
-  handle.device.destroy()
-}
 
 /** Why the GPU tests cannot run here (no `webgpu` package, no Vulkan loader, no lavapipe), or undefined. */
 export const unavailable = (env: NodeJS.ProcessEnv = process.env): string | undefined => {
