@@ -12,6 +12,9 @@ import * as Wasm from "./Wasm.ts"
 const { op } = Wasm
 
 const i32x4 = (v: number) => op.v128Const(Wasm.i32x4Bytes(v))
+const i16x8 = (v: number) => op.v128Const(Array.from({ length: 16 }, (_, k) => (k & 1 ? v >>> 8 : v) & 0xff))
+const advance = (locals: ReadonlyArray<number>, by: number) => locals.flatMap((p) => [...op.localGet(p), ...op.i32Const(by), ...op.i32Add, ...op.localSet(p)])
+const countDown = (local: number) => [...op.localGet(local), ...op.i32Const(1), ...op.i32Sub, ...op.localTee(local), ...op.brIf(0)]
 
 // Interleaves the 16-bit lanes of zero (a) and the bf16 halves (b): each float32 lane is b << 16.
 // These are the byte patterns of x86's punpcklwd / punpckhwd, which V8 emits for them.
@@ -65,22 +68,29 @@ export const narrowFunc: Wasm.Func = {
   ]
 }
 
-/** nonfinite_f32(src, steps) → 1 when one of 4·steps float32 is NaN or ±Inf (exponent all ones). @category functions */
-export const nonFiniteFunc: Wasm.Func = {
-  name: "nonfinite_f32",
+// (src, steps) → 1 when a lane of the 16-byte vectors at src… has every bit of `exponent` (the splat
+// constant) set — NaN or ±Inf — compared lane by lane with `eq`.
+const nonFiniteScan = (name: string, exponent: Array<number>, eq: Array<number>): Wasm.Func => ({
+  name,
   params: [Wasm.I32, Wasm.I32],
   results: [Wasm.I32],
   locals: [[1, Wasm.V128]],
   code: [
     ...op.loop,
-    ...op.localGet(2), ...op.localGet(0), ...op.v128Load(0), ...i32x4(0x7f800000), ...op.v128And(), ...i32x4(0x7f800000), ...op.i32x4Eq(),
+    ...op.localGet(2), ...op.localGet(0), ...op.v128Load(0), ...exponent, ...op.v128And(), ...exponent, ...eq,
     ...op.v128Or(), ...op.localSet(2),
-    ...op.localGet(0), ...op.i32Const(16), ...op.i32Add, ...op.localSet(0),
-    ...op.localGet(1), ...op.i32Const(1), ...op.i32Sub, ...op.localTee(1), ...op.brIf(0),
+    ...advance([0], 16),
+    ...countDown(1),
     ...op.end,
     ...op.localGet(2), ...op.v128AnyTrue()
   ]
-}
+})
+
+/** nonfinite_f32(src, steps) → 1 when one of 4·steps float32 is NaN or ±Inf (exponent all ones). @category functions */
+export const nonFiniteFunc: Wasm.Func = nonFiniteScan("nonfinite_f32", i32x4(0x7f800000), op.i32x4Eq())
+
+/** nonfinite_bf16(src, steps) → 1 when one of 8·steps bf16 is NaN or ±Inf (exponent all ones). @category functions */
+export const nonFiniteBf16Func: Wasm.Func = nonFiniteScan("nonfinite_bf16", i16x8(0x7f80), op.i16x8Eq())
 
 /** keys_f32(x, base, dst, steps): dst = bits(x − base) & 0x7fffffff, 4 per step. @category functions */
 export const keysFunc: Wasm.Func = {
@@ -157,27 +167,7 @@ const keys4Bf16 = (x: number, base: number): Array<number> => [
   ...op.f32x4Sub(), ...i32x4(0x7fffffff), ...op.v128And()
 ]
 
-const i16x8 = (v: number) => op.v128Const(Array.from({ length: 16 }, (_, k) => (k & 1 ? v >>> 8 : v) & 0xff))
 const extractLane = (lane: number) => Wasm.simd(0x1b, lane)
-const advance = (locals: ReadonlyArray<number>, by: number) => locals.flatMap((p) => [...op.localGet(p), ...op.i32Const(by), ...op.i32Add, ...op.localSet(p)])
-const countDown = (local: number) => [...op.localGet(local), ...op.i32Const(1), ...op.i32Sub, ...op.localTee(local), ...op.brIf(0)]
-
-/** nonfinite_bf16(src, steps) → 1 when one of 8·steps bf16 is NaN or ±Inf (exponent all ones). @category functions */
-export const nonFiniteBf16Func: Wasm.Func = {
-  name: "nonfinite_bf16",
-  params: [Wasm.I32, Wasm.I32],
-  results: [Wasm.I32],
-  locals: [[1, Wasm.V128]],
-  code: [
-    ...op.loop,
-    ...op.localGet(2), ...op.localGet(0), ...op.v128Load(0), ...i16x8(0x7f80), ...op.v128And(), ...i16x8(0x7f80), ...op.i16x8Eq(),
-    ...op.v128Or(), ...op.localSet(2),
-    ...advance([0], 16),
-    ...countDown(1),
-    ...op.end,
-    ...op.localGet(2), ...op.v128AnyTrue()
-  ]
-}
 
 /**
  * high_bf16(x, base, steps, counts): for 4·steps bf16 elements, adds 1 to the u32 count at
