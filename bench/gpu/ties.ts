@@ -6,6 +6,8 @@
  * `GpuMerge` provided (pipelines compiled once, as in a run), best of. Check: the GPU's selectors
  * equal the CPU's (`TaskStatistics.prepare`), so the kept sets are the CPU's.
  */
+import * as DType from "../../packages/core/src/tensor/DType.ts"
+import * as Random from "../../packages/strategies/src/backend/Random.ts"
 import { Effect, Result } from "../merge/effect.ts"
 import type * as Gpu from "../../packages/strategies/src/gpu/Gpu.ts"
 import { GpuMerge } from "../../packages/strategies/src/merge/GpuMerge.ts"
@@ -28,26 +30,14 @@ export interface TiesFigures {
   readonly check: "ok" | string
 }
 
-// A seeded xorshift: the inputs are the same on every run.
+// Seeded (the project's generator, backend/Random.ts): the inputs are the same on every run.
 const family = (n: number, count: number) => {
-  let s = 0x9e3779b9
-  const next = () => {
-    s ^= s << 13
-    s ^= s >>> 17
-    s ^= s << 5
-    return (s >>> 0) / 2 ** 32 - 0.5
-  }
+  const random = Random.make(0x9e3779b9)
+  const next = () => random.uniform(-0.5, 0.5)
   const base = Float32Array.from({ length: n }, () => next())
   // Task vectors quantised to 1/256: many equal magnitudes, as fine-tunes in bf16 have.
   const models = Array.from({ length: count }, () => Float32Array.from(base, (b) => b + Math.round(next() * 8) / 256))
   return { base, models }
-}
-
-const toBf16 = (a: Float32Array): Uint8Array => {
-  const words = new Uint32Array(a.buffer, a.byteOffset, a.length)
-  const out = new Uint16Array(a.length)
-  for (let j = 0; j < a.length; j++) out[j] = words[j]! >>> 16
-  return new Uint8Array(out.buffer)
 }
 
 /** The TIES rows on `handle`'s device. */
@@ -56,7 +46,7 @@ export const tiesBench = async (handle: Gpu.GpuHandle, n: number, repeats: numbe
   const { base, models } = family(n, count)
   const plan = Result.getOrThrow(Kernel.plan({ ...Kernel.presets.ties, weights: [1, 0.6, 0.8], density: 0.3, lambda: 0.9 }, [n], count, "t"))
   const cpu = TaskStatistics.prepare(plan, base, models)
-  const packed: Array<PackedInput> = [base, ...models].map((a) => ({ bytes: toBf16(a), dtype: "BF16" }))
+  const packed: Array<PackedInput> = [base, ...models].map((a) => ({ bytes: DType.fromNumbers(a, "BF16"), dtype: "BF16" }))
   const gpuMerge = GpuMerge.ofHandle(handle)
   const run = <A, E>(effect: Effect.Effect<A, E, GpuMerge>) => Effect.runPromise(Effect.provideService(effect, GpuMerge, gpuMerge))
   const device = handle.device
