@@ -10,6 +10,7 @@
 import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import * as Random from "../../packages/strategies/src/backend/Random.ts"
 
 /** Bandwidths in bytes per second, and how they were measured. */
 export interface DiskBandwidth {
@@ -68,15 +69,9 @@ export const warm = (files: ReadonlyArray<string>): void => {
  */
 export const measure = (dir: string, bytes = 2 * 2 ** 30): DiskBandwidth => {
   const file = path.join(dir, `.bigmerge-disk-${process.pid}.bin`)
-  const block = new Uint32Array(BLOCK / 4)
-  // A xorshift stream: the disk (or a compressing layer under it) sees no pattern.
-  let x = 0x9e3779b9
-  for (let i = 0; i < block.length; i++) {
-    x ^= x << 13
-    x ^= x >>> 17
-    x ^= x << 5
-    block[i] = x >>> 0
-  }
+  // A seeded random stream (backend/Random.ts): the disk (or a compressing layer under it) sees no pattern.
+  const random = Random.make(0x9e3779b9)
+  const block = Uint32Array.from({ length: BLOCK / 4 }, () => random.uint32())
   const blocks = Math.max(1, Math.round(bytes / BLOCK))
   const total = blocks * BLOCK
   try {
