@@ -245,15 +245,17 @@ const l1Norms = (
         if (della) Della.uploadTables(device, dellaBuffer!, unscaled, l)
         const extra = dellaBuffer === undefined ? [] : [dellaBuffer]
         const info = buffers.storage(8 * 4 * count, "range-wise.info")
+        // DELLA's info words name the chunk's start (its rank region): uploaded per chunk, the others' once.
+        if (!della) Device.upload(device, info, TaskShader.infoWords(unscaled))
         const partials = buffers.storage(8 * Math.ceil(first / L1_BLOCK), "range-wise.l1.partials")
         const params = buffers.uniform(new Uint32Array(4), "range-wise.l1.params")
         // One pass over the chunks (each uploaded once), every model's norm taken from the same upload.
         yield* chunked(device, inputs, 0, n, options, "range-wise.l1", ({ x, layout }, s, m) =>
           Effect.gen(function* () {
+            if (della) Device.upload(device, info, Della.infoWords(unscaled, l, s))
             for (const [i, selector] of selectors.entries()) {
               if (selector.kind === "all" || selector.kind === "none") continue
               if (selector.kind === "della") yield* ranker!.rank([layout, x], i, m, 0)
-              Device.upload(device, info, della ? Della.infoWords(unscaled, l, s) : TaskShader.infoWords(unscaled))
               const blocks = Math.ceil(m / L1_BLOCK)
               device.queue.writeBuffer(params, 0, new Uint32Array([m, i, s, blocks]))
               yield* Device.run(device, "range-wise.l1", (e) => Device.dispatch(e, device, pipe, [params, layout, x, info, partials, ...extra], blocks))
