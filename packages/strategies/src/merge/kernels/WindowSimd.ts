@@ -13,7 +13,10 @@ const { op } = Wasm
 
 const i32x4 = (v: number) => op.v128Const(Wasm.i32x4Bytes(v))
 const i16x8 = (v: number) => op.v128Const(Array.from({ length: 16 }, (_, k) => (k & 1 ? v >>> 8 : v) & 0xff))
-const advance = (locals: ReadonlyArray<number>, by: number) => locals.flatMap((p) => [...op.localGet(p), ...op.i32Const(by), ...op.i32Add, ...op.localSet(p)])
+// Each address local += `by`.
+const advance = (locals: ReadonlyArray<number>, by: number) => locals.flatMap((p) => Wasm.bump(p, by))
+// A loop's tail: the step count in `local` decremented, back to the loop's start while it is not 0
+// (a do-while: every helper takes steps ≥ 1; `Wasm.countDown` is the while form).
 const countDown = (local: number) => [...op.localGet(local), ...op.i32Const(1), ...op.i32Sub, ...op.localTee(local), ...op.brIf(0)]
 
 // Interleaves the 16-bit lanes of zero (a) and the bf16 halves (b): each float32 lane is b << 16.
@@ -32,9 +35,9 @@ export const widenFunc: Wasm.Func = {
     ...op.localGet(0), ...op.v128Load(0), ...op.localSet(3),
     ...op.localGet(1), ...op.localGet(4), ...op.localGet(3), ...op.shuffle(UNPACK_LOW), ...op.v128Store(0),
     ...op.localGet(1), ...op.localGet(4), ...op.localGet(3), ...op.shuffle(UNPACK_HIGH), ...op.v128Store(16),
-    ...op.localGet(0), ...op.i32Const(16), ...op.i32Add, ...op.localSet(0),
-    ...op.localGet(1), ...op.i32Const(32), ...op.i32Add, ...op.localSet(1),
-    ...op.localGet(2), ...op.i32Const(1), ...op.i32Sub, ...op.localTee(2), ...op.brIf(0),
+    ...advance([0], 16),
+    ...advance([1], 32),
+    ...countDown(2),
     ...op.end
   ]
 }
@@ -61,9 +64,9 @@ export const narrowFunc: Wasm.Func = {
     ...op.localGet(1),
     ...op.localGet(0), ...op.v128Load(0), ...encode4(3), ...op.localGet(0), ...op.v128Load(16), ...encode4(3),
     ...op.i16x8NarrowI32x4U(), ...op.v128Store(0),
-    ...op.localGet(0), ...op.i32Const(32), ...op.i32Add, ...op.localSet(0),
-    ...op.localGet(1), ...op.i32Const(16), ...op.i32Add, ...op.localSet(1),
-    ...op.localGet(2), ...op.i32Const(1), ...op.i32Sub, ...op.localTee(2), ...op.brIf(0),
+    ...advance([0], 32),
+    ...advance([1], 16),
+    ...countDown(2),
     ...op.end
   ]
 }
@@ -102,8 +105,8 @@ export const keysFunc: Wasm.Func = {
     ...op.loop,
     ...op.localGet(2), ...op.localGet(0), ...op.v128Load(0), ...op.localGet(1), ...op.v128Load(0), ...op.f32x4Sub(),
     ...i32x4(0x7fffffff), ...op.v128And(), ...op.v128Store(0),
-    ...[0, 1, 2].flatMap((p) => [...op.localGet(p), ...op.i32Const(16), ...op.i32Add, ...op.localSet(p)]),
-    ...op.localGet(3), ...op.i32Const(1), ...op.i32Sub, ...op.localTee(3), ...op.brIf(0),
+    ...advance([0, 1, 2], 16),
+    ...countDown(3),
     ...op.end
   ]
 }
@@ -145,12 +148,12 @@ export const selectLowFunc: Wasm.Func = {
       ...op.localGet(0), ...scalar.i32Load(lane * 4), ...op.localTee(5), ...op.i32Const(16), ...scalar.i32ShrU, ...op.localGet(2), ...scalar.i32Eq,
       ...scalar.if,
       ...op.localGet(3), ...op.localGet(5), ...op.i32Const(0xffff), ...scalar.i32And, ...scalar.i32Store,
-      ...op.localGet(3), ...op.i32Const(4), ...op.i32Add, ...op.localSet(3),
+      ...advance([3], 4),
       ...op.end
     ]),
     ...op.end,
-    ...op.localGet(0), ...op.i32Const(16), ...op.i32Add, ...op.localSet(0),
-    ...op.localGet(1), ...op.i32Const(1), ...op.i32Sub, ...op.localTee(1), ...op.brIf(0),
+    ...advance([0], 16),
+    ...countDown(1),
     ...op.end,
     ...op.localGet(3), ...op.localGet(4), ...op.i32Sub, ...op.i32Const(2), ...scalar.i32ShrU
   ]
