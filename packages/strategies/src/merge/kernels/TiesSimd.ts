@@ -467,6 +467,8 @@ const onMemory = (n: number, memory: WebAssembly.Memory): TiesWindows => {
   const equalBf16 = exports["equal_bf16"]!
   const slotBytes = slots.map((h) => new Uint8Array(h.buffer, h.byteOffset, BLOCK * 2))
   const highs = Array.from({ length: MAX_MODELS }, (_, c) => new Uint32Array(buffer, highAt(c), HIGH_BYTES / 4))
+  // Low histograms `c`: MAX_LOW_SPAN × 65,536 counts, of which a guess uses the first `span` × 65,536.
+  const lows = Array.from({ length: MAX_MODELS }, (_, c) => new Uint32Array(buffer, lowAt(c), LOW_BYTES * MAX_LOW_SPAN / 4))
   const key = (k: number, j: number): number => {
     tau[0] = fromSlots(k, j) - fromSlots(0, j)
     return tauBits[0]! & 0x7fffffff
@@ -495,18 +497,18 @@ const onMemory = (n: number, memory: WebAssembly.Memory): TiesWindows => {
     countAboveLow: (c, k, a, b, first, span) => {
       const m4 = (b - a) & ~3
       let above = m4 > 0 ? aboveLowBf16(packedAt(k) + a * 2, packedAt(0) + a * 2, m4 / 4, lowAt(c), first, span) : 0
-      const lows = new Uint32Array(buffer, lowAt(c), span * 65536)
+      const counts = lows[c]!
       for (let j = a + m4; j < b; j++) {
         const q = key(k, j)
         const h = (q >>> 16) - first
         if (h >= span) above++
-        else if (h >= 0) lows[h * 65536 + (q & 0xffff)]!++
+        else if (h >= 0) counts[h * 65536 + (q & 0xffff)]!++
       }
       return above
     },
-    clearLow: (c, span) => new Uint32Array(buffer, lowAt(c), span * 65536).fill(0),
+    clearLow: (c, span) => lows[c]!.fill(0, 0, span * 65536),
     readLow: (c, span) => {
-      const counts = new Uint32Array(buffer, lowAt(c), span * 65536)
+      const counts = lows[c]!.subarray(0, span * 65536)
       let nonzero = 0
       for (let q = 0; q < counts.length; q++) if (counts[q] !== 0) nonzero++
       const pairs = new Uint32Array(2 * nonzero)
