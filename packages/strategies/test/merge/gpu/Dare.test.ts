@@ -1,7 +1,7 @@
 // DARE on the GPU: the kept set is the CPU's draws exactly (any seed, tensor name, density,
 // chunking), results within `GpuTask.bound` of the CPU kernel, and merge/dare-ties as a stage.
 import { DType, Model, TensorRef } from "@crucible/core"
-import { Effect, Layer, Result } from "effect"
+import { Effect, Layer } from "effect"
 import { beforeEach, describe, expect, it } from "vitest"
 import * as GpuTask from "../../../src/merge/gpu/TaskArithmetic.ts"
 import { GpuMerge } from "../../../src/merge/GpuMerge.ts"
@@ -12,17 +12,9 @@ import { DareLinear, DareTies, Della } from "../../../src/merge/TaskArithmetic.t
 import { decodeParams } from "../../decodeParams.ts"
 import { family, normal, rng } from "../kernels/helpers.ts"
 import { gpuHandle, device, skipWithoutGpu } from "./support.ts"
-import { compare, cpuMerge } from "./tiesCompare.ts"
+import { bytes, compare, cpuMerge, planOf } from "./tiesCompare.ts"
 
 beforeEach((context) => skipWithoutGpu(context))
-
-const planOf = (params: Kernel.TaskArithmeticParams, shape: ReadonlyArray<number>, models: number, name = "t") => {
-  const planned = Kernel.plan(params, shape, models, name)
-  if (Result.isFailure(planned)) throw planned.failure
-  return planned.success
-}
-
-const bytes = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength)
 
 describe("DARE on the GPU", () => {
   it("the kept set is the CPU's draws: seeds (both 32-bit halves), tensor names, model streams, densities, chunked runs", async () => {

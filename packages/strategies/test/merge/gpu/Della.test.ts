@@ -3,30 +3,16 @@
 // of one entry, 1-D tensors, quantized task vectors full of equal magnitudes, whole and in chunks;
 // the presets (della, della-linear: `rescale: l1`) and `unbiased` within `GpuTask.bound` of the CPU
 // kernel (tiesCompare.ts), with the CPU's survivor counts.
-import { Effect, Result } from "effect"
 import { beforeEach, describe, expect, it } from "vitest"
 import * as GpuTask from "../../../src/merge/gpu/TaskArithmetic.ts"
-import { GpuMerge } from "../../../src/merge/GpuMerge.ts"
 import * as Prng from "../../../src/merge/kernels/Prng.ts"
 import * as Sparsify from "../../../src/merge/kernels/Sparsify.ts"
 import * as Kernel from "../../../src/merge/kernels/TaskArithmetic.ts"
 import { family, normal, rng } from "../kernels/helpers.ts"
-import { device, gpuHandle, skipWithoutGpu } from "./support.ts"
-import { compare, cpuMerge } from "./tiesCompare.ts"
+import { device, skipWithoutGpu, throughGpuMerge as run } from "./support.ts"
+import { bytes, compare, cpuMerge, planOf } from "./tiesCompare.ts"
 
 beforeEach((context) => skipWithoutGpu(context))
-
-const planOf = (params: Kernel.TaskArithmeticParams, shape: ReadonlyArray<number>, models: number, name = "t") => {
-  const planned = Kernel.plan(params, shape, models, name)
-  if (Result.isFailure(planned)) throw planned.failure
-  return planned.success
-}
-
-// Through the run's GpuMerge, so the pipelines compile once for the file (lavapipe compiles slowly).
-const run = async <A, E>(effect: Effect.Effect<A, E, GpuMerge>): Promise<A> =>
-  Effect.runPromise(Effect.provide(effect, GpuMerge.fromHandle(await gpuHandle())))
-
-const bytes = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength)
 
 // The CPU's keep of one DELLA model: row probabilities from `Sparsify.dellaRow`, then the draws.
 const cpuKept = (x: Float32Array, base: Float32Array, key: Prng.StreamKey, length: number, density: number, epsilon: number) => {

@@ -11,9 +11,9 @@ import type { PackedInput } from "../../../src/merge/kernels/PackedInput.ts"
 import * as PackedParallel from "../../../src/merge/kernels/PackedParallel.ts"
 import * as Kernel from "../../../src/merge/kernels/TaskArithmetic.ts"
 import { Ties } from "../../../src/merge/TaskArithmetic.ts"
-import { floatsOf, forcedRangeWise, packedOf, planOf as planFor, stageOutput } from "./rangeWise.ts"
+import { floatsOf, forcedRangeWise, packedOf, stageOutput } from "./rangeWise.ts"
 import { device, gpuHandle, skipWithoutGpu } from "./support.ts"
-import { compare } from "./tiesCompare.ts"
+import { compare, planOf as planFor } from "./tiesCompare.ts"
 
 beforeEach((context) => skipWithoutGpu(context))
 

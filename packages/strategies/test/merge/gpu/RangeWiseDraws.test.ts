@@ -8,23 +8,16 @@ import { Effect } from "effect"
 import { beforeEach, describe, expect, it } from "vitest"
 import * as GpuRange from "../../../src/merge/gpu/RangeWise.ts"
 import * as GpuTask from "../../../src/merge/gpu/TaskArithmetic.ts"
-import { GpuMerge } from "../../../src/merge/GpuMerge.ts"
 import type { PackedInput } from "../../../src/merge/kernels/PackedInput.ts"
 import * as PackedParallel from "../../../src/merge/kernels/PackedParallel.ts"
 import * as Kernel from "../../../src/merge/kernels/TaskArithmetic.ts"
 import { Della } from "../../../src/merge/TaskArithmetic.ts"
 import { normal } from "../kernels/helpers.ts"
-import { floatsOf, forcedRangeWise, packedOf, planOf, stageOutput } from "./rangeWise.ts"
-import { device, gpuHandle, skipWithoutGpu } from "./support.ts"
-import { compare, cpuMerge } from "./tiesCompare.ts"
+import { floatsOf, forcedRangeWise, packedOf, stageOutput } from "./rangeWise.ts"
+import { device, gpuHandle, skipWithoutGpu, throughGpuMerge as run } from "./support.ts"
+import { bytes, compare, cpuMerge, planOf } from "./tiesCompare.ts"
 
 beforeEach((context) => skipWithoutGpu(context))
-
-const bytes = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength)
-
-// Through the run's GpuMerge, so the pipelines compile once for the file (lavapipe compiles slowly).
-const run = async <A, E>(effect: Effect.Effect<A, E, GpuMerge>): Promise<A> =>
-  Effect.runPromise(Effect.provide(effect, GpuMerge.fromHandle(await gpuHandle())))
 
 // A range-wise merge on the GPU as RangeWise.ts runs it: statistics, then the output in ranges of `step`.
 const gpuRangeWise = async (plan: Kernel.TaskArithmeticPlan, inputs: ReadonlyArray<PackedInput>, step: number, options: GpuRange.Options) => {

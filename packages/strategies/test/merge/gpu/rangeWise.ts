@@ -1,15 +1,14 @@
 /**
  * What the range-wise GPU tests (RangeWise.test.ts, RangeWiseDraws.test.ts) share: packed inputs and
- * their exact float32 values, a task-arithmetic plan, and a merge stage run end to end — on the CPU
+ * their exact float32 values, and a merge stage run end to end — on the CPU
  * or through `GpuMerge` — with every group forced range-wise (`CRUCIBLE_RANGE_WISE_BYTES=0`).
  */
 import { DType, type Model } from "@crucible/core"
-import { Effect, Layer, Result } from "effect"
+import { Effect, Layer } from "effect"
 import { expect } from "vitest"
 import type * as Gpu from "../../../src/gpu/Gpu.ts"
 import { GpuMerge } from "../../../src/merge/GpuMerge.ts"
 import type { PackedInput } from "../../../src/merge/kernels/PackedInput.ts"
-import * as Kernel from "../../../src/merge/kernels/TaskArithmetic.ts"
 import type { Della, Ties } from "../../../src/merge/TaskArithmetic.ts"
 import { decodeParams } from "../../decodeParams.ts"
 
@@ -18,9 +17,6 @@ export const packedOf = (values: Float32Array, dtype: PackedInput["dtype"]): Pac
 
 /** A packed input's exact float32 values (bf16/f16 decode exactly). */
 export const floatsOf = (p: PackedInput) => DType.toFloat32(p.bytes.slice(), p.dtype)
-
-export const planOf = (params: Kernel.TaskArithmeticParams, shape: ReadonlyArray<number>, models: number, name = "t") =>
-  Result.getOrThrow(Kernel.plan(params, shape, models, name))
 
 /** Runs `body` with every group forced range-wise (the threshold 0), restoring the default after. */
 export const forcedRangeWise = async <A>(body: () => Promise<A>): Promise<A> => {

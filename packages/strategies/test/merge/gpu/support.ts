@@ -7,6 +7,7 @@
 import { Effect } from "effect"
 import type { TestContext } from "vitest"
 import * as Gpu from "../../../src/gpu/Gpu.ts"
+import { GpuMerge } from "../../../src/merge/GpuMerge.ts"
 import * as Support from "../../support/Gpu.ts"
 
 /** Why the GPU tests cannot run here (no `webgpu` package, no Vulkan driver), or undefined. */
@@ -28,3 +29,7 @@ export const gpuHandle = async (): Promise<Gpu.GpuHandle> => {
   await device()
   return handle!
 }
+
+/** Runs `effect` with the file's handle as the run's `GpuMerge`, so the pipelines compile once for the file (lavapipe compiles slowly). */
+export const throughGpuMerge = async <A, E>(effect: Effect.Effect<A, E, GpuMerge>): Promise<A> =>
+  Effect.runPromise(Effect.provide(effect, GpuMerge.fromHandle(await gpuHandle())))

@@ -2,6 +2,7 @@
  * The comparison of a GPU task-arithmetic result with the CPU kernel's, element by element, under
  * `GpuTask.bound` (see src/merge/gpu/TaskArithmetic.ts).
  */
+import { Result } from "effect"
 import * as GpuTask from "../../../src/merge/gpu/TaskArithmetic.ts"
 import * as Prng from "../../../src/merge/kernels/Prng.ts"
 import * as Sparsify from "../../../src/merge/kernels/Sparsify.ts"
@@ -86,3 +87,9 @@ export const cpuMerge = (plan: Kernel.TaskArithmeticPlan, base: Float32Array, mo
   return { prepared, out }
 }
 
+/** The kernel's plan of `params` for a tensor `name` of `shape` and `models` models (a test's plan: it must be valid). */
+export const planOf = (params: Kernel.TaskArithmeticParams, shape: ReadonlyArray<number>, models: number, name = "t") =>
+  Result.getOrThrow(Kernel.plan(params, shape, models, name))
+
+/** A float32 array's bytes, for exact comparisons. */
+export const bytes = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength)
